@@ -1,0 +1,180 @@
+"""The `prodloop` command line: init, serve (stdio or HTTP), ingest files, list issues."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import ProdloopError
+from prodloop.server.settings import Settings, load_settings
+from prodloop.server.store import Project
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Close the loop from production errors to code.")
+err = Console(stderr=True)
+out = Console()
+logger = logging.getLogger("prodloop.server")
+
+RepoOpt = Annotated[Path | None, typer.Option("--repo", help="git repository of the service (default: cwd)")]
+DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="store and tokens (default: <repo>/.prodloop)")]
+ProjectOpt = Annotated[str | None, typer.Option("--project", help="project name (default: the only one, or repo name)")]
+
+
+def _settings(repo: Path | None, data_dir: Path | None, **extra: object) -> Settings:
+    return load_settings(repo=repo, data_dir=data_dir, **extra)
+
+
+def _open(settings: Settings) -> AppContext:
+    return AppContext.open(settings)
+
+
+def _project(ctx: AppContext, name: str | None, *, create: bool) -> Project:
+    if name is None:
+        projects = ctx.store.list_projects()
+        if len(projects) == 1:
+            return projects[0]
+        name = ctx.settings.repo.resolve().name or "default"
+    project = ctx.store.project_by_name(name)
+    if project is None:
+        if not create:
+            raise ProdloopError(f"no project named {name}; run `prodloop init --project {name}` first")
+        project = ctx.store.create_project(name)
+    return project
+
+
+def dsn_for(settings: Settings, project: Project) -> str:
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    scheme, _, rest = base.partition("://")
+    return f"{scheme}://{project.public_key}@{rest.rstrip('/')}/{project.id}"
+
+
+@app.command()
+def init(repo: RepoOpt = None, data_dir: DataOpt = None, project: ProjectOpt = None) -> None:
+    """Create the data directory and a project; print its DSN and how to add prodloop to an agent."""
+    settings = _settings(repo, data_dir)
+    ctx = _open(settings)
+    try:
+        proj = _project(ctx, project, create=True)
+    finally:
+        ctx.close()
+    repo_path = settings.repo.resolve()
+    out.print(f"data dir   {settings.resolved_data_dir}")
+    out.print(f"project    {proj.name} (id {proj.id})")
+    out.print(f"DSN        {dsn_for(settings, proj)}")
+    out.print("           sentry_sdk.init(dsn=...) in the service sends its errors here (prodloop serve --http)")
+    out.print(f"\nClaude Code:\n  claude mcp add prodloop -- prodloop serve --repo {repo_path}")
+    snippet = {"mcpServers": {"prodloop": {"command": "prodloop", "args": ["serve", "--repo", str(repo_path)]}}}
+    out.print("\n.mcp.json:\n" + json.dumps(snippet, indent=2), markup=False, highlight=False)
+
+
+@app.command()
+def serve(
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    http: Annotated[bool, typer.Option("--http", help="serve MCP and ingest over HTTP instead of stdio")] = False,
+    host: Annotated[str | None, typer.Option(help="HTTP host (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (default 8765)")] = None,
+) -> None:
+    """Run the MCP server: stdio for one agent (default), or HTTP with ingest for a team."""
+    settings = _settings(repo, data_dir, host=host, port=port)
+    ctx = _open(settings)
+    try:
+        if http:
+            _serve_http(ctx)
+        else:
+            from prodloop.server.mcp_app import build_mcp
+
+            build_mcp(ctx).run("stdio")
+    finally:
+        ctx.close()
+
+
+def _serve_http(ctx: AppContext) -> None:
+    import uvicorn
+
+    from prodloop.server.auth import ensure_token
+    from prodloop.server.http_app import build_http_app
+
+    settings = ctx.settings
+    if settings.mcp_token is not None:
+        token = settings.mcp_token.get_secret_value()
+    else:
+        token, created = ensure_token(settings.resolved_data_dir)
+        if created:
+            # Printed once, on the terminal only: the file in the data dir is where it lives.
+            err.print(f"MCP bearer token (shown once, kept in {settings.resolved_data_dir}/mcp-token): {token}")
+    app_ = build_http_app(ctx, mcp_token=token)
+    err.print(f"prodloop on http://{settings.host}:{settings.port}  (MCP /mcp, ingest /api/<project>/envelope/)")
+    uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="Sentry event JSON, JSON array or JSON lines files")],
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Import exported Sentry events through the same scrubbing and grouping as live ingest."""
+    from prodloop.server.ingest.importer import import_events
+    from prodloop.server.sources.files import read_event_file
+
+    ctx = _open(_settings(repo, data_dir))
+    failed = False
+    try:
+        proj = _project(ctx, project, create=True)
+        for path in files:
+            events = list(read_event_file(path))
+            report = import_events(ctx, proj, events, source=f"file:{path.name}")
+            err.print(
+                f"{path}: {report.stored} stored, {report.duplicates} already held, {len(report.refused)} refused"
+            )
+            for where, reason in report.refused:
+                err.print(f"  {where}: {reason}", markup=False)
+                failed = True
+    finally:
+        ctx.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("issues")
+def issues_cmd(
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    order_by: Annotated[str, typer.Option(help="last_seen, event_count, first_seen or user_count")] = "last_seen",
+) -> None:
+    """Show the issues prodloop holds."""
+    from prodloop.tools.issues import list_issues
+
+    ctx = _open(_settings(repo, data_dir))
+    try:
+        page = list_issues(ctx.store, limit=limit, order_by=order_by)  # type: ignore[arg-type]
+    finally:
+        ctx.close()
+    table = Table("id", "events", "users", "last seen", "title", "culprit")
+    for i in page.issues:
+        table.add_row(str(i.id), str(i.event_count), str(i.user_count), i.last_seen or "", i.title, i.culprit or "")
+    out.print(table)
+    out.print(f"{page.total} issues")
+
+
+def main() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except ProdloopError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

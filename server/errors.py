@@ -1,0 +1,104 @@
+"""Every error prodloop raises on purpose, and what the caller should do about it.
+
+    ProdloopError
+    ├── ConfigError              settings or the data directory are unusable
+    ├── StoreError               the SQLite store could not be opened, migrated or written
+    ├── NotFoundError            an issue, event or project id that the store does not hold
+    ├── InvalidArgument          a tool argument that is malformed (a bad cursor, neither id given)
+    ├── IngestError              an ingest request was refused (carries its HTTP status)
+    │   ├── AuthError            401/403: missing or wrong DSN key, unknown project
+    │   ├── PayloadTooLarge      413: an event or envelope over the size limits
+    │   └── RateLimited          429: the project's event rate is over its limit
+    ├── EventFileError           an exported event file could not be read or parsed
+    └── SentryAPIError           the Sentry REST API refused or failed a request
+
+Messages are built inside each class from structured fields and always say what was
+wrong and what to do. No message ever carries a secret or an unscrubbed production value.
+"""
+
+from __future__ import annotations
+
+
+class ProdloopError(Exception):
+    """Base of every deliberate prodloop error."""
+
+
+class ConfigError(ProdloopError):
+    def __init__(self, setting: str, problem: str, fix: str) -> None:
+        self.setting = setting
+        super().__init__(f"setting {setting!s}: {problem}; {fix}")
+
+
+class StoreError(ProdloopError):
+    def __init__(self, operation: str, path: str, cause: str) -> None:
+        self.operation = operation
+        self.path = path
+        super().__init__(
+            f"store {operation} failed for {path}: {cause}; check that the data directory is writable "
+            "and not on a network file system, or set PRODLOOP_DATABASE_URL to another SQLite file"
+        )
+
+
+class NotFoundError(ProdloopError):
+    def __init__(self, kind: str, ident: str, hint: str) -> None:
+        self.kind = kind
+        self.ident = ident
+        super().__init__(f"no {kind} with id {ident}; {hint}")
+
+
+class InvalidArgument(ProdloopError):
+    def __init__(self, argument: str, problem: str, fix: str) -> None:
+        self.argument = argument
+        super().__init__(f"argument {argument}: {problem}; {fix}")
+
+
+class IngestError(ProdloopError):
+    """An ingest request refused with `status` and a message meant for the sender's operator."""
+
+    status = 400
+
+    def __init__(self, problem: str, fix: str, *, status: int | None = None) -> None:
+        if status is not None:
+            self.status = status
+        self.problem = problem
+        super().__init__(f"{problem}; {fix}")
+
+
+class AuthError(IngestError):
+    status = 401
+
+
+class PayloadTooLarge(IngestError):
+    status = 413
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"{what} is {size} bytes, over the limit of {limit} bytes",
+            "send smaller events (trim breadcrumbs and local variables) or raise the limit in [tool.prodloop]",
+        )
+
+
+class RateLimited(IngestError):
+    status = 429
+
+    def __init__(self, project_id: int, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"project {project_id} is over its event rate limit",
+            f"retry after {retry_after:.0f} s, or raise ingest_rate_limit in [tool.prodloop]",
+        )
+
+
+class EventFileError(ProdloopError):
+    def __init__(self, path: str, where: str, problem: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} ({where}): {problem}; give a Sentry event JSON object, a JSON array of events, "
+            "or JSON lines with one event per line"
+        )
+
+
+class SentryAPIError(ProdloopError):
+    def __init__(self, request: str, problem: str, fix: str) -> None:
+        self.request = request
+        super().__init__(f"Sentry API {request}: {problem}; {fix}")

@@ -1,0 +1,1 @@
+"""Sentry-compatible ingest: envelopes and store requests in, scrubbed grouped events out."""

@@ -1,0 +1,165 @@
+"""The HTTP face of ingest: `POST /api/<project>/envelope/` and `POST /api/<project>/store/`.
+
+Every refusal is JSON `{"detail": ...}` with the status sentry-sdk and operators expect;
+nothing is stored unless the whole request was valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from prodloop.server.clock import Clock
+from prodloop.server.errors import AuthError, IngestError, PayloadTooLarge, RateLimited, StoreError
+from prodloop.server.ingest.envelope import (
+    decompress,
+    key_from_auth_header,
+    key_from_dsn,
+    parse_envelope,
+    parse_event,
+)
+from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.ingest.ratelimit import RateLimiter
+from prodloop.server.ingest.writer import EventWriter
+from prodloop.server.settings import Settings
+from prodloop.server.store import EventRecord, Project, Store
+
+logger = logging.getLogger("prodloop.server")
+
+_CORS = {"Access-Control-Allow-Origin": "*"}
+
+
+class Ingest:
+    def __init__(self, settings: Settings, store: Store, writer: EventWriter, clock: Clock) -> None:
+        self._settings = settings
+        self._store = store
+        self._writer = writer
+        self._processor = EventProcessor(settings, clock)
+        self._limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_rate_burst, clock)
+        self._projects: dict[int, Project] = {}
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/{project_id}/envelope/", self.envelope, methods=["POST"]),
+            Route("/api/{project_id}/store/", self.store_endpoint, methods=["POST"]),
+        ]
+
+    async def envelope(self, request: Request) -> Response:
+        return await self._handle(request, envelope=True)
+
+    async def store_endpoint(self, request: Request) -> Response:
+        return await self._handle(request, envelope=False)
+
+    async def _handle(self, request: Request, *, envelope: bool) -> Response:
+        try:
+            project = self._project(request.path_params["project_id"])
+            body = await self._read_body(request)
+            data = decompress(body, request.headers.get("content-encoding"), self._settings.max_envelope_bytes)
+            raw_events, envelope_key, header_event_id = self._events(data, envelope=envelope)
+            self._authenticate(request, project, envelope_key)
+            if raw_events:
+                retry = self._limiter.take(project.id, len(raw_events))
+                if retry is not None:
+                    raise RateLimited(project.id, retry)
+            records = [
+                self._processor.process(
+                    raw,
+                    project_id=project.id,
+                    user_salt=project.public_key,
+                    source="ingest",
+                    fallback_event_id=header_event_id,
+                    what=f"event {i + 1}",
+                )
+                for i, raw in enumerate(raw_events)
+            ]
+            if records:
+                await self._commit(records)
+        except IngestError as exc:
+            headers = dict(_CORS)
+            if isinstance(exc, RateLimited):
+                headers["Retry-After"] = str(int(exc.retry_after + 0.999))
+                headers["X-Sentry-Rate-Limits"] = f"{int(exc.retry_after + 0.999)}::organization"
+            logger.info("ingest refused (%d): %s", exc.status, exc.problem)
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        except StoreError:
+            return JSONResponse(
+                {"detail": "the store could not commit the event; it was not stored, resend it"},
+                status_code=503,
+                headers={**_CORS, "Retry-After": "5"},
+            )
+        event_id = records[0].event_id if records else header_event_id
+        return JSONResponse({"id": event_id} if event_id else {}, headers=_CORS)
+
+    def _project(self, raw_id: str) -> Project:
+        try:
+            project_id = int(raw_id)
+        except ValueError:
+            raise IngestError(
+                f"project id {raw_id[:40]} is not a number", "use the DSN printed by `prodloop init`"
+            ) from None
+        project = self._projects.get(project_id)
+        if project is None:
+            project = self._store.get_project(project_id)
+            if project is None:
+                raise AuthError(
+                    f"project {project_id} does not exist here",
+                    "use the DSN printed by `prodloop init` (its path ends in the project id)",
+                    status=403,
+                )
+            self._projects[project_id] = project
+        return project
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self._settings.max_envelope_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge("the request body", int(declared), limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge("the request body", size, limit)
+            chunks.append(chunk)
+        if not size:
+            raise IngestError("the request body is empty", "send an envelope or an event")
+        return b"".join(chunks)
+
+    def _events(self, data: bytes, *, envelope: bool) -> tuple[list[dict[str, Any]], str | None, Any]:
+        if not envelope:
+            return [parse_event(data, "the event")], None, None
+        env = parse_envelope(data, max_item_bytes=self._settings.max_event_bytes)
+        events = [
+            parse_event(item.payload, f"event item {n + 1}")
+            for n, item in enumerate(i for i in env.items if i.type == "event")
+        ]
+        return events, key_from_dsn(env.headers.get("dsn")), env.headers.get("event_id")
+
+    def _authenticate(self, request: Request, project: Project, envelope_key: str | None) -> None:
+        key = (
+            key_from_auth_header(request.headers.get("x-sentry-auth"))
+            or key_from_auth_header(request.headers.get("authorization"))
+            or request.query_params.get("sentry_key")
+            or envelope_key
+        )
+        if not key:
+            raise AuthError(
+                "no DSN key was sent",
+                "send X-Sentry-Auth (sentry-sdk does this when given the DSN) or ?sentry_key=",
+            )
+        if not hmac.compare_digest(key.encode(), project.public_key.encode()):
+            raise AuthError(
+                f"the DSN key is not the key of project {project.id}",
+                "use the DSN printed by `prodloop init` for this project",
+                status=403,
+            )
+
+    async def _commit(self, records: list[EventRecord]) -> None:
+        future = self._writer.submit(records)
+        await asyncio.wrap_future(future)

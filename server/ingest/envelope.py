@@ -1,0 +1,170 @@
+"""Reading what a sentry-sdk sends: auth, compressed bodies and envelopes, within limits."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import brotli
+
+from prodloop.server.errors import IngestError, PayloadTooLarge
+
+_EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
+_AUTH_PAIR = re.compile(r"(\w+)\s*=\s*([^,\s]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    headers: dict[str, Any]
+    items: list[Item]
+
+
+def key_from_auth_header(value: str | None) -> str | None:
+    """The `sentry_key` of an `X-Sentry-Auth` (or `Authorization: Sentry ...`) header."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.lower().startswith("sentry "):
+        value = value[7:]
+    pairs = dict(_AUTH_PAIR.findall(value))
+    return pairs.get("sentry_key")
+
+
+def key_from_dsn(dsn: Any) -> str | None:
+    if not isinstance(dsn, str):
+        return None
+    try:
+        return urlsplit(dsn).username or None
+    except ValueError:
+        return None
+
+
+def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Undo Content-Encoding (gzip, deflate, br; several in order), never past `limit` bytes."""
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    data = body
+    for coding in reversed(codings):
+        if coding in ("identity", ""):
+            continue
+        if coding in ("gzip", "x-gzip"):
+            data = _inflate(data, 16 + zlib.MAX_WBITS, limit, coding)
+        elif coding == "deflate":
+            try:
+                data = _inflate(data, zlib.MAX_WBITS, limit, coding)
+            except IngestError:
+                data = _inflate(data, -zlib.MAX_WBITS, limit, coding)
+        elif coding == "br":
+            data = _unbrotli(data, limit)
+        else:
+            raise IngestError(
+                f"Content-Encoding {coding[:40]} is not supported", "send gzip, deflate, br or an uncompressed body"
+            )
+    if len(data) > limit:
+        raise PayloadTooLarge("the envelope", len(data), limit)
+    return data
+
+
+def _inflate(data: bytes, wbits: int, limit: int, coding: str) -> bytes:
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise IngestError(f"the body is not valid {coding} data ({exc})", "check the sender's compression") from exc
+    if len(out) > limit:
+        raise PayloadTooLarge("the decompressed envelope", len(out), limit)
+    if not d.eof:
+        raise IngestError(f"the {coding} body is truncated", "resend the complete body")
+    return out
+
+
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    d = brotli.Decompressor()
+    try:
+        out = d.process(data, output_buffer_limit=limit + 1)
+    except brotli.error as exc:
+        raise IngestError(f"the body is not valid br data ({exc})", "check the sender's compression") from exc
+    if len(out) > limit:
+        raise PayloadTooLarge("the decompressed envelope", len(out), limit)
+    if not d.is_finished():
+        raise IngestError("the br body is truncated", "resend the complete body")
+    return bytes(out)
+
+
+def parse_envelope(data: bytes, *, max_item_bytes: int) -> Envelope:
+    """Split an envelope into its header and items (item payloads by `length` or by newline)."""
+    pos = data.find(b"\n")
+    header_line = data if pos < 0 else data[:pos]
+    headers = _json_object(header_line, "the envelope header")
+    items: list[Item] = []
+    pos = len(data) if pos < 0 else pos + 1
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        line = data[pos:] if end < 0 else data[pos:end]
+        pos = len(data) if end < 0 else end + 1
+        if not line.strip():
+            continue
+        item_headers = _json_object(line, f"item header {len(items) + 1}")
+        item_type = item_headers.get("type")
+        if not isinstance(item_type, str):
+            raise IngestError(f"item header {len(items) + 1} has no type", 'each item header needs a "type"')
+        length = item_headers.get("length")
+        if length is not None:
+            if not isinstance(length, int) or length < 0:
+                raise IngestError(f"item {len(items) + 1} has an invalid length", "length must be a byte count")
+            if pos + length > len(data):
+                raise IngestError(f"item {len(items) + 1} is shorter than its length says", "resend the envelope")
+            payload = data[pos : pos + length]
+            pos += length
+            if pos < len(data) and data[pos : pos + 1] == b"\n":
+                pos += 1
+        else:
+            end = data.find(b"\n", pos)
+            payload = data[pos:] if end < 0 else data[pos:end]
+            pos = len(data) if end < 0 else end + 1
+        if item_type == "event" and len(payload) > max_item_bytes:
+            raise PayloadTooLarge(f"event item {len(items) + 1}", len(payload), max_item_bytes)
+        items.append(Item(type=item_type, payload=payload))
+    return Envelope(headers=headers, items=items)
+
+
+def parse_event(payload: bytes, what: str) -> dict[str, Any]:
+    return _json_object(payload, what)
+
+
+def normalize_event_id(value: Any, what: str) -> str:
+    """Sentry event ids are 32 hex digits; a dashed UUID is accepted and folded."""
+    if value is None:
+        raise IngestError(f"{what} has no event_id", "every event needs a 32-hex-digit event_id")
+    if not isinstance(value, str):
+        raise IngestError(f"{what} has an event_id that is not a string", "send 32 hex digits")
+    folded = value.replace("-", "").lower()
+    if not _EVENT_ID.match(folded):
+        raise IngestError(f"{what} has an invalid event_id", "send 32 hex digits (a UUID)")
+    return folded
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IngestError(
+            f"{what} is not valid JSON ({exc.__class__.__name__} at {_where(exc)})", "send UTF-8 JSON"
+        ) from exc
+    if not isinstance(value, dict):
+        raise IngestError(f"{what} is JSON but not an object", "send a JSON object")
+    return value
+
+
+def _where(exc: Exception) -> str:
+    pos = getattr(exc, "pos", None) or getattr(exc, "start", None)
+    return f"byte {pos}" if pos is not None else "start"

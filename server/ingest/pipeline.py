@@ -1,0 +1,98 @@
+"""From a sender's raw event to an `EventRecord`: validate, scrub, group, index.
+
+The raw event lives only in memory here; what leaves is scrubbed JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from prodloop.server.clock import Clock
+from prodloop.server.errors import IngestError, PayloadTooLarge
+from prodloop.server.ingest import grouping
+from prodloop.server.ingest.envelope import normalize_event_id
+from prodloop.server.ingest.scrub import Scrubber
+from prodloop.server.settings import Settings
+from prodloop.server.store.records import EventRecord
+
+
+class EventProcessor:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self._clock = clock
+        self._max_event_bytes = settings.max_event_bytes
+        self._scrubber = Scrubber(
+            sensitive_fields=settings.sensitive_fields,
+            scrub_emails=settings.scrub_emails,
+            scrub_ip_addresses=settings.scrub_ip_addresses,
+        )
+
+    def process(
+        self,
+        raw: dict[str, Any],
+        *,
+        project_id: int,
+        user_salt: str,
+        source: str,
+        fallback_event_id: Any = None,
+        what: str = "the event",
+    ) -> EventRecord:
+        event_id = normalize_event_id(raw.get("event_id", fallback_event_id), what)
+        raw["event_id"] = event_id
+        user_hash = _user_hash(raw.get("user"), user_salt)
+        scrubbed = self._scrubber.scrub(raw)
+        event = scrubbed.event
+        if scrubbed.filtered:
+            event["_prodloop"] = {"scrubbed": [{"path": p, "rule": r} for p, r in scrubbed.filtered[:200]]}
+        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
+        if len(payload) > self._max_event_bytes:
+            raise PayloadTooLarge(what, len(payload), self._max_event_bytes)
+        title, exception_type = grouping.title(event)
+        culprit = grouping.culprit(event)
+        timestamp = event.get("timestamp")
+        now = self._clock.now()
+        return EventRecord(
+            project_id=project_id,
+            event_id=event_id,
+            fingerprint=grouping.fingerprint(event),
+            title=title,
+            exception_type=exception_type,
+            culprit=culprit.label(),
+            culprit_module=culprit.module,
+            culprit_function=culprit.function,
+            culprit_filename=culprit.filename,
+            timestamp=float(timestamp) if isinstance(timestamp, (int, float)) else now,
+            received=now,
+            release=_short(event.get("release")),
+            environment=_short(event.get("environment")),
+            level=_short(event.get("level")),
+            user_hash=user_hash,
+            source=source,
+            payload=payload,
+        )
+
+
+def _user_hash(user: Any, salt: str) -> str | None:
+    """A keyed hash of the user's identity, taken before scrubbing; the identity itself is never kept."""
+    if not isinstance(user, dict):
+        return None
+    for key in ("id", "username", "email", "ip_address"):
+        value = user.get(key)
+        if isinstance(value, (str, int)) and str(value) and str(value) != "{{auto}}":
+            digest = hmac.new(salt.encode(), f"{key}:{value}".encode(), hashlib.sha256)
+            return digest.hexdigest()[:32]
+    return None
+
+
+def _short(value: Any, limit: int = 200) -> str | None:
+    if isinstance(value, str) and value:
+        return value[:limit]
+    return None
+
+
+def require_object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise IngestError(f"{what} is not a JSON object", "send one Sentry event object")
+    return value

@@ -1,0 +1,159 @@
+"""Scrubbing production events before anything is stored.
+
+Two passes, like sentry.io's own ingest:
+1. Sentry's normalizer and data scrubber (`sentry-relay`, the Rust code sentry.io runs) with its
+   default rules: passwords, secrets, tokens, card numbers, Authorization headers, cookies,
+   IP addresses, plus the user's extra `sensitive_fields`.
+2. prodloop's own pass over every string relay leaves alone by design (exception values and
+   log messages) and over data relay's defaults keep:
+   - e-mail addresses (relay's defaults keep them; a production error should not carry them),
+   - `Bearer <token>` and `password=...`-style pairs inside free text,
+   - values under keys matching the default denylist below or `sensitive_fields`.
+Each filtered value becomes "[Filtered]" and is recorded as (path, rule).
+
+A scrubbing failure never leaks: if relay rejects an event it is refused, never stored raw.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sentry_relay.processing import StoreNormalizer, convert_datascrubbing_config, pii_strip_event
+
+from prodloop.server.errors import IngestError
+
+FILTERED = "[Filtered]"
+
+# Keys whose values are secrets wherever they appear (case-insensitive substring match).
+DEFAULT_DENYLIST: tuple[str, ...] = (
+    "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key",
+    "private_key", "privatekey", "authorization", "auth", "credentials", "session", "cookie",
+    "csrf", "xsrf", "dsn", "sentry_key", "card", "cvv", "ssn",
+)  # fmt: skip
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_BEARER = re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)(\s*[=:]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+)
+_DSN_KEY = re.compile(r"(https?://)[0-9a-f]{32}(?::[0-9a-f]{32})?@")
+_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+
+
+def _luhn_ok(candidate: str) -> bool:
+    digits = [int(c) for c in candidate if c.isdigit()]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+@dataclass
+class ScrubResult:
+    event: dict[str, Any]
+    filtered: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Scrubber:
+    def __init__(
+        self,
+        *,
+        project_id: int = 1,
+        sensitive_fields: Iterable[str] = (),
+        scrub_emails: bool = True,
+        scrub_ip_addresses: bool = True,
+    ) -> None:
+        extra = [f for f in sensitive_fields if f]
+        self._normalizer = StoreNormalizer(project_id=project_id)
+        self._relay_config = convert_datascrubbing_config(
+            {
+                "scrubData": True,
+                "scrubDefaults": True,
+                "scrubIpAddresses": scrub_ip_addresses,
+                "sensitiveFields": extra,
+                "excludeFields": [],
+            }
+        )
+        self._denylist = tuple(k.lower() for k in (*DEFAULT_DENYLIST, *extra))
+        self._scrub_emails = scrub_emails
+
+    def scrub(self, event: dict[str, Any]) -> ScrubResult:
+        try:
+            normalized = self._normalizer.normalize_event(event)
+            stripped = pii_strip_event(self._relay_config, normalized)
+        except Exception as exc:  # relay raises its own error types; none may let a raw event through
+            raise IngestError(
+                f"the event could not be normalized ({type(exc).__name__})",
+                "send an event in Sentry's event schema (what sentry-sdk produces)",
+            ) from exc
+        meta = stripped.pop("_meta", None) or {}
+        result = ScrubResult(event=stripped)
+        _collect_meta(meta, [], result.filtered)
+        stripped.pop("_prodloop", None)
+        result.event = self._walk(stripped, [], result.filtered, sensitive=False)
+        return result
+
+    def _walk(self, value: Any, path: list[str], out: list[tuple[str, str]], *, sensitive: bool) -> Any:
+        if isinstance(value, dict):
+            return {k: self._walk_keyed(str(k), v, path, out) for k, v in value.items()}
+        if isinstance(value, list):
+            # Header and query lists arrive as [key, value] pairs after normalization.
+            if len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], (dict, list)):
+                key_sensitive = self._is_sensitive(value[0])
+                return [value[0], self._walk(value[1], [*path, "1"], out, sensitive=sensitive or key_sensitive)]
+            return [self._walk(v, [*path, str(i)], out, sensitive=sensitive) for i, v in enumerate(value)]
+        if sensitive and value not in (None, FILTERED, "") and not isinstance(value, bool):
+            out.append((".".join(path), "@denylist:filter"))
+            return FILTERED
+        if isinstance(value, str):
+            return self._scrub_text(value, path, out)
+        return value
+
+    def _walk_keyed(self, key: str, value: Any, path: list[str], out: list[tuple[str, str]]) -> Any:
+        return self._walk(value, [*path, key], out, sensitive=self._is_sensitive(key))
+
+    def _is_sensitive(self, key: str) -> bool:
+        lowered = key.lower()
+        return any(word in lowered for word in self._denylist)
+
+    def _scrub_text(self, text: str, path: list[str], out: list[tuple[str, str]]) -> str:
+        original = text
+        rules = []
+        text, n = _SECRET_PAIR.subn(lambda m: f"{m.group(1)}{m.group(2)}{FILTERED}", text)
+        if n:
+            rules.append("@secretpair:filter")
+        text, n = _BEARER.subn(lambda m: f"{m.group(1)} {FILTERED}", text)
+        if n:
+            rules.append("@bearer:filter")
+        text, n = _DSN_KEY.subn(lambda m: f"{m.group(1)}{FILTERED}@", text)
+        if n:
+            rules.append("@dsnkey:filter")
+        text, n = _CARD.subn(lambda m: FILTERED if _luhn_ok(m.group(0)) else m.group(0), text)
+        if n and text != original:
+            rules.append("@creditcard:filter")
+        if self._scrub_emails:
+            text, n = _EMAIL.subn(FILTERED, text)
+            if n:
+                rules.append("@email:filter")
+        if text is not original:
+            for rule in rules:
+                out.append((".".join(path), rule))
+        return text
+
+
+def _collect_meta(node: Any, path: list[str], out: list[tuple[str, str]]) -> None:
+    if not isinstance(node, dict):
+        return
+    for key, child in node.items():
+        if key == "" and isinstance(child, dict):
+            for removal in child.get("rem") or []:
+                if isinstance(removal, list) and removal and isinstance(removal[0], str):
+                    out.append((".".join(path), removal[0]))
+        else:
+            _collect_meta(child, [*path, str(key)], out)

@@ -1,0 +1,93 @@
+"""The MCP server: each tool a thin adapter from typed arguments to a function in `prodloop.tools`.
+
+Domain failures (no such issue) come back as tool errors the agent can act on; malformed
+arguments (a cursor this server never issued) as JSON-RPC invalid-params errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar
+
+from mcp import MCPError
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import INVALID_PARAMS, ToolAnnotations
+from pydantic import Field
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import InvalidArgument, ProdloopError
+from prodloop.tools.error_context import ErrorContext, fetch_error_context
+from prodloop.tools.issues import IssueOrder, IssuePage, IssueStatus, list_issues
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+INSTRUCTIONS = """prodloop closes the loop from production failures back to this repository.
+Start with list_issues, then fetch_error_context for one issue. Values from production are
+scrubbed ([Filtered]) and size-capped; follow the cursors for more frames or breadcrumbs."""
+
+
+def _boundary(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except InvalidArgument as exc:
+            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
+        except ProdloopError as exc:
+            raise ToolError(str(exc)) from exc
+
+    return wrapper
+
+
+def build_mcp(ctx: AppContext) -> MCPServer:
+    server = MCPServer(name="prodloop", instructions=INSTRUCTIONS, version="0.1.0")
+
+    @server.tool(name="list_issues", title="List production issues", annotations=_READ_ONLY)
+    @_boundary
+    def list_issues_tool(
+        project_id: Annotated[int | None, Field(ge=1, description="only this project's issues")] = None,
+        status: Annotated[IssueStatus | None, Field(description="filter by status; null for all")] = "unresolved",
+        order_by: Annotated[IssueOrder, Field(description="sort key, descending")] = "last_seen",
+        limit: Annotated[int, Field(ge=1, le=100, description="issues per page")] = 25,
+        cursor: Annotated[str | None, Field(max_length=64, description="next_cursor of the previous page")] = None,
+    ) -> IssuePage:
+        """Production error groups (issues) with event counts, distinct users, first/last seen and culprit."""
+        return list_issues(
+            ctx.store, project_id=project_id, status=status, order_by=order_by, limit=limit, cursor=cursor
+        )
+
+    @server.tool(name="fetch_error_context", title="Fetch error context", annotations=_READ_ONLY)
+    @_boundary
+    def fetch_error_context_tool(
+        issue_id: Annotated[
+            int | None, Field(ge=1, description="an issue id from list_issues (its latest event)")
+        ] = None,
+        event_id: Annotated[str | None, Field(max_length=40, description="a 32-hex-digit event id")] = None,
+        frame_cursor: Annotated[
+            str | None, Field(max_length=64, description="next_frame_cursor of a previous call")
+        ] = None,
+        frames_limit: Annotated[int, Field(ge=1, le=200, description="frames per page, nearest the crash first")] = 20,
+        breadcrumb_cursor: Annotated[str | None, Field(max_length=64)] = None,
+        breadcrumbs_limit: Annotated[int, Field(ge=0, le=100, description="breadcrumbs per page, newest first")] = 20,
+        max_result_chars: Annotated[int, Field(ge=4_000, le=500_000, description="size budget of the result")] = 60_000,
+    ) -> ErrorContext:
+        """One production error's scrubbed context: exception chain, frames with code and locals, request, tags,
+        breadcrumbs and occurrence statistics. Give issue_id or event_id."""
+        return fetch_error_context(
+            ctx.store,
+            issue_id=issue_id,
+            event_id=event_id,
+            frame_cursor=frame_cursor,
+            frames_limit=frames_limit,
+            breadcrumb_cursor=breadcrumb_cursor,
+            breadcrumbs_limit=breadcrumbs_limit,
+            max_string_chars=ctx.settings.max_string_chars,
+            max_result_chars=max_result_chars,
+        )
+
+    return server

@@ -1,0 +1,120 @@
+"""The one settings object, built at the entry point and passed down.
+
+Precedence, highest first: keyword arguments (the CLI's flags), `PRODLOOP_*` environment
+variables, the `[tool.prodloop]` table of the target repository's `pyproject.toml`, defaults.
+Secrets are `SecretStr`: their repr is masked and they are never returned to an agent.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from prodloop.server.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+class _RepoPyprojectSource(PydanticBaseSettingsSource):
+    """`[tool.prodloop]` from the pyproject.toml of the repository being served."""
+
+    def __init__(self, settings_cls: type[BaseSettings], repo: Path) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        path = repo / "pyproject.toml"
+        if path.is_file():
+            try:
+                table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("prodloop", {})
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError("[tool.prodloop]", f"{path} is not valid TOML ({exc})", "fix the file") from exc
+            if not isinstance(table, dict):
+                raise ConfigError("[tool.prodloop]", f"in {path} it is not a table", "make it a TOML table")
+            self._data = {k.replace("-", "_"): v for k, v in table.items()}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRODLOOP_", extra="ignore", validate_default=True)
+
+    repo: Path = Field(default=Path("."), description="git repository of the service under repair")
+    data_dir: Path | None = Field(default=None, description="where the store and tokens live; default <repo>/.prodloop")
+    database_url: str | None = Field(default=None, description="sqlite:///PATH; default <data_dir>/prodloop.db")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    mcp_token: SecretStr | None = Field(default=None, description="bearer token for HTTP MCP; generated if unset")
+    public_url: str | None = Field(default=None, description="URL senders reach prodloop at (for printed DSNs)")
+
+    max_event_bytes: int = Field(default=1 * MiB, ge=1024)
+    max_envelope_bytes: int = Field(default=20 * MiB, ge=1024)
+    ingest_rate_limit: float = Field(default=500.0, ge=0, description="events/s per project; 0 disables")
+    ingest_rate_burst: float = Field(default=2000.0, ge=1)
+
+    sensitive_fields: list[str] = Field(default_factory=list, description="extra keys whose values are scrubbed")
+    scrub_emails: bool = True
+    scrub_ip_addresses: bool = True
+    max_string_chars: int = Field(default=1024, ge=32, le=65536)
+
+    sentry_base_url: str = "https://sentry.io"
+    sentry_org: str | None = None
+    sentry_project: str | None = None
+    sentry_token: SecretStr | None = None
+
+    @field_validator("sensitive_fields", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        repo: Any = None
+        if isinstance(init_settings, InitSettingsSource):
+            repo = init_settings.init_kwargs.get("repo")
+        repo = repo or os.environ.get("PRODLOOP_REPO") or "."
+        return (init_settings, env_settings, _RepoPyprojectSource(settings_cls, Path(repo)))
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return (self.data_dir or self.repo / ".prodloop").resolve()
+
+    @property
+    def database_path(self) -> Path:
+        url = self.database_url
+        if url is None:
+            return self.resolved_data_dir / "prodloop.db"
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite:///")).resolve()
+        raise ConfigError(
+            "database_url",
+            f"scheme of {url.split(':', 1)[0]!s} is not supported yet",
+            "use sqlite:///PATH (PostgreSQL support is planned)",
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, dropping overrides left as None so lower sources still apply."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

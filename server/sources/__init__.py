@@ -1,0 +1,1 @@
+"""Event sources besides live ingest: exported event files and Sentry's REST API."""

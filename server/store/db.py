@@ -1,0 +1,309 @@
+"""`Store`: the SQLite file, its migrations, and every query prodloop makes of it.
+
+One write connection guarded by a lock (SQLite allows one writer at a time anyway) and one
+read connection per thread; WAL lets readers run beside the writer. `synchronous=FULL`
+makes a committed transaction survive a power cut, which is what acknowledging an event
+to a sender promises; ingest batches many events into one commit to keep that cheap.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from prodloop.server.clock import Clock, SystemClock, new_key
+from prodloop.server.errors import NotFoundError, StoreError
+from prodloop.server.store.migrations import MIGRATIONS
+from prodloop.server.store.records import EventRecord, IssueRow, Project, StoredEvent
+
+IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count"]
+
+_ISSUE_COLUMNS = (
+    "id, project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen, "
+    "event_count, user_count, status"
+)
+_EVENT_COLUMNS = "id, project_id, event_id, issue_id, timestamp, release, environment, payload"
+
+
+class Store:
+    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
+        self.path = path
+        self.clock: Clock = clock or SystemClock()
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._connect()
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError("open", str(path), str(exc)) from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _migrate(self) -> None:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in filter(str.strip, sql.split(";")):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                        (version, self.clock.now()),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        row = self._reader().execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError("begin", str(self.path), str(exc)) from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise StoreError("commit", str(self.path), str(exc)) from exc
+
+    def close(self) -> None:
+        self._writer.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- projects ---------------------------------------------------------------------------
+
+    def create_project(self, name: str) -> Project:
+        key = new_key()
+        now = self.clock.now()
+        try:
+            with self._transaction() as conn:
+                cur = conn.execute(
+                    "INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)", (name, key, now)
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError("create project", str(self.path), f"a project named {name} exists") from exc
+        return Project(id=int(cur.lastrowid or 0), name=name, public_key=key, created_at=now)
+
+    def get_project(self, project_id: int) -> Project | None:
+        row = (
+            self._reader()
+            .execute("SELECT id, name, public_key, created_at FROM projects WHERE id = ?", (project_id,))
+            .fetchone()
+        )
+        return Project(*row) if row else None
+
+    def project_by_name(self, name: str) -> Project | None:
+        row = (
+            self._reader()
+            .execute("SELECT id, name, public_key, created_at FROM projects WHERE name = ?", (name,))
+            .fetchone()
+        )
+        return Project(*row) if row else None
+
+    def list_projects(self) -> list[Project]:
+        rows = self._reader().execute("SELECT id, name, public_key, created_at FROM projects ORDER BY id")
+        return [Project(*row) for row in rows]
+
+    # -- events -----------------------------------------------------------------------------
+
+    def write_events(self, records: Sequence[EventRecord]) -> list[bool]:
+        """Store events in one transaction; returns, per record, whether it was new.
+
+        A repeated (project, event_id) is acknowledged but changes nothing (idempotent).
+        """
+        inserted: list[bool] = []
+        try:
+            with self._transaction() as conn:
+                for record in records:
+                    inserted.append(_write_event(conn, record))
+        except sqlite3.Error as exc:
+            raise StoreError("write events", str(self.path), str(exc)) from exc
+        return inserted
+
+    def get_event(self, event_id: str) -> StoredEvent:
+        row = (
+            self._reader()
+            .execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ? ORDER BY id LIMIT 1", (event_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise NotFoundError(
+                "event", event_id, "list_issues shows issues; fetch_error_context by issue id works too"
+            )
+        return StoredEvent(*row)
+
+    def latest_event(self, issue_id: int) -> StoredEvent:
+        row = (
+            self._reader()
+            .execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE issue_id = ? ORDER BY timestamp DESC, id DESC LIMIT 1",
+                (issue_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise NotFoundError("event for issue", str(issue_id), "call list_issues for issues that have events")
+        return StoredEvent(*row)
+
+    def count_events(self) -> int:
+        return int(self._reader().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    # -- issues -----------------------------------------------------------------------------
+
+    def get_issue(self, issue_id: int) -> IssueRow:
+        row = self._reader().execute(f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE id = ?", (issue_id,)).fetchone()
+        if row is None:
+            raise NotFoundError("issue", str(issue_id), "call list_issues for the ids prodloop holds")
+        return IssueRow(*row)
+
+    def list_issues(
+        self,
+        *,
+        project_id: int | None = None,
+        status: str | None = None,
+        order: IssueOrder = "last_seen",
+        limit: int = 25,
+        offset: int = 0,
+    ) -> tuple[list[IssueRow], int]:
+        where, params = [], []
+        if project_id is not None:
+            where.append("project_id = ?")
+            params.append(project_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        conn = self._reader()
+        total = int(conn.execute(f"SELECT count(*) FROM issues {clause}", params).fetchone()[0])
+        rows = conn.execute(
+            f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {order} DESC, id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+        return [IssueRow(*row) for row in rows], total
+
+    def hourly_counts(self, issue_id: int, since_hour: int) -> list[tuple[int, int]]:
+        rows = self._reader().execute(
+            "SELECT hour, count FROM issue_hourly WHERE issue_id = ? AND hour >= ? ORDER BY hour",
+            (issue_id, since_hour),
+        )
+        return [(int(h), int(c)) for h, c in rows]
+
+    # -- deploys ----------------------------------------------------------------------------
+
+    def record_deploy(
+        self, *, release: str, commit_sha: str, environment: str, deployed_at: float, project_id: int | None = None
+    ) -> int:
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO deploys (project_id, release, commit_sha, environment, deployed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (project_id, release, commit_sha, environment, deployed_at),
+            )
+        return int(cur.lastrowid or 0)
+
+
+def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
+    if conn.execute(
+        "SELECT 1 FROM events WHERE project_id = ? AND event_id = ?", (r.project_id, r.event_id)
+    ).fetchone():
+        return False
+    issue_id = conn.execute(
+        """
+        INSERT INTO issues (project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen,
+                            event_count, user_count, status)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0, 'unresolved')
+        ON CONFLICT (project_id, fingerprint) DO UPDATE SET
+            event_count = event_count + 1,
+            first_seen = min(first_seen, excluded.first_seen),
+            last_seen = max(last_seen, excluded.last_seen),
+            title = CASE WHEN excluded.last_seen >= last_seen THEN excluded.title ELSE title END,
+            culprit = CASE WHEN excluded.last_seen >= last_seen THEN excluded.culprit ELSE culprit END
+        RETURNING id
+        """,
+        (r.project_id, r.fingerprint, r.title, r.exception_type, r.culprit, r.timestamp, r.timestamp),
+    ).fetchone()[0]
+    conn.execute(
+        """
+        INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, environment, level,
+                            exception_type, culprit_module, culprit_function, culprit_filename, user_hash,
+                            source, payload)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        (
+            r.project_id,
+            r.event_id,
+            issue_id,
+            r.timestamp,
+            r.received,
+            r.release,
+            r.environment,
+            r.level,
+            r.exception_type,
+            r.culprit_module,
+            r.culprit_function,
+            r.culprit_filename,
+            r.user_hash,
+            r.source,
+            r.payload,
+        ),
+    )
+    if r.user_hash is not None:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO issue_users (issue_id, user_hash) VALUES (?, ?)", (issue_id, r.user_hash)
+        )
+        if cur.rowcount == 1:
+            conn.execute("UPDATE issues SET user_count = user_count + 1 WHERE id = ?", (issue_id,))
+    conn.execute(
+        """
+        INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?, ?, 1)
+        ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + 1
+        """,
+        (issue_id, int(r.timestamp // 3600)),
+    )
+    if r.release:
+        conn.execute(
+            "INSERT OR IGNORE INTO releases (project_id, version, first_event) VALUES (?, ?, ?)",
+            (r.project_id, r.release, r.timestamp),
+        )
+    return True

@@ -1,0 +1,87 @@
+"""Versioned schema migrations. Append new ones; never edit one that has shipped.
+
+Tables still to come (receipts, budgets, provenance, quarantine, escalations) key on
+`issues.id`, the issue lineage every policy decision is counted against.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            public_key TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE issues (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            fingerprint TEXT NOT NULL,
+            title TEXT NOT NULL,
+            exception_type TEXT,
+            culprit TEXT,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            event_count INTEGER NOT NULL DEFAULT 0,
+            user_count INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'unresolved',
+            UNIQUE (project_id, fingerprint)
+        );
+        CREATE INDEX issues_last_seen ON issues (project_id, last_seen);
+        CREATE INDEX issues_event_count ON issues (project_id, event_count);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            event_id TEXT NOT NULL,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            timestamp REAL NOT NULL,
+            received REAL NOT NULL,
+            release TEXT,
+            environment TEXT,
+            level TEXT,
+            exception_type TEXT,
+            culprit_module TEXT,
+            culprit_function TEXT,
+            culprit_filename TEXT,
+            user_hash TEXT,
+            source TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            UNIQUE (project_id, event_id)
+        );
+        CREATE INDEX events_event_id ON events (event_id);
+        CREATE INDEX events_issue_time ON events (issue_id, timestamp);
+        CREATE INDEX events_release ON events (project_id, release);
+        CREATE TABLE issue_users (
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            user_hash TEXT NOT NULL,
+            PRIMARY KEY (issue_id, user_hash)
+        ) WITHOUT ROWID;
+        CREATE TABLE issue_hourly (
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            hour INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (issue_id, hour)
+        ) WITHOUT ROWID;
+        CREATE TABLE releases (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            version TEXT NOT NULL,
+            commit_sha TEXT,
+            first_event REAL NOT NULL,
+            UNIQUE (project_id, version)
+        );
+        CREATE TABLE deploys (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER REFERENCES projects(id),
+            release TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            deployed_at REAL NOT NULL
+        );
+        CREATE INDEX deploys_time ON deploys (environment, deployed_at);
+        """,
+    ),
+)

@@ -1,0 +1,63 @@
+"""Plain records passed between ingest, the store and the tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: int
+    name: str
+    public_key: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A scrubbed, grouped event ready to store. `payload` is scrubbed JSON text."""
+
+    project_id: int
+    event_id: str
+    fingerprint: str
+    title: str
+    exception_type: str | None
+    culprit: str | None
+    culprit_module: str | None
+    culprit_function: str | None
+    culprit_filename: str | None
+    timestamp: float
+    received: float
+    release: str | None
+    environment: str | None
+    level: str | None
+    user_hash: str | None
+    source: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRow:
+    id: int
+    project_id: int
+    fingerprint: str
+    title: str
+    exception_type: str | None
+    culprit: str | None
+    first_seen: float
+    last_seen: float
+    event_count: int
+    user_count: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    project_id: int
+    event_id: str
+    issue_id: int
+    timestamp: float
+    release: str | None
+    environment: str | None
+    payload: str

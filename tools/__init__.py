@@ -1,0 +1,1 @@
+"""prodloop's capabilities: one module each, plain functions over explicit collaborators."""
