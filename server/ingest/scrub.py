@@ -8,7 +8,9 @@ Two passes, like sentry.io's own ingest:
    log messages) and over data relay's defaults keep:
    - e-mail addresses (relay's defaults keep them; a production error should not carry them),
    - `Bearer <token>` and `password=...`-style pairs inside free text,
-   - values under keys matching the default denylist below or `sensitive_fields`.
+   - values under keys matching the default denylist below or `sensitive_fields`,
+   - command-line arguments (sentry-sdk's `extra["sys.argv"]`) past the program name: a secret
+     passed as a positional argument cannot be told apart from any other argument.
 Each filtered value becomes "[Filtered]" and is recorded as (path, rule).
 
 A scrubbing failure never leaks: if relay rejects an event it is refused, never stored raw.
@@ -96,6 +98,7 @@ class Scrubber:
         result = ScrubResult(event=stripped)
         _collect_meta(meta, [], result.filtered)
         stripped.pop("_prodloop", None)
+        _drop_argv(stripped, result.filtered)
         result.event = self._walk(stripped, [], result.filtered, sensitive=False)
         return result
 
@@ -145,6 +148,15 @@ class Scrubber:
             for rule in rules:
                 out.append((".".join(path), rule))
         return text
+
+
+def _drop_argv(event: dict[str, Any], out: list[tuple[str, str]]) -> None:
+    extra = event.get("extra")
+    argv = extra.get("sys.argv") if isinstance(extra, dict) else None
+    if isinstance(argv, list) and len(argv) > 1:
+        assert isinstance(extra, dict)
+        extra["sys.argv"] = [argv[0], *([FILTERED] * (len(argv) - 1))]
+        out.append(("extra.sys.argv", "@argv:filter"))
 
 
 def _collect_meta(node: Any, path: list[str], out: list[tuple[str, str]]) -> None:

@@ -1,0 +1,124 @@
+"""Every tool through a real MCP client: in memory, over a stdio subprocess, and over HTTP."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from prodloop.server.context import AppContext
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.mcp_app import build_mcp
+from tests.conftest import MCP_TOKEN, LiveServer, make_event
+
+pytestmark = pytest.mark.anyio
+
+
+def _seed(ctx: AppContext, n_issues: int = 3) -> None:
+    project = ctx.store.project_by_name("svc") or ctx.store.create_project("svc")
+    events = []
+    for i in range(n_issues):
+        for _ in range(i + 1):
+            event = make_event()
+            event["exception"]["values"][0]["type"] = f"Error{i}"
+            events.append((f"seed {i}", event))
+    report = import_events(ctx, project, events, source="test")
+    assert report.stored == len(events)
+
+
+async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotations(ctx: AppContext) -> None:
+    async with Client(build_mcp(ctx)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == {"list_issues", "fetch_error_context"}
+    for tool in tools.values():
+        assert tool.description
+        assert tool.input_schema["type"] == "object"
+        assert tool.output_schema is not None
+        assert tool.annotations is not None
+        assert tool.annotations.read_only_hint is True
+
+
+async def test_list_issues_pages_with_a_cursor_and_orders_by_count(ctx: AppContext) -> None:
+    _seed(ctx, 3)
+    async with Client(build_mcp(ctx)) as client:
+        first = await client.call_tool("list_issues", {"order_by": "event_count", "limit": 2})
+        page = first.structured_content
+        assert page["total"] == 3
+        assert [i["event_count"] for i in page["issues"]] == [3, 2]
+        second = await client.call_tool("list_issues", {"order_by": "event_count", "cursor": page["next_cursor"]})
+    rest = second.structured_content
+    assert [i["event_count"] for i in rest["issues"]] == [1]
+    assert rest["next_cursor"] is None
+
+
+async def test_fetch_error_context_by_issue_and_by_event(ctx: AppContext) -> None:
+    _seed(ctx, 1)
+    async with Client(build_mcp(ctx)) as client:
+        by_issue = (await client.call_tool("fetch_error_context", {"issue_id": 1})).structured_content
+        by_event = (
+            await client.call_tool("fetch_error_context", {"event_id": by_issue["event_id"]})
+        ).structured_content
+    assert by_issue == by_event
+    assert by_issue["exceptions"][0]["type"] == "Error0"
+    assert by_issue["frames"][-1]["function"] == "price_of"
+    assert by_issue["occurrences"]["count"] == 1
+
+
+async def test_unknown_issue_is_a_tool_error_that_says_what_to_do(ctx: AppContext) -> None:
+    async with Client(build_mcp(ctx)) as client:
+        result = await client.call_tool("fetch_error_context", {"issue_id": 42})
+    assert result.is_error
+    assert "no issue with id 42" in result.content[0].text
+    assert "list_issues" in result.content[0].text
+
+
+async def test_malformed_arguments_are_invalid_params(ctx: AppContext) -> None:
+    async with Client(build_mcp(ctx)) as client:
+        with pytest.raises(MCPError) as bad_cursor:
+            await client.call_tool("list_issues", {"cursor": "frames:3"})
+        assert bad_cursor.value.code == -32602
+        with pytest.raises(MCPError) as neither:
+            await client.call_tool("fetch_error_context", {})
+        assert "exactly one" in neither.value.message
+        out_of_range = await client.call_tool("list_issues", {"limit": 1000})
+    assert out_of_range.is_error
+    assert "less than or equal to 100" in out_of_range.content[0].text
+
+
+async def test_stdio_subprocess_serves_the_same_tools(ctx: AppContext, tmp_path: Path) -> None:
+    _seed(ctx, 2)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "prodloop.server.cli", "serve", "--repo", str(ctx.settings.repo)],
+        env={k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")},
+    )
+    async with Client(params) as client:
+        page = (await client.call_tool("list_issues", {})).structured_content
+        context = await client.call_tool("fetch_error_context", {"issue_id": page["issues"][0]["id"]})
+    assert page["total"] == 2
+    assert not context.is_error
+
+
+async def test_http_mcp_requires_the_bearer_token(live_server: Callable[..., LiveServer]) -> None:
+    server = live_server()
+    url = f"{server.base_url}/mcp"
+    async with httpx2.AsyncClient() as http:
+        bare = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        wrong = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers={"Authorization": "Bearer nope"}
+        )
+    assert bare.status_code == 401
+    assert wrong.status_code == 401
+    assert "bearer token" in wrong.json()["detail"]
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {MCP_TOKEN}"}) as http:
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            tools = await client.list_tools()
+            result = await client.call_tool("list_issues", {})
+    assert {t.name for t in tools.tools} >= {"list_issues", "fetch_error_context"}
+    assert result.structured_content["total"] == 0
