@@ -167,6 +167,14 @@ def issues_cmd(
     out.print(f"{page.total} issues")
 
 
+@app.command()
+def demo() -> None:
+    """Crash a sample service, ingest its real sentry-sdk event, and read it back over MCP."""
+    from prodloop.server.demo import run_demo
+
+    run_demo(out)
+
+
 def main() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -192,7 +192,8 @@ def _build(
     all_frames: list[FrameInfo] = []
     for ei, exc in enumerate(chain):
         frames = frames_of(exc)
-        mechanism = exc.get("mechanism") if isinstance(exc.get("mechanism"), dict) else {}
+        raw_mechanism = exc.get("mechanism")
+        mechanism: dict[str, Any] = raw_mechanism if isinstance(raw_mechanism, dict) else {}
         infos.append(
             ExceptionInfo(
                 index=ei,

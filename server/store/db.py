@@ -206,7 +206,8 @@ class Store:
         limit: int = 25,
         offset: int = 0,
     ) -> tuple[list[IssueRow], int]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if project_id is not None:
             where.append("project_id = ?")
             params.append(project_id)

@@ -1,0 +1,1 @@
+"""MCP prompt templates that guide an agent through the loop."""

@@ -1,0 +1,1 @@
+"""MCP resources over prodloop's store (issues, events, code paths, provenance, policy)."""

@@ -1,0 +1,93 @@
+"""Scrubbing: what must never be stored, and the record of what was filtered."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prodloop.server.ingest.scrub import Scrubber
+from tests.conftest import make_event
+
+
+def _scrub(event: dict[str, Any], **kwargs: Any) -> tuple[str, list[tuple[str, str]]]:
+    result = Scrubber(**kwargs).scrub(event)
+    return json.dumps(result.event), result.filtered
+
+
+def test_secret_keys_cards_and_auth_headers_are_filtered_with_a_record() -> None:
+    event = make_event(
+        request={
+            "method": "GET",
+            "url": "https://shop.example/cart?token=abc123secret",
+            "headers": {"Authorization": "Bearer sk_live_zzzzzzzzzz", "Cookie": "session=s3cr3tcookie"},
+        },
+        extra={"db_password": "pw-in-extra-0001", "card_number": "4111 1111 1111 1111", "order": "A-17"},
+    )
+    text, filtered = _scrub(event)
+    for secret in ("abc123secret", "sk_live_zzzzzzzzzz", "s3cr3tcookie", "pw-in-extra-0001", "4111 1111 1111 1111"):
+        assert secret not in text
+    assert "A-17" in text
+    paths = {p for p, _ in filtered}
+    assert "extra.db_password" in paths
+    assert "request.headers.0.1" in paths
+
+
+def test_emails_and_secrets_inside_exception_messages_are_filtered() -> None:
+    event = make_event()
+    event["exception"]["values"][0]["value"] = (
+        "login failed for ann@example.com with password=hunter2hunter2 via Bearer abcdefghijklmnop"
+    )
+    text, filtered = _scrub(event)
+    assert "ann@example.com" not in text
+    assert "hunter2hunter2" not in text
+    assert "abcdefghijklmnop" not in text
+    assert "login failed for [Filtered] with password=[Filtered] via Bearer [Filtered]" in text
+    rules = {r for p, r in filtered if p == "exception.values.0.value"}
+    assert rules == {"@email:filter", "@secretpair:filter", "@bearer:filter"}
+
+
+def test_emails_are_kept_when_the_user_turns_email_scrubbing_off() -> None:
+    event = make_event(extra={"contact": "ann@example.com"})
+    text, _ = _scrub(event, scrub_emails=False)
+    assert "ann@example.com" in text
+
+
+def test_user_supplied_sensitive_fields_are_filtered() -> None:
+    event = make_event(extra={"order_secret_code": "ZX-9", "loyalty_id": "LOYAL-123"})
+    text, _ = _scrub(event, sensitive_fields=["loyalty_id"])
+    assert "LOYAL-123" not in text
+    assert "ZX-9" not in text
+
+
+def test_local_variables_named_like_secrets_are_filtered() -> None:
+    event = make_event()
+    event["exception"]["values"][0]["stacktrace"]["frames"][-1]["vars"] = {
+        "api_key": "'k-123456789'",
+        "items": "['a', 'b']",
+        "Authorization": "'Basic dXNlcjpwYXNz'",
+    }
+    text, _ = _scrub(event)
+    assert "k-123456789" not in text
+    assert "dXNlcjpwYXNz" not in text
+    assert "['a', 'b']" in text
+
+
+def test_command_line_arguments_past_the_program_are_filtered() -> None:
+    event = make_event(extra={"sys.argv": ["service.py", "--db", "postgres://u:pw@db/x", "positional-secret"]})
+    text, filtered = _scrub(event)
+    assert "positional-secret" not in text
+    assert "service.py" in text
+    assert ("extra.sys.argv", "@argv:filter") in filtered
+
+
+def test_ip_addresses_are_removed() -> None:
+    event = make_event(user={"id": "u1", "ip_address": "203.0.113.9"})
+    text, _ = _scrub(event)
+    assert "203.0.113.9" not in text
+
+
+def test_values_that_break_the_schema_are_dropped_by_normalization_not_kept() -> None:
+    event = make_event(timestamp={"password": "in-a-bad-field-77"}, level=["nested", "password=pw-in-level-88"])
+    text, _ = _scrub(event)
+    assert "in-a-bad-field-77" not in text
+    assert "pw-in-level-88" not in text

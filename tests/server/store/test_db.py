@@ -1,0 +1,87 @@
+"""The SQLite store: migrations, idempotent writes, counts that survive reopening."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import NotFoundError, StoreError
+from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.store import EventRecord, Store
+from tests.conftest import make_event
+
+
+def _record(ctx: AppContext, **event_overrides: object) -> EventRecord:
+    project = ctx.store.project_by_name("svc") or ctx.store.create_project("svc")
+    return EventProcessor(ctx.settings, ctx.clock).process(
+        make_event(**event_overrides), project_id=project.id, user_salt=project.public_key, source="test"
+    )
+
+
+def test_store_is_wal_sqlite_with_migrations_applied_once(ctx: AppContext) -> None:
+    path = ctx.store.path
+    ctx.close()
+    again = Store(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 1
+    assert again.schema_version == 1
+    conn.close()
+    again.close()
+
+
+def test_counts_users_and_hourly_series_accumulate_and_survive_reopen(
+    make_ctx: Callable[..., AppContext],
+) -> None:
+    ctx = make_ctx()
+    base = _record(ctx, user={"id": "u1"}, timestamp=1_790_000_000.0)
+    same_user = dataclasses.replace(_record(ctx, user={"id": "u1"}, timestamp=1_790_000_100.0))
+    other_user = _record(ctx, user={"id": "u2"}, timestamp=1_790_004_000.0)
+    assert ctx.store.write_events([base, same_user, other_user]) == [True, True, True]
+    assert ctx.store.write_events([base]) == [False]
+    path = ctx.store.path
+    ctx.close()
+    store = Store(path)
+    issue = store.get_issue(store.get_event(base.event_id).issue_id)
+    assert (issue.event_count, issue.user_count) == (3, 2)
+    assert issue.first_seen == 1_790_000_000.0
+    assert issue.last_seen == 1_790_004_000.0
+    assert store.hourly_counts(issue.id, 0) == [(497222, 2), (497223, 1)]
+    store.close()
+
+
+def test_user_identity_is_stored_only_as_a_keyed_hash(ctx: AppContext) -> None:
+    record = _record(ctx, user={"id": "customer-4411"})
+    ctx.store.write_events([record])
+    assert record.user_hash is not None
+    assert "customer-4411" not in record.user_hash
+    assert len(record.user_hash) == 32
+
+
+def test_missing_ids_raise_not_found_with_a_hint(ctx: AppContext) -> None:
+    with pytest.raises(NotFoundError, match="no issue with id 5; call list_issues"):
+        ctx.store.get_issue(5)
+    with pytest.raises(NotFoundError, match="no event with id"):
+        ctx.store.get_event("0" * 32)
+
+
+def test_an_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="store open failed"):
+        Store(blocker / "sub" / "prodloop.db")
+
+
+def test_a_failed_batch_keeps_what_was_committed_before(ctx: AppContext) -> None:
+    kept = _record(ctx)
+    ctx.store.write_events([kept])
+    bad = dataclasses.replace(_record(ctx), project_id=999)  # violates the foreign key
+    with pytest.raises(StoreError):
+        ctx.store.write_events([_record(ctx), bad])
+    assert ctx.store.count_events() == 1
+    assert ctx.store.get_event(kept.event_id)

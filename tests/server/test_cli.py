@@ -1,0 +1,76 @@
+"""The `prodloop` command as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from prodloop.server.auth import ensure_token
+from prodloop.server.store import Store
+from tests.conftest import make_event
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "prodloop.server.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_init_creates_the_store_and_prints_dsn_and_agent_setup(tmp_path: Path) -> None:
+    done = _run("init", "--repo", str(tmp_path), "--project", "shop", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    store = Store(tmp_path / ".prodloop" / "prodloop.db")
+    project = store.project_by_name("shop")
+    store.close()
+    assert project is not None
+    assert f"http://{project.public_key}@127.0.0.1:8765/{project.id}" in done.stdout
+    assert f"claude mcp add prodloop -- prodloop serve --repo {tmp_path}" in done.stdout
+    snippet = json.loads(done.stdout[done.stdout.index("{") :])
+    assert snippet["mcpServers"]["prodloop"]["args"] == ["serve", "--repo", str(tmp_path)]
+    again = _run("init", "--repo", str(tmp_path), "--project", "shop", cwd=tmp_path)
+    assert project.public_key in again.stdout  # idempotent: same project, same key
+
+
+def test_ingest_imports_json_array_and_json_lines_and_names_bad_lines(tmp_path: Path) -> None:
+    one, two, three = make_event(), make_event(), make_event()
+    (tmp_path / "a.json").write_text(json.dumps([one, two]))
+    (tmp_path / "b.jsonl").write_text(json.dumps(three) + "\n" + json.dumps({"event_id": "nothex"}) + "\n")
+    done = _run("ingest", str(tmp_path / "a.json"), str(tmp_path / "b.jsonl"), "--repo", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "a.json: 2 stored, 0 already held, 0 refused" in done.stderr
+    assert "b.jsonl: 1 stored, 0 already held, 1 refused" in done.stderr
+    assert "line 2 has an invalid event_id" in done.stderr
+    repeat = _run("ingest", str(tmp_path / "a.json"), "--repo", str(tmp_path), cwd=tmp_path)
+    assert "0 stored, 2 already held" in repeat.stderr
+    issues = _run("issues", "--repo", str(tmp_path), cwd=tmp_path)
+    assert "KeyError: 'sku'" in issues.stdout
+    assert "1 issues" in issues.stdout
+
+
+def test_ingest_of_a_broken_file_stores_nothing_and_says_where(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text(json.dumps(make_event()) + "\n{not json\n")
+    done = _run("ingest", str(tmp_path / "bad.jsonl"), "--repo", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "bad.jsonl (line 2): is not valid JSON" in done.stderr
+    store = Store(tmp_path / ".prodloop" / "prodloop.db")
+    assert store.count_events() == 0
+    store.close()
+
+
+def test_mcp_token_is_created_once_with_owner_only_permissions(tmp_path: Path) -> None:
+    token, created = ensure_token(tmp_path)
+    again, created_again = ensure_token(tmp_path)
+    assert (created, created_again) == (True, False)
+    assert token == again
+    assert stat.S_IMODE((tmp_path / "mcp-token").stat().st_mode) == 0o600

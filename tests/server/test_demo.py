@@ -1,0 +1,21 @@
+"""`prodloop demo`, the README's main job: a real crash reaches an agent, scrubbed."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from prodloop.server.demo import run_demo
+
+
+def test_demo_takes_a_real_crash_to_an_agents_view() -> None:
+    buffer = io.StringIO()
+    seen = run_demo(Console(file=buffer, width=200))
+    assert seen["issue"]["title"] == "KeyError: 'kiwi'"
+    crash = seen["context"]["frames"][-1]
+    assert (crash["filename"], crash["function"]) == ("shop/pricing.py", "line_total")
+    assert seen["context"]["release"] == "shop@1.0.0"
+    printed = buffer.getvalue()
+    assert "service crashed and reported" in printed
+    assert "KeyError: 'kiwi'" in printed

@@ -1,0 +1,54 @@
+"""Settings: flags over environment over [tool.prodloop] over defaults; secrets stay masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prodloop.server.errors import ConfigError
+from prodloop.server.settings import load_settings
+
+
+def _pyproject(repo: Path, body: str) -> None:
+    repo.mkdir(exist_ok=True)
+    (repo / "pyproject.toml").write_text(body)
+
+
+def test_precedence_is_flags_then_env_then_pyproject_then_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pyproject(tmp_path, "[tool.prodloop]\nport = 9001\nmax-string-chars = 300\nsensitive_fields = ['x_id']\n")
+    monkeypatch.setenv("PRODLOOP_PORT", "9002")
+    s = load_settings(repo=tmp_path)
+    assert (s.port, s.max_string_chars, s.sensitive_fields) == (9002, 300, ["x_id"])
+    assert load_settings(repo=tmp_path, port=9003).port == 9003
+    monkeypatch.delenv("PRODLOOP_PORT")
+    assert load_settings(repo=tmp_path).port == 9001
+    assert load_settings(repo=tmp_path / "nowhere").port == 8765
+
+
+def test_data_dir_and_database_default_inside_the_repo(tmp_path: Path) -> None:
+    s = load_settings(repo=tmp_path)
+    assert s.database_path == (tmp_path / ".prodloop" / "prodloop.db").resolve()
+    assert load_settings(repo=tmp_path, database_url=f"sqlite:///{tmp_path}/x.db").database_path == tmp_path / "x.db"
+
+
+def test_unsupported_database_url_says_what_works(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="use sqlite:///PATH"):
+        _ = load_settings(repo=tmp_path, database_url="postgresql://u:pw@db/x").database_path
+
+
+def test_broken_pyproject_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    _pyproject(tmp_path, "[tool.prodloop\nport = ")
+    with pytest.raises(ConfigError, match=r"pyproject\.toml is not valid TOML"):
+        load_settings(repo=tmp_path)
+
+
+def test_tokens_are_masked_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRODLOOP_SENTRY_TOKEN", "sntrys_secret_value_123")
+    s = load_settings(repo=tmp_path, mcp_token="bearer-secret-456")
+    assert "sntrys_secret_value_123" not in repr(s)
+    assert "bearer-secret-456" not in repr(s)
+    assert s.sentry_token is not None
+    assert s.sentry_token.get_secret_value() == "sntrys_secret_value_123"
