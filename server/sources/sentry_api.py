@@ -17,14 +17,14 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from pydantic import SecretStr
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ConfigError, SentryAPIError
+from prodloop.server.errors import ConfigError, InvalidArgument, SentryAPIError
 from prodloop.server.ingest.importer import ImportReport, import_events
 from prodloop.server.store import Project
 
@@ -33,6 +33,7 @@ _MAX_PAGE = 100  # Sentry's own cap on one page of issues
 _SCOPES = "project:read and event:read (org:read for organization endpoints)"
 _LINK = re.compile(r'<([^>]*)>((?:\s*;\s*[A-Za-z]+\s*=\s*"[^"]*")*)')
 _LINK_PARAM = re.compile(r'([A-Za-z]+)\s*=\s*"([^"]*)"')
+_FIX_URL = "check that sentry_base_url points at Sentry itself, not a login page or a proxy"
 
 
 class _RefuseRedirect(urllib.request.HTTPRedirectHandler):
@@ -47,6 +48,8 @@ class SentryAPIClient:
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("sentry_base_url", "is not an http(s) URL", "give e.g. https://sentry.io")
+        if parts.username or parts.password:
+            raise ConfigError("sentry_base_url", "carries credentials", "remove them; the token goes in sentry_token")
         self.base_url = base_url.strip().rstrip("/")
         self.org = org
         self.project = project
@@ -94,7 +97,8 @@ class SentryAPIClient:
 
     def _get(self, path_and_query: str, what: str) -> tuple[Any, str | None]:
         url = self.base_url + path_and_query
-        request = urllib.request.Request(url, method="GET", headers={"Accept": "application/json"})
+        # the scheme was checked to be http(s) in __init__
+        request = urllib.request.Request(url, method="GET", headers={"Accept": "application/json"})  # noqa: S310
         request.add_unredirected_header("Authorization", f"Bearer {self._token.get_secret_value()}")
         label = f"GET {url}"
         try:
@@ -108,16 +112,17 @@ class SentryAPIClient:
                 raise self._status_error(label, exc.code, exc.headers.get("Retry-After"), detail, what) from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            why = type(reason).__name__ if isinstance(reason, BaseException) else str(reason)[:80]
             raise SentryAPIError(
                 label,
-                f"cannot reach {self.base_url} ({type(reason).__name__})",
+                f"cannot reach {self.base_url} ({why})",
                 "check sentry_base_url (self-hosted Sentry has its own address), the network and any proxy",
             ) from exc
         if len(raw) > _MAX_BODY:
             raise SentryAPIError(label, f"the answer is over {_MAX_BODY} bytes", "ask for fewer issues at once")
         try:
             return json.loads(raw), link
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise SentryAPIError(label, f"the answer is not JSON (Content-Type {content_type[:60]})", _FIX_URL) from exc
 
     def _status_error(self, label: str, status: int, retry_after: str | None, detail: str, what: str) -> SentryAPIError:
@@ -147,9 +152,6 @@ class SentryAPIClient:
                 label, f"Sentry answered with a redirect ({said})", "set sentry_base_url to the address it redirects to"
             )
         return SentryAPIError(label, f"Sentry refused the request ({said})", _FIX_URL)
-
-
-_FIX_URL = "check that sentry_base_url points at Sentry itself, not a login page or a proxy"
 
 
 def _seg(value: str) -> str:
@@ -186,10 +188,15 @@ def _is_auth_failure(exc: SentryAPIError) -> bool:
 
 def pull_from_sentry(ctx: AppContext, project: Project, client: SentryAPIClient, *, limit: int = 25) -> ImportReport:
     """Store the latest event of up to `limit` issues; one issue failing is reported, a refused token aborts."""
+    if limit < 1:
+        raise InvalidArgument("limit", f"is {limit}", "pull at least 1 issue")
     fetched: list[tuple[str, dict[str, Any]]] = []
     refused: list[tuple[str, str]] = []
     for issue in client.list_issues(limit):
-        issue_id = str(issue.get("id"))[:64]
+        if not isinstance(issue.get("id"), (str, int)):
+            refused.append(("sentry issue ?", "the issue list gave an issue without an id"))
+            continue
+        issue_id = str(issue["id"])[:64]
         where = f"sentry issue {issue_id}"
         try:
             api_event = client.latest_event(issue_id)
@@ -217,7 +224,8 @@ def api_event_to_sdk_event(api_event: Mapping[str, Any]) -> dict[str, Any]:
     if timestamp is not None:
         event["timestamp"] = timestamp
     event.update({k: api_event[k] for k in _COPIED if api_event.get(k) is not None})
-    tags = [[str(t["key"]), str(t["value"])] for t in _dicts(api_event.get("tags")) if "key" in t and "value" in t]
+    pairs = _dicts(api_event.get("tags"))
+    tags = [[str(t["key"]), str(t["value"])] for t in pairs if t.get("key") is not None and t.get("value") is not None]
     if tags:
         event["tags"] = tags
     release = api_event.get("release")
@@ -306,9 +314,10 @@ def _epoch(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value).timestamp()
+        when = datetime.fromisoformat(value)
     except ValueError:
         return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

@@ -210,3 +210,32 @@ def test_healthz(server: LiveServer) -> None:
 
     with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=5) as resp:
         assert json.loads(resp.read()) == {"status": "ok", "schema_version": 1}
+
+
+def test_random_garbage_never_crashes_the_server_or_touches_stored_events(server: LiveServer) -> None:
+    import random
+
+    kept = _send_good(server)
+    rng = random.Random(20261122)
+    good = envelope_bytes(make_event())
+    statuses = set()
+    for i in range(60):
+        if i % 3 == 0:
+            body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 400)))
+        elif i % 3 == 1:  # a real envelope with bytes flipped
+            flipped = bytearray(good)
+            for _ in range(rng.randrange(1, 8)):
+                flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+            body = bytes(flipped)
+        else:  # a real envelope cut short
+            body = good[: rng.randrange(1, len(good))]
+        encoding = rng.choice(["", "gzip", "deflate", "br"])
+        headers = {**auth_header(server.project.public_key), **({"Content-Encoding": encoding} if encoding else {})}
+        reply = post(server.envelope_url(), body, headers)
+        statuses.add(reply.status)
+        assert reply.status in (200, 400, 413), reply.body
+        assert reply.body.get("detail") or reply.status == 200
+    assert 400 in statuses
+    assert server.ctx.store.get_event(kept).event_id == kept
+    healthy = post(server.envelope_url(), envelope_bytes(make_event()), auth_header(server.project.public_key))
+    assert healthy.status == 200
