@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ProdloopError
+from prodloop.server.errors import ConfigError, ProdloopError
 from prodloop.server.settings import Settings, load_settings
 from prodloop.server.store import Project
 
@@ -142,6 +142,76 @@ def ingest(
     finally:
         ctx.close()
     if failed:
+        raise typer.Exit(1)
+
+
+deploy_app = typer.Typer(no_args_is_help=True, help="Deploy records: which commit ran where.")
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("record")
+def deploy_record(
+    release: Annotated[str, typer.Option(help="release name, as events carry it")],
+    commit: Annotated[str, typer.Option(help="sha, tag or branch that was deployed")],
+    environment: Annotated[str, typer.Option(help="environment name")] = "production",
+    time: Annotated[str | None, typer.Option(help="ISO 8601 time of the deploy (default now)")] = None,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Record a deploy so production errors map to the commit that ran."""
+    from datetime import datetime
+
+    from prodloop.tools.deploys import record_deploy
+
+    at = None
+    if time is not None:
+        try:
+            at = datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise typer.BadParameter(f"{time!s} is not an ISO 8601 time (e.g. 2026-11-22T10:00:00Z)") from None
+    ctx = _open(_settings(repo, data_dir))
+    try:
+        rec = record_deploy(
+            ctx.store, ctx.git(), ctx.clock, release=release, commit=commit, environment=environment, deployed_at=at
+        )
+    finally:
+        ctx.close()
+    out.print(f"deploy {rec.id}: {rec.release} = {rec.commit[:12]} to {rec.environment} at {rec.deployed_at}")
+
+
+sentry_app = typer.Typer(no_args_is_help=True, help="Read events from a Sentry organisation over its API.")
+app.add_typer(sentry_app, name="sentry")
+
+
+@sentry_app.command("pull")
+def sentry_pull(
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    project: ProjectOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="issues to pull (latest event of each)")] = 25,
+) -> None:
+    """Store the latest event of Sentry's top issues (needs sentry_org, sentry_project, sentry_token)."""
+    from prodloop.server.sources.sentry_api import SentryAPIClient, pull_from_sentry
+
+    settings = _settings(repo, data_dir)
+    missing = [n for n in ("sentry_org", "sentry_project", "sentry_token") if getattr(settings, n) is None]
+    if missing:
+        raise ConfigError(
+            ", ".join(missing), "is not set", "set PRODLOOP_SENTRY_ORG/_PROJECT/_TOKEN or [tool.prodloop]"
+        )
+    assert settings.sentry_org and settings.sentry_project and settings.sentry_token
+    client = SentryAPIClient(
+        settings.sentry_base_url, settings.sentry_org, settings.sentry_project, settings.sentry_token
+    )
+    ctx = _open(settings)
+    try:
+        report = pull_from_sentry(ctx, _project(ctx, project, create=True), client, limit=limit)
+    finally:
+        ctx.close()
+    err.print(f"sentry: {report.stored} stored, {report.duplicates} already held, {len(report.refused)} refused")
+    for where, reason in report.refused:
+        err.print(f"  {where}: {reason}", markup=False)
+    if report.refused:
         raise typer.Exit(1)
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prodloop.server.clock import Clock, SystemClock
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
+
+if TYPE_CHECKING:
+    from prodloop.tools.git_repo import GitRepo
 
 
 @dataclass
@@ -14,6 +18,15 @@ class AppContext:
     settings: Settings
     store: Store
     clock: Clock = field(default_factory=SystemClock)
+    _git: GitRepo | None = field(default=None, repr=False)
+
+    def git(self) -> GitRepo:
+        """The served repository, opened once so its caches stay warm across calls."""
+        if self._git is None:
+            from prodloop.tools.git_repo import GitRepo
+
+            self._git = GitRepo(self.settings.repo.resolve())
+        return self._git
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> AppContext:

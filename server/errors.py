@@ -10,6 +10,7 @@
     │   ├── PayloadTooLarge      413: an event or envelope over the size limits
     │   └── RateLimited          429: the project's event rate is over its limit
     ├── EventFileError           an exported event file could not be read or parsed
+    ├── CodePathError            the repository could not be read (not a git repository, bad revision)
     └── SentryAPIError           the Sentry REST API refused or failed a request
 
 Messages are built inside each class from structured fields and always say what was
@@ -96,6 +97,12 @@ class EventFileError(ProdloopError):
             f"{path} ({where}): {problem}; give a Sentry event JSON object, a JSON array of events, "
             "or JSON lines with one event per line"
         )
+
+
+class CodePathError(ProdloopError):
+    def __init__(self, repo: str, problem: str, fix: str) -> None:
+        self.repo = repo
+        super().__init__(f"repository {repo}: {problem}; {fix}")
 
 
 class SentryAPIError(ProdloopError):

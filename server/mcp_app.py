@@ -18,6 +18,8 @@ from pydantic import Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ProdloopError
+from prodloop.tools.code_path import CodePath, map_code_path
+from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.issues import IssueOrder, IssuePage, IssueStatus, list_issues
 
@@ -27,7 +29,7 @@ R = TypeVar("R")
 _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 INSTRUCTIONS = """prodloop closes the loop from production failures back to this repository.
-Start with list_issues, then fetch_error_context for one issue. Values from production are
+Start with list_issues, then fetch_error_context and map_code_path for one issue. Values from production are
 scrubbed ([Filtered]) and size-capped; follow the cursors for more frames or breadcrumbs."""
 
 
@@ -88,6 +90,42 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             breadcrumbs_limit=breadcrumbs_limit,
             max_string_chars=ctx.settings.max_string_chars,
             max_result_chars=max_result_chars,
+        )
+
+    @server.tool(name="map_code_path", title="Map an error to code", annotations=_READ_ONLY)
+    @_boundary
+    def map_code_path_tool(
+        issue_id: Annotated[int | None, Field(ge=1, description="an issue id (its latest event is mapped)")] = None,
+        event_id: Annotated[str | None, Field(max_length=40, description="a 32-hex-digit event id")] = None,
+    ) -> CodePath:
+        """Map a production error onto the repository at the commit that ran it: files, functions and lines of every
+        frame (verified against the event's code context), the culprit, blame and ranked suspect commits since the
+        previous release, related tests, and each file's production reliability record."""
+        return map_code_path(
+            ctx.store, ctx.git(), issue_id=issue_id, event_id=event_id, path_rewrites=ctx.settings.path_rewrites
+        )
+
+    @server.tool(
+        name="record_deploy",
+        title="Record a deploy",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
+    )
+    @_boundary
+    def record_deploy_tool(
+        release: Annotated[str, Field(min_length=1, max_length=200, description="the release name events carry")],
+        commit: Annotated[str, Field(min_length=4, max_length=200, description="sha, tag or branch deployed")],
+        environment: Annotated[str, Field(min_length=1, max_length=100)] = "production",
+        deployed_at: Annotated[float | None, Field(ge=0, description="epoch seconds; default now")] = None,
+    ) -> DeployRecord:
+        """Record that a release (a commit) was deployed to an environment, so errors map to the code that ran."""
+        return record_deploy(
+            ctx.store,
+            ctx.git(),
+            ctx.clock,
+            release=release,
+            commit=commit,
+            environment=environment,
+            deployed_at=deployed_at,
         )
 
     return server

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     scrub_ip_addresses: bool = True
     max_string_chars: int = Field(default=1024, ge=32, le=65536)
 
+    path_rewrites: dict[str, str] = Field(
+        default_factory=dict, description="frame path prefixes to rewrite before mapping, e.g. {'/app/': ''}"
+    )
+
     sentry_base_url: str = "https://sentry.io"
     sentry_org: str | None = None
     sentry_project: str | None = None

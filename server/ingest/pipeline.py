@@ -16,7 +16,7 @@ from prodloop.server.ingest import grouping
 from prodloop.server.ingest.envelope import normalize_event_id
 from prodloop.server.ingest.scrub import Scrubber
 from prodloop.server.settings import Settings
-from prodloop.server.store.records import EventRecord
+from prodloop.server.store.records import EventRecord, FrameRef
 
 
 class EventProcessor:
@@ -40,7 +40,7 @@ class EventProcessor:
         what: str = "the event",
     ) -> EventRecord:
         event_id = normalize_event_id(raw.get("event_id", fallback_event_id), what)
-        raw["event_id"] = event_id
+        raw = {**raw, "event_id": event_id}
         user_hash = _user_hash(raw.get("user"), user_salt)
         scrubbed = self._scrubber.scrub(raw)
         event = scrubbed.event
@@ -71,7 +71,21 @@ class EventProcessor:
             user_hash=user_hash,
             source=source,
             payload=payload,
+            frames=_app_frames(event),
         )
+
+
+def _app_frames(event: dict[str, Any]) -> tuple[FrameRef, ...]:
+    refs: dict[FrameRef, None] = {}
+    for exc in grouping.exceptions(event):
+        for frame in grouping.app_frames(grouping.frames_of(exc)):
+            filename = _short(frame.get("filename"), 500)
+            if filename:
+                ref = FrameRef(
+                    filename, _short(frame.get("module"), 300) or "", _short(frame.get("function"), 300) or ""
+                )
+                refs[ref] = None
+    return tuple(list(refs)[:100])
 
 
 def _user_hash(user: Any, salt: str) -> str | None:

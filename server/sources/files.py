@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prodloop.server.errors import EventFileError
+from prodloop.server.sources.sentry_api import api_event_to_sdk_event
 
 
 def read_event_file(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -45,8 +46,10 @@ def read_event_file(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _unwrap(item: dict[str, Any]) -> dict[str, Any]:
-    """Sentry's API wraps the SDK's event as `{"eventID": ..., "entries": ...}`; exports may hold either."""
+    """Exports hold SDK events, SDK events wrapped as `{"event": ...}`, or Sentry API events (`eventID`, `entries`)."""
     inner = item.get("event")
     if isinstance(inner, dict) and "event_id" in inner:
         return inner
+    if "event_id" not in item and ("eventID" in item or "entries" in item):
+        return api_event_to_sdk_event(item)
     return item

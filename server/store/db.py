@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 from prodloop.server.clock import Clock, SystemClock, new_key
-from prodloop.server.errors import NotFoundError, StoreError
+from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
 from prodloop.server.store.migrations import MIGRATIONS
-from prodloop.server.store.records import EventRecord, IssueRow, Project, StoredEvent
+from prodloop.server.store.records import Deploy, EventRecord, IssueRow, Project, StoredEvent
 
 IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count"]
 
@@ -122,7 +122,9 @@ class Store:
                     "INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)", (name, key, now)
                 )
         except sqlite3.IntegrityError as exc:
-            raise StoreError("create project", str(self.path), f"a project named {name} exists") from exc
+            raise InvalidArgument(
+                "project", f"a project named {name} exists", "use it, or choose another name"
+            ) from exc
         return Project(id=int(cur.lastrowid or 0), name=name, public_key=key, created_at=now)
 
     def get_project(self, project_id: int) -> Project | None:
@@ -243,6 +245,49 @@ class Store:
             )
         return int(cur.lastrowid or 0)
 
+    def deploys(self, *, release: str | None = None, environment: str | None = None) -> list[Deploy]:
+        """Recorded deploys, newest first, optionally of one release and/or environment."""
+        where: list[str] = []
+        params: list[object] = []
+        if release is not None:
+            where.append("release = ?")
+            params.append(release)
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._reader().execute(
+            f"SELECT id, project_id, release, commit_sha, environment, deployed_at FROM deploys {clause}"
+            " ORDER BY deployed_at DESC, id DESC",
+            params,
+        )
+        return [Deploy(*row) for row in rows]
+
+    # -- reliability ------------------------------------------------------------------------
+
+    def file_reliability(self, filenames: Sequence[str], modules: Sequence[str]) -> tuple[int, int]:
+        """(issues, events) whose in-app frames name one of these filenames or modules."""
+        if not filenames and not modules:
+            return 0, 0
+        row = (
+            self._reader()
+            .execute(
+                f"""
+            SELECT count(*), coalesce(sum(event_count), 0) FROM issues WHERE id IN (
+                SELECT issue_id FROM issue_frames WHERE filename IN ({_marks(filenames)})
+                UNION SELECT issue_id FROM issue_frames WHERE module IN ({_marks(modules)}) AND module != ''
+            )
+            """,
+                [*filenames, *modules],
+            )
+            .fetchone()
+        )
+        return int(row[0]), int(row[1])
+
+
+def _marks(values: Sequence[str]) -> str:
+    return ",".join("?" * len(values)) or "NULL"
+
 
 def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
     if conn.execute(
@@ -302,6 +347,11 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
         """,
         (issue_id, int(r.timestamp // 3600)),
     )
+    for frame in r.frames:
+        conn.execute(
+            "INSERT OR IGNORE INTO issue_frames (issue_id, filename, module, function) VALUES (?, ?, ?, ?)",
+            (issue_id, frame.filename, frame.module, frame.function),
+        )
     if r.release:
         conn.execute(
             "INSERT OR IGNORE INTO releases (project_id, version, first_event) VALUES (?, ?, ?)",

@@ -84,4 +84,23 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX deploys_time ON deploys (environment, deployed_at);
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE issue_frames (
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            filename TEXT NOT NULL,
+            module TEXT NOT NULL DEFAULT '',
+            function TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (issue_id, filename, module, function)
+        ) WITHOUT ROWID;
+        CREATE INDEX issue_frames_filename ON issue_frames (filename);
+        CREATE INDEX issue_frames_module ON issue_frames (module);
+        INSERT OR IGNORE INTO issue_frames (issue_id, filename, module, function)
+            SELECT DISTINCT e.issue_id, json_extract(f.value, '$.filename'),
+                   coalesce(json_extract(f.value, '$.module'), ''), coalesce(json_extract(f.value, '$.function'), '')
+            FROM events e, json_each(e.payload, '$.exception.values') x, json_each(x.value, '$.stacktrace.frames') f
+            WHERE json_extract(f.value, '$.in_app') = 1 AND json_extract(f.value, '$.filename') IS NOT NULL
+        """,
+    ),
 )

@@ -14,6 +14,25 @@ class Project:
 
 
 @dataclass(frozen=True, slots=True)
+class Deploy:
+    id: int
+    project_id: int | None
+    release: str
+    commit_sha: str
+    environment: str
+    deployed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRef:
+    """An in-app frame of an event, as indexed per issue for the reliability record."""
+
+    filename: str
+    module: str
+    function: str
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     """A scrubbed, grouped event ready to store. `payload` is scrubbed JSON text."""
 
@@ -34,6 +53,7 @@ class EventRecord:
     user_hash: str | None
     source: str
     payload: str
+    frames: tuple[FrameRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -209,7 +209,7 @@ def test_healthz(server: LiveServer) -> None:
     import urllib.request
 
     with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=5) as resp:
-        assert json.loads(resp.read()) == {"status": "ok", "schema_version": 1}
+        assert json.loads(resp.read()) == {"status": "ok", "schema_version": 2}
 
 
 def test_random_garbage_never_crashes_the_server_or_touches_stored_events(server: LiveServer) -> None:

@@ -13,6 +13,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import NotFoundError, StoreError
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.store import EventRecord, Store
+from prodloop.server.store.migrations import MIGRATIONS
 from tests.conftest import make_event
 
 
@@ -29,8 +30,8 @@ def test_store_is_wal_sqlite_with_migrations_applied_once(ctx: AppContext) -> No
     again = Store(path)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 1
-    assert again.schema_version == 1
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    assert again.schema_version == MIGRATIONS[-1][0]
     conn.close()
     again.close()
 
