@@ -74,3 +74,22 @@ def test_mcp_token_is_created_once_with_owner_only_permissions(tmp_path: Path) -
     assert (created, created_again) == (True, False)
     assert token == again
     assert stat.S_IMODE((tmp_path / "mcp-token").stat().st_mode) == 0o600
+
+
+def test_deploy_record_resolves_the_commit_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    from tests.repos import new_repo
+
+    repo = new_repo(tmp_path)
+    sha = repo.commit({"app.py": "x = 1\n"}, "c1")
+    repo.tag("v1")
+    done = _run("deploy", "record", "--release", "app@1", "--commit", "v1", "--time", "2026-11-22T10:00:00Z",
+                "--repo", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"app@1 = {sha[:12]} to production at 2026-11-22T10:00:00Z" in done.stdout
+    bad = _run("deploy", "record", "--release", "x", "--commit", "nope", "--repo", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "nope names no commit" in bad.stderr
+    bad_time = _run("deploy", "record", "--release", "x", "--commit", "v1", "--time", "yesterday",
+                    "--repo", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert bad_time.returncode == 2
+    assert "not an ISO 8601 time" in bad_time.stderr

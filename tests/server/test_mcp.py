@@ -35,13 +35,13 @@ def _seed(ctx: AppContext, n_issues: int = 3) -> None:
 async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotations(ctx: AppContext) -> None:
     async with Client(build_mcp(ctx)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"list_issues", "fetch_error_context"}
+    assert set(tools) == {"list_issues", "fetch_error_context", "map_code_path", "record_deploy"}
     for tool in tools.values():
         assert tool.description
         assert tool.input_schema["type"] == "object"
         assert tool.output_schema is not None
         assert tool.annotations is not None
-        assert tool.annotations.read_only_hint is True
+        assert tool.annotations.read_only_hint is (tool.name != "record_deploy")
 
 
 async def test_list_issues_pages_with_a_cursor_and_orders_by_count(ctx: AppContext) -> None:
@@ -122,3 +122,32 @@ async def test_http_mcp_requires_the_bearer_token(live_server: Callable[..., Liv
             result = await client.call_tool("list_issues", {})
     assert {t.name for t in tools.tools} >= {"list_issues", "fetch_error_context"}
     assert result.structured_content["total"] == 0
+
+
+async def test_record_deploy_then_map_code_path_through_the_client(make_ctx: Callable[..., AppContext]) -> None:
+    from tests.repos import new_repo
+
+    ctx = make_ctx()
+    repo = new_repo(ctx.settings.repo)
+    sha = repo.commit(
+        {"shop/__init__.py": "", "shop/pricing.py": "def price_of(cart):\n    return PRICES[cart['sku']]\n"}, "c1"
+    )
+    _seed(ctx, 1)
+    async with Client(build_mcp(ctx)) as client:
+        deploy = await client.call_tool("record_deploy", {"release": "svc@1.0.0", "commit": sha[:8]})
+        assert deploy.structured_content["commit"] == sha
+        mapped = (await client.call_tool("map_code_path", {"issue_id": 1})).structured_content
+        unknown = await client.call_tool("record_deploy", {"release": "x", "commit": "nonexistent-ref"})
+    assert mapped["release"]["source"] == "deploy"
+    assert mapped["culprit"]["location"]["repo_path"] == "shop/pricing.py"
+    assert mapped["culprit"]["qualname"] == "price_of"
+    assert unknown.is_error
+    assert "names no commit" in unknown.content[0].text
+
+
+async def test_map_code_path_outside_a_git_repository_is_a_tool_error(ctx: AppContext) -> None:
+    _seed(ctx, 1)
+    async with Client(build_mcp(ctx)) as client:
+        result = await client.call_tool("map_code_path", {"issue_id": 1})
+    assert result.is_error
+    assert "is not a git repository" in result.content[0].text

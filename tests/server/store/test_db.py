@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -86,3 +87,30 @@ def test_a_failed_batch_keeps_what_was_committed_before(ctx: AppContext) -> None
         ctx.store.write_events([_record(ctx), bad])
     assert ctx.store.count_events() == 1
     assert ctx.store.get_event(kept.event_id)
+
+
+def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0][1])
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+    conn.execute("INSERT INTO projects VALUES (1, 'svc', 'k', 0)")
+    conn.execute(
+        "INSERT INTO issues (id, project_id, fingerprint, title, first_seen, last_seen, event_count)"
+        " VALUES (1, 1, 'f', 't', 0, 0, 3)"
+    )
+    payload = json.dumps(make_event())
+    conn.execute(
+        "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, source, payload)"
+        " VALUES (1, 'e1', 1, 0, 0, 'test', ?)",
+        (payload,),
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.schema_version == 2
+    assert store.file_reliability(["shop/pricing.py"], []) == (1, 3)
+    assert store.file_reliability([], ["shop.app"]) == (1, 3)
+    assert store.file_reliability(["other.py"], ["other"]) == (0, 0)
+    store.close()
