@@ -91,6 +91,7 @@ def write_sample_service(root: Path) -> Path:
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "shop 1.0.0"], check=True)
+    subprocess.run([*git, "tag", "v1.0.0"], check=True)
     return root
 
 
@@ -136,6 +137,12 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
                 step("service crashed and reported", "sentry-sdk sent a KeyError to prodloop")
             seen = anyio.run(_agent_view, ctx)
             step("agent read the error over MCP", f"issue {seen['issue']['id']}: {seen['issue']['title']}")
+            culprit = seen["code_path"]["culprit"]
+            step(
+                "agent mapped it to code",
+                f"{culprit['location']['repo_path']}:{culprit['location']['lineno']} in {culprit['qualname']} "
+                f"at {seen['code_path']['release']['commit'][:12]} ({seen['code_path']['release']['source']})",
+            )
         finally:
             ctx.close()
     _print_result(console, seen)
@@ -148,7 +155,8 @@ async def _agent_view(ctx: AppContext) -> dict[str, Any]:
         issues = (await client.call_tool("list_issues", {"order_by": "event_count"})).structured_content or {}
         issue = issues["issues"][0]
         context = await client.call_tool("fetch_error_context", {"issue_id": issue["id"], "frames_limit": 5})
-    return {"issue": issue, "context": context.structured_content}
+        code_path = await client.call_tool("map_code_path", {"issue_id": issue["id"]})
+    return {"issue": issue, "context": context.structured_content, "code_path": code_path.structured_content}
 
 
 def _stepper(console: Console, started: float) -> Callable[[str, str], None]:
@@ -167,3 +175,9 @@ def _print_result(console: Console, seen: dict[str, Any]) -> None:
     console.print(f"  > {(crash['context_line'] or '').strip()}", markup=False)
     console.print(f"  locals: {json.dumps(crash['vars'])[:200]}", markup=False)
     console.print(f"  release {ctx['release']}, {ctx['occurrences']['count']} event(s)", markup=False)
+    attribution = seen["code_path"]["attribution"] or {}
+    blame = attribution.get("crash_line") or {}
+    if blame:
+        console.print(f"  crash line last changed by {blame['author']}: {blame['summary']}", markup=False)
+    for test in seen["code_path"]["related_tests"][:3]:
+        console.print(f"  related tests: {test['path']} ({test['reason']})", markup=False)

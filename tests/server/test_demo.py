@@ -16,6 +16,10 @@ def test_demo_takes_a_real_crash_to_an_agents_view() -> None:
     crash = seen["context"]["frames"][-1]
     assert (crash["filename"], crash["function"]) == ("shop/pricing.py", "line_total")
     assert seen["context"]["release"] == "shop@1.0.0"
+    code_path = seen["code_path"]
+    assert code_path["release"]["source"] == "package-version"
+    assert code_path["culprit"]["qualname"] == "line_total"
+    assert code_path["related_tests"][0]["path"] == "tests/test_pricing.py"
     printed = buffer.getvalue()
     assert "service crashed and reported" in printed
     assert "KeyError: 'kiwi'" in printed
