@@ -11,6 +11,7 @@
     │   └── RateLimited          429: the project's event rate is over its limit
     ├── EventFileError           an exported event file could not be read or parsed
     ├── CodePathError            the repository could not be read (not a git repository, bad revision)
+    ├── BudgetExhausted          an issue's run or CPU budget is spent; a person must reset it
     └── SentryAPIError           the Sentry REST API refused or failed a request
 
 Messages are built inside each class from structured fields and always say what was
@@ -103,6 +104,15 @@ class CodePathError(ProdloopError):
     def __init__(self, repo: str, problem: str, fix: str) -> None:
         self.repo = repo
         super().__init__(f"repository {repo}: {problem}; {fix}")
+
+
+class BudgetExhausted(ProdloopError):
+    def __init__(self, issue_id: int, spent: str) -> None:
+        self.issue_id = issue_id
+        super().__init__(
+            f"the budget of issue {issue_id} is exhausted ({spent}); it was escalated to a person, "
+            f"who can allow more runs with `prodloop budget reset {issue_id}`"
+        )
 
 
 class SentryAPIError(ProdloopError):

@@ -8,11 +8,12 @@ Secrets are `SecretStr`: their repr is masked and they are never returned to an 
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -48,6 +49,28 @@ class _RepoPyprojectSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
 
 
+class GateSettings(BaseModel):
+    """`[tool.prodloop.gates]`: what a candidate regression test must show."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flaky_runs: int = Field(default=5, ge=1, le=50, description="extra passing runs with the fix")
+    shuffle_with_module: bool = True
+    max_test_seconds: float = Field(default=5.0, gt=0, description="the 'fast' gate")
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600, description="wall clock per pytest run")
+    memory_mb: int = Field(default=2048, ge=64, description="address-space limit per pytest run")
+    min_mutation_score: float = Field(default=0.8, ge=0, le=1)
+
+
+class BudgetSettings(BaseModel):
+    """`[tool.prodloop.budgets]`: per issue lineage, before a person must look."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_runs: int = Field(default=10, ge=1)
+    max_cpu_seconds: float = Field(default=600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRODLOOP_", extra="ignore", validate_default=True)
 
@@ -73,6 +96,13 @@ class Settings(BaseSettings):
     path_rewrites: dict[str, str] = Field(
         default_factory=dict, description="frame path prefixes to rewrite before mapping, e.g. {'/app/': ''}"
     )
+
+    service_python: Path | None = Field(
+        default=None,
+        description="the service's interpreter for test runs; default <repo>/.venv/bin/python or prodloop's",
+    )
+    gates: GateSettings = Field(default_factory=GateSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
 
     sentry_base_url: str = "https://sentry.io"
     sentry_org: str | None = None
@@ -117,6 +147,15 @@ class Settings(BaseSettings):
             f"scheme of {url.split(':', 1)[0]!s} is not supported yet",
             "use sqlite:///PATH (PostgreSQL support is planned)",
         )
+
+
+def service_python(settings: Settings) -> Path:
+    if settings.service_python is not None:
+        return settings.service_python
+    for candidate in (settings.repo / ".venv" / "bin" / "python", settings.repo / "venv" / "bin" / "python"):
+        if candidate.exists():
+            return candidate
+    return Path(sys.executable)
 
 
 def load_settings(**overrides: Any) -> Settings:

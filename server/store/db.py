@@ -75,10 +75,10 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        row = self._reader().execute("SELECT max(version) FROM schema_migrations").fetchone()
+        row = self.reader().execute("SELECT max(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
-    def _reader(self) -> sqlite3.Connection:
+    def reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -86,7 +86,7 @@ class Store:
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
             conn = self._writer
             try:
@@ -117,7 +117,7 @@ class Store:
         key = new_key()
         now = self.clock.now()
         try:
-            with self._transaction() as conn:
+            with self.transaction() as conn:
                 cur = conn.execute(
                     "INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)", (name, key, now)
                 )
@@ -129,7 +129,7 @@ class Store:
 
     def get_project(self, project_id: int) -> Project | None:
         row = (
-            self._reader()
+            self.reader()
             .execute("SELECT id, name, public_key, created_at FROM projects WHERE id = ?", (project_id,))
             .fetchone()
         )
@@ -137,14 +137,14 @@ class Store:
 
     def project_by_name(self, name: str) -> Project | None:
         row = (
-            self._reader()
+            self.reader()
             .execute("SELECT id, name, public_key, created_at FROM projects WHERE name = ?", (name,))
             .fetchone()
         )
         return Project(*row) if row else None
 
     def list_projects(self) -> list[Project]:
-        rows = self._reader().execute("SELECT id, name, public_key, created_at FROM projects ORDER BY id")
+        rows = self.reader().execute("SELECT id, name, public_key, created_at FROM projects ORDER BY id")
         return [Project(*row) for row in rows]
 
     # -- events -----------------------------------------------------------------------------
@@ -156,7 +156,7 @@ class Store:
         """
         inserted: list[bool] = []
         try:
-            with self._transaction() as conn:
+            with self.transaction() as conn:
                 for record in records:
                     inserted.append(_write_event(conn, record))
         except sqlite3.Error as exc:
@@ -165,7 +165,7 @@ class Store:
 
     def get_event(self, event_id: str) -> StoredEvent:
         row = (
-            self._reader()
+            self.reader()
             .execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ? ORDER BY id LIMIT 1", (event_id,))
             .fetchone()
         )
@@ -177,7 +177,7 @@ class Store:
 
     def latest_event(self, issue_id: int) -> StoredEvent:
         row = (
-            self._reader()
+            self.reader()
             .execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE issue_id = ? ORDER BY timestamp DESC, id DESC LIMIT 1",
                 (issue_id,),
@@ -189,12 +189,12 @@ class Store:
         return StoredEvent(*row)
 
     def count_events(self) -> int:
-        return int(self._reader().execute("SELECT count(*) FROM events").fetchone()[0])
+        return int(self.reader().execute("SELECT count(*) FROM events").fetchone()[0])
 
     # -- issues -----------------------------------------------------------------------------
 
     def get_issue(self, issue_id: int) -> IssueRow:
-        row = self._reader().execute(f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE id = ?", (issue_id,)).fetchone()
+        row = self.reader().execute(f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE id = ?", (issue_id,)).fetchone()
         if row is None:
             raise NotFoundError("issue", str(issue_id), "call list_issues for the ids prodloop holds")
         return IssueRow(*row)
@@ -217,7 +217,7 @@ class Store:
             where.append("status = ?")
             params.append(status)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        conn = self._reader()
+        conn = self.reader()
         total = int(conn.execute(f"SELECT count(*) FROM issues {clause}", params).fetchone()[0])
         rows = conn.execute(
             f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {order} DESC, id DESC LIMIT ? OFFSET ?",
@@ -226,7 +226,7 @@ class Store:
         return [IssueRow(*row) for row in rows], total
 
     def hourly_counts(self, issue_id: int, since_hour: int) -> list[tuple[int, int]]:
-        rows = self._reader().execute(
+        rows = self.reader().execute(
             "SELECT hour, count FROM issue_hourly WHERE issue_id = ? AND hour >= ? ORDER BY hour",
             (issue_id, since_hour),
         )
@@ -237,7 +237,7 @@ class Store:
     def record_deploy(
         self, *, release: str, commit_sha: str, environment: str, deployed_at: float, project_id: int | None = None
     ) -> int:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO deploys (project_id, release, commit_sha, environment, deployed_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -256,7 +256,7 @@ class Store:
             where.append("environment = ?")
             params.append(environment)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._reader().execute(
+        rows = self.reader().execute(
             f"SELECT id, project_id, release, commit_sha, environment, deployed_at FROM deploys {clause}"
             " ORDER BY deployed_at DESC, id DESC",
             params,
@@ -270,7 +270,7 @@ class Store:
         if not filenames and not modules:
             return 0, 0
         row = (
-            self._reader()
+            self.reader()
             .execute(
                 f"""
             SELECT count(*), coalesce(sum(event_count), 0) FROM issues WHERE id IN (

@@ -103,4 +103,43 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE json_extract(f.value, '$.in_app') = 1 AND json_extract(f.value, '$.filename') IS NOT NULL
         """,
     ),
+    (
+        3,
+        """
+        CREATE TABLE receipts (
+            id TEXT PRIMARY KEY,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            event_id TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            test_path TEXT NOT NULL,
+            test_name TEXT NOT NULL,
+            test_code TEXT NOT NULL,
+            test_sha256 TEXT NOT NULL,
+            fix_diff TEXT NOT NULL,
+            fix_sha256 TEXT NOT NULL,
+            passed INTEGER NOT NULL,
+            gates TEXT NOT NULL,
+            cpu_seconds REAL NOT NULL,
+            created_at REAL NOT NULL,
+            mutation TEXT
+        );
+        CREATE INDEX receipts_issue ON receipts (issue_id, created_at);
+        CREATE TABLE budgets (
+            issue_id INTEGER PRIMARY KEY REFERENCES issues(id),
+            runs INTEGER NOT NULL DEFAULT 0,
+            cpu_seconds REAL NOT NULL DEFAULT 0,
+            exhausted_at REAL,
+            reset_at REAL
+        );
+        CREATE TABLE escalations (
+            id INTEGER PRIMARY KEY,
+            issue_id INTEGER REFERENCES issues(id),
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            resolved_at REAL
+        );
+        CREATE INDEX escalations_open ON escalations (resolved_at, created_at)
+        """,
+    ),
 )

@@ -1,0 +1,157 @@
+"""What the server enforces, kept in the store: receipts, per-issue budgets and escalations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from prodloop.server.errors import NotFoundError
+from prodloop.server.store.db import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRow:
+    id: str
+    issue_id: int
+    event_id: str
+    commit_sha: str
+    test_path: str
+    test_name: str
+    test_code: str
+    test_sha256: str
+    fix_diff: str
+    fix_sha256: str
+    passed: bool
+    gates: list[dict[str, Any]]
+    cpu_seconds: float
+    created_at: float
+    mutation: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRow:
+    issue_id: int
+    runs: int
+    cpu_seconds: float
+    exhausted_at: float | None
+    reset_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    id: int
+    issue_id: int | None
+    kind: str
+    reason: str
+    created_at: float
+    resolved_at: float | None
+
+
+_RECEIPT_COLUMNS = (
+    "id, issue_id, event_id, commit_sha, test_path, test_name, test_code, test_sha256, fix_diff, fix_sha256, "
+    "passed, gates, cpu_seconds, created_at, mutation"
+)
+
+
+def save_receipt(store: Store, r: ReceiptRow) -> None:
+    with store.transaction() as conn:
+        conn.execute(
+            f"INSERT INTO receipts ({_RECEIPT_COLUMNS}) VALUES ({','.join('?' * 15)})",
+            (
+                r.id, r.issue_id, r.event_id, r.commit_sha, r.test_path, r.test_name, r.test_code, r.test_sha256,
+                r.fix_diff, r.fix_sha256, int(r.passed), json.dumps(r.gates), r.cpu_seconds, r.created_at,
+                json.dumps(r.mutation) if r.mutation is not None else None,
+            ),
+        )  # fmt: skip
+
+
+def get_receipt(store: Store, receipt_id: str) -> ReceiptRow:
+    row = store.reader().execute(f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
+    if row is None:
+        raise NotFoundError("receipt", receipt_id[:64], "run_candidate_test issues receipts; pass its receipt_id")
+    values = list(row)
+    values[10] = bool(values[10])
+    values[11] = json.loads(values[11])
+    values[14] = json.loads(values[14]) if values[14] else None
+    return ReceiptRow(*values)
+
+
+def set_receipt_mutation(store: Store, receipt_id: str, mutation: dict[str, Any]) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE receipts SET mutation = ? WHERE id = ?", (json.dumps(mutation), receipt_id))
+
+
+def budget(store: Store, issue_id: int) -> BudgetRow:
+    row = (
+        store.reader()
+        .execute(
+            "SELECT issue_id, runs, cpu_seconds, exhausted_at, reset_at FROM budgets WHERE issue_id = ?", (issue_id,)
+        )
+        .fetchone()
+    )
+    return BudgetRow(*row) if row else BudgetRow(issue_id, 0, 0.0, None, None)
+
+
+def charge_budget(store: Store, issue_id: int, *, runs: int, cpu_seconds: float) -> BudgetRow:
+    with store.transaction() as conn:
+        conn.execute(
+            """
+            INSERT INTO budgets (issue_id, runs, cpu_seconds) VALUES (?, ?, ?)
+            ON CONFLICT (issue_id) DO UPDATE SET runs = runs + excluded.runs,
+                                                 cpu_seconds = cpu_seconds + excluded.cpu_seconds
+            """,
+            (issue_id, runs, cpu_seconds),
+        )
+    return budget(store, issue_id)
+
+
+def mark_exhausted(store: Store, issue_id: int, at: float, reason: str) -> Escalation:
+    """Flag the budget exhausted and open an escalation for a person, once per exhaustion."""
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO budgets (issue_id, exhausted_at) VALUES (?, ?)"
+            " ON CONFLICT (issue_id) DO UPDATE SET exhausted_at = coalesce(exhausted_at, excluded.exhausted_at)",
+            (issue_id, at),
+        )
+        open_row = conn.execute(
+            "SELECT id FROM escalations WHERE issue_id = ? AND kind = 'budget' AND resolved_at IS NULL", (issue_id,)
+        ).fetchone()
+        if open_row is None:
+            cur = conn.execute(
+                "INSERT INTO escalations (issue_id, kind, reason, created_at) VALUES (?, 'budget', ?, ?)",
+                (issue_id, reason, at),
+            )
+            escalation_id = int(cur.lastrowid or 0)
+        else:
+            escalation_id = int(open_row[0])
+    return next(e for e in escalations(store, issue_id=issue_id) if e.id == escalation_id)
+
+
+def reset_budget(store: Store, issue_id: int, at: float) -> BudgetRow:
+    store.get_issue(issue_id)
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO budgets (issue_id, reset_at) VALUES (?, ?) ON CONFLICT (issue_id) DO UPDATE SET"
+            " runs = 0, cpu_seconds = 0, exhausted_at = NULL, reset_at = excluded.reset_at",
+            (issue_id, at),
+        )
+        conn.execute(
+            "UPDATE escalations SET resolved_at = ? WHERE issue_id = ? AND kind = 'budget' AND resolved_at IS NULL",
+            (at, issue_id),
+        )
+    return budget(store, issue_id)
+
+
+def escalations(store: Store, *, issue_id: int | None = None, open_only: bool = False) -> list[Escalation]:
+    where, params = [], []
+    if issue_id is not None:
+        where.append("issue_id = ?")
+        params.append(issue_id)
+    if open_only:
+        where.append("resolved_at IS NULL")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = store.reader().execute(
+        f"SELECT id, issue_id, kind, reason, created_at, resolved_at FROM escalations {clause} ORDER BY id", params
+    )
+    return [Escalation(*row) for row in rows]

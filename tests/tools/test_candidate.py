@@ -1,0 +1,221 @@
+"""run_candidate_test on the sample service: each gate passes for a good test and fails for its bad twin."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import BudgetExhausted
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.settings import load_settings
+from prodloop.server.store import policy
+from prodloop.tools.candidate import CandidateResult, prepare_input, run_candidate_test
+from prodloop.tools.code_path import map_code_path
+from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
+
+GOOD_TEST = """
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_costs_nothing():
+    assert cart_total({"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}) == 60
+"""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
+    svc = SampleService(tmp_path_factory.mktemp("sample") / "shop")
+    svc.event("unknown_sku")
+    return svc
+
+
+@pytest.fixture
+def open_ctx(service: SampleService, tmp_path: Path) -> Iterator[Callable[..., AppContext]]:
+    opened: list[AppContext] = []
+    counter = itertools.count()
+
+    def factory(**settings: Any) -> AppContext:
+        ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / f"data{next(counter)}", **settings))
+        opened.append(ctx)
+        if not ctx.store.list_projects():
+            import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="test")
+        return ctx
+
+    yield factory
+    for ctx in opened:
+        ctx.close()
+
+
+def _run(ctx: AppContext, test: str, fix: str | None = FIX_UNKNOWN_SKU, **kwargs: Any) -> CandidateResult:
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    given = prepare_input(
+        ctx, issue_id=1, test_code=test, test_file=None, test_path=kwargs.pop("test_path", None),
+        test_name=None, fix_diff=fix, fix_from_working_tree=False, code_path=code_path,
+    )  # fmt: skip
+    return run_candidate_test(ctx, code_path, given)
+
+
+def _gates(result: CandidateResult) -> dict[str, bool | None]:
+    return {g.name: g.passed for g in result.gates}
+
+
+def _evidence(result: CandidateResult, gate: str) -> str:
+    return next(g.evidence for g in result.gates if g.name == gate)
+
+
+def _status(root: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--ignored"], capture_output=True, text=True
+    ).stdout
+
+
+def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
+    service: SampleService, open_ctx: Callable[..., AppContext]
+) -> None:
+    before = _status(service.root)
+    ctx = open_ctx()
+    result = _run(ctx, GOOD_TEST)
+    assert _gates(result) == dict.fromkeys(
+        ["reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast"],
+        True,
+    ), result.gates
+    assert "KeyError raised from shop/pricing.py:" in _evidence(result, "reproduces")
+    assert "in line_total, on the mapped path" in _evidence(result, "reproduces")
+    assert "passed 5 more runs" in _evidence(result, "not_flaky")
+    assert "shuffled among 3 tests of 2 file(s)" in _evidence(result, "not_flaky")
+    assert "shop/pricing.py::line_total" in _evidence(result, "covers_path")
+    assert result.test_path == "tests/test_prodloop_issue_1.py"
+    assert result.checkout_protected
+    receipt = policy.get_receipt(ctx.store, result.receipt_id)
+    assert (receipt.passed, receipt.commit_sha, receipt.test_sha256) == (True, service.commit, result.test_sha256)
+    assert receipt.fix_diff == FIX_UNKNOWN_SKU
+    assert _status(service.root) == before
+    worktrees = subprocess.run(["git", "-C", str(service.root), "worktree", "list"], capture_output=True, text=True)
+    assert len(worktrees.stdout.splitlines()) == 1
+    assert result.budget.runs_used == 1
+    assert result.next_step.startswith("all gates passed")
+
+
+def test_a_test_that_passes_on_the_deployed_code_does_not_reproduce(open_ctx: Callable[..., AppContext]) -> None:
+    result = _run(
+        open_ctx(),
+        "from shop.pricing import line_total\n\ndef test_ok():\n    assert line_total({'sku': 'apple', 'qty': 1}) == 30\n",
+        fix=None,
+    )
+    assert _gates(result)["reproduces"] is False
+    assert "passes on the deployed code" in _evidence(result, "reproduces")
+    assert _gates(result)["passes_with_fix"] is None
+
+
+def test_an_import_error_is_not_a_reproduction(open_ctx: Callable[..., AppContext]) -> None:
+    test = "from shop.pricing import price_unknown\n\ndef test_x():\n    assert price_unknown('kiwi') == 0\n"
+    result = _run(open_ctx(), test, fix=None)
+    assert _gates(result)["reproduces"] is False
+    evidence = _evidence(result, "reproduces")
+    assert "the test did not run" in evidence or "ImportError" in evidence
+
+
+def test_a_failure_unrelated_to_the_production_exception_is_not_a_reproduction(
+    open_ctx: Callable[..., AppContext],
+) -> None:
+    test = "from shop.pricing import cart_total\n\ndef test_x():\n    assert cart_total({'items': []}) == 1\n"
+    result = _run(open_ctx(), test, fix=None)
+    assert _gates(result)["reproduces"] is False
+    assert "AssertionError" in _evidence(result, "reproduces")
+
+
+def test_a_flaky_test_fails_not_flaky(open_ctx: Callable[..., AppContext]) -> None:
+    flaky = GOOD_TEST.replace(
+        "== 60\n", "== 60\n    assert random.Random(os.environ.get('PYTHONHASHSEED')).random() < 0.5\n"
+    ).replace("from shop", "import os\nimport random\n\nfrom shop")
+    result = _run(open_ctx(), flaky)
+    assert _gates(result)["passes_with_fix"] is True
+    assert _gates(result)["not_flaky"] is False
+    assert "run 2: failed; run 3: failed" in _evidence(result, "not_flaky")
+
+
+def test_an_assertion_free_test_fails_real_assertion(open_ctx: Callable[..., AppContext]) -> None:
+    test = GOOD_TEST.replace("    assert cart_total(", "    cart_total(").replace(") == 60", ")")
+    result = _run(open_ctx(), test)
+    assert _gates(result)["reproduces"] is True
+    assert _gates(result)["real_assertion"] is False
+    swallowing = GOOD_TEST.replace("    assert", "    try:\n        assert").replace(
+        "== 60\n", "== 60\n    except Exception:\n        pass\n    assert True\n"
+    )
+    result = _run(open_ctx(), swallowing, fix=None)
+    assert _gates(result)["real_assertion"] is False
+    assert "except swallows the failure" in _evidence(result, "real_assertion")
+    assert "assertion that cannot fail" in _evidence(result, "real_assertion")
+
+
+def test_touching_private_names_or_patching_the_code_fails_public_interface(
+    open_ctx: Callable[..., AppContext],
+) -> None:
+    private = GOOD_TEST.replace("import cart_total", "import _audit, cart_total").replace(
+        "== 60\n", "== 60\n    assert _audit(60)\n"
+    )
+    result = _run(open_ctx(), private, fix=None)
+    assert _gates(result)["public_interface"] is False
+    assert "imports private name _audit" in _evidence(result, "public_interface")
+    patched = GOOD_TEST.replace("def test_unknown_sku_costs_nothing():", "def test_unknown_sku_costs_nothing(monkeypatch):\n"
+                                "    monkeypatch.setattr('shop.pricing.PRICES', {'apple': 30, 'kiwi': 0})")  # fmt: skip
+    result = _run(open_ctx(), patched, fix=None)
+    assert "monkeypatches the code under test" in _evidence(result, "public_interface")
+
+
+def test_a_test_that_never_reaches_the_culprit_fails_covers_path(open_ctx: Callable[..., AppContext]) -> None:
+    test = "from shop.pricing import cart_total\n\ndef test_x():\n    assert cart_total({'items': []}) == 0\n"
+    result = _run(open_ctx(), test)
+    assert _gates(result)["covers_path"] is False
+    assert "0 lines of shop/pricing.py::line_total" in _evidence(result, "covers_path")
+
+
+def test_an_infinite_loop_is_killed_at_the_timeout(open_ctx: Callable[..., AppContext]) -> None:
+    test = "from shop.pricing import cart_total\n\ndef test_x():\n    while True:\n        cart_total({'items': []})\n"
+    ctx = open_ctx(gates={"timeout_seconds": 3})
+    result = _run(ctx, test, fix=None)
+    assert _gates(result)["reproduces"] is False
+    assert "killed at the" in _evidence(result, "reproduces")
+    assert _gates(result)["fast"] is False
+    assert result.wall_seconds < 30
+
+
+def test_a_test_cannot_write_into_the_users_checkout(
+    service: SampleService, open_ctx: Callable[..., AppContext]
+) -> None:
+    before = _status(service.root)
+    target = service.root / "shop" / "pwned.py"
+    test = GOOD_TEST.replace("def test_", f"open({str(target)!r}, 'w').write('x = 1')\n\n\ndef test_")
+    result = _run(open_ctx(), test, fix=None)
+    assert not target.exists()
+    assert _status(service.root) == before
+    assert "Read-only file system" in _evidence(result, "reproduces") or "OSError" in _evidence(result, "reproduces")
+
+
+def test_the_budget_refuses_runs_past_its_limit_escalates_and_survives_restart(
+    service: SampleService, open_ctx: Callable[..., AppContext], tmp_path: Path
+) -> None:
+    ctx = open_ctx(budgets={"max_runs": 2})
+    simple = (
+        "from shop.pricing import line_total\n\ndef test_x():\n    assert line_total({'sku': 'kiwi', 'qty': 1}) == 0\n"
+    )
+    _run(ctx, simple, fix=None)
+    _run(ctx, simple, fix=None)
+    with pytest.raises(BudgetExhausted, match="prodloop budget reset 1"):
+        _run(ctx, simple, fix=None)
+    assert [e.kind for e in policy.escalations(ctx.store, issue_id=1, open_only=True)] == ["budget"]
+    again = AppContext.open(load_settings(repo=service.root, data_dir=ctx.settings.data_dir, budgets={"max_runs": 2}))
+    try:
+        with pytest.raises(BudgetExhausted):
+            _run(again, simple, fix=None)
+        policy.reset_budget(again.store, 1, 0.0)
+        assert _run(again, simple, fix=None).budget.runs_used == 1
+        assert policy.escalations(again.store, issue_id=1, open_only=True) == []
+    finally:
+        again.close()

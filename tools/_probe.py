@@ -1,0 +1,82 @@
+"""A pytest plugin prodloop loads into the service's own test runs (`-p prodloop_probe`).
+
+It runs in the service's interpreter, so it uses only the standard library and, when asked
+for coverage, coverage.py. Driven by environment variables:
+  PRODLOOP_PROBE_OUT      write per-test exception chains here (JSON)
+  PRODLOOP_SHUFFLE_SEED   run the collected tests in an order shuffled with this seed
+  PRODLOOP_COVER_FILE     measure line coverage of this file (absolute path)
+  PRODLOOP_COVER_OUT      write the executed line numbers here (JSON)
+"""
+
+import json
+import os
+import random
+import traceback
+
+_results = {}
+_cov = None
+
+
+def pytest_configure(config):
+    global _cov
+    target = os.environ.get("PRODLOOP_COVER_FILE")
+    if target:
+        try:
+            import coverage
+        except ImportError:
+            _results["_coverage_error"] = "coverage.py is not installed in the service's environment"
+            return
+        _cov = coverage.Coverage(include=[target], data_file=None, branch=False)
+        _cov.start()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    seed = os.environ.get("PRODLOOP_SHUFFLE_SEED")
+    if seed:
+        random.Random(int(seed)).shuffle(items)  # noqa: S311 (test order, not security)
+        _results["_order"] = [item.nodeid for item in items]
+    _results["_collected"] = [item.nodeid for item in items]
+
+
+def _chain(exc):
+    out = []
+    seen = set()
+    while exc is not None and id(exc) not in seen and len(out) < 10:
+        seen.add(id(exc))
+        frames = [
+            {"filename": f.filename, "lineno": f.lineno, "function": f.name}
+            for f in traceback.extract_tb(exc.__traceback__)
+        ]
+        out.append(
+            {
+                "type": type(exc).__name__,
+                "qualified_type": type(exc).__module__ + "." + type(exc).__qualname__,
+                "message": str(exc)[:500],
+                "frames": frames[-50:],
+            }
+        )
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def pytest_runtest_makereport(item, call):
+    if call.excinfo is not None and call.when in ("setup", "call", "teardown"):
+        entry = _results.setdefault(item.nodeid, {})
+        entry.setdefault("phases", {})[call.when] = _chain(call.excinfo.value)
+
+
+def pytest_unconfigure(config):
+    if _cov is not None:
+        _cov.stop()
+        data = _cov.get_data()
+        lines = {}
+        for name in data.measured_files():
+            lines[name] = sorted(data.lines(name) or [])
+        out = os.environ.get("PRODLOOP_COVER_OUT")
+        if out:
+            with open(out, "w") as fh:
+                json.dump(lines, fh)
+    path = os.environ.get("PRODLOOP_PROBE_OUT")
+    if path:
+        with open(path, "w") as fh:
+            json.dump(_results, fh)

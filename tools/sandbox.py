@@ -1,0 +1,270 @@
+"""Isolated test runs: throwaway worktrees and pytest in a limited subprocess.
+
+A `Workspace` is a `git worktree add --detach` of the deployed commit in a temporary
+directory outside the user's checkout (no branch is created; the user's working tree, index
+and branches are untouched), removed afterwards. `run_pytest` runs the service's own
+interpreter on chosen test files with a wall-clock timeout, CPU-time and address-space
+limits, an environment stripped to the essentials (no tokens, no DSNs), and, where Linux
+user namespaces allow, the user's checkout mounted read-only. Outcomes come from JUnit XML;
+exception chains and coverage from prodloop's probe plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prodloop.server.errors import CodePathError
+from prodloop.tools.git_repo import GitRepo
+
+_PROBE = Path(__file__).with_name("_probe.py")
+_KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_seconds: float = 60.0
+    cpu_seconds: int = 120
+    memory_mb: int = 2048
+
+
+@dataclass
+class TestOutcome:
+    nodeid: str
+    outcome: str  # passed / failed / error / skipped
+    seconds: float
+    message: str
+    chain: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    timed_out: bool
+    wall_seconds: float
+    cpu_seconds: float
+    outcomes: dict[str, TestOutcome]
+    covered: dict[str, list[int]]
+    output_tail: str
+    protected_checkout: bool
+    order: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Workspace:
+    """A detached worktree of `commit`, with optional fix and test files applied."""
+
+    def __init__(self, repo: GitRepo, commit: str, root: Path) -> None:
+        self.repo = repo
+        self.commit = commit
+        self.root = root
+
+    def apply_diff(self, diff: str) -> None:
+        if not diff.strip():
+            return
+        patch = self.root.parent / "fix.diff"
+        patch.write_text(diff if diff.endswith("\n") else diff + "\n")
+        done = subprocess.run(
+            ["git", "-C", str(self.root), "apply", "--whitespace=nowarn", str(patch)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise CodePathError(
+                str(self.repo.path),
+                f"the fix does not apply to commit {self.commit[:12]} ({done.stderr.strip()[:300]})",
+                "make the diff against the deployed commit (git diff <commit>)",
+            )
+
+    def write(self, rel: str, text: str) -> Path:
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise CodePathError(str(self.repo.path), f"test path {rel} leaves the repository", "use a relative path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+
+@contextmanager
+def workspace(repo: GitRepo, commit: str) -> Iterator[Workspace]:
+    base = Path(tempfile.mkdtemp(prefix="prodloop-run-"))
+    root = base / "tree"
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo.path), "worktree", "add", "--detach", "--quiet", str(root), commit],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise CodePathError(
+                str(repo.path), f"git worktree add failed ({done.stderr.strip()[:300]})", "check the commit"
+            )
+        yield Workspace(repo, commit, root)
+    finally:
+        subprocess.run(
+            ["git", "-C", str(repo.path), "worktree", "remove", "--force", str(root)], capture_output=True, timeout=120
+        )
+        shutil.rmtree(base, ignore_errors=True)
+        subprocess.run(["git", "-C", str(repo.path), "worktree", "prune"], capture_output=True, timeout=60)
+
+
+def run_pytest(
+    ws: Workspace,
+    python: Path,
+    targets: Sequence[str],
+    limits: Limits,
+    *,
+    protect: Path | None,
+    shuffle_seed: int | None = None,
+    cover_file: str | None = None,
+    hash_seed: int = 0,
+) -> RunResult:
+    """Run pytest on `targets` (paths or node ids relative to the workspace) and read what happened."""
+    scratch = Path(tempfile.mkdtemp(prefix="prodloop-probe-"))
+    try:
+        plugin_dir = scratch / "plugin"
+        plugin_dir.mkdir()
+        shutil.copy(_PROBE, plugin_dir / "prodloop_probe.py")
+        junit, probe, cover = scratch / "junit.xml", scratch / "probe.json", scratch / "cover.json"
+        env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+        env.update(
+            HOME=str(scratch),
+            PYTHONPATH=os.pathsep.join([str(plugin_dir), str(ws.root)]),
+            PYTHONHASHSEED=str(hash_seed),
+            PYTHONDONTWRITEBYTECODE="1",
+            PRODLOOP_PROBE_OUT=str(probe),
+        )
+        if shuffle_seed is not None:
+            env["PRODLOOP_SHUFFLE_SEED"] = str(shuffle_seed)
+        if cover_file is not None:
+            env["PRODLOOP_COVER_FILE"] = str(ws.root / cover_file)
+            env["PRODLOOP_COVER_OUT"] = str(cover)
+        pytest_args = [
+            str(python), "-m", "pytest", "-p", "prodloop_probe", "-p", "no:cacheprovider", "-q", "--no-header",
+            "-o", "addopts=", "-o", "console_output_style=classic", f"--junitxml={junit}", "--rootdir", str(ws.root),
+            *targets,
+        ]  # fmt: skip
+        command, protected = _confine(pytest_args, limits, protect)
+        log = scratch / "output.txt"
+        started = time.monotonic()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command, cwd=ws.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            exit_code, cpu, timed_out = _wait(proc, limits.timeout_seconds)
+        wall = time.monotonic() - started
+        by_key = _junit(junit)
+        probe_data = json.loads(probe.read_text()) if probe.exists() else {}
+        outcomes: dict[str, TestOutcome] = {}
+        for nodeid in [n for n in probe_data.get("_collected", []) if junit_key(n) in by_key]:
+            outcome = by_key[junit_key(nodeid)]
+            outcome.nodeid = nodeid
+            phases = probe_data.get(nodeid, {}).get("phases", {})
+            outcome.chain = phases.get("call") or phases.get("setup") or phases.get("teardown") or []
+            outcomes[nodeid] = outcome
+        notes = []
+        if "_coverage_error" in probe_data:
+            notes.append(str(probe_data["_coverage_error"]))
+        covered = json.loads(cover.read_text()) if cover.exists() else {}
+        root = str(ws.root.resolve())
+        covered = {str(Path(k).resolve().relative_to(root)) if k.startswith(root) else k: v for k, v in covered.items()}
+        return RunResult(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            wall_seconds=wall,
+            cpu_seconds=cpu,
+            outcomes=outcomes,
+            covered=covered,
+            output_tail=log.read_text(errors="replace")[-2000:],
+            protected_checkout=protected,
+            order=list(probe_data.get("_order", [])),
+            notes=notes,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _confine(args: list[str], limits: Limits, protect: Path | None) -> tuple[list[str], bool]:
+    """Wrap the command in ulimits and, if the kernel allows, a read-only view of the checkout."""
+    limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; "
+    quoted = " ".join(_q(a) for a in args)
+    if protect is not None and _namespaces_work():
+        p = _q(str(protect.resolve()))
+        script = f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && {limit}exec {quoted}"
+        return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], True
+    return ["sh", "-c", f"{limit}exec {quoted}"], False
+
+
+_NS_CACHE: list[bool] = []
+
+
+def _namespaces_work() -> bool:
+    if not _NS_CACHE:
+        try:
+            done = subprocess.run(
+                ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True, timeout=10
+            )
+            _NS_CACHE.append(done.returncode == 0)
+        except (OSError, subprocess.TimeoutExpired):
+            _NS_CACHE.append(False)
+    return _NS_CACHE[0]
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, float, bool]:
+    """Wait with rusage (CPU seconds of the run); on timeout kill the whole process group."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime, False
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return None, usage.ru_utime + usage.ru_stime, True
+        time.sleep(0.01)
+
+
+def _junit(path: Path) -> dict[str, TestOutcome]:
+    if not path.exists():
+        return {}
+    try:
+        tree = ET.parse(path)  # noqa: S314 (our own pytest run wrote it)
+    except ET.ParseError:
+        return {}
+    out: dict[str, TestOutcome] = {}
+    for case in tree.iter("testcase"):
+        key = f"{case.get('classname', '')}::{case.get('name', '')}"
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            el = case.find(tag)
+            if el is not None:
+                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                message = (el.get("message") or "")[:500]
+                break
+        out[key] = TestOutcome(nodeid=key, outcome=outcome, seconds=float(case.get("time") or 0), message=message)
+    return out
+
+
+def junit_key(nodeid: str) -> str:
+    """The (classname, name) pytest's JUnit report gives a node id, as one string."""
+    path, *rest = nodeid.split("::")
+    classname = ".".join([path.removesuffix(".py").replace("/", "."), *rest[:-1]])
+    return f"{classname}::{rest[-1] if rest else ''}"

@@ -1,0 +1,201 @@
+"""Static gates on a candidate test (AST): public interfaces only, and a real assertion.
+
+*Public interface*: no import of, or attribute access to, `_private` names of the service's
+own modules, and no monkeypatching of the code under test (`monkeypatch.setattr`,
+`mock.patch`, `patch.object`, `mocker.patch` aimed at the service).
+*Real assertion*: at least one `assert` (not a constant, not `x == x`) or `pytest.raises`
+block, or an explicit crash oracle (`raise AssertionError` / `pytest.fail` in an `except`
+around a service call), that depends on a call into the service; and no bare or broad
+`except` that swallows the failure.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+
+from pydantic import BaseModel
+
+from prodloop.server.errors import InvalidArgument
+
+_PATCHERS = {"setattr", "setitem", "delattr", "delitem", "patch", "object", "dict"}
+
+
+class Finding(BaseModel):
+    line: int
+    problem: str
+
+
+def parse_test(code: str, argument: str = "test") -> ast.Module:
+    try:
+        return ast.parse(code)
+    except SyntaxError as exc:
+        raise InvalidArgument(argument, f"is not valid Python (line {exc.lineno}: {exc.msg})", "fix the test") from exc
+
+
+def test_function_names(tree: ast.Module) -> list[str]:
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            names.append(node.name)
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            names += [
+                f"{node.name}::{f.name}"
+                for f in node.body
+                if isinstance(f, ast.FunctionDef) and f.name.startswith("test")
+            ]
+    return names
+
+
+def service_names(tree: ast.Module, packages: Iterable[str]) -> set[str]:
+    """Local names bound to the service's modules or objects by the test's imports."""
+    pkgs = set(packages)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] in pkgs:
+                    names.add(a.asname or a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in pkgs:
+                names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def public_interface_findings(tree: ast.Module, packages: Iterable[str]) -> list[Finding]:
+    pkgs = set(packages)
+    bound = service_names(tree, pkgs)
+    out: list[Finding] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in pkgs:
+            if _private_path(node.module):
+                out.append(Finding(line=node.lineno, problem=f"imports private module {node.module}"))
+            out += [Finding(line=node.lineno, problem=f"imports private name {a.name} from {node.module}")
+                    for a in node.names if _private(a.name)]  # fmt: skip
+        elif isinstance(node, ast.Import):
+            out += [Finding(line=node.lineno, problem=f"imports private module {a.name}")
+                    for a in node.names if a.name.split(".")[0] in pkgs and _private_path(a.name)]  # fmt: skip
+        elif isinstance(node, ast.Attribute) and _private(node.attr):
+            out.append(Finding(line=node.lineno, problem=f"touches private attribute {node.attr}"))
+        elif isinstance(node, ast.Call) and _is_patch(node.func) and node.args:
+            target = node.args[0]
+            if (isinstance(target, ast.Constant) and isinstance(target.value, str)
+                    and target.value.split(".")[0] in pkgs) or _root(target) in bound:  # fmt: skip
+                out.append(Finding(line=node.lineno, problem="monkeypatches the code under test"))
+    return out
+
+
+def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]) -> tuple[list[str], list[Finding]]:
+    """(evidence of real assertions, problems) within one test function."""
+    fn = _find_test(tree, test_name)
+    bound = service_names(tree, packages)
+    tainted = set(bound)
+    changed = True
+    while changed:
+        changed = False
+        for node in ast.walk(fn):
+            targets: list[ast.expr] = []
+            value: ast.expr | None = None
+            if isinstance(node, ast.Assign):
+                targets, value = node.targets, node.value
+            elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+                targets, value = [node.target], node.value
+            elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+                targets, value = [node.optional_vars], node.context_expr
+            if value is not None and _uses(value, tainted):
+                for t in targets:
+                    for name in ast.walk(t):
+                        if isinstance(name, ast.Name) and name.id not in tainted:
+                            tainted.add(name.id)
+                            changed = True
+    evidence: list[str] = []
+    problems: list[Finding] = []
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Assert):
+            if isinstance(node.test, ast.Constant) or _same_sides(node.test):
+                problems.append(Finding(line=node.lineno, problem="assertion that cannot fail"))
+            elif _uses(node.test, tainted):
+                evidence.append(f"line {node.lineno}: assert {ast.unparse(node.test)[:120]}")
+        elif isinstance(node, ast.With) and any(_is_raises(i.context_expr) for i in node.items):
+            if any(_calls(stmt, bound) for stmt in node.body):
+                evidence.append(f"line {node.lineno}: {ast.unparse(node.items[0].context_expr)[:120]}")
+        elif isinstance(node, ast.Try):
+            guarded = any(_calls(stmt, bound) for stmt in node.body)
+            for handler in node.handlers:
+                broad = handler.type is None or (
+                    isinstance(handler.type, ast.Name) and handler.type.id in ("Exception", "BaseException")
+                )
+                fails = any(_fails(stmt) for stmt in ast.walk(ast.Module(body=handler.body, type_ignores=[])))
+                if fails and guarded:
+                    caught = ast.unparse(handler.type) if handler.type else "anything"
+                    evidence.append(f"line {handler.lineno}: crash oracle, fails if {caught} is raised")
+                elif (
+                    broad
+                    and not fails
+                    and not any(
+                        isinstance(s, ast.Raise) for s in ast.walk(ast.Module(body=handler.body, type_ignores=[]))
+                    )
+                ):
+                    problems.append(Finding(line=handler.lineno, problem="except swallows the failure"))
+    return evidence, problems
+
+
+def _find_test(tree: ast.Module, test_name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
+    cls, _, name = test_name.rpartition("::")
+    scope: list[ast.stmt] = tree.body
+    if cls:
+        found = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls), None)
+        scope = found.body if found else []
+    for node in scope:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return node
+    raise InvalidArgument("test_name", f"{test_name} is not a test function of the candidate", "name one of its tests")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_path(module: str) -> bool:
+    return any(_private(part) for part in module.split("."))
+
+
+def _root(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.value if not isinstance(node, ast.Call) else node.func
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _is_patch(func: ast.expr) -> bool:
+    if isinstance(func, ast.Attribute):
+        return func.attr in _PATCHERS and _root(func) in ("monkeypatch", "mock", "mocker", "patch", "unittest")
+    return isinstance(func, ast.Name) and func.id == "patch"
+
+
+def _uses(node: ast.AST, names: set[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+
+
+def _calls(node: ast.AST, names: set[str]) -> bool:
+    return any(isinstance(n, ast.Call) and _root(n.func) in names for n in ast.walk(node))
+
+
+def _same_sides(test: ast.expr) -> bool:
+    return (
+        isinstance(test, ast.Compare)
+        and len(test.comparators) == 1
+        and ast.dump(test.left) == ast.dump(test.comparators[0])
+    )
+
+
+def _is_raises(expr: ast.expr) -> bool:
+    return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "raises"
+
+
+def _fails(node: ast.AST) -> bool:
+    if isinstance(node, ast.Raise) and node.exc is not None:
+        target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+        return isinstance(target, ast.Name) and target.id == "AssertionError"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr == "fail" and _root(node.func) == "pytest"
+    return False
