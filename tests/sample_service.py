@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -79,19 +81,19 @@ CRASHES: dict[str, str] = {
     """,
 }
 
-FIX_UNKNOWN_SKU = """\
---- a/shop/pricing.py
-+++ b/shop/pricing.py
-@@ -5,7 +5,7 @@
- 
- 
- def line_total(item):
--    return PRICES[item["sku"]] * item["qty"]
-+    return PRICES.get(item["sku"], 0) * item["qty"]
- 
- 
- def cart_total(cart):
-"""
+
+def fix_diff(path: str, old: str, new: str) -> str:
+    """A unified diff (as `git diff` makes) replacing `old` by `new` in one of FILES."""
+    before = textwrap.dedent(FILES[path]).lstrip()
+    after = before.replace(old, new)
+    assert after != before, old
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+    )
+    return "".join(lines)
+
+
+FIX_UNKNOWN_SKU = fix_diff("shop/pricing.py", 'PRICES[item["sku"]]', 'PRICES.get(item["sku"], 0)')
 
 
 class SampleService:

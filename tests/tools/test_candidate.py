@@ -103,11 +103,8 @@ def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
 
 
 def test_a_test_that_passes_on_the_deployed_code_does_not_reproduce(open_ctx: Callable[..., AppContext]) -> None:
-    result = _run(
-        open_ctx(),
-        "from shop.pricing import line_total\n\ndef test_ok():\n    assert line_total({'sku': 'apple', 'qty': 1}) == 30\n",
-        fix=None,
-    )
+    test = "from shop.pricing import line_total\n\ndef test_ok():\n    assert line_total({'sku': 'pear', 'qty': 1})\n"
+    result = _run(open_ctx(), test, fix=None)
     assert _gates(result)["reproduces"] is False
     assert "passes on the deployed code" in _evidence(result, "reproduces")
     assert _gates(result)["passes_with_fix"] is None
@@ -163,8 +160,8 @@ def test_touching_private_names_or_patching_the_code_fails_public_interface(
     result = _run(open_ctx(), private, fix=None)
     assert _gates(result)["public_interface"] is False
     assert "imports private name _audit" in _evidence(result, "public_interface")
-    patched = GOOD_TEST.replace("def test_unknown_sku_costs_nothing():", "def test_unknown_sku_costs_nothing(monkeypatch):\n"
-                                "    monkeypatch.setattr('shop.pricing.PRICES', {'apple': 30, 'kiwi': 0})")  # fmt: skip
+    patch = "    monkeypatch.setattr('shop.pricing.PRICES', {'apple': 30, 'kiwi': 0})"
+    patched = GOOD_TEST.replace("sku_costs_nothing():", f"sku_costs_nothing(monkeypatch):\n{patch}")
     result = _run(open_ctx(), patched, fix=None)
     assert "monkeypatches the code under test" in _evidence(result, "public_interface")
 
