@@ -179,6 +179,40 @@ def deploy_record(
     out.print(f"deploy {rec.id}: {rec.release} = {rec.commit[:12]} to {rec.environment} at {rec.deployed_at}")
 
 
+budget_app = typer.Typer(no_args_is_help=True, help="Per-issue budgets of candidate runs.")
+app.add_typer(budget_app, name="budget")
+
+
+@budget_app.command("status")
+def budget_status_cmd(
+    issue: Annotated[int, typer.Argument(min=1)], repo: RepoOpt = None, data_dir: DataOpt = None
+) -> None:
+    """Show an issue's used and remaining budget."""
+    from prodloop.tools.budget import budget_status
+
+    ctx = _open(_settings(repo, data_dir))
+    try:
+        status = budget_status(ctx.store, ctx.settings.budgets, issue)
+    finally:
+        ctx.close()
+    out.print_json(status.model_dump_json())
+
+
+@budget_app.command("reset")
+def budget_reset_cmd(
+    issue: Annotated[int, typer.Argument(min=1)], repo: RepoOpt = None, data_dir: DataOpt = None
+) -> None:
+    """Give an issue a fresh budget and close its budget escalation (a person's decision)."""
+    from prodloop.tools.budget import reset
+
+    ctx = _open(_settings(repo, data_dir))
+    try:
+        reset(ctx.store, ctx.clock, issue)
+    finally:
+        ctx.close()
+    out.print(f"budget of issue {issue} reset")
+
+
 sentry_app = typer.Typer(no_args_is_help=True, help="Read events from a Sentry organisation over its API.")
 app.add_typer(sentry_app, name="sentry")
 

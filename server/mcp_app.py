@@ -18,6 +18,8 @@ from pydantic import Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ProdloopError
+from prodloop.tools.budget import BudgetStatus, budget_status
+from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
@@ -127,5 +129,47 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             environment=environment,
             deployed_at=deployed_at,
         )
+
+    @server.tool(
+        name="run_candidate_test",
+        title="Run a candidate regression test",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
+    )
+    @_boundary
+    def run_candidate_test_tool(
+        issue_id: Annotated[int, Field(ge=1, description="the issue the test guards")],
+        test_code: Annotated[str | None, Field(max_length=200_000, description="the test file's content")] = None,
+        test_file: Annotated[str | None, Field(max_length=500, description="or: a test file in the repository")] = None,
+        test_path: Annotated[
+            str | None, Field(max_length=500, description="where the test lives; default next to the related tests")
+        ] = None,
+        test_name: Annotated[str | None, Field(max_length=300, description="the test function, if several")] = None,
+        fix_diff: Annotated[
+            str | None, Field(max_length=1_000_000, description="unified diff against the deployed commit")
+        ] = None,
+        fix_from_working_tree: Annotated[
+            bool, Field(description="use the working tree's changes against the deployed commit as the fix")
+        ] = False,
+    ) -> CandidateResult:
+        """Run a candidate regression test in throwaway worktrees of the deployed commit and check every gate: it
+        reproduces the production exception on the deployed code, passes with the fix, does not flake, covers the
+        culprit, uses public interfaces, asserts something real and is fast. Returns a receipt id for later steps.
+        Each call spends one run of the issue's budget."""
+        return run_candidate_for_issue(
+            ctx,
+            issue_id=issue_id,
+            test_code=test_code,
+            test_file=test_file,
+            test_path=test_path,
+            test_name=test_name,
+            fix_diff=fix_diff,
+            fix_from_working_tree=fix_from_working_tree,
+        )
+
+    @server.tool(name="budget_status", title="Budget status", annotations=_READ_ONLY)
+    @_boundary
+    def budget_status_tool(issue_id: Annotated[int, Field(ge=1)]) -> BudgetStatus:
+        """Runs and CPU seconds an issue has used and has left, and whether a person has been asked to step in."""
+        return budget_status(ctx.store, ctx.settings.budgets, issue_id)
 
     return server

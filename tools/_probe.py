@@ -8,16 +8,19 @@ for coverage, coverage.py. Driven by environment variables:
   PRODLOOP_COVER_OUT      write the executed line numbers here (JSON)
 """
 
+from __future__ import annotations
+
 import json
 import os
 import random
 import traceback
+from typing import Any
 
-_results = {}
-_cov = None
+_results: dict[str, Any] = {}
+_cov: Any = None
 
 
-def pytest_configure(config):
+def pytest_configure(config: Any) -> None:
     global _cov
     target = os.environ.get("PRODLOOP_COVER_FILE")
     if target:
@@ -30,7 +33,7 @@ def pytest_configure(config):
         _cov.start()
 
 
-def pytest_collection_modifyitems(session, config, items):
+def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
     seed = os.environ.get("PRODLOOP_SHUFFLE_SEED")
     if seed:
         random.Random(int(seed)).shuffle(items)  # noqa: S311 (test order, not security)
@@ -38,8 +41,8 @@ def pytest_collection_modifyitems(session, config, items):
     _results["_collected"] = [item.nodeid for item in items]
 
 
-def _chain(exc):
-    out = []
+def _chain(exc: BaseException | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     seen = set()
     while exc is not None and id(exc) not in seen and len(out) < 10:
         seen.add(id(exc))
@@ -59,13 +62,13 @@ def _chain(exc):
     return out
 
 
-def pytest_runtest_makereport(item, call):
+def pytest_runtest_makereport(item: Any, call: Any) -> None:
     if call.excinfo is not None and call.when in ("setup", "call", "teardown"):
         entry = _results.setdefault(item.nodeid, {})
         entry.setdefault("phases", {})[call.when] = _chain(call.excinfo.value)
 
 
-def pytest_unconfigure(config):
+def pytest_unconfigure(config: Any) -> None:
     if _cov is not None:
         _cov.stop()
         data = _cov.get_data()

@@ -26,7 +26,7 @@ from prodloop.server.settings import GateSettings, service_python
 from prodloop.server.store import policy
 from prodloop.tools import budget
 from prodloop.tools.budget import BudgetStatus
-from prodloop.tools.code_path import CodePath
+from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.sandbox import Limits, RunResult, TestOutcome, Workspace, run_pytest, workspace
 from prodloop.tools.test_checks import (
@@ -183,8 +183,9 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
                 gates["not_flaky"] = _not_flaky(ws, python, node, limits, protect, gates_cfg, code_path, runs)
         else:
             missing = "no fix given yet: pass fix_diff or fix_from_working_tree"
-            for gate_name in ("passes_with_fix", "not_flaky", "covers_path"):
-                gates[gate_name] = Gate(name=gate_name, passed=None, evidence=missing)  # type: ignore[arg-type]
+            pending: tuple[GateName, ...] = ("passes_with_fix", "not_flaky", "covers_path")
+            for gate_name in pending:
+                gates[gate_name] = Gate(name=gate_name, passed=None, evidence=missing)
             gates["fast"] = _fast(deployed, node, gates_cfg.max_test_seconds)
     finally:
         cpu = sum(r.cpu_seconds for r in runs)
@@ -389,3 +390,31 @@ def _next_step(gates: list[Gate]) -> str:
     if pending:
         return "the test reproduces; write the fix and run again with fix_diff or fix_from_working_tree"
     return "all gates passed: run mutate_validate with this receipt_id"
+
+
+def run_candidate_for_issue(
+    ctx: AppContext,
+    *,
+    issue_id: int,
+    test_code: str | None = None,
+    test_file: str | None = None,
+    test_path: str | None = None,
+    test_name: str | None = None,
+    fix_diff: str | None = None,
+    fix_from_working_tree: bool = False,
+) -> CandidateResult:
+    """Map the issue's latest event, then run the candidate through every gate."""
+    ctx.store.get_issue(issue_id)
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
+    given = prepare_input(
+        ctx,
+        issue_id=issue_id,
+        test_code=test_code,
+        test_file=test_file,
+        test_path=test_path,
+        test_name=test_name,
+        fix_diff=fix_diff,
+        fix_from_working_tree=fix_from_working_tree,
+        code_path=code_path,
+    )
+    return run_candidate_test(ctx, code_path, given)

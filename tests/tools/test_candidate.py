@@ -216,3 +216,26 @@ def test_the_budget_refuses_runs_past_its_limit_escalates_and_survives_restart(
         assert policy.escalations(again.store, issue_id=1, open_only=True) == []
     finally:
         again.close()
+
+
+@pytest.mark.anyio
+async def test_the_mcp_tools_run_a_candidate_and_report_the_budget(open_ctx: Callable[..., AppContext]) -> None:
+    from mcp import Client
+
+    from prodloop.server.mcp_app import build_mcp
+
+    ctx = open_ctx(gates={"flaky_runs": 1})
+    async with Client(build_mcp(ctx)) as client:
+        run = await client.call_tool(
+            "run_candidate_test", {"issue_id": 1, "test_code": GOOD_TEST, "fix_diff": FIX_UNKNOWN_SKU}
+        )
+        status = await client.call_tool("budget_status", {"issue_id": 1})
+        bad_fix = await client.call_tool(
+            "run_candidate_test",
+            {"issue_id": 1, "test_code": GOOD_TEST, "fix_diff": "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n"},
+        )
+    assert run.structured_content["passed"] is True
+    assert len(run.structured_content["receipt_id"]) == 32
+    assert status.structured_content["runs_used"] == 1
+    assert bad_fix.is_error
+    assert "the fix does not apply" in bad_fix.content[0].text
