@@ -24,6 +24,7 @@ from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.issues import IssueOrder, IssuePage, IssueStatus, list_issues
+from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -165,6 +166,22 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             fix_diff=fix_diff,
             fix_from_working_tree=fix_from_working_tree,
         )
+
+    @server.tool(
+        name="synthesize_regression_test",
+        title="Synthesize a regression test",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
+    )
+    @_boundary
+    def synthesize_tool(
+        issue_id: Annotated[int, Field(ge=1, description="the issue to reproduce")],
+        max_frames: Annotated[int, Field(ge=1, le=20, description="frames to try, from the crash outward")] = 5,
+    ) -> SynthesisResult:
+        """Build a deterministic pytest test from the production inputs captured in the issue's latest event (no
+        language model): pick a callable frame on the mapped path, rebuild its arguments from the caller's call site
+        or its own locals (refusing scrubbed or truncated values), and confirm on the deployed code that it
+        reproduces. Each frame tried spends one run of the issue's budget."""
+        return synthesize_regression_test(ctx, issue_id=issue_id, max_frames=max_frames)
 
     @server.tool(name="budget_status", title="Budget status", annotations=_READ_ONLY)
     @_boundary

@@ -35,13 +35,18 @@ def _seed(ctx: AppContext, n_issues: int = 3) -> None:
 async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotations(ctx: AppContext) -> None:
     async with Client(build_mcp(ctx)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(tools) == {"list_issues", "fetch_error_context", "map_code_path", "record_deploy"}
+    assert set(tools) == {
+        "list_issues", "fetch_error_context", "map_code_path", "record_deploy",
+        "run_candidate_test", "synthesize_regression_test", "budget_status",
+    }  # fmt: skip
     for tool in tools.values():
         assert tool.description
         assert tool.input_schema["type"] == "object"
         assert tool.output_schema is not None
         assert tool.annotations is not None
-        assert tool.annotations.read_only_hint is (tool.name != "record_deploy")
+        assert tool.annotations.read_only_hint is (
+            tool.name in {"list_issues", "fetch_error_context", "map_code_path", "budget_status"}
+        )
 
 
 async def test_list_issues_pages_with_a_cursor_and_orders_by_count(ctx: AppContext) -> None:

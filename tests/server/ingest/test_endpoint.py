@@ -13,6 +13,7 @@ import brotli
 import pytest
 
 from prodloop.server.clock import FixedClock
+from prodloop.server.store.migrations import MIGRATIONS
 from tests.conftest import LiveServer, auth_header, envelope_bytes, gz, make_event, post
 
 
@@ -209,7 +210,7 @@ def test_healthz(server: LiveServer) -> None:
     import urllib.request
 
     with urllib.request.urlopen(f"{server.base_url}/healthz", timeout=5) as resp:
-        assert json.loads(resp.read()) == {"status": "ok", "schema_version": 2}
+        assert json.loads(resp.read()) == {"status": "ok", "schema_version": MIGRATIONS[-1][0]}
 
 
 def test_random_garbage_never_crashes_the_server_or_touches_stored_events(server: LiveServer) -> None:

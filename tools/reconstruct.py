@@ -1,0 +1,166 @@
+"""Production values back into Python values, only where they round-trip exactly.
+
+sentry-sdk sends a frame's locals with containers as JSON and every leaf as its `repr`.
+A leaf is accepted when it parses as a literal or as a call to one of a few well-known
+constructors (datetime, date, time, timedelta, Decimal, UUID, Path). Refused, with the
+reason: scrubbed values (`[Filtered]`), reprs of arbitrary objects, values the SDK may
+have truncated (a long string ending in "...", a container at the SDK's 10-item limit).
+
+`evaluate` computes a call site's argument expressions over reconstructed locals with a
+small evaluator: literals, names, containers, subscripts, attribute access on data and
+unary minus. Nothing that calls arbitrary code.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import decimal
+import pathlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+_FILTERED = "[Filtered]"
+_SDK_BREADTH = 10
+_SAFE_CALLS: dict[str, Any] = {
+    "datetime.datetime": datetime.datetime,
+    "datetime.date": datetime.date,
+    "datetime.time": datetime.time,
+    "datetime.timedelta": datetime.timedelta,
+    "datetime.timezone.utc": datetime.UTC,
+    "datetime.timezone": datetime.timezone,
+    "Decimal": decimal.Decimal,
+    "decimal.Decimal": decimal.Decimal,
+    "UUID": uuid.UUID,
+    "uuid.UUID": uuid.UUID,
+    "PosixPath": pathlib.PurePosixPath,
+    "PurePosixPath": pathlib.PurePosixPath,
+    "Path": pathlib.PurePosixPath,
+    "set": set,
+    "frozenset": frozenset,
+}
+
+
+class Unusable(Exception):
+    """A value that cannot be rebuilt exactly; the message says why."""
+
+
+def rebuild(value: Any, path: str) -> Any:
+    """The Python value an SDK-serialized local stood for."""
+    if isinstance(value, dict):
+        if len(value) >= _SDK_BREADTH:
+            raise Unusable(f"{path} has {len(value)} keys, the SDK's limit: it may have been truncated")
+        return {_key(k): rebuild(v, f"{path}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) >= _SDK_BREADTH:
+            raise Unusable(f"{path} has {len(value)} items, the SDK's limit: it may have been truncated")
+        return [rebuild(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return value
+    if not isinstance(value, str):
+        raise Unusable(f"{path} has an unexpected shape")
+    if _FILTERED in value:
+        raise Unusable(f"{path} was scrubbed ([Filtered])")
+    if len(value) >= 1000 and value.endswith("..."):
+        raise Unusable(f"{path} was truncated by the SDK")
+    try:
+        return _literal(ast.parse(value.strip(), mode="eval").body)
+    except (SyntaxError, ValueError, TypeError, decimal.InvalidOperation) as exc:
+        raise Unusable(f"{path} is {value[:60]!r}, which does not round-trip ({type(exc).__name__})") from None
+
+
+def _key(key: str) -> Any:
+    """Dict keys arrive as strings: the repr of a string key, or a bare number."""
+    try:
+        parsed = ast.literal_eval(key)
+    except (ValueError, SyntaxError):
+        return key
+    return parsed if isinstance(parsed, (str, int, float, bool)) or parsed is None else key
+
+
+def _literal(node: ast.expr) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_literal(e) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise ValueError("dict unpacking")
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True) if k is not None}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        operand = _literal(node.operand)
+        if not isinstance(operand, (int, float, decimal.Decimal)):
+            raise ValueError("sign of a non-number")
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.Call):
+        name = ast.unparse(node.func)
+        if name not in _SAFE_CALLS:
+            raise ValueError(f"call to {name}")
+        args = [_literal(a) for a in node.args]
+        kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
+        return _SAFE_CALLS[name](*args, **kwargs)
+    if isinstance(node, ast.Attribute) and ast.unparse(node) in _SAFE_CALLS:
+        return _SAFE_CALLS[ast.unparse(node)]
+    raise ValueError(type(node).__name__)
+
+
+def evaluate(node: ast.expr, scope: Mapping[str, Any], unusable: Mapping[str, str]) -> Any:
+    """An argument expression of a call site, over the caller's rebuilt locals."""
+    if isinstance(node, ast.Name):
+        if node.id in scope:
+            return scope[node.id]
+        raise Unusable(unusable.get(node.id, f"{node.id} is not among the caller's recorded locals"))
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [evaluate(e, scope, unusable) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Dict):
+        out = {}
+        for k, v in zip(node.keys, node.values, strict=True):
+            if k is None:
+                out.update(evaluate(v, scope, unusable))
+            else:
+                out[evaluate(k, scope, unusable)] = evaluate(v, scope, unusable)
+        return out
+    if isinstance(node, ast.Subscript):
+        container = evaluate(node.value, scope, unusable)
+        index = evaluate(node.slice, scope, unusable)
+        try:
+            return container[index]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise Unusable(
+                f"{ast.unparse(node)} cannot be evaluated on the recorded values ({type(exc).__name__})"
+            ) from None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = evaluate(node.operand, scope, unusable)
+        if isinstance(value, (int, float, decimal.Decimal)):
+            return -value
+    raise Unusable(f"{ast.unparse(node)[:60]} is not an expression prodloop evaluates (only data access)")
+
+
+def render(value: Any, imports: set[str]) -> str:
+    """Python source for a rebuilt value, noting the imports it needs."""
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time | datetime.timedelta):
+        imports.add("import datetime")
+        return repr(value)
+    if isinstance(value, decimal.Decimal):
+        imports.add("from decimal import Decimal")
+    elif isinstance(value, uuid.UUID):
+        imports.add("from uuid import UUID")
+    elif isinstance(value, pathlib.PurePath):
+        imports.add("from pathlib import PurePosixPath")
+        return f"PurePosixPath({str(value)!r})"
+    elif isinstance(value, dict):
+        return "{" + ", ".join(f"{render(k, imports)}: {render(v, imports)}" for k, v in value.items()) + "}"
+    elif isinstance(value, list):
+        return "[" + ", ".join(render(v, imports) for v in value) + "]"
+    elif isinstance(value, tuple):
+        inner = ", ".join(render(v, imports) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    elif isinstance(value, (set, frozenset)):
+        inner = ", ".join(render(v, imports) for v in sorted(value, key=repr))
+        return f"{type(value).__name__}([{inner}])"
+    return repr(value)
