@@ -9,6 +9,7 @@ still traced.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,7 @@ from prodloop.tools.git_repo import BlameRange, GitRepo
 Reason = Literal["crash_line", "culprit_function", "path_function", "file"]
 _RANK: dict[Reason, int] = {"crash_line": 0, "culprit_function": 1, "path_function": 2, "file": 3}
 _FALLBACK_COMMITS = 50
+_WORKERS = 4
 
 
 class BlameLines(BaseModel):
@@ -76,21 +78,28 @@ def attribute(
     if since is None:
         ancestors = repo.ancestors(commit, _FALLBACK_COMMITS + 1)
         since = ancestors[-1] if len(ancestors) > _FALLBACK_COMMITS else None
+    spans: list[tuple[Span, Reason]] = [(crash, "crash_line")] if crash else []
+    spans += [(culprit, "culprit_function")] if culprit else []
+    spans += [(s, "path_function") for s in others]
+    # Each question is its own git process; asked side by side they overlap their history walks.
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        blamed = pool.submit(lambda: [repo.blame(commit, s.path) for s in (crash, culprit) if s is not None])
+        touched = [(pool.submit(_touching, repo, since, commit, span), reason, span) for span, reason in spans]
+        by_file = pool.submit(repo.commits_touching_files, since, commit, tuple(files)) if files else None
+        blamed.result()
+        found: dict[str, tuple[Reason, str]] = {}
+
+        def mark(shas: tuple[str, ...], reason: Reason, detail: str) -> None:
+            for sha in shas:
+                if sha not in found or _RANK[reason] < _RANK[found[sha][0]]:
+                    found[sha] = (reason, detail)
+
+        for future, reason, span in touched:
+            mark(future.result(), reason, span.label)
+        if by_file is not None:
+            mark(by_file.result(), "file", ", ".join(files[:5]))
     crash_blame = _blame(repo, commit, crash)[:1] if crash else []
-    found: dict[str, tuple[Reason, str]] = {}
-
-    def mark(shas: tuple[str, ...], reason: Reason, detail: str) -> None:
-        for sha in shas:
-            if sha not in found or _RANK[reason] < _RANK[found[sha][0]]:
-                found[sha] = (reason, detail)
-
-    for span, reason in [(crash, "crash_line"), (culprit, "culprit_function"), *((s, "path_function") for s in others)]:
-        if span is not None:
-            mark(_touching(repo, since, commit, span), reason, span.label)  # type: ignore[arg-type]
-    if files:
-        mark(repo.commits_touching_files(since, commit, tuple(files)), "file", ", ".join(files[:5]))
-    order = {sha: i for i, sha in enumerate(repo.ancestors(commit, 5000))}
-    ranked = sorted(found.items(), key=lambda kv: (_RANK[kv[1][0]], order.get(kv[0], 10**9)))
+    ranked = sorted(found.items(), key=lambda kv: (_RANK[kv[1][0]], -repo.commit_info(kv[0]).authored_at))
     suspects = []
     for sha, (reason, detail) in ranked[:max_suspects]:
         info = repo.commit_info(sha)

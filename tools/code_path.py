@@ -105,9 +105,11 @@ def map_code_path(
     in_repo = [f for ep in chain for f in ep.path]
     paths = list(dict.fromkeys(f.location.repo_path for f in in_repo if f.location.repo_path))
     head = repo.head()
-    for p in paths:
-        if head != commit and not repo.exists(head, p):
-            notes.append(f"{p} was deleted or renamed after this commit (not at HEAD {head[:12]})")
+    if head != commit and paths:
+        at_head = repo.present(head, tuple(paths))
+        notes += [
+            f"{p} was deleted or renamed after this commit (not at HEAD {head[:12]})" for p in paths if p not in at_head
+        ]
 
     attribution = None
     if culprit is not None:

@@ -43,6 +43,11 @@ class _LRU:
         self._data: OrderedDict[Hashable, object] = OrderedDict()
         self._lock = threading.Lock()
 
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+
     def get(self, key: Hashable, make: Callable[[], T]) -> T:
         with self._lock:
             if key in self._data:
@@ -73,9 +78,9 @@ class GitRepo:
         return self._cache.get(("memo", key), make)
 
     def _git(self, *args: str) -> str:
+        """One git subprocess (thread-safe: each call is its own process)."""
         try:
-            with self._lock:
-                return str(self._repo.git.execute(["git", *args], with_extended_output=False))
+            return str(self._repo.git.execute(["git", *args], with_extended_output=False))
         except GitCommandError as exc:
             raise CodePathError(
                 str(self.path), f"git {args[0]} failed ({_first_line(exc.stderr)})", "check the revision"
@@ -99,8 +104,24 @@ class GitRepo:
             raise CodePathError(str(self.path), "has no commits", "commit the service's code first")
         return sha
 
-    def tags(self) -> list[str]:
-        return [line for line in self._git("tag", "--list").splitlines() if line]
+    def tags(self) -> dict[str, str]:
+        """Every tag and the commit it names (annotated tags peeled), in one call; asked afresh each time."""
+        out = self._git("for-each-ref", "--format=%(refname:short)%00%(objectname)%00%(*objectname)", "refs/tags")
+        tags = {}
+        for line in out.splitlines():
+            name, obj, peeled = [*line.split("\x00"), "", ""][:3]
+            tags[name] = peeled or obj
+        return tags
+
+    def previous_tag(self, commit: str) -> str | None:
+        """The nearest tag reachable from `commit`'s parents (what `git describe` finds)."""
+        try:
+            out = self._repo.git.execute(
+                ["git", "describe", "--tags", "--abbrev=0", f"{commit}^"], with_extended_output=False
+            )
+        except GitCommandError:
+            return None
+        return str(out).strip() or None
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         with self._lock:
@@ -108,11 +129,19 @@ class GitRepo:
 
     def commit_info(self, sha: str) -> CommitInfo:
         def make() -> CommitInfo:
-            out = self._git("show", "-s", "--format=%H%x00%an%x00%at%x00%s", sha)
-            full, author, at, summary = out.split("\x00", 3)
-            return CommitInfo(sha=full, author=author, authored_at=float(at), summary=summary.strip())
+            return _parse_info(self._git("show", "-s", f"--format={_INFO_FORMAT}", sha).strip())
 
         return self._cache.get(("info", sha), make)
+
+    def _log_infos(self, *args: str) -> tuple[str, ...]:
+        """Run a `git log` whose lines are commit infos, caching each; the shas in order."""
+        shas = []
+        for line in self._git("log", f"--format={_INFO_FORMAT}", *args).splitlines():
+            if line.count("\x00") == 3 and len(line.split("\x00", 1)[0]) == 40:
+                info = _parse_info(line)
+                self._cache.put(("info", info.sha), info)
+                shas.append(info.sha)
+        return tuple(shas)
 
     # -- content at a commit ---------------------------------------------------------------
 
@@ -151,6 +180,15 @@ class GitRepo:
 
     def exists(self, commit: str, path: str) -> bool:
         return path in self._file_set(commit)
+
+    def present(self, commit: str, paths: tuple[str, ...]) -> frozenset[str]:
+        """Which of `paths` exist at `commit` (one small ls-tree, not the whole tree)."""
+        return self._cache.get(
+            ("present", commit, paths),
+            lambda: (
+                frozenset(self._git("ls-tree", "--name-only", "-z", commit, "--", *paths).split("\x00")) & set(paths)
+            ),
+        )
 
     def _file_set(self, commit: str) -> frozenset[str]:
         return self._cache.get(("fileset", commit), lambda: frozenset(self.files(commit)))
@@ -192,18 +230,14 @@ class GitRepo:
         span = f"{since}..{until}" if since else until
         return self._cache.get(
             ("log-L", since, until, path, start, end),
-            lambda: tuple(
-                line
-                for line in self._git("log", "--format=%H", "-s", f"-L{start},{end}:{path}", span).splitlines()
-                if len(line) == 40
-            ),
+            lambda: self._log_infos("-s", f"-L{start},{end}:{path}", span),
         )
 
     def commits_touching_files(self, since: str | None, until: str, paths: tuple[str, ...]) -> tuple[str, ...]:
         span = f"{since}..{until}" if since else until
         return self._cache.get(
             ("log-files", since, until, paths),
-            lambda: tuple(self._git("log", "--format=%H", span, "--", *paths).split()),
+            lambda: self._log_infos(span, "--", *paths),
         )
 
     def ancestors(self, commit: str, limit: int) -> tuple[str, ...]:
@@ -219,8 +253,7 @@ class GitRepo:
             for p in patterns:
                 args += ["-e", p]
             try:
-                with self._lock:
-                    out = self._repo.git.execute(["git", *args, commit, "--", *pathspecs], with_extended_output=False)
+                out = self._repo.git.execute(["git", *args, commit, "--", *pathspecs], with_extended_output=False)
             except GitCommandError as exc:
                 if exc.status == 1:  # no match
                     return ()
@@ -230,6 +263,14 @@ class GitRepo:
             return tuple(line.split(":", 1)[1] for line in str(out).splitlines() if ":" in line)
 
         return self._cache.get(("grep", commit, patterns, pathspecs), make)
+
+
+_INFO_FORMAT = "%H%x00%an%x00%at%x00%s"
+
+
+def _parse_info(line: str) -> CommitInfo:
+    sha, author, at, summary = line.split("\x00", 3)
+    return CommitInfo(sha=sha, author=author, authored_at=float(at), summary=summary.strip())
 
 
 def _first_line(text: object) -> str:

@@ -54,11 +54,10 @@ def resolve_release(
             sha = repo.resolve(release.lower())
             if sha is not None:
                 return _found(release, sha, "sha", "high", f"release {release} is commit {sha[:12]}"), None
-        tags = set(repo.tags())
+        tags = repo.tags()
         if release in tags:
-            sha = repo.resolve(f"refs/tags/{release}")
-            if sha is not None:
-                return _found(release, sha, "tag", "high", f"release {release} is tag {release}"), None
+            sha = tags[release]
+            return _found(release, sha, "tag", "high", f"release {release} is tag {release}"), None
         sha, how = _package_version(repo, release, tags)
         if sha is not None:
             return _found(release, sha, "package-version", "medium", how), None
@@ -89,7 +88,7 @@ def _found(release: str, sha: str, source: Source, confidence: Literal["high", "
     return ResolvedRelease(release=release, commit=sha, source=source, confidence=confidence, note=note)
 
 
-def _package_version(repo: GitRepo, release: str, tags: set[str]) -> tuple[str | None, str]:
+def _package_version(repo: GitRepo, release: str, tags: dict[str, str]) -> tuple[str | None, str]:
     try:
         parsed = parse_release(release)
     except Exception:  # relay rejects malformed release strings with its own error types
@@ -102,9 +101,7 @@ def _package_version(repo: GitRepo, release: str, tags: set[str]) -> tuple[str |
         filter(None, [version, short, f"v{short}", f"{package}-{short}", f"{package}@{short}"])
     ):
         if candidate in tags:
-            sha = repo.resolve(f"refs/tags/{candidate}")
-            if sha is not None:
-                return sha, f"release {release} is package {package} version {short}, tag {candidate}"
+            return tags[candidate], f"release {release} is package {package} version {short}, tag {candidate}"
     if isinstance(build, str) and _HEX.match(build.lower()):
         sha = repo.resolve(build.lower())
         if sha is not None:
@@ -122,14 +119,9 @@ def previous_release_commit(
                 sha = repo.resolve(earlier.commit_sha)
                 if sha is not None and repo.is_ancestor(sha, resolved.commit):
                     return sha, f"previous deploy {earlier.release} ({sha[:12]})"
-    best: tuple[int, str, str] | None = None
-    ancestry = {sha: i for i, sha in enumerate(repo.ancestors(resolved.commit, 5000))}
-    for tag in repo.tags():
-        sha = repo.resolve(f"refs/tags/{tag}")
-        if sha is None or sha == resolved.commit or sha not in ancestry:
-            continue
-        if best is None or ancestry[sha] < best[0]:
-            best = (ancestry[sha], sha, tag)
-    if best is not None:
-        return best[1], f"previous tag {best[2]} ({best[1][:12]})"
+    tag = repo.previous_tag(resolved.commit)
+    if tag is not None:
+        sha = repo.tags().get(tag) or repo.resolve(f"refs/tags/{tag}")
+        if sha is not None and sha != resolved.commit:
+            return sha, f"previous tag {tag} ({sha[:12]})"
     return None, "no earlier deploy or tag: the last 50 commits up to the release were considered"
