@@ -7,11 +7,15 @@ arguments (a cursor this server never issued) as JSON-RPC invalid-params errors.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Literal, ParamSpec, TypeVar
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 from mcp import MCPError
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import INVALID_PARAMS, ToolAnnotations
 from pydantic import Field
@@ -24,6 +28,7 @@ from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.issues import IssueOrder, IssuePage, IssueStatus, list_issues
+from prodloop.tools.mutation import MutationResult, mutate_validate
 from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
 
 P = ParamSpec("P")
@@ -41,12 +46,16 @@ def _boundary(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except InvalidArgument as exc:
-            raise MCPError(code=INVALID_PARAMS, message=str(exc)) from exc
         except ProdloopError as exc:
-            raise ToolError(str(exc)) from exc
+            raise _map_errors(exc) from exc
 
     return wrapper
+
+
+def _map_errors(exc: Exception) -> Exception:
+    if isinstance(exc, InvalidArgument):
+        return MCPError(code=INVALID_PARAMS, message=str(exc))
+    return ToolError(str(exc))
 
 
 def build_mcp(ctx: AppContext) -> MCPServer:
@@ -182,6 +191,47 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         or its own locals (refusing scrubbed or truncated values), and confirm on the deployed code that it
         reproduces. Each frame tried spends one run of the issue's budget."""
         return synthesize_regression_test(ctx, issue_id=issue_id, max_frames=max_frames)
+
+    @server.tool(
+        name="mutate_validate",
+        title="Mutation-test the guarded code",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True),
+    )
+    async def mutate_validate_tool(
+        receipt_id: Annotated[
+            str, Field(min_length=32, max_length=32, description="a passing run_candidate_test receipt")
+        ],
+        mcp_ctx: Context,
+        scope: Annotated[
+            Literal["culprit", "path"], Field(description="mutate the culprit function, or every function on the path")
+        ] = "culprit",
+        include_related_tests: Annotated[bool, Field(description="also run the existing related tests")] = False,
+    ) -> MutationResult:
+        """Mutation-test (mutmut) the functions the receipt's test guards, with the fix applied: each mutant must make
+        the test fail. Reports killed / survived / timeout counts, the score against the gate, and each surviving mutant
+        as a diff (one per line). Needs a receipt whose gates all passed; stores the result on it. Sends progress."""
+        cancel = threading.Event()
+
+        def progress(done: int, total: int) -> None:
+            anyio.from_thread.run(mcp_ctx.report_progress, done, total, f"{done}/{total} mutants")
+
+        def work() -> MutationResult:
+            return mutate_validate(
+                ctx,
+                receipt_id=receipt_id,
+                scope=scope,
+                include_related_tests=include_related_tests,
+                on_progress=progress,
+                cancel=cancel,
+            )
+
+        try:
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            cancel.set()
+            raise
+        except ProdloopError as exc:
+            raise _map_errors(exc) from exc
 
     @server.tool(name="budget_status", title="Budget status", annotations=_READ_ONLY)
     @_boundary

@@ -52,6 +52,22 @@ FILES: dict[str, str] = {
                 raise ValueError("password too short for " + user)
             return user
     ''',
+    "shop/loyalty.py": '''
+        """Loyalty points, memoized per (level, rate)."""
+
+        _CACHE = {}
+
+
+        def points_needed(level, per_level):
+            key = (level, per_level)
+            if key not in _CACHE:
+                total = 0
+                while level > 0:
+                    total += 1000 // per_level
+                    level -= 1
+                _CACHE[key] = total
+            return _CACHE[key]
+    ''',
     "tests/__init__.py": "",
     "tests/test_pricing.py": """
         from shop.pricing import cart_total, line_total
@@ -75,6 +91,10 @@ CRASHES: dict[str, str] = {
         from shop.checkout import handle
         handle({"cart": {"items": [{"sku": "apple", "qty": 1}]}, "coupon": {"divisor": 0}})
     """,
+    "zero_rate": """
+        from shop.loyalty import points_needed
+        points_needed(2, 0)
+    """,
     "short_password": """
         from shop.auth import login
         login("ann", "hunter2")
@@ -93,6 +113,11 @@ def fix_diff(path: str, old: str, new: str) -> str:
     return "".join(lines)
 
 
+FIX_ZERO_RATE = fix_diff(
+    "shop/loyalty.py",
+    "    key = (level, per_level)\n",
+    '    if per_level <= 0:\n        raise ValueError("per_level must be positive")\n    key = (level, per_level)\n',
+)
 FIX_UNKNOWN_SKU = fix_diff("shop/pricing.py", 'PRICES[item["sku"]]', 'PRICES.get(item["sku"], 0)')
 
 

@@ -4,7 +4,7 @@ It runs in the service's interpreter, so it uses only the standard library and, 
 for coverage, coverage.py. Driven by environment variables:
   PRODLOOP_PROBE_OUT      write per-test exception chains here (JSON)
   PRODLOOP_SHUFFLE_SEED   run the collected tests in an order shuffled with this seed
-  PRODLOOP_COVER_FILE     measure line coverage of this file (absolute path)
+  PRODLOOP_COVER_FILE     measure line coverage of these files (absolute paths, os.pathsep-separated)
   PRODLOOP_COVER_OUT      write the executed line numbers here (JSON)
 """
 
@@ -29,7 +29,7 @@ def pytest_configure(config: Any) -> None:
         except ImportError:
             _results["_coverage_error"] = "coverage.py is not installed in the service's environment"
             return
-        _cov = coverage.Coverage(include=[target], data_file=None, branch=False)
+        _cov = coverage.Coverage(include=target.split(os.pathsep), data_file=None, branch=False)
         _cov.start()
 
 

@@ -175,7 +175,9 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
                 ws.apply_diff(given.fix_diff)
                 ws.write(given.test_path, given.test_code)
                 culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
-                fixed = run_pytest(ws, python, [node], limits, protect=protect, cover_file=culprit_path)
+                fixed = run_pytest(
+                    ws, python, [node], limits, protect=protect, cover_files=[culprit_path] if culprit_path else []
+                )
                 runs.append(fixed)
                 gates["passes_with_fix"] = _passes(fixed, node, "with the fix")
                 gates["covers_path"] = _covers(fixed, code_path, ws)

@@ -125,7 +125,7 @@ def run_pytest(
     *,
     protect: Path | None,
     shuffle_seed: int | None = None,
-    cover_file: str | None = None,
+    cover_files: Sequence[str] = (),
     hash_seed: int = 0,
 ) -> RunResult:
     """Run pytest on `targets` (paths or node ids relative to the workspace) and read what happened."""
@@ -135,32 +135,26 @@ def run_pytest(
         plugin_dir.mkdir()
         shutil.copy(_PROBE, plugin_dir / "prodloop_probe.py")
         junit, probe, cover = scratch / "junit.xml", scratch / "probe.json", scratch / "cover.json"
-        env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
-        env.update(
-            HOME=str(scratch),
-            PYTHONPATH=os.pathsep.join([str(plugin_dir), str(ws.root)]),
-            PYTHONHASHSEED=str(hash_seed),
-            PYTHONDONTWRITEBYTECODE="1",
-            PRODLOOP_PROBE_OUT=str(probe),
-        )
+        env = sandbox_env(scratch, plugin_dir, ws.root)
+        env.update(PYTHONHASHSEED=str(hash_seed), PRODLOOP_PROBE_OUT=str(probe))
         if shuffle_seed is not None:
             env["PRODLOOP_SHUFFLE_SEED"] = str(shuffle_seed)
-        if cover_file is not None:
-            env["PRODLOOP_COVER_FILE"] = str(ws.root / cover_file)
+        if cover_files:
+            env["PRODLOOP_COVER_FILE"] = os.pathsep.join(str(ws.root / f) for f in cover_files)
             env["PRODLOOP_COVER_OUT"] = str(cover)
         pytest_args = [
             str(python), "-m", "pytest", "-p", "prodloop_probe", "-p", "no:cacheprovider", "-q", "--no-header",
             "-o", "addopts=", "-o", "console_output_style=classic", f"--junitxml={junit}", "--rootdir", str(ws.root),
             *targets,
         ]  # fmt: skip
-        command, protected = _confine(pytest_args, limits, protect)
+        command, protected = confine(pytest_args, limits, protect)
         log = scratch / "output.txt"
         started = time.monotonic()
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 command, cwd=ws.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-            exit_code, cpu, timed_out = _wait(proc, limits.timeout_seconds)
+            exit_code, cpu, timed_out = wait(proc, limits.timeout_seconds)
         wall = time.monotonic() - started
         by_key = _junit(junit)
         probe_data = json.loads(probe.read_text()) if probe.exists() else {}
@@ -193,7 +187,14 @@ def run_pytest(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _confine(args: list[str], limits: Limits, protect: Path | None) -> tuple[list[str], bool]:
+def sandbox_env(scratch: Path, *paths: Path) -> dict[str, str]:
+    """The environment of a confined run: the essentials only, with these paths importable."""
+    env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+    env.update(HOME=str(scratch), PYTHONPATH=os.pathsep.join(map(str, paths)), PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def confine(args: list[str], limits: Limits, protect: Path | None) -> tuple[list[str], bool]:
     """Wrap the command in ulimits and, if the kernel allows, a read-only view of the checkout."""
     limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; "
     quoted = " ".join(_q(a) for a in args)
@@ -223,7 +224,7 @@ def _q(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, float, bool]:
+def wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, float, bool]:
     """Wait with rusage (CPU seconds of the run); on timeout kill the whole process group."""
     deadline = time.monotonic() + timeout
     while True:

@@ -37,7 +37,7 @@ async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotati
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == {
         "list_issues", "fetch_error_context", "map_code_path", "record_deploy",
-        "run_candidate_test", "synthesize_regression_test", "budget_status",
+        "run_candidate_test", "synthesize_regression_test", "budget_status", "mutate_validate",
     }  # fmt: skip
     for tool in tools.values():
         assert tool.description

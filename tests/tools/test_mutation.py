@@ -1,0 +1,168 @@
+"""mutate_validate on the sample service: strong and weak tests, memoization, infinite loops, refusal, cancel."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import ProdloopError
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.settings import load_settings
+from prodloop.tools.candidate import run_candidate_for_issue
+from prodloop.tools.mutation import MutationRefused, mutate_validate
+from tests.sample_service import FIX_UNKNOWN_SKU, FIX_ZERO_RATE, SampleService
+
+STRONG_SKU = """
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_costs_nothing():
+    assert cart_total({"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}) == 60
+"""
+
+WEAK_SKU = """
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_does_not_crash():
+    assert cart_total({"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}) is not None
+"""
+
+STRONG_RATE = """
+import pytest
+
+from shop.loyalty import points_needed
+
+
+def test_zero_rate_is_refused_and_points_add_up():
+    with pytest.raises(ValueError, match="^per_level must be positive$"):
+        points_needed(2, 0)
+    assert points_needed(1, 1) == 1000
+    assert points_needed(3, 7) == 426
+    assert points_needed(3, 7) == 426  # now from the memo
+"""
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
+    return SampleService(tmp_path_factory.mktemp("sample") / "shop")
+
+
+@pytest.fixture
+def open_ctx(service: SampleService, tmp_path: Path) -> Iterator[Callable[[str], AppContext]]:
+    opened: list[AppContext] = []
+    counter = itertools.count()
+
+    def factory(crash: str) -> AppContext:
+        settings = load_settings(repo=service.root, data_dir=tmp_path / f"d{next(counter)}", gates={"flaky_runs": 1})
+        ctx = AppContext.open(settings)
+        opened.append(ctx)
+        import_events(ctx, ctx.store.create_project("shop"), [("e", service.event(crash))], source="test")
+        return ctx
+
+    yield factory
+    for ctx in opened:
+        ctx.close()
+
+
+def _receipt(ctx: AppContext, test: str, fix: str) -> str:
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=test, fix_diff=fix)
+    assert result.passed, result.gates
+    return result.receipt_id
+
+
+def test_a_strong_test_kills_every_mutant_of_the_culprit(
+    service: SampleService, open_ctx: Callable[[str], AppContext]
+) -> None:
+    before = subprocess.run(["git", "-C", str(service.root), "status", "--porcelain"], capture_output=True, text=True)
+    ctx = open_ctx("unknown_sku")
+    seen: list[tuple[int, int]] = []
+    result = mutate_validate(
+        ctx, receipt_id=_receipt(ctx, STRONG_SKU, FIX_UNKNOWN_SKU), on_progress=lambda d, t: seen.append((d, t))
+    )
+    assert result.functions == ["shop/pricing.py::line_total"]
+    assert result.mutants >= 5
+    assert (result.killed, result.survived, result.suspicious) == (result.mutants, 0, 0)
+    assert result.score == 1.0 and result.passed
+    assert seen[-1] == (result.mutants, result.mutants)
+    stored = ctx.store.reader().execute("SELECT mutation FROM receipts").fetchone()[0]
+    assert '"score": 1.0' in stored
+    after = subprocess.run(["git", "-C", str(service.root), "status", "--porcelain"], capture_output=True, text=True)
+    assert after.stdout == before.stdout
+
+
+def test_a_weak_test_leaves_survivors_reported_as_diffs_one_per_line(open_ctx: Callable[[str], AppContext]) -> None:
+    ctx = open_ctx("unknown_sku")
+    result = mutate_validate(ctx, receipt_id=_receipt(ctx, WEAK_SKU, FIX_UNKNOWN_SKU))
+    assert result.survived >= 1
+    assert result.score is not None and result.score < result.min_score
+    assert not result.passed
+    lines = [(s.path, s.line) for s in result.survivors]
+    assert len(lines) == len(set(lines))
+    survivor = result.survivors[0]
+    assert survivor.path == "shop/pricing.py"
+    assert survivor.diff.startswith("--- a/shop/pricing.py\n+++ b/shop/pricing.py\n")
+    assert '-    return PRICES.get(item["sku"], 0) * item["qty"]' in survivor.diff
+
+
+def test_memoized_code_gets_correct_verdicts_and_an_infinite_loop_mutant_is_a_timeout(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("zero_rate")
+    result = mutate_validate(ctx, receipt_id=_receipt(ctx, STRONG_RATE, FIX_ZERO_RATE))
+    assert result.functions == ["shop/loyalty.py::points_needed"]
+    assert result.survived == 0, [s.diff for s in result.survivors]
+    assert result.timeout >= 1  # `level -= 1` turned into `level += 1` never ends
+    assert result.seconds < 60
+    assert result.passed
+
+
+def test_a_receipt_that_failed_its_gates_is_refused(open_ctx: Callable[[str], AppContext]) -> None:
+    ctx = open_ctx("unknown_sku")
+    failing = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU)  # no fix: gates pending
+    with pytest.raises(MutationRefused, match="its gates did not all pass"):
+        mutate_validate(ctx, receipt_id=failing.receipt_id)
+
+
+def test_cancellation_stops_the_mutation_processes(open_ctx: Callable[[str], AppContext]) -> None:
+    ctx = open_ctx("zero_rate")
+    receipt = _receipt(ctx, STRONG_RATE, FIX_ZERO_RATE)
+    cancel = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def on_progress(done: int, total: int) -> None:
+        if done >= 1:
+            cancel.set()
+
+    def work() -> None:
+        try:
+            mutate_validate(ctx, receipt_id=receipt, on_progress=on_progress, cancel=cancel)
+        except ProdloopError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert "cancelled" in outcome["error"]
+    assert _driver_processes() == []
+
+
+def _driver_processes() -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "prodloop-mutate-" in cmdline:
+                found.append(cmdline)
+    return found

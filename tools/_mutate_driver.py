@@ -1,0 +1,198 @@
+"""prodloop's mutation runner, run in the service's interpreter as `python _mutate_driver.py SPEC.json`.
+
+Mutants come from mutmut's own generator (`create_mutations`), restricted to the target
+lines. Each mutant runs in a child forked from a parent that has imported pytest but none
+of the service's code, so no state (memo caches, module globals) leaks between mutants;
+the child imports the mutated module through an import hook and runs the chosen tests
+with `pytest.main(["-x", ...])`. A child past its deadline is killed: a timeout. Progress
+goes to stdout as JSON lines; the verdicts to the output file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.abc
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+# Exit codes of a child: pytest's, plus ours for a mutant that could not be loaded.
+_LOAD_FAILED = 40
+
+
+def main() -> int:
+    with open(sys.argv[1]) as fh:
+        spec = json.load(fh)
+    sys.path.insert(0, spec["root"])
+    os.chdir(spec["root"])
+    import libcst as cst  # noqa: F401 (imported once, before forking)
+    import pytest
+    from mutmut import configuration
+    from mutmut.mutation.file_mutation import create_mutations, deep_replace
+
+    try:
+        configuration.config()  # the service's own [tool.mutmut] / [mutmut] settings, if any
+    except FileNotFoundError:
+        # No mutmut settings and no guessable source folder: point it at the target's top folder.
+        top = spec["targets"][0]["path"].split("/")[0]
+        configuration._guess_source_paths = lambda: [top]
+        configuration.reset_config()
+
+    mutants: list[dict[str, Any]] = []
+    for target in spec["targets"]:
+        path = os.path.join(spec["root"], target["path"])
+        with open(path) as fh:
+            source = fh.read()
+        lines = set(target["lines"])
+        module, mutations, _, _ = create_mutations(path, source, covered_lines=lines)
+        for m in mutations:
+            mutated = deep_replace(module, m.original_node, m.mutated_node)
+            code = mutated.code if hasattr(mutated, "code") else None
+            if code is None or code == source:
+                continue
+            mutants.append({"path": target["path"], "module": target["module"], "code": code, "source": source})
+    total = len(mutants)
+    _emit({"event": "generated", "total": total})
+    args = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "addopts=", *spec["tests"]]
+
+    baseline_start = time.monotonic()
+    clean = _run_child(None, args, pytest, spec["baseline_timeout"])
+    baseline = time.monotonic() - baseline_start
+    if clean != 0:
+        _emit({"event": "clean_failed", "exit_code": clean})
+        _write(spec["out"], {"clean_exit_code": clean, "results": []})
+        return 0
+    timeout = max(spec["min_timeout"], baseline * spec["timeout_multiplier"])
+    results: list[dict[str, Any]] = []
+    running: dict[int, tuple[int, float]] = {}
+    queue = list(range(total))
+    done = 0
+    while queue or running:
+        while queue and len(running) < spec["workers"]:
+            index = queue.pop(0)
+            pid = _fork_child(mutants[index], args, pytest)
+            running[pid] = (index, time.monotonic() + timeout)
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            now = time.monotonic()
+            for child, (index, deadline) in list(running.items()):
+                if now > deadline:
+                    os.kill(child, signal.SIGKILL)
+                    os.waitpid(child, 0)
+                    del running[child]
+                    results.append(_verdict(mutants[index], "timeout", None))
+                    done += 1
+                    _emit({"event": "progress", "done": done, "total": total})
+            time.sleep(0.002)
+            continue
+        if pid not in running:
+            continue
+        index, _ = running.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        results.append(_verdict(mutants[index], _status(code), code))
+        done += 1
+        _emit({"event": "progress", "done": done, "total": total})
+    _write(
+        spec["out"],
+        {"clean_exit_code": 0, "baseline_seconds": baseline, "timeout_seconds": timeout, "results": results},
+    )
+    return 0
+
+
+def _status(code: int) -> str:
+    return {0: "survived", 1: "killed", 3: "killed", 5: "no_tests", _LOAD_FAILED: "suspicious"}.get(code, "suspicious")
+
+
+def _verdict(mutant: dict[str, Any], status: str, code: int | None) -> dict[str, Any]:
+    diff = "".join(
+        difflib.unified_diff(
+            mutant["source"].splitlines(keepends=True),
+            mutant["code"].splitlines(keepends=True),
+            f"a/{mutant['path']}",
+            f"b/{mutant['path']}",
+            n=1,
+        )
+    )
+    changed = next(
+        (
+            i + 1
+            for i, (a, b) in enumerate(zip(mutant["source"].splitlines(), mutant["code"].splitlines(), strict=False))
+            if a != b
+        ),
+        None,
+    )
+    return {"path": mutant["path"], "line": changed, "status": status, "exit_code": code, "diff": diff}
+
+
+class _Mutated(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, name: str, path: str, code: str) -> None:
+        self.name, self.path, self.code = name, path, code
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        is_package = self.path.endswith("__init__.py")
+        spec = importlib.util.spec_from_loader(fullname, self, origin=self.path, is_package=is_package)
+        if spec is not None:
+            spec.has_location = True
+            if is_package:
+                spec.submodule_search_locations = [os.path.dirname(self.path)]
+        return spec
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: Any) -> None:
+        module.__file__ = self.path
+        exec(compile(self.code, self.path, "exec"), module.__dict__)  # noqa: S102 (the mutant under test)
+
+
+def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 99
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        if mutant is not None:
+            path = os.path.join(os.getcwd(), mutant["path"])
+            sys.meta_path.insert(0, _Mutated(mutant["module"], path, mutant["code"]))
+        code = int(pytest.main(args))
+    except BaseException:
+        code = _LOAD_FAILED
+    finally:
+        os._exit(code)
+
+
+def _run_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any, timeout: float) -> int:
+    pid = _fork_child(mutant, args, pytest)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return -9
+        time.sleep(0.002)
+
+
+def _emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def _write(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w") as fh:
+        json.dump(data, fh)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""`mutate_validate`: does the regression test fail when the code it guards is broken?
+
+Only the mapped code is mutated: by default the culprit function's lines (with the fix
+applied), or every function on the mapped path. mutmut's generator makes the mutants;
+prodloop's driver (`_mutate_driver.py`) runs each in a child forked from a clean parent in
+the service's interpreter, inside a throwaway worktree, never in this process. Before
+mutating, a coverage run checks which target lines the tests execute, so that "survived"
+never just means "not run"; unexecuted lines are reported and not mutated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import ProdloopError
+from prodloop.server.settings import service_python
+from prodloop.server.store import policy
+from prodloop.tools.code_path import MappedFrame, map_code_path
+from prodloop.tools.functions import FunctionIndex
+from prodloop.tools.sandbox import Limits, confine, run_pytest, sandbox_env, wait, workspace
+
+_DRIVER = Path(__file__).with_name("_mutate_driver.py")
+Progress = Callable[[int, int], None]
+
+
+class MutationRefused(ProdloopError):
+    def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
+        super().__init__(f"receipt {receipt_id}: {problem}; {fix}")
+
+
+class SurvivingMutant(BaseModel):
+    path: str
+    line: int | None
+    diff: str = Field(description="the mutant as a unified diff against the fixed code")
+
+
+class MutationResult(BaseModel):
+    receipt_id: str
+    scope: Literal["culprit", "path"]
+    functions: list[str] = Field(description="path::qualname of every mutated function")
+    not_executed: list[str] = Field(description="target lines the tests never executed (not mutated)")
+    tests: list[str]
+    mutants: int
+    killed: int
+    survived: int
+    timeout: int
+    no_tests: int
+    suspicious: int
+    score: float | None = Field(description="(killed + timeout) / mutants; null when there were no mutants")
+    min_score: float
+    passed: bool
+    survivors: list[SurvivingMutant] = Field(description="at most one per source line")
+    seconds: float
+    note: str
+
+
+def mutate_validate(
+    ctx: AppContext,
+    *,
+    receipt_id: str,
+    scope: Literal["culprit", "path"] = "culprit",
+    include_related_tests: bool = False,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> MutationResult:
+    started = time.monotonic()
+    receipt = policy.get_receipt(ctx.store, receipt_id)
+    if not receipt.passed:
+        failed = [g["name"] for g in receipt.gates if g.get("passed") is not True]
+        raise MutationRefused(
+            receipt_id, f"its gates did not all pass ({', '.join(failed)})", "run_candidate_test again"
+        )
+    code_path = map_code_path(ctx.store, ctx.git(), event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites)
+    frames = (
+        [code_path.culprit]
+        if scope == "culprit" and code_path.culprit
+        else [f for e in code_path.exceptions for f in e.path]
+    )
+    targets = _distinct(f for f in frames if f is not None)
+    if not targets:
+        raise MutationRefused(
+            receipt_id, "no function of the mapped path is in the repository", "map_code_path says why"
+        )
+    cfg = ctx.settings.gates
+    python = service_python(ctx.settings)
+    protect = ctx.settings.repo.resolve()
+    limits = Limits(
+        timeout_seconds=cfg.timeout_seconds, cpu_seconds=int(cfg.timeout_seconds) + 5, memory_mb=cfg.memory_mb
+    )
+    node = f"{receipt.test_path}::{receipt.test_name}"
+    with workspace(ctx.git(), receipt.commit_sha) as ws:
+        ws.apply_diff(receipt.fix_diff)
+        ws.write(receipt.test_path, receipt.test_code)
+        tests = [node]
+        if include_related_tests:
+            tests += [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
+        paths = sorted({f.location.repo_path for f in targets if f.location.repo_path})
+        coverage = run_pytest(ws, python, tests, limits, protect=protect, cover_files=paths)
+        if coverage.notes:
+            raise MutationRefused(
+                receipt_id, "; ".join(coverage.notes), "install coverage in the service's environment"
+            )
+        spec_targets, functions, not_executed = _targets(ws.root, targets, coverage.covered)
+        if not spec_targets:
+            raise MutationRefused(
+                receipt_id,
+                f"the tests execute none of the target lines ({'; '.join(not_executed)})",
+                "a survivor would only mean 'not run': make the test reach the culprit",
+            )
+        results, note = _drive(
+            ws.root, python, spec_targets, tests, cfg.timeout_seconds, limits, protect, on_progress, cancel
+        )
+    counts = {
+        k: sum(1 for r in results if r["status"] == k)
+        for k in ("killed", "survived", "timeout", "no_tests", "suspicious")
+    }
+    total = len(results)
+    score = (counts["killed"] + counts["timeout"]) / total if total else None
+    survivors: dict[tuple[str, int | None], SurvivingMutant] = {}
+    for r in results:
+        if r["status"] == "survived":
+            survivors.setdefault(
+                (r["path"], r["line"]), SurvivingMutant(path=r["path"], line=r["line"], diff=r["diff"][:4000])
+            )
+    result = MutationResult(
+        receipt_id=receipt_id,
+        scope=scope,
+        functions=functions,
+        not_executed=not_executed,
+        tests=tests,
+        mutants=total,
+        score=round(score, 4) if score is not None else None,
+        min_score=cfg.min_mutation_score,
+        passed=score is not None and score >= cfg.min_mutation_score,
+        survivors=sorted(survivors.values(), key=lambda s: (s.path, s.line or 0)),
+        seconds=round(time.monotonic() - started, 3),
+        note=note if total else f"no mutants could be made of the target lines; nothing was proven. {note}".strip(),
+        **counts,
+    )
+    policy.set_receipt_mutation(ctx.store, receipt_id, result.model_dump())
+    return result
+
+
+def _distinct(frames: Iterable[MappedFrame]) -> list[MappedFrame]:
+    seen: dict[tuple[str | None, str | None], MappedFrame] = {}
+    for f in frames:
+        if f.extent is not None and f.location.repo_path:
+            seen.setdefault((f.location.repo_path, f.qualname), f)
+    return list(seen.values())
+
+
+def _targets(
+    root: Path, frames: list[MappedFrame], covered: dict[str, list[int]]
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    by_path: dict[str, set[int]] = {}
+    functions, not_executed = [], []
+    for f in frames:
+        path, qualname = f.location.repo_path, f.qualname
+        assert path is not None and qualname is not None
+        source = (root / path).read_text(encoding="utf-8") if (root / path).exists() else ""
+        defs = FunctionIndex(source).named(qualname)
+        if not defs:
+            not_executed.append(f"{path}::{qualname} is gone with the fix")
+            continue
+        d = defs[0]
+        body = set(range(d.def_line + 1, d.end + 1))
+        executed = body & set(covered.get(path, []))
+        label = f"{path}::{qualname}"
+        if not executed:
+            not_executed.append(f"{label}: none of lines {d.def_line + 1}-{d.end}")
+            continue
+        missing = sorted(n for n in body - executed if FunctionIndex(source).lines[n - 1].strip())
+        if missing:
+            not_executed.append(f"{label}: lines {_ranges(missing)}")
+        functions.append(label)
+        by_path.setdefault(path, set()).update(executed)
+    targets = [
+        {"path": p, "module": p.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", "."),
+         "lines": sorted(lines)}
+        for p, lines in by_path.items()
+    ]  # fmt: skip
+    return targets, functions, not_executed
+
+
+def _ranges(numbers: list[int]) -> str:
+    out, start = [], numbers[0]
+    for a, b in zip(numbers, [*numbers[1:], None], strict=True):
+        if b != a + 1:
+            out.append(f"{start}" if start == a else f"{start}-{a}")
+            start = b if b is not None else start
+    return ", ".join(out)
+
+
+def _drive(
+    root: Path,
+    python: Path,
+    targets: list[dict[str, Any]],
+    tests: list[str],
+    test_timeout: float,
+    limits: Limits,
+    protect: Path,
+    on_progress: Progress | None,
+    cancel: threading.Event | None,
+) -> tuple[list[dict[str, Any]], str]:
+    scratch = Path(tempfile.mkdtemp(prefix="prodloop-mutate-"))
+    try:
+        out = scratch / "results.json"
+        spec = {
+            "root": str(root), "targets": targets, "tests": tests, "out": str(out),
+            "workers": max(1, os.cpu_count() or 1), "baseline_timeout": test_timeout,
+            "min_timeout": 1.0, "timeout_multiplier": 10.0,
+        }  # fmt: skip
+        (scratch / "spec.json").write_text(json.dumps(spec))
+        shutil.copy(_DRIVER, scratch / "driver.py")
+        run_limits = Limits(
+            timeout_seconds=limits.timeout_seconds * 20, cpu_seconds=limits.cpu_seconds * 20, memory_mb=limits.memory_mb
+        )
+        command, _ = confine([str(python), str(scratch / "driver.py"), str(scratch / "spec.json")], run_limits, protect)
+        log = scratch / "stderr.txt"
+        with open(log, "wb") as err:
+            proc = subprocess.Popen(
+                command,
+                cwd=root,
+                env=sandbox_env(scratch, root),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+            watcher = threading.Thread(target=_watch, args=(proc, on_progress), daemon=True)
+            watcher.start()
+            stopper = threading.Thread(target=_stop_on_cancel, args=(proc, cancel), daemon=True)
+            stopper.start()
+            try:
+                code, _, timed_out = wait(proc, run_limits.timeout_seconds)
+                watcher.join(timeout=5)
+            finally:
+                if proc.stdout is not None:
+                    proc.stdout.close()
+        if cancel is not None and cancel.is_set():
+            raise ProdloopError("mutation testing was cancelled; its processes were stopped")
+        if timed_out or not out.exists():
+            tail = log.read_text(errors="replace")[-800:]
+            raise ProdloopError(f"the mutation run {'timed out' if timed_out else f'failed (exit {code})'}: {tail}")
+        data = json.loads(out.read_text())
+        if data["clean_exit_code"] != 0:
+            raise ProdloopError(
+                f"the tests fail without any mutation (pytest exit {data['clean_exit_code']}): nothing to measure"
+            )
+        baseline, cutoff = data["baseline_seconds"], data["timeout_seconds"]
+        note = f"baseline test run {baseline:.2f} s; a mutant is a timeout after {cutoff:.1f} s"
+        return list(data["results"]), note
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _watch(proc: subprocess.Popen[bytes], on_progress: Progress | None) -> None:
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        if on_progress is not None and message.get("event") in ("generated", "progress"):
+            on_progress(int(message.get("done", 0)), int(message.get("total", 0)))
+
+
+def _stop_on_cancel(proc: subprocess.Popen[bytes], cancel: threading.Event | None) -> None:
+    if cancel is None:
+        return
+    while proc.returncode is None:
+        if cancel.wait(0.1):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return
