@@ -13,6 +13,7 @@ from typing import Annotated, Literal, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
@@ -211,9 +212,10 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         the test fail. Reports killed / survived / timeout counts, the score against the gate, and each surviving mutant
         as a diff (one per line). Needs a receipt whose gates all passed; stores the result on it. Sends progress."""
         cancel = threading.Event()
+        loop = anyio.lowlevel.current_token()
 
-        def progress(done: int, total: int) -> None:
-            anyio.from_thread.run(mcp_ctx.report_progress, done, total, f"{done}/{total} mutants")
+        def progress(done: int, total: int) -> None:  # called from the thread that reads the driver's output
+            anyio.from_thread.run(mcp_ctx.report_progress, done, total, f"{done}/{total} mutants", token=loop)
 
         def work() -> MutationResult:
             return mutate_validate(

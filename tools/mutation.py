@@ -11,6 +11,7 @@ never just means "not run"; unexecuted lines are reported and not mutated.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.sandbox import Limits, confine, run_pytest, sandbox_env, wait, workspace
 
 _DRIVER = Path(__file__).with_name("_mutate_driver.py")
+logger = logging.getLogger("prodloop.tools")
 Progress = Callable[[int, int], None]
 
 
@@ -274,7 +276,11 @@ def _watch(proc: subprocess.Popen[bytes], on_progress: Progress | None) -> None:
         except ValueError:
             continue
         if on_progress is not None and message.get("event") in ("generated", "progress"):
-            on_progress(int(message.get("done", 0)), int(message.get("total", 0)))
+            try:
+                on_progress(int(message.get("done", 0)), int(message.get("total", 0)))
+            except Exception:  # a lost progress report must not stop the draining of the driver's output
+                logger.warning("progress report failed; mutation testing goes on", exc_info=True)
+                on_progress = None
 
 
 def _stop_on_cancel(proc: subprocess.Popen[bytes], cancel: threading.Event | None) -> None:

@@ -166,3 +166,29 @@ def _driver_processes() -> list[str]:
             if "prodloop-mutate-" in cmdline:
                 found.append(cmdline)
     return found
+
+
+@pytest.mark.anyio
+async def test_progress_reaches_the_mcp_client_and_a_bad_receipt_is_a_tool_error(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    from mcp import Client
+
+    from prodloop.server.mcp_app import build_mcp
+
+    ctx = open_ctx("unknown_sku")
+    receipt = _receipt(ctx, STRONG_SKU, FIX_UNKNOWN_SKU)
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append((progress, total, message))
+
+    async with Client(build_mcp(ctx)) as client:
+        result = await client.call_tool("mutate_validate", {"receipt_id": receipt}, progress_callback=on_progress)
+        unknown = await client.call_tool("mutate_validate", {"receipt_id": "0" * 32})
+    assert result.structured_content["passed"] is True
+    total = result.structured_content["mutants"]
+    assert updates[-1][:2] == (total, total)
+    assert updates[-1][2] == f"{total}/{total} mutants"
+    assert unknown.is_error
+    assert "no receipt with id" in unknown.content[0].text
