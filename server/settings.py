@@ -69,6 +69,8 @@ class BudgetSettings(BaseModel):
 
     max_runs: int = Field(default=10, ge=1)
     max_cpu_seconds: float = Field(default=600.0, gt=0)
+    max_prs_per_issue: int = Field(default=3, ge=1)
+    max_prs_per_day: int = Field(default=10, ge=1, description="per repository")
 
 
 class Settings(BaseSettings):
@@ -104,12 +106,20 @@ class Settings(BaseSettings):
     gates: GateSettings = Field(default_factory=GateSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
 
+    base_branch: str | None = Field(default=None, description="PR base; default the remote's default branch")
+    git_remote: str = Field(default="origin", description="where PR branches are pushed")
+    github_token: SecretStr | None = Field(default=None, description="without it, open_pr pushes a branch only")
+    github_repo: str | None = Field(default=None, description="owner/name; default parsed from the remote URL")
+    github_base_url: str = Field(default="https://api.github.com", description="GitHub Enterprise: https://HOST/api/v3")
+    pr_labels: list[str] = Field(default_factory=lambda: ["prodloop", "regression-test"])
+    provenance_path: str = Field(default="tests/.prodloop/provenance.jsonl", description="committed with each PR")
+
     sentry_base_url: str = "https://sentry.io"
     sentry_org: str | None = None
     sentry_project: str | None = None
     sentry_token: SecretStr | None = None
 
-    @field_validator("sensitive_fields", mode="before")
+    @field_validator("sensitive_fields", "pr_labels", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -142,4 +142,30 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX escalations_open ON escalations (resolved_at, created_at)
         """,
     ),
+    (
+        4,
+        """
+        CREATE TABLE pull_requests (
+            id INTEGER PRIMARY KEY,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            receipt_id TEXT NOT NULL REFERENCES receipts(id),
+            branch TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            url TEXT,
+            number INTEGER,
+            mode TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX pull_requests_issue ON pull_requests (issue_id);
+        CREATE INDEX pull_requests_time ON pull_requests (created_at);
+        CREATE TABLE provenance (
+            id INTEGER PRIMARY KEY,
+            test_node TEXT NOT NULL,
+            test_path TEXT NOT NULL,
+            record TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX provenance_test ON provenance (test_path)
+        """,
+    ),
 )

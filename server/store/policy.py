@@ -144,7 +144,8 @@ def reset_budget(store: Store, issue_id: int, at: float) -> BudgetRow:
 
 
 def escalations(store: Store, *, issue_id: int | None = None, open_only: bool = False) -> list[Escalation]:
-    where, params = [], []
+    where: list[str] = []
+    params: list[object] = []
     if issue_id is not None:
         where.append("issue_id = ?")
         params.append(issue_id)
@@ -155,3 +156,68 @@ def escalations(store: Store, *, issue_id: int | None = None, open_only: bool = 
         f"SELECT id, issue_id, kind, reason, created_at, resolved_at FROM escalations {clause} ORDER BY id", params
     )
     return [Escalation(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestRow:
+    id: int
+    issue_id: int
+    receipt_id: str
+    branch: str
+    commit_sha: str
+    url: str | None
+    number: int | None
+    mode: str
+    created_at: float
+
+
+def save_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str, Any]) -> int:
+    """The PR and its provenance record, in one transaction."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO pull_requests (issue_id, receipt_id, branch, commit_sha, url, number, mode, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (pr.issue_id, pr.receipt_id, pr.branch, pr.commit_sha, pr.url, pr.number, pr.mode, pr.created_at),
+        )
+        conn.execute(
+            "INSERT INTO provenance (test_node, test_path, record, created_at) VALUES (?, ?, ?, ?)",
+            (provenance["test_node"], provenance["test_path"], json.dumps(provenance, sort_keys=True), pr.created_at),
+        )
+    return int(cur.lastrowid or 0)
+
+
+def pull_requests(store: Store, *, issue_id: int | None = None, since: float | None = None) -> list[PullRequestRow]:
+    where: list[str] = []
+    params: list[object] = []
+    if issue_id is not None:
+        where.append("issue_id = ?")
+        params.append(issue_id)
+    if since is not None:
+        where.append("created_at >= ?")
+        params.append(since)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = store.reader().execute(
+        "SELECT id, issue_id, receipt_id, branch, commit_sha, url, number, mode, created_at"
+        f" FROM pull_requests {clause} ORDER BY id",
+        params,
+    )
+    return [PullRequestRow(*row) for row in rows]
+
+
+def provenance_records(store: Store, *, test_path: str | None = None) -> list[dict[str, Any]]:
+    clause, params = ("WHERE test_path = ?", [test_path]) if test_path else ("", [])
+    rows = store.reader().execute(f"SELECT record FROM provenance {clause} ORDER BY id", params)
+    return [json.loads(row[0]) for row in rows]
+
+
+def escalate(store: Store, issue_id: int | None, kind: str, reason: str, at: float) -> None:
+    """Open an escalation for a person unless one of this kind is already open for the issue."""
+    with store.transaction() as conn:
+        open_row = conn.execute(
+            "SELECT id FROM escalations WHERE issue_id IS ? AND kind = ? AND resolved_at IS NULL", (issue_id, kind)
+        ).fetchone()
+        if open_row is None:
+            conn.execute(
+                "INSERT INTO escalations (issue_id, kind, reason, created_at) VALUES (?, ?, ?, ?)",
+                (issue_id, kind, reason, at),
+            )

@@ -1,0 +1,76 @@
+"""Opening the pull request on GitHub (or GitHub Enterprise) with PyGithub.
+
+The token comes from settings as a `SecretStr` and goes only into PyGithub's auth; every
+error is mapped here to a message with the status and GitHub's own words, never the token.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from github import Auth, Github, GithubException
+from github.GithubRetry import GithubRetry
+
+from prodloop.server.errors import ConfigError, ProdloopError
+from prodloop.server.settings import Settings
+
+_REMOTE = re.compile(r"(?:[:/])([^/:]+)/([^/]+?)(?:\.git)?/?$")
+
+
+class GitHubError(ProdloopError):
+    def __init__(self, action: str, status: int | None, message: str) -> None:
+        self.status = status
+        hint = {
+            401: "the token was rejected: check github_token",
+            403: "the token lacks permission: it needs pull requests and contents write on the repository",
+            404: "the repository was not found with this token: check github_repo and the token's access",
+            422: "GitHub refused the request as invalid (a PR for this branch may already exist)",
+        }.get(status or 0, "see GitHub's message")
+        super().__init__(f"GitHub {action} failed (HTTP {status}): {message[:300]}; {hint}")
+
+
+def repository_name(settings: Settings, repo: Path) -> str:
+    if settings.github_repo:
+        return settings.github_repo
+    done = subprocess.run(
+        ["git", "-C", str(repo), "remote", "get-url", settings.git_remote], capture_output=True, text=True, timeout=30
+    )
+    match = _REMOTE.search(done.stdout.strip()) if done.returncode == 0 else None
+    if match is None:
+        raise ConfigError("github_repo", f"cannot be read from remote {settings.git_remote}", "set it as owner/name")
+    return f"{match.group(1)}/{match.group(2)}"
+
+
+def create_pull_request(
+    settings: Settings,
+    repo: Path,
+    *,
+    title: str,
+    body: str,
+    head: str,
+    base: str,
+    draft: bool,
+    labels: list[str],
+) -> tuple[str, int]:
+    """Create the PR and label it; returns (html_url, number)."""
+    assert settings.github_token is not None
+    name = repository_name(settings, repo)
+    client = Github(
+        base_url=settings.github_base_url.rstrip("/"),
+        auth=Auth.Token(settings.github_token.get_secret_value()),
+        timeout=30,
+        retry=GithubRetry(total=3),
+    )
+    try:
+        gh_repo = client.get_repo(name)
+        pr = gh_repo.create_pull(base=base, head=head, title=title, body=body, draft=draft)
+        if labels:
+            pr.add_to_labels(*labels)
+        return str(pr.html_url), int(pr.number)
+    except GithubException as exc:
+        data = exc.data if isinstance(exc.data, dict) else {}
+        raise GitHubError(f"pull request for {name}", exc.status, str(data.get("message") or "")) from None
+    finally:
+        client.close()

@@ -1,0 +1,285 @@
+"""`open_pr`: ship a validated regression test (and fix) as a pull request, with provenance.
+
+Refused unless the receipt passed every candidate gate and mutation testing, its stored test
+and fix still hash to what it recorded, and the issue and repository have PRs left in their
+budgets. The change is built in a throwaway worktree of the base branch (which may have moved
+since the deployed commit): fix and test applied, the provenance line appended, the candidate
+test run once more; then committed, pushed with GitPython to the configured remote and, with a
+GitHub token, opened as a pull request with PyGithub. Without a token the branch is pushed
+and the description written beside the store.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Literal
+
+import git
+from git.exc import GitCommandError
+from pydantic import BaseModel, Field
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import CodePathError, ProdloopError
+from prodloop.server.settings import service_python
+from prodloop.server.store import policy
+from prodloop.tools._shape import cap, iso
+from prodloop.tools.candidate import sha256
+from prodloop.tools.code_path import CodePath, map_code_path
+from prodloop.tools.provenance import build_record, jsonl_line
+from prodloop.tools.sandbox import Limits, run_pytest, workspace
+
+DAY = 86_400.0
+
+
+class PullRequestRefused(ProdloopError):
+    def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
+        super().__init__(f"open_pr refused for receipt {receipt_id}: {problem}; {fix}")
+
+
+class PullRequestResult(BaseModel):
+    mode: Literal["github", "local"]
+    branch: str
+    base: str
+    commit: str
+    remote: str
+    url: str | None
+    number: int | None
+    description_path: str | None = Field(description="local mode: where the PR description was written")
+    labels: list[str]
+    failure_to_pr_seconds: float = Field(description="from the issue's first event to this PR")
+    provenance: dict[str, Any]
+
+
+def open_pr(
+    ctx: AppContext,
+    *,
+    receipt_id: str,
+    title: str | None = None,
+    body_extra: str | None = None,
+    draft: bool = False,
+    labels: list[str] | None = None,
+    client: str = "unknown",
+) -> PullRequestResult:
+    receipt = policy.get_receipt(ctx.store, receipt_id)
+    _check_receipt(receipt)
+    issue = ctx.store.get_issue(receipt.issue_id)
+    _check_budget(ctx, receipt)
+    code_path = map_code_path(ctx.store, ctx.git(), event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites)
+    settings = ctx.settings
+    repo_path = settings.repo.resolve()
+    remote = settings.git_remote
+    base = settings.base_branch or _default_branch(repo_path, remote)
+    base_sha = _fetch_base(ctx, remote, base)
+    branch = f"prodloop/{issue.id}-{_slug(issue.title)}"
+    now = ctx.clock.now()
+    record = build_record(
+        receipt=receipt,
+        fingerprint=issue.fingerprint,
+        branch=branch,
+        base=base,
+        client=client,
+        created_at=iso(now) or "",
+    )
+    message = _commit_message(issue.id, issue.title, issue.fingerprint, receipt)
+    body = _body(issue, code_path, receipt, record, body_extra)
+    with workspace(ctx.git(), base_sha) as ws:
+        try:
+            ws.apply_diff(receipt.fix_diff)
+        except CodePathError as exc:
+            raise PullRequestRefused(
+                receipt_id, f"the fix conflicts with {base} ({exc})", "rebase the fix on the base and run again"
+            ) from exc
+        if (ws.root / receipt.test_path).exists():
+            raise PullRequestRefused(
+                receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
+            )
+        ws.write(receipt.test_path, receipt.test_code)
+        ledger = ws.root / settings.provenance_path
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        with open(ledger, "a", encoding="utf-8") as fh:
+            fh.write(jsonl_line(record))
+        node = f"{receipt.test_path}::{receipt.test_name}"
+        gates = settings.gates
+        limits = Limits(
+            timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
+        )
+        check = run_pytest(ws, service_python(settings), [node], limits, protect=repo_path)
+        outcome = check.outcomes.get(node)
+        if outcome is None or outcome.outcome != "passed":
+            what = "timed out" if check.timed_out else (outcome.outcome if outcome else "did not run")
+            detail = (outcome.message if outcome else check.output_tail)[-300:]
+            raise PullRequestRefused(
+                receipt_id,
+                f"on {base} ({base_sha[:12]}) the test {what}: {detail}",
+                "the base moved: run run_candidate_test against it, then open_pr again",
+            )
+        commit = _commit_and_push(ws.root, message, remote, branch)
+    labels = labels if labels is not None else list(settings.pr_labels)
+    url = number = description_path = None
+    if settings.github_token is not None:
+        from prodloop.tools.github import create_pull_request
+
+        url, number = create_pull_request(
+            settings, repo_path, title=title or _title(issue.id, issue.title), body=body, head=branch, base=base,
+            draft=draft, labels=labels,
+        )  # fmt: skip
+        mode: Literal["github", "local"] = "github"
+    else:
+        mode = "local"
+        target = settings.resolved_data_dir / "pull-requests" / f"{branch.replace('/', '-')}.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"# {title or _title(issue.id, issue.title)}\n\n{body}", encoding="utf-8")
+        description_path = str(target)
+    policy.save_pull_request(
+        ctx.store,
+        policy.PullRequestRow(0, issue.id, receipt_id, branch, commit, url, number, mode, now),
+        record,
+    )
+    return PullRequestResult(
+        mode=mode, branch=branch, base=base, commit=commit, remote=remote, url=url, number=number,
+        description_path=description_path, labels=labels, failure_to_pr_seconds=round(now - issue.first_seen, 3),
+        provenance=record,
+    )  # fmt: skip
+
+
+def _check_receipt(receipt: policy.ReceiptRow) -> None:
+    failed = [g["name"] for g in receipt.gates if g.get("passed") is not True]
+    if not receipt.passed or failed:
+        raise PullRequestRefused(
+            receipt.id, f"gates not passed: {', '.join(failed)}", "run_candidate_test until all pass"
+        )
+    mutation = receipt.mutation
+    if mutation is None:
+        raise PullRequestRefused(receipt.id, "no mutation testing on record", "run mutate_validate with this receipt")
+    if not mutation.get("passed"):
+        raise PullRequestRefused(
+            receipt.id,
+            f"mutation score {mutation.get('score')} is under {mutation.get('min_score')}",
+            "strengthen the test's assertions, run_candidate_test and mutate_validate again",
+        )
+    if sha256(receipt.test_code) != receipt.test_sha256 or sha256(receipt.fix_diff) != receipt.fix_sha256:
+        raise PullRequestRefused(
+            receipt.id, "the stored test or fix no longer matches its recorded hash", "run_candidate_test again"
+        )
+
+
+def _check_budget(ctx: AppContext, receipt: policy.ReceiptRow) -> None:
+    limits = ctx.settings.budgets
+    now = ctx.clock.now()
+    for_issue = policy.pull_requests(ctx.store, issue_id=receipt.issue_id)
+    today = policy.pull_requests(ctx.store, since=now - DAY)
+    problem = None
+    if len(for_issue) >= limits.max_prs_per_issue:
+        problem = f"issue {receipt.issue_id} already has {len(for_issue)} of {limits.max_prs_per_issue} PRs"
+    elif len(today) >= limits.max_prs_per_day:
+        problem = f"{len(today)} of {limits.max_prs_per_day} PRs were opened in the last 24 hours"
+    if problem is not None:
+        policy.escalate(ctx.store, receipt.issue_id, "pr-budget", problem, now)
+        raise PullRequestRefused(receipt.id, problem, "a person must review the open PRs (escalated)")
+
+
+def _default_branch(repo: Path, remote: str) -> str:
+    for args in (["symbolic-ref", "--short", f"refs/remotes/{remote}/HEAD"], ["ls-remote", "--symref", remote, "HEAD"]):
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60)
+        if done.returncode == 0:
+            match = re.search(r"(?:ref: refs/heads/|^" + re.escape(remote) + r"/)(\S+)", done.stdout)
+            if match:
+                return match.group(1)
+    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True)
+    branch = done.stdout.strip()
+    return branch if done.returncode == 0 and branch and branch != "HEAD" else "main"
+
+
+def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
+    repo = ctx.settings.repo.resolve()
+    subprocess.run(["git", "-C", str(repo), "fetch", "--quiet", remote, base], capture_output=True, timeout=300)
+    sha = ctx.git().resolve(f"refs/remotes/{remote}/{base}") or ctx.git().resolve(base)
+    if sha is None:
+        raise CodePathError(str(repo), f"base branch {base} is neither on {remote} nor local", "set base_branch")
+    return sha
+
+
+def _commit_and_push(root: Path, message: str, remote: str, branch: str) -> str:
+    try:
+        repo = git.Repo(root)
+        repo.git.add("--all")
+        repo.git.execute(
+            ["git", "-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
+             "--no-verify", "-m", message],
+        )  # fmt: skip
+        results = repo.remote(remote).push(refspec=f"HEAD:refs/heads/{branch}")
+        failed = [r.summary.strip() for r in results if r.flags & r.ERROR]
+        if failed or not results:
+            raise ProdloopError(f"push of {branch} to {remote} was rejected: {'; '.join(failed) or 'no result'}")
+        return str(repo.head.commit.hexsha)
+    except (GitCommandError, ValueError) as exc:
+        stderr = getattr(exc, "stderr", "") or str(exc)
+        raise ProdloopError(f"commit or push of {branch} to {remote} failed: {str(stderr).strip()[:300]}") from exc
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40] or "fix"
+
+
+def _title(issue_id: int, title: str) -> str:
+    return f"Fix production error: {cap(title, 80)} (prodloop #{issue_id})"
+
+
+def _commit_message(issue_id: int, title: str, fingerprint: str, receipt: policy.ReceiptRow) -> str:
+    return (
+        f"{_title(issue_id, title)}\n\n"
+        f"Adds {receipt.test_path}::{receipt.test_name}, a regression test that fails on the deployed commit "
+        f"{receipt.commit_sha[:12]} with the production exception and passes with this fix.\n\n"
+        f"Fixes: prodloop issue {issue_id} (fingerprint {fingerprint})\n"
+        f"Prodloop-Receipt: {receipt.id}\n"
+    )
+
+
+def _body(
+    issue: Any, code_path: CodePath, receipt: policy.ReceiptRow, record: dict[str, Any], extra: str | None
+) -> str:
+    mutation = receipt.mutation or {}
+    exc = code_path.exceptions[-1] if code_path.exceptions else None
+    frames = [
+        f"- `{f.location.repo_path}:{f.location.lineno}` in `{f.qualname or f.function}`"
+        + (" **(culprit)**" if f.is_culprit else "")
+        for e in code_path.exceptions
+        for f in e.path
+    ]
+    gates = [
+        f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {cap(g['evidence'], 200)} |" for g in receipt.gates
+    ]
+    survivors = [f"```diff\n{cap(s['diff'], 1500)}\n```" for s in mutation.get("survivors", [])[:5]]
+    parts = [
+        "## Production error",
+        f"**{cap(exc.type if exc else issue.title, 100)}**: {cap(exc.value if exc else '', 300)}",
+        "",
+        f"{issue.event_count} events, {issue.user_count} users; "
+        f"first seen {iso(issue.first_seen)}, last seen {iso(issue.last_seen)}.",
+        "",
+        "## Code path (at the deployed commit " + receipt.commit_sha[:12] + ")",
+        *frames,
+        "",
+        "## Gates",
+        "| gate | result | evidence |",
+        "| --- | --- | --- |",
+        *gates,
+        "",
+        "## Mutation testing",
+        f"Score {mutation.get('score')} over {mutation.get('mutants')} mutants "
+        f"(killed {mutation.get('killed')}, timeout {mutation.get('timeout')}, survived {mutation.get('survived')}); "
+        f"gate {mutation.get('min_score')}.",
+        *survivors,
+        "",
+        f"Receipt `{receipt.id}`.",
+        "",
+        "## Provenance",
+        "```json",
+        jsonl_line(record).strip(),
+        "```",
+    ]
+    if extra:
+        parts += ["", cap(extra, 4000) or ""]
+    return "\n".join(parts) + "\n"
