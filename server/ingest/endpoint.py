@@ -11,6 +11,8 @@ import hmac
 import logging
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -43,6 +45,7 @@ class Ingest:
         self._processor = EventProcessor(settings, clock)
         self._limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_rate_burst, clock)
         self._projects: dict[int, Project] = {}
+        self._cpu = anyio.CapacityLimiter(4)
 
     def routes(self) -> list[Route]:
         return [
@@ -67,17 +70,9 @@ class Ingest:
                 retry = self._limiter.take(project.id, len(raw_events))
                 if retry is not None:
                     raise RateLimited(project.id, retry)
-            records = [
-                self._processor.process(
-                    raw,
-                    project_id=project.id,
-                    user_salt=project.public_key,
-                    source="ingest",
-                    fallback_event_id=header_event_id,
-                    what=f"event {i + 1}",
-                )
-                for i, raw in enumerate(raw_events)
-            ]
+            records = await anyio.to_thread.run_sync(
+                self._process, raw_events, project, header_event_id, limiter=self._cpu
+            )
             if records:
                 await self._commit(records)
         except IngestError as exc:
@@ -95,6 +90,20 @@ class Ingest:
             )
         event_id = records[0].event_id if records else header_event_id
         return JSONResponse({"id": event_id} if event_id else {}, headers=_CORS)
+
+    def _process(self, raw_events: list[dict[str, Any]], project: Project, header_event_id: Any) -> list[EventRecord]:
+        """Scrub and group off the event loop: relay's Rust work runs beside other requests."""
+        return [
+            self._processor.process(
+                raw,
+                project_id=project.id,
+                user_salt=project.public_key,
+                source="ingest",
+                fallback_event_id=header_event_id,
+                what=f"event {i + 1}",
+            )
+            for i, raw in enumerate(raw_events)
+        ]
 
     def _project(self, raw_id: str) -> Project:
         try:

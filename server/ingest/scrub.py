@@ -18,6 +18,7 @@ A scrubbing failure never leaks: if relay rejects an event it is refused, never 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ _SECRET_PAIR = re.compile(
     r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
 )
 _DSN_KEY = re.compile(r"(https?://)[0-9a-f]{32}(?::[0-9a-f]{32})?@")
+# Cheap tests every rule below implies: a string that passes neither is left as it is.
+_MAYBE_WORDS = re.compile(r"pass|pwd|secret|token|key|bearer|basic|@")  # on the lowercased string
+_MAYBE_CARD = re.compile(r"\d[\d -]{11,}\d")  # 13+ digits with single separators lie inside such a run
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 
 
@@ -82,13 +86,16 @@ class Scrubber:
                 "excludeFields": [],
             }
         )
+        self._relay_config_json = json.dumps(self._relay_config)
         self._denylist = tuple(k.lower() for k in (*DEFAULT_DENYLIST, *extra))
+        self._sensitive_keys: dict[str, bool] = {}
         self._scrub_emails = scrub_emails
 
     def scrub(self, event: dict[str, Any]) -> ScrubResult:
         try:
-            normalized = self._normalizer.normalize_event(event)
-            stripped = pii_strip_event(self._relay_config, normalized)
+            # Relay's JSON text goes from the normalizer straight into the scrubber (one parse, not three).
+            normalized = self._normalizer.normalize_event(event, json_loads=_as_text)
+            stripped = pii_strip_event(self._relay_config, normalized, json_dumps=self._relay_json)
         except Exception as exc:  # relay raises its own error types; none may let a raw event through
             raise IngestError(
                 f"the event could not be normalized ({type(exc).__name__})",
@@ -99,33 +106,40 @@ class Scrubber:
         _collect_meta(meta, [], result.filtered)
         stripped.pop("_prodloop", None)
         _drop_argv(stripped, result.filtered)
-        result.event = self._walk(stripped, [], result.filtered, sensitive=False)
+        result.event = self._walk(stripped, None, result.filtered, sensitive=False)
         return result
 
-    def _walk(self, value: Any, path: list[str], out: list[tuple[str, str]], *, sensitive: bool) -> Any:
+    def _relay_json(self, value: Any) -> Any:
+        if value is self._relay_config:
+            return self._relay_config_json
+        return value if isinstance(value, (str, bytes)) else json.dumps(value)
+
+    def _walk(self, value: Any, path: _Path, out: list[tuple[str, str]], *, sensitive: bool) -> Any:
         if isinstance(value, dict):
-            return {k: self._walk_keyed(str(k), v, path, out) for k, v in value.items()}
+            return {k: self._walk(v, (path, k), out, sensitive=self._is_sensitive(str(k))) for k, v in value.items()}
         if isinstance(value, list):
             # Header and query lists arrive as [key, value] pairs after normalization.
             if len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], (dict, list)):
                 key_sensitive = self._is_sensitive(value[0])
-                return [value[0], self._walk(value[1], [*path, "1"], out, sensitive=sensitive or key_sensitive)]
-            return [self._walk(v, [*path, str(i)], out, sensitive=sensitive) for i, v in enumerate(value)]
+                return [value[0], self._walk(value[1], (path, "1"), out, sensitive=sensitive or key_sensitive)]
+            return [self._walk(v, (path, str(i)), out, sensitive=sensitive) for i, v in enumerate(value)]
         if sensitive and value not in (None, FILTERED, "") and not isinstance(value, bool):
-            out.append((".".join(path), "@denylist:filter"))
+            out.append((_dotted(path), "@denylist:filter"))
             return FILTERED
-        if isinstance(value, str):
+        if isinstance(value, str) and (_MAYBE_WORDS.search(value.lower()) or _MAYBE_CARD.search(value)):
             return self._scrub_text(value, path, out)
         return value
 
-    def _walk_keyed(self, key: str, value: Any, path: list[str], out: list[tuple[str, str]]) -> Any:
-        return self._walk(value, [*path, key], out, sensitive=self._is_sensitive(key))
-
     def _is_sensitive(self, key: str) -> bool:
-        lowered = key.lower()
-        return any(word in lowered for word in self._denylist)
+        known = self._sensitive_keys.get(key)
+        if known is None:
+            lowered = key.lower()
+            known = any(word in lowered for word in self._denylist)
+            if len(self._sensitive_keys) < 50_000:
+                self._sensitive_keys[key] = known
+        return known
 
-    def _scrub_text(self, text: str, path: list[str], out: list[tuple[str, str]]) -> str:
+    def _scrub_text(self, text: str, path: _Path, out: list[tuple[str, str]]) -> str:
         original = text
         rules = []
         text, n = _SECRET_PAIR.subn(lambda m: f"{m.group(1)}{m.group(2)}{FILTERED}", text)
@@ -145,9 +159,26 @@ class Scrubber:
             if n:
                 rules.append("@email:filter")
         if text is not original:
+            where = _dotted(path)
             for rule in rules:
-                out.append((".".join(path), rule))
+                out.append((where, rule))
         return text
+
+
+_Path = tuple[Any, Any] | None
+
+
+def _dotted(path: _Path) -> str:
+    """The dotted path of a linked (parent, key) chain, built only when something is filtered."""
+    parts = []
+    while path is not None:
+        path, key = path
+        parts.append(str(key))
+    return ".".join(reversed(parts))
+
+
+def _as_text(raw: str | bytes) -> str | bytes:
+    return raw
 
 
 def _drop_argv(event: dict[str, Any], out: list[tuple[str, str]]) -> None:
