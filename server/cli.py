@@ -249,6 +249,35 @@ def sentry_pull(
         raise typer.Exit(1)
 
 
+@app.command()
+def provenance(
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    test_path: Annotated[str | None, typer.Option(help="only this test file")] = None,
+    export: Annotated[Path | None, typer.Option(help="write the records as JSON lines to this file")] = None,
+) -> None:
+    """List (or export) where each test prodloop added came from."""
+    from prodloop.server.store import policy
+    from prodloop.tools.provenance import jsonl_line
+
+    ctx = _open(_settings(repo, data_dir))
+    try:
+        records = policy.provenance_records(ctx.store, test_path=test_path)
+    finally:
+        ctx.close()
+    if export is not None:
+        export.write_text("".join(jsonl_line(r) for r in records), encoding="utf-8")
+        err.print(f"{len(records)} records written to {export}")
+        return
+    table = Table("test", "issue", "receipt", "mutation", "branch", "client", "added")
+    for r in records:
+        table.add_row(
+            str(r["test_node"]), str(r["issue_id"]), str(r["receipt_id"])[:12], str(r.get("mutation_score")),
+            str(r["pull_request"]["branch"]), str(r.get("client")), str(r.get("created_at")),
+        )  # fmt: skip
+    out.print(table)
+
+
 @app.command("issues")
 def issues_cmd(
     repo: RepoOpt = None,

@@ -30,6 +30,9 @@ from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.issues import IssueOrder, IssuePage, IssueStatus, list_issues
 from prodloop.tools.mutation import MutationResult, mutate_validate
+from prodloop.tools.provenance import ProvenancePage, list_provenance
+from prodloop.tools.pull_request import PullRequestResult, open_pr
+from prodloop.tools.suite import SuiteProposals, suggest_suite_changes
 from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
 
 P = ParamSpec("P")
@@ -57,6 +60,16 @@ def _map_errors(exc: Exception) -> Exception:
     if isinstance(exc, InvalidArgument):
         return MCPError(code=INVALID_PARAMS, message=str(exc))
     return ToolError(str(exc))
+
+
+def _client_name(mcp_ctx: Context) -> str:
+    """The connected client's self-reported name and version, for provenance."""
+    try:
+        params = mcp_ctx.session.client_params
+    except Exception:  # no session (e.g. an in-process call): provenance says so
+        return "unknown"
+    info = getattr(params, "client_info", None)
+    return f"{info.name} {info.version}".strip()[:100] if info is not None else "unknown"
 
 
 def build_mcp(ctx: AppContext) -> MCPServer:
@@ -234,6 +247,53 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             raise
         except ProdloopError as exc:
             raise _map_errors(exc) from exc
+
+    @server.tool(
+        name="open_pr",
+        title="Open the pull request",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
+    )
+    def open_pr_tool(
+        receipt_id: Annotated[str, Field(min_length=32, max_length=32, description="a receipt that passed every gate")],
+        mcp_ctx: Context,
+        title: Annotated[str | None, Field(max_length=200, description="replaces the default title")] = None,
+        body_extra: Annotated[str | None, Field(max_length=4000, description="appended to the description")] = None,
+        draft: Annotated[bool, Field(description="open as a draft")] = False,
+        labels: Annotated[list[str] | None, Field(max_length=10, description="default from settings")] = None,
+    ) -> PullRequestResult:
+        """Commit the receipt's fix and regression test (with a provenance line) on a branch from the base, re-run the
+        test there, push it, and open a GitHub pull request (or, without a token, leave the pushed branch and write the
+        description locally). Refused unless every gate and mutation testing passed, the hashes match and the PR
+        budgets allow it."""
+        try:
+            return open_pr(
+                ctx, receipt_id=receipt_id, title=title, body_extra=body_extra, draft=draft, labels=labels,
+                client=_client_name(mcp_ctx),
+            )  # fmt: skip
+        except ProdloopError as exc:
+            raise _map_errors(exc) from exc
+
+    @server.tool(name="list_provenance", title="Provenance of added tests", annotations=_READ_ONLY)
+    @_boundary
+    def list_provenance_tool(
+        test_path: Annotated[str | None, Field(max_length=500, description="only this test file")] = None,
+        limit: Annotated[int, Field(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Field(max_length=64)] = None,
+    ) -> ProvenancePage:
+        """Where each test prodloop added came from: issue, event, deployed commit, receipt, gates, mutation score,
+        pull request branch, client and time."""
+        return list_provenance(ctx.store, test_path=test_path, limit=limit, cursor=cursor)
+
+    @server.tool(name="suggest_suite_changes", title="Suggest test-suite changes", annotations=_READ_ONLY)
+    @_boundary
+    def suggest_suite_changes_tool(
+        quiet_days: Annotated[
+            int, Field(ge=1, le=3650, description="quiet period for the slower-suite proposal")
+        ] = 180,
+    ) -> SuiteProposals:
+        """Proposals, with reasons, never applied: tests whose code had no production error and no commit for
+        quiet_days (move to a slower suite), tests whose target code is gone (remove), and prodloop-added tests."""
+        return suggest_suite_changes(ctx.store, ctx.git(), ctx.clock, quiet_days=quiet_days)
 
     @server.tool(name="budget_status", title="Budget status", annotations=_READ_ONLY)
     @_boundary

@@ -72,7 +72,7 @@ def open_pr(
     remote = settings.git_remote
     base = settings.base_branch or _default_branch(repo_path, remote)
     base_sha = _fetch_base(ctx, remote, base)
-    branch = f"prodloop/{issue.id}-{_slug(issue.title)}"
+    branch = _free_branch(repo_path, remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
     now = ctx.clock.now()
     record = build_record(
         receipt=receipt,
@@ -217,6 +217,23 @@ def _commit_and_push(root: Path, message: str, remote: str, branch: str) -> str:
     except (GitCommandError, ValueError) as exc:
         stderr = getattr(exc, "stderr", "") or str(exc)
         raise ProdloopError(f"commit or push of {branch} to {remote} failed: {str(stderr).strip()[:300]}") from exc
+
+
+def _free_branch(repo: Path, remote: str, wanted: str) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`, ... when an earlier PR of the issue holds the name on the remote."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), "ls-remote", "--heads", remote, f"{wanted}*"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    taken = {line.split("refs/heads/", 1)[1] for line in done.stdout.splitlines() if "refs/heads/" in line}
+    n = 1
+    name = wanted
+    while name in taken:
+        n += 1
+        name = f"{wanted}-{n}"
+    return name
 
 
 def _slug(title: str) -> str:

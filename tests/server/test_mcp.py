@@ -38,15 +38,16 @@ async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotati
     assert set(tools) == {
         "list_issues", "fetch_error_context", "map_code_path", "record_deploy",
         "run_candidate_test", "synthesize_regression_test", "budget_status", "mutate_validate",
+        "open_pr", "list_provenance", "suggest_suite_changes",
     }  # fmt: skip
     for tool in tools.values():
         assert tool.description
         assert tool.input_schema["type"] == "object"
         assert tool.output_schema is not None
         assert tool.annotations is not None
-        assert tool.annotations.read_only_hint is (
-            tool.name in {"list_issues", "fetch_error_context", "map_code_path", "budget_status"}
-        )
+        read_only = {"list_issues", "fetch_error_context", "map_code_path", "budget_status", "list_provenance",
+                     "suggest_suite_changes"}  # fmt: skip
+        assert tool.annotations.read_only_hint is (tool.name in read_only)
 
 
 async def test_list_issues_pages_with_a_cursor_and_orders_by_count(ctx: AppContext) -> None:

@@ -1,0 +1,151 @@
+"""A real HTTP server on 127.0.0.1 speaking the part of GitHub's REST API that open_pr calls.
+
+    GET  /repos/{owner}/{repo}                      the repository
+    POST /repos/{owner}/{repo}/pulls                create a pull request
+    POST /repos/{owner}/{repo}/issues/{n}/labels    label it
+    GET  /repos/{owner}/{repo}/pulls/{n}            read it back
+
+It checks the bearer token, records every request with its JSON body, and answers with the
+fields PyGithub reads. Mounted under /api/v3 like GitHub Enterprise.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+_PREFIX = "/api/v3"
+_REPO = re.compile(r"^/repos/([^/]+)/([^/]+)$")
+_PULLS = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls$")
+_PULL = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)$")
+_LABELS = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/labels$")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeGitHub:
+    def __init__(self, *, token: str, owner: str = "acme", repo: str = "shop") -> None:
+        self.token = token
+        self.owner = owner
+        self.repo = repo
+        self.requests: list[RecordedRequest] = []
+        self.pulls: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}{_PREFIX}"
+
+    def __enter__(self) -> FakeGitHub:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        path = handler.path.split("?", 1)[0]
+        with self._lock:
+            self.requests.append(RecordedRequest(method, path, dict(handler.headers), body))
+        if (
+            handler.headers.get("Authorization") != f"token {self.token}"
+            and handler.headers.get("Authorization") != f"Bearer {self.token}"
+        ):
+            return self._send(handler, 401, {"message": "Bad credentials"})
+        if not path.startswith(_PREFIX):
+            return self._send(handler, 404, {"message": "Not Found"})
+        path = path[len(_PREFIX) :]
+        for pattern, route in (
+            (_REPO, self._repo),
+            (_PULLS, self._create_pull),
+            (_PULL, self._get_pull),
+            (_LABELS, self._labels),
+        ):
+            match = pattern.match(path)
+            if match:
+                if (match.group(1), match.group(2)) != (self.owner, self.repo):
+                    return self._send(handler, 404, {"message": "Not Found"})
+                status, data = route(method, match, body)
+                return self._send(handler, status, data)
+        return self._send(handler, 404, {"message": "Not Found"})
+
+    def _repo_json(self) -> dict[str, Any]:
+        full = f"{self.owner}/{self.repo}"
+        return {
+            "id": 1, "name": self.repo, "full_name": full, "url": f"{self.base_url}/repos/{full}",
+            "html_url": f"https://github.example/{full}", "default_branch": "main", "owner": {"login": self.owner},
+        }  # fmt: skip
+
+    def _repo(self, method: str, match: re.Match[str], body: Any) -> tuple[int, Any]:
+        return (200, self._repo_json()) if method == "GET" else (405, {"message": "Method Not Allowed"})
+
+    def _create_pull(self, method: str, match: re.Match[str], body: Any) -> tuple[int, Any]:
+        if method != "POST" or not isinstance(body, dict):
+            return 405, {"message": "Method Not Allowed"}
+        missing = [k for k in ("title", "head", "base") if not body.get(k)]
+        if missing:
+            return 422, {"message": f"Validation Failed: missing {missing}"}
+        with self._lock:
+            if any(p["head"]["ref"] == body["head"] for p in self.pulls.values()):
+                return 422, {"message": f"A pull request already exists for {self.owner}:{body['head']}."}
+            number = len(self.pulls) + 1
+            full = f"{self.owner}/{self.repo}"
+            pull = {
+                "id": 100 + number, "number": number, "state": "open", "title": body["title"], "body": body.get("body"),
+                "draft": bool(body.get("draft")), "url": f"{self.base_url}/repos/{full}/pulls/{number}",
+                "html_url": f"https://github.example/{full}/pull/{number}",
+                "issue_url": f"{self.base_url}/repos/{full}/issues/{number}",
+                "head": {"ref": body["head"]}, "base": {"ref": body["base"]}, "labels": [],
+            }  # fmt: skip
+            self.pulls[number] = pull
+        return 201, pull
+
+    def _get_pull(self, method: str, match: re.Match[str], body: Any) -> tuple[int, Any]:
+        pull = self.pulls.get(int(match.group(3)))
+        return (200, pull) if pull else (404, {"message": "Not Found"})
+
+    def _labels(self, method: str, match: re.Match[str], body: Any) -> tuple[int, Any]:
+        pull = self.pulls.get(int(match.group(3)))
+        if pull is None or not isinstance(body, list):
+            return 404, {"message": "Not Found"}
+        pull["labels"] += [{"name": name} for name in body]
+        return 200, pull["labels"]
+
+    def _send(self, handler: BaseHTTPRequestHandler, status: int, data: Any) -> None:
+        raw = json.dumps(data).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        handler.send_header("Content-Length", str(len(raw)))
+        handler.end_headers()
+        handler.wfile.write(raw)

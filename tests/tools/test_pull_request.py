@@ -1,0 +1,214 @@
+"""open_pr: a validated test and fix pushed to a real bare remote, PRs through a local GitHub API server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodloop.server.context import AppContext
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.settings import load_settings
+from prodloop.server.store import policy
+from prodloop.tools.candidate import run_candidate_for_issue
+from prodloop.tools.mutation import mutate_validate
+from prodloop.tools.pull_request import PullRequestRefused, open_pr
+from tests.fakes.github_api import FakeGitHub
+from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
+from tests.tools.test_mutation import STRONG_SKU, WEAK_SKU
+
+TOKEN = "ghp_test_secret_value_0123456789abcdef"
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One sample service with a store holding a fully validated receipt, a weak one and a gate-failing one."""
+    base = tmp_path_factory.mktemp("pr")
+    service = SampleService(base / "shop")
+    data = base / "data"
+    ctx = AppContext.open(load_settings(repo=service.root, data_dir=data, gates={"flaky_runs": 1}))
+    import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="test")
+    strong = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    mutate_validate(ctx, receipt_id=strong.receipt_id)
+    weak = run_candidate_for_issue(ctx, issue_id=1, test_code=WEAK_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    mutate_validate(ctx, receipt_id=weak.receipt_id)
+    unmutated = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    no_fix = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU)
+    ctx.close()
+    return {
+        "service": service, "data": data, "strong": strong.receipt_id, "weak": weak.receipt_id,
+        "unmutated": unmutated.receipt_id, "no_fix": no_fix.receipt_id,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def setup(prepared: dict[str, Any], tmp_path: Path) -> Iterator[Callable[..., tuple[AppContext, Path]]]:
+    """Factory: a fresh copy of the store and a fresh bare remote ('origin') holding main."""
+    service: SampleService = prepared["service"]
+    opened: list[AppContext] = []
+
+    def factory(**settings: Any) -> tuple[AppContext, Path]:
+        data = tmp_path / "data"
+        shutil.copytree(prepared["data"], data)
+        remote = tmp_path / "remote.git"
+        subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+        subprocess.run(["git", "-C", str(service.root), "remote", "remove", "origin"], capture_output=True)
+        _git(service.root, "remote", "add", "origin", str(remote))
+        _git(service.root, "push", "-q", "origin", "main")
+        ctx = AppContext.open(load_settings(repo=service.root, data_dir=data, **settings))
+        opened.append(ctx)
+        return ctx, remote
+
+    yield factory
+    for ctx in opened:
+        ctx.close()
+
+
+def test_local_mode_pushes_a_branch_with_fix_test_and_provenance_and_changes_nothing_of_the_user(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    service: SampleService = prepared["service"]
+    before = (_git(service.root, "status", "--porcelain"), _git(service.root, "branch", "--list"))
+    ctx, remote = setup()
+    result = open_pr(ctx, receipt_id=prepared["strong"], client="pytest-agent")
+    assert result.mode == "local"
+    assert result.branch == "prodloop/1-keyerror-kiwi"
+    assert result.base == "main"
+    assert _git(remote, "rev-parse", result.branch).strip() == result.commit
+    files = _git(remote, "show", "--name-only", "--format=", result.commit).split()
+    assert sorted(files) == ["shop/pricing.py", "tests/.prodloop/provenance.jsonl", "tests/test_prodloop_issue_1.py"]
+    message = _git(remote, "log", "-1", "--format=%B", result.commit)
+    assert "Fixes: prodloop issue 1" in message
+    assert f"Prodloop-Receipt: {prepared['strong']}" in message
+    committed = json.loads(_git(remote, "show", f"{result.commit}:tests/.prodloop/provenance.jsonl"))
+    assert committed == policy.provenance_records(ctx.store)[0] == result.provenance
+    assert committed["client"] == "pytest-agent"
+    assert committed["mutation_score"] == 1.0
+    assert committed["gates"]["reproduces"] is True
+    description = Path(result.description_path or "").read_text()
+    assert "| reproduces | pass |" in description
+    assert result.failure_to_pr_seconds > 0
+    assert [p.branch for p in policy.pull_requests(ctx.store, issue_id=1)] == [result.branch]
+    assert (_git(service.root, "status", "--porcelain"), _git(service.root, "branch", "--list")) == before
+
+
+def test_github_mode_creates_the_pull_request_with_labels_and_never_leaks_the_token(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with FakeGitHub(token=TOKEN) as github:
+        ctx, remote = setup(github_token=TOKEN, github_base_url=github.base_url, github_repo="acme/shop")
+        result = open_pr(ctx, receipt_id=prepared["strong"], draft=True, labels=["prodloop", "bug"])
+        created = [r for r in github.requests if r.method == "POST" and r.path.endswith("/pulls")]
+        labelled = [r for r in github.requests if r.path.endswith("/issues/1/labels")]
+    assert (result.mode, result.number, result.url) == ("github", 1, "https://github.example/acme/shop/pull/1")
+    body = created[0].body
+    assert (body["head"], body["base"], body["draft"]) == (result.branch, "main", True)
+    assert body["title"].startswith("Fix production error: KeyError: 'kiwi'")
+    assert f"Receipt `{prepared['strong']}`" in body["body"]
+    assert "## Mutation testing" in body["body"]
+    assert labelled[0].body == ["prodloop", "bug"]
+    everything = json.dumps(result.model_dump()) + caplog.text + _git(remote, "log", "-p", "--all")
+    everything += json.dumps(policy.provenance_records(ctx.store)) + json.dumps([r.body for r in github.requests])
+    assert TOKEN not in everything
+
+
+def test_a_rejected_token_is_a_clear_error_without_the_token(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    with FakeGitHub(token="the-right-one") as github:
+        ctx, _ = setup(github_token=TOKEN, github_base_url=github.base_url, github_repo="acme/shop")
+        with pytest.raises(Exception, match="HTTP 401") as info:
+            open_pr(ctx, receipt_id=prepared["strong"])
+    assert TOKEN not in str(info.value)
+    assert "check github_token" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("receipt", "message"),
+    [
+        ("no_fix", "gates not passed: passes_with_fix, not_flaky, covers_path"),
+        ("unmutated", "no mutation testing on record"),
+        ("weak", "mutation score"),
+    ],
+)
+def test_receipts_without_every_gate_and_mutation_pass_are_refused(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]], receipt: str, message: str
+) -> None:
+    ctx, remote = setup()
+    with pytest.raises(PullRequestRefused, match=message):
+        open_pr(ctx, receipt_id=prepared[receipt])
+    assert _git(remote, "branch", "--list", "--format=%(refname:short)").split() == ["main"]
+
+
+def test_a_tampered_receipt_is_refused(prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]) -> None:
+    ctx, _ = setup()
+    with ctx.store.transaction() as conn:
+        conn.execute(
+            "UPDATE receipts SET test_code = test_code || '\nassert True\n' WHERE id = ?", (prepared["strong"],)
+        )
+    with pytest.raises(PullRequestRefused, match="no longer matches its recorded hash"):
+        open_pr(ctx, receipt_id=prepared["strong"])
+
+
+def test_pr_budgets_per_issue_and_per_day_refuse_and_escalate(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    ctx, _ = setup(budgets={"max_prs_per_issue": 1})
+    open_pr(ctx, receipt_id=prepared["strong"])
+    with pytest.raises(PullRequestRefused, match="already has 1 of 1 PRs"):
+        open_pr(ctx, receipt_id=prepared["strong"])
+    assert [e.kind for e in policy.escalations(ctx.store, open_only=True)] == ["pr-budget"]
+
+
+def test_per_day_limit(prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]) -> None:
+    ctx, _ = setup(budgets={"max_prs_per_day": 1})
+    open_pr(ctx, receipt_id=prepared["strong"])
+    with pytest.raises(PullRequestRefused, match="1 of 1 PRs were opened in the last 24 hours"):
+        open_pr(ctx, receipt_id=prepared["strong"])
+
+
+def test_a_base_that_moved_into_a_conflict_is_refused_with_the_evidence(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]], tmp_path: Path
+) -> None:
+    ctx, remote = setup()
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    pricing = other / "shop" / "pricing.py"
+    pricing.write_text(
+        pricing.read_text().replace('PRICES[item["sku"]] * item["qty"]', 'PRICES[item["sku"]] * int(item["qty"])')
+    )
+    _git(other, "-c", "user.name=Eve", "-c", "user.email=eve@example.com", "commit", "-qam", "qty as int")
+    _git(other, "push", "-q", "origin", "main")
+    with pytest.raises(PullRequestRefused, match="the fix conflicts with main"):
+        open_pr(ctx, receipt_id=prepared["strong"])
+    assert _git(remote, "branch", "--list", "--format=%(refname:short)").split() == ["main"]
+
+
+def test_provenance_is_listed_and_exported_by_the_cli(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]], tmp_path: Path
+) -> None:
+    import os
+    import sys
+
+    ctx, _ = setup()
+    result = open_pr(ctx, receipt_id=prepared["strong"], client="cli-test")
+    export = tmp_path / "provenance.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "prodloop.server.cli", "provenance", "--repo", str(prepared["service"].root),
+         "--data-dir", str(ctx.settings.data_dir), "--export", str(export)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in export.read_text().splitlines()] == [result.provenance]
