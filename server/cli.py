@@ -250,6 +250,52 @@ def sentry_pull(
 
 
 @app.command()
+def loop(
+    issue: Annotated[int | None, typer.Option("--issue", min=1, help="the issue to work")] = None,
+    top: Annotated[int | None, typer.Option("--top", min=1, max=50, help="or the N issues with most events")] = None,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON (for CI)")] = False,
+) -> None:
+    """Run the loop headless: synthesize, run the gates with the working tree's fix, mutate, open the PR.
+
+    Exit codes: 0 a PR was opened (for every issue), 3 an agent or a person must supply something (the report says
+    what), 4 an issue's budget is exhausted (escalated), 2 an error.
+    """
+    from prodloop.tools.loop import EXIT_CODES, run_loop
+
+    if (issue is None) == (top is None):
+        raise typer.BadParameter("give --issue ID or --top N")
+    ctx = _open(_settings(repo, data_dir))
+    reports = []
+    try:
+        ids = (
+            [issue]
+            if issue is not None
+            else [i.id for i in ctx.store.list_issues(order="event_count", limit=top or 1)[0]]
+        )
+        for issue_id in ids:
+            if not as_json:
+                err.print(f"[bold]issue {issue_id}[/bold]")
+            report = run_loop(
+                ctx, issue_id=issue_id, on_step=None if as_json else lambda s: err.print(
+                    f"  {'✓' if s.ok else '✗'} {s.seconds:6.2f}s  {s.name}: {s.detail}", markup=False, highlight=False
+                ),
+            )  # fmt: skip
+            reports.append(report)
+            if not as_json:
+                err.print(
+                    f"  → {report.outcome} in {report.seconds:.1f} s" + (f": {report.needed}" if report.needed else "")
+                )
+    finally:
+        ctx.close()
+    if as_json:
+        out.print_json("[" + ",".join(r.model_dump_json() for r in reports) + "]")
+    worst = max((r.exit_code for r in reports), default=EXIT_CODES["error"])
+    raise typer.Exit(worst)
+
+
+@app.command()
 def provenance(
     repo: RepoOpt = None,
     data_dir: DataOpt = None,

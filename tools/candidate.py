@@ -107,11 +107,11 @@ def prepare_input(
     if fix_diff is not None and fix_from_working_tree:
         raise InvalidArgument("fix", "give a diff or fix_from_working_tree, not both", "choose one")
     if fix_from_working_tree:
-        fix_diff = _working_tree_diff(repo_root, code_path.release.commit, test_path)
+        fix_diff = working_tree_diff(repo_root, code_path.release.commit, test_path)
     return CandidateInput(issue_id, test_code, test_path, test_name, fix_diff or "")
 
 
-def _working_tree_diff(repo: Path, commit: str, test_path: str) -> str:
+def working_tree_diff(repo: Path, commit: str, test_path: str) -> str:
     done = subprocess.run(
         ["git", "-C", str(repo), "diff", "--no-color", "--no-ext-diff", commit, "--", ".", f":(exclude){test_path}"],
         capture_output=True, text=True, timeout=60,

@@ -41,6 +41,24 @@ class FrameAttempt(BaseModel):
     reason: str
 
 
+class SynthesizedCall(BaseModel):
+    """How the synthesized test calls the service, so that it can be rendered again (see `characterize`)."""
+
+    module: str
+    callee: str
+    import_name: str
+    params: list[tuple[str, str]] = Field(description="(name, 'pos' or 'kw')")
+    arguments: dict[str, str] = Field(description="each argument as Python source")
+    imports: list[str]
+    exception: str
+    exception_module: str | None
+    issue_id: int
+    title: str
+    fingerprint: str
+    event_id: str
+    commit: str
+
+
 class SynthesisResult(BaseModel):
     issue_id: int
     event_id: str
@@ -51,6 +69,7 @@ class SynthesisResult(BaseModel):
     attempts: list[FrameAttempt] = Field(description="every frame tried, with why it was or was not used")
     reproduction: Gate | None
     receipt_id: str | None
+    call: SynthesizedCall | None = None
 
 
 @dataclass
@@ -83,7 +102,15 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
                 continue
             tried += 1
             exc_type, exc_module = exc_path.type or "Exception", raw_chain[exc_path.index].get("module")
-            code = _render_test(issue_id, issue.title, issue.fingerprint, code_path, call, exc_type, exc_module)
+            imports: set[str] = set()
+            planned = SynthesizedCall(
+                module=call.module, callee=call.callee, import_name=call.import_name, params=call.params,
+                arguments={p: render(call.values[p], imports) for p, _ in call.params}, imports=sorted(imports),
+                exception=exc_type, exception_module=exc_module if isinstance(exc_module, str) else None,
+                issue_id=issue_id, title=issue.title, fingerprint=issue.fingerprint, event_id=code_path.event_id,
+                commit=code_path.release.commit,
+            )  # fmt: skip
+            code = render_test(planned)
             given = prepare_input(
                 ctx, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
                 fix_diff=None, fix_from_working_tree=False, code_path=code_path,
@@ -95,6 +122,7 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
                 return SynthesisResult(
                     issue_id=issue_id, event_id=code_path.event_id, test_code=code, test_path=given.test_path,
                     frame=label, inputs=call.inputs, attempts=attempts, reproduction=gate, receipt_id=result.receipt_id,
+                    call=planned,
                 )  # fmt: skip
             attempts.append(FrameAttempt(frame=label, usable=False, reason=f"did not reproduce: {gate.evidence}"))
     return SynthesisResult(
@@ -236,41 +264,43 @@ def _module_of(path: str) -> str:
     return path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
-def _render_test(
-    issue_id: int,
-    title: str,
-    fingerprint: str,
-    code_path: CodePath,
-    call: _Call,
-    exc_type: str,
-    exc_module: Any,
-) -> str:
-    imports: set[str] = set()
-    assignments = [f"    {p} = {render(call.values[p], imports)}" for p, _ in call.params]
-    args = ", ".join(p if kind == "pos" else f"{p}={p}" for p, kind in call.params)
-    short = re.sub(r"\W+", "_", exc_type).lower()
-    fn_name = re.sub(r"\W+", "_", call.callee.lower())
-    import_lines = sorted(imports)
-    if not hasattr(builtins, exc_type) and isinstance(exc_module, str) and exc_module:
-        import_lines.append(f"from {exc_module} import {exc_type}")
+def render_test(call: SynthesizedCall, expected: str | None = None, expected_type: str | None = None) -> str:
+    """The regression test: the production call must not raise the production exception; with `expected`,
+    it must also return what the fixed code returned for that input (a characterization of the fix)."""
+    import_lines = list(call.imports)
+    if not hasattr(builtins, call.exception) and call.exception_module:
+        import_lines.append(f"from {call.exception_module} import {call.exception}")
     import_lines.append(f"from {call.module} import {call.import_name}")
+    args = ", ".join(p if kind == "pos" else f"{p}={p}" for p, kind in call.params)
+    short = re.sub(r"\W+", "_", call.exception).lower()
+    fn_name = re.sub(r"\W+", "_", call.callee.lower())
+    invoke = f"result = {call.callee}({args})" if expected is not None else f"{call.callee}({args})"
+    checks: list[str] = []
+    if expected == "None":
+        checks = ["    assert result is None  # what the fixed code returns for the production input"]
+    elif expected is not None:
+        checks = [f"    assert result == {expected}  # what the fixed code returns for the production input"]
+        if expected_type:
+            checks.append(f"    assert type(result) is {expected_type}")
     lines = [
-        f'"""Regression test for production issue {issue_id}: {_doc(title)}.',
+        f'"""Regression test for production issue {call.issue_id}: {_doc(call.title)}.',
         "",
         f"Synthesized by prodloop from the production inputs of {call.module}.{call.callee}",
-        f"(event {code_path.event_id}, fingerprint {fingerprint}, commit {code_path.release.commit[:12]}).",
-        f"In production this call raised {exc_type}; it must not any more.",
+        f"(event {call.event_id}, fingerprint {call.fingerprint}, commit {call.commit[:12]}).",
+        f"In production this call raised {call.exception}; it must not any more.",
         '"""',
         "",
         *import_lines,
         "",
         "",
-        f"def test_{fn_name}_does_not_raise_{short}_issue_{issue_id}():",
-        *assignments,
+        f"def test_{fn_name}_does_not_raise_{short}_issue_{call.issue_id}():",
+        *(f"    {p} = {call.arguments[p]}" for p, _ in call.params),
         "    try:",
-        f"        {call.callee}({args})",
-        f"    except {exc_type} as exc:",
-        f'        raise AssertionError(f"{call.callee} still raises the production {exc_type}: {{exc!r}}") from exc',
+        f"        {invoke}",
+        f"    except {call.exception} as exc:",
+        f'        raise AssertionError(f"{call.callee} still raises the production {call.exception}: {{exc!r}}")'
+        " from exc",
+        *checks,
         "",
     ]
     return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""The loop without a language model: synthesize, prove, mutate, ship — or say what is missing.
+
+For one issue: map its code path, synthesize a regression test from the production inputs,
+take the fix from the working tree (the changes against the deployed commit, which a person
+or an agent wrote), run the candidate through every gate, mutation-test it and open the PR.
+Where a step cannot be done without someone, the report says exactly what to supply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import BudgetExhausted, ProdloopError
+from prodloop.tools.candidate import run_candidate_for_issue, working_tree_diff
+from prodloop.tools.characterize import characterize
+from prodloop.tools.code_path import map_code_path
+from prodloop.tools.mutation import mutate_validate
+from prodloop.tools.pull_request import PullRequestResult, open_pr
+from prodloop.tools.synthesis import synthesize_regression_test
+
+Outcome = Literal["pr_opened", "needs_agent", "budget_exhausted", "error"]
+EXIT_CODES: dict[Outcome, int] = {"pr_opened": 0, "error": 2, "needs_agent": 3, "budget_exhausted": 4}
+
+
+class LoopStep(BaseModel):
+    name: str
+    ok: bool
+    seconds: float
+    detail: str
+
+
+class LoopReport(BaseModel):
+    issue_id: int
+    outcome: Outcome
+    exit_code: int
+    steps: list[LoopStep]
+    test_code: str | None
+    gates: list[dict[str, object]] = Field(default_factory=list)
+    receipt_id: str | None = None
+    mutation_score: float | None = None
+    pull_request: PullRequestResult | None = None
+    needed: str | None = Field(default=None, description="what a person or an agent must supply to go on")
+    seconds: float
+
+
+def run_loop(
+    ctx: AppContext, *, issue_id: int, on_step: Callable[[LoopStep], None] | None = None, client: str = "prodloop loop"
+) -> LoopReport:
+    started = time.monotonic()
+    steps: list[LoopStep] = []
+    report = LoopReport(issue_id=issue_id, outcome="error", exit_code=2, steps=steps, test_code=None, seconds=0.0)
+
+    def step(name: str, ok: bool, t0: float, detail: str) -> None:
+        done = LoopStep(name=name, ok=ok, seconds=round(time.monotonic() - t0, 3), detail=detail)
+        steps.append(done)
+        if on_step is not None:
+            on_step(done)
+
+    def finish(outcome: Outcome, needed: str | None = None) -> LoopReport:
+        report.outcome, report.exit_code, report.needed = outcome, EXIT_CODES[outcome], needed
+        report.seconds = round(time.monotonic() - started, 3)
+        return report
+
+    try:
+        t0 = time.monotonic()
+        code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
+        culprit = code_path.culprit
+        where = f"{culprit.location.repo_path}:{culprit.location.lineno} in {culprit.qualname}" if culprit else "none"
+        step("map_code_path", culprit is not None, t0, f"culprit {where} at {code_path.release.commit[:12]}")
+        if culprit is None:
+            return finish(
+                "needs_agent", "no frame of the error maps into the repository: " + "; ".join(code_path.notes)
+            )
+
+        t0 = time.monotonic()
+        synthesized = synthesize_regression_test(ctx, issue_id=issue_id)
+        reasons = "; ".join(f"{a.frame}: {a.reason}" for a in synthesized.attempts)
+        step("synthesize_regression_test", synthesized.test_code is not None, t0, reasons)
+        if synthesized.test_code is None:
+            return finish("needs_agent", f"write a regression test by hand: no frame could be rebuilt ({reasons})")
+        report.test_code = synthesized.test_code
+
+        t0 = time.monotonic()
+        fix = working_tree_diff(ctx.settings.repo.resolve(), code_path.release.commit, synthesized.test_path or "")
+        step(
+            "find the fix",
+            bool(fix.strip()),
+            t0,
+            f"{fix.count(chr(10))} diff lines in the working tree" if fix else "none",
+        )
+        if not fix.strip():
+            return finish(
+                "needs_agent",
+                f"the synthesized test reproduces the failure; change the code in the working tree to fix it "
+                f"(against {code_path.release.commit[:12]}) and run the loop again",
+            )
+
+        test_code = synthesized.test_code
+        if synthesized.call is not None:
+            t0 = time.monotonic()
+            stronger, why = characterize(ctx, synthesized.call, fix)
+            step("characterize the fix", stronger is not None, t0, why)
+            test_code = stronger or test_code
+            report.test_code = test_code
+
+        t0 = time.monotonic()
+        candidate = run_candidate_for_issue(ctx, issue_id=issue_id, test_code=test_code, fix_diff=fix)
+        report.receipt_id = candidate.receipt_id
+        report.gates = [g.model_dump() for g in candidate.gates]
+        failed = [g.name for g in candidate.gates if not g.passed]
+        step(
+            "run_candidate_test", candidate.passed, t0, "all gates passed" if candidate.passed else f"failed: {failed}"
+        )
+        if not candidate.passed:
+            return finish(
+                "needs_agent", f"the fix does not pass every gate ({', '.join(failed)}): {candidate.next_step}"
+            )
+
+        t0 = time.monotonic()
+        mutation = mutate_validate(ctx, receipt_id=candidate.receipt_id)
+        report.mutation_score = mutation.score
+        step("mutate_validate", mutation.passed, t0, f"score {mutation.score} over {mutation.mutants} mutants")
+        if not mutation.passed:
+            return finish("needs_agent", f"strengthen the test: {mutation.survived} mutant(s) survived")
+
+        t0 = time.monotonic()
+        pr = open_pr(ctx, receipt_id=candidate.receipt_id, client=client)
+        report.pull_request = pr
+        step("open_pr", True, t0, f"{pr.mode}: {pr.url or pr.branch} on {pr.remote}")
+        return finish("pr_opened")
+    except BudgetExhausted as exc:
+        step("budget", False, time.monotonic(), str(exc))
+        return finish("budget_exhausted", str(exc))
+    except ProdloopError as exc:
+        step("error", False, time.monotonic(), str(exc))
+        return finish("error", str(exc))
