@@ -347,11 +347,16 @@ def issues_cmd(
 
 
 @app.command()
-def demo() -> None:
-    """Crash a sample service, ingest its real sentry-sdk event, and read it back over MCP."""
+def demo(
+    workdir: Annotated[Path | None, typer.Option(help="keep the sample service, its remote and the store here")] = None,
+) -> None:
+    """The whole loop on a sample service: a real crash through ingest, MCP, synthesis, gates, mutation, PR branch."""
     from prodloop.server.demo import run_demo
 
-    run_demo(out)
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        raise typer.BadParameter(f"{workdir} is not empty")
+    seen = run_demo(out, workdir=workdir)
+    raise typer.Exit(0 if seen["loop"]["outcome"] == "pr_opened" else 1)
 
 
 def main() -> None:

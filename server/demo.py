@@ -1,8 +1,11 @@
-"""`prodloop demo`: the whole product so far on one machine, with no account and no network.
+"""`prodloop demo`: the whole loop on one machine, with no account and no network.
 
-It writes a small sample service (its own git repository and tests), starts prodloop's
-HTTP ingest on 127.0.0.1, runs the service so that a real sentry-sdk reports a real crash,
-then reads the result back through a real MCP client session, printing each step's time.
+It writes a small sample service (its own git repository, its own tests, a bare repository
+as its `origin`), starts prodloop's HTTP ingest on 127.0.0.1, runs the service so that a real
+sentry-sdk reports a real crash, reads the error through a real MCP client session, and then
+runs the headless loop: a regression test synthesized from the production inputs, the fix a
+scripted agent writes into the working tree (the one step that needs a person or a model),
+every gate, mutation testing, and the PR branch pushed to the local remote.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ import anyio
 import uvicorn
 from mcp import Client
 from rich.console import Console
+from rich.table import Table
 
 from prodloop.server.context import AppContext
 from prodloop.server.http_app import build_http_app
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
+from prodloop.tools.loop import run_loop
 
 SAMPLE_FILES: dict[str, str] = {
     "shop/__init__.py": "",
@@ -92,7 +97,17 @@ def write_sample_service(root: Path) -> Path:
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "shop 1.0.0"], check=True)
     subprocess.run([*git, "tag", "v1.0.0"], check=True)
+    remote = root.parent / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run([*git, "remote", "add", "origin", str(remote)], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "main", "v1.0.0"], check=True)
     return root
+
+
+def write_scripted_fix(repo: Path) -> None:
+    """What an agent would do after reading the synthesized test: price unknown SKUs at 0."""
+    pricing = repo / "shop" / "pricing.py"
+    pricing.write_text(pricing.read_text().replace('PRICES[item["sku"]]', 'PRICES.get(item["sku"], 0)'))
 
 
 @contextmanager
@@ -115,17 +130,16 @@ def serve_in_thread(ctx: AppContext, token: str) -> Iterator[int]:
 
 
 def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
-    """Run the demo; returns what an agent would have seen (for tests and for printing)."""
+    """Run the demo; returns what it saw (for tests and for printing)."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="prodloop-demo-") as tmp:
         root = workdir or Path(tmp)
         step = _stepper(console, started)
         repo = write_sample_service(root / "shop")
-        step("sample service written", f"git repository at {repo}")
-        ctx = AppContext.open(load_settings(repo=repo))
+        step("sample service written", f"git repository at {repo}, origin {root / 'origin.git'}")
+        ctx = AppContext.open(load_settings(repo=repo, data_dir=root / "prodloop-data"))
         try:
             project = ctx.store.create_project("shop")
-            step("store ready", str(ctx.store.path))
             with serve_in_thread(ctx, token="demo-not-exposed") as port:  # noqa: S106 (loopback only)
                 dsn = f"http://{project.public_key}@127.0.0.1:{port}/{project.id}"
                 step("ingest listening", f"http://127.0.0.1:{port}/api/{project.id}/envelope/")
@@ -134,7 +148,8 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
                 )
                 if done.returncode != 0:
                     raise RuntimeError(f"the sample service failed to run: {done.stderr[-500:]}")
-                step("service crashed and reported", "sentry-sdk sent a KeyError to prodloop")
+                crashed = time.perf_counter()
+                step("service crashed and reported", "a real sentry-sdk sent the KeyError to prodloop's ingest")
             seen = anyio.run(_agent_view, ctx)
             step("agent read the error over MCP", f"issue {seen['issue']['id']}: {seen['issue']['title']}")
             culprit = seen["code_path"]["culprit"]
@@ -143,10 +158,22 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
                 f"{culprit['location']['repo_path']}:{culprit['location']['lineno']} in {culprit['qualname']} "
                 f"at {seen['code_path']['release']['commit'][:12]} ({seen['code_path']['release']['source']})",
             )
+            write_scripted_fix(repo)
+            step("scripted agent wrote the fix", "shop/pricing.py: unknown SKUs are priced 0")
+            report = run_loop(
+                ctx, issue_id=seen["issue"]["id"], client="prodloop demo",
+                on_step=lambda s: step(f"loop: {s.name}", s.detail if s.ok else f"FAILED: {s.detail}"),
+            )  # fmt: skip
+            seen["loop"] = report.model_dump()
+            seen["crash_to_pr_seconds"] = time.perf_counter() - crashed
         finally:
             ctx.close()
     _print_result(console, seen)
-    console.print(f"[bold]done in {time.perf_counter() - started:.1f} s[/bold]")
+    total = time.perf_counter() - started
+    console.print(
+        f"[bold]{report.outcome}[/bold]: crash to PR in {seen['crash_to_pr_seconds']:.1f} s, {total:.1f} s in all",
+        highlight=False,
+    )
     return seen
 
 
@@ -169,15 +196,28 @@ def _stepper(console: Console, started: float) -> Callable[[str, str], None]:
 def _print_result(console: Console, seen: dict[str, Any]) -> None:
     ctx = seen["context"]
     crash = ctx["frames"][-1]
-    console.print("\n[bold]What the agent sees[/bold]")
+    console.print("\n[bold]What the agent saw[/bold]")
     console.print(f"  {ctx['exceptions'][-1]['type']}: {ctx['exceptions'][-1]['value']}", markup=False)
     console.print(f"  at {crash['filename']}:{crash['lineno']} in {crash['function']}", markup=False)
     console.print(f"  > {(crash['context_line'] or '').strip()}", markup=False)
     console.print(f"  locals: {json.dumps(crash['vars'])[:200]}", markup=False)
-    console.print(f"  release {ctx['release']}, {ctx['occurrences']['count']} event(s)", markup=False)
-    attribution = seen["code_path"]["attribution"] or {}
-    blame = attribution.get("crash_line") or {}
+    blame = (seen["code_path"]["attribution"] or {}).get("crash_line") or {}
     if blame:
         console.print(f"  crash line last changed by {blame['author']}: {blame['summary']}", markup=False)
-    for test in seen["code_path"]["related_tests"][:3]:
-        console.print(f"  related tests: {test['path']} ({test['reason']})", markup=False)
+    loop = seen["loop"]
+    if loop["test_code"]:
+        console.print("\n[bold]Synthesized regression test[/bold]")
+        console.print(loop["test_code"], markup=False, highlight=False)
+    if loop["gates"]:
+        table = Table("gate", "result", "evidence", title="Gates")
+        for g in loop["gates"]:
+            table.add_row(g["name"], "pass" if g["passed"] else "FAIL", str(g["evidence"])[:90])
+        console.print(table)
+    if loop["mutation_score"] is not None:
+        console.print(f"mutation score {loop['mutation_score']}", highlight=False)
+    pr = loop["pull_request"]
+    if pr:
+        console.print(f"PR branch {pr['branch']} pushed to {pr['remote']} ({pr['commit'][:12]})", highlight=False)
+        console.print(f"description: {pr['description_path']}", markup=False, highlight=False)
+    elif loop["needed"]:
+        console.print(f"needs: {loop['needed']}", markup=False)

@@ -20,6 +20,13 @@ def test_demo_takes_a_real_crash_to_an_agents_view() -> None:
     assert code_path["release"]["source"] == "package-version"
     assert code_path["culprit"]["qualname"] == "line_total"
     assert code_path["related_tests"][0]["path"] == "tests/test_pricing.py"
+    loop = seen["loop"]
+    assert loop["outcome"] == "pr_opened", loop["needed"]
+    assert all(g["passed"] for g in loop["gates"])
+    assert loop["mutation_score"] >= 0.8
+    assert "assert result == 0" in loop["test_code"]
+    assert seen["crash_to_pr_seconds"] > 0
     printed = buffer.getvalue()
     assert "service crashed and reported" in printed
     assert "KeyError: 'kiwi'" in printed
+    assert "pr_opened: crash to PR in" in printed
