@@ -21,10 +21,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import INVALID_PARAMS, ToolAnnotations
 from pydantic import Field
 
+from prodloop.prompts.registry import register_prompts
+from prodloop.resources.registry import register_resources
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ProdloopError
 from prodloop.tools.budget import BudgetStatus, budget_status
-from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue
+from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
+from prodloop.tools.characterize import characterize
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
@@ -199,12 +202,21 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     def synthesize_tool(
         issue_id: Annotated[int, Field(ge=1, description="the issue to reproduce")],
         max_frames: Annotated[int, Field(ge=1, le=20, description="frames to try, from the crash outward")] = 5,
+        characterize_fix: Annotated[
+            bool, Field(description="with a fix in the working tree, also assert what it returns for the input")
+        ] = False,
     ) -> SynthesisResult:
         """Build a deterministic pytest test from the production inputs captured in the issue's latest event (no
         language model): pick a callable frame on the mapped path, rebuild its arguments from the caller's call site
         or its own locals (refusing scrubbed or truncated values), and confirm on the deployed code that it
         reproduces. Each frame tried spends one run of the issue's budget."""
-        return synthesize_regression_test(ctx, issue_id=issue_id, max_frames=max_frames)
+        result = synthesize_regression_test(ctx, issue_id=issue_id, max_frames=max_frames)
+        if characterize_fix and result.call is not None and result.test_path is not None:
+            fix = working_tree_diff(ctx.settings.repo.resolve(), result.call.commit, result.test_path)
+            if fix.strip():
+                stronger, _why = characterize(ctx, result.call, fix)
+                result.test_code = stronger or result.test_code
+        return result
 
     @server.tool(
         name="mutate_validate",
@@ -301,4 +313,6 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         """Runs and CPU seconds an issue has used and has left, and whether a person has been asked to step in."""
         return budget_status(ctx.store, ctx.settings.budgets, issue_id)
 
+    register_prompts(server, ctx)
+    register_resources(server, ctx)
     return server

@@ -1,0 +1,54 @@
+"""Registering prodloop's resources on an MCP server."""
+
+from __future__ import annotations
+
+from mcp import MCPError
+from mcp.server.mcpserver import MCPServer
+from mcp.types import INVALID_PARAMS
+
+from prodloop.resources import views
+from prodloop.server.context import AppContext
+
+
+def register_resources(server: MCPServer, ctx: AppContext) -> None:
+    @server.resource("prodloop://issues", name="issues", mime_type=views.MIME, description="the issues, newest first")
+    def issues() -> str:
+        return views.issues(ctx)
+
+    @server.resource(
+        "prodloop://issues/{issue_id}", name="issue", mime_type=views.MIME, description="an issue's error context"
+    )
+    def issue(issue_id: str) -> str:
+        return views.issue(ctx, _int(issue_id))
+
+    @server.resource(
+        "prodloop://events/{event_id}", name="event", mime_type=views.MIME, description="one event's context"
+    )
+    def event(event_id: str) -> str:
+        return views.event(ctx, event_id)
+
+    @server.resource(
+        "prodloop://code-path/{event_id}", name="code-path", mime_type=views.MIME,
+        description="an event mapped onto the repository at its deployed commit",
+    )  # fmt: skip
+    def code_path(event_id: str) -> str:
+        return views.code_path(ctx, event_id)
+
+    @server.resource(
+        "prodloop://provenance", name="provenance", mime_type=views.MIME, description="where prodloop's tests came from"
+    )
+    def provenance() -> str:
+        return views.provenance(ctx)
+
+    @server.resource(
+        "prodloop://policy", name="policy", mime_type=views.MIME,
+        description="gates, budgets and PR settings in force, and open escalations",
+    )  # fmt: skip
+    def policy_resource() -> str:
+        return views.policy_view(ctx)
+
+
+def _int(text: str) -> int:
+    if not text.isdigit():
+        raise MCPError(code=INVALID_PARAMS, message=f"{text[:40]} is not an issue id; use a number from list_issues")
+    return int(text)

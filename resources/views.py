@@ -1,0 +1,59 @@
+"""MCP resources: read-only JSON views of issues, events, code paths, provenance and policy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prodloop.server.context import AppContext
+from prodloop.server.store import policy
+from prodloop.tools._shape import iso
+from prodloop.tools.code_path import map_code_path
+from prodloop.tools.error_context import fetch_error_context
+from prodloop.tools.issues import list_issues
+from prodloop.tools.provenance import list_provenance
+
+MIME = "application/json"
+
+
+def issues(ctx: AppContext) -> str:
+    return list_issues(ctx.store, status=None, order_by="last_seen", limit=100).model_dump_json()
+
+
+def issue(ctx: AppContext, issue_id: int) -> str:
+    return fetch_error_context(ctx.store, issue_id=issue_id, frames_limit=10, breadcrumbs_limit=10).model_dump_json()
+
+
+def event(ctx: AppContext, event_id: str) -> str:
+    return fetch_error_context(ctx.store, event_id=event_id, frames_limit=10, breadcrumbs_limit=10).model_dump_json()
+
+
+def code_path(ctx: AppContext, event_id: str) -> str:
+    return map_code_path(
+        ctx.store, ctx.git(), event_id=event_id, path_rewrites=ctx.settings.path_rewrites
+    ).model_dump_json()
+
+
+def provenance(ctx: AppContext) -> str:
+    return list_provenance(ctx.store, limit=200).model_dump_json()
+
+
+def policy_view(ctx: AppContext) -> str:
+    settings = ctx.settings
+    open_escalations: list[dict[str, Any]] = [
+        {"id": e.id, "issue_id": e.issue_id, "kind": e.kind, "reason": e.reason, "since": iso(e.created_at)}
+        for e in policy.escalations(ctx.store, open_only=True)
+    ]
+    return json.dumps(
+        {
+            "gates": settings.gates.model_dump(),
+            "budgets": settings.budgets.model_dump(),
+            "pr": {
+                "base_branch": settings.base_branch,
+                "remote": settings.git_remote,
+                "labels": settings.pr_labels,
+                "github": settings.github_token is not None,
+            },
+            "escalations_open": open_escalations,
+        }
+    )
