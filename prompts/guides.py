@@ -161,8 +161,7 @@ def post_merge_followup(ctx: AppContext, issue_id: int) -> str:
     if not prs:
         return "\n".join([*lines, "No PR was opened by prodloop for this issue yet."])
     pr = prs[-1]
-    since = int(pr.created_at // 3600)
-    after = sum(count for hour, count in ctx.store.hourly_counts(issue_id, since))
+    after = ctx.store.count_events_since(issue_id, pr.created_at)
     lines += [
         f"PR {pr.url or pr.branch} ({pr.mode}) opened {iso(pr.created_at)} from receipt `{pr.receipt_id}`.",
         f"Events since then: {after}; last seen {iso(issue.last_seen)}.",

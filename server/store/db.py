@@ -188,6 +188,14 @@ class Store:
             raise NotFoundError("event for issue", str(issue_id), "call list_issues for issues that have events")
         return StoredEvent(*row)
 
+    def count_events_since(self, issue_id: int, since: float) -> int:
+        row = (
+            self.reader()
+            .execute("SELECT count(*) FROM events WHERE issue_id = ? AND timestamp > ?", (issue_id, since))
+            .fetchone()
+        )
+        return int(row[0])
+
     def count_events(self) -> int:
         return int(self.reader().execute("SELECT count(*) FROM events").fetchone()[0])
 

@@ -93,3 +93,27 @@ def test_deploy_record_resolves_the_commit_and_refuses_unknown_ones(tmp_path: Pa
                     "--repo", str(tmp_path), cwd=tmp_path)  # fmt: skip
     assert bad_time.returncode == 2
     assert "not an ISO 8601 time" in bad_time.stderr
+
+
+def test_loop_exit_codes_say_what_is_needed(tmp_path: Path) -> None:
+    from prodloop.server.context import AppContext
+    from prodloop.server.ingest.importer import import_events
+    from prodloop.server.settings import load_settings
+    from tests.sample_service import SampleService
+
+    service = SampleService(tmp_path / "shop")
+    ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data"))
+    import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="test")
+    ctx.close()
+    args = ("loop", "--issue", "1", "--repo", str(service.root), "--data-dir", str(tmp_path / "data"))
+    needs = _run(*args, "--json", cwd=tmp_path)
+    assert needs.returncode == 3, needs.stderr
+    (report,) = json.loads(needs.stdout)
+    assert report["outcome"] == "needs_agent"
+    assert "change the code in the working tree to fix it" in report["needed"]
+    assert "def test_line_total_does_not_raise_keyerror_issue_1" in report["test_code"]
+    (tmp_path / "shop" / "pyproject.toml").write_text("[tool.prodloop.budgets]\nmax_runs = 1\n")
+    exhausted = _run(*args, cwd=tmp_path)
+    assert exhausted.returncode == 4
+    assert "budget of issue 1 is exhausted" in exhausted.stderr
+    assert _run("loop", "--repo", str(service.root), cwd=tmp_path).returncode == 2

@@ -1,0 +1,103 @@
+"""Prompts rendered with live data, through a real MCP client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from prodloop.server.context import AppContext
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.mcp_app import build_mcp
+from prodloop.server.settings import load_settings
+from prodloop.server.store import policy
+from tests.sample_service import SampleService
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
+    return SampleService(tmp_path_factory.mktemp("sample") / "shop")
+
+
+@pytest.fixture
+def ctx(service: SampleService, tmp_path: Path) -> Iterator[AppContext]:
+    ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data"))
+    events = [("a", service.event("unknown_sku")), ("b", service.event("zero_divisor"))]
+    import_events(ctx, ctx.store.create_project("shop"), events, source="test")
+    yield ctx
+    ctx.close()
+
+
+async def _prompt(ctx: AppContext, name: str, arguments: dict[str, str] | None = None) -> str:
+    async with Client(build_mcp(ctx)) as client:
+        result = await client.get_prompt(name, arguments or {})
+    return "\n".join(m.content.text for m in result.messages)  # type: ignore[union-attr]
+
+
+async def test_every_prompt_is_listed_with_documented_arguments(ctx: AppContext) -> None:
+    async with Client(build_mcp(ctx)) as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+    assert set(prompts) == {
+        "fix_production_error", "write_regression_test", "triage_production_signals",
+        "review_change_with_reliability", "heal_failing_test", "post_merge_followup",
+    }  # fmt: skip
+    for prompt in prompts.values():
+        assert prompt.description
+        for argument in prompt.arguments or []:
+            assert argument.description, (prompt.name, argument.name)
+
+
+async def test_fix_production_error_embeds_the_error_the_path_the_steps_gates_and_budget(ctx: AppContext) -> None:
+    text = await _prompt(ctx, "fix_production_error", {"issue_id": "1"})
+    assert "# Fix production issue 1: KeyError: 'kiwi'" in text
+    assert "`shop/pricing.py:7` in `line_total` (exact) ← culprit" in text
+    assert "`run_candidate_test` with the test and no fix" in text
+    assert "Mutation score at least 0.8" in text
+    assert "0 of 10 candidate runs" in text
+
+
+async def test_write_regression_test_shows_the_production_inputs_and_related_tests(ctx: AppContext) -> None:
+    text = await _prompt(ctx, "write_regression_test", {"issue_id": "1"})
+    assert '"sku": "\'kiwi\'"' in text
+    assert "`tests/test_pricing.py`: imports shop.pricing" in text
+
+
+async def test_triage_lists_issues_with_trend_and_actionability(ctx: AppContext) -> None:
+    text = await _prompt(ctx, "triage_production_signals")
+    assert "top 2 of 2 open issues" in text
+    assert "| 1 | 1 | 0 | 1 | 0 | actionable | KeyError: 'kiwi' |" in text
+
+
+async def test_review_change_reports_each_files_production_record(ctx: AppContext) -> None:
+    diff = "--- a/shop/pricing.py\n+++ b/shop/pricing.py\n@@ -1 +1 @@\n-a\n+b\n--- a/README.md\n+++ b/README.md\n"
+    text = await _prompt(ctx, "review_change_with_reliability", {"diff": diff})
+    assert "| `shop/pricing.py` | 1 | 1 |" in text  # the zero-divisor crash happened after pricing returned
+    assert "| `README.md` | 0 | 0 |" in text
+
+
+async def test_heal_failing_test_maps_pytest_output_to_code_and_commits(ctx: AppContext) -> None:
+    output = (
+        "tests/test_pricing.py:5: in test_line_total\n    assert line_total(...)\n"
+        "shop/pricing.py:7: in line_total\n    return PRICES[item['sku']]\nE   KeyError: 'fig'\n"
+    )
+    text = await _prompt(
+        ctx, "heal_failing_test", {"test_node_id": "tests/test_pricing.py::test_line_total", "failure_output": output}
+    )
+    assert "`shop/pricing.py:7` in `line_total`" in text
+    assert "last changed by Ada Dev" in text
+    assert "`tests/test_pricing.py:5` in `test_line_total`" in text
+
+
+async def test_post_merge_followup_with_and_without_a_pr(ctx: AppContext) -> None:
+    assert "No PR was opened" in await _prompt(ctx, "post_merge_followup", {"issue_id": "1"})
+    receipt = policy.ReceiptRow("r" * 32, 1, "e", "c", "t.py", "t", "", "", "", "", True, [], 0.0, 0.0, None)
+    policy.save_receipt(ctx.store, receipt)
+    row = policy.PullRequestRow(0, 1, "r" * 32, "prodloop/1-x", "c" * 40, None, None, "local", ctx.clock.now())
+    policy.save_pull_request(ctx.store, row, {"test_node": "t.py::t", "test_path": "t.py"})
+    text = await _prompt(ctx, "post_merge_followup", {"issue_id": "1"})
+    assert "PR prodloop/1-x (local) opened" in text
+    assert "Events since then: 0" in text
