@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -136,9 +137,11 @@ def test_cancellation_stops_the_mutation_processes(open_ctx: Callable[[str], App
     receipt = _receipt(ctx, STRONG_RATE, FIX_ZERO_RATE)
     cancel = threading.Event()
     outcome: dict[str, Any] = {}
+    running: set[int] = set()
 
     def on_progress(done: int, total: int) -> None:
-        if done >= 1:
+        if done >= 1 and not cancel.is_set():
+            running.update(_our_driver_processes())
             cancel.set()
 
     def work() -> None:
@@ -152,20 +155,43 @@ def test_cancellation_stops_the_mutation_processes(open_ctx: Callable[[str], App
     thread.join(timeout=60)
     assert not thread.is_alive()
     assert "cancelled" in outcome["error"]
-    assert _driver_processes() == []
+    assert running  # the driver and its mutant children were seen while running
+    assert [pid for pid in running if _alive(pid)] == []
 
 
-def _driver_processes() -> list[str]:
-    found = []
+def _our_driver_processes() -> set[int]:
+    """Pids of this test process's descendants that belong to a mutation run (other runs may be going on)."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
     for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if "prodloop-mutate-" in cmdline:
-                found.append(cmdline)
-    return found
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            commands[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    me = os.getpid()
+
+    def descends(pid: int) -> bool:
+        for _ in range(50):
+            pid = parents.get(pid, 0)
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return {pid for pid, cmd in commands.items() if "prodloop-mutate-" in cmd and descends(pid)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.mark.anyio
