@@ -3,10 +3,10 @@ and real sentry-sdk events and envelopes."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from prodloop.server.clock import FixedClock
 from prodloop.server.context import AppContext
-from prodloop.server.http_app import build_http_app
+from prodloop.server.demo import serve_in_thread
 from prodloop.server.settings import load_settings
 from prodloop.server.store import Project
 
@@ -71,29 +70,15 @@ class LiveServer:
 @pytest.fixture
 def live_server(make_ctx: Callable[..., AppContext]) -> Iterator[Callable[..., LiveServer]]:
     """Factory: prodloop's HTTP app under a real uvicorn on a free 127.0.0.1 port."""
-    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+    with contextlib.ExitStack() as running:
 
-    def factory(**settings: Any) -> LiveServer:
-        ctx = make_ctx(**settings)
-        project = ctx.store.create_project("svc")
-        app = build_http_app(ctx, mcp_token=MCP_TOKEN)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        running.append((server, thread))
-        return LiveServer(ctx=ctx, project=project, base_url=f"http://127.0.0.1:{port}", port=port)
+        def factory(**settings: Any) -> LiveServer:
+            ctx = make_ctx(**settings)
+            project = ctx.store.create_project("svc")
+            port = running.enter_context(serve_in_thread(ctx, token=MCP_TOKEN))
+            return LiveServer(ctx=ctx, project=project, base_url=f"http://127.0.0.1:{port}", port=port)
 
-    yield factory
-    for server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=10)
+        yield factory
 
 
 def make_event(**overrides: Any) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from prodloop.server.errors import InvalidArgument
 from prodloop.server.ingest.grouping import exceptions, frames_of
 from prodloop.server.store import Store
 from prodloop.tools._shape import cap
@@ -74,15 +73,7 @@ def map_code_path(
     path_rewrites: Mapping[str, str] | None = None,
     max_path_functions: int = 10,
 ) -> CodePath:
-    if (issue_id is None) == (event_id is None):
-        raise InvalidArgument("issue_id/event_id", "give exactly one of them", "pass an issue id or an event id")
-    if event_id is not None:
-        stored = store.get_event(event_id.replace("-", "").lower())
-        issue = store.get_issue(stored.issue_id)
-    else:
-        assert issue_id is not None
-        issue = store.get_issue(issue_id)
-        stored = store.latest_event(issue.id)
+    stored, issue = store.event_of(issue_id=issue_id, event_id=event_id)
     event = json.loads(stored.payload)
     resolved, deploy = resolve_release(repo, store, stored.release, stored.environment)
     commit = resolved.commit

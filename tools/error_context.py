@@ -14,7 +14,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from prodloop.server.errors import InvalidArgument
 from prodloop.server.ingest.grouping import exceptions, frames_of
 from prodloop.server.store import Store
 from prodloop.server.store.records import StoredEvent
@@ -126,17 +125,7 @@ def fetch_error_context(
     max_result_chars: int = 60_000,
     series_hours: int = 72,
 ) -> ErrorContext:
-    if (issue_id is None) == (event_id is None):
-        raise InvalidArgument(
-            "issue_id/event_id", "give exactly one of them", "pass an issue id from list_issues or an event id"
-        )
-    if event_id is not None:
-        stored = store.get_event(event_id.replace("-", "").lower())
-        issue = store.get_issue(stored.issue_id)
-    else:
-        assert issue_id is not None
-        issue = store.get_issue(issue_id)
-        stored = store.latest_event(issue.id)
+    stored, issue = store.event_of(issue_id=issue_id, event_id=event_id)
     frame_offset = decode_cursor(frame_cursor, "frames", "frame_cursor")
     crumb_offset = decode_cursor(breadcrumb_cursor, "breadcrumbs", "breadcrumb_cursor")
     event = json.loads(stored.payload)

@@ -188,6 +188,19 @@ class Store:
             raise NotFoundError("event for issue", str(issue_id), "call list_issues for issues that have events")
         return StoredEvent(*row)
 
+    def event_of(self, *, issue_id: int | None, event_id: str | None) -> tuple[StoredEvent, IssueRow]:
+        """An event and its issue, by event id or as the issue's latest event (exactly one must be given)."""
+        if (issue_id is None) == (event_id is None):
+            raise InvalidArgument(
+                "issue_id/event_id", "give exactly one of them", "pass an issue id from list_issues or an event id"
+            )
+        if event_id is not None:
+            stored = self.get_event(event_id.replace("-", "").lower())
+            return stored, self.get_issue(stored.issue_id)
+        assert issue_id is not None
+        issue = self.get_issue(issue_id)
+        return self.latest_event(issue.id), issue
+
     def count_events_since(self, issue_id: int, since: float) -> int:
         row = (
             self.reader()
@@ -216,15 +229,7 @@ class Store:
         limit: int = 25,
         offset: int = 0,
     ) -> tuple[list[IssueRow], int]:
-        where: list[str] = []
-        params: list[object] = []
-        if project_id is not None:
-            where.append("project_id = ?")
-            params.append(project_id)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = where(("project_id = ?", project_id), ("status = ?", status))
         conn = self.reader()
         total = int(conn.execute(f"SELECT count(*) FROM issues {clause}", params).fetchone()[0])
         rows = conn.execute(
@@ -255,15 +260,7 @@ class Store:
 
     def deploys(self, *, release: str | None = None, environment: str | None = None) -> list[Deploy]:
         """Recorded deploys, newest first, optionally of one release and/or environment."""
-        where: list[str] = []
-        params: list[object] = []
-        if release is not None:
-            where.append("release = ?")
-            params.append(release)
-        if environment is not None:
-            where.append("environment = ?")
-            params.append(environment)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        clause, params = where(("release = ?", release), ("environment = ?", environment))
         rows = self.reader().execute(
             f"SELECT id, project_id, release, commit_sha, environment, deployed_at FROM deploys {clause}"
             " ORDER BY deployed_at DESC, id DESC",
@@ -291,6 +288,13 @@ class Store:
             .fetchone()
         )
         return int(row[0]), int(row[1])
+
+
+def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
+    """A WHERE clause of the conditions whose value is not None (Ellipsis: a condition without a parameter)."""
+    active = [(sql, value) for sql, value in conditions if value is not None]
+    clause = f"WHERE {' AND '.join(sql for sql, _ in active)}" if active else ""
+    return clause, [value for _, value in active if value is not Ellipsis]
 
 
 def _marks(values: Sequence[str]) -> str:

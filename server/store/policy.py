@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prodloop.server.errors import NotFoundError
-from prodloop.server.store.db import Store
+from prodloop.server.store.db import Store, where
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +144,7 @@ def reset_budget(store: Store, issue_id: int, at: float) -> BudgetRow:
 
 
 def escalations(store: Store, *, issue_id: int | None = None, open_only: bool = False) -> list[Escalation]:
-    where: list[str] = []
-    params: list[object] = []
-    if issue_id is not None:
-        where.append("issue_id = ?")
-        params.append(issue_id)
-    if open_only:
-        where.append("resolved_at IS NULL")
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clause, params = where(("issue_id = ?", issue_id), ("resolved_at IS NULL", ... if open_only else None))
     rows = store.reader().execute(
         f"SELECT id, issue_id, kind, reason, created_at, resolved_at FROM escalations {clause} ORDER BY id", params
     )
@@ -187,15 +180,7 @@ def save_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str, An
 
 
 def pull_requests(store: Store, *, issue_id: int | None = None, since: float | None = None) -> list[PullRequestRow]:
-    where: list[str] = []
-    params: list[object] = []
-    if issue_id is not None:
-        where.append("issue_id = ?")
-        params.append(issue_id)
-    if since is not None:
-        where.append("created_at >= ?")
-        params.append(since)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    clause, params = where(("issue_id = ?", issue_id), ("created_at >= ?", since))
     rows = store.reader().execute(
         "SELECT id, issue_id, receipt_id, branch, commit_sha, url, number, mode, created_at"
         f" FROM pull_requests {clause} ORDER BY id",
