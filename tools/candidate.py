@@ -28,7 +28,7 @@ from prodloop.tools import budget
 from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.sandbox import Limits, RunResult, TestOutcome, Workspace, run_pytest, workspace
+from prodloop.tools.sandbox import Limits, RunResult, TestOutcome, Workspace, outcome_of, run_pytest, workspace
 from prodloop.tools.test_checks import (
     assertion_findings,
     parse_test,
@@ -242,7 +242,7 @@ def _service_packages(ctx: AppContext, commit: str) -> set[str]:
 
 
 def _outcome(run: RunResult, node: str) -> TestOutcome | None:
-    return run.outcomes.get(node)
+    return outcome_of(run, node)
 
 
 def _reproduces(run: RunResult, node: str, code_path: CodePath, ws: Workspace) -> Gate:

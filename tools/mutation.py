@@ -262,7 +262,10 @@ def _drive(
                 f"the tests fail without any mutation (pytest exit {data['clean_exit_code']}): nothing to measure"
             )
         baseline, cutoff = data["baseline_seconds"], data["timeout_seconds"]
-        note = f"baseline test run {baseline:.2f} s; a mutant is a timeout after {cutoff:.1f} s"
+        note = (
+            f"baseline test run {baseline:.2f} s; a mutant is a timeout after {cutoff:.1f} s; "
+            f"pytest plugin autoload {data.get('plugin_autoload', 'on')}"
+        )
         return list(data["results"]), note
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -62,6 +62,19 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
+def outcome_of(run: RunResult, node: str) -> TestOutcome | None:
+    """The outcome of a test, its parametrized cases folded into one: the first that did not pass, else a pass."""
+    if node in run.outcomes:
+        return run.outcomes[node]
+    cases = [o for nodeid, o in run.outcomes.items() if nodeid.startswith(node + "[")]
+    if not cases:
+        return None
+    worst = next((o for o in cases if o.outcome != "passed"), None)
+    if worst is not None:
+        return worst
+    return TestOutcome(nodeid=node, outcome="passed", seconds=sum(o.seconds for o in cases), message="")
+
+
 class Workspace:
     """A detached worktree of `commit`, with optional fix and test files applied."""
 

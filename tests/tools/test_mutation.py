@@ -218,3 +218,24 @@ async def test_progress_reaches_the_mcp_client_and_a_bad_receipt_is_a_tool_error
     assert updates[-1][2] == f"{total}/{total} mutants"
     assert unknown.is_error
     assert "no receipt with id" in unknown.content[0].text
+
+
+ASYNC_SKU = """
+import pytest
+
+from shop.pricing import cart_total
+
+
+@pytest.mark.anyio
+async def test_unknown_sku_costs_nothing(anyio_backend):
+    assert cart_total({"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}) == 60
+"""
+
+
+def test_a_test_that_needs_a_pytest_plugin_gets_its_plugins_and_true_verdicts(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("unknown_sku")
+    result = mutate_validate(ctx, receipt_id=_receipt(ctx, ASYNC_SKU, FIX_UNKNOWN_SKU))
+    assert "pytest plugin autoload on" in result.note
+    assert (result.killed, result.survived, result.no_tests) == (result.mutants, 0, 0)
