@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from prodloop.server.auth import ensure_token
 from prodloop.server.store import Store
 from tests.conftest import make_event
@@ -117,3 +119,38 @@ def test_loop_exit_codes_say_what_is_needed(tmp_path: Path) -> None:
     assert exhausted.returncode == 4
     assert "budget of issue 1 is exhausted" in exhausted.stderr
     assert _run("loop", "--repo", str(service.root), cwd=tmp_path).returncode == 2
+
+
+def test_serve_http_prints_the_token_once_and_guards_mcp_with_it(tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+    cmd = [sys.executable, "-m", "prodloop.server.cli", "serve", "--http", "--repo", str(tmp_path), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    assert json.loads(resp.read())["status"] == "ok"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        token = (tmp_path / ".prodloop" / "mcp-token").read_text().strip()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/mcp", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 401
+        refused.value.close()
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert stderr.count(token) == 1  # shown once, on the terminal only
+    assert stat.S_IMODE((tmp_path / ".prodloop" / "mcp-token").stat().st_mode) == 0o600
