@@ -28,7 +28,17 @@ from prodloop.tools import budget
 from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.sandbox import Limits, RunResult, TestOutcome, Workspace, outcome_of, run_pytest, workspace
+from prodloop.tools.sandbox import (
+    Guard,
+    Limits,
+    RunResult,
+    TestOutcome,
+    Workspace,
+    guard_for,
+    outcome_of,
+    run_pytest,
+    workspace,
+)
 from prodloop.tools.test_checks import (
     assertion_findings,
     parse_test,
@@ -145,7 +155,7 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
         memory_mb=gates_cfg.memory_mb,
     )
     python = service_python(ctx.settings)
-    protect = ctx.settings.repo.resolve()
+    guard = guard_for(ctx.settings.repo, ctx.settings.resolved_data_dir)
     started = time.monotonic()
     runs: list[RunResult] = []
 
@@ -167,7 +177,7 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
     try:
         with workspace(ctx.git(), commit) as ws:
             ws.write(given.test_path, given.test_code)
-            deployed = run_pytest(ws, python, [node], limits, protect=protect)
+            deployed = run_pytest(ws, python, [node], limits, guard=guard)
             runs.append(deployed)
             gates["reproduces"] = _reproduces(deployed, node, code_path, ws)
         if given.fix_diff:
@@ -176,13 +186,13 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
                 ws.write(given.test_path, given.test_code)
                 culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
                 fixed = run_pytest(
-                    ws, python, [node], limits, protect=protect, cover_files=[culprit_path] if culprit_path else []
+                    ws, python, [node], limits, guard=guard, cover_files=[culprit_path] if culprit_path else []
                 )
                 runs.append(fixed)
                 gates["passes_with_fix"] = _passes(fixed, node, "with the fix")
                 gates["covers_path"] = _covers(fixed, code_path, ws)
                 gates["fast"] = _fast(fixed, node, gates_cfg.max_test_seconds)
-                gates["not_flaky"] = _not_flaky(ws, python, node, limits, protect, gates_cfg, code_path, runs)
+                gates["not_flaky"] = _not_flaky(ws, python, node, limits, guard, gates_cfg, code_path, runs)
         else:
             missing = "no fix given yet: pass fix_diff or fix_from_working_tree"
             pending: tuple[GateName, ...] = ("passes_with_fix", "not_flaky", "covers_path")
@@ -348,14 +358,14 @@ def _not_flaky(
     python: Path,
     node: str,
     limits: Limits,
-    protect: Path,
+    guard: Guard,
     cfg: GateSettings,
     code_path: CodePath,
     runs: list[RunResult],
 ) -> Gate:
     failures = []
     for i in range(cfg.flaky_runs):
-        run = run_pytest(ws, python, [node], limits, protect=protect, hash_seed=i + 1)
+        run = run_pytest(ws, python, [node], limits, guard=guard, hash_seed=i + 1)
         runs.append(run)
         outcome = _outcome(run, node)
         if run.timed_out or outcome is None or outcome.outcome != "passed":
@@ -364,7 +374,7 @@ def _not_flaky(
     if cfg.shuffle_with_module:
         others = [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
         targets = list(dict.fromkeys([node.split("::")[0], *others]))
-        run = run_pytest(ws, python, targets, limits, protect=protect, shuffle_seed=int(time.time()) % 100_000)
+        run = run_pytest(ws, python, targets, limits, guard=guard, shuffle_seed=int(time.time()) % 100_000)
         runs.append(run)
         outcome = _outcome(run, node)
         if run.timed_out or outcome is None or outcome.outcome != "passed":

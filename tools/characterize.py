@@ -17,7 +17,7 @@ from pathlib import Path
 from prodloop.server.context import AppContext
 from prodloop.server.settings import service_python
 from prodloop.tools.reconstruct import Unusable, rebuild, render
-from prodloop.tools.sandbox import Limits, confine, sandbox_env, wait, workspace
+from prodloop.tools.sandbox import Limits, confine, guard_for, sandbox_env, wait, workspace
 from prodloop.tools.synthesis import SynthesizedCall, render_test
 
 _MARK = "PRODLOOP-RESULT "
@@ -46,9 +46,8 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
         (scratch / "probe.py").write_text(script)
         with workspace(ctx.git(), call.commit) as ws:
             ws.apply_diff(fix_diff)
-            command, _ = confine(
-                [str(service_python(ctx.settings)), str(scratch / "probe.py")], limits, ctx.settings.repo.resolve()
-            )
+            guard = guard_for(ctx.settings.repo, ctx.settings.resolved_data_dir)
+            command, _ = confine([str(service_python(ctx.settings)), str(scratch / "probe.py")], limits, guard)
             with open(scratch / "out.txt", "wb") as out:
                 proc = subprocess.Popen(
                     command, cwd=ws.root, env=sandbox_env(scratch, ws.root), stdout=out, stderr=subprocess.STDOUT,

@@ -31,7 +31,7 @@ from prodloop.server.settings import service_python
 from prodloop.server.store import policy
 from prodloop.tools.code_path import MappedFrame, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.sandbox import Limits, confine, run_pytest, sandbox_env, wait, workspace
+from prodloop.tools.sandbox import Guard, Limits, confine, guard_for, run_pytest, sandbox_env, wait, workspace
 
 _DRIVER = Path(__file__).with_name("_mutate_driver.py")
 logger = logging.getLogger("prodloop.tools")
@@ -98,7 +98,7 @@ def mutate_validate(
         )
     cfg = ctx.settings.gates
     python = service_python(ctx.settings)
-    protect = ctx.settings.repo.resolve()
+    guard = guard_for(ctx.settings.repo, ctx.settings.resolved_data_dir)
     limits = Limits(
         timeout_seconds=cfg.timeout_seconds, cpu_seconds=int(cfg.timeout_seconds) + 5, memory_mb=cfg.memory_mb
     )
@@ -110,7 +110,7 @@ def mutate_validate(
         if include_related_tests:
             tests += [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
         paths = sorted({f.location.repo_path for f in targets if f.location.repo_path})
-        coverage = run_pytest(ws, python, tests, limits, protect=protect, cover_files=paths)
+        coverage = run_pytest(ws, python, tests, limits, guard=guard, cover_files=paths)
         if coverage.notes:
             raise MutationRefused(
                 receipt_id, "; ".join(coverage.notes), "install coverage in the service's environment"
@@ -123,7 +123,7 @@ def mutate_validate(
                 "a survivor would only mean 'not run': make the test reach the culprit",
             )
         results, note = _drive(
-            ws.root, python, spec_targets, tests, cfg.timeout_seconds, limits, protect, on_progress, cancel
+            ws.root, python, spec_targets, tests, cfg.timeout_seconds, limits, guard, on_progress, cancel
         )
     counts = {
         k: sum(1 for r in results if r["status"] == k)
@@ -213,7 +213,7 @@ def _drive(
     tests: list[str],
     test_timeout: float,
     limits: Limits,
-    protect: Path,
+    guard: Guard,
     on_progress: Progress | None,
     cancel: threading.Event | None,
 ) -> tuple[list[dict[str, Any]], str]:
@@ -230,7 +230,7 @@ def _drive(
         run_limits = Limits(
             timeout_seconds=limits.timeout_seconds * 20, cpu_seconds=limits.cpu_seconds * 20, memory_mb=limits.memory_mb
         )
-        command, _ = confine([str(python), str(scratch / "driver.py"), str(scratch / "spec.json")], run_limits, protect)
+        command, _ = confine([str(python), str(scratch / "driver.py"), str(scratch / "spec.json")], run_limits, guard)
         log = scratch / "stderr.txt"
         with open(log, "wb") as err:
             proc = subprocess.Popen(

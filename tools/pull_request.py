@@ -28,7 +28,7 @@ from prodloop.tools._shape import cap, iso
 from prodloop.tools.candidate import sha256
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.provenance import build_record, jsonl_line
-from prodloop.tools.sandbox import Limits, outcome_of, run_pytest, workspace
+from prodloop.tools.sandbox import Limits, guard_for, outcome_of, run_pytest, workspace
 
 DAY = 86_400.0
 
@@ -105,7 +105,9 @@ def open_pr(
         limits = Limits(
             timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
         )
-        check = run_pytest(ws, service_python(settings), [node], limits, protect=repo_path)
+        check = run_pytest(
+            ws, service_python(settings), [node], limits, guard=guard_for(repo_path, settings.resolved_data_dir)
+        )
         outcome = outcome_of(check, node)
         if outcome is None or outcome.outcome != "passed":
             what = "timed out" if check.timed_out else (outcome.outcome if outcome else "did not run")

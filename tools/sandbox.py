@@ -136,7 +136,7 @@ def run_pytest(
     targets: Sequence[str],
     limits: Limits,
     *,
-    protect: Path | None,
+    guard: Guard | None,
     shuffle_seed: int | None = None,
     cover_files: Sequence[str] = (),
     hash_seed: int = 0,
@@ -160,7 +160,7 @@ def run_pytest(
             "-o", "addopts=", "-o", "console_output_style=classic", f"--junitxml={junit}", "--rootdir", str(ws.root),
             *targets,
         ]  # fmt: skip
-        command, protected = confine(pytest_args, limits, protect)
+        command, protected = confine(pytest_args, limits, guard)
         log = scratch / "output.txt"
         started = time.monotonic()
         with open(log, "wb") as out:
@@ -169,6 +169,12 @@ def run_pytest(
             )
             exit_code, cpu, timed_out = wait(proc, limits.timeout_seconds)
         wall = time.monotonic() - started
+        if exit_code == SETUP_FAILED:
+            raise CodePathError(
+                str(ws.repo.path),
+                f"the sandbox could not be set up: {log.read_text(errors='replace')[-300:]}",
+                "check that unprivileged user namespaces can mount, or report this",
+            )
         by_key = _junit(junit)
         probe_data = json.loads(probe.read_text()) if probe.exists() else {}
         outcomes: dict[str, TestOutcome] = {}
@@ -207,29 +213,66 @@ def sandbox_env(scratch: Path, *paths: Path) -> dict[str, str]:
     return env
 
 
-def confine(args: list[str], limits: Limits, protect: Path | None) -> tuple[list[str], bool]:
-    """Wrap the command in ulimits and, if the kernel allows, a read-only view of the checkout."""
+@dataclass(frozen=True)
+class Guard:
+    """What a confined run may not touch: the user's checkout (read-only) and secrets (hidden)."""
+
+    checkout: Path
+    hidden: tuple[Path, ...] = ()
+
+
+# Credentials a test could read by absolute path; hidden when they exist.
+_HOME_SECRETS = (".ssh", ".git-credentials", ".netrc", ".pypirc", ".config/gh", ".aws", ".docker", ".kube")
+
+
+def guard_for(checkout: Path, data_dir: Path) -> Guard:
+    home = Path.home()
+    hidden = [data_dir.resolve(), *(home / name for name in _HOME_SECRETS)]
+    return Guard(checkout=checkout.resolve(), hidden=tuple(p for p in hidden if p.exists()))
+
+
+def confine(args: list[str], limits: Limits, guard: Guard | None) -> tuple[list[str], bool]:
+    """Wrap the command in ulimits and, where user namespaces allow, a mount namespace in which the checkout
+    is read-only and the secrets are hidden; a nested user namespace locks those mounts so that the
+    command, root in the outer namespace only, cannot undo them. If any step fails nothing runs (exit 97)."""
     limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; "
-    quoted = " ".join(_q(a) for a in args)
-    if protect is not None and _namespaces_work():
-        p = _q(str(protect.resolve()))
-        script = f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && {limit}exec {quoted}"
-        return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], True
-    return ["sh", "-c", f"{limit}exec {quoted}"], False
+    inner = f"{limit}exec {' '.join(_q(a) for a in args)}"
+    if guard is None or not _namespaces_work():
+        return ["sh", "-c", inner], False
+    p = _q(str(guard.checkout))
+    steps = [f"mount --bind {p} {p}", f"mount -o remount,bind,ro {p}"]
+    for path in guard.hidden:
+        target = _q(str(path))
+        steps.append(
+            f"mount -t tmpfs -o size=64k,mode=700 tmpfs {target}"
+            if path.is_dir()
+            else f"mount --bind /dev/null {target}"
+        )
+    script = (
+        " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + f"; exit {SETUP_FAILED}"
+    )
+    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], True
 
 
+SETUP_FAILED = 97
 _NS_CACHE: list[bool] = []
 
 
 def _namespaces_work() -> bool:
+    """Whether this kernel lets us bind, remount read-only and lock mounts in user namespaces (probed once)."""
     if not _NS_CACHE:
+        probe = Path(tempfile.mkdtemp(prefix="prodloop-ns-"))
+        p = _q(str(probe))
+        script = f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && exec unshare --user --map-current-user true"
         try:
             done = subprocess.run(
-                ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True, timeout=10
+                ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, timeout=10
             )
             _NS_CACHE.append(done.returncode == 0)
         except (OSError, subprocess.TimeoutExpired):
             _NS_CACHE.append(False)
+        finally:
+            shutil.rmtree(probe, ignore_errors=True)
     return _NS_CACHE[0]
 
 

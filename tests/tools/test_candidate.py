@@ -239,3 +239,33 @@ async def test_the_mcp_tools_run_a_candidate_and_report_the_budget(open_ctx: Cal
     assert status.structured_content["runs_used"] == 1
     assert bad_fix.is_error
     assert "the fix does not apply" in bad_fix.content[0].text
+
+
+def test_a_test_can_neither_unmount_the_protection_nor_read_the_store(
+    service: SampleService, open_ctx: Callable[..., AppContext]
+) -> None:
+    ctx = open_ctx()
+    target = service.root / "shop" / "pwned.py"
+    database = ctx.store.path
+    assert database.exists()
+    test = f"""
+import os
+import subprocess
+
+
+def test_escape():
+    subprocess.run(["umount", {str(service.root)!r}], capture_output=True)
+    subprocess.run(["mount", "-o", "remount,bind,rw", {str(service.root)!r}], capture_output=True)
+    try:
+        with open({str(target)!r}, "w") as fh:
+            fh.write("x = 1")
+        wrote = True
+    except OSError:
+        wrote = False
+    read = os.path.exists({str(database)!r})
+    assert not wrote and not read, (wrote, read)
+"""
+    result = _run(ctx, test, fix=None)
+    assert result.checkout_protected
+    assert not target.exists()
+    assert "passes on the deployed code" in _evidence(result, "reproduces")  # its own assertion held
