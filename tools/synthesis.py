@@ -28,6 +28,9 @@ from prodloop.tools.code_path import CodePath, MappedFrame, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.reconstruct import Unusable, evaluate, rebuild, render
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,20}")
+
 
 class RebuiltInput(BaseModel):
     parameter: str
@@ -102,6 +105,14 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
                 continue
             tried += 1
             exc_type, exc_module = exc_path.type or "Exception", raw_chain[exc_path.index].get("module")
+            if not _IDENTIFIER.fullmatch(exc_type) or (
+                isinstance(exc_module, str) and not _DOTTED.fullmatch(exc_module)
+            ):
+                # Production data is hostile: only a plain name may become code in the test.
+                attempts.append(
+                    FrameAttempt(frame=label, usable=False, reason="the exception's type is not a Python name")
+                )
+                continue
             imports: set[str] = set()
             planned = SynthesizedCall(
                 module=call.module, callee=call.callee, import_name=call.import_name, params=call.params,
@@ -142,6 +153,8 @@ def _plan_call(
     if path is None or mapped.extent is None or mapped.qualname is None:
         raise Unusable("the frame's function was not found at the deployed commit")
     module = _module_of(path)
+    if not _DOTTED.fullmatch(module):
+        raise Unusable(f"{path} is not importable as a module")
     if module.split(".")[0] in ("tests", "test") or module.rsplit(".", 1)[-1].startswith("test_"):
         raise Unusable("the frame is in a test module")
     index = FunctionIndex(ctx.git().read(code_path.release.commit, path) or "")

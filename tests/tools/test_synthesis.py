@@ -120,3 +120,22 @@ def test_values_that_round_trip_are_rebuilt_exactly(serialized: Any, value: Any)
 def test_values_that_do_not_round_trip_are_refused(serialized: Any, why: str) -> None:
     with pytest.raises(Unusable, match=why):
         rebuild(serialized, "v")
+
+
+def test_a_hostile_exception_type_never_becomes_code(service: SampleService, tmp_path: Path) -> None:
+    import copy
+
+    marker = tmp_path / "pwned"
+    event = copy.deepcopy(service.event("unknown_sku"))
+    event["event_id"] = "f" * 32
+    event["exception"]["values"][-1]["type"] = f"__import__('os').system('touch {marker}') and KeyError or KeyError"
+    ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data"))
+    try:
+        import_events(ctx, ctx.store.create_project("shop"), [("e", event)], source="test")
+        result = synthesize_regression_test(ctx, issue_id=1)
+    finally:
+        ctx.close()
+    assert result.test_code is None
+    assert "the exception's type is not a Python name" in {a.reason for a in result.attempts}
+    assert not any(a.usable for a in result.attempts)
+    assert not marker.exists()
