@@ -116,7 +116,13 @@ class Scrubber:
 
     def _walk(self, value: Any, path: _Path, out: list[tuple[str, str]], *, sensitive: bool) -> Any:
         if isinstance(value, dict):
-            return {k: self._walk(v, (path, k), out, sensitive=self._is_sensitive(str(k))) for k, v in value.items()}
+            # Under a sensitive key everything is sensitive; keys themselves are text that can carry secrets.
+            return {
+                self._key(str(k), path, out): self._walk(
+                    v, (path, k), out, sensitive=sensitive or self._is_sensitive(str(k))
+                )
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             # Header and query lists arrive as [key, value] pairs after normalization.
             if len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], (dict, list)):
@@ -129,6 +135,11 @@ class Scrubber:
         if isinstance(value, str) and (_MAYBE_WORDS.search(value.lower()) or _MAYBE_CARD.search(value)):
             return self._scrub_text(value, path, out)
         return value
+
+    def _key(self, key: str, path: _Path, out: list[tuple[str, str]]) -> str:
+        if _MAYBE_WORDS.search(key.lower()) or _MAYBE_CARD.search(key):
+            return self._scrub_text(key, (path, "<key>"), out)
+        return key
 
     def _is_sensitive(self, key: str) -> bool:
         known = self._sensitive_keys.get(key)

@@ -55,18 +55,27 @@ class EventWriter:
                     break
                 batch.append(item)
                 count += len(item[0])  # type: ignore[index]
-            self._commit(batch)  # type: ignore[arg-type]
+            try:
+                self._commit(batch)  # type: ignore[arg-type]
+            except Exception:  # the writer must outlive any one batch, or every later sender waits forever
+                logger.exception("event writer: a batch could not be acknowledged")
 
     def _commit(self, batch: list[tuple[list[EventRecord], Future[list[bool]]]]) -> None:
+        # A sender that hung up cancelled its future: its events are still stored (they were valid and the
+        # sender may retry, which is idempotent), but nobody waits for the answer.
+        for _, fut in batch:
+            fut.set_running_or_notify_cancel()  # False for a cancelled one, which stays cancelled
         records = [r for recs, _ in batch for r in recs]
         try:
             results = self._store.write_events(records)
         except Exception as exc:  # the edge: every waiting sender must hear of the failure
             logger.error("event batch of %d not stored: %s", len(records), type(exc).__name__)
             for _, fut in batch:
-                fut.set_exception(exc)
+                if not fut.cancelled():
+                    fut.set_exception(exc)
             return
         i = 0
         for recs, fut in batch:
-            fut.set_result(results[i : i + len(recs)])
+            if not fut.cancelled():
+                fut.set_result(results[i : i + len(recs)])
             i += len(recs)

@@ -13,6 +13,8 @@ import brotli
 import pytest
 
 from prodloop.server.clock import FixedClock
+from prodloop.server.context import AppContext
+from prodloop.server.store import EventRecord
 from prodloop.server.store.migrations import MIGRATIONS
 from tests.conftest import LiveServer, auth_header, envelope_bytes, gz, make_event, post
 
@@ -240,3 +242,33 @@ def test_random_garbage_never_crashes_the_server_or_touches_stored_events(server
     assert server.ctx.store.get_event(kept).event_id == kept
     healthy = post(server.envelope_url(), envelope_bytes(make_event()), auth_header(server.project.public_key))
     assert healthy.status == 200
+
+
+def test_a_sender_that_hangs_up_does_not_stop_the_writer(ctx: AppContext) -> None:
+    from prodloop.server.ingest.pipeline import EventProcessor
+    from prodloop.server.ingest.writer import EventWriter
+
+    project = ctx.store.create_project("svc")
+    processor = EventProcessor(ctx.settings, ctx.clock)
+
+    def record() -> EventRecord:
+        return processor.process(make_event(), project_id=project.id, user_salt=project.public_key, source="test")
+
+    writer = EventWriter(ctx.store)
+    try:
+        abandoned = writer.submit([record()])
+        abandoned.cancel()
+        answered = writer.submit([record()]).result(timeout=10)
+    finally:
+        writer.close()
+    assert answered == [True]
+    assert ctx.store.count_events() == 2  # the abandoned sender's event was valid and is kept
+
+
+def test_secrets_under_a_sensitive_parent_and_in_keys_are_scrubbed(server: LiveServer) -> None:
+    event = make_event(extra={"my_session": {"id": "SESS-0042-secret"}, "contacts": {"alice@example.com": "vip"}})
+    reply = post(server.envelope_url(), envelope_bytes(event), auth_header(server.project.public_key))
+    assert reply.status == 200
+    stored = server.ctx.store.get_event(event["event_id"]).payload
+    assert "SESS-0042-secret" not in stored
+    assert "alice@example.com" not in stored
