@@ -100,6 +100,8 @@ def open_pr(
         ledger.parent.mkdir(parents=True, exist_ok=True)
         with open(ledger, "a", encoding="utf-8") as fh:
             fh.write(jsonl_line(record))
+        # Commit before anything runs: what the test writes while it runs can never ship in the PR.
+        commit = _commit(ws.root, message, _expected_files(receipt, settings.provenance_path))
         node = f"{receipt.test_path}::{receipt.test_name}"
         gates = settings.gates
         limits = Limits(
@@ -117,7 +119,7 @@ def open_pr(
                 f"on {base} ({base_sha[:12]}) the test {what}: {detail}",
                 "the base moved: run run_candidate_test against it, then open_pr again",
             )
-        commit = _commit_and_push(ws.root, message, remote, branch)
+        _push(ws.root, remote, branch)
     labels = labels if labels is not None else list(settings.pr_labels)
     url = number = description_path = None
     if settings.github_token is not None:
@@ -203,22 +205,36 @@ def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
     return sha
 
 
-def _commit_and_push(root: Path, message: str, remote: str, branch: str) -> str:
+def _expected_files(receipt: policy.ReceiptRow, ledger: str) -> set[str]:
+    touched = set(re.findall(r"^(?:\+\+\+ b|--- a)/(\S+)", receipt.fix_diff, re.M))
+    return touched | {receipt.test_path, ledger}
+
+
+def _commit(root: Path, message: str, expected: set[str]) -> str:
     try:
         repo = git.Repo(root)
         repo.git.add("--all")
+        staged = set(repo.git.diff("--cached", "--name-only").split())
+        if staged != expected:
+            raise ProdloopError(f"the change would commit {sorted(staged)}, not {sorted(expected)}; nothing was pushed")
         repo.git.execute(
             ["git", "-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
              "--no-verify", "-m", message],
         )  # fmt: skip
-        results = repo.remote(remote).push(refspec=f"HEAD:refs/heads/{branch}")
-        failed = [r.summary.strip() for r in results if r.flags & r.ERROR]
-        if failed or not results:
-            raise ProdloopError(f"push of {branch} to {remote} was rejected: {'; '.join(failed) or 'no result'}")
         return str(repo.head.commit.hexsha)
     except (GitCommandError, ValueError) as exc:
+        raise ProdloopError(f"commit failed: {str(getattr(exc, 'stderr', '') or exc).strip()[:300]}") from exc
+
+
+def _push(root: Path, remote: str, branch: str) -> None:
+    try:
+        results = git.Repo(root).remote(remote).push(refspec=f"HEAD:refs/heads/{branch}")
+    except (GitCommandError, ValueError) as exc:
         stderr = getattr(exc, "stderr", "") or str(exc)
-        raise ProdloopError(f"commit or push of {branch} to {remote} failed: {str(stderr).strip()[:300]}") from exc
+        raise ProdloopError(f"push of {branch} to {remote} failed: {str(stderr).strip()[:300]}") from exc
+    failed = [r.summary.strip() for r in results if r.flags & r.ERROR]
+    if failed or not results:
+        raise ProdloopError(f"push of {branch} to {remote} was rejected: {'; '.join(failed) or 'no result'}")
 
 
 def _free_branch(repo: Path, remote: str, wanted: str) -> str:

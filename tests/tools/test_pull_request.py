@@ -24,6 +24,10 @@ from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 from tests.tools.test_mutation import STRONG_SKU, WEAK_SKU
 
 TOKEN = "ghp_test_secret_value_0123456789abcdef"
+WRITES_A_FILE = STRONG_SKU.replace(
+    "def test_unknown_sku_costs_nothing():\n",
+    "def test_unknown_sku_costs_nothing():\n    open('written_by_test.txt', 'w').close()\n",
+)
 
 
 def _git(root: Path, *args: str) -> str:
@@ -43,11 +47,13 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     weak = run_candidate_for_issue(ctx, issue_id=1, test_code=WEAK_SKU, fix_diff=FIX_UNKNOWN_SKU)
     mutate_validate(ctx, receipt_id=weak.receipt_id)
     unmutated = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    writing = run_candidate_for_issue(ctx, issue_id=1, test_code=WRITES_A_FILE, fix_diff=FIX_UNKNOWN_SKU)
+    mutate_validate(ctx, receipt_id=writing.receipt_id)
     no_fix = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU)
     ctx.close()
     return {
         "service": service, "data": data, "strong": strong.receipt_id, "weak": weak.receipt_id,
-        "unmutated": unmutated.receipt_id, "no_fix": no_fix.receipt_id,
+        "unmutated": unmutated.receipt_id, "no_fix": no_fix.receipt_id, "writing": writing.receipt_id,
     }  # fmt: skip
 
 
@@ -212,3 +218,13 @@ def test_provenance_is_listed_and_exported_by_the_cli(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [json.loads(line) for line in export.read_text().splitlines()] == [result.provenance]
+
+
+def test_files_the_test_writes_while_running_never_ship(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    ctx, remote = setup()
+    result = open_pr(ctx, receipt_id=prepared["writing"])
+    files = _git(remote, "show", "--name-only", "--format=", result.commit).split()
+    assert "written_by_test.txt" not in files
+    assert sorted(files) == ["shop/pricing.py", "tests/.prodloop/provenance.jsonl", "tests/test_prodloop_issue_1.py"]
