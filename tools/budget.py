@@ -41,19 +41,20 @@ def budget_status(store: Store, limits: BudgetSettings, issue_id: int) -> Budget
     )
 
 
-def require_budget(store: Store, limits: BudgetSettings, clock: Clock, issue_id: int) -> None:
-    """Refuse (and escalate) when the issue has no runs or CPU seconds left."""
-    row = policy.budget(store, issue_id)
-    spent = _spent(row, limits)
-    if spent is None and row.exhausted_at is None:
+def reserve_run(store: Store, limits: BudgetSettings, clock: Clock, issue_id: int, *, count_run: bool = True) -> None:
+    """Take one run of the issue's budget (atomically), or refuse and escalate when none is left."""
+    row, allowed = policy.reserve_run(
+        store, issue_id, max_runs=limits.max_runs, max_cpu_seconds=limits.max_cpu_seconds, count_run=count_run
+    )
+    if allowed:
         return
-    reason = spent or "marked exhausted"
+    reason = _spent(row, limits) or "marked exhausted"
     policy.mark_exhausted(store, issue_id, clock.now(), f"candidate-test budget exhausted: {reason}")
     raise BudgetExhausted(issue_id, reason)
 
 
-def charge(store: Store, issue_id: int, *, cpu_seconds: float) -> None:
-    policy.charge_budget(store, issue_id, runs=1, cpu_seconds=cpu_seconds)
+def charge_cpu(store: Store, issue_id: int, *, cpu_seconds: float) -> None:
+    policy.charge_budget(store, issue_id, runs=0, cpu_seconds=cpu_seconds)
 
 
 def reset(store: Store, clock: Clock, issue_id: int) -> None:

@@ -135,7 +135,6 @@ def working_tree_diff(repo: Path, commit: str, test_path: str) -> str:
 
 def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInput) -> CandidateResult:
     gates_cfg = ctx.settings.gates
-    budget.require_budget(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id)
     tree = parse_test(given.test_code)
     names = test_function_names(tree)
     if given.test_name is not None:
@@ -159,6 +158,7 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
     started = time.monotonic()
     runs: list[RunResult] = []
 
+    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id)
     interface = public_interface_findings(tree, packages)
     evidence, problems = assertion_findings(tree, name, packages)
     gates: dict[GateName, Gate] = {
@@ -201,7 +201,7 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
             gates["fast"] = _fast(deployed, node, gates_cfg.max_test_seconds)
     finally:
         cpu = sum(r.cpu_seconds for r in runs)
-        budget.charge(ctx.store, given.issue_id, cpu_seconds=cpu)
+        budget.charge_cpu(ctx.store, given.issue_id, cpu_seconds=cpu)
     order: list[GateName] = [
         "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast"
     ]  # fmt: skip

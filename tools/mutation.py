@@ -29,6 +29,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.settings import service_python
 from prodloop.server.store import policy
+from prodloop.tools import budget
 from prodloop.tools.code_path import MappedFrame, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.sandbox import Guard, Limits, confine, guard_for, run_pytest, sandbox_env, wait, workspace
@@ -96,6 +97,7 @@ def mutate_validate(
         raise MutationRefused(
             receipt_id, "no function of the mapped path is in the repository", "map_code_path says why"
         )
+    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, receipt.issue_id, count_run=False)
     cfg = ctx.settings.gates
     python = service_python(ctx.settings)
     guard = guard_for(ctx.settings.repo, ctx.settings.resolved_data_dir)
@@ -111,6 +113,7 @@ def mutate_validate(
             tests += [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
         paths = sorted({f.location.repo_path for f in targets if f.location.repo_path})
         coverage = run_pytest(ws, python, tests, limits, guard=guard, cover_files=paths)
+        budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=coverage.cpu_seconds)
         if coverage.notes:
             raise MutationRefused(
                 receipt_id, "; ".join(coverage.notes), "install coverage in the service's environment"
@@ -122,9 +125,10 @@ def mutate_validate(
                 f"the tests execute none of the target lines ({'; '.join(not_executed)})",
                 "a survivor would only mean 'not run': make the test reach the culprit",
             )
-        results, note = _drive(
+        results, note, cpu = _drive(
             ws.root, python, spec_targets, tests, cfg.timeout_seconds, limits, guard, on_progress, cancel
         )
+        budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=cpu)
     counts = {
         k: sum(1 for r in results if r["status"] == k)
         for k in ("killed", "survived", "timeout", "no_tests", "suspicious")
@@ -216,7 +220,7 @@ def _drive(
     guard: Guard,
     on_progress: Progress | None,
     cancel: threading.Event | None,
-) -> tuple[list[dict[str, Any]], str]:
+) -> tuple[list[dict[str, Any]], str, float]:
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-mutate-"))
     try:
         out = scratch / "results.json"
@@ -246,7 +250,7 @@ def _drive(
             stopper = threading.Thread(target=_stop_on_cancel, args=(proc, cancel), daemon=True)
             stopper.start()
             try:
-                code, _, timed_out = wait(proc, run_limits.timeout_seconds)
+                code, cpu, timed_out = wait(proc, run_limits.timeout_seconds)
                 watcher.join(timeout=5)
             finally:
                 if proc.stdout is not None:
@@ -266,7 +270,7 @@ def _drive(
             f"baseline test run {baseline:.2f} s; a mutant is a timeout after {cutoff:.1f} s; "
             f"pytest plugin autoload {data.get('plugin_autoload', 'on')}"
         )
-        return list(data["results"]), note
+        return list(data["results"]), note, cpu
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

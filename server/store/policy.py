@@ -93,6 +93,25 @@ def budget(store: Store, issue_id: int) -> BudgetRow:
     return BudgetRow(*row) if row else BudgetRow(issue_id, 0, 0.0, None, None)
 
 
+def reserve_run(
+    store: Store, issue_id: int, *, max_runs: int, max_cpu_seconds: float, count_run: bool = True
+) -> tuple[BudgetRow, bool]:
+    """Check the budget and, if it allows, take one run, in one transaction (concurrent calls cannot both pass)."""
+    with store.transaction() as conn:
+        row = conn.execute(
+            "SELECT issue_id, runs, cpu_seconds, exhausted_at, reset_at FROM budgets WHERE issue_id = ?", (issue_id,)
+        ).fetchone()
+        current = BudgetRow(*row) if row else BudgetRow(issue_id, 0, 0.0, None, None)
+        allowed = current.exhausted_at is None and current.runs < max_runs and current.cpu_seconds < max_cpu_seconds
+        if allowed and count_run:
+            conn.execute(
+                "INSERT INTO budgets (issue_id, runs) VALUES (?, 1)"
+                " ON CONFLICT (issue_id) DO UPDATE SET runs = runs + 1",
+                (issue_id,),
+            )
+    return current, allowed
+
+
 def charge_budget(store: Store, issue_id: int, *, runs: int, cpu_seconds: float) -> BudgetRow:
     with store.transaction() as conn:
         conn.execute(

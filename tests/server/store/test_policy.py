@@ -1,0 +1,29 @@
+"""Budget reservations hold under concurrent calls (MCP runs sync tools on worker threads)."""
+
+from __future__ import annotations
+
+import threading
+
+from prodloop.server.context import AppContext
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.store import policy
+from tests.conftest import make_event
+
+
+def test_concurrent_reservations_never_exceed_the_budget(ctx: AppContext) -> None:
+    import_events(ctx, ctx.store.create_project("svc"), [("e", make_event())], source="test")
+    granted: list[bool] = []
+    start = threading.Barrier(8)
+
+    def reserve() -> None:
+        start.wait()
+        _, allowed = policy.reserve_run(ctx.store, 1, max_runs=3, max_cpu_seconds=100.0)
+        granted.append(allowed)
+
+    threads = [threading.Thread(target=reserve) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert granted.count(True) == 3
+    assert policy.budget(ctx.store, 1).runs == 3
