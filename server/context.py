@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,14 +20,16 @@ class AppContext:
     store: Store
     clock: Clock = field(default_factory=SystemClock)
     _git: GitRepo | None = field(default=None, repr=False)
+    _git_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def git(self) -> GitRepo:
-        """The served repository, opened once so its caches stay warm across calls."""
-        if self._git is None:
-            from prodloop.tools.git_repo import GitRepo
+        """The served repository, opened once (tools run on several threads) so its caches stay warm."""
+        with self._git_lock:
+            if self._git is None:
+                from prodloop.tools.git_repo import GitRepo
 
-            self._git = GitRepo(self.settings.repo.resolve())
-        return self._git
+                self._git = GitRepo(self.settings.repo.resolve())
+            return self._git
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> AppContext:

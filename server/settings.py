@@ -26,6 +26,12 @@ from prodloop.server.errors import ConfigError
 MiB = 1024 * 1024
 
 
+# A checked-out branch must not decide where tokens are sent: these come from flags or the environment only.
+_NOT_FROM_REPO = frozenset(
+    {"mcp_token", "github_token", "sentry_token", "github_base_url", "sentry_base_url", "github_repo", "public_url"}
+)
+
+
 class _RepoPyprojectSource(PydanticBaseSettingsSource):
     """`[tool.prodloop]` from the pyproject.toml of the repository being served."""
 
@@ -46,7 +52,7 @@ class _RepoPyprojectSource(PydanticBaseSettingsSource):
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields and k not in _NOT_FROM_REPO}
 
 
 class GateSettings(BaseModel):

@@ -260,17 +260,19 @@ def _drive(
         if timed_out or not out.exists():
             tail = log.read_text(errors="replace")[-800:]
             raise ProdloopError(f"the mutation run {'timed out' if timed_out else f'failed (exit {code})'}: {tail}")
-        data = json.loads(out.read_text())
-        if data["clean_exit_code"] != 0:
-            raise ProdloopError(
-                f"the tests fail without any mutation (pytest exit {data['clean_exit_code']}): nothing to measure"
-            )
-        baseline, cutoff = data["baseline_seconds"], data["timeout_seconds"]
+        try:
+            data = json.loads(out.read_text())
+            clean_exit, rows = int(data["clean_exit_code"]), list(data["results"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProdloopError(f"the mutation run wrote unreadable results ({type(exc).__name__})") from exc
+        if clean_exit != 0:
+            raise ProdloopError(f"the tests fail without any mutation (pytest exit {clean_exit}): nothing to measure")
+        baseline, cutoff = float(data.get("baseline_seconds", 0)), float(data.get("timeout_seconds", 0))
         note = (
             f"baseline test run {baseline:.2f} s; a mutant is a timeout after {cutoff:.1f} s; "
             f"pytest plugin autoload {data.get('plugin_autoload', 'on')}"
         )
-        return list(data["results"]), note, cpu
+        return rows, note, cpu
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

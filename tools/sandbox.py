@@ -113,10 +113,13 @@ def workspace(repo: GitRepo, commit: str) -> Iterator[Workspace]:
     base = Path(tempfile.mkdtemp(prefix="prodloop-run-"))
     root = base / "tree"
     try:
-        done = subprocess.run(
-            ["git", "-C", str(repo.path), "worktree", "add", "--detach", "--quiet", str(root), commit],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(repo.path), "worktree", "add", "--detach", "--quiet", str(root), commit],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise CodePathError(str(repo.path), "git worktree add took over 120 s", "check the repository") from exc
         if done.returncode != 0:
             raise CodePathError(
                 str(repo.path), f"git worktree add failed ({done.stderr.strip()[:300]})", "check the commit"

@@ -23,9 +23,10 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.grouping import exceptions, frames_of
-from prodloop.tools.candidate import Gate, prepare_input, run_candidate_test
+from prodloop.tools.candidate import prepare_input, run_candidate_test
 from prodloop.tools.code_path import CodePath, MappedFrame, map_code_path
 from prodloop.tools.functions import FunctionIndex
+from prodloop.tools.gates import Gate
 from prodloop.tools.reconstruct import Unusable, evaluate, rebuild, render
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -228,7 +229,7 @@ def _from_call_site(
             if kw.arg is None or kw.arg not in dict(params):
                 return None, []
             values[kw.arg] = evaluate(kw.value, scope, unusable)
-    except Unusable:
+    except (Unusable, TypeError, ValueError, ArithmeticError):  # hostile or odd code lines: use the locals instead
         return None, []
     if any(p not in values for p, _ in params):
         return None, []  # defaults are taken from the callee's locals instead

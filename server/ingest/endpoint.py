@@ -62,10 +62,14 @@ class Ingest:
     async def _handle(self, request: Request, *, envelope: bool) -> Response:
         try:
             project = self._project(request.path_params["project_id"])
+            sent_key = self._request_key(request)
+            if sent_key is not None:  # refuse a wrong key before spending anything on the body
+                self._authenticate(project, sent_key)
             body = await self._read_body(request)
             data = decompress(body, request.headers.get("content-encoding"), self._settings.max_envelope_bytes)
             raw_events, envelope_key, header_event_id = self._events(data, envelope=envelope)
-            self._authenticate(request, project, envelope_key)
+            if sent_key is None:
+                self._authenticate(project, envelope_key)
             if raw_events:
                 retry = self._limiter.take(project.id, len(raw_events))
                 if retry is not None:
@@ -150,13 +154,15 @@ class Ingest:
         ]
         return events, key_from_dsn(env.headers.get("dsn")), env.headers.get("event_id")
 
-    def _authenticate(self, request: Request, project: Project, envelope_key: str | None) -> None:
-        key = (
+    @staticmethod
+    def _request_key(request: Request) -> str | None:
+        return (
             key_from_auth_header(request.headers.get("x-sentry-auth"))
             or key_from_auth_header(request.headers.get("authorization"))
             or request.query_params.get("sentry_key")
-            or envelope_key
         )
+
+    def _authenticate(self, project: Project, key: str | None) -> None:
         if not key:
             raise AuthError(
                 "no DSN key was sent",

@@ -52,3 +52,13 @@ def test_tokens_are_masked_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "bearer-secret-456" not in repr(s)
     assert s.sentry_token is not None
     assert s.sentry_token.get_secret_value() == "sntrys_secret_value_123"
+
+
+def test_a_repository_cannot_redirect_where_tokens_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pyproject(tmp_path, '[tool.prodloop]\ngithub_base_url = "http://evil.example"\ngithub_token = "x"\nport = 9009\n')
+    s = load_settings(repo=tmp_path)
+    assert s.github_base_url == "https://api.github.com"
+    assert s.github_token is None
+    assert s.port == 9009  # ordinary settings still come from the repository
+    monkeypatch.setenv("PRODLOOP_GITHUB_BASE_URL", "https://ghe.example/api/v3")
+    assert load_settings(repo=tmp_path).github_base_url == "https://ghe.example/api/v3"
