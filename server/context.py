@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prodloop.server.clock import Clock, SystemClock
@@ -34,7 +35,16 @@ class AppContext:
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> AppContext:
         clock = clock or SystemClock()
-        return cls(settings=settings, store=Store(settings.database_path, clock=clock), clock=clock)
+        store = Store(settings.database_path, clock=clock)
+        _keep_out_of_git(settings.resolved_data_dir)
+        return cls(settings=settings, store=store, clock=clock)
 
     def close(self) -> None:
         self.store.close()
+
+
+def _keep_out_of_git(data_dir: Path) -> None:
+    """The data dir holds the store and the MCP token: never let `git add -A` in the service's repo take them."""
+    ignore = data_dir / ".gitignore"
+    if data_dir.is_dir() and not ignore.exists():
+        ignore.write_text("# prodloop's store and tokens: never commit them\n*\n", encoding="utf-8")

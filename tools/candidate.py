@@ -197,7 +197,8 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
         "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast"
     ]  # fmt: skip
     gate_list = [gates[g] for g in order]
-    passed = all(g.passed for g in gate_list)
+    isolated = all(r.protected_checkout for r in runs)
+    passed = all(g.passed for g in gate_list) and (isolated or not gates_cfg.require_isolation)
     receipt_id = uuid.uuid4().hex
     test_sha, fix_sha = sha256(given.test_code), sha256(given.fix_diff)
     policy.save_receipt(
@@ -221,9 +222,12 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
         gates=gate_list,
         cpu_seconds=round(cpu, 3),
         wall_seconds=round(time.monotonic() - started, 3),
-        checkout_protected=all(r.protected_checkout for r in runs),
+        checkout_protected=isolated,
         budget=budget.budget_status(ctx.store, ctx.settings.budgets, given.issue_id),
-        next_step=judge.next_step(gate_list),
+        next_step=judge.next_step(gate_list)
+        if isolated or not gates_cfg.require_isolation
+        else "the runs were not isolated (no user namespaces here): the receipt cannot pass; "
+        "a person may set [tool.prodloop.gates] require_isolation = false",
     )
 
 

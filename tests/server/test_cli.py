@@ -30,6 +30,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_init_creates_the_store_and_prints_dsn_and_agent_setup(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     done = _run("init", "--repo", str(tmp_path), "--project", "shop", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     store = Store(tmp_path / ".prodloop" / "prodloop.db")
@@ -40,6 +41,8 @@ def test_init_creates_the_store_and_prints_dsn_and_agent_setup(tmp_path: Path) -
     assert f"claude mcp add prodloop -- prodloop serve --repo {tmp_path}" in done.stdout
     snippet = json.loads(done.stdout[done.stdout.index("{") :])
     assert snippet["mcpServers"]["prodloop"]["args"] == ["serve", "--repo", str(tmp_path)]
+    status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"], capture_output=True, text=True)
+    assert ".prodloop" not in status.stdout  # the store and tokens can never be committed by accident
     again = _run("init", "--repo", str(tmp_path), "--project", "shop", cwd=tmp_path)
     assert project.public_key in again.stdout  # idempotent: same project, same key
 
