@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 import json
 import time
 import uuid
@@ -19,8 +20,10 @@ import pytest
 from prodloop.server.clock import FixedClock
 from prodloop.server.context import AppContext
 from prodloop.server.demo import serve_in_thread
+from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import Project
+from tests.sample_service import SampleService
 
 MCP_TOKEN = "test-token-0123456789abcdef"
 
@@ -50,6 +53,31 @@ def make_ctx(tmp_path: Path) -> Iterator[Callable[..., AppContext]]:
 @pytest.fixture
 def ctx(make_ctx: Callable[..., AppContext]) -> AppContext:
     return make_ctx()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
+    """The sample service's repository, shared by a module's tests (they never change it)."""
+    return SampleService(tmp_path_factory.mktemp("sample") / "shop")
+
+
+@pytest.fixture
+def service_ctx(service: SampleService, tmp_path: Path) -> Iterator[Callable[..., AppContext]]:
+    """Factory: a store beside the sample service holding the real event of one of its crashes."""
+    opened: list[AppContext] = []
+    counter = itertools.count()
+
+    def factory(crash: str | None = "unknown_sku", **settings: Any) -> AppContext:
+        data_dir = tmp_path / f"data{next(counter)}"
+        ctx = AppContext.open(load_settings(repo=service.root, data_dir=data_dir, **settings))
+        opened.append(ctx)
+        if crash is not None:
+            import_events(ctx, ctx.store.create_project("shop"), [("e", service.event(crash))], source="test")
+        return ctx
+
+    yield factory
+    for ctx in opened:
+        ctx.close()
 
 
 @dataclass

@@ -18,11 +18,6 @@ from tests.sample_service import SampleService
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
-    return SampleService(tmp_path_factory.mktemp("sample") / "shop")
-
-
 @pytest.fixture
 def ctx(service: SampleService, tmp_path: Path) -> Iterator[AppContext]:
     ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data"))

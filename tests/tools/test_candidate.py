@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import BudgetExhausted
-from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy
 from prodloop.tools.candidate import CandidateResult, prepare_input, run_candidate_test
@@ -28,28 +26,9 @@ def test_unknown_sku_costs_nothing():
 """
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
-    svc = SampleService(tmp_path_factory.mktemp("sample") / "shop")
-    svc.event("unknown_sku")
-    return svc
-
-
 @pytest.fixture
-def open_ctx(service: SampleService, tmp_path: Path) -> Iterator[Callable[..., AppContext]]:
-    opened: list[AppContext] = []
-    counter = itertools.count()
-
-    def factory(**settings: Any) -> AppContext:
-        ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / f"data{next(counter)}", **settings))
-        opened.append(ctx)
-        if not ctx.store.list_projects():
-            import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="test")
-        return ctx
-
-    yield factory
-    for ctx in opened:
-        ctx.close()
+def open_ctx(service_ctx: Callable[..., AppContext]) -> Callable[..., AppContext]:
+    return service_ctx
 
 
 def _run(ctx: AppContext, test: str, fix: str | None = FIX_UNKNOWN_SKU, **kwargs: Any) -> CandidateResult:

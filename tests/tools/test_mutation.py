@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ import pytest
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
-from prodloop.server.ingest.importer import import_events
-from prodloop.server.settings import load_settings
 from prodloop.tools.candidate import run_candidate_for_issue
 from prodloop.tools.mutation import MutationRefused, mutate_validate
 from tests.sample_service import FIX_UNKNOWN_SKU, FIX_ZERO_RATE, SampleService
@@ -51,26 +48,9 @@ def test_zero_rate_is_refused_and_points_add_up():
 """
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
-    return SampleService(tmp_path_factory.mktemp("sample") / "shop")
-
-
 @pytest.fixture
-def open_ctx(service: SampleService, tmp_path: Path) -> Iterator[Callable[[str], AppContext]]:
-    opened: list[AppContext] = []
-    counter = itertools.count()
-
-    def factory(crash: str) -> AppContext:
-        settings = load_settings(repo=service.root, data_dir=tmp_path / f"d{next(counter)}", gates={"flaky_runs": 1})
-        ctx = AppContext.open(settings)
-        opened.append(ctx)
-        import_events(ctx, ctx.store.create_project("shop"), [("e", service.event(crash))], source="test")
-        return ctx
-
-    yield factory
-    for ctx in opened:
-        ctx.close()
+def open_ctx(service_ctx: Callable[..., AppContext]) -> Callable[[str], AppContext]:
+    return lambda crash: service_ctx(crash, gates={"flaky_runs": 1})
 
 
 def _receipt(ctx: AppContext, test: str, fix: str) -> str:

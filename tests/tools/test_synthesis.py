@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +20,9 @@ from prodloop.tools.synthesis import synthesize_regression_test
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
-    return SampleService(tmp_path_factory.mktemp("sample") / "shop")
-
-
 @pytest.fixture
-def ctx_for(service: SampleService, tmp_path: Path) -> Iterator[Callable[[str], AppContext]]:
-    opened: list[AppContext] = []
-
-    def factory(crash: str) -> AppContext:
-        ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / crash, gates={"flaky_runs": 2}))
-        opened.append(ctx)
-        import_events(ctx, ctx.store.create_project("shop"), [("e", service.event(crash))], source="test")
-        return ctx
-
-    yield factory
-    for ctx in opened:
-        ctx.close()
+def ctx_for(service_ctx: Callable[..., AppContext]) -> Callable[[str], AppContext]:
+    return lambda crash: service_ctx(crash, gates={"flaky_runs": 2})
 
 
 def test_synthesis_reproduces_the_sample_bug_and_the_test_then_passes_every_gate_with_the_fix(
