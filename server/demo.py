@@ -165,6 +165,7 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
                 on_step=lambda s: step(f"loop: {s.name}", s.detail if s.ok else f"FAILED: {s.detail}"),
             )  # fmt: skip
             seen["loop"] = report.model_dump()
+            seen["kept"] = workdir is not None
             seen["crash_to_pr_seconds"] = time.perf_counter() - crashed
         finally:
             ctx.close()
@@ -218,6 +219,9 @@ def _print_result(console: Console, seen: dict[str, Any]) -> None:
     pr = loop["pull_request"]
     if pr:
         console.print(f"PR branch {pr['branch']} pushed to {pr['remote']} ({pr['commit'][:12]})", highlight=False)
-        console.print(f"description: {pr['description_path']}", markup=False, highlight=False)
+        if seen.get("kept"):
+            console.print(f"description: {pr['description_path']}", markup=False, highlight=False)
+        else:
+            console.print("(the demo's files are gone; `prodloop demo --workdir DIR` keeps them)", markup=False)
     elif loop["needed"]:
         console.print(f"needs: {loop['needed']}", markup=False)
