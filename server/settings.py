@@ -66,6 +66,7 @@ class GateSettings(BaseModel):
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600, description="wall clock per pytest run")
     memory_mb: int = Field(default=2048, ge=64, description="address-space limit per pytest run")
     min_mutation_score: float = Field(default=0.8, ge=0, le=1)
+    isolate_network: bool = Field(default=True, description="runs see only their own loopback interface")
     require_isolation: bool = Field(
         default=True,
         description="no passing receipt unless the runs had the checkout read-only and secrets hidden "

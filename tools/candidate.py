@@ -145,7 +145,7 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
         memory_mb=gates_cfg.memory_mb,
     )
     python = service_python(ctx.settings)
-    guard = guard_for(ctx.settings.repo, ctx.settings.resolved_data_dir)
+    guard = guard_for(ctx.settings)
     started = time.monotonic()
     runs: list[RunResult] = []
 

@@ -46,7 +46,7 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
         (scratch / "probe.py").write_text(script)
         with workspace(ctx.git(), call.commit) as ws:
             ws.apply_diff(fix_diff)
-            guard = guard_for(ctx.settings.repo, ctx.settings.resolved_data_dir)
+            guard = guard_for(ctx.settings)
             command, _ = confine([str(service_python(ctx.settings)), str(scratch / "probe.py")], limits, guard)
             with open(scratch / "out.txt", "wb") as out:
                 proc = subprocess.Popen(

@@ -100,7 +100,7 @@ def mutate_validate(
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, receipt.issue_id, count_run=False)
     cfg = ctx.settings.gates
     python = service_python(ctx.settings)
-    guard = guard_for(ctx.settings.repo, ctx.settings.resolved_data_dir)
+    guard = guard_for(ctx.settings)
     limits = Limits(
         timeout_seconds=cfg.timeout_seconds, cpu_seconds=int(cfg.timeout_seconds) + 5, memory_mb=cfg.memory_mb
     )

@@ -107,9 +107,7 @@ def open_pr(
         limits = Limits(
             timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
         )
-        check = run_pytest(
-            ws, service_python(settings), [node], limits, guard=guard_for(repo_path, settings.resolved_data_dir)
-        )
+        check = run_pytest(ws, service_python(settings), [node], limits, guard=guard_for(settings))
         outcome = outcome_of(check, node)
         if outcome is None or outcome.outcome != "passed":
             what = "timed out" if check.timed_out else (outcome.outcome if outcome else "did not run")

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from prodloop.server.errors import CodePathError
+from prodloop.server.settings import Settings
 from prodloop.tools.git_repo import GitRepo
 
 _PROBE = Path(__file__).with_name("_probe.py")
@@ -222,16 +224,29 @@ class Guard:
 
     checkout: Path
     hidden: tuple[Path, ...] = ()
+    offline: bool = True  # a network namespace with only loopback
 
 
 # Credentials a test could read by absolute path; hidden when they exist.
 _HOME_SECRETS = (".ssh", ".git-credentials", ".netrc", ".pypirc", ".config/gh", ".aws", ".docker", ".kube")
 
 
-def guard_for(checkout: Path, data_dir: Path) -> Guard:
+def guard_for(settings: Settings) -> Guard:
     home = Path.home()
-    hidden = [data_dir.resolve(), *(home / name for name in _HOME_SECRETS)]
-    return Guard(checkout=checkout.resolve(), hidden=tuple(p for p in hidden if p.exists()))
+    hidden = [settings.resolved_data_dir, *(home / name for name in _HOME_SECRETS)]
+    return Guard(
+        checkout=settings.repo.resolve(),
+        hidden=tuple(p for p in hidden if p.exists()),
+        offline=settings.gates.isolate_network,
+    )
+
+
+# Brings the loopback interface of a new network namespace up (SIOCGIFFLAGS / SIOCSIFFLAGS), with no `ip` needed.
+_LOOPBACK_UP = (
+    "import fcntl, socket, struct; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    "f = struct.unpack('16sH', fcntl.ioctl(s, 0x8913, struct.pack('16sH', b'lo', 0)))[1]; "
+    "fcntl.ioctl(s, 0x8914, struct.pack('16sH', b'lo', f | 1))"
+)
 
 
 def confine(args: list[str], limits: Limits, guard: Guard | None) -> tuple[list[str], bool]:
@@ -243,7 +258,9 @@ def confine(args: list[str], limits: Limits, guard: Guard | None) -> tuple[list[
     if guard is None or not _namespaces_work():
         return ["sh", "-c", inner], False
     p = _q(str(guard.checkout))
-    steps = [f"mount --bind {p} {p}", f"mount -o remount,bind,ro {p}"]
+    offline = guard.offline and _namespaces_work(offline=True)
+    steps = [f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)}"] if offline else []
+    steps += [f"mount --bind {p} {p}", f"mount -o remount,bind,ro {p}"]
     for path in guard.hidden:
         target = _q(str(path))
         steps.append(
@@ -254,29 +271,40 @@ def confine(args: list[str], limits: Limits, guard: Guard | None) -> tuple[list[
     script = (
         " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + f"; exit {SETUP_FAILED}"
     )
-    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], True
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        *(["--net"] if offline else []),
+        "sh",
+        "-c",
+        script,
+    ], True
 
 
 SETUP_FAILED = 97
-_NS_CACHE: list[bool] = []
+_NS_CACHE: dict[bool, bool] = {}
 
 
-def _namespaces_work() -> bool:
-    """Whether this kernel lets us bind, remount read-only and lock mounts in user namespaces (probed once)."""
-    if not _NS_CACHE:
+def _namespaces_work(*, offline: bool = False) -> bool:
+    """Whether this kernel lets us bind, remount read-only and lock mounts in user namespaces (and, offline,
+    give the run its own network namespace); probed once each."""
+    if offline not in _NS_CACHE:
         probe = Path(tempfile.mkdtemp(prefix="prodloop-ns-"))
         p = _q(str(probe))
         script = f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && exec unshare --user --map-current-user true"
+        if offline:
+            script = f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)} && {script}"
+        command = ["unshare", "--user", "--map-root-user", "--mount", *(["--net"] if offline else []), "sh", "-c"]
         try:
-            done = subprocess.run(
-                ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], capture_output=True, timeout=10
-            )
-            _NS_CACHE.append(done.returncode == 0)
+            done = subprocess.run([*command, script], capture_output=True, timeout=10)
+            _NS_CACHE[offline] = done.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
-            _NS_CACHE.append(False)
+            _NS_CACHE[offline] = False
         finally:
             shutil.rmtree(probe, ignore_errors=True)
-    return _NS_CACHE[0]
+    return _NS_CACHE[offline]
 
 
 def _q(text: str) -> str:

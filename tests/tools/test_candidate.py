@@ -220,7 +220,7 @@ async def test_the_mcp_tools_run_a_candidate_and_report_the_budget(open_ctx: Cal
     assert "the fix does not apply" in bad_fix.content[0].text
 
 
-def test_a_test_can_neither_unmount_the_protection_nor_read_the_store(
+def test_a_test_can_neither_unmount_the_protection_nor_read_the_store_nor_reach_the_network(
     service: SampleService, open_ctx: Callable[..., AppContext]
 ) -> None:
     ctx = open_ctx()
@@ -229,6 +229,7 @@ def test_a_test_can_neither_unmount_the_protection_nor_read_the_store(
     assert database.exists()
     test = f"""
 import os
+import socket
 import subprocess
 
 
@@ -242,7 +243,11 @@ def test_escape():
     except OSError:
         wrote = False
     read = os.path.exists({str(database)!r})
-    assert not wrote and not read, (wrote, read)
+    interfaces = [name for _, name in socket.if_nameindex()]
+    server = socket.create_server(("127.0.0.1", 0))
+    socket.create_connection(server.getsockname()).close()  # loopback still works
+    server.close()
+    assert not wrote and not read and interfaces == ["lo"], (wrote, read, interfaces)
 """
     result = _run(ctx, test, fix=None)
     assert result.checkout_protected
