@@ -65,7 +65,29 @@ def open_pr(
     receipt = policy.get_receipt(ctx.store, receipt_id)
     _check_receipt(receipt)
     issue = ctx.store.get_issue(receipt.issue_id)
-    _check_budget(ctx, receipt)
+    slot = _reserve(ctx, receipt)
+    try:
+        return _open(
+            ctx, receipt, issue, slot, title=title, body_extra=body_extra, draft=draft, labels=labels, client=client
+        )
+    except BaseException:
+        policy.release_pull_request(ctx.store, slot)
+        raise
+
+
+def _open(
+    ctx: AppContext,
+    receipt: policy.ReceiptRow,
+    issue: Any,
+    slot: int,
+    *,
+    title: str | None,
+    body_extra: str | None,
+    draft: bool,
+    labels: list[str] | None,
+    client: str,
+) -> PullRequestResult:
+    receipt_id = receipt.id
     code_path = map_code_path(ctx.store, ctx.git(), event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites)
     settings = ctx.settings
     repo_path = settings.repo.resolve()
@@ -134,10 +156,8 @@ def open_pr(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(f"# {title or _title(issue.id, issue.title)}\n\n{body}", encoding="utf-8")
         description_path = str(target)
-    policy.save_pull_request(
-        ctx.store,
-        policy.PullRequestRow(0, issue.id, receipt_id, branch, commit, url, number, mode, now),
-        record,
+    policy.complete_pull_request(
+        ctx.store, policy.PullRequestRow(slot, issue.id, receipt_id, branch, commit, url, number, mode, now), record
     )
     return PullRequestResult(
         mode=mode, branch=branch, base=base, commit=commit, remote=remote, url=url, number=number,
@@ -167,19 +187,19 @@ def _check_receipt(receipt: policy.ReceiptRow) -> None:
         )
 
 
-def _check_budget(ctx: AppContext, receipt: policy.ReceiptRow) -> None:
+def _reserve(ctx: AppContext, receipt: policy.ReceiptRow) -> int:
     limits = ctx.settings.budgets
     now = ctx.clock.now()
-    for_issue = policy.pull_requests(ctx.store, issue_id=receipt.issue_id)
-    today = policy.pull_requests(ctx.store, since=now - DAY)
-    problem = None
-    if len(for_issue) >= limits.max_prs_per_issue:
-        problem = f"issue {receipt.issue_id} already has {len(for_issue)} of {limits.max_prs_per_issue} PRs"
-    elif len(today) >= limits.max_prs_per_day:
-        problem = f"{len(today)} of {limits.max_prs_per_day} PRs were opened in the last 24 hours"
-    if problem is not None:
-        policy.escalate(ctx.store, receipt.issue_id, "pr-budget", problem, now)
-        raise PullRequestRefused(receipt.id, problem, "a person must review the open PRs (escalated)")
+    slot, problem = policy.reserve_pull_request(
+        ctx.store, receipt.issue_id, receipt.id, max_per_issue=limits.max_prs_per_issue,
+        max_per_day=limits.max_prs_per_day, now=now,
+    )  # fmt: skip
+    if slot is None:
+        policy.escalate(ctx.store, receipt.issue_id, "pr-budget", problem or "PR budget", now)
+        raise PullRequestRefused(
+            receipt.id, problem or "no PR budget left", "a person must review the open PRs (escalated)"
+        )
+    return slot
 
 
 def _default_branch(repo: Path, remote: str) -> str:

@@ -183,23 +183,47 @@ class PullRequestRow:
     created_at: float
 
 
-def save_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str, Any]) -> int:
-    """The PR and its provenance record, in one transaction."""
+def reserve_pull_request(
+    store: Store, issue_id: int, receipt_id: str, *, max_per_issue: int, max_per_day: int, now: float
+) -> tuple[int | None, str | None]:
+    """Take a PR slot within the per-issue and per-day budgets in one transaction: (slot id, None) or
+    (None, why not). Concurrent calls cannot both take the last slot."""
     with store.transaction() as conn:
+        for_issue = conn.execute("SELECT count(*) FROM pull_requests WHERE issue_id = ?", (issue_id,)).fetchone()[0]
+        today = conn.execute("SELECT count(*) FROM pull_requests WHERE created_at >= ?", (now - 86_400,)).fetchone()[0]
+        if for_issue >= max_per_issue:
+            return None, f"issue {issue_id} already has {for_issue} of {max_per_issue} PRs"
+        if today >= max_per_day:
+            return None, f"{today} of {max_per_day} PRs were opened in the last 24 hours"
         cur = conn.execute(
-            "INSERT INTO pull_requests (issue_id, receipt_id, branch, commit_sha, url, number, mode, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (pr.issue_id, pr.receipt_id, pr.branch, pr.commit_sha, pr.url, pr.number, pr.mode, pr.created_at),
+            "INSERT INTO pull_requests (issue_id, receipt_id, branch, commit_sha, mode, created_at)"
+            " VALUES (?, ?, '', '', 'pending', ?)",
+            (issue_id, receipt_id, now),
+        )
+    return int(cur.lastrowid or 0), None
+
+
+def complete_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str, Any]) -> None:
+    """Fill in a reserved slot and store the provenance record, in one transaction."""
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE pull_requests SET branch = ?, commit_sha = ?, url = ?, number = ?, mode = ? WHERE id = ?",
+            (pr.branch, pr.commit_sha, pr.url, pr.number, pr.mode, pr.id),
         )
         conn.execute(
             "INSERT INTO provenance (test_node, test_path, record, created_at) VALUES (?, ?, ?, ?)",
             (provenance["test_node"], provenance["test_path"], json.dumps(provenance, sort_keys=True), pr.created_at),
         )
-    return int(cur.lastrowid or 0)
+
+
+def release_pull_request(store: Store, slot: int) -> None:
+    """Give back a slot whose PR was never made."""
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM pull_requests WHERE id = ? AND mode = 'pending'", (slot,))
 
 
 def pull_requests(store: Store, *, issue_id: int | None = None, since: float | None = None) -> list[PullRequestRow]:
-    clause, params = where(("issue_id = ?", issue_id), ("created_at >= ?", since))
+    clause, params = where(("issue_id = ?", issue_id), ("created_at >= ?", since), ("mode != 'pending'", ...))
     rows = store.reader().execute(
         "SELECT id, issue_id, receipt_id, branch, commit_sha, url, number, mode, created_at"
         f" FROM pull_requests {clause} ORDER BY id",

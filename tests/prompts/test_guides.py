@@ -91,8 +91,11 @@ async def test_post_merge_followup_with_and_without_a_pr(ctx: AppContext) -> Non
     assert "No PR was opened" in await _prompt(ctx, "post_merge_followup", {"issue_id": "1"})
     receipt = policy.ReceiptRow("r" * 32, 1, "e", "c", "t.py", "t", "", "", "", "", True, [], 0.0, 0.0, None)
     policy.save_receipt(ctx.store, receipt)
-    row = policy.PullRequestRow(0, 1, "r" * 32, "prodloop/1-x", "c" * 40, None, None, "local", ctx.clock.now())
-    policy.save_pull_request(ctx.store, row, {"test_node": "t.py::t", "test_path": "t.py"})
+    now = ctx.clock.now()
+    slot, _ = policy.reserve_pull_request(ctx.store, 1, "r" * 32, max_per_issue=3, max_per_day=10, now=now)
+    assert slot is not None
+    row = policy.PullRequestRow(slot, 1, "r" * 32, "prodloop/1-x", "c" * 40, None, None, "local", now)
+    policy.complete_pull_request(ctx.store, row, {"test_node": "t.py::t", "test_path": "t.py"})
     text = await _prompt(ctx, "post_merge_followup", {"issue_id": "1"})
     assert "PR prodloop/1-x (local) opened" in text
     assert "Events since then: 0" in text

@@ -198,6 +198,7 @@ def test_a_base_that_moved_into_a_conflict_is_refused_with_the_evidence(
     _git(other, "push", "-q", "origin", "main")
     with pytest.raises(PullRequestRefused, match="the fix conflicts with main"):
         open_pr(ctx, receipt_id=prepared["strong"])
+    assert ctx.store.reader().execute("SELECT count(*) FROM pull_requests").fetchone()[0] == 0  # slot given back
     assert _git(remote, "branch", "--list", "--format=%(refname:short)").split() == ["main"]
 
 
