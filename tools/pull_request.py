@@ -30,7 +30,6 @@ from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.provenance import build_record, jsonl_line
 from prodloop.tools.sandbox import Limits, guard_for, outcome_of, run_pytest, workspace
 
-DAY = 86_400.0
 
 
 class PullRequestRefused(ProdloopError):
