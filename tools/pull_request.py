@@ -31,7 +31,6 @@ from prodloop.tools.provenance import build_record, jsonl_line
 from prodloop.tools.sandbox import Limits, guard_for, outcome_of, run_pytest, workspace
 
 
-
 class PullRequestRefused(ProdloopError):
     def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
         super().__init__(f"open_pr refused for receipt {receipt_id}: {problem}; {fix}")
