@@ -14,7 +14,7 @@ from prodloop.server.errors import ProdloopError
 from prodloop.server.store import policy
 from prodloop.tools._shape import iso
 from prodloop.tools.budget import budget_status
-from prodloop.tools.code_path import CodePath, map_code_path
+from prodloop.tools.code_path import CodePath, file_reliability, map_code_path
 from prodloop.tools.error_context import fetch_error_context
 from prodloop.tools.failing_test import map_failing_test
 from prodloop.tools.issues import list_issues
@@ -122,11 +122,8 @@ def review_change_with_reliability(ctx: AppContext, diff: str) -> str:
         return "# Reliability review\n\nThe diff names no changed file (`+++ b/...` lines): pass a unified diff."
     lines = ["# Reliability review of the change", "", "| file | production issues | events |", "| --- | --- | --- |"]
     for path in files:
-        parts = path.split("/")
-        names = ["/".join(parts[i:]) for i in range(max(1, len(parts) - 1))]
-        modules = [n.removesuffix(".py").replace("/", ".") for n in names]
-        issues, events = ctx.store.file_reliability(names, modules)
-        lines.append(f"| `{path}` | {issues} | {events} |")
+        record = file_reliability(ctx.store, path)
+        lines.append(f"| `{path}` | {record.issues} | {record.events} |")
     lines += [
         "",
         "Files with production history deserve a regression test for the failures they had; ask `list_issues` and",

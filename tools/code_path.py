@@ -114,7 +114,7 @@ def map_code_path(
         culprit=culprit,
         attribution=attribution,
         related_tests=_related(repo, commit, culprit),
-        reliability=[_reliability(store, p) for p in paths],
+        reliability=[file_reliability(store, p) for p in paths],
         notes=notes,
     )
 
@@ -216,7 +216,7 @@ def _module_of(path: str) -> str:
     return dotted.removeprefix("src.")
 
 
-def _reliability(store: Store, path: str) -> FileReliability:
+def file_reliability(store: Store, path: str) -> FileReliability:
     """Events name files relative to an import root that prodloop cannot know, so every suffix counts,
     except a bare basename or module name for a nested file (another package's file of that name)."""
     parts = path.split("/")
