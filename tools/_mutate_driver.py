@@ -43,7 +43,7 @@ class _Outcomes:
 def main() -> int:
     with open(sys.argv[1]) as fh:
         spec = json.load(fh)
-    sys.path.insert(0, spec["root"])
+    sys.path[:0] = [p for p in (os.path.join(spec["root"], "src"), spec["root"]) if os.path.isdir(p)]
     os.chdir(spec["root"])
     import libcst as cst  # noqa: F401 (imported once, before forking)
     import pytest

@@ -17,7 +17,7 @@ from pathlib import Path
 from prodloop.server.context import AppContext
 from prodloop.server.settings import service_python
 from prodloop.tools.reconstruct import Unusable, rebuild, render
-from prodloop.tools.sandbox import Limits, confine, guard_for, sandbox_env, wait, workspace
+from prodloop.tools.sandbox import Limits, confine, guard_for, import_roots, sandbox_env, wait, workspace
 from prodloop.tools.synthesis import SynthesizedCall, render_test
 
 _MARK = "PRODLOOP-RESULT "
@@ -49,10 +49,10 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
             guard = guard_for(ctx.settings)
             command, _ = confine([str(service_python(ctx.settings)), str(scratch / "probe.py")], limits, guard)
             with open(scratch / "out.txt", "wb") as out:
+                env = sandbox_env(scratch, *import_roots(ws.root))
                 proc = subprocess.Popen(
-                    command, cwd=ws.root, env=sandbox_env(scratch, ws.root), stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )  # fmt: skip
+                    command, cwd=ws.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
                 code, _, timed_out = wait(proc, limits.timeout_seconds)
         output = (scratch / "out.txt").read_text(errors="replace")
     finally:

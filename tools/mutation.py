@@ -32,7 +32,17 @@ from prodloop.server.store import policy
 from prodloop.tools import budget
 from prodloop.tools.code_path import MappedFrame, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.sandbox import Guard, Limits, confine, guard_for, run_pytest, sandbox_env, wait, workspace
+from prodloop.tools.sandbox import (
+    Guard,
+    Limits,
+    confine,
+    guard_for,
+    import_roots,
+    run_pytest,
+    sandbox_env,
+    wait,
+    workspace,
+)
 
 _DRIVER = Path(__file__).with_name("_mutate_driver.py")
 logger = logging.getLogger("prodloop.tools")
@@ -240,7 +250,7 @@ def _drive(
             proc = subprocess.Popen(
                 command,
                 cwd=root,
-                env=sandbox_env(scratch, root),
+                env=sandbox_env(scratch, *import_roots(root)),
                 stdout=subprocess.PIPE,
                 stderr=err,
                 start_new_session=True,

@@ -153,7 +153,7 @@ def run_pytest(
         plugin_dir.mkdir()
         shutil.copy(_PROBE, plugin_dir / "prodloop_probe.py")
         junit, probe, cover = scratch / "junit.xml", scratch / "probe.json", scratch / "cover.json"
-        env = sandbox_env(scratch, plugin_dir, ws.root)
+        env = sandbox_env(scratch, plugin_dir, *import_roots(ws.root))
         env.update(PYTHONHASHSEED=str(hash_seed), PRODLOOP_PROBE_OUT=str(probe))
         if shuffle_seed is not None:
             env["PRODLOOP_SHUFFLE_SEED"] = str(shuffle_seed)
@@ -209,6 +209,13 @@ def run_pytest(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def import_roots(tree: Path) -> list[Path]:
+    """Where the service's code imports from in a tree: `src/` first for a src layout, then the root. On
+    PYTHONPATH they come before site-packages, so an editable install of the service (which points at the
+    user's checkout) never shadows the worktree's code."""
+    return [p for p in (tree / "src", tree) if p.is_dir()]
 
 
 def sandbox_env(scratch: Path, *paths: Path) -> dict[str, str]:
