@@ -10,6 +10,7 @@ from typing import Any
 from tests.repos import GitFixture, new_repo
 
 FILES: dict[str, str] = {
+    ".gitignore": ".prodloop\n__pycache__/\n",
     "shop/__init__.py": "",
     "shop/pricing.py": '''
         """Prices of a shopping cart."""

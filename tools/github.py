@@ -6,6 +6,7 @@ error is mapped here to a message with the status and GitHub's own words, never 
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ from github.GithubRetry import GithubRetry
 from prodloop.server.errors import ConfigError, ProdloopError
 from prodloop.server.settings import Settings
 
+logger = logging.getLogger("prodloop.tools")
 _REMOTE = re.compile(r"(?:[:/])([^/:]+)/([^/]+?)(?:\.git)?/?$")
 
 
@@ -64,13 +66,16 @@ def create_pull_request(
         retry=GithubRetry(total=3),
     )
     try:
-        gh_repo = client.get_repo(name)
-        pr = gh_repo.create_pull(base=base, head=head, title=title, body=body, draft=draft)
-        if labels:
-            pr.add_to_labels(*labels)
+        try:
+            pr = client.get_repo(name).create_pull(base=base, head=head, title=title, body=body, draft=draft)
+        except GithubException as exc:
+            data = exc.data if isinstance(exc.data, dict) else {}
+            raise GitHubError(f"pull request for {name}", exc.status, str(data.get("message") or "")) from None
+        try:
+            if labels:
+                pr.add_to_labels(*labels)
+        except GithubException as exc:  # the PR exists: a missing label is worth a log line, not a failure
+            logger.warning("PR %s opened, labels not added (HTTP %s)", pr.number, exc.status)
         return str(pr.html_url), int(pr.number)
-    except GithubException as exc:
-        data = exc.data if isinstance(exc.data, dict) else {}
-        raise GitHubError(f"pull request for {name}", exc.status, str(data.get("message") or "")) from None
     finally:
         client.close()

@@ -64,12 +64,17 @@ def open_pr(
     _check_receipt(receipt)
     issue = ctx.store.get_issue(receipt.issue_id)
     slot = _reserve(ctx, receipt)
+    pushed: list[str] = []  # the branch and commit, once they left this machine
     try:
         return _open(
-            ctx, receipt, issue, slot, title=title, body_extra=body_extra, draft=draft, labels=labels, client=client
-        )
+            ctx, receipt, issue, slot, pushed,
+            title=title, body_extra=body_extra, draft=draft, labels=labels, client=client,
+        )  # fmt: skip
     except BaseException:
-        policy.release_pull_request(ctx.store, slot)
+        if pushed:  # a branch (and maybe a PR) exists: the slot stays spent, for a person to see
+            policy.fail_pull_request(ctx.store, slot, branch=pushed[0], commit=pushed[1])
+        else:
+            policy.release_pull_request(ctx.store, slot)
         raise
 
 
@@ -78,6 +83,7 @@ def _open(
     receipt: policy.ReceiptRow,
     issue: Any,
     slot: int,
+    pushed: list[str],
     *,
     title: str | None,
     body_extra: str | None,
@@ -121,7 +127,7 @@ def _open(
         with open(ledger, "a", encoding="utf-8") as fh:
             fh.write(jsonl_line(record))
         # Commit before anything runs: what the test writes while it runs can never ship in the PR.
-        commit = _commit(ws.root, message, _expected_files(receipt, settings.provenance_path))
+        commit = _commit(ws.root, message, _expected_files(ws.root, receipt, settings.provenance_path))
         node = f"{receipt.test_path}::{receipt.test_name}"
         gates = settings.gates
         limits = Limits(
@@ -138,6 +144,7 @@ def _open(
                 "the base moved: run run_candidate_test against it, then open_pr again",
             )
         _push(ws.root, remote, branch)
+        pushed += [branch, commit]
     labels = labels if labels is not None else list(settings.pr_labels)
     url = number = description_path = None
     if settings.github_token is not None:
@@ -221,18 +228,34 @@ def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
     return sha
 
 
-def _expected_files(receipt: policy.ReceiptRow, ledger: str) -> set[str]:
-    touched = set(re.findall(r"^(?:\+\+\+ b|--- a)/(\S+)", receipt.fix_diff, re.M))
-    return touched | {receipt.test_path, ledger}
+def _expected_files(root: Path, receipt: policy.ReceiptRow, ledger: str) -> list[str]:
+    """Every path the fix touches (read by git from the diff itself, so any file name works), the test and the
+    provenance ledger."""
+    done = subprocess.run(
+        ["git", "-C", str(root), "apply", "--numstat", "-z", "-"], input=receipt.fix_diff.encode(),
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    touched: list[str] = []
+    fields = done.stdout.split(b"\0")
+    i = 0
+    while i < len(fields) and fields[i]:
+        stat = fields[i].split(b"\t")
+        if len(stat) == 3 and stat[2]:
+            touched.append(stat[2].decode())
+            i += 1
+        else:  # a rename: "added\tdeleted\t" then the old and the new path
+            touched += [fields[i + 1].decode(), fields[i + 2].decode()]
+            i += 3
+    return sorted({*touched, receipt.test_path, ledger})
 
 
-def _commit(root: Path, message: str, expected: set[str]) -> str:
+def _commit(root: Path, message: str, expected: list[str]) -> str:
     try:
         repo = git.Repo(root)
-        repo.git.add("--all")
-        staged = set(repo.git.diff("--cached", "--name-only").split())
-        if staged != expected:
-            raise ProdloopError(f"the change would commit {sorted(staged)}, not {sorted(expected)}; nothing was pushed")
+        repo.git.add("--all", "--force", "--", *expected)  # the ledger's folder may be ignored by the service
+        staged = set(repo.git.diff("--cached", "--name-only", "-z").split("\0")) - {""}
+        if not staged <= set(expected):
+            raise ProdloopError(f"the change would commit {sorted(staged - set(expected))} too; nothing was pushed")
         repo.git.execute(
             ["git", "-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
              "--no-verify", "-m", message],

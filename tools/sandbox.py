@@ -165,7 +165,8 @@ def run_pytest(
             "-o", "addopts=", "-o", "console_output_style=classic", f"--junitxml={junit}", "--rootdir", str(ws.root),
             *targets,
         ]  # fmt: skip
-        command, protected = confine(pytest_args, limits, guard)
+        ready = scratch / "sandbox-ready"
+        command, protected = confine(pytest_args, limits, guard, ready=ready)
         log = scratch / "output.txt"
         started = time.monotonic()
         with open(log, "wb") as out:
@@ -174,7 +175,7 @@ def run_pytest(
             )
             exit_code, cpu, timed_out = wait(proc, limits.timeout_seconds)
         wall = time.monotonic() - started
-        if exit_code == SETUP_FAILED:
+        if guard is not None and _namespaces_work() and not ready.exists():
             raise CodePathError(
                 str(ws.repo.path),
                 f"the sandbox could not be set up: {log.read_text(errors='replace')[-300:]}",
@@ -256,10 +257,14 @@ _LOOPBACK_UP = (
 )
 
 
-def confine(args: list[str], limits: Limits, guard: Guard | None) -> tuple[list[str], bool]:
+def confine(
+    args: list[str], limits: Limits, guard: Guard | None, *, ready: Path | None = None
+) -> tuple[list[str], bool]:
     """Wrap the command in ulimits and, where user namespaces allow, a mount namespace in which the checkout
     is read-only and the secrets are hidden; a nested user namespace locks those mounts so that the
-    command, root in the outer namespace only, cannot undo them. If any step fails nothing runs (exit 97)."""
+    command, root in the outer namespace only, cannot undo them. If any step fails nothing runs; `ready` is
+    created only once every step succeeded. The flag returned says whether the run is isolated as the guard
+    asks (a requested network namespace that the kernel refuses makes it False)."""
     limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; "
     inner = f"{limit}exec {' '.join(_q(a) for a in args)}"
     if guard is None or not _namespaces_work():
@@ -275,22 +280,13 @@ def confine(args: list[str], limits: Limits, guard: Guard | None) -> tuple[list[
             if path.is_dir()
             else f"mount --bind /dev/null {target}"
         )
-    script = (
-        " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + f"; exit {SETUP_FAILED}"
-    )
-    return [
-        "unshare",
-        "--user",
-        "--map-root-user",
-        "--mount",
-        *(["--net"] if offline else []),
-        "sh",
-        "-c",
-        script,
-    ], True
+    if ready is not None:
+        steps.append(f": > {_q(str(ready))}")
+    script = " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + "; exit 97"
+    command = ["unshare", "--user", "--map-root-user", "--mount", *(["--net"] if offline else []), "sh", "-c", script]
+    return command, offline or not guard.offline
 
 
-SETUP_FAILED = 97
 _NS_CACHE: dict[bool, bool] = {}
 
 

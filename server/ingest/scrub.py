@@ -116,13 +116,15 @@ class Scrubber:
 
     def _walk(self, value: Any, path: _Path, out: list[tuple[str, str]], *, sensitive: bool) -> Any:
         if isinstance(value, dict):
-            # Under a sensitive key everything is sensitive; keys themselves are text that can carry secrets.
-            return {
-                self._key(str(k), path, out): self._walk(
-                    v, (path, k), out, sensitive=sensitive or self._is_sensitive(str(k))
-                )
-                for k, v in value.items()
-            }
+            # Under a sensitive key everything is sensitive; keys themselves are text that can carry secrets
+            # (two keys that scrub alike stay two entries).
+            walked: dict[str, Any] = {}
+            for k, v in value.items():
+                key = self._key(str(k), path, out)
+                while key in walked:
+                    key += "'"
+                walked[key] = self._walk(v, (path, k), out, sensitive=sensitive or self._is_sensitive(str(k)))
+            return walked
         if isinstance(value, list):
             # Header and query lists arrive as [key, value] pairs after normalization.
             if len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], (dict, list)):

@@ -189,8 +189,14 @@ def reserve_pull_request(
     """Take a PR slot within the per-issue and per-day budgets in one transaction: (slot id, None) or
     (None, why not). Concurrent calls cannot both take the last slot."""
     with store.transaction() as conn:
-        for_issue = conn.execute("SELECT count(*) FROM pull_requests WHERE issue_id = ?", (issue_id,)).fetchone()[0]
-        today = conn.execute("SELECT count(*) FROM pull_requests WHERE created_at >= ?", (now - 86_400,)).fetchone()[0]
+        # A pending slot older than an hour belongs to a process that died mid-way: it no longer counts.
+        live = "(mode != 'pending' OR created_at > ?)"
+        for_issue = conn.execute(
+            f"SELECT count(*) FROM pull_requests WHERE issue_id = ? AND {live}", (issue_id, now - 3600)
+        ).fetchone()[0]
+        today = conn.execute(
+            f"SELECT count(*) FROM pull_requests WHERE created_at >= ? AND {live}", (now - 86_400, now - 3600)
+        ).fetchone()[0]
         if for_issue >= max_per_issue:
             return None, f"issue {issue_id} already has {for_issue} of {max_per_issue} PRs"
         if today >= max_per_day:
@@ -213,6 +219,15 @@ def complete_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str
         conn.execute(
             "INSERT INTO provenance (test_node, test_path, record, created_at) VALUES (?, ?, ?, ?)",
             (provenance["test_node"], provenance["test_path"], json.dumps(provenance, sort_keys=True), pr.created_at),
+        )
+
+
+def fail_pull_request(store: Store, slot: int, *, branch: str, commit: str) -> None:
+    """A slot whose branch was pushed but whose PR could not be finished: it stays counted, marked failed."""
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE pull_requests SET branch = ?, commit_sha = ?, mode = 'failed' WHERE id = ? AND mode = 'pending'",
+            (branch, commit, slot),
         )
 
 

@@ -229,3 +229,24 @@ def test_files_the_test_writes_while_running_never_ship(
     files = _git(remote, "show", "--name-only", "--format=", result.commit).split()
     assert "written_by_test.txt" not in files
     assert sorted(files) == ["shop/pricing.py", "tests/.prodloop/provenance.jsonl", "tests/test_prodloop_issue_1.py"]
+
+
+def test_a_pr_whose_labels_fail_still_counts_and_is_not_opened_twice(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    class NoLabels(FakeGitHub):
+        def _labels(self, method: str, match: Any, body: Any) -> tuple[int, Any]:
+            return 403, {"message": "Resource not accessible by integration"}
+
+    with NoLabels(token=TOKEN) as github:
+        ctx, _ = setup(
+            github_token=TOKEN,
+            github_base_url=github.base_url,
+            github_repo="acme/shop",
+            budgets={"max_prs_per_issue": 1},
+        )
+        result = open_pr(ctx, receipt_id=prepared["strong"])
+        with pytest.raises(PullRequestRefused, match="already has 1 of 1 PRs"):
+            open_pr(ctx, receipt_id=prepared["strong"])
+    assert result.number == 1
+    assert len(github.pulls) == 1

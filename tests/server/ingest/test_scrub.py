@@ -91,3 +91,11 @@ def test_values_that_break_the_schema_are_dropped_by_normalization_not_kept() ->
     text, _ = _scrub(event)
     assert "in-a-bad-field-77" not in text
     assert "pw-in-level-88" not in text
+
+
+def test_keys_that_scrub_alike_stay_separate_entries() -> None:
+    event = make_event(extra={"owners": {"ann@example.com": "a", "bob@example.com": "b"}})
+    text, _ = _scrub(event)
+    assert "ann@example.com" not in text and "bob@example.com" not in text
+    owners = json.loads(text)["extra"]["owners"]
+    assert sorted(owners.values()) == ["a", "b"]

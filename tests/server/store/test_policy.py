@@ -27,3 +27,16 @@ def test_concurrent_reservations_never_exceed_the_budget(ctx: AppContext) -> Non
         t.join()
     assert granted.count(True) == 3
     assert policy.budget(ctx.store, 1).runs == 3
+
+
+def test_a_slot_left_pending_by_a_dead_process_stops_counting_after_an_hour(ctx: AppContext) -> None:
+    import_events(ctx, ctx.store.create_project("svc"), [("e", make_event())], source="test")
+    policy.save_receipt(
+        ctx.store, policy.ReceiptRow("r", 1, "e", "c", "t.py", "t", "", "", "", "", True, [], 0.0, 0.0, None)
+    )
+    slot, _ = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=1, max_per_day=10, now=1_000_000.0)
+    assert slot is not None
+    again, why = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=1, max_per_day=10, now=1_000_060.0)
+    assert again is None and "1 of 1" in (why or "")
+    later, _ = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=1, max_per_day=10, now=1_004_000.0)
+    assert later is not None
