@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -31,8 +33,13 @@ def _settings(repo: Path | None, data_dir: Path | None, **extra: object) -> Sett
     return load_settings(repo=repo, data_dir=data_dir, **extra)
 
 
-def _open(settings: Settings) -> AppContext:
-    return AppContext.open(settings)
+@contextmanager
+def _opened(settings: Settings) -> Iterator[AppContext]:
+    ctx = AppContext.open(settings)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
 
 
 def _project(ctx: AppContext, name: str | None, *, create: bool) -> Project:
@@ -59,11 +66,8 @@ def dsn_for(settings: Settings, project: Project) -> str:
 def init(repo: RepoOpt = None, data_dir: DataOpt = None, project: ProjectOpt = None) -> None:
     """Create the data directory and a project; print its DSN and how to add prodloop to an agent."""
     settings = _settings(repo, data_dir)
-    ctx = _open(settings)
-    try:
+    with _opened(settings) as ctx:
         proj = _project(ctx, project, create=True)
-    finally:
-        ctx.close()
     repo_path = settings.repo.resolve()
     out.print(f"data dir   {settings.resolved_data_dir}")
     out.print(f"project    {proj.name} (id {proj.id})")
@@ -84,16 +88,13 @@ def serve(
 ) -> None:
     """Run the MCP server: stdio for one agent (default), or HTTP with ingest for a team."""
     settings = _settings(repo, data_dir, host=host, port=port)
-    ctx = _open(settings)
-    try:
+    with _opened(settings) as ctx:
         if http:
             _serve_http(ctx)
         else:
             from prodloop.server.mcp_app import build_mcp
 
             build_mcp(ctx).run("stdio")
-    finally:
-        ctx.close()
 
 
 def _serve_http(ctx: AppContext) -> None:
@@ -126,9 +127,8 @@ def ingest(
     from prodloop.server.ingest.importer import import_events
     from prodloop.server.sources.files import read_event_file
 
-    ctx = _open(_settings(repo, data_dir))
     failed = False
-    try:
+    with _opened(_settings(repo, data_dir)) as ctx:
         proj = _project(ctx, project, create=True)
         for path in files:
             events = list(read_event_file(path))
@@ -139,8 +139,6 @@ def ingest(
             for where, reason in report.refused:
                 err.print(f"  {where}: {reason}", markup=False)
                 failed = True
-    finally:
-        ctx.close()
     if failed:
         raise typer.Exit(1)
 
@@ -169,13 +167,10 @@ def deploy_record(
             at = datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
         except ValueError:
             raise typer.BadParameter(f"{time!s} is not an ISO 8601 time (e.g. 2026-11-22T10:00:00Z)") from None
-    ctx = _open(_settings(repo, data_dir))
-    try:
+    with _opened(_settings(repo, data_dir)) as ctx:
         rec = record_deploy(
             ctx.store, ctx.git(), ctx.clock, release=release, commit=commit, environment=environment, deployed_at=at
         )
-    finally:
-        ctx.close()
     out.print(f"deploy {rec.id}: {rec.release} = {rec.commit[:12]} to {rec.environment} at {rec.deployed_at}")
 
 
@@ -190,11 +185,8 @@ def budget_status_cmd(
     """Show an issue's used and remaining budget."""
     from prodloop.tools.budget import budget_status
 
-    ctx = _open(_settings(repo, data_dir))
-    try:
+    with _opened(_settings(repo, data_dir)) as ctx:
         status = budget_status(ctx.store, ctx.settings.budgets, issue)
-    finally:
-        ctx.close()
     out.print_json(status.model_dump_json())
 
 
@@ -205,11 +197,8 @@ def budget_reset_cmd(
     """Give an issue a fresh budget and close its budget escalation (a person's decision)."""
     from prodloop.tools.budget import reset
 
-    ctx = _open(_settings(repo, data_dir))
-    try:
+    with _opened(_settings(repo, data_dir)) as ctx:
         reset(ctx.store, ctx.clock, issue)
-    finally:
-        ctx.close()
     out.print(f"budget of issue {issue} reset")
 
 
@@ -237,11 +226,8 @@ def sentry_pull(
     client = SentryAPIClient(
         settings.sentry_base_url, settings.sentry_org, settings.sentry_project, settings.sentry_token
     )
-    ctx = _open(settings)
-    try:
+    with _opened(settings) as ctx:
         report = pull_from_sentry(ctx, _project(ctx, project, create=True), client, limit=limit)
-    finally:
-        ctx.close()
     err.print(f"sentry: {report.stored} stored, {report.duplicates} already held, {len(report.refused)} refused")
     for where, reason in report.refused:
         err.print(f"  {where}: {reason}", markup=False)
@@ -266,9 +252,8 @@ def loop(
 
     if (issue is None) == (top is None):
         raise typer.BadParameter("give --issue ID or --top N")
-    ctx = _open(_settings(repo, data_dir))
     reports = []
-    try:
+    with _opened(_settings(repo, data_dir)) as ctx:
         ids = (
             [issue]
             if issue is not None
@@ -287,8 +272,6 @@ def loop(
                 err.print(
                     f"  → {report.outcome} in {report.seconds:.1f} s" + (f": {report.needed}" if report.needed else "")
                 )
-    finally:
-        ctx.close()
     if as_json:
         out.print_json("[" + ",".join(r.model_dump_json() for r in reports) + "]")
     worst = max((r.exit_code for r in reports), default=EXIT_CODES["error"])
@@ -306,11 +289,8 @@ def provenance(
     from prodloop.server.store import policy
     from prodloop.tools.provenance import jsonl_line
 
-    ctx = _open(_settings(repo, data_dir))
-    try:
-        records = policy.provenance_records(ctx.store, test_path=test_path)
-    finally:
-        ctx.close()
+    with _opened(_settings(repo, data_dir)) as ctx:
+        records, _ = policy.provenance_records(ctx.store, test_path=test_path)
     if export is not None:
         export.write_text("".join(jsonl_line(r) for r in records), encoding="utf-8")
         err.print(f"{len(records)} records written to {export}")
@@ -334,11 +314,8 @@ def issues_cmd(
     """Show the issues prodloop holds."""
     from prodloop.tools.issues import list_issues
 
-    ctx = _open(_settings(repo, data_dir))
-    try:
+    with _opened(_settings(repo, data_dir)) as ctx:
         page = list_issues(ctx.store, limit=limit, order_by=order_by)  # type: ignore[arg-type]
-    finally:
-        ctx.close()
     table = Table("id", "events", "users", "last seen", "title", "culprit")
     for i in page.issues:
         table.add_row(str(i.id), str(i.event_count), str(i.user_count), i.last_seen or "", i.title, i.culprit or "")

@@ -60,10 +60,9 @@ def jsonl_line(record: dict[str, Any]) -> str:
 def list_provenance(
     store: Store, *, test_path: str | None = None, limit: int = 50, cursor: str | None = None
 ) -> ProvenancePage:
-    records = policy.provenance_records(store, test_path=test_path)
     offset = decode_cursor(cursor, "provenance", "cursor")
-    page = records[offset : offset + limit]
+    page, total = policy.provenance_records(store, test_path=test_path, limit=limit, offset=offset)
     end = offset + len(page)
     return ProvenancePage(
-        records=page, total=len(records), next_cursor=encode_cursor("provenance", end) if end < len(records) else None
+        records=page, total=total, next_cursor=encode_cursor("provenance", end) if end < total else None
     )

@@ -42,7 +42,7 @@ def suggest_suite_changes(store: Store, repo: GitRepo, clock: Clock, *, quiet_da
     files = repo.files(head)
     modules = {_module(p): p for p in files if p.endswith(".py")}
     packages = {m.split(".")[0] for m in modules}
-    added = {r["test_path"]: r for r in policy.provenance_records(store)}
+    added = {r["test_path"]: r for r in policy.provenance_records(store)[0]}
     cutoff = clock.now() - quiet_days * DAY
     proposals: list[Proposal] = []
     for path in files:

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import IngestError, PayloadTooLarge
+from prodloop.server.errors import PayloadTooLarge
 from prodloop.server.ingest import grouping
 from prodloop.server.ingest.envelope import normalize_event_id
 from prodloop.server.ingest.scrub import Scrubber
@@ -106,9 +106,3 @@ def _short(value: Any, limit: int = 200) -> str | None:
     if isinstance(value, str) and value:
         return value[:limit]
     return None
-
-
-def require_object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise IngestError(f"{what} is not a JSON object", "send one Sentry event object")
-    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +126,7 @@ def charge_budget(store: Store, issue_id: int, *, runs: int, cpu_seconds: float)
     return budget(store, issue_id)
 
 
-def mark_exhausted(store: Store, issue_id: int, at: float, reason: str) -> Escalation:
+def mark_exhausted(store: Store, issue_id: int, at: float, reason: str) -> None:
     """Flag the budget exhausted and open an escalation for a person, once per exhaustion."""
     with store.transaction() as conn:
         conn.execute(
@@ -133,18 +134,7 @@ def mark_exhausted(store: Store, issue_id: int, at: float, reason: str) -> Escal
             " ON CONFLICT (issue_id) DO UPDATE SET exhausted_at = coalesce(exhausted_at, excluded.exhausted_at)",
             (issue_id, at),
         )
-        open_row = conn.execute(
-            "SELECT id FROM escalations WHERE issue_id = ? AND kind = 'budget' AND resolved_at IS NULL", (issue_id,)
-        ).fetchone()
-        if open_row is None:
-            cur = conn.execute(
-                "INSERT INTO escalations (issue_id, kind, reason, created_at) VALUES (?, 'budget', ?, ?)",
-                (issue_id, reason, at),
-            )
-            escalation_id = int(cur.lastrowid or 0)
-        else:
-            escalation_id = int(open_row[0])
-    return next(e for e in escalations(store, issue_id=issue_id) if e.id == escalation_id)
+        _open_escalation(conn, issue_id, "budget", reason, at)
 
 
 def reset_budget(store: Store, issue_id: int, at: float) -> BudgetRow:
@@ -247,20 +237,31 @@ def pull_requests(store: Store, *, issue_id: int | None = None, since: float | N
     return [PullRequestRow(*row) for row in rows]
 
 
-def provenance_records(store: Store, *, test_path: str | None = None) -> list[dict[str, Any]]:
-    clause, params = ("WHERE test_path = ?", [test_path]) if test_path else ("", [])
-    rows = store.reader().execute(f"SELECT record FROM provenance {clause} ORDER BY id", params)
-    return [json.loads(row[0]) for row in rows]
+def provenance_records(
+    store: Store, *, test_path: str | None = None, limit: int = -1, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """Provenance records, oldest first, a page of them (limit -1: all), and how many there are in all."""
+    clause, params = where(("test_path = ?", test_path))
+    conn = store.reader()
+    total = int(conn.execute(f"SELECT count(*) FROM provenance {clause}", params).fetchone()[0])
+    rows = conn.execute(
+        f"SELECT record FROM provenance {clause} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    return [json.loads(row[0]) for row in rows], total
 
 
 def escalate(store: Store, issue_id: int | None, kind: str, reason: str, at: float) -> None:
     """Open an escalation for a person unless one of this kind is already open for the issue."""
     with store.transaction() as conn:
-        open_row = conn.execute(
-            "SELECT id FROM escalations WHERE issue_id IS ? AND kind = ? AND resolved_at IS NULL", (issue_id, kind)
-        ).fetchone()
-        if open_row is None:
-            conn.execute(
-                "INSERT INTO escalations (issue_id, kind, reason, created_at) VALUES (?, ?, ?, ?)",
-                (issue_id, kind, reason, at),
-            )
+        _open_escalation(conn, issue_id, kind, reason, at)
+
+
+def _open_escalation(conn: sqlite3.Connection, issue_id: int | None, kind: str, reason: str, at: float) -> None:
+    open_row = conn.execute(
+        "SELECT id FROM escalations WHERE issue_id IS ? AND kind = ? AND resolved_at IS NULL", (issue_id, kind)
+    ).fetchone()
+    if open_row is None:
+        conn.execute(
+            "INSERT INTO escalations (issue_id, kind, reason, created_at) VALUES (?, ?, ?, ?)",
+            (issue_id, kind, reason, at),
+        )

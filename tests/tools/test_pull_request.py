@@ -97,7 +97,7 @@ def test_local_mode_pushes_a_branch_with_fix_test_and_provenance_and_changes_not
     assert "Fixes: prodloop issue 1" in message
     assert f"Prodloop-Receipt: {prepared['strong']}" in message
     committed = json.loads(_git(remote, "show", f"{result.commit}:tests/.prodloop/provenance.jsonl"))
-    assert committed == policy.provenance_records(ctx.store)[0] == result.provenance
+    assert committed == policy.provenance_records(ctx.store)[0][0] == result.provenance
     assert committed["client"] == "pytest-agent"
     assert committed["mutation_score"] == 1.0
     assert committed["gates"]["reproduces"] is True

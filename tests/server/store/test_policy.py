@@ -40,3 +40,22 @@ def test_a_slot_left_pending_by_a_dead_process_stops_counting_after_an_hour(ctx:
     assert again is None and "1 of 1" in (why or "")
     later, _ = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=1, max_per_day=10, now=1_004_000.0)
     assert later is not None
+
+
+def test_provenance_pages_with_a_cursor(ctx: AppContext) -> None:
+    from prodloop.tools.provenance import list_provenance
+
+    import_events(ctx, ctx.store.create_project("svc"), [("e", make_event())], source="test")
+    policy.save_receipt(
+        ctx.store, policy.ReceiptRow("r", 1, "e", "c", "t.py", "t", "", "", "", "", True, [], 0.0, 0.0, None)
+    )
+    for n in range(3):
+        slot, _ = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=5, max_per_day=5, now=float(n))
+        assert slot is not None
+        row = policy.PullRequestRow(slot, 1, "r", f"b{n}", "c", None, None, "local", float(n))
+        policy.complete_pull_request(ctx.store, row, {"test_node": f"t{n}.py::t", "test_path": f"t{n}.py", "n": n})
+    first = list_provenance(ctx.store, limit=2)
+    rest = list_provenance(ctx.store, limit=2, cursor=first.next_cursor)
+    assert (first.total, [r["n"] for r in first.records], [r["n"] for r in rest.records]) == (3, [0, 1], [2])
+    assert rest.next_cursor is None
+    assert list_provenance(ctx.store, test_path="t1.py").records[0]["n"] == 1
