@@ -86,7 +86,9 @@ class BudgetSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PRODLOOP_", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PRODLOOP_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
 
     repo: Path = Field(default=Path("."), description="git repository of the service under repair")
     data_dir: Path | None = Field(default=None, description="where the store and tokens live; default <repo>/.prodloop")
@@ -124,12 +126,27 @@ class Settings(BaseSettings):
     github_repo: str | None = Field(default=None, description="owner/name; default parsed from the remote URL")
     github_base_url: str = Field(default="https://api.github.com", description="GitHub Enterprise: https://HOST/api/v3")
     pr_labels: list[str] = Field(default_factory=lambda: ["prodloop", "regression-test"])
-    provenance_path: str = Field(default="tests/.prodloop/provenance.jsonl", description="committed with each PR")
+    provenance_path: str | None = Field(
+        default=None,
+        description="committed with each PR; default <test folder>/.prodloop/provenance.jsonl, where the test "
+        "folder is the repository's own tests/ or test/",
+    )
 
     sentry_base_url: str = "https://sentry.io"
     sentry_org: str | None = None
     sentry_project: str | None = None
     sentry_token: SecretStr | None = None
+
+    @field_validator("repo", mode="after")
+    @classmethod
+    def _absolute_repo(cls, value: Path) -> Path:
+        # A relative --repo must mean the same folder to every child process (worktrees, sandboxes, git -C).
+        return value.expanduser().resolve()
+
+    @field_validator("data_dir", "service_python", mode="after")
+    @classmethod
+    def _absolute_path(cls, value: Path | None) -> Path | None:
+        return None if value is None else Path(os.path.abspath(value.expanduser()))
 
     @field_validator("sensitive_fields", "pr_labels", mode="before")
     @classmethod
@@ -152,6 +169,14 @@ class Settings(BaseSettings):
             repo = init_settings.init_kwargs.get("repo")
         repo = repo or os.environ.get("PRODLOOP_REPO") or "."
         return (init_settings, env_settings, _RepoPyprojectSource(settings_cls, Path(repo)))
+
+    @property
+    def ledger_path(self) -> str:
+        """Where provenance lines are committed: the setting, else beside the repository's own tests."""
+        if self.provenance_path:
+            return self.provenance_path
+        folder = next((name for name in ("tests", "test") if (self.repo / name).is_dir()), "tests")
+        return f"{folder}/.prodloop/provenance.jsonl"
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -20,6 +20,50 @@ _results: dict[str, Any] = {}
 _cov: Any = None
 
 
+class _LineTracer:
+    """Executed lines of a few files with the standard library's tracer, where coverage.py is not installed."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.files = {os.path.realpath(f) for f in files}
+        self.lines: dict[str, set[int]] = {}
+        self._known: dict[str, str | None] = {}
+
+    def _global(self, frame: Any, event: str, arg: Any) -> Any:
+        name = frame.f_code.co_filename
+        real = self._known.get(name, "")
+        if real == "":
+            path = os.path.realpath(name)
+            real = self._known[name] = path if path in self.files else None
+        if real is None:
+            return None
+        hits = self.lines.setdefault(real, set())
+        hits.add(frame.f_lineno)
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line":
+                hits.add(frame.f_lineno)
+            return local
+
+        return local
+
+    def start(self) -> None:
+        import sys
+        import threading
+
+        threading.settrace(self._global)
+        sys.settrace(self._global)
+
+    def stop(self) -> None:
+        import sys
+        import threading
+
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+
+    def measured(self) -> dict[str, list[int]]:
+        return {name: sorted(lines) for name, lines in self.lines.items()}
+
+
 def pytest_configure(config: Any) -> None:
     global _cov
     target = os.environ.get("PRODLOOP_COVER_FILE")
@@ -27,10 +71,18 @@ def pytest_configure(config: Any) -> None:
         try:
             import coverage
         except ImportError:
-            _results["_coverage_error"] = "coverage.py is not installed in the service's environment"
+            _cov = _LineTracer(target.split(os.pathsep))
+            _cov.start()
             return
         _cov = coverage.Coverage(include=target.split(os.pathsep), data_file=None, branch=False)
         _cov.start()
+
+
+def pytest_collectreport(report: Any) -> None:
+    if report.failed:
+        text = str(getattr(report, "longrepr", "") or "")
+        last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+        _results.setdefault("_collect_errors", []).append(f"{report.nodeid or '<session>'}: {last[:200]}")
 
 
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
@@ -71,10 +123,13 @@ def pytest_runtest_makereport(item: Any, call: Any) -> None:
 def pytest_unconfigure(config: Any) -> None:
     if _cov is not None:
         _cov.stop()
-        data = _cov.get_data()
-        lines = {}
-        for name in data.measured_files():
-            lines[name] = sorted(data.lines(name) or [])
+        if isinstance(_cov, _LineTracer):
+            lines = _cov.measured()
+        else:
+            data = _cov.get_data()
+            lines = {}
+            for name in data.measured_files():
+                lines[name] = sorted(data.lines(name) or [])
         out = os.environ.get("PRODLOOP_COVER_OUT")
         if out:
             with open(out, "w") as fh:

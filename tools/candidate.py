@@ -173,15 +173,15 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
             gates["reproduces"] = judge.reproduces(deployed, node, code_path, ws)
         if given.fix_diff:
             with workspace(ctx.git(), commit) as ws:
-                ws.apply_diff(given.fix_diff)
+                fix = given.fix_diff
+                ws.apply_diff(fix)
                 ws.write(given.test_path, given.test_code)
                 culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
-                fixed = run_pytest(
-                    ws, python, [node], limits, guard=guard, cover_files=[culprit_path] if culprit_path else []
-                )
+                measured = list(dict.fromkeys([*([culprit_path] if culprit_path else []), *judge.fix_files(fix)]))
+                fixed = run_pytest(ws, python, [node], limits, guard=guard, cover_files=measured)
                 runs.append(fixed)
                 gates["passes_with_fix"] = judge.passes(fixed, node, "with the fix")
-                gates["covers_path"] = judge.covers(fixed, code_path, ws)
+                gates["covers_path"] = judge.covers(fixed, code_path, ws, fix)
                 gates["fast"] = judge.fast(fixed, node, gates_cfg.max_test_seconds)
                 gates["not_flaky"] = judge.not_flaky(ws, python, node, limits, guard, gates_cfg, code_path, runs)
         else:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.settings import GateSettings
 from prodloop.tools.code_path import CodePath
+from prodloop.tools.diffs import added_lines, code_lines
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.sandbox import Guard, Limits, RunResult, Workspace, outcome_of, run_pytest
 
@@ -83,7 +84,11 @@ def passes(run: RunResult, node: str, when: str) -> Gate:
     return Gate(name="passes_with_fix", passed=ok, evidence=f"{outcome.outcome} {when}{detail}")
 
 
-def covers(run: RunResult, code_path: CodePath, ws: Workspace) -> Gate:
+def covers(run: RunResult, code_path: CodePath, ws: Workspace, fix_diff: str) -> Gate:
+    """The test runs the culprit function and, with the fix, at least one line the fix changed.
+
+    The old crash line is not required: a correct guard-clause fix returns before reaching it.
+    """
     culprit = code_path.culprit
     if culprit is None or culprit.location.repo_path is None or culprit.qualname is None:
         return Gate(
@@ -94,25 +99,49 @@ def covers(run: RunResult, code_path: CodePath, ws: Workspace) -> Gate:
         return Gate(name="covers_path", passed=False, evidence="; ".join(run.notes))
     fixed = (ws.root / path).read_text(encoding="utf-8") if (ws.root / path).exists() else ""
     defs = FunctionIndex(fixed).named(culprit.qualname)
-    if not defs:
-        return Gate(
-            name="covers_path", passed=False, evidence=f"{culprit.qualname} no longer exists in {path} with the fix"
+    found: list[str] = []
+    ok = True
+    if defs:
+        d = defs[0]
+        body = [n for n in range(d.def_line + 1, d.end + 1) if n in set(run.covered.get(path, []))]
+        ok = bool(body)
+        found.append(f"{len(body)} lines of {path}::{d.qualname} (lines {d.def_line}-{d.end}) executed")
+    else:
+        found.append(f"{culprit.qualname} is gone from {path} with the fix")
+    changed = _fix_code_lines(ws, fix_diff)
+    if changed:
+        hit = {p: [n for n in lines if n in set(run.covered.get(p, []))] for p, lines in changed.items()}
+        total = sum(len(v) for v in changed.values())
+        executed = sum(len(v) for v in hit.values())
+        missed = [f"{p}:{_span(lines)}" for p, lines in changed.items() if not hit[p]]
+        found.append(
+            f"{executed} of the fix's {total} changed code line(s) executed"
+            + (f" (none in {', '.join(missed)})" if missed else "")
         )
-    d = defs[0]
-    executed = set(run.covered.get(path, []))
-    body = [n for n in range(d.def_line + 1, d.end + 1) if n in executed]
-    crash_text = (culprit.executing_line or "").strip()
-    lines = fixed.splitlines()
-    crash_lines = [i + 1 for i in range(d.def_line, d.end) if crash_text and lines[i].strip() == crash_text]
-    hit_crash = not crash_lines or any(n in executed for n in crash_lines)
-    passed = bool(body) and hit_crash
-    where = f"{path}::{d.qualname} (lines {d.def_line}-{d.end})"
-    crash = (
-        f"; crash line {'executed' if hit_crash else 'NOT executed'}"
-        if crash_lines
-        else "; the crash line was rewritten"
-    )
-    return Gate(name="covers_path", passed=passed, evidence=f"{len(body)} lines of {where} executed{crash}")
+        ok = (ok or not defs) and executed > 0
+    elif not defs:
+        ok = False
+    return Gate(name="covers_path", passed=ok, evidence="; ".join(found))
+
+
+def fix_files(fix_diff: str) -> list[str]:
+    """The Python files a fix changes (measured for coverage beside the culprit's file)."""
+    return [p for p in added_lines(fix_diff) if p.endswith(".py")]
+
+
+def _fix_code_lines(ws: Workspace, fix_diff: str) -> dict[str, list[int]]:
+    out = {}
+    for path, lines in added_lines(fix_diff).items():
+        file = ws.root / path
+        if path.endswith(".py") and file.is_file():
+            code = code_lines(file.read_text(encoding="utf-8", errors="replace"), lines)
+            if code:
+                out[path] = code
+    return out
+
+
+def _span(lines: list[int]) -> str:
+    return f"{lines[0]}" if len(lines) == 1 else f"{lines[0]}-{lines[-1]}"
 
 
 def fast(run: RunResult, node: str, budget_seconds: float) -> Gate:
@@ -135,6 +164,12 @@ def not_flaky(
     code_path: CodePath,
     runs: list[RunResult],
 ) -> Gate:
+    """The candidate passes again and again, alone and shuffled among its neighbours.
+
+    Only the candidate's own outcome is judged. Other tests failing, files that do not collect
+    (test-only dependencies missing) or a neighbourhood run that hits the timeout before the
+    candidate ran say nothing about the candidate: they are reported, never held against it.
+    """
     failures = []
     for i in range(cfg.flaky_runs):
         run = run_pytest(ws, python, [node], limits, guard=guard, hash_seed=i + 1)
@@ -143,18 +178,28 @@ def not_flaky(
         if run.timed_out or outcome is None or outcome.outcome != "passed":
             failures.append(f"run {i + 1}: {'timeout' if run.timed_out else outcome.outcome if outcome else 'not run'}")
     extra = ""
-    if cfg.shuffle_with_module:
-        others = [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
+    if cfg.shuffle_with_module and not failures:
+        others = [t.path for t in code_path.related_tests if (ws.root / t.path).exists()][:3]
         targets = list(dict.fromkeys([node.split("::")[0], *others]))
-        run = run_pytest(ws, python, targets, limits, guard=guard, shuffle_seed=int(time.time()) % 100_000)
+        seed = int(time.time()) % 100_000
+        run = run_pytest(
+            ws, python, targets, limits, guard=guard, shuffle_seed=seed, extra_args=["--continue-on-collection-errors"]
+        )
         runs.append(run)
         outcome = outcome_of(run, node)
-        if run.timed_out or outcome is None or outcome.outcome != "passed":
-            failures.append(
-                f"shuffled with {len(targets) - 1} related test file(s): {outcome.outcome if outcome else 'not run'}"
-            )
+        others_failed = sorted(n for n, o in run.outcomes.items() if o.outcome in ("failed", "error") and n != node)
+        report = f"{len(run.outcomes)} tests of {len(targets)} file(s) shuffled (seed {seed})"
+        if others_failed:
+            report += f"; {len(others_failed)} other test(s) failed, not judged ({', '.join(others_failed[:3])})"
+        if run.collect_errors:
+            report += f"; collection errors, not judged: {'; '.join(run.collect_errors[:2])}"
+        if outcome is not None and outcome.outcome == "passed":
+            extra = f", and once among {report}"
+        elif outcome is not None and outcome.outcome in ("failed", "error"):
+            failures.append(f"failed when run among other tests ({report}): {outcome.message[:200]}")
         else:
-            extra = f", and once shuffled among {len(run.outcomes)} tests of {len(targets)} file(s)"
+            why = "the run hit the timeout" if run.timed_out else "it was not collected or ran no test"
+            extra = f"; the shuffled run did not reach the candidate ({why}; {report}), not judged"
     if failures:
         return Gate(
             name="not_flaky", passed=False, evidence=f"failed {len(failures)} repeat run(s): " + "; ".join(failures)

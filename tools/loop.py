@@ -52,8 +52,8 @@ def run_loop(
     ctx: AppContext, *, issue_id: int, on_step: Callable[[LoopStep], None] | None = None, client: str = "prodloop loop"
 ) -> LoopReport:
     started = time.monotonic()
-    steps: list[LoopStep] = []
-    report = LoopReport(issue_id=issue_id, outcome="error", exit_code=2, steps=steps, test_code=None, seconds=0.0)
+    report = LoopReport(issue_id=issue_id, outcome="error", exit_code=2, steps=[], test_code=None, seconds=0.0)
+    steps = report.steps  # pydantic copies a list given to the constructor: append to the report's own
 
     def step(name: str, ok: bool, t0: float, detail: str) -> None:
         done = LoopStep(name=name, ok=ok, seconds=round(time.monotonic() - t0, 3), detail=detail)

@@ -122,12 +122,12 @@ def _open(
                 receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
             )
         ws.write(receipt.test_path, receipt.test_code)
-        ledger = ws.root / settings.provenance_path
+        ledger = ws.root / settings.ledger_path
         ledger.parent.mkdir(parents=True, exist_ok=True)
         with open(ledger, "a", encoding="utf-8") as fh:
             fh.write(jsonl_line(record))
         # Commit before anything runs: what the test writes while it runs can never ship in the PR.
-        commit = _commit(ws.root, message, _expected_files(ws.root, receipt, settings.provenance_path))
+        commit = _commit(ws.root, message, _expected_files(ws.root, receipt, settings.ledger_path))
         node = f"{receipt.test_path}::{receipt.test_name}"
         gates = settings.gates
         limits = Limits(

@@ -62,6 +62,7 @@ class RunResult:
     protected_checkout: bool
     order: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    collect_errors: list[str] = field(default_factory=list)
 
 
 def outcome_of(run: RunResult, node: str) -> TestOutcome | None:
@@ -145,6 +146,7 @@ def run_pytest(
     shuffle_seed: int | None = None,
     cover_files: Sequence[str] = (),
     hash_seed: int = 0,
+    extra_args: Sequence[str] = (),
 ) -> RunResult:
     """Run pytest on `targets` (paths or node ids relative to the workspace) and read what happened."""
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-probe-"))
@@ -163,7 +165,7 @@ def run_pytest(
         pytest_args = [
             str(python), "-m", "pytest", "-p", "prodloop_probe", "-p", "no:cacheprovider", "-q", "--no-header",
             "-o", "addopts=", "-o", "console_output_style=classic", f"--junitxml={junit}", "--rootdir", str(ws.root),
-            *targets,
+            *extra_args, *targets,
         ]  # fmt: skip
         ready = scratch / "sandbox-ready"
         command, protected = confine(pytest_args, limits, guard, ready=ready)
@@ -207,6 +209,7 @@ def run_pytest(
             protected_checkout=protected,
             order=list(probe_data.get("_order", [])),
             notes=notes,
+            collect_errors=[str(e) for e in probe_data.get("_collect_errors", [])][:20],
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

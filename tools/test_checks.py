@@ -34,17 +34,27 @@ def parse_test(code: str, argument: str = "test") -> ast.Module:
 
 
 def test_function_names(tree: ast.Module) -> list[str]:
+    """Test functions, and `Class::method` for pytest-style `Test*` classes and unittest `TestCase`s."""
     names = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
             names.append(node.name)
-        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+        elif isinstance(node, ast.ClassDef) and (node.name.startswith("Test") or _test_case_class(node)):
             names += [
                 f"{node.name}::{f.name}"
                 for f in node.body
-                if isinstance(f, ast.FunctionDef) and f.name.startswith("test")
+                if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.name.startswith("test")
             ]
     return names
+
+
+def _test_case_class(node: ast.ClassDef) -> bool:
+    """A class pytest collects through unittest: one of its bases is named like a test case."""
+    for base in node.bases:
+        name = base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
+        if "TestCase" in name or name.endswith(("Test", "Tests", "Case")):
+            return True
+    return False
 
 
 def service_names(tree: ast.Module, packages: Iterable[str]) -> set[str]:
@@ -89,7 +99,12 @@ def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]
     """(evidence of real assertions, problems) within one test function."""
     fn = _find_test(tree, test_name)
     bound = service_names(tree, packages)
-    tainted = set(bound)
+    tainted = _module_taint(tree, bound)
+    cls_name = test_name.rpartition("::")[0]
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
+    if cls is not None and _uses(cls, tainted):
+        # A test case whose class builds on the service (its base, fixtures or helper methods) reaches it via self.
+        tainted.add("self")
     changed = True
     while changed:
         changed = False
@@ -117,8 +132,14 @@ def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]
             elif _uses(node.test, tainted):
                 evidence.append(f"line {node.lineno}: assert {ast.unparse(node.test)[:120]}")
         elif isinstance(node, ast.With) and any(_is_raises(i.context_expr) for i in node.items):
-            if any(_calls(stmt, bound) for stmt in node.body):
+            if any(_calls(stmt, tainted) for stmt in node.body):
                 evidence.append(f"line {node.lineno}: {ast.unparse(node.items[0].context_expr)[:120]}")
+        elif isinstance(node, ast.Call) and _is_assert_call(node.func):
+            args = [*node.args, *(k.value for k in node.keywords)]
+            if args and all(isinstance(a, ast.Constant) for a in args):
+                problems.append(Finding(line=node.lineno, problem="assertion that cannot fail"))
+            elif any(_uses(a, tainted) for a in args):
+                evidence.append(f"line {node.lineno}: {ast.unparse(node)[:120]}")
         elif isinstance(node, ast.Try):
             guarded = any(_calls(stmt, bound) for stmt in node.body)
             for handler in node.handlers:
@@ -189,7 +210,37 @@ def _same_sides(test: ast.expr) -> bool:
 
 
 def _is_raises(expr: ast.expr) -> bool:
-    return isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "raises"
+    return (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Attribute)
+        and expr.func.attr in ("raises", "assertRaises", "assertRaisesRegex")
+    )
+
+
+def _is_assert_call(func: ast.expr) -> bool:
+    """`self.assertEqual(...)`, a test case's own `self.assertFormatEqual(...)`, `assert_frame_equal(...)`."""
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return name.lower().startswith("assert") and name not in ("assertRaises", "assertRaisesRegex")
+
+
+def _module_taint(tree: ast.Module, bound: set[str]) -> set[str]:
+    """Service names, plus module-level names and helper functions of the test file built from them."""
+    tainted = set(bound)
+    changed = True
+    while changed:
+        changed = False
+        for node in tree.body:
+            names: list[str] = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _uses(node, tainted):
+                names = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value and _uses(node.value, tainted):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+            for name in names:
+                if name not in tainted:
+                    tainted.add(name)
+                    changed = True
+    return tainted
 
 
 def _fails(node: ast.AST) -> bool:

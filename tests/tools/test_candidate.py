@@ -67,7 +67,7 @@ def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
     assert "KeyError raised from shop/pricing.py:" in _evidence(result, "reproduces")
     assert "in line_total, on the mapped path" in _evidence(result, "reproduces")
     assert "passed 5 more runs" in _evidence(result, "not_flaky")
-    assert "shuffled among 3 tests of 2 file(s)" in _evidence(result, "not_flaky")
+    assert "once among 3 tests of 2 file(s) shuffled" in _evidence(result, "not_flaky")
     assert "shop/pricing.py::line_total" in _evidence(result, "covers_path")
     assert result.test_path == "tests/test_prodloop_issue_1.py"
     assert result.checkout_protected
