@@ -1,7 +1,8 @@
 """prodloop's mutation runner, run in the service's interpreter as `python _mutate_driver.py SPEC.json`.
 
-Mutants come from mutmut's own generator (`create_mutations`), restricted to the target
-lines. Each mutant runs in a child forked from a parent that has imported pytest but none
+Mutants come in the spec, made by mutmut's own generator on prodloop's side
+(`_mutate_generate.py`), so the service needs no mutmut here. Each mutant runs in a
+child forked from a parent that has imported pytest but none
 of the service's code, so no state (memo caches, module globals) leaks between mutants;
 the child imports the mutated module through an import hook and runs the chosen tests
 with `pytest.main(["-x", ...])`. A child past its deadline is killed: a timeout. Progress
@@ -45,32 +46,10 @@ def main() -> int:
         spec = json.load(fh)
     sys.path[:0] = [p for p in (os.path.join(spec["root"], "src"), spec["root"]) if os.path.isdir(p)]
     os.chdir(spec["root"])
-    import libcst as cst  # noqa: F401 (imported once, before forking)
     import pytest
-    from mutmut import configuration
-    from mutmut.mutation.file_mutation import create_mutations, deep_replace
 
-    try:
-        configuration.config()  # the service's own [tool.mutmut] / [mutmut] settings, if any
-    except FileNotFoundError:
-        # No mutmut settings and no guessable source folder: point it at the target's top folder.
-        top = spec["targets"][0]["path"].split("/")[0]
-        configuration._guess_source_paths = lambda: [top]
-        configuration.reset_config()
-
-    mutants: list[dict[str, Any]] = []
-    for target in spec["targets"]:
-        path = os.path.join(spec["root"], target["path"])
-        with open(path) as fh:
-            source = fh.read()
-        lines = set(target["lines"])
-        module, mutations, _, _ = create_mutations(path, source, covered_lines=lines)
-        for m in mutations:
-            mutated = deep_replace(module, m.original_node, m.mutated_node)
-            code = mutated.code if hasattr(mutated, "code") else None
-            if code is None or code == source:
-                continue
-            mutants.append({"path": target["path"], "module": target["module"], "code": code, "source": source})
+    # Mutants were made on prodloop's side (`_mutate_generate.py`): this interpreter needs only pytest.
+    mutants: list[dict[str, Any]] = [{**m, "source": spec["sources"][m["path"]]} for m in spec["mutants"]]
     total = len(mutants)
     _emit({"event": "generated", "total": total})
     args = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "addopts=", *spec["tests"]]

@@ -1,9 +1,12 @@
 """`mutate_validate`: does the regression test fail when the code it guards is broken?
 
-Only the mapped code is mutated: by default the culprit function's lines (with the fix
-applied), or every function on the mapped path. mutmut's generator makes the mutants;
-prodloop's driver (`_mutate_driver.py`) runs each in a child forked from a clean parent in
-the service's interpreter, inside a throwaway worktree, never in this process. Before
+Only what the test claims to guard is mutated. By default (`fix`) that is the statements the
+fix changed and the crash statement, with the fix applied: a single-input regression test is
+held to the code it is about, not to every branch of a long function. `culprit` mutates the
+whole culprit function, `path` every function on the mapped path. mutmut's generator makes
+the mutants on prodloop's side (`_mutate_generate.py`, from the sources read before any test
+ran); prodloop's driver (`_mutate_driver.py`) runs each in a child forked from a clean parent
+in the service's interpreter, inside a throwaway worktree, never in this process. Before
 mutating, a coverage run checks which target lines the tests execute, so that "survived"
 never just means "not run"; unexecuted lines are reported and not mutated.
 """
@@ -16,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +35,7 @@ from prodloop.server.settings import service_python
 from prodloop.server.store import policy
 from prodloop.tools import budget
 from prodloop.tools.code_path import MappedFrame, map_code_path
+from prodloop.tools.diffs import added_lines, code_lines, statement_lines, statement_spans
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.sandbox import (
     Guard,
@@ -45,6 +50,8 @@ from prodloop.tools.sandbox import (
 )
 
 _DRIVER = Path(__file__).with_name("_mutate_driver.py")
+_GENERATOR = Path(__file__).with_name("_mutate_generate.py")
+Scope = Literal["fix", "culprit", "path"]
 logger = logging.getLogger("prodloop.tools")
 Progress = Callable[[int, int], None]
 
@@ -62,7 +69,7 @@ class SurvivingMutant(BaseModel):
 
 class MutationResult(BaseModel):
     receipt_id: str
-    scope: Literal["culprit", "path"]
+    scope: Scope
     functions: list[str] = Field(description="path::qualname of every mutated function")
     not_executed: list[str] = Field(description="target lines the tests never executed (not mutated)")
     tests: list[str]
@@ -84,7 +91,7 @@ def mutate_validate(
     ctx: AppContext,
     *,
     receipt_id: str,
-    scope: Literal["culprit", "path"] = "culprit",
+    scope: Scope = "fix",
     include_related_tests: bool = False,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
@@ -98,12 +105,14 @@ def mutate_validate(
         )
     code_path = map_code_path(ctx.store, ctx.git(), event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites)
     frames = (
-        [code_path.culprit]
-        if scope == "culprit" and code_path.culprit
-        else [f for e in code_path.exceptions for f in e.path]
+        [f for e in code_path.exceptions for f in e.path]
+        if scope == "path"
+        else [code_path.culprit]
+        if code_path.culprit
+        else []
     )
     targets = _distinct(f for f in frames if f is not None)
-    if not targets:
+    if not targets and scope != "fix":
         raise MutationRefused(
             receipt_id, "no function of the mapped path is in the repository", "map_code_path says why"
         )
@@ -117,26 +126,29 @@ def mutate_validate(
     node = f"{receipt.test_path}::{receipt.test_name}"
     with workspace(ctx.git(), receipt.commit_sha) as ws:
         ws.apply_diff(receipt.fix_diff)
+        # Read what will be mutated before any test runs in this tree: nothing a test writes is trusted.
+        wanted = _wanted_lines(ws.root, scope, targets, receipt.fix_diff, receipt.test_path)
+        sources = {p: (ws.root / p).read_text(encoding="utf-8") for p in wanted}
         ws.write(receipt.test_path, receipt.test_code)
         tests = [node]
         if include_related_tests:
             tests += [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
-        paths = sorted({f.location.repo_path for f in targets if f.location.repo_path})
-        coverage = run_pytest(ws, python, tests, limits, guard=guard, cover_files=paths)
+        if not wanted:
+            raise MutationRefused(receipt_id, "the fix changes no Python code line", "mutate with scope='culprit'")
+        coverage = run_pytest(ws, python, tests, limits, guard=guard, cover_files=sorted(wanted))
         budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=coverage.cpu_seconds)
         if coverage.notes:
-            raise MutationRefused(
-                receipt_id, "; ".join(coverage.notes), "install coverage in the service's environment"
-            )
-        spec_targets, functions, not_executed = _targets(ws.root, targets, coverage.covered)
+            raise MutationRefused(receipt_id, "; ".join(coverage.notes), "check the service's environment")
+        spec_targets, functions, not_executed = _executed_targets(sources, wanted, coverage.covered)
         if not spec_targets:
             raise MutationRefused(
                 receipt_id,
                 f"the tests execute none of the target lines ({'; '.join(not_executed)})",
                 "a survivor would only mean 'not run': make the test reach the culprit",
             )
+        mutants = _generate(spec_targets)
         results, note, cpu = _drive(
-            ws.root, python, spec_targets, tests, cfg.timeout_seconds, limits, guard, on_progress, cancel
+            ws.root, python, mutants, sources, tests, cfg.timeout_seconds, limits, guard, on_progress, cancel
         )
         budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=cpu)
     counts = {
@@ -178,37 +190,88 @@ def _distinct(frames: Iterable[MappedFrame]) -> list[MappedFrame]:
     return list(seen.values())
 
 
-def _targets(
-    root: Path, frames: list[MappedFrame], covered: dict[str, list[int]]
-) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    by_path: dict[str, set[int]] = {}
-    functions, not_executed = [], []
+def _wanted_lines(
+    root: Path, scope: Scope, frames: list[MappedFrame], fix_diff: str, test_path: str
+) -> dict[str, dict[int, str]]:
+    """`{path: {line: label}}`: the lines to mutate (with the fix applied), each with the function it belongs to."""
+    wanted: dict[str, dict[int, str]] = {}
+
+    def add(path: str, lines: Iterable[int]) -> None:
+        file = root / path
+        if not file.is_file():
+            return
+        index = FunctionIndex(file.read_text(encoding="utf-8"))
+        for n in lines:
+            fn = index.at(n)
+            wanted.setdefault(path, {})[n] = f"{path}::{fn.qualname}" if fn else f"{path} (module level)"
+
+    if scope == "fix":
+        for path, lines in added_lines(fix_diff).items():
+            if path.endswith(".py") and path != test_path and (root / path).is_file():
+                source = (root / path).read_text(encoding="utf-8")
+                add(path, statement_lines(source, code_lines(source, lines)))
+        culprit = frames[0] if frames else None
+        if culprit is not None and culprit.location.repo_path and culprit.executing_line and culprit.qualname:
+            path = culprit.location.repo_path
+            source = (root / path).read_text(encoding="utf-8") if (root / path).is_file() else ""
+            defs = FunctionIndex(source).named(culprit.qualname)
+            text = culprit.executing_line.strip()
+            if defs and text:
+                d, lines = defs[0], source.splitlines()
+                crash = [n for n in range(d.def_line, d.end + 1) if lines[n - 1].strip() == text]
+                add(path, statement_lines(source, crash[:1]))
+        return wanted
     for f in frames:
         path, qualname = f.location.repo_path, f.qualname
         assert path is not None and qualname is not None
         source = (root / path).read_text(encoding="utf-8") if (root / path).exists() else ""
         defs = FunctionIndex(source).named(qualname)
-        if not defs:
-            not_executed.append(f"{path}::{qualname} is gone with the fix")
-            continue
-        d = defs[0]
-        body = set(range(d.def_line + 1, d.end + 1))
-        executed = body & set(covered.get(path, []))
-        label = f"{path}::{qualname}"
-        if not executed:
-            not_executed.append(f"{label}: none of lines {d.def_line + 1}-{d.end}")
-            continue
-        missing = sorted(n for n in body - executed if FunctionIndex(source).lines[n - 1].strip())
+        if defs:
+            add(path, range(defs[0].def_line + 1, defs[0].end + 1))
+    return wanted
+
+
+def _executed_targets(
+    sources: dict[str, str], wanted: dict[str, dict[int, str]], covered: dict[str, list[int]]
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Keep the statements the tests executed (a statement counts by its first line, as coverage.py reports)."""
+    targets, functions, not_executed = [], [], []
+    for path, labelled in wanted.items():
+        executed = set(covered.get(path, []))
+        spans = statement_spans(sources[path], sorted(labelled))
+        keep: set[int] = set()
+        missing: list[int] = []
+        for first, lines in spans:
+            if first in executed:
+                keep.update(lines)
+            else:
+                missing += [n for n in lines if n in labelled]
+        for label in dict.fromkeys(labelled[n] for n in sorted(labelled) if n in keep):
+            functions.append(label)
         if missing:
-            not_executed.append(f"{label}: lines {_ranges(missing)}")
-        functions.append(label)
-        by_path.setdefault(path, set()).update(executed)
-    targets = [
-        {"path": p, "module": p.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", "."),
-         "lines": sorted(lines)}
-        for p, lines in by_path.items()
-    ]  # fmt: skip
+            not_executed.append(f"{path}: lines {_ranges(sorted(set(missing)))}")
+        if keep:
+            module = path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            targets.append({"path": path, "module": module, "source": sources[path], "lines": sorted(keep)})
     return targets, functions, not_executed
+
+
+def _generate(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mutants of the target lines, made by mutmut's generator in a subprocess of prodloop's interpreter."""
+    scratch = Path(tempfile.mkdtemp(prefix="prodloop-generate-"))
+    try:
+        (scratch / "spec.json").write_text(json.dumps({"targets": targets}))
+        done = subprocess.run(
+            [sys.executable, str(_GENERATOR), str(scratch / "spec.json"), str(scratch / "out.json")],
+            cwd=scratch, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ProdloopError(f"mutant generation failed: {done.stderr.strip()[-400:]}")
+        return list(json.loads((scratch / "out.json").read_text())["mutants"])
+    except subprocess.TimeoutExpired as exc:
+        raise ProdloopError("mutant generation took over 300 s") from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _ranges(numbers: list[int]) -> str:
@@ -223,7 +286,8 @@ def _ranges(numbers: list[int]) -> str:
 def _drive(
     root: Path,
     python: Path,
-    targets: list[dict[str, Any]],
+    mutants: list[dict[str, Any]],
+    sources: dict[str, str],
     tests: list[str],
     test_timeout: float,
     limits: Limits,
@@ -235,7 +299,7 @@ def _drive(
     try:
         out = scratch / "results.json"
         spec = {
-            "root": str(root), "targets": targets, "tests": tests, "out": str(out),
+            "root": str(root), "mutants": mutants, "sources": sources, "tests": tests, "out": str(out),
             "workers": max(1, os.cpu_count() or 1), "baseline_timeout": test_timeout,
             "min_timeout": 1.0, "timeout_multiplier": 10.0,
         }  # fmt: skip

@@ -97,7 +97,7 @@ def test_memoized_code_gets_correct_verdicts_and_an_infinite_loop_mutant_is_a_ti
     open_ctx: Callable[[str], AppContext],
 ) -> None:
     ctx = open_ctx("zero_rate")
-    result = mutate_validate(ctx, receipt_id=_receipt(ctx, STRONG_RATE, FIX_ZERO_RATE))
+    result = mutate_validate(ctx, receipt_id=_receipt(ctx, STRONG_RATE, FIX_ZERO_RATE), scope="culprit")
     assert result.functions == ["shop/loyalty.py::points_needed"]
     assert result.survived == 0, [s.diff for s in result.survivors]
     assert result.timeout >= 1  # `level -= 1` turned into `level += 1` never ends
