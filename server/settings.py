@@ -79,7 +79,10 @@ class BudgetSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_runs: int = Field(default=10, ge=1)
+    max_runs: int = Field(default=10, ge=1, description="candidate runs (run_candidate_test) per issue")
+    max_synthesis_attempts: int = Field(
+        default=20, ge=1, description="frames synthesize_regression_test may try on the deployed code per issue"
+    )
     max_cpu_seconds: float = Field(default=600.0, gt=0)
     max_prs_per_issue: int = Field(default=3, ge=1)
     max_prs_per_day: int = Field(default=10, ge=1, description="per repository")

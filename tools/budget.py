@@ -6,6 +6,8 @@ and opens an escalation for a person; `prodloop budget reset ISSUE` starts it ag
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
@@ -19,6 +21,8 @@ class BudgetStatus(BaseModel):
     issue_id: int
     runs_used: int
     runs_limit: int
+    synthesis_attempts_used: int = Field(description="frames synthesis ran on the deployed code (counted apart)")
+    synthesis_attempts_limit: int
     cpu_seconds_used: float
     cpu_seconds_limit: float
     exhausted: bool
@@ -33,6 +37,8 @@ def budget_status(store: Store, limits: BudgetSettings, issue_id: int) -> Budget
         issue_id=issue_id,
         runs_used=row.runs,
         runs_limit=limits.max_runs,
+        synthesis_attempts_used=row.synthesis_attempts,
+        synthesis_attempts_limit=limits.max_synthesis_attempts,
         cpu_seconds_used=round(row.cpu_seconds, 3),
         cpu_seconds_limit=limits.max_cpu_seconds,
         exhausted=_spent(row, limits) is not None or row.exhausted_at is not None,
@@ -41,16 +47,33 @@ def budget_status(store: Store, limits: BudgetSettings, issue_id: int) -> Budget
     )
 
 
-def reserve_run(store: Store, limits: BudgetSettings, clock: Clock, issue_id: int, *, count_run: bool = True) -> None:
-    """Take one run of the issue's budget (atomically), or refuse and escalate when none is left."""
+def reserve_run(
+    store: Store,
+    limits: BudgetSettings,
+    clock: Clock,
+    issue_id: int,
+    *,
+    kind: Literal["candidate", "synthesis", "cpu"] = "candidate",
+) -> None:
+    """Take one run of the issue's budget of `kind` (atomically), or refuse and escalate when none is left.
+
+    `candidate` counts a candidate run, `synthesis` a frame synthesis tried on the deployed code, `cpu` (mutation
+    testing) only checks the shared CPU budget. The refusal says which budget stopped what.
+    """
     row, allowed = policy.reserve_run(
-        store, issue_id, max_runs=limits.max_runs, max_cpu_seconds=limits.max_cpu_seconds, count_run=count_run
+        store,
+        issue_id,
+        max_runs=limits.max_runs,
+        max_cpu_seconds=limits.max_cpu_seconds,
+        max_synthesis=limits.max_synthesis_attempts,
+        kind=kind,
     )
     if allowed:
         return
-    reason = _spent(row, limits) or "marked exhausted"
-    policy.mark_exhausted(store, issue_id, clock.now(), f"candidate-test budget exhausted: {reason}")
-    raise BudgetExhausted(issue_id, reason)
+    reason = _spent(row, limits, kind) or "marked exhausted"
+    what = {"candidate": "candidate-run", "synthesis": "synthesis", "cpu": "CPU"}[kind]
+    policy.mark_exhausted(store, issue_id, clock.now(), f"{what} budget exhausted: {reason}")
+    raise BudgetExhausted(issue_id, f"{what} budget: {reason}")
 
 
 def charge_cpu(store: Store, issue_id: int, *, cpu_seconds: float) -> None:
@@ -61,9 +84,11 @@ def reset(store: Store, clock: Clock, issue_id: int) -> None:
     policy.reset_budget(store, issue_id, clock.now())
 
 
-def _spent(row: policy.BudgetRow, limits: BudgetSettings) -> str | None:
-    if row.runs >= limits.max_runs:
+def _spent(row: policy.BudgetRow, limits: BudgetSettings, kind: str = "candidate") -> str | None:
+    if kind == "candidate" and row.runs >= limits.max_runs:
         return f"{row.runs} of {limits.max_runs} candidate runs used"
+    if kind == "synthesis" and row.synthesis_attempts >= limits.max_synthesis_attempts:
+        return f"{row.synthesis_attempts} of {limits.max_synthesis_attempts} synthesis attempts used"
     if row.cpu_seconds >= limits.max_cpu_seconds:
         return f"{row.cpu_seconds:.1f} of {limits.max_cpu_seconds:.0f} CPU seconds used"
     return None

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -124,7 +125,13 @@ def working_tree_diff(repo: Path, commit: str, test_path: str) -> str:
     return done.stdout
 
 
-def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInput) -> CandidateResult:
+def run_candidate_test(
+    ctx: AppContext,
+    code_path: CodePath,
+    given: CandidateInput,
+    *,
+    budget_kind: Literal["candidate", "synthesis"] = "candidate",
+) -> CandidateResult:
     gates_cfg = ctx.settings.gates
     tree = parse_test(given.test_code)
     names = test_function_names(tree)
@@ -149,7 +156,7 @@ def run_candidate_test(ctx: AppContext, code_path: CodePath, given: CandidateInp
     started = time.monotonic()
     runs: list[RunResult] = []
 
-    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id)
+    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
     interface = public_interface_findings(tree, packages)
     evidence, problems = assertion_findings(tree, name, packages)
     gates: dict[GateName, Gate] = {

@@ -116,7 +116,7 @@ def mutate_validate(
         raise MutationRefused(
             receipt_id, "no function of the mapped path is in the repository", "map_code_path says why"
         )
-    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, receipt.issue_id, count_run=False)
+    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, receipt.issue_id, kind="cpu")
     cfg = ctx.settings.gates
     python = service_python(ctx.settings)
     guard = guard_for(ctx.settings)

@@ -127,7 +127,7 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
                 ctx, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
                 fix_diff=None, fix_from_working_tree=False, code_path=code_path,
             )  # fmt: skip
-            result = run_candidate_test(ctx, code_path, given)
+            result = run_candidate_test(ctx, code_path, given, budget_kind="synthesis")
             gate = next(g for g in result.gates if g.name == "reproduces")
             if gate.passed:
                 attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))

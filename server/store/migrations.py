@@ -168,4 +168,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX provenance_test ON provenance (test_path)
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE budgets ADD COLUMN synthesis_attempts INTEGER NOT NULL DEFAULT 0
+        """,
+    ),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from prodloop.server.errors import NotFoundError
 from prodloop.server.store.db import Store, where
@@ -37,6 +37,7 @@ class BudgetRow:
     cpu_seconds: float
     exhausted_at: float | None
     reset_at: float | None
+    synthesis_attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,9 @@ def budget(store: Store, issue_id: int) -> BudgetRow:
     row = (
         store.reader()
         .execute(
-            "SELECT issue_id, runs, cpu_seconds, exhausted_at, reset_at FROM budgets WHERE issue_id = ?", (issue_id,)
+            "SELECT issue_id, runs, cpu_seconds, exhausted_at, reset_at, synthesis_attempts FROM budgets"
+            " WHERE issue_id = ?",
+            (issue_id,),
         )
         .fetchone()
     )
@@ -95,19 +98,33 @@ def budget(store: Store, issue_id: int) -> BudgetRow:
 
 
 def reserve_run(
-    store: Store, issue_id: int, *, max_runs: int, max_cpu_seconds: float, count_run: bool = True
+    store: Store,
+    issue_id: int,
+    *,
+    max_runs: int,
+    max_cpu_seconds: float,
+    max_synthesis: int,
+    kind: Literal["candidate", "synthesis", "cpu"] = "candidate",
 ) -> tuple[BudgetRow, bool]:
-    """Check the budget and, if it allows, take one run, in one transaction (concurrent calls cannot both pass)."""
+    """Check the budget and, if it allows, take one run of `kind`, in one transaction (concurrent calls cannot
+    both pass). Candidate runs and synthesis attempts are counted apart; CPU seconds are shared."""
     with store.transaction() as conn:
         row = conn.execute(
-            "SELECT issue_id, runs, cpu_seconds, exhausted_at, reset_at FROM budgets WHERE issue_id = ?", (issue_id,)
+            "SELECT issue_id, runs, cpu_seconds, exhausted_at, reset_at, synthesis_attempts FROM budgets"
+            " WHERE issue_id = ?",
+            (issue_id,),
         ).fetchone()
         current = BudgetRow(*row) if row else BudgetRow(issue_id, 0, 0.0, None, None)
-        allowed = current.exhausted_at is None and current.runs < max_runs and current.cpu_seconds < max_cpu_seconds
-        if allowed and count_run:
+        allowed = current.exhausted_at is None and current.cpu_seconds < max_cpu_seconds
+        if kind == "candidate":
+            allowed = allowed and current.runs < max_runs
+        elif kind == "synthesis":
+            allowed = allowed and current.synthesis_attempts < max_synthesis
+        column = {"candidate": "runs", "synthesis": "synthesis_attempts"}.get(kind)
+        if allowed and column:
             conn.execute(
-                "INSERT INTO budgets (issue_id, runs) VALUES (?, 1)"
-                " ON CONFLICT (issue_id) DO UPDATE SET runs = runs + 1",
+                f"INSERT INTO budgets (issue_id, {column}) VALUES (?, 1)"
+                f" ON CONFLICT (issue_id) DO UPDATE SET {column} = {column} + 1",
                 (issue_id,),
             )
     return current, allowed
@@ -142,7 +159,7 @@ def reset_budget(store: Store, issue_id: int, at: float) -> BudgetRow:
     with store.transaction() as conn:
         conn.execute(
             "INSERT INTO budgets (issue_id, reset_at) VALUES (?, ?) ON CONFLICT (issue_id) DO UPDATE SET"
-            " runs = 0, cpu_seconds = 0, exhausted_at = NULL, reset_at = excluded.reset_at",
+            " runs = 0, synthesis_attempts = 0, cpu_seconds = 0, exhausted_at = NULL, reset_at = excluded.reset_at",
             (issue_id, at),
         )
         conn.execute(

@@ -17,7 +17,7 @@ def test_concurrent_reservations_never_exceed_the_budget(ctx: AppContext) -> Non
 
     def reserve() -> None:
         start.wait()
-        _, allowed = policy.reserve_run(ctx.store, 1, max_runs=3, max_cpu_seconds=100.0)
+        _, allowed = policy.reserve_run(ctx.store, 1, max_runs=3, max_cpu_seconds=100.0, max_synthesis=2)
         granted.append(allowed)
 
     threads = [threading.Thread(target=reserve) for _ in range(8)]
@@ -27,6 +27,16 @@ def test_concurrent_reservations_never_exceed_the_budget(ctx: AppContext) -> Non
         t.join()
     assert granted.count(True) == 3
     assert policy.budget(ctx.store, 1).runs == 3
+
+
+def test_synthesis_attempts_are_budgeted_apart_from_candidate_runs(ctx: AppContext) -> None:
+    import_events(ctx, ctx.store.create_project("svc"), [("e", make_event())], source="test")
+    limits = {"max_runs": 1, "max_cpu_seconds": 100.0, "max_synthesis": 2}
+    assert [policy.reserve_run(ctx.store, 1, **limits, kind="synthesis")[1] for _ in range(3)] == [True, True, False]
+    assert policy.reserve_run(ctx.store, 1, **limits, kind="candidate")[1] is True
+    assert policy.reserve_run(ctx.store, 1, **limits, kind="candidate")[1] is False
+    row = policy.budget(ctx.store, 1)
+    assert (row.runs, row.synthesis_attempts) == (1, 2)
 
 
 def test_a_slot_left_pending_by_a_dead_process_stops_counting_after_an_hour(ctx: AppContext) -> None:
