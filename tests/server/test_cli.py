@@ -117,10 +117,12 @@ def test_loop_exit_codes_say_what_is_needed(tmp_path: Path) -> None:
     assert report["outcome"] == "needs_agent"
     assert "change the code in the working tree to fix it" in report["needed"]
     assert "def test_line_total_does_not_raise_keyerror_issue_1" in report["test_code"]
-    (tmp_path / "shop" / "pyproject.toml").write_text("[tool.prodloop.budgets]\nmax_runs = 1\n")
+    assert [s["name"] for s in report["steps"]][:2] == ["map_code_path", "synthesize_regression_test"]
+    (tmp_path / "shop" / "pyproject.toml").write_text("[tool.prodloop.budgets]\nmax_synthesis_attempts = 1\n")
     exhausted = _run(*args, cwd=tmp_path)
     assert exhausted.returncode == 4
     assert "budget of issue 1 is exhausted" in exhausted.stderr
+    assert "synthesis budget: 1 of 1 synthesis attempts used" in exhausted.stderr
     assert _run("loop", "--repo", str(service.root), cwd=tmp_path).returncode == 2
 
 
