@@ -16,9 +16,10 @@ from pathlib import Path
 
 from prodloop.server.context import AppContext
 from prodloop.server.settings import service_python
+from prodloop.tools.call_plan import invocation
 from prodloop.tools.reconstruct import Unusable, rebuild, render
 from prodloop.tools.sandbox import Limits, confine, guard_for, import_roots, sandbox_env, wait, workspace
-from prodloop.tools.synthesis import SynthesizedCall, render_test
+from prodloop.tools.synthesis import SynthesizedCall, argument_lines, call_imports, render_test
 
 _MARK = "PRODLOOP-RESULT "
 _BUILTIN_TYPES = {"int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "frozenset"}
@@ -30,13 +31,11 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
     limits = Limits(
         timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
     )
-    args = ", ".join(p if kind == "pos" else f"{p}={p}" for p, kind in call.params)
     script = "\n".join(
         [
-            *call.imports,
-            f"from {call.module} import {call.import_name}",
-            *(f"{p} = {call.arguments[p]}" for p, _ in call.params),
-            f"result = {call.callee}({args})",
+            *call_imports(call),
+            *argument_lines(call),
+            f"result = {invocation(call.callee, call.params)}",
             f"print({_MARK!r} + repr(result))",
             "",
         ]

@@ -41,9 +41,14 @@ def reproduces(run: RunResult, node: str, code_path: CodePath, ws: Workspace) ->
             name="reproduces", passed=False, evidence="the test passes on the deployed code: it does not reproduce"
         )
     production = {e.type for e in code_path.exceptions if e.type}
-    mapped = {
-        (f.location.repo_path, (f.qualname or "").rsplit(".", 1)[-1]) for e in code_path.exceptions for f in e.path
-    }
+    # A frame is on the path when its line lies inside a mapped function: a lambda, comprehension or nested
+    # def raising inside the mapped function counts as raised from it.
+    spans = [
+        (f.location.repo_path, f.extent.start, f.extent.end)
+        for e in code_path.exceptions
+        for f in e.path
+        if f.extent is not None and f.location.repo_path
+    ]
     root = str(ws.root.resolve()) + "/"
     seen = []
     for exc in outcome.chain:
@@ -53,11 +58,11 @@ def reproduces(run: RunResult, node: str, code_path: CodePath, ws: Workspace) ->
             f"{inner['filename'][len(root) :]}:{inner['lineno']} in {inner['function']}" if inner else "the test itself"
         )
         seen.append(f"{exc['type']} from {where}")
-        if (
-            exc["type"] in production
-            and inner is not None
-            and (inner["filename"][len(root) :], inner["function"]) in mapped
-        ):
+        on_path = inner is not None and any(
+            inner["filename"][len(root) :] == path and start <= int(inner["lineno"]) <= end
+            for path, start, end in spans
+        )
+        if exc["type"] in production and on_path:
             return Gate(
                 name="reproduces",
                 passed=True,

@@ -2,7 +2,10 @@
 
 sentry-sdk sends a frame's locals with containers as JSON and every leaf as its `repr`.
 A leaf is accepted when it parses as a literal or as a call to one of a few well-known
-constructors (datetime, date, time, timedelta, Decimal, UUID, Path). Refused, with the
+constructors (datetime, date, time, timedelta, Decimal, UUID, Path). With a resolver of the
+service's own classes, an enum member's repr (`<Mode.FAST: 1>`) and a constructor-shaped repr
+of a class the repository defines (`Config(depth=2, name='x')`, as dataclasses print) become
+`RepoExpr`s: the source that builds them in the test, never evaluated here. Refused, with the
 reason: scrubbed values (`[Filtered]`), reprs of arbitrary objects, values the SDK may
 have truncated (a long string ending in "...", a container at the SDK's 10-item limit).
 
@@ -17,8 +20,10 @@ import ast
 import datetime
 import decimal
 import pathlib
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 _FILTERED = "[Filtered]"
@@ -42,20 +47,34 @@ _SAFE_CALLS: dict[str, Any] = {
 }
 
 
+_ENUM_REPR = re.compile(r"<([A-Za-z_]\w{0,99})\.([A-Za-z_]\w{0,99}(?:\|[A-Za-z_]\w{0,99}){0,20}): [^<>]{0,200}>")
+
+# A class name -> the module of the service that defines it (None: not the service's, or ambiguous).
+ClassResolver = Callable[[str], str | None]
+
+
 class Unusable(Exception):
     """A value that cannot be rebuilt exactly; the message says why."""
 
 
-def rebuild(value: Any, path: str) -> Any:
+@dataclass(frozen=True)
+class RepoExpr:
+    """A value of one of the service's own classes, as the source that builds it (never evaluated by prodloop)."""
+
+    code: str
+    imports: frozenset[str]
+
+
+def rebuild(value: Any, path: str, classes: ClassResolver | None = None) -> Any:
     """The Python value an SDK-serialized local stood for."""
     if isinstance(value, dict):
         if len(value) >= _SDK_BREADTH:
             raise Unusable(f"{path} has {len(value)} keys, the SDK's limit: it may have been truncated")
-        return {_key(k): rebuild(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {_key(k): rebuild(v, f"{path}[{k!r}]", classes) for k, v in value.items()}
     if isinstance(value, list):
         if len(value) >= _SDK_BREADTH:
             raise Unusable(f"{path} has {len(value)} items, the SDK's limit: it may have been truncated")
-        return [rebuild(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [rebuild(v, f"{path}[{i}]", classes) for i, v in enumerate(value)]
     if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
         return value
     if not isinstance(value, str):
@@ -64,9 +83,19 @@ def rebuild(value: Any, path: str) -> Any:
         raise Unusable(f"{path} was scrubbed ([Filtered])")
     if len(value) >= 1000 and value.endswith("..."):
         raise Unusable(f"{path} was truncated by the SDK")
+    text = value.strip()
+    enum = _ENUM_REPR.fullmatch(text)
+    if enum is not None and classes is not None:
+        module = classes(enum.group(1))
+        if module is not None:
+            members = " | ".join(f"{enum.group(1)}.{m}" for m in enum.group(2).split("|"))
+            return RepoExpr(members, frozenset({f"from {module} import {enum.group(1)}"}))
+    if classes is not None and enum is None:
+        # Enum members inside a larger repr (`Mode(versions={<Feature.X: 1>})`) read as `Feature.X`.
+        text = _ENUM_REPR.sub(lambda m: " | ".join(f"{m.group(1)}.{n}" for n in m.group(2).split("|")), text)
     try:
-        return _literal(ast.parse(value.strip(), mode="eval").body)
-    except (SyntaxError, ValueError, TypeError, decimal.InvalidOperation) as exc:
+        return _literal(ast.parse(text, mode="eval").body, classes)
+    except (SyntaxError, ValueError, TypeError, decimal.InvalidOperation, RecursionError) as exc:
         raise Unusable(f"{path} is {value[:60]!r}, which does not round-trip ({type(exc).__name__})") from None
 
 
@@ -79,31 +108,64 @@ def _key(key: str) -> Any:
     return parsed if isinstance(parsed, (str, int, float, bool)) or parsed is None else key
 
 
-def _literal(node: ast.expr) -> Any:
+def _literal(node: ast.expr, classes: ClassResolver | None = None) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        items = [_literal(e) for e in node.elts]
+        items = [_literal(e, classes) for e in node.elts]
         return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise ValueError("dict unpacking")
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True) if k is not None}
+        return {
+            _literal(k, classes): _literal(v, classes)
+            for k, v in zip(node.keys, node.values, strict=True)
+            if k is not None
+        }
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        operand = _literal(node.operand)
+        operand = _literal(node.operand, classes)
         if not isinstance(operand, (int, float, decimal.Decimal)):
             raise ValueError("sign of a non-number")
         return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.Call):
         name = ast.unparse(node.func)
         if name not in _SAFE_CALLS:
-            raise ValueError(f"call to {name}")
-        args = [_literal(a) for a in node.args]
-        kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
+            return _repo_call(node, classes)
+        args = [_literal(a, classes) for a in node.args]
+        kwargs = {k.arg: _literal(k.value, classes) for k in node.keywords if k.arg}
+        if any(isinstance(v, RepoExpr) for v in [*args, *kwargs.values()]):
+            raise ValueError(f"a service object inside {name}()")
         return _SAFE_CALLS[name](*args, **kwargs)
     if isinstance(node, ast.Attribute) and ast.unparse(node) in _SAFE_CALLS:
         return _SAFE_CALLS[ast.unparse(node)]
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and not node.attr.startswith("_")
+        and classes is not None
+    ):
+        module = classes(node.value.id)
+        if module is not None:
+            return RepoExpr(ast.unparse(node), frozenset({f"from {module} import {node.value.id}"}))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and classes is not None:
+        left, right = _literal(node.left, classes), _literal(node.right, classes)
+        if isinstance(left, RepoExpr) and isinstance(right, RepoExpr):
+            return RepoExpr(f"{left.code} | {right.code}", left.imports | right.imports)
     raise ValueError(type(node).__name__)
+
+
+def _repo_call(node: ast.Call, classes: ClassResolver | None) -> RepoExpr:
+    """`Config(depth=2, name='x')` where `Config` is a class the service defines and every argument is data."""
+    if classes is None or not isinstance(node.func, ast.Name):
+        raise ValueError(f"call to {ast.unparse(node.func)[:60]}")
+    module = classes(node.func.id)
+    unpacked = any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords)
+    if module is None or unpacked:
+        raise ValueError(f"call to {node.func.id}, not a class of the service")
+    imports = {f"from {module} import {node.func.id}"}
+    parts = [render(_literal(a, classes), imports) for a in node.args]
+    parts += [f"{k.arg}={render(_literal(k.value, classes), imports)}" for k in node.keywords]
+    return RepoExpr(f"{node.func.id}({', '.join(parts)})", frozenset(imports))
 
 
 def evaluate(node: ast.expr, scope: Mapping[str, Any], unusable: Mapping[str, str]) -> Any:
@@ -143,6 +205,9 @@ def evaluate(node: ast.expr, scope: Mapping[str, Any], unusable: Mapping[str, st
 
 def render(value: Any, imports: set[str]) -> str:
     """Python source for a rebuilt value, noting the imports it needs."""
+    if isinstance(value, RepoExpr):
+        imports.update(value.imports)
+        return value.code
     if isinstance(value, datetime.datetime | datetime.date | datetime.time | datetime.timedelta):
         imports.add("import datetime")
         return repr(value)

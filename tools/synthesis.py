@@ -16,27 +16,28 @@ import ast
 import builtins
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.grouping import exceptions, frames_of
+from prodloop.tools.call_plan import (
+    CallerSite,
+    PlannedCall,
+    RebuiltInput,
+    invocation,
+    module_of,
+    plan_call,
+    statement_at,
+)
 from prodloop.tools.candidate import prepare_input, run_candidate_test
-from prodloop.tools.code_path import CodePath, MappedFrame, map_code_path
-from prodloop.tools.functions import FunctionIndex
+from prodloop.tools.code_path import CodePath, ExceptionPath, MappedFrame, map_code_path
 from prodloop.tools.gates import Gate
-from prodloop.tools.reconstruct import Unusable, evaluate, rebuild, render
+from prodloop.tools.reconstruct import ClassResolver, Unusable, render
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,20}")
-
-
-class RebuiltInput(BaseModel):
-    parameter: str
-    value: str = Field(description="the rebuilt value as Python source")
-    source: Literal["call-site", "callee-locals", "default"]
 
 
 class FrameAttempt(BaseModel):
@@ -51,7 +52,7 @@ class SynthesizedCall(BaseModel):
     module: str
     callee: str
     import_name: str
-    params: list[tuple[str, str]] = Field(description="(name, 'pos' or 'kw')")
+    params: list[tuple[str, str]] = Field(description="(name, kind): posonly, pos, kw, star or starstar")
     arguments: dict[str, str] = Field(description="each argument as Python source")
     imports: list[str]
     exception: str
@@ -61,6 +62,7 @@ class SynthesizedCall(BaseModel):
     fingerprint: str
     event_id: str
     commit: str
+    receiver: str | None = Field(default=None, description="source that rebuilds the method's receiver")
 
 
 class SynthesisResult(BaseModel):
@@ -76,16 +78,6 @@ class SynthesisResult(BaseModel):
     call: SynthesizedCall | None = None
 
 
-@dataclass
-class _Call:
-    module: str
-    callee: str  # how the test calls it: name or Class.method
-    import_name: str
-    params: list[tuple[str, str]]  # (name, kind) kind: pos / kw
-    inputs: list[RebuiltInput]
-    values: dict[str, Any]
-
-
 def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: int = 5) -> SynthesisResult:
     issue = ctx.store.get_issue(issue_id)
     code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
@@ -93,50 +85,49 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
     raw_chain = exceptions(event)
     attempts: list[FrameAttempt] = []
     tried = 0
-    for exc_path in reversed(code_path.exceptions):
+    known_classes: dict[str, set[str]] = {}
+    for exc_path, mapped in _candidates(code_path):
         raw_frames = frames_of(raw_chain[exc_path.index]) if exc_path.index < len(raw_chain) else []
-        for mapped in reversed(exc_path.path):
-            if tried >= max_frames:
-                break
-            label = f"{mapped.location.repo_path}::{mapped.qualname or mapped.function}"
-            try:
-                call = _plan_call(ctx, code_path, mapped, exc_path.path, raw_frames)
-            except Unusable as why:
-                attempts.append(FrameAttempt(frame=label, usable=False, reason=str(why)))
-                continue
-            tried += 1
-            exc_type, exc_module = exc_path.type or "Exception", raw_chain[exc_path.index].get("module")
-            if not _IDENTIFIER.fullmatch(exc_type) or (
-                isinstance(exc_module, str) and not _DOTTED.fullmatch(exc_module)
-            ):
-                # Production data is hostile: only a plain name may become code in the test.
-                attempts.append(
-                    FrameAttempt(frame=label, usable=False, reason="the exception's type is not a Python name")
-                )
-                continue
-            imports: set[str] = set()
-            planned = SynthesizedCall(
-                module=call.module, callee=call.callee, import_name=call.import_name, params=call.params,
-                arguments={p: render(call.values[p], imports) for p, _ in call.params}, imports=sorted(imports),
-                exception=exc_type, exception_module=exc_module if isinstance(exc_module, str) else None,
-                issue_id=issue_id, title=issue.title, fingerprint=issue.fingerprint, event_id=code_path.event_id,
-                commit=code_path.release.commit,
+        if tried >= max_frames:
+            break
+        label = f"{mapped.location.repo_path}::{mapped.qualname or mapped.function}"
+        classes = class_resolver(
+            ctx, code_path.release.commit, module_of(mapped.location.repo_path or ""), known_classes
+        )
+        try:
+            call = _plan_call(ctx, code_path, mapped, exc_path.path, raw_frames, classes)
+        except (Unusable, SyntaxError, ValueError, RecursionError) as why:
+            attempts.append(FrameAttempt(frame=label, usable=False, reason=str(why)[:300]))
+            continue
+        tried += 1
+        exc_type, exc_module = exc_path.type or "Exception", raw_chain[exc_path.index].get("module")
+        if not _IDENTIFIER.fullmatch(exc_type) or (isinstance(exc_module, str) and not _DOTTED.fullmatch(exc_module)):
+            # Production data is hostile: only a plain name may become code in the test.
+            attempts.append(FrameAttempt(frame=label, usable=False, reason="the exception's type is not a Python name"))
+            continue
+        imports: set[str] = set(call.imports)
+        planned = SynthesizedCall(
+            module=call.module, callee=call.callee, import_name=call.import_name, params=call.params,
+            arguments={p: render(call.values[p], imports) for p, _ in call.params}, imports=sorted(imports),
+            exception=exc_type, exception_module=exc_module if isinstance(exc_module, str) else None,
+            issue_id=issue_id, title=issue.title, fingerprint=issue.fingerprint, event_id=code_path.event_id,
+            commit=code_path.release.commit, receiver=call.receiver,
+        )  # fmt: skip
+        code = render_test(planned)
+        given = prepare_input(
+            ctx, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
+            fix_diff=None, fix_from_working_tree=False, code_path=code_path,
+        )  # fmt: skip
+        result = run_candidate_test(ctx, code_path, given, budget_kind="synthesis")
+        gate = next(g for g in result.gates if g.name == "reproduces")
+        if gate.passed:
+            attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))
+            return SynthesisResult(
+                issue_id=issue_id, event_id=code_path.event_id, test_code=code, test_path=given.test_path,
+                frame=label, inputs=call.inputs, attempts=attempts, reproduction=gate, receipt_id=result.receipt_id,
+                call=planned,
             )  # fmt: skip
-            code = render_test(planned)
-            given = prepare_input(
-                ctx, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
-                fix_diff=None, fix_from_working_tree=False, code_path=code_path,
-            )  # fmt: skip
-            result = run_candidate_test(ctx, code_path, given, budget_kind="synthesis")
-            gate = next(g for g in result.gates if g.name == "reproduces")
-            if gate.passed:
-                attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))
-                return SynthesisResult(
-                    issue_id=issue_id, event_id=code_path.event_id, test_code=code, test_path=given.test_path,
-                    frame=label, inputs=call.inputs, attempts=attempts, reproduction=gate, receipt_id=result.receipt_id,
-                    call=planned,
-                )  # fmt: skip
-            attempts.append(FrameAttempt(frame=label, usable=False, reason=f"did not reproduce: {gate.evidence}"))
+        attempts.append(FrameAttempt(frame=label, usable=False, reason=f"did not reproduce: {gate.evidence}"))
     return SynthesisResult(
         issue_id=issue_id, event_id=code_path.event_id, test_code=None, test_path=None, frame=None, inputs=[],
         attempts=attempts, reproduction=None, receipt_id=None,
@@ -149,146 +140,82 @@ def _plan_call(
     mapped: MappedFrame,
     in_repo: list[MappedFrame],
     raw_frames: list[dict[str, Any]],
-) -> _Call:
+    classes: ClassResolver,
+) -> PlannedCall:
     path = mapped.location.repo_path
     if path is None or mapped.extent is None or mapped.qualname is None:
         raise Unusable("the frame's function was not found at the deployed commit")
-    module = _module_of(path)
-    if not _DOTTED.fullmatch(module):
-        raise Unusable(f"{path} is not importable as a module")
-    if module.split(".")[0] in ("tests", "test") or module.rsplit(".", 1)[-1].startswith("test_"):
-        raise Unusable("the frame is in a test module")
-    index = FunctionIndex(ctx.git().read(code_path.release.commit, path) or "")
-    found = [d for d in index.named(mapped.qualname) if d.def_line == mapped.extent.def_line]
-    if not found:
-        raise Unusable(f"{mapped.qualname} could not be parsed at the deployed commit")
-    node = found[0].node
-    parts = mapped.qualname.split(".")
-    decorators = {ast.unparse(d) for d in node.decorator_list}
-    if len(parts) == 1:
-        callee, import_name, skip_first = parts[0], parts[0], False
-    elif len(parts) == 2 and parts[0][:1].isupper() and decorators & {"staticmethod", "classmethod"}:
-        callee, import_name, skip_first = mapped.qualname, parts[0], "classmethod" in decorators
-    elif len(parts) == 2 and parts[0][:1].isupper():
-        raise Unusable(f"{mapped.qualname} is a bound method: the instance cannot be rebuilt from its repr")
-    else:
-        raise Unusable(f"{mapped.qualname} is a nested function: it cannot be imported")
-    if decorators - {"staticmethod", "classmethod"}:
-        raise Unusable(f"{mapped.qualname} is wrapped by {sorted(decorators)}: calling it may not reach the same code")
-    params = _params(node.args, skip_first)
-    frame_pos = _raw_index(raw_frames, mapped)
-    callee_vars = raw_frames[frame_pos].get("vars") or {} if frame_pos is not None else {}
+    commit = code_path.release.commit
+    source = ctx.git().read(commit, path) or ""
+    frame_pos = mapped.frame_index if mapped.frame_index < len(raw_frames) else None
+    callee_vars = (raw_frames[frame_pos].get("vars") or {}) if frame_pos is not None else {}
     # The call site is only trusted in the repository's own code (the caller is the frame just before).
-    caller_in_repo = frame_pos is not None and any(f.frame_index == frame_pos - 1 for f in in_repo)
-    caller = raw_frames[frame_pos - 1] if frame_pos and caller_in_repo else None
-    values, inputs = _from_call_site(caller, parts[-1], params) if caller else (None, [])
-    if values is None:
-        values, inputs = _from_locals(callee_vars, params, node.args)
-    return _Call(module=module, callee=callee, import_name=import_name, params=params, inputs=inputs, values=values)
+    caller_frame = next((f for f in in_repo if frame_pos is not None and f.frame_index == frame_pos - 1), None)
+    caller = None
+    if caller_frame is not None and frame_pos:
+        raw = raw_frames[frame_pos - 1]
+        statement = None
+        if caller_frame.location.repo_path and caller_frame.location.lineno:
+            caller_source = ctx.git().read(commit, caller_frame.location.repo_path) or ""
+            statement = statement_at(caller_source, caller_frame.location.lineno)
+        context = raw.get("context_line")
+        caller = CallerSite(statement, context if isinstance(context, str) else None, raw.get("vars") or {})
+    return plan_call(path, source, mapped.qualname, mapped.extent.def_line, callee_vars, caller, classes)
 
 
-def _raw_index(raw_frames: list[dict[str, Any]], mapped: MappedFrame) -> int | None:
-    return mapped.frame_index if mapped.frame_index < len(raw_frames) else None
+def _candidates(code_path: CodePath) -> list[tuple[ExceptionPath, MappedFrame]]:
+    """Frames to try: the exception finally raised first, from the crash outward; public functions before
+    private helpers, so a test goes through the interface a caller would use when one is on the path."""
+    ordered = [(e, f) for e in reversed(code_path.exceptions) for f in reversed(e.path)]
+    return sorted(ordered, key=lambda pair: _private(pair[1]))
 
 
-def _params(args: ast.arguments, skip_first: bool) -> list[tuple[str, str]]:
-    positional = [a.arg for a in [*args.posonlyargs, *args.args]]
-    if skip_first and positional:
-        positional = positional[1:]
-    out = [(name, "pos") for name in positional] + [(a.arg, "kw") for a in args.kwonlyargs]
-    if args.vararg or args.kwarg:
-        raise Unusable("the function takes *args or **kwargs: its production call cannot be rebuilt exactly")
+def _private(frame: MappedFrame) -> bool:
+    parts = [*(frame.location.repo_path or "").removesuffix(".py").split("/"), *(frame.qualname or "").split(".")]
+    return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts)
+
+
+def class_resolver(ctx: AppContext, commit: str, near: str | None, cache: dict[str, set[str]]) -> ClassResolver:
+    """Resolve a class name to the service module that defines it (the one `near` first; else only if unique).
+    The index of the repository's classes is built on first use into `cache`, shared between frames."""
+
+    def resolve(name: str) -> str | None:
+        if not cache:
+            cache.update(_class_index(ctx, commit) or {"": set()})
+        modules = cache.get(name, set())
+        if near is not None and near in modules:
+            return near
+        return next(iter(modules)) if len(modules) == 1 else None
+
+    return resolve
+
+
+def _class_index(ctx: AppContext, commit: str) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for path in ctx.git().files(commit):
+        module = module_of(path)
+        if not path.endswith(".py") or not _DOTTED.fullmatch(module) or "test" in module.split(".")[0]:
+            continue
+        try:
+            tree = ast.parse(ctx.git().read(commit, path) or "")
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                out.setdefault(node.name, set()).add(module)
     return out
-
-
-def _from_call_site(
-    caller: dict[str, Any], name: str, params: list[tuple[str, str]]
-) -> tuple[dict[str, Any] | None, list[RebuiltInput]]:
-    """Evaluate the caller's call expression; None when it cannot be used (the callee's locals are tried next)."""
-    line = caller.get("context_line")
-    if not isinstance(line, str):
-        return None, []
-    call = _find_call(line.strip(), name)
-    if call is None:
-        return None, []
-    scope: dict[str, Any] = {}
-    unusable: dict[str, str] = {}
-    for var, raw in (caller.get("vars") or {}).items():
-        try:
-            scope[var] = rebuild(raw, var)
-        except Unusable as why:
-            unusable[var] = str(why)
-    values: dict[str, Any] = {}
-    try:
-        positional = [p for p, kind in params if kind == "pos"]
-        if len(call.args) > len(positional) or any(isinstance(a, ast.Starred) for a in call.args):
-            return None, []
-        for param, arg in zip(positional, call.args, strict=False):
-            values[param] = evaluate(arg, scope, unusable)
-        for kw in call.keywords:
-            if kw.arg is None or kw.arg not in dict(params):
-                return None, []
-            values[kw.arg] = evaluate(kw.value, scope, unusable)
-    except (Unusable, TypeError, ValueError, ArithmeticError):  # hostile or odd code lines: use the locals instead
-        return None, []
-    if any(p not in values for p, _ in params):
-        return None, []  # defaults are taken from the callee's locals instead
-    imports: set[str] = set()
-    return values, [RebuiltInput(parameter=p, value=render(values[p], imports), source="call-site") for p, _ in params]
-
-
-def _find_call(line: str, name: str) -> ast.Call | None:
-    for candidate in (line, line.removeprefix("return ").removeprefix("yield "), f"({line.rstrip(':')})"):
-        try:
-            tree = ast.parse(candidate)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                func = node.func
-                if (isinstance(func, ast.Name) and func.id == name) or (
-                    isinstance(func, ast.Attribute) and func.attr == name
-                ):
-                    return node
-    return None
-
-
-def _from_locals(
-    callee_vars: dict[str, Any], params: list[tuple[str, str]], args: ast.arguments
-) -> tuple[dict[str, Any], list[RebuiltInput]]:
-    values: dict[str, Any] = {}
-    inputs: list[RebuiltInput] = []
-    blocked: list[str] = []
-    imports: set[str] = set()
-    for param, _ in params:
-        if param not in callee_vars:
-            blocked.append(f"{param} was not recorded")
-            continue
-        try:
-            values[param] = rebuild(callee_vars[param], param)
-            inputs.append(RebuiltInput(parameter=param, value=render(values[param], imports), source="callee-locals"))
-        except Unusable as why:
-            blocked.append(str(why))
-    if blocked:
-        raise Unusable("; ".join(blocked))
-    return values, inputs
-
-
-def _module_of(path: str) -> str:
-    return path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
 def render_test(call: SynthesizedCall, expected: str | None = None, expected_type: str | None = None) -> str:
     """The regression test: the production call must not raise the production exception; with `expected`,
     it must also return what the fixed code returned for that input (a characterization of the fix)."""
-    import_lines = list(call.imports)
+    import_lines = call_imports(call)
     if not hasattr(builtins, call.exception) and call.exception_module:
         import_lines.append(f"from {call.exception_module} import {call.exception}")
-    import_lines.append(f"from {call.module} import {call.import_name}")
-    args = ", ".join(p if kind == "pos" else f"{p}={p}" for p, kind in call.params)
     short = re.sub(r"\W+", "_", call.exception).lower()
-    fn_name = re.sub(r"\W+", "_", call.callee.lower())
-    invoke = f"result = {call.callee}({args})" if expected is not None else f"{call.callee}({args})"
+    fn_name = re.sub(r"\W+", "_", call.callee.removeprefix("obj.").lower())
+    invoke = invocation(call.callee, call.params)
+    invoke = f"result = {invoke}" if expected is not None else invoke
     checks: list[str] = []
     if expected == "None":
         checks = ["    assert result is None  # what the fixed code returns for the production input"]
@@ -308,7 +235,7 @@ def render_test(call: SynthesizedCall, expected: str | None = None, expected_typ
         "",
         "",
         f"def test_{fn_name}_does_not_raise_{short}_issue_{call.issue_id}():",
-        *(f"    {p} = {call.arguments[p]}" for p, _ in call.params),
+        *(f"    {line}" for line in argument_lines(call)),
         "    try:",
         f"        {invoke}",
         f"    except {call.exception} as exc:",
@@ -318,6 +245,19 @@ def render_test(call: SynthesizedCall, expected: str | None = None, expected_typ
         "",
     ]
     return "\n".join(lines)
+
+
+def call_imports(call: SynthesizedCall) -> list[str]:
+    lines = list(call.imports)
+    if call.import_name:
+        lines.append(f"from {call.module} import {call.import_name}")
+    return list(dict.fromkeys(lines))
+
+
+def argument_lines(call: SynthesizedCall) -> list[str]:
+    """`obj = ...` for a method's receiver, then one assignment per argument."""
+    receiver = [f"obj = {call.receiver}"] if call.receiver is not None else []
+    return receiver + [f"{p} = {call.arguments[p]}" for p, _ in call.params]
 
 
 def _doc(text: str) -> str:
