@@ -19,6 +19,8 @@ from prodloop.server.ingest.grouping import exceptions, frames_of
 from prodloop.server.store import Store
 from prodloop.tools._shape import cap
 from prodloop.tools.attribution import Attribution, Span, attribute, deploy_note
+from prodloop.tools.fault_candidates import FaultCandidate, rank_faults
+from prodloop.tools.fault_candidates import frame as fault_frame
 from prodloop.tools.functions import FunctionExtent, FunctionIndex, frame_function_matches
 from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.related_tests import RelatedTest, related_tests
@@ -61,6 +63,11 @@ class CodePath(BaseModel):
     attribution: Attribution | None
     related_tests: list[RelatedTest]
     reliability: list[FileReliability]
+    fault_candidates: list[FaultCandidate] = Field(
+        default_factory=list,
+        description="where the bug may be, ranked, each with its reasons (data flow of the failing value, a "
+        "constructor that never set a missing attribute, a function that returned None, suspect commits)",
+    )
     notes: list[str]
 
 
@@ -115,8 +122,29 @@ def map_code_path(
         attribution=attribution,
         related_tests=_related(repo, commit, culprit),
         reliability=[file_reliability(store, p) for p in paths],
+        fault_candidates=_faults(repo, commit, chain, attribution),
         notes=notes,
     )
+
+
+def _faults(
+    repo: GitRepo, commit: str, chain: list[ExceptionPath], attribution: Attribution | None
+) -> list[FaultCandidate]:
+    final = next((ep for ep in reversed(chain) if ep.path), None)
+    if final is None:
+        return []
+    frames = [
+        fault_frame(f.location.repo_path, f.qualname, f.location.lineno, f.extent.start, f.extent.end,
+                    repo.read(commit, f.location.repo_path) or "")
+        for f in final.path
+        if f.location.repo_path and f.qualname and f.extent is not None
+    ]  # fmt: skip
+    suspects = {
+        s.detail
+        for s in (attribution.suspects if attribution else [])
+        if s.reason in ("culprit_function", "path_function")
+    }
+    return rank_faults(frames, final.type, final.value, suspects, lambda p: repo.read(commit, p), repo.files(commit))
 
 
 def _map_exception(

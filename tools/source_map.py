@@ -47,7 +47,7 @@ def locate_frame(
     library = _library_kind(abs_path or filename)
     if library and in_app is not True:
         return FrameLocation(in_repo=False, event_lineno=lineno, reason=f"{library} frame ({abs_path or filename})")
-    path = _find_path(repo, commit, _candidates(repo, abs_path, filename, module, rewrites or {}))
+    path, by_suffix = _find_path(repo, commit, _candidates(repo, abs_path, filename, module, rewrites or {}))
     if path is None:
         what = abs_path or filename or module or "<unknown>"
         reason = f"no file at commit {commit[:12]} matches {what}"
@@ -65,6 +65,13 @@ def locate_frame(
             reason="the file is not UTF-8 text at this commit",
         )
     line, confidence, how = verify_line(text.splitlines(), frame, lineno)
+    if by_suffix and confidence == "unverified":
+        # Matched by the end of its path only, and its code is not in that file: another program's file.
+        return FrameLocation(
+            in_repo=False,
+            event_lineno=lineno,
+            reason=f"{abs_path or filename} only shares its name with {path}, whose code differs ({how})",
+        )
     return FrameLocation(
         in_repo=True, repo_path=path, lineno=line, event_lineno=lineno, confidence=confidence, reason=how
     )
@@ -95,7 +102,7 @@ def _candidates(repo: GitRepo, abs_path: str, filename: str, module: str, rewrit
                 break
     if filename and not filename.startswith("<"):
         out.append(filename.lstrip("./"))
-    if module and not module.startswith("<"):
+    if module and not module.startswith("<") and module != "__main__":
         base = module.replace(".", "/")
         out += [f"{base}.py", f"{base}/__init__.py"]
     if abs_path:
@@ -103,22 +110,21 @@ def _candidates(repo: GitRepo, abs_path: str, filename: str, module: str, rewrit
     return list(dict.fromkeys(c for c in out if c))
 
 
-def _find_path(repo: GitRepo, commit: str, candidates: list[str]) -> str | None:
+def _find_path(repo: GitRepo, commit: str, candidates: list[str]) -> tuple[str | None, bool]:
+    """(repository path, whether it was found by a shared path suffix rather than exactly)."""
     for candidate in candidates:
         if repo.exists(commit, candidate):
-            return candidate
+            return candidate, "/" not in candidate  # a top-level file found by its name alone must prove its code
     index = repo.by_basename(commit)
     best: tuple[int, str] | None = None
     for candidate in candidates:
         parts = candidate.split("/")
         for path in index.get(parts[-1], ()):
             shared = _shared_suffix(parts, path.split("/"))
-            needed = min(2, len(parts))
-            if shared >= needed and (
-                best is None or shared > best[0] or (shared == best[0] and len(path) < len(best[1]))
-            ):
+            # A file name alone (`main.py`, `__main__.py`, `app.py`) never identifies a file of the repository.
+            if shared >= 2 and (best is None or shared > best[0] or (shared == best[0] and len(path) < len(best[1]))):
                 best = (shared, path)
-    return best[1] if best else None
+    return (best[1], True) if best else (None, False)
 
 
 def _shared_suffix(a: list[str], b: list[str]) -> int:

@@ -1,0 +1,217 @@
+"""Shapes of real code the toy service lacks: bound methods, enums and dataclasses, decorated functions,
+comprehensions, *args/**kwargs, multi-line call sites, missing attributes, scripts outside the repository."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodloop.server.context import AppContext
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.settings import load_settings
+from prodloop.tools.call_plan import CallerSite, plan_call, statement_at
+from prodloop.tools.code_path import map_code_path
+from prodloop.tools.reconstruct import rebuild, render
+from prodloop.tools.synthesis import synthesize_regression_test
+from tests.repos import GitFixture, new_repo
+
+FILES = {
+    ".gitignore": ".prodloop\n__pycache__/\n",
+    "_script.py": "print('a file that shares its name with the script that crashes')\n",
+    "lib/__init__.py": "",
+    "lib/layout.py": """
+        import enum
+        import functools
+        from dataclasses import dataclass
+
+
+        class Style(enum.Enum):
+            PLAIN = 1
+            FANCY = 2
+
+
+        @dataclass
+        class Layout:
+            width: int
+            style: Style = Style.PLAIN
+
+            def wrap(self, text):
+                return text[: 80 // self.width]
+
+
+        def _traced(fn):
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                return fn(*args, **kwargs)
+
+            return wrapper
+
+
+        @_traced
+        def scale(values, factor, offset=0, **extra):
+            return [v // factor + offset for v in values]
+
+
+        def report(rows):
+            return scale(
+                rows["values"],
+                rows["factor"],
+            )
+    """,
+    "lib/accounts.py": """
+        class Account:
+            def __init__(self, owner):
+                self.owner = owner
+
+            def label(self):
+                return self.owner + self.nickname
+
+
+        def ratio(a, b):
+            return a / b
+
+
+        def summary(stats):
+            return ratio(stats["hits"], stats["total"])
+    """,
+}
+
+CRASHES = {
+    "receiver": "from lib.layout import Layout, Style\nLayout(width=0, style=Style.FANCY).wrap('hello')\n",
+    "decorated": "from lib.layout import report\nreport({'values': [4, 8], 'factor': 0})\n",
+    "attribute": "from lib.accounts import Account\nAccount('ann').label()\n",
+    "flow": "from lib.accounts import summary\nsummary({'hits': 3, 'total': 0})\n",
+}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> GitFixture:
+    fixture = new_repo(tmp_path_factory.mktemp("shapes") / "svc")
+    fixture.commit(FILES, "lib 1.0")
+    return fixture
+
+
+@pytest.fixture(scope="module")
+def events(repo: GitFixture) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, script in CRASHES.items():
+        (event,) = repo.capture(script, release=repo.shas[-1])
+        out[name] = event
+    return out
+
+
+@pytest.fixture
+def open_ctx(
+    repo: GitFixture, events: dict[str, dict[str, Any]], tmp_path: Path
+) -> Iterator[Callable[[str], AppContext]]:
+    opened: list[AppContext] = []
+
+    def factory(crash: str) -> AppContext:
+        ctx = AppContext.open(
+            load_settings(
+                repo=repo.root, data_dir=tmp_path / crash, gates={"flaky_runs": 1, "shuffle_with_module": False}
+            )
+        )
+        import_events(ctx, ctx.store.create_project("svc"), [("e", events[crash])], source="test")
+        opened.append(ctx)
+        return ctx
+
+    yield factory
+    for ctx in opened:
+        ctx.close()
+
+
+def test_a_bound_method_is_called_on_a_receiver_rebuilt_from_its_dataclass_and_enum_repr(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    result = synthesize_regression_test(open_ctx("receiver"), issue_id=1)
+    assert result.frame == "lib/layout.py::Layout.wrap", result.attempts
+    assert result.test_code is not None
+    assert "obj = Layout(width=0, style=Style.FANCY)" in result.test_code
+    assert "from lib.layout import Layout" in result.test_code and "from lib.layout import Style" in result.test_code
+    assert "obj.wrap(text=text)" in result.test_code
+    assert result.reproduction is not None and result.reproduction.passed
+
+
+def test_a_decorated_function_crashing_in_a_comprehension_is_called_through_its_decorator(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    result = synthesize_regression_test(open_ctx("decorated"), issue_id=1)
+    assert result.frame == "lib/layout.py::scale", result.attempts
+    assert result.reproduction is not None and result.reproduction.passed, result.attempts
+    assert "ZeroDivisionError raised from lib/layout.py" in result.reproduction.evidence
+    values = {i.parameter: i.value for i in result.inputs}
+    assert (values["values"], values["factor"]) == ("[4, 8]", "0")
+
+
+def test_a_multi_line_call_binds_with_the_real_signature_and_omits_defaults() -> None:
+    source = "def report(rows):\n    return scale(\n        rows['values'],\n        rows['factor'],\n    )\n"
+    statement = statement_at(source, 3)
+    assert statement is not None and statement.count("\n") == 3
+    callee = "def scale(values, factor, offset=0, **extra):\n    return values\n"
+    caller = CallerSite(statement, "        rows['values'],", {"rows": {"'values'": "[1]", "'factor'": "2"}})
+    planned = plan_call("lib/x.py", callee, "scale", 1, {}, caller, lambda name: None)
+    assert planned.values == {"values": [1], "factor": 2}
+    assert all(i.source == "call-site" for i in planned.inputs)
+
+
+def test_kwargs_from_the_call_site_go_to_the_callees_double_star_parameter() -> None:
+    callee = "def send(to, *parts, retry=False, **headers):\n    pass\n"
+    caller = CallerSite("send(user, 'a', 'b', retry=True, trace='x')", None, {"user": "'ann'"})
+    planned = plan_call("lib/x.py", callee, "send", 1, {}, caller, lambda name: None)
+    assert planned.values == {"to": "ann", "parts": ("a", "b"), "retry": True, "headers": {"trace": "x"}}
+    assert planned.params == [("to", "pos"), ("parts", "star"), ("retry", "kw"), ("headers", "starstar")]
+
+
+def test_methods_of_lower_case_classes_are_methods_not_nested_functions() -> None:
+    source = "class loader:\n    @staticmethod\n    def parse(text):\n        return int(text)\n"
+    planned = plan_call("lib/x.py", source, "loader.parse", 3, {"text": "'x'"}, None, lambda name: None)
+    assert (planned.callee, planned.import_name) == ("loader.parse", "loader")
+
+
+def test_a_constructor_repr_of_a_class_the_repository_does_not_define_stays_refused() -> None:
+    classes = {"Layout": "lib.layout"}.get
+    imports: set[str] = set()
+    assert render(rebuild("Layout(width=3)", "v", classes), imports) == "Layout(width=3)"
+    with pytest.raises(Exception, match="does not round-trip"):
+        rebuild("Popen(args=['rm'])", "v", classes)
+    with pytest.raises(Exception, match="does not round-trip"):
+        rebuild("Layout(width=__import__('os'))", "v", classes)
+
+
+def test_a_missing_attribute_points_at_the_constructor_that_never_set_it(open_ctx: Callable[[str], AppContext]) -> None:
+    ctx = open_ctx("attribute")
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    top = [(c.path, c.qualname) for c in code_path.fault_candidates[:3]]
+    assert ("lib/accounts.py", "Account.__init__") in top
+    init = next(c for c in code_path.fault_candidates if c.qualname == "Account.__init__")
+    assert "`nickname` is never set here on `Account`" in init.reasons
+
+
+def test_the_caller_that_passed_the_failing_value_is_a_candidate(open_ctx: Callable[[str], AppContext]) -> None:
+    ctx = open_ctx("flow")
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    ranked = [c.qualname for c in code_path.fault_candidates]
+    assert ranked[:2] == ["ratio", "summary"]
+    assert any("passed the failing value" in r for r in code_path.fault_candidates[1].reasons)
+
+
+def test_a_script_outside_the_repository_is_never_matched_by_its_file_name(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("flow")
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    mapped = [f.location.repo_path for e in code_path.exceptions for f in e.path]
+    assert "_script.py" not in mapped
+    reasons = [f.location.reason or "" for e in code_path.exceptions for f in e.outside if f.module == "__main__"]
+    assert any("_script.py only shares its name with _script.py" in r for r in reasons), reasons
+
+
+def test_synthesized_test_code_is_valid_python(open_ctx: Callable[[str], AppContext]) -> None:
+    result = synthesize_regression_test(open_ctx("receiver"), issue_id=1)
+    assert result.test_code is not None
+    ast.parse(result.test_code)

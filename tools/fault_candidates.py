@@ -1,0 +1,191 @@
+"""Where the fault may be when it is not where it crashed: ranked candidate locations, each with its reason.
+
+The innermost in-repository frame is where the exception surfaced, not always where the bug is.
+From what the event and the code at the deployed commit show, without running anything:
+- data flow of the failing value: a name on the crash line that is a parameter of the crashing
+  function came from its caller; the caller's argument expression may again be a parameter, and
+  so on outward — each caller that handed the value on is a candidate, the one that made it first;
+- `'X' object has no attribute 'y'`: the constructor of the repository's class `X`, where `y`
+  should have been set;
+- `'NoneType' object ...`: the function that returned `None` — a call on the crash line whose
+  callee is in the repository;
+- functions on the path that suspect commits since the previous release touched;
+- then the rest of the path from the crash outward.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+
+from pydantic import BaseModel, Field
+
+from prodloop.tools.functions import FunctionIndex
+
+_NO_ATTRIBUTE = re.compile(r"'(\w+)' object has no attribute '(\w+)'")
+
+
+class FaultCandidate(BaseModel):
+    path: str
+    qualname: str
+    line: int | None = Field(description="the line to start reading at, when known")
+    score: float = Field(description="0..1, higher first")
+    reasons: list[str]
+
+
+class _Frame:
+    """What ranking needs of one mapped frame (kept apart from CodePath's models to avoid a cycle)."""
+
+    def __init__(self, path: str, qualname: str, line: int | None, start: int, end: int, source: str) -> None:
+        self.path, self.qualname, self.line, self.start, self.end, self.source = (
+            path,
+            qualname,
+            line,
+            start,
+            end,
+            source,
+        )
+
+
+def rank_faults(
+    frames: list[_Frame],
+    exception_type: str | None,
+    exception_value: str | None,
+    suspects: set[str],
+    read: Callable[[str], str | None],
+    files: tuple[str, ...],
+    limit: int = 5,
+) -> list[FaultCandidate]:
+    """`frames` entry point first, crash last; `suspects` holds `path::qualname` touched by suspect commits."""
+    found: dict[tuple[str, str], FaultCandidate] = {}
+
+    def add(path: str, qualname: str, line: int | None, score: float, reason: str) -> None:
+        key = (path, qualname)
+        if key in found:
+            found[key].score = max(found[key].score, score)
+            found[key].reasons.append(reason)
+        else:
+            found[key] = FaultCandidate(path=path, qualname=qualname, line=line, score=score, reasons=[reason])
+
+    if not frames:
+        return []
+    crash = frames[-1]
+    add(crash.path, crash.qualname, crash.line, 0.8, "the exception was raised here")
+    for hop, (frame, name) in enumerate(_value_flow(frames), start=1):
+        add(frame.path, frame.qualname, frame.line, 0.78 - 0.04 * hop, f"passed the failing value `{name}` inward")
+    message = exception_value or ""
+    missing = _NO_ATTRIBUTE.search(message) if exception_type == "AttributeError" else None
+    if missing and missing.group(1) != "NoneType":
+        for path, qualname, line in _constructors(missing.group(1), read, files):
+            add(path, qualname, line, 0.85, f"`{missing.group(2)}` is never set here on `{missing.group(1)}`")
+    if "NoneType" in message and crash.line is not None:
+        for name in _called_names(_line(crash.source, crash.line)):
+            for frame in frames:
+                if frame.qualname.rsplit(".", 1)[-1] == name:
+                    add(frame.path, frame.qualname, frame.line, 0.82, f"`{name}()` may have returned None")
+            for path, qualname, line in _functions_named(name, crash.path, read):
+                add(path, qualname, line, 0.8, f"`{name}()` on the crash line may have returned None")
+    for distance, frame in enumerate(reversed(frames)):
+        add(frame.path, frame.qualname, frame.line, max(0.1, 0.6 - 0.08 * distance), "on the path to the crash")
+    for candidate in found.values():
+        if f"{candidate.path}::{candidate.qualname}" in suspects:
+            candidate.score = min(1.0, candidate.score + 0.15)
+            candidate.reasons.append("changed by a suspect commit since the previous release")
+    ranked = sorted(found.values(), key=lambda c: -c.score)
+    for c in ranked:
+        c.score = round(c.score, 3)
+    return ranked[:limit]
+
+
+def frame(path: str, qualname: str, line: int | None, start: int, end: int, source: str) -> _Frame:
+    return _Frame(path, qualname, line, start, end, source)
+
+
+def _value_flow(frames: list[_Frame]) -> list[tuple[_Frame, str]]:
+    """Callers that handed a value used on the crash line inward, parameter by parameter."""
+    out: list[tuple[_Frame, str]] = []
+    crash = frames[-1]
+    if crash.line is None:
+        return out
+    names = _names(_line(crash.source, crash.line)) & _parameters(crash)
+    for i in range(len(frames) - 2, -1, -1):
+        if not names:
+            break
+        caller, callee = frames[i], frames[i + 1]
+        if caller.line is None:
+            break
+        argument = _argument_names(_line(caller.source, caller.line), callee.qualname.rsplit(".", 1)[-1], names)
+        if argument is None:
+            break
+        out.append((caller, ", ".join(sorted(names))))
+        names = argument & _parameters(caller)
+    return out
+
+
+def _line(source: str, line: int) -> str:
+    lines = source.splitlines()
+    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
+
+
+def _parse(text: str) -> ast.AST | None:
+    for candidate in (text, text.rstrip(":") + ": pass", f"({text.rstrip(':')})"):
+        try:
+            return ast.parse(candidate)
+        except SyntaxError:
+            continue
+    return None
+
+
+def _names(text: str) -> set[str]:
+    tree = _parse(text)
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} if tree else set()
+
+
+def _called_names(text: str) -> set[str]:
+    tree = _parse(text)
+    out = set()
+    for n in ast.walk(tree) if tree else []:
+        if isinstance(n, ast.Call):
+            out.add(n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", ""))
+    return out - {""}
+
+
+def _parameters(f: _Frame) -> set[str]:
+    index = FunctionIndex(f.source)
+    defs = [d for d in index.named(f.qualname) if d.start == f.start]
+    if not defs:
+        return set()
+    a = defs[0].node.args
+    return {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs]} - {"self", "cls"}
+
+
+def _argument_names(text: str, callee: str, params_wanted: set[str]) -> set[str] | None:
+    """Names in the caller's arguments to `callee` (None when the call is not on the line)."""
+    tree = _parse(text)
+    for n in ast.walk(tree) if tree else []:
+        if isinstance(n, ast.Call):
+            name = n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+            if name == callee:
+                return {x.id for a in [*n.args, *(k.value for k in n.keywords)] for x in ast.walk(a)
+                        if isinstance(x, ast.Name)}  # fmt: skip
+    return None
+
+
+def _constructors(cls: str, read: Callable[[str], str | None], files: tuple[str, ...]) -> list[tuple[str, str, int]]:
+    out = []
+    for path in files:
+        if not path.endswith(".py") or "test" in path.split("/")[0]:
+            continue
+        source = read(path) or ""
+        if f"class {cls}" not in source:
+            continue
+        for d in FunctionIndex(source).defs:
+            if d.qualname in (f"{cls}.__init__", f"{cls}.__post_init__", f"{cls}.setUp"):
+                out.append((path, d.qualname, d.def_line))
+    return out[:3]
+
+
+def _functions_named(name: str, near: str, read: Callable[[str], str | None]) -> list[tuple[str, str, int]]:
+    source = read(near) or ""
+    return [(near, d.qualname, d.def_line) for d in FunctionIndex(source).defs if d.qualname.rsplit(".", 1)[-1] == name]
