@@ -236,6 +236,21 @@ def sentry_pull(
 
 
 @app.command()
+def doctor(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """Check that git, the repository, its remote, the service's interpreter (with pytest), the sandbox and the
+    store are ready for the loop; each problem comes with how to fix it. Exit code 1 when a check fails."""
+    from prodloop.server.doctor import run_checks
+
+    checks = run_checks(_settings(repo, data_dir))
+    marks = {"ok": "✓", "warn": "!", "fail": "✗"}
+    for check in checks:
+        out.print(f"{marks[check.status]} {check.name}: {check.detail}", markup=False, highlight=False)
+        if check.fix:
+            out.print(f"    fix: {check.fix}", markup=False, highlight=False)
+    raise typer.Exit(1 if any(c.status == "fail" for c in checks) else 0)
+
+
+@app.command()
 def loop(
     issue: Annotated[int | None, typer.Option("--issue", min=1, help="the issue to work")] = None,
     top: Annotated[int | None, typer.Option("--top", min=1, max=50, help="or the N issues with most events")] = None,

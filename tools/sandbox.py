@@ -362,3 +362,8 @@ def junit_key(nodeid: str) -> str:
     path, *rest = nodeid.split("::")
     classname = ".".join([path.removesuffix(".py").replace("/", "."), *rest[:-1]])
     return f"{classname}::{rest[-1] if rest else ''}"
+
+
+def isolation_available(*, offline: bool = False) -> bool:
+    """Whether runs can be confined here (mount namespace with a read-only checkout; `offline`: own network)."""
+    return _namespaces_work(offline=offline)

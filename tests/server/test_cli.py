@@ -16,8 +16,8 @@ from prodloop.server.store import Store
 from tests.conftest import make_event
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+def _run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}, **(env or {})}
     env["COLUMNS"] = "200"
     return subprocess.run(
         [sys.executable, "-m", "prodloop.server.cli", *args],
@@ -159,3 +159,18 @@ def test_serve_http_prints_the_token_once_and_guards_mcp_with_it(tmp_path: Path)
         _, stderr = proc.communicate(timeout=30)
     assert stderr.count(token) == 1  # shown once, on the terminal only
     assert stat.S_IMODE((tmp_path / ".prodloop" / "mcp-token").stat().st_mode) == 0o600
+
+
+def test_doctor_says_what_is_missing_and_how_to_fix_it(tmp_path: Path) -> None:
+    from tests.sample_service import SampleService
+
+    service = SampleService(tmp_path / "shop")
+    args = ("doctor", "--repo", "shop", "--data-dir", str(tmp_path / "data"))
+    ready = _run(*args, cwd=tmp_path)  # a relative --repo works too
+    assert ready.returncode == 0, ready.stdout
+    assert f"✓ repository: {service.root}" in ready.stdout
+    assert "✓ pytest: pytest" in ready.stdout
+    broken = _run(*args, cwd=tmp_path, env={"PRODLOOP_SERVICE_PYTHON": str(tmp_path / "no-venv" / "python")})
+    assert broken.returncode == 1
+    assert "✗ service interpreter" in broken.stdout
+    assert "fix: create the service's venv" in broken.stdout

@@ -1,0 +1,124 @@
+"""`prodloop doctor`: is this machine and repository ready for the loop? Each check says how to fix it.
+
+Checked: git, the repository and its remote, the service's interpreter and pytest in it (the only
+package a service needs: coverage and mutation tooling come from prodloop's side), the sandbox
+(user and mount namespaces, network namespace), and the store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Literal
+
+from prodloop.server.settings import Settings, service_python
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks = [_git(), _repository(settings), _remote(settings), *_interpreter(settings), *_isolation(settings)]
+    checks.append(_store(settings))
+    return checks
+
+
+def _run(args: list[str], timeout: float = 20) -> tuple[int, str]:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, f"{type(exc).__name__}: {exc}"
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def _git() -> Check:
+    if shutil.which("git") is None:
+        return Check("git", "fail", "git is not on PATH", "install git (e.g. apt-get install git)")
+    code, text = _run(["git", "--version"])
+    return Check("git", "ok" if code == 0 else "fail", text[:100], "" if code == 0 else "check the git install")
+
+
+def _repository(settings: Settings) -> Check:
+    repo = settings.repo
+    code, text = _run(["git", "-C", str(repo), "rev-parse", "--verify", "HEAD"])
+    if code != 0:
+        return Check("repository", "fail", f"{repo} is not a git repository with a commit ({text[:120]})",
+                     "pass --repo PATH of the service's checkout")  # fmt: skip
+    return Check("repository", "ok", f"{repo} at {text[:12]}")
+
+
+def _remote(settings: Settings) -> Check:
+    code, url = _run(["git", "-C", str(settings.repo), "remote", "get-url", "--", settings.git_remote])
+    if code != 0:
+        return Check("remote", "warn", f"no remote named {settings.git_remote}: open_pr cannot push",
+                     f"git remote add {settings.git_remote} URL, or set git_remote")  # fmt: skip
+    code, text = _run(["git", "-C", str(settings.repo), "ls-remote", "--heads", "--", settings.git_remote], timeout=30)
+    shown = url.split("@")[-1]  # never print credentials embedded in a URL
+    if code != 0:
+        return Check("remote", "warn", f"{settings.git_remote} ({shown}) did not answer: {text[-160:]}",
+                     "check the URL and credentials for pushing")  # fmt: skip
+    return Check("remote", "ok", f"{settings.git_remote} answers ({shown})")
+
+
+def _interpreter(settings: Settings) -> list[Check]:
+    python = service_python(settings)
+    code, text = _run([str(python), "-c", "import sys; print(sys.version.split()[0])"])
+    if code != 0:
+        return [Check("service interpreter", "fail", f"{python} does not run ({text[-160:]})",
+                      "create the service's venv (<repo>/.venv) or set service_python")]  # fmt: skip
+    checks = [Check("service interpreter", "ok", f"{python} (Python {text})")]
+    code, text = _run([str(python), "-c", "import pytest; print(pytest.__version__)"])
+    checks.append(
+        Check("pytest", "ok", f"pytest {text} in the service's interpreter")
+        if code == 0
+        else Check(
+            "pytest", "fail", "pytest is not importable by the service's interpreter", f"{python} -m pip install pytest"
+        )
+    )
+    code, _ = _run([str(python), "-c", "import coverage"])
+    checks.append(
+        Check("coverage", "ok", "coverage.py in the service's interpreter")
+        if code == 0
+        else Check("coverage", "ok", "no coverage.py in the service's interpreter: prodloop traces lines itself")
+    )
+    return checks
+
+
+def _isolation(settings: Settings) -> list[Check]:
+    from prodloop.tools.sandbox import isolation_available
+
+    gates = settings.gates
+    if not isolation_available():
+        status: Status = "fail" if gates.require_isolation else "warn"
+        return [Check("sandbox", status, "unprivileged user and mount namespaces are not available: runs cannot "
+                      "mount the checkout read-only or hide credentials",
+                      "enable user namespaces (sysctl kernel.unprivileged_userns_clone=1) or, knowingly, set "
+                      "[tool.prodloop.gates] require_isolation = false")]  # fmt: skip
+    checks = [Check("sandbox", "ok", "runs get a read-only checkout and hidden credentials")]
+    if gates.isolate_network:
+        ok = isolation_available(offline=True)
+        checks.append(Check("network isolation", "ok" if ok else "fail",
+                            "runs get their own network namespace with only loopback" if ok
+                            else "a network namespace cannot be created here",
+                            "" if ok else "set [tool.prodloop.gates] isolate_network = false, knowingly"))  # fmt: skip
+    return checks
+
+
+def _store(settings: Settings) -> Check:
+    from prodloop.server.errors import ProdloopError
+    from prodloop.server.store import Store
+
+    try:
+        store = Store(settings.database_path)
+    except (ProdloopError, OSError) as exc:
+        return Check("store", "fail", f"{settings.database_path}: {exc}", "check the data dir's permissions")
+    store.close()
+    return Check("store", "ok", f"{settings.database_path}")
