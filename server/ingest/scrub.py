@@ -30,12 +30,18 @@ from prodloop.server.errors import IngestError
 
 FILTERED = "[Filtered]"
 
-# Keys whose values are secrets wherever they appear (case-insensitive substring match).
+# Keys whose values are secrets wherever they appear. A key matches when one of these is a whole word of it, or
+# a run of its words (`db_password`, `apiKey`, `X-Auth-Token`, `session_id`), never a mere substring: `author`,
+# `tokenizer`, `discard` or `sessions_count` are program data a regression test needs.
 DEFAULT_DENYLIST: tuple[str, ...] = (
-    "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key",
-    "private_key", "privatekey", "authorization", "auth", "credentials", "session", "cookie",
-    "csrf", "xsrf", "dsn", "sentry_key", "card", "cvv", "ssn",
+    "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key", "secret_key",
+    "private_key", "privatekey", "authorization", "auth", "credentials", "credential", "session", "sessionid",
+    "session_key", "cookie", "csrf", "csrftoken", "xsrf", "dsn", "sentry_key", "card", "card_number", "cvv",
+    "cvc", "ssn", "passphrase", "mysql_pwd", "jwt", "bearer",
 )  # fmt: skip
+# Relay's value rules, without its key rule (`@password`), which matches key substrings: prodloop matches keys by words.
+_RELAY_VALUE_RULES = ["@creditcard:filter", "@pemkey:filter", "@urlauth:legacy", "@usssn:filter", "@userpath:replace"]
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _BEARER = re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
@@ -48,6 +54,20 @@ _DSN_KEY = re.compile(r"(https?://)[0-9a-f]{32}(?::[0-9a-f]{32})?@")
 _MAYBE_WORDS = re.compile(r"pass|pwd|secret|token|key|bearer|basic|@")  # on the lowercased string
 _MAYBE_CARD = re.compile(r"\d[\d -]{11,}\d")  # 13+ digits with single separators lie inside such a run
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+
+
+def _words_key(key: str) -> str:
+    return "_".join(w.lower() for w in _WORD.findall(key))
+
+
+def _precise_keys(config: dict[str, Any], scrub_emails: bool) -> dict[str, Any]:
+    """Relay's converted config with its key-substring rule swapped for its value rules (keys: prodloop's walk)."""
+    value_rules = [*_RELAY_VALUE_RULES, *(["@email:filter"] if scrub_emails else [])]
+    applications = {
+        selector: [r for rule in rules for r in (value_rules if rule == "@common:filter" else [rule])]
+        for selector, rules in config.get("applications", {}).items()
+    }
+    return {**config, "applications": applications}
 
 
 def _luhn_ok(candidate: str) -> bool:
@@ -77,17 +97,20 @@ class Scrubber:
     ) -> None:
         extra = [f for f in sensitive_fields if f]
         self._normalizer = StoreNormalizer(project_id=project_id)
-        self._relay_config = convert_datascrubbing_config(
-            {
-                "scrubData": True,
-                "scrubDefaults": True,
-                "scrubIpAddresses": scrub_ip_addresses,
-                "sensitiveFields": extra,
-                "excludeFields": [],
-            }
+        self._relay_config = _precise_keys(
+            convert_datascrubbing_config(
+                {
+                    "scrubData": True,
+                    "scrubDefaults": True,
+                    "scrubIpAddresses": scrub_ip_addresses,
+                    "sensitiveFields": extra,
+                    "excludeFields": [],
+                }
+            ),
+            scrub_emails,
         )
         self._relay_config_json = json.dumps(self._relay_config)
-        self._denylist = tuple(k.lower() for k in (*DEFAULT_DENYLIST, *extra))
+        self._denylist = frozenset(_words_key(k) for k in (*DEFAULT_DENYLIST, *extra))
         self._sensitive_keys: dict[str, bool] = {}
         self._scrub_emails = scrub_emails
 
@@ -146,8 +169,10 @@ class Scrubber:
     def _is_sensitive(self, key: str) -> bool:
         known = self._sensitive_keys.get(key)
         if known is None:
-            lowered = key.lower()
-            known = any(word in lowered for word in self._denylist)
+            words = [w.lower() for w in _WORD.findall(key)]
+            known = any(
+                "_".join(words[i:j]) in self._denylist for i in range(len(words)) for j in range(i + 1, len(words) + 1)
+            ) or "".join(words) in {w.replace("_", "") for w in self._denylist}
             if len(self._sensitive_keys) < 50_000:
                 self._sensitive_keys[key] = known
         return known

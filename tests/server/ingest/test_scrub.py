@@ -99,3 +99,17 @@ def test_keys_that_scrub_alike_stay_separate_entries() -> None:
     assert "ann@example.com" not in text and "bob@example.com" not in text
     owners = json.loads(text)["extra"]["owners"]
     assert sorted(owners.values()) == ["a", "b"]
+
+
+def test_keys_match_secret_words_not_substrings_so_program_data_survives() -> None:
+    event = make_event()
+    event["exception"]["values"][0]["stacktrace"]["frames"][-1]["vars"] = {
+        "author": "'ann'", "tokenizer": "'pgen'", "discard": "'x'", "sessions_count": "3", "cardinality": "5",
+        "apiKey": "'k-1'", "X-Auth-Token": "'t-2'", "session_id": "'s-3'", "sessionid": "'s-4'",
+        "db_password": "'p-5'", "refresh_token": "'t-6'",
+    }  # fmt: skip
+    text, _ = _scrub(event)
+    for kept in ("'ann'", "'pgen'", "'x'", '"sessions_count": "3"', '"cardinality": "5"'):
+        assert kept in text
+    for secret in ("k-1", "t-2", "s-3", "s-4", "p-5", "t-6"):
+        assert secret not in text
