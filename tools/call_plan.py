@@ -99,6 +99,11 @@ def plan_call(
         callee, import_name, skip_first = qualname, parts[0], False
     elif "classmethod" in decorators:
         callee, import_name, skip_first = qualname, parts[0], True
+        first = _first_param(node.args)
+        called_on = callee_vars.get(first or "", None)
+        if isinstance(called_on, str) and not re.fullmatch(rf"<class '(?:[\w.]+\.)?{re.escape(parts[0])}'>", called_on):
+            # Production called it on a subclass: the base class would run other code.
+            raise Unusable(f"{qualname} was called on {called_on[:80]}, a subclass: its caller is tried instead")
     else:
         first = _first_param(node.args)
         if first is None or first not in callee_vars:

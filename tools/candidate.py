@@ -157,7 +157,7 @@ def run_candidate_test(
     runs: list[RunResult] = []
 
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
-    interface = public_interface_findings(tree, packages)
+    interface = public_interface_findings(tree, packages, name)
     evidence, problems = assertion_findings(tree, name, packages)
     gates: dict[GateName, Gate] = {
         "public_interface": Gate(

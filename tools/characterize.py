@@ -22,7 +22,22 @@ from prodloop.tools.sandbox import Limits, confine, guard_for, import_roots, san
 from prodloop.tools.synthesis import SynthesizedCall, argument_lines, call_imports, render_test
 
 _MARK = "PRODLOOP-RESULT "
+_STR_MARK = "PRODLOOP-STR "
 _BUILTIN_TYPES = {"int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "frozenset"}
+
+
+def _text_form(output: str, shown: str) -> str | None:
+    """`str(result)` as a literal, when it says more than a repr with an address (lib2to3 nodes print as code)."""
+    line = next((x[len(_STR_MARK) :] for x in reversed(output.splitlines()) if x.startswith(_STR_MARK)), None)
+    if line is None:
+        return None
+    try:
+        text = rebuild(line, "str(result)")
+    except Unusable:
+        return None
+    if not isinstance(text, str) or " at 0x" in text or len(text) > 4000 or text == shown:
+        return None
+    return repr(text)
 
 
 def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple[str | None, str]:
@@ -37,6 +52,7 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
             *argument_lines(call),
             f"result = {invocation(call.callee, call.params)}",
             f"print({_MARK!r} + repr(result))",
+            f"print({_STR_MARK!r} + repr(str(result)))",
             "",
         ]
     )
@@ -67,7 +83,11 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
     try:
         value = rebuild(shown, "result")
     except Unusable as why:
-        return None, f"the result does not round-trip, so only the crash oracle is kept ({why})"
+        as_text = _text_form(output, shown)
+        if as_text is None:
+            return None, f"the result does not round-trip, so only the crash oracle is kept ({why})"
+        code_text = render_test(call, expected=as_text, as_text=True)
+        return code_text, f"the fixed code returns an object whose text is {as_text[:80]}; asserted"
     imports: set[str] = set()
     expected = render(value, imports)
     kind = type(value).__name__

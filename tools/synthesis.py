@@ -206,7 +206,9 @@ def _class_index(ctx: AppContext, commit: str) -> dict[str, set[str]]:
     return out
 
 
-def render_test(call: SynthesizedCall, expected: str | None = None, expected_type: str | None = None) -> str:
+def render_test(
+    call: SynthesizedCall, expected: str | None = None, expected_type: str | None = None, *, as_text: bool = False
+) -> str:
     """The regression test: the production call must not raise the production exception; with `expected`,
     it must also return what the fixed code returned for that input (a characterization of the fix)."""
     import_lines = call_imports(call)
@@ -217,7 +219,9 @@ def render_test(call: SynthesizedCall, expected: str | None = None, expected_typ
     invoke = invocation(call.callee, call.params)
     invoke = f"result = {invoke}" if expected is not None else invoke
     checks: list[str] = []
-    if expected == "None":
+    if as_text and expected is not None:
+        checks = [f"    assert str(result) == {expected}  # the text of what the fixed code returns for this input"]
+    elif expected == "None":
         checks = ["    assert result is None  # what the fixed code returns for the production input"]
     elif expected is not None:
         checks = [f"    assert result == {expected}  # what the fixed code returns for the production input"]

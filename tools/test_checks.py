@@ -72,7 +72,23 @@ def service_names(tree: ast.Module, packages: Iterable[str]) -> set[str]:
     return names
 
 
-def public_interface_findings(tree: ast.Module, packages: Iterable[str]) -> list[Finding]:
+def public_interface_findings(tree: ast.Module, packages: Iterable[str], test_name: str | None = None) -> list[Finding]:
+    """Private names and monkeypatching of the service, in the candidate and what it shares with the module;
+    other tests of the same file (a project's own test file holds many) are not the candidate's concern."""
+    others = _other_tests(tree, test_name) if test_name else []
+    return [f for f in _interface_findings(tree, packages) if not any(a <= f.line <= b for a, b in others)]
+
+
+def _other_tests(tree: ast.Module, test_name: str) -> list[tuple[int, int]]:
+    spans = []
+    for name in test_function_names(tree):
+        if name != test_name:
+            node = _find_test(tree, name)
+            spans.append((node.lineno, node.end_lineno or node.lineno))
+    return spans
+
+
+def _interface_findings(tree: ast.Module, packages: Iterable[str]) -> list[Finding]:
     pkgs = set(packages)
     bound = service_names(tree, pkgs)
     out: list[Finding] = []
@@ -224,14 +240,14 @@ def _is_assert_call(func: ast.expr) -> bool:
 
 
 def _module_taint(tree: ast.Module, bound: set[str]) -> set[str]:
-    """Service names, plus module-level names and helper functions of the test file built from them."""
+    """Service names, plus module-level names, helper functions and classes of the test file built from them."""
     tainted = set(bound)
     changed = True
     while changed:
         changed = False
         for node in tree.body:
             names: list[str] = []
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _uses(node, tainted):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and _uses(node, tainted):
                 names = [node.name]
             elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value and _uses(node.value, tainted):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
