@@ -18,17 +18,20 @@ from prodloop.server.context import AppContext
 from prodloop.server.settings import service_python
 from prodloop.tools.call_plan import invocation
 from prodloop.tools.reconstruct import Unusable, rebuild, render
+from prodloop.tools.regression_test import SynthesizedCall, argument_lines, call_imports, cases, render_test
 from prodloop.tools.sandbox import Limits, confine, guard_for, import_roots, sandbox_env, wait, workspace
-from prodloop.tools.synthesis import SynthesizedCall, argument_lines, call_imports, render_test
 
 _MARK = "PRODLOOP-RESULT "
 _STR_MARK = "PRODLOOP-STR "
 _BUILTIN_TYPES = {"int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "frozenset"}
 
 
-def _text_form(output: str, shown: str) -> str | None:
+def _marked(output: str, mark: str) -> str | None:
+    return next((x[len(mark) :] for x in output.splitlines() if x.startswith(mark)), None)
+
+
+def _text_form(line: str | None, shown: str) -> str | None:
     """`str(result)` as a literal, when it says more than a repr with an address (lib2to3 nodes print as code)."""
-    line = next((x[len(_STR_MARK) :] for x in reversed(output.splitlines()) if x.startswith(_STR_MARK)), None)
     if line is None:
         return None
     try:
@@ -41,24 +44,23 @@ def _text_form(output: str, shown: str) -> str | None:
 
 
 def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple[str | None, str]:
-    """(stronger test code or None, what happened)."""
+    """(stronger test code or None, what happened): every production input of the test, run once on the fix."""
     gates = ctx.settings.gates
     limits = Limits(
         timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
     )
-    script = "\n".join(
-        [
-            *call_imports(call),
-            *argument_lines(call),
+    every = cases(call)
+    lines = list(call_imports(call))
+    for i, case in enumerate(every):
+        lines += [
+            *argument_lines(call, case),
             f"result = {invocation(call.callee, call.params)}",
-            f"print({_MARK!r} + repr(result))",
-            f"print({_STR_MARK!r} + repr(str(result)))",
-            "",
+            f"print({f'{_MARK}{i} '!r} + repr(result))",
+            f"print({f'{_STR_MARK}{i} '!r} + repr(str(result)))",
         ]
-    )
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-characterize-"))
     try:
-        (scratch / "probe.py").write_text(script)
+        (scratch / "probe.py").write_text("\n".join([*lines, ""]))
         with workspace(ctx.git(), call.commit) as ws:
             ws.apply_diff(fix_diff)
             guard = guard_for(ctx.settings)
@@ -77,20 +79,30 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
             None,
             f"the fixed code did not return for the production input ({'timeout' if timed_out else output[-300:]})",
         )
-    shown = next((line[len(_MARK) :] for line in reversed(output.splitlines()) if line.startswith(_MARK)), None)
-    if shown is None:
+    shown = [_marked(output, f"{_MARK}{i} ") for i in range(len(every))]
+    if any(s is None for s in shown):
         return None, "the fixed code's result was not printed"
-    try:
-        value = rebuild(shown, "result")
-    except Unusable as why:
-        as_text = _text_form(output, shown)
-        if as_text is None:
-            return None, f"the result does not round-trip, so only the crash oracle is kept ({why})"
-        code_text = render_test(call, expected=as_text, as_text=True)
-        return code_text, f"the fixed code returns an object whose text is {as_text[:80]}; asserted"
     imports: set[str] = set()
-    expected = render(value, imports)
-    kind = type(value).__name__
+    expected: list[str] = []
+    kinds: list[str | None] = []
+    try:
+        for i, text in enumerate(shown):
+            value = rebuild(text, f"result {i}")
+            expected.append(render(value, imports))
+            kind = type(value).__name__
+            kinds.append(kind if kind in _BUILTIN_TYPES else None)
+    except Unusable as why:
+        texts = [_text_form(_marked(output, f"{_STR_MARK}{i} "), s or "") for i, s in enumerate(shown)]
+        if any(t is None for t in texts):
+            return None, f"the result does not round-trip, so only the crash oracle is kept ({why})"
+        code_text = render_test(call, expected=[t for t in texts if t is not None], as_text=True)
+        return (
+            code_text,
+            f"the fixed code returns objects whose text is {texts[0][:60] if texts[0] else ''}...; asserted",
+        )
     stronger = call.model_copy(update={"imports": sorted({*call.imports, *imports})})
-    code_text = render_test(stronger, expected=expected, expected_type=kind if kind in _BUILTIN_TYPES else None)
-    return code_text, f"the fixed code returns {expected[:80]} for the production input; asserted"
+    code_text = render_test(stronger, expected=expected, expected_type=kinds)
+    return (
+        code_text,
+        f"the fixed code returns {expected[0][:80]} for the production input; asserted ({len(every)} input(s))",
+    )

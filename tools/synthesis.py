@@ -13,20 +13,20 @@ first that reproduces is returned.
 from __future__ import annotations
 
 import ast
-import builtins
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
+from prodloop.server.errors import ProdloopError
 from prodloop.server.ingest.grouping import exceptions, frames_of
 from prodloop.tools.call_plan import (
     CallerSite,
     PlannedCall,
     RebuiltInput,
-    invocation,
     module_of,
     plan_call,
     statement_at,
@@ -35,6 +35,7 @@ from prodloop.tools.candidate import prepare_input, run_candidate_test
 from prodloop.tools.code_path import CodePath, ExceptionPath, MappedFrame, map_code_path
 from prodloop.tools.gates import Gate
 from prodloop.tools.reconstruct import ClassResolver, Unusable, render
+from prodloop.tools.regression_test import Case, SynthesizedCall, render_test
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,20}")
@@ -44,25 +45,6 @@ class FrameAttempt(BaseModel):
     frame: str
     usable: bool
     reason: str
-
-
-class SynthesizedCall(BaseModel):
-    """How the synthesized test calls the service, so that it can be rendered again (see `characterize`)."""
-
-    module: str
-    callee: str
-    import_name: str
-    params: list[tuple[str, str]] = Field(description="(name, kind): posonly, pos, kw, star or starstar")
-    arguments: dict[str, str] = Field(description="each argument as Python source")
-    imports: list[str]
-    exception: str
-    exception_module: str | None
-    issue_id: int
-    title: str
-    fingerprint: str
-    event_id: str
-    commit: str
-    receiver: str | None = Field(default=None, description="source that rebuilds the method's receiver")
 
 
 class SynthesisResult(BaseModel):
@@ -122,6 +104,20 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
         gate = next(g for g in result.gates if g.name == "reproduces")
         if gate.passed:
             attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))
+            more = _more_cases(ctx, issue_id, code_path, mapped, planned, known_classes)
+            if more:
+                wider = planned.model_copy(update={"more_cases": more})
+                wider_code = render_test(wider)
+                again = run_candidate_test(
+                    ctx, code_path, replace(given, test_code=wider_code), budget_kind="synthesis"
+                )
+                wider_gate = next(g for g in again.gates if g.name == "reproduces")
+                detail = f"{1 + len(more)} distinct production inputs"
+                if wider_gate.passed:
+                    planned, code, gate, result = wider, wider_code, wider_gate, again
+                    attempts.append(FrameAttempt(frame=label, usable=True, reason=f"{detail}: {gate.evidence}"))
+                else:
+                    attempts.append(FrameAttempt(frame=label, usable=False, reason=f"{detail}: {wider_gate.evidence}"))
             return SynthesisResult(
                 issue_id=issue_id, event_id=code_path.event_id, test_code=code, test_path=given.test_path,
                 frame=label, inputs=call.inputs, attempts=attempts, reproduction=gate, receipt_id=result.receipt_id,
@@ -132,6 +128,57 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
         issue_id=issue_id, event_id=code_path.event_id, test_code=None, test_path=None, frame=None, inputs=[],
         attempts=attempts, reproduction=None, receipt_id=None,
     )  # fmt: skip
+
+
+def _more_cases(
+    ctx: AppContext,
+    issue_id: int,
+    code_path: CodePath,
+    mapped: MappedFrame,
+    planned: SynthesizedCall,
+    cache: dict[str, set[str]],
+    *,
+    max_events: int = 20,
+    max_cases: int = 9,
+) -> list[Case]:
+    """The same function's distinct inputs in the issue's other events on the same deployed code."""
+    seen = {(planned.receiver, tuple(sorted(planned.arguments.items())))}
+    names = [p for p, _ in planned.params]
+    out: list[Case] = []
+    for stored in ctx.store.recent_events(issue_id, max_events):
+        if stored.event_id == code_path.event_id or len(out) >= max_cases:
+            continue
+        try:
+            other = map_code_path(
+                ctx.store, ctx.git(), event_id=stored.event_id, path_rewrites=ctx.settings.path_rewrites
+            )
+        except ProdloopError:
+            continue
+        if other.release.commit != code_path.release.commit:
+            continue
+        raw_chain = exceptions(json.loads(stored.payload))
+        for exc_path in other.exceptions:
+            frame = next(
+                (f for f in exc_path.path
+                 if f.location.repo_path == mapped.location.repo_path and f.qualname == mapped.qualname),
+                None,
+            )  # fmt: skip
+            if frame is None or exc_path.index >= len(raw_chain):
+                continue
+            classes = class_resolver(ctx, code_path.release.commit, module_of(frame.location.repo_path or ""), cache)
+            try:
+                call = _plan_call(ctx, other, frame, exc_path.path, frames_of(raw_chain[exc_path.index]), classes)
+            except (Unusable, SyntaxError, ValueError, RecursionError):
+                break
+            imports: set[str] = set(call.imports)
+            arguments = {p: render(call.values[p], imports) for p, _ in call.params}
+            key = (call.receiver, tuple(sorted(arguments.items())))
+            same_shape = call.callee == planned.callee and [p for p, _ in call.params] == names
+            if same_shape and imports <= set(planned.imports) and key not in seen:
+                seen.add(key)
+                out.append(Case(event_id=stored.event_id, arguments=arguments, receiver=call.receiver))
+            break
+    return out
 
 
 def _plan_call(
@@ -204,65 +251,3 @@ def _class_index(ctx: AppContext, commit: str) -> dict[str, set[str]]:
             if isinstance(node, ast.ClassDef):
                 out.setdefault(node.name, set()).add(module)
     return out
-
-
-def render_test(
-    call: SynthesizedCall, expected: str | None = None, expected_type: str | None = None, *, as_text: bool = False
-) -> str:
-    """The regression test: the production call must not raise the production exception; with `expected`,
-    it must also return what the fixed code returned for that input (a characterization of the fix)."""
-    import_lines = call_imports(call)
-    if not hasattr(builtins, call.exception) and call.exception_module:
-        import_lines.append(f"from {call.exception_module} import {call.exception}")
-    short = re.sub(r"\W+", "_", call.exception).lower()
-    fn_name = re.sub(r"\W+", "_", call.callee.removeprefix("obj.").lower())
-    invoke = invocation(call.callee, call.params)
-    invoke = f"result = {invoke}" if expected is not None else invoke
-    checks: list[str] = []
-    if as_text and expected is not None:
-        checks = [f"    assert str(result) == {expected}  # the text of what the fixed code returns for this input"]
-    elif expected == "None":
-        checks = ["    assert result is None  # what the fixed code returns for the production input"]
-    elif expected is not None:
-        checks = [f"    assert result == {expected}  # what the fixed code returns for the production input"]
-        if expected_type:
-            checks.append(f"    assert type(result) is {expected_type}")
-    lines = [
-        f'"""Regression test for production issue {call.issue_id}: {_doc(call.title)}.',
-        "",
-        f"Synthesized by prodloop from the production inputs of {call.module}.{call.callee}",
-        f"(event {call.event_id}, fingerprint {call.fingerprint}, commit {call.commit[:12]}).",
-        f"In production this call raised {call.exception}; it must not any more.",
-        '"""',
-        "",
-        *import_lines,
-        "",
-        "",
-        f"def test_{fn_name}_does_not_raise_{short}_issue_{call.issue_id}():",
-        *(f"    {line}" for line in argument_lines(call)),
-        "    try:",
-        f"        {invoke}",
-        f"    except {call.exception} as exc:",
-        f'        raise AssertionError(f"{call.callee} still raises the production {call.exception}: {{exc!r}}")'
-        " from exc",
-        *checks,
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def call_imports(call: SynthesizedCall) -> list[str]:
-    lines = list(call.imports)
-    if call.import_name:
-        lines.append(f"from {call.module} import {call.import_name}")
-    return list(dict.fromkeys(lines))
-
-
-def argument_lines(call: SynthesizedCall) -> list[str]:
-    """`obj = ...` for a method's receiver, then one assignment per argument."""
-    receiver = [f"obj = {call.receiver}"] if call.receiver is not None else []
-    return receiver + [f"{p} = {call.arguments[p]}" for p, _ in call.params]
-
-
-def _doc(text: str) -> str:
-    return text.replace('"""', "'''").replace("\\", "\\\\")[:150]

@@ -188,6 +188,18 @@ class Store:
             raise NotFoundError("event for issue", str(issue_id), "call list_issues for issues that have events")
         return StoredEvent(*row)
 
+    def recent_events(self, issue_id: int, limit: int) -> list[StoredEvent]:
+        """The issue's latest events, newest first."""
+        rows = (
+            self.reader()
+            .execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE issue_id = ? ORDER BY timestamp DESC, id DESC LIMIT ?",
+                (issue_id, limit),
+            )
+            .fetchall()
+        )
+        return [StoredEvent(*row) for row in rows]
+
     def event_of(self, *, issue_id: int | None, event_id: str | None) -> tuple[StoredEvent, IssueRow]:
         """An event and its issue, by event id or as the issue's latest event (exactly one must be given)."""
         if (issue_id is None) == (event_id is None):

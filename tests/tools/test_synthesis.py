@@ -124,3 +124,28 @@ def test_a_hostile_exception_type_never_becomes_code(service: SampleService, tmp
     assert "the exception's type is not a Python name" in {a.reason for a in result.attempts}
     assert not any(a.usable for a in result.attempts)
     assert not marker.exists()
+
+
+def test_every_distinct_production_input_becomes_a_case_and_the_fix_is_characterized_for_each(
+    service: SampleService, service_ctx: Callable[..., AppContext]
+) -> None:
+    from prodloop.tools.characterize import characterize
+
+    ctx = service_ctx("unknown_sku", gates={"flaky_runs": 1})
+    (mango,) = service.git.capture(
+        "from shop.pricing import cart_total\ncart_total({'items': [{'sku': 'mango', 'qty': 3}]})\n",
+        release="shop@1.0.0",
+    )
+    project = ctx.store.list_projects()[0]
+    import_events(ctx, project, [("e2", mango), ("e3", service.event("unknown_sku"))], source="test")
+    assert ctx.store.get_issue(1).event_count == 2  # the repeated event is stored once
+    result = synthesize_regression_test(ctx, issue_id=1)
+    assert result.call is not None and len(result.call.more_cases) == 1
+    assert result.test_code is not None and "@pytest.mark.parametrize(" in result.test_code
+    assert "{'qty': 3, 'sku': 'mango'}" in result.test_code and "{'qty': 1, 'sku': 'kiwi'}" in result.test_code
+    assert result.reproduction is not None and result.reproduction.passed
+    stronger, why = characterize(ctx, result.call, FIX_UNKNOWN_SKU)
+    assert stronger is not None, why
+    assert "assert result == expected" in stronger and "(2 input(s))" in why
+    checked = run_candidate_for_issue(ctx, issue_id=1, test_code=stronger, fix_diff=FIX_UNKNOWN_SKU)
+    assert checked.passed, checked.gates
