@@ -28,6 +28,7 @@ from prodloop.tools import budget
 from prodloop.tools import gates as judge
 from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
+from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.gates import Gate, GateName
 from prodloop.tools.sandbox import (
     Limits,
@@ -157,7 +158,8 @@ def run_candidate_test(
     runs: list[RunResult] = []
 
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
-    interface = public_interface_findings(tree, packages, name)
+    guarded = {part for e in code_path.exceptions for f in e.path if f.qualname for part in f.qualname.split(".")}
+    interface = public_interface_findings(tree, packages, name, guarded)
     evidence, problems = assertion_findings(tree, name, packages)
     gates: dict[GateName, Gate] = {
         "public_interface": Gate(
@@ -236,6 +238,16 @@ def run_candidate_test(
         else "the runs were not isolated (no user namespaces here): the receipt cannot pass; "
         "a person may set [tool.prodloop.gates] require_isolation = false",
     )
+
+
+def _off_path_functions(ctx: AppContext, code_path: CodePath) -> set[str]:
+    """Top-level functions of the path's modules that the failure does not run through (patching them is fair)."""
+    on_path = {part for e in code_path.exceptions for f in e.path if f.qualname for part in f.qualname.split(".")}
+    files = {f.location.repo_path for e in code_path.exceptions for f in e.path if f.location.repo_path}
+    defined = set()
+    for path in files:
+        defined |= {d.qualname for d in FunctionIndex(ctx.git().read(code_path.release.commit, path) or "").defs}
+    return {name for name in defined if "." not in name} - on_path
 
 
 def _service_packages(ctx: AppContext, commit: str) -> set[str]:

@@ -56,6 +56,7 @@ def rank_faults(
     read: Callable[[str], str | None],
     files: tuple[str, ...],
     limit: int = 5,
+    causes: list[_Frame] | None = None,
 ) -> list[FaultCandidate]:
     """`frames` entry point first, crash last; `suspects` holds `path::qualname` touched by suspect commits."""
     found: dict[tuple[str, str], FaultCandidate] = {}
@@ -86,6 +87,10 @@ def rank_faults(
                     add(frame.path, frame.qualname, frame.line, 0.82, f"`{name}()` may have returned None")
             for path, qualname, line in _functions_named(name, crash.path, read):
                 add(path, qualname, line, 0.8, f"`{name}()` on the crash line may have returned None")
+    for cause in causes or []:
+        add(cause.path, cause.qualname, cause.line, 0.76, "the exception it was raised from started here")
+    for path, qualname, line, attr in _attribute_writers(crash):
+        add(path, qualname, line, 0.7, f"changes `self.{attr}`, which the crash line reads")
     for distance, frame in enumerate(reversed(frames)):
         add(frame.path, frame.qualname, frame.line, max(0.1, 0.6 - 0.08 * distance), "on the path to the crash")
     for candidate in found.values():
@@ -96,6 +101,49 @@ def rank_faults(
     for c in ranked:
         c.score = round(c.score, 3)
     return ranked[:limit]
+
+
+def _attribute_writers(crash: _Frame) -> list[tuple[str, str, int, str]]:
+    """Other methods of the crashing method's class that assign an attribute of `self` the crash line reads."""
+    if crash.line is None or "." not in crash.qualname:
+        return []
+    tree = _parse(_line(crash.source, crash.line))
+    read = (
+        {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and _root_name(n.value) == "self"}
+        if tree
+        else set()
+    )
+    if not read:
+        return []
+    owner = crash.qualname.rsplit(".", 1)[0]
+    out = []
+    for d in FunctionIndex(crash.source).defs:
+        if d.qualname.rsplit(".", 1)[0] != owner or d.qualname == crash.qualname:
+            continue
+        for node in ast.walk(d.node):
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, (ast.AugAssign, ast.AnnAssign))
+                else []
+            )
+            hit = next(
+                (
+                    t.attr
+                    for t in targets
+                    if isinstance(t, ast.Attribute) and _root_name(t.value) == "self" and t.attr in read
+                ),
+                None,
+            )
+            if hit:
+                out.append((crash.path, d.qualname, node.lineno, hit))
+                break
+    return out[:4]
+
+
+def _root_name(node: ast.AST) -> str | None:
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def frame(path: str, qualname: str, line: int | None, start: int, end: int, source: str) -> _Frame:

@@ -72,11 +72,17 @@ def service_names(tree: ast.Module, packages: Iterable[str]) -> set[str]:
     return names
 
 
-def public_interface_findings(tree: ast.Module, packages: Iterable[str], test_name: str | None = None) -> list[Finding]:
+def public_interface_findings(
+    tree: ast.Module, packages: Iterable[str], test_name: str | None = None, may_patch: set[str] | None = None
+) -> list[Finding]:
     """Private names and monkeypatching of the service, in the candidate and what it shares with the module;
-    other tests of the same file (a project's own test file holds many) are not the candidate's concern."""
+    other tests of the same file (a project's own test file holds many) are not the candidate's concern.
+
+    `may_patch` names service functions off the failure's path (a debug dump helper, say): patching those is
+    allowed; faking code or data the failure runs through would make the test prove nothing.
+    """
     others = _other_tests(tree, test_name) if test_name else []
-    return [f for f in _interface_findings(tree, packages) if not any(a <= f.line <= b for a, b in others)]
+    return [f for f in _interface_findings(tree, packages, may_patch) if not any(a <= f.line <= b for a, b in others)]
 
 
 def _other_tests(tree: ast.Module, test_name: str) -> list[tuple[int, int]]:
@@ -84,11 +90,12 @@ def _other_tests(tree: ast.Module, test_name: str) -> list[tuple[int, int]]:
     for name in test_function_names(tree):
         if name != test_name:
             node = _find_test(tree, name)
-            spans.append((node.lineno, node.end_lineno or node.lineno))
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            spans.append((start, node.end_lineno or node.lineno))
     return spans
 
 
-def _interface_findings(tree: ast.Module, packages: Iterable[str]) -> list[Finding]:
+def _interface_findings(tree: ast.Module, packages: Iterable[str], may_patch: set[str] | None) -> list[Finding]:
     pkgs = set(packages)
     bound = service_names(tree, pkgs)
     out: list[Finding] = []
@@ -101,13 +108,16 @@ def _interface_findings(tree: ast.Module, packages: Iterable[str]) -> list[Findi
         elif isinstance(node, ast.Import):
             out += [Finding(line=node.lineno, problem=f"imports private module {a.name}")
                     for a in node.names if a.name.split(".")[0] in pkgs and _private_path(a.name)]  # fmt: skip
-        elif isinstance(node, ast.Attribute) and _private(node.attr):
+        elif isinstance(node, ast.Attribute) and _private(node.attr) and _root(node) not in ("self", "cls"):
             out.append(Finding(line=node.lineno, problem=f"touches private attribute {node.attr}"))
         elif isinstance(node, ast.Call) and _is_patch(node.func) and node.args:
             target = node.args[0]
             if (isinstance(target, ast.Constant) and isinstance(target.value, str)
                     and target.value.split(".")[0] in pkgs) or _root(target) in bound:  # fmt: skip
-                out.append(Finding(line=node.lineno, problem="monkeypatches the code under test"))
+                name = _patched_name(node)
+                if name is None or name not in (may_patch or set()):
+                    what = f" ({name})" if name else ""
+                    out.append(Finding(line=node.lineno, problem=f"monkeypatches the code under test{what}"))
     return out
 
 
@@ -201,6 +211,16 @@ def _root(node: ast.AST) -> str | None:
     while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
         node = node.value if not isinstance(node, ast.Call) else node.func
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _patched_name(call: ast.Call) -> str | None:
+    """The attribute a patch replaces: `patch("pkg.mod.name")`, `patch.object(mod, "name")`, `setattr(mod, "name")`."""
+    first = call.args[0]
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        return first.value.rsplit(".", 1)[-1]
+    if len(call.args) > 1 and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str):
+        return call.args[1].value
+    return None
 
 
 def _is_patch(func: ast.expr) -> bool:

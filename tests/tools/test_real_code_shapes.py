@@ -215,3 +215,40 @@ def test_synthesized_test_code_is_valid_python(open_ctx: Callable[[str], AppCont
     result = synthesize_regression_test(open_ctx("receiver"), issue_id=1)
     assert result.test_code is not None
     ast.parse(result.test_code)
+
+
+PROJECT_TEST_FILE = """
+import unittest
+from unittest.mock import patch
+
+import lib.layout
+from lib.layout import report
+
+SAMPLE = {"values": [4], "factor": 2}
+
+
+class LayoutTestCase(unittest.TestCase):
+    def _report(self):
+        return report(SAMPLE)
+
+    @patch("lib.layout.scale", lambda *a, **k: [])
+    def test_other(self):
+        self.assertEqual(report(SAMPLE), [])
+
+    @patch("lib.layout.debug_dump", print)
+    def test_report(self):
+        self.assertEqual(self._report(), [2])
+"""
+
+
+def test_a_projects_own_test_is_judged_alone_and_may_patch_helpers_off_the_failure_path() -> None:
+    from prodloop.tools.test_checks import assertion_findings, public_interface_findings, test_function_names
+
+    tree = ast.parse(PROJECT_TEST_FILE)
+    assert test_function_names(tree) == ["LayoutTestCase::test_other", "LayoutTestCase::test_report"]
+    findings = public_interface_findings(tree, {"lib"}, "LayoutTestCase::test_report", {"debug_dump"})
+    assert findings == []
+    other = public_interface_findings(tree, {"lib"}, "LayoutTestCase::test_other", {"debug_dump"})
+    assert [f.problem for f in other] == ["monkeypatches the code under test (scale)"]
+    evidence, problems = assertion_findings(tree, "LayoutTestCase::test_report", {"lib"})
+    assert problems == [] and evidence and "self.assertEqual(self._report(), [2])" in evidence[0]
