@@ -44,6 +44,12 @@ _SAFE_CALLS: dict[str, Any] = {
     "Path": pathlib.PurePosixPath,
     "set": set,
     "frozenset": frozenset,
+    "re.compile": re.compile,
+    "re.IGNORECASE": re.IGNORECASE,
+    "re.MULTILINE": re.MULTILINE,
+    "re.DOTALL": re.DOTALL,
+    "re.VERBOSE": re.VERBOSE,
+    "re.ASCII": re.ASCII,
 }
 
 
@@ -138,6 +144,10 @@ def _literal(node: ast.expr, classes: ClassResolver | None = None) -> Any:
         return _SAFE_CALLS[name](*args, **kwargs)
     if isinstance(node, ast.Attribute) and ast.unparse(node) in _SAFE_CALLS:
         return _SAFE_CALLS[ast.unparse(node)]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        left, right = _literal(node.left, classes), _literal(node.right, classes)
+        if isinstance(left, re.RegexFlag) and isinstance(right, re.RegexFlag):
+            return left | right
     if (
         isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Name)
@@ -215,6 +225,13 @@ def render(value: Any, imports: set[str]) -> str:
         imports.add("from decimal import Decimal")
     elif isinstance(value, uuid.UUID):
         imports.add("from uuid import UUID")
+    elif isinstance(value, re.Pattern):
+        imports.add("import re")
+        flags = value.flags & ~re.UNICODE if isinstance(value.pattern, str) else value.flags
+        return f"re.compile({value.pattern!r}, {int(flags)})" if flags else f"re.compile({value.pattern!r})"
+    elif isinstance(value, re.RegexFlag):
+        imports.add("import re")
+        return str(int(value))
     elif isinstance(value, pathlib.PurePath):
         imports.add("from pathlib import PurePosixPath")
         return f"PurePosixPath({str(value)!r})"
