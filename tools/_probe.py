@@ -6,6 +6,8 @@ for coverage, coverage.py. Driven by environment variables:
   PRODLOOP_SHUFFLE_SEED   run the collected tests in an order shuffled with this seed
   PRODLOOP_COVER_FILE     measure line coverage of these files (absolute paths, os.pathsep-separated)
   PRODLOOP_COVER_OUT      write the executed line numbers here (JSON)
+  PRODLOOP_WATCH_ROOT     record exceptions raised in frames under this folder during each test's call,
+                          also those a framework catches (a web handler's error turned into a 500)
 """
 
 from __future__ import annotations
@@ -112,6 +114,55 @@ def _chain(exc: BaseException | None) -> list[dict[str, Any]]:
         )
         exc = exc.__cause__ or exc.__context__
     return out
+
+
+class _RaiseWatcher:
+    """Exceptions raised or passing through frames under `root` while one test runs (type, file, line)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/") + "/"
+        self.seen: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+    def _global(self, frame: Any, event: str, arg: Any) -> Any:
+        if not frame.f_code.co_filename.startswith(self.root):
+            return None
+        return self._local
+
+    def _local(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "exception" and len(self.seen) < 200:
+            name = arg[0].__name__ if isinstance(arg, tuple) and arg and isinstance(arg[0], type) else "?"
+            key = (name, frame.f_code.co_filename, frame.f_lineno)
+            self.seen.setdefault(
+                key, {"type": name, "filename": key[1], "lineno": key[2], "function": frame.f_code.co_name}
+            )
+        return self._local
+
+
+def _watched_call(item: Any) -> Any:
+    import sys
+    import threading
+
+    root = os.environ.get("PRODLOOP_WATCH_ROOT")
+    if not root or _cov is not None:
+        yield
+        return
+    watcher = _RaiseWatcher(root)
+    threading.settrace(watcher._global)
+    sys.settrace(watcher._global)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+        _results.setdefault(item.nodeid, {})["raised"] = list(watcher.seen.values())
+
+
+try:
+    import pytest as _pytest
+
+    pytest_runtest_call = _pytest.hookimpl(hookwrapper=True)(_watched_call)
+except ImportError:  # only ever loaded by pytest
+    pass
 
 
 def pytest_runtest_makereport(item: Any, call: Any) -> None:

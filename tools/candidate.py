@@ -177,7 +177,7 @@ def run_candidate_test(
     try:
         with workspace(ctx.git(), commit) as ws:
             ws.write(given.test_path, given.test_code)
-            deployed = run_pytest(ws, python, [node], limits, guard=guard)
+            deployed = run_pytest(ws, python, [node], limits, guard=guard, watch_raises=True)
             runs.append(deployed)
             gates["reproduces"] = judge.reproduces(deployed, node, code_path, ws)
         if given.fix_diff:

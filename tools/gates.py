@@ -68,6 +68,19 @@ def reproduces(run: RunResult, node: str, code_path: CodePath, ws: Workspace) ->
                 passed=True,
                 evidence=f"fails on the deployed code with {exc['type']} raised from {where}, on the mapped path",
             )
+    # A framework may catch the production exception (a web handler's error becomes a 500) and the test then
+    # fails on its own assertion: it reproduces when the exception was raised on the mapped path meanwhile.
+    for raised in outcome.raised:
+        rel = str(raised.get("filename", ""))[len(root) :] if str(raised.get("filename", "")).startswith(root) else ""
+        line = int(raised.get("lineno") or 0)
+        if raised.get("type") in production and any(rel == p and a <= line <= b for p, a, b in spans):
+            return Gate(
+                name="reproduces",
+                passed=True,
+                evidence=f"fails on the deployed code ({'; '.join(seen) or outcome.message[:120]}) after "
+                f"{raised['type']} was raised from {rel}:{line} in {raised.get('function')}, on the mapped path "
+                "(caught before it reached the test)",
+            )
     wanted = "/".join(sorted(production)) or "the production exception"
     return Gate(
         name="reproduces",

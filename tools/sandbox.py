@@ -48,6 +48,7 @@ class TestOutcome:
     seconds: float
     message: str
     chain: list[dict[str, Any]] = field(default_factory=list)
+    raised: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +148,7 @@ def run_pytest(
     cover_files: Sequence[str] = (),
     hash_seed: int = 0,
     extra_args: Sequence[str] = (),
+    watch_raises: bool = False,
 ) -> RunResult:
     """Run pytest on `targets` (paths or node ids relative to the workspace) and read what happened."""
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-probe-"))
@@ -159,6 +161,8 @@ def run_pytest(
         env.update(PYTHONHASHSEED=str(hash_seed), PRODLOOP_PROBE_OUT=str(probe))
         if shuffle_seed is not None:
             env["PRODLOOP_SHUFFLE_SEED"] = str(shuffle_seed)
+        if watch_raises:
+            env["PRODLOOP_WATCH_ROOT"] = str(ws.root.resolve())
         if cover_files:
             env["PRODLOOP_COVER_FILE"] = os.pathsep.join(str(ws.root / f) for f in cover_files)
             env["PRODLOOP_COVER_OUT"] = str(cover)
@@ -191,6 +195,7 @@ def run_pytest(
             outcome.nodeid = nodeid
             phases = probe_data.get(nodeid, {}).get("phases", {})
             outcome.chain = phases.get("call") or phases.get("setup") or phases.get("teardown") or []
+            outcome.raised = list(probe_data.get(nodeid, {}).get("raised", []))
             outcomes[nodeid] = outcome
         notes = []
         if "_coverage_error" in probe_data:

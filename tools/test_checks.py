@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from prodloop.server.errors import InvalidArgument
 
@@ -24,6 +24,7 @@ _PATCHERS = {"setattr", "setitem", "delattr", "delitem", "patch", "object", "dic
 class Finding(BaseModel):
     line: int
     problem: str
+    name: str | None = Field(default=None, description="the local name a private import binds", exclude=True)
 
 
 def parse_test(code: str, argument: str = "test") -> ast.Module:
@@ -76,13 +77,46 @@ def public_interface_findings(
     tree: ast.Module, packages: Iterable[str], test_name: str | None = None, may_patch: set[str] | None = None
 ) -> list[Finding]:
     """Private names and monkeypatching of the service, in the candidate and what it shares with the module;
-    other tests of the same file (a project's own test file holds many) are not the candidate's concern.
+    other tests of the same file (a project's own test file holds many) are not the candidate's concern, nor
+    is a private name the file imports for them and the candidate never uses.
 
     `may_patch` names service functions off the failure's path (a debug dump helper, say): patching those is
     allowed; faking code or data the failure runs through would make the test prove nothing.
     """
     others = _other_tests(tree, test_name) if test_name else []
-    return [f for f in _interface_findings(tree, packages, may_patch) if not any(a <= f.line <= b for a, b in others)]
+    used = _names_used_by(tree, test_name) if test_name else None
+    out = []
+    for f in _interface_findings(tree, packages, may_patch):
+        if any(a <= f.line <= b for a, b in others):
+            continue
+        if used is not None and f.name is not None and f.name not in used:
+            continue
+        out.append(f)
+    return out
+
+
+def _names_used_by(tree: ast.Module, test_name: str) -> set[str]:
+    """Names the candidate reaches: in its body, its class, and module-level helpers it calls (transitively)."""
+    fn = _find_test(tree, test_name)
+    cls_name = test_name.rpartition("::")[0]
+    scopes: list[ast.AST] = [fn]
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
+    if cls is not None:
+        scopes += [n for n in cls.body if not (isinstance(n, ast.FunctionDef) and n.name.startswith("test"))]
+        scopes += cls.bases
+    helpers = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    assigned = {t.id: n for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    used: set[str] = set()
+    while scopes:
+        scope = scopes.pop()
+        for n in ast.walk(scope):
+            if isinstance(n, ast.Name) and n.id not in used:
+                used.add(n.id)
+                if n.id in helpers and helpers[n.id] is not fn:
+                    scopes.append(helpers[n.id])
+                if n.id in assigned:
+                    scopes.append(assigned[n.id])
+    return used
 
 
 def _other_tests(tree: ast.Module, test_name: str) -> list[tuple[int, int]]:
@@ -103,7 +137,8 @@ def _interface_findings(tree: ast.Module, packages: Iterable[str], may_patch: se
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in pkgs:
             if _private_path(node.module):
                 out.append(Finding(line=node.lineno, problem=f"imports private module {node.module}"))
-            out += [Finding(line=node.lineno, problem=f"imports private name {a.name} from {node.module}")
+            out += [Finding(line=node.lineno, problem=f"imports private name {a.name} from {node.module}",
+                            name=a.asname or a.name)
                     for a in node.names if _private(a.name)]  # fmt: skip
         elif isinstance(node, ast.Import):
             out += [Finding(line=node.lineno, problem=f"imports private module {a.name}")

@@ -80,11 +80,24 @@ FILES = {
     """,
 }
 
+FILES["lib/web.py"] = """
+    def handle(request):
+        try:
+            return 200, render(request)
+        except Exception:
+            return 500, None
+
+
+    def render(request):
+        return request["name"].upper()
+"""
+
 CRASHES = {
     "receiver": "from lib.layout import Layout, Style\nLayout(width=0, style=Style.FANCY).wrap('hello')\n",
     "decorated": "from lib.layout import report\nreport({'values': [4, 8], 'factor': 0})\n",
     "attribute": "from lib.accounts import Account\nAccount('ann').label()\n",
     "flow": "from lib.accounts import summary\nsummary({'hits': 3, 'total': 0})\n",
+    "caught": "from lib.web import render\nrender({'id': 7})\n",
 }
 
 
@@ -252,3 +265,23 @@ def test_a_projects_own_test_is_judged_alone_and_may_patch_helpers_off_the_failu
     assert [f.problem for f in other] == ["monkeypatches the code under test (scale)"]
     evidence, problems = assertion_findings(tree, "LayoutTestCase::test_report", {"lib"})
     assert problems == [] and evidence and "self.assertEqual(self._report(), [2])" in evidence[0]
+
+
+def test_a_test_that_sees_the_crash_only_as_an_error_response_reproduces_when_the_exception_was_raised_on_the_path(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    from prodloop.tools.candidate import run_candidate_for_issue
+
+    ctx = open_ctx("caught")
+    test = (
+        "from lib.web import handle\n\n\ndef test_ok():\n    status, _ = handle({'id': 7})\n    assert status == 200\n"
+    )
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=test)
+    gate = next(g for g in result.gates if g.name == "reproduces")
+    assert gate.passed, gate.evidence
+    assert (
+        "KeyError was raised from lib/web.py:" in gate.evidence and "caught before it reached the test" in gate.evidence
+    )
+    unrelated = test.replace("handle({'id': 7})", "handle({'name': 'x'})").replace("== 200", "== 201")
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=unrelated)
+    assert next(g for g in result.gates if g.name == "reproduces").passed is False

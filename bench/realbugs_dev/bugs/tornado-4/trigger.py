@@ -11,13 +11,29 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, StaticFileHandler
 
-# Errors raised inside request handlers; the service fails fast on the first one.
+# Errors raised inside request handlers; the client side re-raises them for its request.
 handler_errors = []
+
+LOGS = {
+    "worker.log": "2024-05-01 12:00:01 INFO worker started\n"
+                  "2024-05-01 12:00:07 INFO processed batch 1\n",
+    "scheduler.log": "2024-05-01 00:00:00 INFO tick\n" * 40,
+    "api-access.log": '10.0.3.17 - - [01/May/2024:12:00:03] "GET /health HTTP/1.1" 200 2\n' * 150,
+    "db-migrate.log": "applied 0042_add_invoice_index\n",
+}
 
 
 class LogFileHandler(StaticFileHandler):
     def log_exception(self, typ, value, tb):
         handler_errors.append(value)
+
+
+async def start_server(log_dir):
+    app = Application([(r"/logs/(.*)", LogFileHandler, {"path": log_dir})])
+    sockets = bind_sockets(0, "127.0.0.1")
+    server = HTTPServer(app)
+    server.add_sockets(sockets)
+    return server, "http://127.0.0.1:%d" % sockets[0].getsockname()[1]
 
 
 async def tail_log(base_url, log_name, tail_bytes):
@@ -31,23 +47,27 @@ async def tail_log(base_url, log_name, tail_bytes):
     return response
 
 
-async def main():
-    log_dir = tempfile.mkdtemp(prefix="logs-")
-    with open(os.path.join(log_dir, "worker.log"), "w") as f:
-        f.write("2024-05-01 12:00:01 INFO worker started\n"
-                "2024-05-01 12:00:07 INFO processed batch 1\n")
-    app = Application([(r"/logs/(.*)", LogFileHandler, {"path": log_dir})])
-    sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(app)
-    server.add_sockets(sockets)
-    port = sockets[0].getsockname()[1]
-    try:
-        # A "tail" request for more bytes than the file holds.
-        response = await tail_log("http://127.0.0.1:%d" % port, "worker.log", 1000000)
-        print(response.code, len(response.body), "bytes")
-    finally:
-        server.stop()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    log_dir = tempfile.mkdtemp(prefix="logs-")
+    for name, text in LOGS.items():
+        with open(os.path.join(log_dir, name), "w") as f:
+            f.write(text)
+    # "tail" requests from an ops dashboard, each for more bytes than the file holds.
+    requests = [("worker.log", 1000000), ("scheduler.log", 4096),
+                ("api-access.log", 65536), ("db-migrate.log", 512)]
+    last_error = None
+    with asyncio.Runner() as runner:
+        server, base_url = runner.run(start_server(log_dir))
+        try:
+            for log_name, tail_bytes in requests:
+                try:
+                    response = runner.run(tail_log(base_url, log_name, tail_bytes))
+                    print(log_name, response.code, len(response.body), "bytes")
+                except Exception as exc:
+                    sentry_sdk.capture_exception()
+                    last_error = exc
+        finally:
+            server.stop()
+    sentry_sdk.flush()
+    if last_error is not None:
+        raise last_error
