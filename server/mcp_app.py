@@ -177,6 +177,10 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         fix_from_working_tree: Annotated[
             bool, Field(description="use the working tree's changes against the deployed commit as the fix")
         ] = False,
+        support_files: Annotated[
+            dict[str, str] | None,
+            Field(description="data files the test reads, {repo path: content}, inside a test folder (max 20)"),
+        ] = None,
     ) -> CandidateResult:
         """Run a candidate regression test in throwaway worktrees of the deployed commit and check every gate: it
         reproduces the production exception on the deployed code, passes with the fix, does not flake, covers the
@@ -191,6 +195,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             test_name=test_name,
             fix_diff=fix_diff,
             fix_from_working_tree=fix_from_working_tree,
+            support_files=support_files,
         )
 
     @server.tool(

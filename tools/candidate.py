@@ -11,10 +11,11 @@ the test and of the fix; later steps accept only a receipt whose hashes match.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,7 @@ from prodloop.tools.gates import Gate, GateName
 from prodloop.tools.sandbox import (
     Limits,
     RunResult,
+    Workspace,
     guard_for,
     run_pytest,
     workspace,
@@ -69,10 +71,39 @@ class CandidateInput:
     test_path: str
     test_name: str | None
     fix_diff: str
+    support_files: dict[str, str] = field(default_factory=dict)
+
+    def write_test(self, ws: Workspace) -> None:
+        for path, text in self.support_files.items():
+            ws.write(path, text)
+        ws.write(self.test_path, self.test_code)
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_digest(test_code: str, support_files: dict[str, str] | None) -> str:
+    """The sha256 a receipt binds the test to: its code and, when it has any, its support files."""
+    if not support_files:
+        return sha256(test_code)
+    return sha256(test_code + "\n\0" + json.dumps(support_files, sort_keys=True))
+
+
+_MAX_SUPPORT_FILES, _MAX_SUPPORT_BYTES = 20, 2_000_000
+
+
+def _check_support(support: dict[str, str], test_path: str) -> dict[str, str]:
+    """Data files a test reads (fixtures, sample inputs): only inside a test folder, never the test itself."""
+    if len(support) > _MAX_SUPPORT_FILES or sum(len(t) for t in support.values()) > _MAX_SUPPORT_BYTES:
+        raise InvalidArgument("support_files", "at most 20 files and 2 MB in all", "give only what the test reads")
+    for path in support:
+        parts = Path(path).parts
+        if path.startswith("/") or ".." in parts or path == test_path or not ({"test", "tests"} & set(parts)):
+            raise InvalidArgument(
+                "support_files", f"{path} is not a relative path inside a test folder", "e.g. tests/data/case.py"
+            )
+    return dict(sorted(support.items()))
 
 
 def prepare_input(
@@ -86,6 +117,7 @@ def prepare_input(
     fix_diff: str | None,
     fix_from_working_tree: bool,
     code_path: CodePath,
+    support_files: dict[str, str] | None = None,
 ) -> CandidateInput:
     repo_root = ctx.settings.repo.resolve()
     if (test_code is None) == (test_file is None):
@@ -111,7 +143,8 @@ def prepare_input(
         raise InvalidArgument("fix", "give a diff or fix_from_working_tree, not both", "choose one")
     if fix_from_working_tree:
         fix_diff = working_tree_diff(repo_root, code_path.release.commit, test_path)
-    return CandidateInput(issue_id, test_code, test_path, test_name, fix_diff or "")
+    support = _check_support(support_files or {}, test_path)
+    return CandidateInput(issue_id, test_code, test_path, test_name, fix_diff or "", support)
 
 
 def working_tree_diff(repo: Path, commit: str, test_path: str) -> str:
@@ -176,7 +209,7 @@ def run_candidate_test(
     }
     try:
         with workspace(ctx.git(), commit) as ws:
-            ws.write(given.test_path, given.test_code)
+            given.write_test(ws)
             deployed = run_pytest(ws, python, [node], limits, guard=guard, watch_raises=True)
             runs.append(deployed)
             gates["reproduces"] = judge.reproduces(deployed, node, code_path, ws)
@@ -184,7 +217,7 @@ def run_candidate_test(
             with workspace(ctx.git(), commit) as ws:
                 fix = given.fix_diff
                 ws.apply_diff(fix)
-                ws.write(given.test_path, given.test_code)
+                given.write_test(ws)
                 culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
                 measured = list(dict.fromkeys([*([culprit_path] if culprit_path else []), *judge.fix_files(fix)]))
                 fixed = run_pytest(ws, python, [node], limits, guard=guard, cover_files=measured)
@@ -209,14 +242,14 @@ def run_candidate_test(
     isolated = all(r.protected_checkout for r in runs)
     passed = all(g.passed for g in gate_list) and (isolated or not gates_cfg.require_isolation)
     receipt_id = uuid.uuid4().hex
-    test_sha, fix_sha = sha256(given.test_code), sha256(given.fix_diff)
+    test_sha, fix_sha = test_digest(given.test_code, given.support_files), sha256(given.fix_diff)
     policy.save_receipt(
         ctx.store,
         policy.ReceiptRow(
             id=receipt_id, issue_id=given.issue_id, event_id=code_path.event_id, commit_sha=commit,
             test_path=given.test_path, test_name=name, test_code=given.test_code, test_sha256=test_sha,
             fix_diff=given.fix_diff, fix_sha256=fix_sha, passed=passed, gates=[g.model_dump() for g in gate_list],
-            cpu_seconds=cpu, created_at=ctx.clock.now(), mutation=None,
+            cpu_seconds=cpu, created_at=ctx.clock.now(), mutation=None, support_files=given.support_files or None,
         ),
     )  # fmt: skip
     return CandidateResult(
@@ -275,6 +308,7 @@ def run_candidate_for_issue(
     test_name: str | None = None,
     fix_diff: str | None = None,
     fix_from_working_tree: bool = False,
+    support_files: dict[str, str] | None = None,
 ) -> CandidateResult:
     """Map the issue's latest event, then run the candidate through every gate."""
     ctx.store.get_issue(issue_id)
@@ -289,5 +323,6 @@ def run_candidate_for_issue(
         fix_diff=fix_diff,
         fix_from_working_tree=fix_from_working_tree,
         code_path=code_path,
+        support_files=support_files,
     )
     return run_candidate_test(ctx, code_path, given)

@@ -129,6 +129,8 @@ def mutate_validate(
         # Read what will be mutated before any test runs in this tree: nothing a test writes is trusted.
         wanted = _wanted_lines(ws.root, scope, targets, receipt.fix_diff, receipt.test_path)
         sources = {p: (ws.root / p).read_text(encoding="utf-8") for p in wanted}
+        for path, text in (receipt.support_files or {}).items():
+            ws.write(path, text)
         ws.write(receipt.test_path, receipt.test_code)
         tests = [node]
         if include_related_tests:

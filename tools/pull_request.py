@@ -25,7 +25,7 @@ from prodloop.server.errors import CodePathError, ProdloopError
 from prodloop.server.settings import service_python
 from prodloop.server.store import policy
 from prodloop.tools._shape import cap, iso
-from prodloop.tools.candidate import sha256
+from prodloop.tools.candidate import sha256, test_digest
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.provenance import build_record, jsonl_line
 from prodloop.tools.sandbox import Limits, guard_for, outcome_of, run_pytest, workspace
@@ -121,6 +121,8 @@ def _open(
             raise PullRequestRefused(
                 receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
             )
+        for path, text in (receipt.support_files or {}).items():
+            ws.write(path, text)
         ws.write(receipt.test_path, receipt.test_code)
         ledger = ws.root / settings.ledger_path
         ledger.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +188,8 @@ def _check_receipt(receipt: policy.ReceiptRow) -> None:
             f"mutation score {mutation.get('score')} is under {mutation.get('min_score')}",
             "strengthen the test's assertions, run_candidate_test and mutate_validate again",
         )
-    if sha256(receipt.test_code) != receipt.test_sha256 or sha256(receipt.fix_diff) != receipt.fix_sha256:
+    test_sha = test_digest(receipt.test_code, receipt.support_files)
+    if test_sha != receipt.test_sha256 or sha256(receipt.fix_diff) != receipt.fix_sha256:
         raise PullRequestRefused(
             receipt.id, "the stored test or fix no longer matches its recorded hash", "run_candidate_test again"
         )
@@ -246,7 +249,7 @@ def _expected_files(root: Path, receipt: policy.ReceiptRow, ledger: str) -> list
         else:  # a rename: "added\tdeleted\t" then the old and the new path
             touched += [fields[i + 1].decode(), fields[i + 2].decode()]
             i += 3
-    return sorted({*touched, receipt.test_path, ledger})
+    return sorted({*touched, receipt.test_path, *(receipt.support_files or {}), ledger})
 
 
 def _commit(root: Path, message: str, expected: list[str]) -> str:

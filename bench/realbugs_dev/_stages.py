@@ -214,9 +214,20 @@ def own(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     bug = svc.bug
     test_code = git(svc.service, "show", f"{bug.fixed_commit}:{bug.regression_file}")
     budget.reset(ctx.store, ctx.clock, issue_id)
+    # Test data the fix commit adds or changes beside the test (sample inputs, expected outputs) goes with it,
+    # as an agent would give it: the support files of the candidate.
+    others = [p for p in svc.tests_left_out if p != bug.regression_file]
+    support = {}
+    for path in others:
+        if path.endswith(".py") and Path(path).name.startswith(("test_", "conftest")):
+            continue
+        try:
+            support[path] = git(svc.service, "show", f"{bug.fixed_commit}:{path}")
+        except Exception:  # noqa: S112 (deleted by the fix: nothing to give)
+            continue
     result = run_candidate_for_issue(
         ctx, issue_id=issue_id, test_code=test_code, test_path=bug.regression_file,
-        test_name=bug.regression_name or None, fix_diff=svc.fix_diff,
+        test_name=bug.regression_name or None, fix_diff=svc.fix_diff, support_files=support or None,
     )  # fmt: skip
     gates = [g.model_dump() for g in result.gates]
     data: dict[str, Any] = {
@@ -224,12 +235,13 @@ def own(ctx: AppContext, svc: Service, issue_id: int) -> Done:
         "gate_evidence": {str(g["name"]): g.get("evidence") for g in gates},
         "checkout_protected": result.checkout_protected, "mutation_score": None, "mutation_passed": None,
     }  # fmt: skip
-    others = [p for p in svc.tests_left_out if p != bug.regression_file]
     data["other_test_files_of_the_fix"] = others
+    data["support_files"] = sorted(support)
     if not result.passed:
         failed = [g for g in result.gates if g.passed is not True]
         first = f"{failed[0].name}: {failed[0].evidence}" if failed else result.next_step
-        hint = f" [the fix commit also changes {', '.join(others[:3])}, which prodloop is not given]" if others else ""
+        left = [p for p in others if p not in support]
+        hint = f" [the fix commit also changes {', '.join(left[:3])}, which prodloop is not given]" if left else ""
         return Done("fail", f"gates failed ({', '.join(g.name for g in failed) or 'isolation'}){hint}; {first}", data)
     try:
         mutation = mutate_validate(ctx, receipt_id=result.receipt_id)

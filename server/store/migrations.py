@@ -174,4 +174,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE budgets ADD COLUMN synthesis_attempts INTEGER NOT NULL DEFAULT 0
         """,
     ),
+    (
+        6,
+        """
+        ALTER TABLE receipts ADD COLUMN support_files TEXT
+        """,
+    ),
 )

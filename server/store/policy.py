@@ -28,6 +28,7 @@ class ReceiptRow:
     cpu_seconds: float
     created_at: float
     mutation: dict[str, Any] | None
+    support_files: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +53,19 @@ class Escalation:
 
 _RECEIPT_COLUMNS = (
     "id, issue_id, event_id, commit_sha, test_path, test_name, test_code, test_sha256, fix_diff, fix_sha256, "
-    "passed, gates, cpu_seconds, created_at, mutation"
+    "passed, gates, cpu_seconds, created_at, mutation, support_files"
 )
 
 
 def save_receipt(store: Store, r: ReceiptRow) -> None:
     with store.transaction() as conn:
         conn.execute(
-            f"INSERT INTO receipts ({_RECEIPT_COLUMNS}) VALUES ({','.join('?' * 15)})",
+            f"INSERT INTO receipts ({_RECEIPT_COLUMNS}) VALUES ({','.join('?' * 16)})",
             (
                 r.id, r.issue_id, r.event_id, r.commit_sha, r.test_path, r.test_name, r.test_code, r.test_sha256,
                 r.fix_diff, r.fix_sha256, int(r.passed), json.dumps(r.gates), r.cpu_seconds, r.created_at,
                 json.dumps(r.mutation) if r.mutation is not None else None,
+                json.dumps(r.support_files) if r.support_files else None,
             ),
         )  # fmt: skip
 
@@ -76,6 +78,7 @@ def get_receipt(store: Store, receipt_id: str) -> ReceiptRow:
     values[10] = bool(values[10])
     values[11] = json.loads(values[11])
     values[14] = json.loads(values[14]) if values[14] else None
+    values[15] = json.loads(values[15]) if values[15] else None
     return ReceiptRow(*values)
 
 

@@ -253,3 +253,24 @@ def test_escape():
     assert result.checkout_protected
     assert not target.exists()
     assert "passes on the deployed code" in _evidence(result, "reproduces")  # its own assertion held
+
+
+def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Callable[..., AppContext]) -> None:
+    from prodloop.server.errors import InvalidArgument
+    from prodloop.tools.candidate import run_candidate_for_issue, test_digest
+
+    ctx = open_ctx(gates={"flaky_runs": 1})
+    test = (
+        "import json, pathlib\nfrom shop.pricing import cart_total\n\n\ndef test_cart_from_data():\n"
+        "    cart = json.loads((pathlib.Path(__file__).parent / 'data' / 'cart.json').read_text())\n"
+        "    assert cart_total(cart) == 60\n"
+    )
+    support = {"tests/data/cart.json": '{"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}'}
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=test, fix_diff=FIX_UNKNOWN_SKU, support_files=support)
+    assert result.passed, result.gates
+    receipt = policy.get_receipt(ctx.store, result.receipt_id)
+    assert receipt.support_files == support
+    assert receipt.test_sha256 == test_digest(test, support) != test_digest(test, None)
+    for bad in ("shop/pricing.py", "../outside/tests/x.json", "/tmp/tests/x"):
+        with pytest.raises(InvalidArgument, match="inside a test folder"):
+            run_candidate_for_issue(ctx, issue_id=1, test_code=test, support_files={bad: "x"})

@@ -126,7 +126,7 @@ def test_cancellation_stops_the_mutation_processes(open_ctx: Callable[[str], App
 
     def work() -> None:
         try:
-            mutate_validate(ctx, receipt_id=receipt, on_progress=on_progress, cancel=cancel)
+            mutate_validate(ctx, receipt_id=receipt, on_progress=on_progress, cancel=cancel, scope="culprit")
         except ProdloopError as exc:
             outcome["error"] = str(exc)
 

@@ -1,7 +1,12 @@
 import os
 import sentry_sdk
-sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE"],
-                include_local_variables=True, default_integrations=True)
+
+sentry_sdk.init(
+    dsn=os.environ["SENTRY_DSN"],
+    release=os.environ["SENTRY_RELEASE"],
+    include_local_variables=True,
+    default_integrations=True,
+)
 
 # A notebook/code-cell formatter: user code cells are run through black before saving.
 # A cell that fails to format is reported and saved unformatted; the other cells go on.

@@ -1,7 +1,12 @@
 import os
 import sentry_sdk
-sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE"],
-                include_local_variables=True, default_integrations=True)
+
+sentry_sdk.init(
+    dsn=os.environ["SENTRY_DSN"],
+    release=os.environ["SENTRY_RELEASE"],
+    include_local_variables=True,
+    default_integrations=True,
+)
 
 # A code-review bot: formats the files of a pull request with black and posts a diff.
 # A file it cannot format is reported and skipped; the other files are still reviewed.
@@ -10,10 +15,7 @@ import black
 PULL_REQUEST_FILES = [
     {
         "filename": "worker/pages.py",
-        "content": (
-            "def all_pages(client, url):\n"
-            "    return (page async for page in client.paginate(url))\n"
-        ),
+        "content": ("def all_pages(client, url):\n    return (page async for page in client.paginate(url))\n"),
     },
     {
         "filename": "worker/repos.py",

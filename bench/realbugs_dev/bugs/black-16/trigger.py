@@ -1,7 +1,12 @@
 import os
 import sentry_sdk
-sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE"],
-                include_local_variables=True, default_integrations=True)
+
+sentry_sdk.init(
+    dsn=os.environ["SENTRY_DSN"],
+    release=os.environ["SENTRY_RELEASE"],
+    include_local_variables=True,
+    default_integrations=True,
+)
 
 # A CI "lint" worker: checks out repositories and runs `black --check` on each through
 # black's click entry point. These repositories share code via symlinks that point outside
@@ -35,17 +40,37 @@ def make_checkout(name: str, line_length: int, main_py: str, source: str, links:
 
 CHECKOUTS = [
     # a vendored package directory linked at the top level (absolute target)
-    make_checkout("billing-api", 100, "app.py", 'def health():\n    return {"status": "ok"}\n',
-                  {"billing_common": str(shared / "billing_common")}),
+    make_checkout(
+        "billing-api",
+        100,
+        "app.py",
+        'def health():\n    return {"status": "ok"}\n',
+        {"billing_common": str(shared / "billing_common")},
+    ),
     # a link nested one level down, relative target
-    make_checkout("invoice-worker", 88, "worker.py", "def run(queue):\n    queue.drain()\n",
-                  {"src/proto": "../../shared-libs/proto/v2"}),
+    make_checkout(
+        "invoice-worker",
+        88,
+        "worker.py",
+        "def run(queue):\n    queue.drain()\n",
+        {"src/proto": "../../shared-libs/proto/v2"},
+    ),
     # a single module linked in from outside (a shared settings file)
-    make_checkout("reports", 120, "reports/main.py", "import settings_ci\nprint(settings_ci.DEBUG)\n",
-                  {"settings_ci.py": str(shared / "settings_ci.py")}),
+    make_checkout(
+        "reports",
+        120,
+        "reports/main.py",
+        "import settings_ci\nprint(settings_ci.DEBUG)\n",
+        {"settings_ci.py": str(shared / "settings_ci.py")},
+    ),
     # the whole shared tree linked in under a differently named folder
-    make_checkout("admin-ui-backend", 79, "server.py", "def serve(port=8080):\n    return port\n",
-                  {"third_party/shared": str(shared)}),
+    make_checkout(
+        "admin-ui-backend",
+        79,
+        "server.py",
+        "def serve(port=8080):\n    return port\n",
+        {"third_party/shared": str(shared)},
+    ),
 ]
 
 

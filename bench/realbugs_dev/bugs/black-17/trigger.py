@@ -1,7 +1,12 @@
 import os
 import sentry_sdk
-sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE"],
-                include_local_variables=True, default_integrations=True)
+
+sentry_sdk.init(
+    dsn=os.environ["SENTRY_DSN"],
+    release=os.environ["SENTRY_RELEASE"],
+    include_local_variables=True,
+    default_integrations=True,
+)
 
 # An editor-integration endpoint: the editor sends the current buffer with the workspace's
 # black settings, we return it formatted. A freshly created file (a new __init__.py, a new
@@ -10,14 +15,28 @@ sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE
 import black
 
 BUFFERS = [
-    {"uri": "file:///srv/app/__init__.py", "text": "", "line_length": 88,
-     "py36": False, "skip_string_normalization": False},
-    {"uri": "file:///srv/app/typings/client.pyi", "text": "", "line_length": 100,
-     "py36": True, "skip_string_normalization": False},
-    {"uri": "file:///home/dev/tools/tests/test_cli.py", "text": "", "line_length": 79,
-     "py36": False, "skip_string_normalization": True},
-    {"uri": "untitled:Untitled-1", "text": "", "line_length": 120,
-     "py36": True, "skip_string_normalization": True},
+    {
+        "uri": "file:///srv/app/__init__.py",
+        "text": "",
+        "line_length": 88,
+        "py36": False,
+        "skip_string_normalization": False,
+    },
+    {
+        "uri": "file:///srv/app/typings/client.pyi",
+        "text": "",
+        "line_length": 100,
+        "py36": True,
+        "skip_string_normalization": False,
+    },
+    {
+        "uri": "file:///home/dev/tools/tests/test_cli.py",
+        "text": "",
+        "line_length": 79,
+        "py36": False,
+        "skip_string_normalization": True,
+    },
+    {"uri": "untitled:Untitled-1", "text": "", "line_length": 120, "py36": True, "skip_string_normalization": True},
 ]
 
 

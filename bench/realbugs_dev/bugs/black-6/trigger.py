@@ -1,7 +1,12 @@
 import os
 import sentry_sdk
-sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE"],
-                include_local_variables=True, default_integrations=True)
+
+sentry_sdk.init(
+    dsn=os.environ["SENTRY_DSN"],
+    release=os.environ["SENTRY_RELEASE"],
+    include_local_variables=True,
+    default_integrations=True,
+)
 
 # A small "format on save" service: it receives a module's source text and returns it
 # formatted by black with default settings (no target versions -> auto-detect).
@@ -25,10 +30,7 @@ REQUESTS = [
     {
         "path": "app/uploads.py",
         "line_length": 100,
-        "source": (
-            "def sizes(files):\n"
-            "    return (len(await f.read()) for f in files)\n"
-        ),
+        "source": ("def sizes(files):\n    return (len(await f.read()) for f in files)\n"),
     },
     {
         "path": "app/jobs.py",

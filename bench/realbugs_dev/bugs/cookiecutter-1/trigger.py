@@ -1,7 +1,12 @@
 import os
 import sentry_sdk
-sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE"],
-                include_local_variables=True, default_integrations=True)
+
+sentry_sdk.init(
+    dsn=os.environ["SENTRY_DSN"],
+    release=os.environ["SENTRY_RELEASE"],
+    include_local_variables=True,
+    default_integrations=True,
+)
 
 # A project-scaffolding service running in a minimal container whose locale is plain
 # "C" (ASCII). It renders the teams' templates, whose cookiecutter.json files have
@@ -59,9 +64,7 @@ template_dirs = []
 for name, context in TEMPLATES.items():
     template = work / name
     (template / "{{cookiecutter.project_slug}}").mkdir(parents=True)
-    (template / "cookiecutter.json").write_text(
-        json.dumps(context, ensure_ascii=False, indent=2), encoding="utf-8"
-    )
+    (template / "cookiecutter.json").write_text(json.dumps(context, ensure_ascii=False, indent=2), encoding="utf-8")
     readme = "# {{ cookiecutter.project_slug }}\n\n" + "".join(
         f"- {key}: {{{{ cookiecutter.{key} }}}}\n" for key in context if key != "project_slug"
     )

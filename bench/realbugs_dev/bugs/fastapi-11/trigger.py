@@ -3,8 +3,9 @@ import sentry_sdk
 sentry_sdk.init(dsn=os.environ["SENTRY_DSN"], release=os.environ["SENTRY_RELEASE"],
                 include_local_variables=True, default_integrations=True)
 
-# A checkout API accepting either of two payment payloads as the request body.
-# The interactive docs page fetches /openapi.json, which must render.
+# A shop gateway mounting one FastAPI app per service. Each service accepts one of
+# several payload shapes as its request body; the docs portal fetches every service's
+# /openapi.json, which must render.
 from typing import Union
 
 from fastapi import FastAPI
@@ -24,14 +25,78 @@ class BankTransfer(BaseModel):
     reference: str = None
 
 
-app = FastAPI(title="checkout", version="2.3.1")
+class HomeDelivery(BaseModel):
+    street: str
+    postcode: str
+    city: str
+    floor: int = None
 
 
-@app.post("/payments/")
+class PickupPoint(BaseModel):
+    pickup_point_id: str
+    carrier: str = "dhl"
+
+
+class EmailChannel(BaseModel):
+    email: str
+
+
+class SmsChannel(BaseModel):
+    phone_number: str
+    country_code: str = "+49"
+
+
+class PushChannel(BaseModel):
+    device_token: str
+    platform: str
+
+
+checkout = FastAPI(title="checkout", version="2.3.1")
+
+
+@checkout.post("/payments/")
 def create_payment(payment: Union[CardPayment, BankTransfer]):
     return {"received": payment}
 
 
-client = TestClient(app)
-response = client.get("/openapi.json")
-print(response.status_code, sorted(response.json()["paths"]))
+shipping = FastAPI(title="shipping", version="1.0.4")
+
+
+@shipping.put("/orders/{order_id}/destination")
+def set_destination(order_id: str, destination: Union[HomeDelivery, PickupPoint]):
+    return {"order_id": order_id, "destination": destination}
+
+
+notifications = FastAPI(title="notifications", version="0.9.0")
+
+
+@notifications.post("/subscriptions/")
+def subscribe(channel: Union[EmailChannel, SmsChannel, PushChannel]):
+    return {"subscribed": channel}
+
+
+gateway = FastAPI(title="shop-gateway")
+gateway.mount("/checkout", checkout)
+gateway.mount("/shipping", shipping)
+gateway.mount("/notifications", notifications)
+
+client = TestClient(gateway)
+
+
+def fetch_schema(schema_url):
+    """What the docs portal does for each service: fetch and list its OpenAPI paths."""
+    response = client.get(schema_url)
+    print(schema_url, response.status_code, sorted(response.json()["paths"]))
+    return response.json()
+
+
+last_error = None
+for schema_url in ["/checkout/openapi.json", "/shipping/openapi.json", "/notifications/openapi.json"]:
+    try:
+        fetch_schema(schema_url)
+    except Exception as exc:
+        sentry_sdk.capture_exception()
+        last_error = exc
+sentry_sdk.flush()
+if last_error is not None:
+    raise last_error

@@ -10,6 +10,7 @@ import luigi
 
 class ExportOrders(luigi.Task):
     """Export one day of orders; the batch size only tunes performance."""
+
     region = luigi.Parameter()
     day = luigi.DateParameter()
     batch_size = luigi.IntParameter(default=500, significant=False)

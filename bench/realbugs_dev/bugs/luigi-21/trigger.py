@@ -12,6 +12,7 @@ OUTPUT_DIR = tempfile.mkdtemp(prefix="reports-")
 
 class Report(luigi.Task):
     """A report job started from cron as `python reports.py`; subclasses pick the data."""
+
     currency = luigi.Parameter(default="EUR")
     rows = "region,total\n"
 

@@ -15,8 +15,7 @@ from tornado.web import Application, StaticFileHandler
 handler_errors = []
 
 LOGS = {
-    "worker.log": "2024-05-01 12:00:01 INFO worker started\n"
-                  "2024-05-01 12:00:07 INFO processed batch 1\n",
+    "worker.log": "2024-05-01 12:00:01 INFO worker started\n2024-05-01 12:00:07 INFO processed batch 1\n",
     "scheduler.log": "2024-05-01 00:00:00 INFO tick\n" * 40,
     "api-access.log": '10.0.3.17 - - [01/May/2024:12:00:03] "GET /health HTTP/1.1" 200 2\n' * 150,
     "db-migrate.log": "applied 0042_add_invoice_index\n",
@@ -39,9 +38,9 @@ async def start_server(log_dir):
 async def tail_log(base_url, log_name, tail_bytes):
     """Ask the log server for the last `tail_bytes` bytes of a log file."""
     client = AsyncHTTPClient()
-    response = await client.fetch("%s/logs/%s" % (base_url, log_name),
-                                  headers={"Range": "bytes=-%d" % tail_bytes},
-                                  raise_error=False)
+    response = await client.fetch(
+        "%s/logs/%s" % (base_url, log_name), headers={"Range": "bytes=-%d" % tail_bytes}, raise_error=False
+    )
     if handler_errors:
         raise handler_errors.pop(0)
     return response
@@ -53,8 +52,7 @@ if __name__ == "__main__":
         with open(os.path.join(log_dir, name), "w") as f:
             f.write(text)
     # "tail" requests from an ops dashboard, each for more bytes than the file holds.
-    requests = [("worker.log", 1000000), ("scheduler.log", 4096),
-                ("api-access.log", 65536), ("db-migrate.log", 512)]
+    requests = [("worker.log", 1000000), ("scheduler.log", 4096), ("api-access.log", 65536), ("db-migrate.log", 512)]
     last_error = None
     with asyncio.Runner() as runner:
         server, base_url = runner.run(start_server(log_dir))
