@@ -125,8 +125,14 @@ def run_loop(
         mutation = mutate_validate(ctx, receipt_id=candidate.receipt_id)
         report.mutation_score = mutation.score
         step("mutate_validate", mutation.passed, t0, f"score {mutation.score} over {mutation.mutants} mutants")
+        if not mutation.passed and not mutation.mutants:
+            return finish("needs_agent", f"no mutant could be made of what the test guards: {mutation.note}")
         if not mutation.passed:
-            return finish("needs_agent", f"strengthen the test: {mutation.survived} mutant(s) survived")
+            return finish(
+                "needs_agent",
+                f"strengthen the test: {mutation.survived} mutant(s) survived (score {mutation.score} < "
+                f"{mutation.min_score}); more production inputs of this issue, or assertions an agent writes",
+            )
 
         t0 = time.monotonic()
         pr = open_pr(ctx, receipt_id=candidate.receipt_id, client=client)

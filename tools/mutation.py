@@ -79,7 +79,9 @@ class MutationResult(BaseModel):
     timeout: int
     no_tests: int
     suspicious: int
-    score: float | None = Field(description="(killed + timeout) / mutants; null when there were no mutants")
+    score: float | None = Field(
+        description="(killed + timeout) / (killed + timeout + survived); null when no mutant got a verdict"
+    )
     min_score: float
     passed: bool
     survivors: list[SurvivingMutant] = Field(description="at most one per source line")
@@ -158,7 +160,9 @@ def mutate_validate(
         for k in ("killed", "survived", "timeout", "no_tests", "suspicious")
     }
     total = len(results)
-    score = (counts["killed"] + counts["timeout"]) / total if total else None
+    # Suspicious (pytest errored rather than failed) and no-test mutants got no verdict: reported, not scored.
+    judged = counts["killed"] + counts["timeout"] + counts["survived"]
+    score = (counts["killed"] + counts["timeout"]) / judged if judged else None
     survivors: dict[tuple[str, int | None], SurvivingMutant] = {}
     for r in results:
         if r["status"] == "survived":

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 
 from _bug import Bug, is_test_path
@@ -99,33 +98,14 @@ def remove_worktree(service: Path, where: Path) -> None:
 # -- venvs ------------------------------------------------------------------------------------------------
 
 
-def _tool_pins() -> list[str]:
-    """What prodloop runs in the service's interpreter besides pytest: coverage (coverage gate, mutation) and
-    mutmut's generator with libcst (mutation). Pinned to prodloop's own versions."""
-    pins = []
-    for name in ("coverage", "libcst"):
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pins.append(name)
-    return pins
-
-
-def _mutmut_pin() -> str:
-    try:
-        return f"mutmut=={metadata.version('mutmut')}"
-    except metadata.PackageNotFoundError:
-        return "mutmut"
-
-
 def venv_spec(bug: Bug, python: str) -> dict[str, object]:
     version = run([python, "-c", "import sys; print(sys.version)"], timeout=60).strip()
     pins = [*bug.requirements, *bug.test_requirements]
     names = {p.split("==")[0].split(">")[0].split("<")[0].split("[")[0].strip().lower() for p in pins}
     extra = [p for n, p in (("pytest", "pytest"), ("sentry-sdk", "sentry-sdk>=2,<3")) if n not in names]
     return {
-        "format": _CACHE_FORMAT, "python": version, "requirements": pins + extra, "tools": _tool_pins(),
-        "no_deps": [_mutmut_pin()], "install_project": bug.install_project,
+        "format": _CACHE_FORMAT, "python": version, "requirements": pins + extra,
+        "install_project": bug.install_project,
     }  # fmt: skip
 
 
@@ -163,8 +143,7 @@ def _build(spec: dict[str, object], python: str, where: Path) -> None:
     requirements = list(spec["requirements"])  # type: ignore[call-overload]
     _pip(interpreter, ["install", *requirements], timeout=1200)
     # The tools are added without disturbing the service's pins where they overlap.
-    _pip(interpreter, ["install", *spec["tools"]], timeout=900)  # type: ignore[misc]
-    _pip(interpreter, ["install", "--no-deps", *spec["no_deps"]], timeout=600)  # type: ignore[misc]
+    # Nothing of prodloop's own tooling (coverage, mutmut, libcst): the service's venv is the service's.
 
 
 def _pip(interpreter: Path, args: list[str], *, timeout: float) -> None:
