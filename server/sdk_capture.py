@@ -76,10 +76,10 @@ def _structure(event: dict[str, Any], hint: dict[str, Any], max_depth: int, max_
             by_position[(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)] = frame
     for value in (event.get("exception") or {}).get("values") or []:
         for sent in ((value.get("stacktrace") or {}).get("frames")) or []:
-            frame = by_position.get((sent.get("abs_path"), sent.get("lineno"), sent.get("function")))
-            if frame is None or not isinstance(sent.get("vars"), dict):
+            live = by_position.get((sent.get("abs_path"), sent.get("lineno"), sent.get("function")))
+            if live is None or not isinstance(sent.get("vars"), dict):
                 continue
-            for name, local in frame.f_locals.items():
+            for name, local in live.f_locals.items():
                 if name in sent["vars"] and _is_object(local):
                     shaped = _shape(local, max_depth, max_items)
                     if isinstance(shaped, dict):

@@ -28,7 +28,7 @@ def main() -> int:
     configuration._guess_source_paths = lambda: ["."]
     configuration.reset_config()
 
-    class Visitor(fm.MutationVisitor):  # type: ignore[misc]
+    class Visitor(fm.MutationVisitor):
         def _skip_node_and_children(self, node: Any) -> bool:
             if isinstance(node, cst.FunctionDef) and node.decorators:
                 return bool(super()._skip_node_and_children(node.with_changes(decorators=[])))
@@ -40,11 +40,12 @@ def main() -> int:
         module = cst.parse_module(source)
         wrapper = MetadataWrapper(module)
         ignored = get_ignored_lines(target["path"], source, wrapper, None)
-        visitor = Visitor(fm.mutation_operators, ignored, set(target["lines"]))
+        visitor = Visitor(getattr(fm, "mutation_operators"), ignored, set(target["lines"]))  # noqa: B009 (not re-exported)
         mutated_module = wrapper.visit(visitor)
         seen = set()
         for m in visitor.mutations:
-            code = fm.deep_replace(mutated_module, m.original_node, m.mutated_node).code
+            replaced: Any = fm.deep_replace(mutated_module, m.original_node, m.mutated_node)
+            code = replaced.code
             if code == source or code in seen:
                 continue
             seen.add(code)

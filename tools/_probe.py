@@ -60,7 +60,7 @@ class _LineTracer:
         import threading
 
         sys.settrace(None)
-        threading.settrace(None)  # type: ignore[arg-type]
+        threading.settrace(None)
 
     def measured(self) -> dict[str, list[int]]:
         return {name: sorted(lines) for name, lines in self.lines.items()}
@@ -153,7 +153,7 @@ def _watched_call(item: Any) -> Any:
         yield
     finally:
         sys.settrace(None)
-        threading.settrace(None)  # type: ignore[arg-type]
+        threading.settrace(None)
         _results.setdefault(item.nodeid, {})["raised"] = list(watcher.seen.values())
 
 

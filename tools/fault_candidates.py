@@ -137,7 +137,7 @@ def _attribute_writers(crash: _Frame) -> list[tuple[str, str, int, str]]:
                 None,
             )
             if hit:
-                out.append((crash.path, d.qualname, node.lineno, hit))
+                out.append((crash.path, d.qualname, getattr(node, "lineno", d.def_line), hit))
                 break
     return out[:4]
 

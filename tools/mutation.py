@@ -223,17 +223,17 @@ def _wanted_lines(
             defs = FunctionIndex(source).named(culprit.qualname)
             text = culprit.executing_line.strip()
             if defs and text:
-                d, lines = defs[0], source.splitlines()
-                crash = [n for n in range(d.def_line, d.end + 1) if lines[n - 1].strip() == text]
+                d, source_lines = defs[0], source.splitlines()
+                crash = [n for n in range(d.def_line, d.end + 1) if source_lines[n - 1].strip() == text]
                 add(path, statement_lines(source, crash[:1]))
         return wanted
     for f in frames:
-        path, qualname = f.location.repo_path, f.qualname
-        assert path is not None and qualname is not None
-        source = (root / path).read_text(encoding="utf-8") if (root / path).exists() else ""
-        defs = FunctionIndex(source).named(qualname)
-        if defs:
-            add(path, range(defs[0].def_line + 1, defs[0].end + 1))
+        frame_path, qualname = f.location.repo_path, f.qualname
+        assert frame_path is not None and qualname is not None
+        text_now = (root / frame_path).read_text(encoding="utf-8") if (root / frame_path).exists() else ""
+        found = FunctionIndex(text_now).named(qualname)
+        if found:
+            add(frame_path, range(found[0].def_line + 1, found[0].end + 1))
     return wanted
 
 
