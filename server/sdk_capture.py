@@ -104,8 +104,9 @@ def _state(value: Any) -> dict[str, Any] | None:
 
 
 def _shape(value: Any, depth: int, items: int) -> Any:
-    if isinstance(value, str):
-        return value[:_MAX_STRING]
+    if isinstance(value, (str, bytes)):  # leaves as reprs, the way sentry-sdk sends them
+        shown = repr(value)
+        return shown if len(shown) <= _MAX_STRING else "<truncated>"
     if isinstance(value, _PLAIN):
         return value
     if depth <= 0:

@@ -18,7 +18,14 @@ from prodloop.server.context import AppContext
 from prodloop.server.settings import service_python
 from prodloop.tools.call_plan import invocation
 from prodloop.tools.reconstruct import Unusable, rebuild, render
-from prodloop.tools.regression_test import SynthesizedCall, argument_lines, call_imports, cases, render_test
+from prodloop.tools.regression_test import (
+    SynthesizedCall,
+    argument_lines,
+    call_imports,
+    cases,
+    helper_lines,
+    render_test,
+)
 from prodloop.tools.sandbox import Limits, confine, guard_for, import_roots, sandbox_env, wait, workspace
 
 _MARK = "PRODLOOP-RESULT "
@@ -50,7 +57,7 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
         timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
     )
     every = cases(call)
-    lines = list(call_imports(call))
+    lines = [*call_imports(call), *helper_lines(call)]
     for i, case in enumerate(every):
         lines += [
             *argument_lines(call, case),

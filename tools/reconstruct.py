@@ -71,8 +71,17 @@ class RepoExpr:
     imports: frozenset[str]
 
 
-def rebuild(value: Any, path: str, classes: ClassResolver | None = None) -> Any:
-    """The Python value an SDK-serialized local stood for."""
+def rebuild(value: Any, path: str, classes: ClassResolver | None = None, *, captured: bool = False) -> Any:
+    """The Python value an SDK-serialized local stood for. `captured`: inside prodloop_capture's structure,
+    whose containers carry their own truncation marker (the SDK's 10-item limit does not apply)."""
+    if isinstance(value, dict) and set(value) == {"__class__", "__state__"}:
+        return _captured_object(value, path, classes)
+    if captured and isinstance(value, (dict, list)) and (_TRUNCATED in value):
+        raise Unusable(f"{path} was cut by the capture helper's size limits")
+    if isinstance(value, dict) and captured:
+        return {_key(k): rebuild(v, f"{path}[{k!r}]", classes, captured=True) for k, v in value.items()}
+    if isinstance(value, list) and captured:
+        return [rebuild(v, f"{path}[{i}]", classes, captured=True) for i, v in enumerate(value)]
     if isinstance(value, dict):
         if len(value) >= _SDK_BREADTH:
             raise Unusable(f"{path} has {len(value)} keys, the SDK's limit: it may have been truncated")
@@ -103,6 +112,51 @@ def rebuild(value: Any, path: str, classes: ClassResolver | None = None) -> Any:
         return _literal(ast.parse(text, mode="eval").body, classes)
     except (SyntaxError, ValueError, TypeError, decimal.InvalidOperation, RecursionError) as exc:
         raise Unusable(f"{path} is {value[:60]!r}, which does not round-trip ({type(exc).__name__})") from None
+
+
+_TRUNCATED = "<truncated>"
+_CLASS_PATH = re.compile(r"[A-Za-z_][\w.]{0,200}")
+
+
+def _captured_object(value: dict[str, Any], path: str, classes: ClassResolver | None) -> RepoExpr:
+    """`{"__class__": "pkg.mod.Cls", "__state__": {...}}` from prodloop_capture: the service's own class, rebuilt
+    without running its constructor (its recorded attributes set on a new instance)."""
+    dotted, state = value["__class__"], value["__state__"]
+    if not isinstance(dotted, str) or not _CLASS_PATH.fullmatch(dotted) or not isinstance(state, dict):
+        raise Unusable(f"{path} has a malformed captured object")
+    module, _, qualname = dotted.rpartition(".")
+    top = qualname
+    # `pkg.mod.Outer.Inner`: find the longest module prefix the repository defines the class in.
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module, top = ".".join(parts[:cut]), parts[cut]
+        if classes is not None and classes(f"{module}:{top}") == module:
+            break
+    else:
+        raise Unusable(f"{path} is a {dotted}, not a class of the service")
+    imports = {f"from {module} import {top}"}
+    fields = {}
+    for key, item in state.items():
+        if not isinstance(key, str) or not _CLASS_PATH.fullmatch(key) or "." in key:
+            raise Unusable(f"{path} has an attribute name that is not a Python name")
+        fields[key] = rebuild(item, f"{path}.{key}", classes, captured=True)
+    body = ", ".join(f"{k!r}: {render(v, imports)}" for k, v in fields.items())
+    expression = ".".join(parts[parts.index(top) :])
+    imports.add(RESTORE_MARK)
+    return RepoExpr(f"{_RESTORE}({expression}, {{{body}}})", frozenset(imports))
+
+
+# The helper a test uses to rebuild a captured object; rendered into the test by `regression_test`.
+_RESTORE = "_restored"
+RESTORE_MARK = "# prodloop: _restored"
+RESTORE_HELPER = (
+    "def _restored(cls, state):\n"
+    '    """An instance of `cls` with the attributes production recorded (its constructor is not run)."""\n'
+    "    obj = cls.__new__(cls)\n"
+    "    for name, value in state.items():\n"
+    "        object.__setattr__(obj, name, value)\n"
+    "    return obj\n"
+)
 
 
 def _key(key: str) -> Any:

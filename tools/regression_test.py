@@ -13,6 +13,7 @@ import re
 from pydantic import BaseModel, Field
 
 from prodloop.tools.call_plan import invocation
+from prodloop.tools.reconstruct import RESTORE_HELPER, RESTORE_MARK
 
 
 class Case(BaseModel):
@@ -110,6 +111,7 @@ def render_test(
         '"""',
         "",
         *import_lines,
+        *helper_lines(call),
         "",
         "",
         *head,
@@ -127,10 +129,17 @@ def render_test(
 
 
 def call_imports(call: SynthesizedCall) -> list[str]:
-    lines = list(call.imports)
+    lines = [line for line in call.imports if line != RESTORE_MARK]
     if call.import_name:
         lines.append(f"from {call.module} import {call.import_name}")
     return list(dict.fromkeys(lines))
+
+
+def helper_lines(call: SynthesizedCall) -> list[str]:
+    """The helper that rebuilds captured objects, when an input uses it (after the imports)."""
+    if RESTORE_MARK not in call.imports:
+        return []
+    return ["", "", *RESTORE_HELPER.rstrip("\n").split("\n")]
 
 
 def argument_lines(call: SynthesizedCall, case: Case | None = None) -> list[str]:

@@ -229,6 +229,9 @@ def class_resolver(ctx: AppContext, commit: str, near: str | None, cache: dict[s
     def resolve(name: str) -> str | None:
         if not cache:
             cache.update(_class_index(ctx, commit) or {"": set()})
+        if ":" in name:  # "module:Class": does the repository define Class in module?
+            module, _, cls = name.partition(":")
+            return module if module in cache.get(cls, set()) else None
         modules = cache.get(name, set())
         if near is not None and near in modules:
             return near

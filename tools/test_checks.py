@@ -76,57 +76,58 @@ def service_names(tree: ast.Module, packages: Iterable[str]) -> set[str]:
 def public_interface_findings(
     tree: ast.Module, packages: Iterable[str], test_name: str | None = None, may_patch: set[str] | None = None
 ) -> list[Finding]:
-    """Private names and monkeypatching of the service, in the candidate and what it shares with the module;
-    other tests of the same file (a project's own test file holds many) are not the candidate's concern, nor
-    is a private name the file imports for them and the candidate never uses.
+    """Private names and monkeypatching of the service in what the candidate runs: its own body and decorators,
+    its class's fixtures and helpers, module-level helpers it reaches, and module-level statements. Other tests
+    of the same file (a project's own test file holds many) and a private name imported only for them are not
+    the candidate's concern.
 
     `may_patch` names service functions off the failure's path (a debug dump helper, say): patching those is
     allowed; faking code or data the failure runs through would make the test prove nothing.
     """
-    others = _other_tests(tree, test_name) if test_name else []
-    used = _names_used_by(tree, test_name) if test_name else None
+    findings = _interface_findings(tree, packages, may_patch)
+    if test_name is None:
+        return findings
+    used, spans = _reach(tree, test_name)
+    defs = [
+        (min([n.lineno, *(d.lineno for d in getattr(n, "decorator_list", []))]), n.end_lineno or n.lineno)
+        for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    ]
     out = []
-    for f in _interface_findings(tree, packages, may_patch):
-        if any(a <= f.line <= b for a, b in others):
+    for f in findings:
+        module_level = not any(a <= f.line <= b for a, b in defs)
+        if not module_level and not any(a <= f.line <= b for a, b in spans):
             continue
-        if used is not None and f.name is not None and f.name not in used:
+        if module_level and f.name is not None and f.name not in used:
             continue
         out.append(f)
     return out
 
 
-def _names_used_by(tree: ast.Module, test_name: str) -> set[str]:
-    """Names the candidate reaches: in its body, its class, and module-level helpers it calls (transitively)."""
+def _reach(tree: ast.Module, test_name: str) -> tuple[set[str], list[tuple[int, int]]]:
+    """Names the candidate uses and the line spans of what it runs: its body, its class's non-test members,
+    and module-level helpers and classes it reaches (transitively)."""
     fn = _find_test(tree, test_name)
     cls_name = test_name.rpartition("::")[0]
-    scopes: list[ast.AST] = [fn]
+    scopes: list[ast.AST] = [fn, *fn.decorator_list]
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
     if cls is not None:
         scopes += [n for n in cls.body if not (isinstance(n, ast.FunctionDef) and n.name.startswith("test"))]
-        scopes += cls.bases
+        scopes += [*cls.bases, *cls.decorator_list]
     helpers = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    assigned = {t.id: n for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
     used: set[str] = set()
+    spans: list[tuple[int, int]] = []
     while scopes:
         scope = scopes.pop()
+        if isinstance(scope, ast.stmt | ast.expr):
+            start = min([scope.lineno, *(d.lineno for d in getattr(scope, "decorator_list", []))])
+            spans.append((start, scope.end_lineno or scope.lineno))
         for n in ast.walk(scope):
             if isinstance(n, ast.Name) and n.id not in used:
                 used.add(n.id)
-                if n.id in helpers and helpers[n.id] is not fn:
+                if n.id in helpers and helpers[n.id] is not fn and helpers[n.id] is not cls:
                     scopes.append(helpers[n.id])
-                if n.id in assigned:
-                    scopes.append(assigned[n.id])
-    return used
-
-
-def _other_tests(tree: ast.Module, test_name: str) -> list[tuple[int, int]]:
-    spans = []
-    for name in test_function_names(tree):
-        if name != test_name:
-            node = _find_test(tree, name)
-            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            spans.append((start, node.end_lineno or node.lineno))
-    return spans
+    return used, spans
 
 
 def _interface_findings(tree: ast.Module, packages: Iterable[str], may_patch: set[str] | None) -> list[Finding]:

@@ -92,12 +92,26 @@ FILES["lib/web.py"] = """
         return request["name"].upper()
 """
 
+FILES["lib/cart.py"] = """
+    class Cart:
+        def __init__(self, owner, items):
+            self.owner = owner
+            self.items = items
+            self.discount = None
+
+        def total(self):
+            return sum(self.items.values()) - self.discount
+"""
+
 CRASHES = {
     "receiver": "from lib.layout import Layout, Style\nLayout(width=0, style=Style.FANCY).wrap('hello')\n",
     "decorated": "from lib.layout import report\nreport({'values': [4, 8], 'factor': 0})\n",
     "attribute": "from lib.accounts import Account\nAccount('ann').label()\n",
     "flow": "from lib.accounts import summary\nsummary({'hits': 3, 'total': 0})\n",
     "caught": "from lib.web import render\nrender({'id': 7})\n",
+    "object": "from lib.cart import Cart\nCart('ann', {'apple': 2}).total()\n",
+    "captured": "from prodloop.server import sdk_capture\nassert sdk_capture.install()\n"
+    "from lib.cart import Cart\nCart('ann', {'apple': 2}).total()\n",
 }
 
 
@@ -285,3 +299,17 @@ def test_a_test_that_sees_the_crash_only_as_an_error_response_reproduces_when_th
     unrelated = test.replace("handle({'id': 7})", "handle({'name': 'x'})").replace("== 200", "== 201")
     result = run_candidate_for_issue(ctx, issue_id=1, test_code=unrelated)
     assert next(g for g in result.gates if g.name == "reproduces").passed is False
+
+
+def test_an_object_without_a_repr_is_rebuilt_from_the_opt_in_capture_helpers_structure(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    plain = synthesize_regression_test(open_ctx("object"), issue_id=1)
+    assert plain.test_code is None
+    assert "receiver cannot be rebuilt" in plain.attempts[0].reason
+    result = synthesize_regression_test(open_ctx("captured"), issue_id=1)
+    assert result.frame == "lib/cart.py::Cart.total", result.attempts
+    assert result.test_code is not None
+    assert "obj = _restored(Cart, {'discount': None, 'items': {'apple': 2}, 'owner': 'ann'})" in result.test_code
+    assert "def _restored(cls, state):" in result.test_code
+    assert result.reproduction is not None and result.reproduction.passed
