@@ -73,6 +73,15 @@ def init(repo: RepoOpt = None, data_dir: DataOpt = None, project: ProjectOpt = N
     out.print(f"project    {proj.name} (id {proj.id})")
     out.print(f"DSN        {dsn_for(settings, proj)}")
     out.print("           sentry_sdk.init(dsn=...) in the service sends its errors here (prodloop serve --http)")
+    from prodloop.server import sdk_capture
+
+    out.print(
+        f"capture    optional: copy {sdk_capture.__file__} into the service as prodloop_capture.py (it needs only\n"
+        "           sentry-sdk) and call prodloop_capture.install() after sentry_sdk.init(...): frame locals that\n"
+        "           are objects then arrive as their class and state, so regression tests can rebuild them",
+        markup=False,
+        highlight=False,
+    )
     out.print(f"\nClaude Code:\n  claude mcp add prodloop -- prodloop serve --repo {repo_path}")
     snippet = {"mcpServers": {"prodloop": {"command": "prodloop", "args": ["serve", "--repo", str(repo_path)]}}}
     out.print("\n.mcp.json:\n" + json.dumps(snippet, indent=2), markup=False, highlight=False)

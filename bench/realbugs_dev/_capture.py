@@ -4,7 +4,9 @@ interpreter with a real sentry-sdk, the event stored as an issue, and a deploy o
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,37 @@ def import_roots(tree: Path) -> list[Path]:
     return [p for p in (tree / "src", tree) if p.is_dir()]
 
 
+_WITH_HELPER = """
+import runpy, sys
+import sentry_sdk
+import prodloop_capture
+
+_init = sentry_sdk.init
+
+
+def init(*args, **kwargs):  # the one line a service adds after its own sentry_sdk.init(...)
+    result = _init(*args, **kwargs)
+    prodloop_capture.install()
+    return result
+
+
+sentry_sdk.init = init
+sys.argv = [sys.argv[1]]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _with_capture_helper(python: Path, bug: Bug, env: dict[str, str]) -> list[str]:
+    """Run the trigger as a service that opted in to prodloop's capture helper (a copy of the one file)."""
+    from prodloop.server import sdk_capture
+
+    folder = Path(tempfile.mkdtemp(prefix="realbugs-capture-"))
+    shutil.copy(sdk_capture.__file__, folder / "prodloop_capture.py")
+    (folder / "run_with_capture.py").write_text(_WITH_HELPER)
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return [str(python), str(folder / "run_with_capture.py"), str(bug.trigger.resolve())]
+
+
 def capture(ctx: AppContext, bug: Bug, service: Path, python: Path) -> Done:
     """Run the trigger against a fresh project; the issue id is the stage's value."""
     project = ctx.store.create_project(bug.name)
@@ -44,10 +77,12 @@ def capture(ctx: AppContext, bug: Bug, service: Path, python: Path) -> Done:
         dsn = f"http://{project.public_key}@127.0.0.1:{port}/{project.id}"
         env = service_env(import_roots(service), SENTRY_DSN=dsn, SENTRY_RELEASE=bug.buggy_commit)
         t0 = time.monotonic()
+        command = [str(python), str(bug.trigger.resolve())]
+        if os.environ.get("REALBUGS_CAPTURE") == "1":
+            command = _with_capture_helper(python, bug, env)
         try:
             done = subprocess.run(
-                [str(python), str(bug.trigger.resolve())], cwd=service, env=env, capture_output=True, text=True,
-                timeout=TRIGGER_TIMEOUT,
+                command, cwd=service, env=env, capture_output=True, text=True, timeout=TRIGGER_TIMEOUT
             )  # fmt: skip
             exit_code, output = done.returncode, (done.stderr or "") + (done.stdout or "")
         except subprocess.TimeoutExpired as exc:

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print("prodloop is not importable by this interpreter: pip install -e '.[test]' first", file=sys.stderr)
         return 2
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    if args.capture:
+        os.environ["REALBUGS_CAPTURE"] = "1"  # read by each worker's capture stage
     bugs, problems = discover(args.bugs_dir, only)
     for problem in problems:
         print(f"skipped {problem}", file=sys.stderr)
@@ -97,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", help="comma-separated bug names (folders of bugs/), e.g. black-1,tornado-3")
+    p.add_argument(
+        "--capture", action="store_true", help="services opt in to prodloop's capture helper (structured locals)"
+    )
     p.add_argument("--workdir", type=Path, help="where each bug's clone, venv and store go (default: a fresh temp dir)")
     p.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"), help="<owner>+<name>/repo per project")
     p.add_argument("--keep", action="store_true", help="keep the work folders afterwards")

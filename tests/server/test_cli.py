@@ -39,6 +39,7 @@ def test_init_creates_the_store_and_prints_dsn_and_agent_setup(tmp_path: Path) -
     assert project is not None
     assert f"http://{project.public_key}@127.0.0.1:8765/{project.id}" in done.stdout
     assert f"claude mcp add prodloop -- prodloop serve --repo {tmp_path}" in done.stdout
+    assert "sdk_capture.py into the service as prodloop_capture.py" in done.stdout
     snippet = json.loads(done.stdout[done.stdout.index("{") :])
     assert snippet["mcpServers"]["prodloop"]["args"] == ["serve", "--repo", str(tmp_path)]
     status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"], capture_output=True, text=True)
