@@ -62,3 +62,26 @@ def test_a_repository_cannot_redirect_where_tokens_go(tmp_path: Path, monkeypatc
     assert s.port == 9009  # ordinary settings still come from the repository
     monkeypatch.setenv("PRODLOOP_GITHUB_BASE_URL", "https://ghe.example/api/v3")
     assert load_settings(repo=tmp_path).github_base_url == "https://ghe.example/api/v3"
+
+
+def test_nested_settings_come_from_the_environment_with_a_double_underscore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRODLOOP_GATES__SHUFFLE_WITH_MODULE", "false")
+    monkeypatch.setenv("PRODLOOP_BUDGETS__MAX_SYNTHESIS_ATTEMPTS", "7")
+    settings = load_settings(repo=tmp_path)
+    assert settings.gates.shuffle_with_module is False
+    assert settings.budgets.max_synthesis_attempts == 7
+
+
+def test_a_relative_repo_is_made_absolute_and_the_ledger_follows_the_repos_test_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "svc" / "test").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(repo=Path("svc"))
+    assert settings.repo == tmp_path / "svc"
+    assert settings.ledger_path == "test/.prodloop/provenance.jsonl"
+    (tmp_path / "svc" / "tests").mkdir()
+    assert load_settings(repo=Path("svc")).ledger_path == "tests/.prodloop/provenance.jsonl"
+    assert load_settings(repo=Path("svc"), provenance_path="qa/ledger.jsonl").ledger_path == "qa/ledger.jsonl"

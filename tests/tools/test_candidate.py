@@ -35,7 +35,7 @@ def _run(ctx: AppContext, test: str, fix: str | None = FIX_UNKNOWN_SKU, **kwargs
     code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
     given = prepare_input(
         ctx, issue_id=1, test_code=test, test_file=None, test_path=kwargs.pop("test_path", None),
-        test_name=None, fix_diff=fix, fix_from_working_tree=False, code_path=code_path,
+        test_name=kwargs.pop("test_name", None), fix_diff=fix, fix_from_working_tree=False, code_path=code_path,
     )  # fmt: skip
     return run_candidate_test(ctx, code_path, given)
 
@@ -274,3 +274,30 @@ def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Cal
     for bad in ("shop/pricing.py", "../outside/tests/x.json", "/tmp/tests/x"):
         with pytest.raises(InvalidArgument, match="inside a test folder"):
             run_candidate_for_issue(ctx, issue_id=1, test_code=test, support_files={bad: "x"})
+
+
+def test_the_flake_check_judges_the_candidate_not_the_other_tests_of_its_file(
+    open_ctx: Callable[..., AppContext],
+) -> None:
+    broken_neighbour = GOOD_TEST + "\n\ndef test_someone_elses_broken_test():\n    assert 1 + 1 == 3\n"
+    result = _run(open_ctx(gates={"flaky_runs": 1}), broken_neighbour, test_name="test_unknown_sku_costs_nothing")
+    assert _gates(result)["not_flaky"] is True, _evidence(result, "not_flaky")
+    assert "other test(s) failed, not judged" in _evidence(result, "not_flaky")
+    assert "test_someone_elses_broken_test" in _evidence(result, "not_flaky")
+
+
+def test_a_guard_clause_fix_that_returns_before_the_old_crash_line_covers_the_path(
+    open_ctx: Callable[..., AppContext],
+) -> None:
+    from tests.sample_service import fix_diff
+
+    guard = fix_diff(
+        "shop/pricing.py",
+        '    return PRICES[item["sku"]] * item["qty"]\n',
+        '    if item["sku"] not in PRICES:\n        return 0\n    return PRICES[item["sku"]] * item["qty"]\n',
+    )
+    test = "from shop.pricing import line_total\n\n\ndef test_kiwi():\n"
+    test += "    assert line_total({'sku': 'kiwi', 'qty': 1}) == 0\n"
+    result = _run(open_ctx(gates={"flaky_runs": 1}), test, fix=guard)
+    assert _gates(result)["covers_path"] is True, _evidence(result, "covers_path")
+    assert "2 of the fix's 2 changed code line(s) executed" in _evidence(result, "covers_path")

@@ -219,3 +219,15 @@ def test_a_test_that_needs_a_pytest_plugin_gets_its_plugins_and_true_verdicts(
     result = mutate_validate(ctx, receipt_id=_receipt(ctx, ASYNC_SKU, FIX_UNKNOWN_SKU))
     assert "pytest plugin autoload on" in result.note
     assert (result.killed, result.survived, result.no_tests) == (result.mutants, 0, 0)
+
+
+def test_by_default_only_the_fixs_statements_and_the_crash_statement_are_mutated(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("zero_rate")
+    receipt = _receipt(ctx, STRONG_RATE, FIX_ZERO_RATE)
+    scoped = mutate_validate(ctx, receipt_id=receipt)
+    assert scoped.scope == "fix" and scoped.functions == ["shop/loyalty.py::points_needed"]
+    assert scoped.timeout == 0  # `level -= 1` (the loop) is not what the fix or the crash line is about
+    assert 0 < scoped.mutants <= 10  # the whole function makes about twice as many
+    assert scoped.passed, [s.diff for s in scoped.survivors]
