@@ -87,8 +87,10 @@ def _structure(event: dict[str, Any], hint: dict[str, Any], max_depth: int, max_
 
 
 def _is_object(value: Any) -> bool:
-    if isinstance(value, (*_PLAIN, list, tuple, dict, set, frozenset, type, types.ModuleType)):
-        return False
+    import enum
+
+    if isinstance(value, (*_PLAIN, list, tuple, dict, set, frozenset, type, types.ModuleType, enum.Enum)):
+        return False  # an enum member's repr (`<Mode.FAST: 1>`) already names it
     if callable(value) and not hasattr(value, "__dict__"):
         return False
     return isinstance(value, object) and (hasattr(value, "__dict__") or hasattr(type(value), "__slots__"))
@@ -117,7 +119,7 @@ def _shape(value: Any, depth: int, items: int) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         listed = [_shape(v, depth - 1, items) for v in list(value)[:items]]
         return [*listed, "<truncated>"] if len(value) > items else listed
-    if isinstance(value, (types.FunctionType, types.MethodType, types.ModuleType, type)):
+    if isinstance(value, (types.FunctionType, types.MethodType, types.ModuleType, type)) or not _is_object(value):
         return repr(value)[:200]
     state = _state(value)
     cls = type(value)

@@ -191,8 +191,7 @@ def run_candidate_test(
     runs: list[RunResult] = []
 
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
-    guarded = {part for e in code_path.exceptions for f in e.path if f.qualname for part in f.qualname.split(".")}
-    interface = public_interface_findings(tree, packages, name, guarded)
+    interface = public_interface_findings(tree, packages, name, _off_path_functions(ctx, code_path))
     evidence, problems = assertion_findings(tree, name, packages)
     gates: dict[GateName, Gate] = {
         "public_interface": Gate(
