@@ -139,12 +139,20 @@ def _faults(
         for f in final.path
         if f.location.repo_path and f.qualname and f.extent is not None
     ]  # fmt: skip
-    suspects = {
-        s.detail
-        for s in (attribution.suspects if attribution else [])
-        if s.reason in ("culprit_function", "path_function")
-    }
-    return rank_faults(frames, final.type, final.value, suspects, lambda p: repo.read(commit, p), repo.files(commit))
+    # Suspect commits say something only over a bounded range (since the previous release), not all of history.
+    bounded = attribution is not None and attribution.range_from is not None
+    touched = ("culprit_function", "path_function")
+    suspects = {s.detail for s in (attribution.suspects if attribution and bounded else []) if s.reason in touched}
+    causes = [
+        fault_frame(f.location.repo_path, f.qualname, f.location.lineno, f.extent.start, f.extent.end,
+                    repo.read(commit, f.location.repo_path) or "")
+        for ep in chain if ep is not final and ep.path
+        for f in ep.path[-1:]
+        if f.location.repo_path and f.qualname and f.extent is not None
+    ]  # fmt: skip
+    return rank_faults(
+        frames, final.type, final.value, suspects, lambda p: repo.read(commit, p), repo.files(commit), causes=causes
+    )
 
 
 def _map_exception(

@@ -65,7 +65,8 @@ def rank_faults(
         key = (path, qualname)
         if key in found:
             found[key].score = max(found[key].score, score)
-            found[key].reasons.append(reason)
+            if reason not in found[key].reasons:
+                found[key].reasons.append(reason)
         else:
             found[key] = FaultCandidate(path=path, qualname=qualname, line=line, score=score, reasons=[reason])
 
@@ -89,8 +90,10 @@ def rank_faults(
                 add(path, qualname, line, 0.8, f"`{name}()` on the crash line may have returned None")
     for cause in causes or []:
         add(cause.path, cause.qualname, cause.line, 0.76, "the exception it was raised from started here")
+    # A lookup or state error on a line that reads `self.x`: the methods that change `x` left it wrong.
+    state_error = exception_type in ("KeyError", "IndexError", "AttributeError", "TypeError", "AssertionError")
     for path, qualname, line, attr in _attribute_writers(crash):
-        add(path, qualname, line, 0.7, f"changes `self.{attr}`, which the crash line reads")
+        add(path, qualname, line, 0.79 if state_error else 0.7, f"changes `self.{attr}`, which the crash line reads")
     for distance, frame in enumerate(reversed(frames)):
         add(frame.path, frame.qualname, frame.line, max(0.1, 0.6 - 0.08 * distance), "on the path to the crash")
     for candidate in found.values():
