@@ -151,6 +151,14 @@ def mutate_validate(
                 "a survivor would only mean 'not run': make the test reach the culprit",
             )
         mutants = _generate(spec_targets)
+        widened = ""
+        if not mutants and scope == "fix":
+            # The fix's statements admit no mutant (a list of names, a bare return): hold the test to the
+            # functions the fix changed instead, as far as it executes them.
+            whole = _whole_functions(sources, wanted)
+            spec_targets, functions, not_executed = _executed_targets(sources, whole, coverage.covered)
+            mutants = _generate(spec_targets) if spec_targets else []
+            widened = "the fix's own statements admit no mutant, so the functions it changed were mutated; "
         results, note, cpu = _drive(
             ws.root, python, mutants, sources, tests, cfg.timeout_seconds, limits, guard, on_progress, cancel
         )
@@ -181,7 +189,9 @@ def mutate_validate(
         passed=score is not None and score >= cfg.min_mutation_score,
         survivors=sorted(survivors.values(), key=lambda s: (s.path, s.line or 0)),
         seconds=round(time.monotonic() - started, 3),
-        note=note if total else f"no mutants could be made of the target lines; nothing was proven. {note}".strip(),
+        note=widened + note
+        if total
+        else f"no mutants could be made of the target lines; nothing was proven. {note}".strip(),
         **counts,
     )
     policy.set_receipt_mutation(ctx.store, receipt_id, result.model_dump())
@@ -235,6 +245,19 @@ def _wanted_lines(
         if found:
             add(frame_path, range(found[0].def_line + 1, found[0].end + 1))
     return wanted
+
+
+def _whole_functions(sources: dict[str, str], wanted: dict[str, dict[int, str]]) -> dict[str, dict[int, str]]:
+    """The bodies of the functions that hold the wanted lines."""
+    out: dict[str, dict[int, str]] = {}
+    for path, labelled in wanted.items():
+        index = FunctionIndex(sources[path])
+        for n in labelled:
+            fn = index.at(n)
+            if fn is not None:
+                for line in range(fn.def_line + 1, fn.end + 1):
+                    out.setdefault(path, {})[line] = f"{path}::{fn.qualname}"
+    return out
 
 
 def _executed_targets(
