@@ -94,6 +94,9 @@ def rank_faults(
     state_error = exception_type in ("KeyError", "IndexError", "AttributeError", "TypeError", "AssertionError")
     for path, qualname, line, attr in _attribute_writers(crash):
         add(path, qualname, line, 0.79 if state_error else 0.7, f"changes `self.{attr}`, which the crash line reads")
+    for i, (path, qualname, line) in enumerate(_callees_before(crash)):
+        add(path, qualname, line, 0.6 - 0.01 * i, "called by the crashing function before it failed; what it "
+            "returned or changed is that function's input")  # fmt: skip
     for distance, frame in enumerate(reversed(frames)):
         add(frame.path, frame.qualname, frame.line, max(0.1, 0.6 - 0.08 * distance), "on the path to the crash")
     for candidate in found.values():
@@ -143,6 +146,34 @@ def _attribute_writers(crash: _Frame) -> list[tuple[str, str, int, str]]:
                 out.append((crash.path, d.qualname, getattr(node, "lineno", d.def_line), hit))
                 break
     return out[:4]
+
+
+def _callees_before(crash: _Frame) -> list[tuple[str, str, int]]:
+    """Functions of the crashing function's file (module-level, or methods of its class via `self.`) that it
+    called on lines before the crash line."""
+    if crash.line is None:
+        return []
+    index = FunctionIndex(crash.source)
+    defs = [d for d in index.named(crash.qualname) if d.start == crash.start]
+    if not defs:
+        return []
+    owner = crash.qualname.rsplit(".", 1)[0] if "." in crash.qualname else None
+    by_name = {d.qualname: d for d in index.defs}
+    out: list[tuple[str, str, int]] = []
+    calls = sorted(
+        (n for n in ast.walk(defs[0].node) if isinstance(n, ast.Call) and n.lineno < crash.line),
+        key=lambda n: -n.lineno,
+    )
+    for call in calls:
+        name = None
+        if isinstance(call.func, ast.Name):
+            name = call.func.id
+        elif isinstance(call.func, ast.Attribute) and _root_name(call.func.value) == "self" and owner:
+            name = f"{owner}.{call.func.attr}"
+        target = by_name.get(name or "")
+        if target is not None and target.qualname != crash.qualname and target.qualname not in [o[1] for o in out]:
+            out.append((crash.path, target.qualname, target.def_line))
+    return out[:3]
 
 
 def _root_name(node: ast.AST) -> str | None:

@@ -77,6 +77,15 @@ FILES = {
 
         def summary(stats):
             return ratio(stats["hits"], stats["total"])
+
+
+        def limits(plan):
+            return {"basic": 10}.get(plan)
+
+
+        def quota(plan, used):
+            cap = limits(plan)
+            return cap - used
     """,
 }
 
@@ -108,6 +117,7 @@ CRASHES = {
     "decorated": "from lib.layout import report\nreport({'values': [4, 8], 'factor': 0})\n",
     "attribute": "from lib.accounts import Account\nAccount('ann').label()\n",
     "flow": "from lib.accounts import summary\nsummary({'hits': 3, 'total': 0})\n",
+    "callee": "from lib.accounts import quota\nquota('pro', 3)\n",
     "caught": "from lib.web import render\nrender({'id': 7})\n",
     "object": "from lib.cart import Cart\nCart('ann', {'apple': 2}).total()\n",
     "captured": "from prodloop.server import sdk_capture\nassert sdk_capture.install()\n"
@@ -313,3 +323,14 @@ def test_an_object_without_a_repr_is_rebuilt_from_the_opt_in_capture_helpers_str
     assert "obj = _restored(Cart, {'discount': None, 'items': {'apple': 2}, 'owner': 'ann'})" in result.test_code
     assert "def _restored(cls, state):" in result.test_code
     assert result.reproduction is not None and result.reproduction.passed
+
+
+def test_a_function_the_crashing_function_called_before_failing_is_a_candidate(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("callee")
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    top = [c.qualname for c in code_path.fault_candidates[:3]]
+    assert top[0] == "quota" and "limits" in top
+    limits = next(c for c in code_path.fault_candidates if c.qualname == "limits")
+    assert any("called by the crashing function before it failed" in r for r in limits.reasons)
