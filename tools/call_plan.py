@@ -50,6 +50,7 @@ class PlannedCall:
     values: dict[str, Any]
     receiver: str | None = None
     imports: set[str] = field(default_factory=set)
+    is_async: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,6 @@ def plan_call(
     decorators = {ast.unparse(d) for d in node.decorator_list}
     if any(isinstance(o, (ast.FunctionDef, ast.AsyncFunctionDef)) for o in owners):
         raise Unusable(f"{qualname} is nested in a function: its enclosing function is tried instead")
-    if isinstance(node, ast.AsyncFunctionDef):
-        raise Unusable(f"{qualname} is a coroutine: an outer synchronous caller is tried instead")
     if "property" in decorators or any(d.endswith((".setter", ".getter", "cached_property")) for d in decorators):
         raise Unusable(f"{qualname} is a property: its caller is tried instead")
     parts = qualname.split(".")
@@ -128,7 +127,8 @@ def plan_call(
         inputs.insert(0, RebuiltInput(parameter="self", value=receiver, source="receiver"))
     return PlannedCall(
         module=module, callee=callee, import_name=import_name, params=given, inputs=inputs, values=values,
-        receiver=receiver, imports=imports,
+        receiver=receiver, imports=imports | ({"import asyncio"} if isinstance(node, ast.AsyncFunctionDef) else set()),
+        is_async=isinstance(node, ast.AsyncFunctionDef),
     )  # fmt: skip
 
 
@@ -354,8 +354,9 @@ def statement_at(source: str, lineno: int) -> str | None:
     return "\n".join(lines)
 
 
-def invocation(callee: str, params: list[tuple[str, str]]) -> str:
-    """`f(a, *args, b=b, **kwargs)`: positional-only by position, the rest by name."""
+def invocation(callee: str, params: list[tuple[str, str]], *, is_async: bool = False) -> str:
+    """`f(a, *args, b=b, **kwargs)`: positional-only by position, the rest by name; a coroutine function is run to
+    completion on a fresh event loop (`asyncio.run(f(...))`), as a test of an async handler would."""
     star = any(kind == "star" for _, kind in params)
     parts = []
     for name, kind in params:
@@ -367,4 +368,5 @@ def invocation(callee: str, params: list[tuple[str, str]]) -> str:
             parts.append(f"**{name}")
         else:
             parts.append(f"{name}={name}")
-    return f"{callee}({', '.join(parts)})"
+    call = f"{callee}({', '.join(parts)})"
+    return f"asyncio.run({call})" if is_async else call

@@ -61,7 +61,7 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
     for i, case in enumerate(every):
         lines += [
             *argument_lines(call, case),
-            f"result = {invocation(call.callee, call.params)}",
+            f"result = {invocation(call.callee, call.params, is_async=call.is_async)}",
             f"print({f'{_MARK}{i} '!r} + repr(result))",
             f"print({f'{_STR_MARK}{i} '!r} + repr(str(result)))",
         ]

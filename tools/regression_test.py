@@ -41,6 +41,7 @@ class SynthesizedCall(BaseModel):
     event_id: str
     commit: str
     receiver: str | None = Field(default=None, description="source that rebuilds the method's receiver")
+    is_async: bool = Field(default=False, description="the callee is a coroutine function (run with asyncio.run)")
     more_cases: list[Case] = Field(
         default_factory=list, description="the other distinct production inputs of the issue's events"
     )
@@ -66,7 +67,7 @@ def render_test(
     every = cases(call)
     short = re.sub(r"\W+", "_", call.exception).lower()
     fn_name = re.sub(r"\W+", "_", call.callee.removeprefix("obj.").lower())
-    invoke = invocation(call.callee, call.params)
+    invoke = invocation(call.callee, call.params, is_async=call.is_async)
     invoke = f"result = {invoke}" if expected is not None else invoke
     names = (["obj"] if call.receiver is not None else []) + [p for p, _ in call.params]
     head: list[str] = []

@@ -93,7 +93,7 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
             arguments={p: render(call.values[p], imports) for p, _ in call.params}, imports=sorted(imports),
             exception=exc_type, exception_module=exc_module if isinstance(exc_module, str) else None,
             issue_id=issue_id, title=issue.title, fingerprint=issue.fingerprint, event_id=code_path.event_id,
-            commit=code_path.release.commit, receiver=call.receiver,
+            commit=code_path.release.commit, receiver=call.receiver, is_async=call.is_async,
         )  # fmt: skip
         code = render_test(planned)
         given = prepare_input(

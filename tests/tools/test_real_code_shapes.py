@@ -112,12 +112,18 @@ FILES["lib/cart.py"] = """
             return sum(self.items.values()) - self.discount
 """
 
+FILES["lib/handlers.py"] = """
+    async def create_order(payload):
+        return {"id": payload["id"], "total": payload["qty"] * payload["price"]}
+"""
+
 CRASHES = {
     "receiver": "from lib.layout import Layout, Style\nLayout(width=0, style=Style.FANCY).wrap('hello')\n",
     "decorated": "from lib.layout import report\nreport({'values': [4, 8], 'factor': 0})\n",
     "attribute": "from lib.accounts import Account\nAccount('ann').label()\n",
     "flow": "from lib.accounts import summary\nsummary({'hits': 3, 'total': 0})\n",
     "callee": "from lib.accounts import quota\nquota('pro', 3)\n",
+    "async": "import asyncio\nfrom lib.handlers import create_order\nasyncio.run(create_order({'id': 7, 'qty': 2}))\n",
     "caught": "from lib.web import render\nrender({'id': 7})\n",
     "object": "from lib.cart import Cart\nCart('ann', {'apple': 2}).total()\n",
     "captured": "from prodloop.server import sdk_capture\nassert sdk_capture.install()\n"
@@ -334,3 +340,11 @@ def test_a_function_the_crashing_function_called_before_failing_is_a_candidate(
     assert top[0] == "quota" and "limits" in top
     limits = next(c for c in code_path.fault_candidates if c.qualname == "limits")
     assert any("called by the crashing function before it failed" in r for r in limits.reasons)
+
+
+def test_a_coroutine_function_is_called_to_completion_with_asyncio_run(open_ctx: Callable[[str], AppContext]) -> None:
+    result = synthesize_regression_test(open_ctx("async"), issue_id=1)
+    assert result.frame == "lib/handlers.py::create_order", result.attempts
+    assert result.test_code is not None and "import asyncio" in result.test_code
+    assert "asyncio.run(create_order(payload=payload))" in result.test_code
+    assert result.reproduction is not None and result.reproduction.passed
