@@ -7,6 +7,7 @@ package a service needs: coverage and mutation tooling come from prodloop's side
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Literal
 from prodloop.server.settings import Settings, service_python
 
 Status = Literal["ok", "warn", "fail"]
+_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")  # user:token@ in URLs git echoes back
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,8 @@ def _remote(settings: Settings) -> Check:
     code, text = _run(["git", "-C", str(settings.repo), "ls-remote", "--heads", "--", settings.git_remote], timeout=30)
     shown = url.split("@")[-1]  # never print credentials embedded in a URL
     if code != 0:
-        return Check("remote", "warn", f"{settings.git_remote} ({shown}) did not answer: {text[-160:]}",
+        said = _CREDENTIALS.sub(r"\1", text[-160:])
+        return Check("remote", "warn", f"{settings.git_remote} ({shown}) did not answer: {said}",
                      "check the URL and credentials for pushing")  # fmt: skip
     return Check("remote", "ok", f"{settings.git_remote} answers ({shown})")
 

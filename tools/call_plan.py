@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from prodloop.tools.reconstruct import ClassResolver, Unusable, evaluate, rebuild, render
+from prodloop.tools.source_map import module_of
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,20}")
 ParamKind = Literal["posonly", "pos", "kw", "star", "starstar"]
@@ -60,10 +62,6 @@ class CallerSite:
     statement: str | None
     context_line: str | None
     variables: dict[str, Any]
-
-
-def module_of(path: str) -> str:
-    return path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
 def plan_call(
@@ -121,8 +119,6 @@ def plan_call(
     if values is None:
         values, inputs = _from_locals(callee_vars, params, classes)
     given: list[tuple[str, str]] = [(p.name, str(p.kind)) for p in params if p.name in values]
-    for v in values.values():
-        render(v, imports)
     if receiver is not None:
         inputs.insert(0, RebuiltInput(parameter="self", value=receiver, source="receiver"))
     return PlannedCall(
@@ -271,7 +267,7 @@ def find_call(text: str, name: str) -> ast.Call | None:
     stripped = text.strip()
     for candidate in (
         stripped,
-        _dedent(text),
+        textwrap.dedent(text),
         stripped.removeprefix("return ").removeprefix("yield ").removeprefix("await "),
         f"({stripped.rstrip(':')})",
         stripped.rstrip(":") + ": pass" if stripped.endswith(":") else stripped,
@@ -292,12 +288,6 @@ def find_call(text: str, name: str) -> ast.Call | None:
         if calls:
             return calls[-1]
     return None
-
-
-def _dedent(text: str) -> str:
-    import textwrap
-
-    return textwrap.dedent(text)
 
 
 def _from_locals(

@@ -219,10 +219,11 @@ def run_candidate_test(
                 given.write_test(ws)
                 culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
                 measured = list(dict.fromkeys([*([culprit_path] if culprit_path else []), *judge.fix_files(fix)]))
+                sources = ws.read_sources(measured)  # before the test runs in this tree
                 fixed = run_pytest(ws, python, [node], limits, guard=guard, cover_files=measured)
                 runs.append(fixed)
                 gates["passes_with_fix"] = judge.passes(fixed, node, "with the fix")
-                gates["covers_path"] = judge.covers(fixed, code_path, ws, fix)
+                gates["covers_path"] = judge.covers(fixed, code_path, sources, fix)
                 gates["fast"] = judge.fast(fixed, node, gates_cfg.max_test_seconds)
                 gates["not_flaky"] = judge.not_flaky(ws, python, node, limits, guard, gates_cfg, code_path, runs)
         else:

@@ -25,7 +25,7 @@ from prodloop.tools.functions import FunctionExtent, FunctionIndex, frame_functi
 from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.related_tests import RelatedTest, related_tests
 from prodloop.tools.release import ResolvedRelease, previous_release_commit, resolve_release
-from prodloop.tools.source_map import FrameLocation, locate_frame
+from prodloop.tools.source_map import FrameLocation, locate_frame, module_of
 
 
 class MappedFrame(BaseModel):
@@ -133,25 +133,29 @@ def _faults(
     final = next((ep for ep in reversed(chain) if ep.path), None)
     if final is None:
         return []
-    frames = [
-        fault_frame(f.location.repo_path, f.qualname, f.location.lineno, f.extent.start, f.extent.end,
-                    repo.read(commit, f.location.repo_path) or "")
-        for f in final.path
-        if f.location.repo_path and f.qualname and f.extent is not None
-    ]  # fmt: skip
+
+    def as_fault_frames(frames: list[MappedFrame]) -> list[Any]:
+        return [
+            fault_frame(f.location.repo_path, f.qualname, f.location.lineno, f.extent.start, f.extent.end,
+                        repo.read(commit, f.location.repo_path) or "")
+            for f in frames
+            if f.location.repo_path and f.qualname and f.extent is not None
+        ]  # fmt: skip
+
+    frames = as_fault_frames(final.path)
     # Suspect commits say something only over a bounded range (since the previous release), not all of history.
     bounded = attribution is not None and attribution.range_from is not None
     touched = ("culprit_function", "path_function")
     suspects = {s.detail for s in (attribution.suspects if attribution and bounded else []) if s.reason in touched}
-    causes = [
-        fault_frame(f.location.repo_path, f.qualname, f.location.lineno, f.extent.start, f.extent.end,
-                    repo.read(commit, f.location.repo_path) or "")
-        for ep in chain if ep is not final and ep.path
-        for f in ep.path[-1:]
-        if f.location.repo_path and f.qualname and f.extent is not None
-    ]  # fmt: skip
+    causes = as_fault_frames([ep.path[-1] for ep in chain if ep is not final and ep.path])
     return rank_faults(
-        frames, final.type, final.value, suspects, lambda p: repo.read(commit, p), repo.files(commit), causes=causes
+        frames,
+        final.type,
+        final.value,
+        suspects,
+        lambda p: repo.read(commit, p),
+        lambda text: repo.grep_files(commit, (text,), ("*.py",)),
+        causes=causes,
     )
 
 
@@ -242,14 +246,9 @@ def _related(repo: GitRepo, commit: str, culprit: MappedFrame | None) -> list[Re
     module = (
         culprit.module
         if culprit.module and not culprit.module.startswith("__")
-        else _module_of(culprit.location.repo_path)
+        else module_of(culprit.location.repo_path)
     )
     return related_tests(repo, commit, module=module, function=culprit.qualname or culprit.function)
-
-
-def _module_of(path: str) -> str:
-    dotted = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
-    return dotted.removeprefix("src.")
 
 
 def file_reliability(store: Store, path: str) -> FileReliability:

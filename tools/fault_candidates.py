@@ -54,7 +54,7 @@ def rank_faults(
     exception_value: str | None,
     suspects: set[str],
     read: Callable[[str], str | None],
-    files: tuple[str, ...],
+    holding: Callable[[str], tuple[str, ...]],
     limit: int = 5,
     causes: list[_Frame] | None = None,
 ) -> list[FaultCandidate]:
@@ -79,7 +79,7 @@ def rank_faults(
     message = exception_value or ""
     missing = _NO_ATTRIBUTE.search(message) if exception_type == "AttributeError" else None
     if missing and missing.group(1) != "NoneType":
-        for path, qualname, line in _constructors(missing.group(1), read, files):
+        for path, qualname, line in _constructors(missing.group(1), read, holding):
             add(path, qualname, line, 0.85, f"`{missing.group(2)}` is never set here on `{missing.group(1)}`")
     if "NoneType" in message and crash.line is not None:
         for name in _called_names(_line(crash.source, crash.line)):
@@ -254,14 +254,15 @@ def _argument_names(text: str, callee: str, params_wanted: set[str]) -> set[str]
     return None
 
 
-def _constructors(cls: str, read: Callable[[str], str | None], files: tuple[str, ...]) -> list[tuple[str, str, int]]:
+def _constructors(
+    cls: str, read: Callable[[str], str | None], holding: Callable[[str], tuple[str, ...]]
+) -> list[tuple[str, str, int]]:
+    """Constructors of the repository's class `cls` (files found by `git grep`, not by reading every file)."""
     out = []
-    for path in files:
-        if not path.endswith(".py") or "test" in path.split("/")[0]:
+    for path in holding(f"class {cls}"):
+        if "test" in path.split("/")[0]:
             continue
         source = read(path) or ""
-        if f"class {cls}" not in source:
-            continue
         for d in FunctionIndex(source).defs:
             if d.qualname in (f"{cls}.__init__", f"{cls}.__post_init__", f"{cls}.setUp"):
                 out.append((path, d.qualname, d.def_line))

@@ -102,10 +102,11 @@ def passes(run: RunResult, node: str, when: str) -> Gate:
     return Gate(name="passes_with_fix", passed=ok, evidence=f"{outcome.outcome} {when}{detail}")
 
 
-def covers(run: RunResult, code_path: CodePath, ws: Workspace, fix_diff: str) -> Gate:
+def covers(run: RunResult, code_path: CodePath, sources: dict[str, str], fix_diff: str) -> Gate:
     """The test runs the culprit function and, with the fix, at least one line the fix changed.
 
-    The old crash line is not required: a correct guard-clause fix returns before reaching it.
+    The old crash line is not required: a correct guard-clause fix returns before reaching it. `sources` are
+    the fixed files as read before the test ran (a test may rewrite files in its tree; they are not trusted).
     """
     culprit = code_path.culprit
     if culprit is None or culprit.location.repo_path is None or culprit.qualname is None:
@@ -115,8 +116,7 @@ def covers(run: RunResult, code_path: CodePath, ws: Workspace, fix_diff: str) ->
     path = culprit.location.repo_path
     if run.notes:
         return Gate(name="covers_path", passed=False, evidence="; ".join(run.notes))
-    fixed = (ws.root / path).read_text(encoding="utf-8") if (ws.root / path).exists() else ""
-    defs = FunctionIndex(fixed).named(culprit.qualname)
+    defs = FunctionIndex(sources.get(path, "")).named(culprit.qualname)
     found: list[str] = []
     ok = True
     if defs:
@@ -126,7 +126,7 @@ def covers(run: RunResult, code_path: CodePath, ws: Workspace, fix_diff: str) ->
         found.append(f"{len(body)} lines of {path}::{d.qualname} (lines {d.def_line}-{d.end}) executed")
     else:
         found.append(f"{culprit.qualname} is gone from {path} with the fix")
-    changed = _fix_code_lines(ws, fix_diff)
+    changed = _fix_code_lines(sources, fix_diff)
     if changed:
         hit = {p: [n for n in lines if n in set(run.covered.get(p, []))] for p, lines in changed.items()}
         total = sum(len(v) for v in changed.values())
@@ -147,12 +147,11 @@ def fix_files(fix_diff: str) -> list[str]:
     return [p for p in added_lines(fix_diff) if p.endswith(".py")]
 
 
-def _fix_code_lines(ws: Workspace, fix_diff: str) -> dict[str, list[int]]:
+def _fix_code_lines(sources: dict[str, str], fix_diff: str) -> dict[str, list[int]]:
     out = {}
     for path, lines in added_lines(fix_diff).items():
-        file = ws.root / path
-        if path.endswith(".py") and file.is_file():
-            code = code_lines(file.read_text(encoding="utf-8", errors="replace"), lines)
+        if path in sources:
+            code = code_lines(sources[path], lines)
             if code:
                 out[path] = code
     return out

@@ -48,6 +48,7 @@ from prodloop.tools.sandbox import (
     wait,
     workspace,
 )
+from prodloop.tools.source_map import module_of
 
 _DRIVER = Path(__file__).with_name("_mutate_driver.py")
 _GENERATOR = Path(__file__).with_name("_mutate_generate.py")
@@ -130,7 +131,7 @@ def mutate_validate(
         ws.apply_diff(receipt.fix_diff)
         # Read what will be mutated before any test runs in this tree: nothing a test writes is trusted.
         wanted = _wanted_lines(ws.root, scope, targets, receipt.fix_diff, receipt.test_path)
-        sources = {p: (ws.root / p).read_text(encoding="utf-8") for p in wanted}
+        sources = ws.read_sources(list(wanted))
         for path, text in (receipt.support_files or {}).items():
             ws.write(path, text)
         ws.write(receipt.test_path, receipt.test_code)
@@ -280,7 +281,7 @@ def _executed_targets(
         if missing:
             not_executed.append(f"{path}: lines {_ranges(sorted(set(missing)))}")
         if keep:
-            module = path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            module = module_of(path)
             targets.append({"path": path, "module": module, "source": sources[path], "lines": sorted(keep)})
     return targets, functions, not_executed
 

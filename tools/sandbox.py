@@ -103,6 +103,15 @@ class Workspace:
                 "make the diff against the deployed commit (git diff <commit>)",
             )
 
+    def read_sources(self, paths: list[str]) -> dict[str, str]:
+        """The text of these files as they are now (call before any test runs in the tree: it may rewrite them)."""
+        out = {}
+        for rel in paths:
+            path = (self.root / rel).resolve()
+            if path.is_relative_to(self.root.resolve()) and path.is_file():
+                out[rel] = path.read_text(encoding="utf-8", errors="replace")
+        return out
+
     def write(self, rel: str, text: str) -> Path:
         path = (self.root / rel).resolve()
         if not path.is_relative_to(self.root.resolve()):

@@ -34,6 +34,11 @@ class FrameLocation(BaseModel):
     reason: str | None = Field(default=None, description="why the frame is not mapped, or how it was")
 
 
+def module_of(path: str) -> str:
+    """The import name of a repository file (`src/` layouts included): `pkg/mod.py` -> `pkg.mod`."""
+    return path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
 def locate_frame(
     repo: GitRepo, commit: str, frame: Mapping[str, Any], rewrites: Mapping[str, str] | None = None
 ) -> FrameLocation:

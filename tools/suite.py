@@ -19,6 +19,7 @@ from prodloop.server.clock import Clock
 from prodloop.server.store import Store, policy
 from prodloop.tools._shape import iso
 from prodloop.tools.git_repo import GitRepo
+from prodloop.tools.source_map import module_of
 
 DAY = 86_400.0
 
@@ -40,7 +41,7 @@ class SuiteProposals(BaseModel):
 def suggest_suite_changes(store: Store, repo: GitRepo, clock: Clock, *, quiet_days: int = 180) -> SuiteProposals:
     head = repo.head()
     files = repo.files(head)
-    modules = {_module(p): p for p in files if p.endswith(".py")}
+    modules = {module_of(p): p for p in files if p.endswith(".py")}
     packages = {m.split(".")[0] for m in modules}
     added = {r["test_path"]: r for r in policy.provenance_records(store)[0]}
     cutoff = clock.now() - quiet_days * DAY
@@ -83,10 +84,6 @@ def suggest_suite_changes(store: Store, repo: GitRepo, clock: Clock, *, quiet_da
         proposals=proposals,
         note="proposals only: apply them in a PR (a marker such as @pytest.mark.weekly) and record the change",
     )
-
-
-def _module(path: str) -> str:
-    return path.removeprefix("src/").removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
 def _parse(text: str | None) -> ast.Module | None:

@@ -27,7 +27,6 @@ from prodloop.tools.call_plan import (
     CallerSite,
     PlannedCall,
     RebuiltInput,
-    module_of,
     plan_call,
     statement_at,
 )
@@ -36,6 +35,7 @@ from prodloop.tools.code_path import CodePath, ExceptionPath, MappedFrame, map_c
 from prodloop.tools.gates import Gate
 from prodloop.tools.reconstruct import ClassResolver, Unusable, render
 from prodloop.tools.regression_test import Case, SynthesizedCall, render_test
+from prodloop.tools.source_map import module_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,20}")
