@@ -137,7 +137,7 @@ def _faults(
     def as_fault_frames(frames: list[MappedFrame]) -> list[Any]:
         return [
             fault_frame(f.location.repo_path, f.qualname, f.location.lineno, f.extent.start, f.extent.end,
-                        repo.read(commit, f.location.repo_path) or "")
+                        _index(repo, commit, f.location.repo_path))
             for f in frames
             if f.location.repo_path and f.qualname and f.extent is not None
         ]  # fmt: skip
@@ -153,7 +153,7 @@ def _faults(
         final.type,
         final.value,
         suspects,
-        lambda p: repo.read(commit, p),
+        lambda p: _index(repo, commit, p),
         lambda text: repo.grep_files(commit, (text,), ("*.py",)),
         causes=causes,
     )

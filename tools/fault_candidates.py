@@ -37,15 +37,12 @@ class FaultCandidate(BaseModel):
 class _Frame:
     """What ranking needs of one mapped frame (kept apart from CodePath's models to avoid a cycle)."""
 
-    def __init__(self, path: str, qualname: str, line: int | None, start: int, end: int, source: str) -> None:
-        self.path, self.qualname, self.line, self.start, self.end, self.source = (
-            path,
-            qualname,
-            line,
-            start,
-            end,
-            source,
-        )
+    def __init__(self, path: str, qualname: str, line: int | None, start: int, end: int, index: FunctionIndex):
+        self.path, self.qualname, self.line, self.start, self.end, self.index = path, qualname, line, start, end, index
+
+    def text(self, line: int) -> str:
+        lines = self.index.lines
+        return lines[line - 1].strip() if 0 < line <= len(lines) else ""
 
 
 def rank_faults(
@@ -53,7 +50,7 @@ def rank_faults(
     exception_type: str | None,
     exception_value: str | None,
     suspects: set[str],
-    read: Callable[[str], str | None],
+    index_of: Callable[[str], FunctionIndex],
     holding: Callable[[str], tuple[str, ...]],
     limit: int = 5,
     causes: list[_Frame] | None = None,
@@ -79,14 +76,14 @@ def rank_faults(
     message = exception_value or ""
     missing = _NO_ATTRIBUTE.search(message) if exception_type == "AttributeError" else None
     if missing and missing.group(1) != "NoneType":
-        for path, qualname, line in _constructors(missing.group(1), read, holding):
+        for path, qualname, line in _constructors(missing.group(1), index_of, holding):
             add(path, qualname, line, 0.85, f"`{missing.group(2)}` is never set here on `{missing.group(1)}`")
     if "NoneType" in message and crash.line is not None:
-        for name in _called_names(_line(crash.source, crash.line)):
+        for name in _called_names(crash.text(crash.line)):
             for frame in frames:
                 if frame.qualname.rsplit(".", 1)[-1] == name:
                     add(frame.path, frame.qualname, frame.line, 0.82, f"`{name}()` may have returned None")
-            for path, qualname, line in _functions_named(name, crash.path, read):
+            for path, qualname, line in _functions_named(name, crash.path, index_of):
                 add(path, qualname, line, 0.8, f"`{name}()` on the crash line may have returned None")
     for cause in causes or []:
         add(cause.path, cause.qualname, cause.line, 0.76, "the exception it was raised from started here")
@@ -113,7 +110,7 @@ def _attribute_writers(crash: _Frame) -> list[tuple[str, str, int, str]]:
     """Other methods of the crashing method's class that assign an attribute of `self` the crash line reads."""
     if crash.line is None or "." not in crash.qualname:
         return []
-    tree = _parse(_line(crash.source, crash.line))
+    tree = _parse(crash.text(crash.line))
     read = (
         {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and _root_name(n.value) == "self"}
         if tree
@@ -123,7 +120,7 @@ def _attribute_writers(crash: _Frame) -> list[tuple[str, str, int, str]]:
         return []
     owner = crash.qualname.rsplit(".", 1)[0]
     out = []
-    for d in FunctionIndex(crash.source).defs:
+    for d in crash.index.defs:
         if d.qualname.rsplit(".", 1)[0] != owner or d.qualname == crash.qualname:
             continue
         for node in ast.walk(d.node):
@@ -153,7 +150,7 @@ def _callees_before(crash: _Frame) -> list[tuple[str, str, int]]:
     called on lines before the crash line."""
     if crash.line is None:
         return []
-    index = FunctionIndex(crash.source)
+    index = crash.index
     defs = [d for d in index.named(crash.qualname) if d.start == crash.start]
     if not defs:
         return []
@@ -180,8 +177,8 @@ def _root_name(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def frame(path: str, qualname: str, line: int | None, start: int, end: int, source: str) -> _Frame:
-    return _Frame(path, qualname, line, start, end, source)
+def frame(path: str, qualname: str, line: int | None, start: int, end: int, index: FunctionIndex) -> _Frame:
+    return _Frame(path, qualname, line, start, end, index)
 
 
 def _value_flow(frames: list[_Frame]) -> list[tuple[_Frame, str]]:
@@ -190,24 +187,19 @@ def _value_flow(frames: list[_Frame]) -> list[tuple[_Frame, str]]:
     crash = frames[-1]
     if crash.line is None:
         return out
-    names = _names(_line(crash.source, crash.line)) & _parameters(crash)
+    names = _names(crash.text(crash.line)) & _parameters(crash)
     for i in range(len(frames) - 2, -1, -1):
         if not names:
             break
         caller, callee = frames[i], frames[i + 1]
         if caller.line is None:
             break
-        argument = _argument_names(_line(caller.source, caller.line), callee.qualname.rsplit(".", 1)[-1], names)
+        argument = _argument_names(caller.text(caller.line), callee.qualname.rsplit(".", 1)[-1], names)
         if argument is None:
             break
         out.append((caller, ", ".join(sorted(names))))
         names = argument & _parameters(caller)
     return out
-
-
-def _line(source: str, line: int) -> str:
-    lines = source.splitlines()
-    return lines[line - 1].strip() if 0 < line <= len(lines) else ""
 
 
 def _parse(text: str) -> ast.AST | None:
@@ -234,7 +226,7 @@ def _called_names(text: str) -> set[str]:
 
 
 def _parameters(f: _Frame) -> set[str]:
-    index = FunctionIndex(f.source)
+    index = f.index
     defs = [d for d in index.named(f.qualname) if d.start == f.start]
     if not defs:
         return set()
@@ -255,20 +247,18 @@ def _argument_names(text: str, callee: str, params_wanted: set[str]) -> set[str]
 
 
 def _constructors(
-    cls: str, read: Callable[[str], str | None], holding: Callable[[str], tuple[str, ...]]
+    cls: str, index_of: Callable[[str], FunctionIndex], holding: Callable[[str], tuple[str, ...]]
 ) -> list[tuple[str, str, int]]:
     """Constructors of the repository's class `cls` (files found by `git grep`, not by reading every file)."""
     out = []
     for path in holding(f"class {cls}"):
         if "test" in path.split("/")[0]:
             continue
-        source = read(path) or ""
-        for d in FunctionIndex(source).defs:
+        for d in index_of(path).defs:
             if d.qualname in (f"{cls}.__init__", f"{cls}.__post_init__", f"{cls}.setUp"):
                 out.append((path, d.qualname, d.def_line))
     return out[:3]
 
 
-def _functions_named(name: str, near: str, read: Callable[[str], str | None]) -> list[tuple[str, str, int]]:
-    source = read(near) or ""
-    return [(near, d.qualname, d.def_line) for d in FunctionIndex(source).defs if d.qualname.rsplit(".", 1)[-1] == name]
+def _functions_named(name: str, near: str, index_of: Callable[[str], FunctionIndex]) -> list[tuple[str, str, int]]:
+    return [(near, d.qualname, d.def_line) for d in index_of(near).defs if d.qualname.rsplit(".", 1)[-1] == name]
