@@ -234,13 +234,18 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         ],
         mcp_ctx: Context,
         scope: Annotated[
-            Literal["culprit", "path"], Field(description="mutate the culprit function, or every function on the path")
-        ] = "culprit",
+            Literal["fix", "culprit", "path"],
+            Field(
+                description="fix: the statements the fix changed and the crash statement (what a regression test "
+                "guards); culprit: the whole culprit function; path: every function on the mapped path"
+            ),
+        ] = "fix",
         include_related_tests: Annotated[bool, Field(description="also run the existing related tests")] = False,
     ) -> MutationResult:
         """Mutation-test (mutmut) the functions the receipt's test guards, with the fix applied: each mutant must make
         the test fail. Reports killed / survived / timeout counts, the score against the gate, and each surviving mutant
-        as a diff (one per line). Needs a receipt whose gates all passed; stores the result on it. Sends progress."""
+        as a diff (one per line). Survivors that changed nothing the test's calls observed on its inputs are
+        `unexercised`: listed, not scored (another production input would tell them apart). Needs a receipt whose gates all passed; stores the result on it. Sends progress."""
         cancel = threading.Event()
         loop = anyio.lowlevel.current_token()
 

@@ -7,18 +7,30 @@ of the service's code, so no state (memo caches, module globals) leaks between m
 the child imports the mutated module through an import hook and runs the chosen tests
 with `pytest.main(["-x", ...])`. A child past its deadline is killed: a timeout. Progress
 goes to stdout as JSON lines; the verdicts to the output file.
+
+A surviving mutant is also asked whether the tests could have seen it at all: every run is
+traced at the boundary of the mutated functions (each call's return value or raised
+exception, and its arguments' state when it returns), folded into one digest. A survivor
+whose digest equals the unmutated run's changed nothing any call of the tests observed, on
+the tests' inputs: it is reported as `unexercised` rather than `survived` (no input of the
+test tells it apart; a different input might). The baseline runs twice; if its two digests
+differ (the code is not deterministic), or tracing was lost, every survivor stays `survived`.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.abc
 import importlib.util
 import json
 import os
 import signal
+import re
 import sys
+import threading
 import time
+from types import CodeType, FrameType
 from typing import Any
 
 # Exit codes of a child: pytest's, plus ours for a mutant that could not be loaded and for a run whose
@@ -41,6 +53,85 @@ class _Outcomes:
             self.skipped += 1
 
 
+class _Observer:
+    """Folds what the watched functions did in one run into a digest (see the module's docstring)."""
+
+    def __init__(self, watch: dict[str, list[int]]) -> None:
+        self.watch = {os.path.abspath(path): set(lines) for path, lines in watch.items()}
+        self.hits: dict[CodeType, bool] = {}
+        self.raised: dict[int, str] = {}
+        self.digest = hashlib.sha256()
+        self.calls = 0
+
+    def start(self) -> None:
+        threading.settrace(self._call)
+        sys.settrace(self._call)
+
+    def intact(self) -> bool:
+        return sys.gettrace() == self._call
+
+    def _call(self, frame: FrameType, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        hit = self.hits.get(code)
+        if hit is None:
+            lines = self.watch.get(code.co_filename)
+            hit = self.hits[code] = bool(lines) and any(_span(code)[0] <= n <= _span(code)[1] for n in lines or ())
+        return self._local if hit else None
+
+    def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "exception":
+            self.raised[id(frame)] = f"{type(arg[1]).__qualname__}: {_shape(arg[1], 1)}"
+        elif event == "line":
+            self.raised.pop(id(frame), None)  # caught inside the function: not its outcome
+        elif event == "return":
+            code = frame.f_code
+            raised = self.raised.pop(id(frame), None)
+            outcome = f"raise {raised}" if raised is not None and arg is None else f"return {_shape(arg, 3)}"
+            names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+            state = [f"{n}={_shape(frame.f_locals.get(n), 3)}" for n in names]
+            self.calls += 1
+            self.digest.update(f"{code.co_name}:{code.co_firstlineno} {outcome} {state}\n".encode(errors="replace"))
+        return self._local
+
+
+_SPANS: dict[CodeType, tuple[int, int]] = {}
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _span(code: CodeType) -> tuple[int, int]:
+    """First and last line of a code object, nested functions, lambdas and comprehensions included."""
+    if code not in _SPANS:
+        import dis
+
+        last = max((line for _, line in dis.findlinestarts(code) if line), default=code.co_firstlineno)
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                last = max(last, _span(const)[1])
+        _SPANS[code] = (code.co_firstlineno, last)
+    return _SPANS[code]
+
+
+def _shape(value: Any, depth: int) -> str:
+    """A bounded, address-free text of a value: containers item by item, plain objects by their fields."""
+    try:
+        if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+            return repr(value)[:300]
+        if depth <= 0:
+            return type(value).__qualname__
+        if isinstance(value, dict):
+            items = list(value.items())[:50]
+            return "{" + ", ".join(f"{_shape(k, depth - 1)}: {_shape(v, depth - 1)}" for k, v in items) + "}"
+        if isinstance(value, (list, tuple)):
+            return f"{type(value).__name__}[" + ", ".join(_shape(v, depth - 1) for v in list(value)[:50]) + "]"
+        if isinstance(value, (set, frozenset)):
+            return "set{" + ", ".join(sorted(_shape(v, depth - 1) for v in list(value)[:50])) + "}"
+        if type(value).__repr__ is object.__repr__ and hasattr(value, "__dict__"):
+            return f"{type(value).__qualname__}({_shape(dict(vars(value)), depth - 1)})"
+        return _ADDRESS.sub("", repr(value))[:500]
+    except Exception as exc:  # a value whose repr fails is still a value: its class and the failure
+        return f"{type(value).__qualname__}<unprintable: {type(exc).__name__}>"
+
+
 def main() -> int:
     with open(sys.argv[1]) as fh:
         spec = json.load(fh)
@@ -56,19 +147,29 @@ def main() -> int:
 
     # Most of a child's time is pytest importing every installed plugin again. When the tests pass without
     # autoloaded plugins, every mutant runs that way too (same baseline, same verdicts, several times faster).
+    watch: dict[str, list[int]] = {}
+    for m in mutants:
+        if m.get("line"):
+            watch.setdefault(os.path.join(spec["root"], m["path"]), []).append(int(m["line"]))
+    traces = os.path.join(os.path.dirname(spec["out"]), "traces")
+    os.makedirs(traces, exist_ok=True)
+    ctx = {"watch": watch, "traces": traces}
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     baseline_start = time.monotonic()
-    clean = _run_child(None, args, pytest, spec["baseline_timeout"])
+    clean = _run_child(None, args, pytest, spec["baseline_timeout"], ctx, "baseline")
     if clean != 0:
         del os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]
         baseline_start = time.monotonic()
-        clean = _run_child(None, args, pytest, spec["baseline_timeout"])
+        clean = _run_child(None, args, pytest, spec["baseline_timeout"], ctx, "baseline")
     baseline = time.monotonic() - baseline_start
     if clean != 0:
         _emit({"event": "clean_failed", "exit_code": clean})
         _write(spec["out"], {"clean_exit_code": clean, "results": []})
         return 0
     timeout = max(spec["min_timeout"], baseline * spec["timeout_multiplier"])
+    _run_child(None, args, pytest, timeout, ctx, "baseline-again")
+    reference = _trace(traces, "baseline")
+    observable = reference is not None and reference["calls"] > 0 and reference == _trace(traces, "baseline-again")
     results: list[dict[str, Any]] = []
     running: dict[int, tuple[int, float]] = {}
     queue = list(range(total))
@@ -76,7 +177,7 @@ def main() -> int:
     while queue or running:
         while queue and len(running) < spec["workers"]:
             index = queue.pop(0)
-            pid = _fork_child(mutants[index], args, pytest)
+            pid = _fork_child(mutants[index], args, pytest, ctx, str(index))
             running[pid] = (index, time.monotonic() + timeout)
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid == 0:
@@ -95,11 +196,20 @@ def main() -> int:
             continue
         index, _ = running.pop(pid)
         code = os.waitstatus_to_exitcode(status)
-        results.append(_verdict(mutants[index], _status(code), code))
+        verdict = _status(code)
+        if verdict == "survived" and observable and _trace(traces, str(index)) == reference:
+            verdict = "unexercised"
+        results.append(_verdict(mutants[index], verdict, code))
         done += 1
         _emit({"event": "progress", "done": done, "total": total})
     plugins = "off" if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else "on"
-    summary = {"baseline_seconds": baseline, "timeout_seconds": timeout, "plugin_autoload": plugins}
+    summary = {
+        "baseline_seconds": baseline,
+        "timeout_seconds": timeout,
+        "plugin_autoload": plugins,
+        "observable": observable,
+        "observed_calls": reference["calls"] if reference else 0,
+    }
     _write(spec["out"], {"clean_exit_code": 0, **summary, "results": results})
     return 0
 
@@ -153,11 +263,21 @@ class _Mutated(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(compile(self.code, self.path, "exec"), module.__dict__)  # noqa: S102 (the mutant under test)
 
 
-def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any) -> int:
+def _trace(folder: str, key: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(folder, f"{key}.json")) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("intact") is True else None
+
+
+def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any, ctx: dict[str, Any], key: str) -> int:
     pid = os.fork()
     if pid:
         return pid
     code = 99
+    observer = _Observer(ctx["watch"])
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
@@ -166,17 +286,25 @@ def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any) -> 
             path = os.path.join(os.getcwd(), mutant["path"])
             sys.meta_path.insert(0, _Mutated(mutant["module"], path, mutant["code"]))
         outcomes = _Outcomes()
+        observer.start()
         code = int(pytest.main(args, plugins=[outcomes]))
+        intact = observer.intact()
+        sys.settrace(None)
         if code == 0 and (outcomes.passed == 0 or outcomes.skipped):
             code = _NOTHING_PASSED
+        if code == 0:
+            trace = {"digest": observer.digest.hexdigest(), "calls": observer.calls, "intact": intact}
+            _write(os.path.join(ctx["traces"], f"{key}.json"), trace)
     except BaseException:
         code = _LOAD_FAILED
     finally:
         os._exit(code)
 
 
-def _run_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any, timeout: float) -> int:
-    pid = _fork_child(mutant, args, pytest)
+def _run_child(
+    mutant: dict[str, Any] | None, args: list[str], pytest: Any, timeout: float, ctx: dict[str, Any], key: str
+) -> int:
+    pid = _fork_child(mutant, args, pytest, ctx, key)
     deadline = time.monotonic() + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)

@@ -127,11 +127,18 @@ def run_loop(
         step("mutate_validate", mutation.passed, t0, f"score {mutation.score} over {mutation.mutants} mutants")
         if not mutation.passed and not mutation.mutants:
             return finish("needs_agent", f"no mutant could be made of what the test guards: {mutation.note}")
+        if not mutation.passed and mutation.score is None and mutation.unexercised:
+            return finish(
+                "needs_agent",
+                f"the test's inputs tell none of the {mutation.unexercised} surviving mutant(s) apart from the fix: "
+                "an input that reaches the fix's other branches is needed (another production event, or a case an "
+                "agent adds)",
+            )
         if not mutation.passed:
             return finish(
                 "needs_agent",
-                f"strengthen the test: {mutation.survived} mutant(s) survived (score {mutation.score} < "
-                f"{mutation.min_score}); more production inputs of this issue, or assertions an agent writes",
+                f"strengthen the test: {mutation.survived} mutant(s) its calls saw behave differently survived "
+                f"(score {mutation.score} < {mutation.min_score}); assert more of what the fixed code returns",
             )
 
         t0 = time.monotonic()

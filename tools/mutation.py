@@ -9,6 +9,13 @@ ran); prodloop's driver (`_mutate_driver.py`) runs each in a child forked from a
 in the service's interpreter, inside a throwaway worktree, never in this process. Before
 mutating, a coverage run checks which target lines the tests execute, so that "survived"
 never just means "not run"; unexecuted lines are reported and not mutated.
+
+A regression test claims the behaviour of its own inputs, not of every input. A survivor that
+changed nothing the tests' calls could observe (each mutated function's return values,
+exceptions and argument state, on every call the tests made, equal to the unmutated run's) is
+`unexercised`: listed with its diff, not scored. The score is over the mutants the tests'
+inputs do tell apart, so a survivor there is a real weakness of the test's assertions; a test
+whose inputs tell no mutant apart proves nothing and fails.
 """
 
 from __future__ import annotations
@@ -66,6 +73,10 @@ class SurvivingMutant(BaseModel):
     path: str
     line: int | None
     diff: str = Field(description="the mutant as a unified diff against the fixed code")
+    observed: bool = Field(
+        default=True,
+        description="the tests' calls saw it behave differently (scored); false: unexercised by the tests' inputs",
+    )
 
 
 class MutationResult(BaseModel):
@@ -76,16 +87,21 @@ class MutationResult(BaseModel):
     tests: list[str]
     mutants: int
     killed: int
-    survived: int
+    survived: int = Field(description="mutants the tests' calls saw behave differently, yet every test passed")
+    unexercised: int = Field(
+        default=0,
+        description="survivors that changed nothing any call of the tests observed (not scored; listed in survivors)",
+    )
     timeout: int
     no_tests: int
     suspicious: int
     score: float | None = Field(
-        description="(killed + timeout) / (killed + timeout + survived); null when no mutant got a verdict"
+        description="(killed + timeout) / (killed + timeout + survived); null when no mutant got a verdict or the "
+        "tests' inputs told none apart"
     )
     min_score: float
     passed: bool
-    survivors: list[SurvivingMutant] = Field(description="at most one per source line")
+    survivors: list[SurvivingMutant] = Field(description="at most one per source line, scored ones first")
     seconds: float
     note: str
 
@@ -166,18 +182,26 @@ def mutate_validate(
         budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=cpu)
     counts = {
         k: sum(1 for r in results if r["status"] == k)
-        for k in ("killed", "survived", "timeout", "no_tests", "suspicious")
+        for k in ("killed", "survived", "unexercised", "timeout", "no_tests", "suspicious")
     }
     total = len(results)
     # Suspicious (pytest errored rather than failed) and no-test mutants got no verdict: reported, not scored.
     judged = counts["killed"] + counts["timeout"] + counts["survived"]
     score = (counts["killed"] + counts["timeout"]) / judged if judged else None
     survivors: dict[tuple[str, int | None], SurvivingMutant] = {}
-    for r in results:
-        if r["status"] == "survived":
+    for r in sorted(results, key=lambda r: r["status"] != "survived"):  # a scored survivor speaks for its line
+        if r["status"] in ("survived", "unexercised"):
             survivors.setdefault(
-                (r["path"], r["line"]), SurvivingMutant(path=r["path"], line=r["line"], diff=r["diff"][:4000])
+                (r["path"], r["line"]),
+                SurvivingMutant(
+                    path=r["path"], line=r["line"], diff=r["diff"][:4000], observed=r["status"] == "survived"
+                ),
             )
+    if counts["unexercised"]:
+        note = (
+            f"{counts['unexercised']} survivor(s) changed nothing the tests' calls observed on their inputs "
+            f"(unexercised, not scored: an input that tells them apart would); {note}"
+        )
     result = MutationResult(
         receipt_id=receipt_id,
         scope=scope,
@@ -188,7 +212,7 @@ def mutate_validate(
         score=round(score, 4) if score is not None else None,
         min_score=cfg.min_mutation_score,
         passed=score is not None and score >= cfg.min_mutation_score,
-        survivors=sorted(survivors.values(), key=lambda s: (s.path, s.line or 0)),
+        survivors=sorted(survivors.values(), key=lambda s: (not s.observed, s.path, s.line or 0)),
         seconds=round(time.monotonic() - started, 3),
         note=widened + note
         if total
@@ -376,6 +400,11 @@ def _drive(
             f"baseline test run {baseline:.2f} s; a mutant is a timeout after {cutoff:.1f} s; "
             f"pytest plugin autoload {data.get('plugin_autoload', 'on')}"
         )
+        if not data.get("observable"):
+            note += (
+                "; what the mutated functions did could not be compared between runs (nondeterministic, not "
+                f"called, or tracing replaced: {data.get('observed_calls', 0)} calls seen), so every survivor is scored"
+            )
         return rows, note, cpu
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

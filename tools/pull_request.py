@@ -328,7 +328,10 @@ def _body(
     gates = [
         f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {cap(g['evidence'], 200)} |" for g in receipt.gates
     ]
-    survivors = [f"```diff\n{cap(s['diff'], 1500)}\n```" for s in mutation.get("survivors", [])[:5]]
+    survivors = [
+        f"{'' if s.get('observed', True) else 'Unexercised by the inputs: '}```diff\n{cap(s['diff'], 1500)}\n```"
+        for s in mutation.get("survivors", [])[:5]
+    ]
     parts = [
         "## Production error",
         f"**{cap(exc.type if exc else issue.title, 100)}**: {cap(exc.value if exc else '', 300)}",
@@ -346,7 +349,8 @@ def _body(
         "",
         "## Mutation testing",
         f"Score {mutation.get('score')} over {mutation.get('mutants')} mutants "
-        f"(killed {mutation.get('killed')}, timeout {mutation.get('timeout')}, survived {mutation.get('survived')}); "
+        f"(killed {mutation.get('killed')}, timeout {mutation.get('timeout')}, survived {mutation.get('survived')}, "
+        f"unexercised by the test's inputs {mutation.get('unexercised', 0)}); "
         f"gate {mutation.get('min_score')}.",
         *survivors,
         "",

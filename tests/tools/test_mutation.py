@@ -33,6 +33,14 @@ def test_unknown_sku_does_not_crash():
     assert cart_total({"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}) is not None
 """
 
+ZERO_QTY_SKU = """
+from shop.pricing import cart_total
+
+
+def test_an_unknown_sku_ordered_zero_times_costs_nothing():
+    assert cart_total({"items": [{"sku": "kiwi", "qty": 0}]}) == 0
+"""
+
 STRONG_RATE = """
 import pytest
 
@@ -91,6 +99,29 @@ def test_a_weak_test_leaves_survivors_reported_as_diffs_one_per_line(open_ctx: C
     assert survivor.path == "shop/pricing.py"
     assert survivor.diff.startswith("--- a/shop/pricing.py\n+++ b/shop/pricing.py\n")
     assert '-    return PRICES.get(item["sku"], 0) * item["qty"]' in survivor.diff
+    assert result.unexercised == 0 and all(s.observed for s in result.survivors)  # its inputs saw every one
+
+
+def test_a_survivor_the_tests_inputs_cannot_tell_apart_is_listed_as_unexercised_not_scored(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("unknown_sku")
+    result = mutate_validate(ctx, receipt_id=_receipt(ctx, ZERO_QTY_SKU, FIX_UNKNOWN_SKU))
+    # `get(sku, 0)` -> `get(sku, 1)` costs 1 * 0 == 0 for the only input: nothing the test's call returns changes.
+    assert result.unexercised >= 1 and result.survived == 0, [s.diff for s in result.survivors]
+    assert result.killed >= 1  # `*` -> `/` divides by the zero quantity: the test sees that
+    assert result.score == 1.0 and result.passed
+    unexercised = [s for s in result.survivors if not s.observed]
+    assert len(unexercised) == 1  # one per line: the fix's line
+    assert '-    return PRICES.get(item["sku"], 0) * item["qty"]' in unexercised[0].diff
+    assert "unexercised" in result.note
+
+
+def test_a_test_whose_inputs_tell_no_mutant_apart_proves_nothing(open_ctx: Callable[[str], AppContext]) -> None:
+    ctx = open_ctx("unknown_sku")
+    silent = ZERO_QTY_SKU.replace("== 0", "is not None or True")
+    result = mutate_validate(ctx, receipt_id=_receipt(ctx, silent.replace('"qty": 0', '"qty": 1'), FIX_UNKNOWN_SKU))
+    assert result.survived >= 1 and not result.passed  # 0 -> 1 changes the total of 1 kiwi, unasserted
 
 
 def test_memoized_code_gets_correct_verdicts_and_an_infinite_loop_mutant_is_a_timeout(
