@@ -245,7 +245,8 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         """Mutation-test (mutmut) the functions the receipt's test guards, with the fix applied: each mutant must make
         the test fail. Reports killed / survived / timeout counts, the score against the gate, and each surviving mutant
         as a diff (one per line). Survivors that changed nothing the test's calls observed on its inputs are
-        `unexercised`: listed, not scored (another production input would tell them apart). Needs a receipt whose gates all passed; stores the result on it. Sends progress."""
+        `unexercised`: listed, not scored (another production input would tell them apart). Needs a receipt whose
+        gates all passed; stores the result on it. Sends progress."""
         cancel = threading.Event()
         loop = anyio.lowlevel.current_token()
 

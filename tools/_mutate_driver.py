@@ -25,8 +25,8 @@ import importlib.abc
 import importlib.util
 import json
 import os
-import signal
 import re
+import signal
 import sys
 import threading
 import time
