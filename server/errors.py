@@ -12,6 +12,7 @@
     ├── EventFileError           an exported event file could not be read or parsed
     ├── CodePathError            the repository could not be read (not a git repository, bad revision)
     ├── BudgetExhausted          an issue's run or CPU budget is spent; a person must reset it
+    ├── ReceiptTampered          a receipt's stored test or fix no longer matches the hashes its gates ran on
     └── SentryAPIError           the Sentry REST API refused or failed a request
 
 Messages are built inside each class from structured fields and always say what was
@@ -46,6 +47,15 @@ class NotFoundError(ProdloopError):
         self.kind = kind
         self.ident = ident
         super().__init__(f"no {kind} with id {ident}; {hint}")
+
+
+class ReceiptTampered(ProdloopError):
+    def __init__(self, receipt_id: str, what: str) -> None:
+        self.receipt_id = receipt_id
+        super().__init__(
+            f"receipt {receipt_id}: the stored {what} no longer matches the hash recorded when its gates ran, so "
+            "nothing it proved holds; run_candidate_test again with the test and fix you mean"
+        )
 
 
 class InvalidArgument(ProdloopError):

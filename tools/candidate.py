@@ -22,9 +22,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import InvalidArgument
+from prodloop.server.errors import InvalidArgument, ReceiptTampered
 from prodloop.server.settings import service_python
-from prodloop.server.store import policy
+from prodloop.server.store import Store, policy
 from prodloop.tools import budget
 from prodloop.tools import gates as judge
 from prodloop.tools.budget import BudgetStatus
@@ -88,6 +88,19 @@ def test_digest(test_code: str, support_files: dict[str, str] | None) -> str:
     if not support_files:
         return sha256(test_code)
     return sha256(test_code + "\n\0" + json.dumps(support_files, sort_keys=True))
+
+
+def verified_receipt(store: Store, receipt_id: str) -> policy.ReceiptRow:
+    """The receipt, after checking that its stored test, support files and fix are the ones its gates judged.
+
+    Every step that acts on a receipt (mutation testing, the PR, the loop) loads it through here.
+    """
+    receipt = policy.get_receipt(store, receipt_id)
+    if test_digest(receipt.test_code, receipt.support_files) != receipt.test_sha256:
+        raise ReceiptTampered(receipt_id, "test (or its support files)")
+    if sha256(receipt.fix_diff) != receipt.fix_sha256:
+        raise ReceiptTampered(receipt_id, "fix")
+    return receipt
 
 
 _MAX_SUPPORT_FILES, _MAX_SUPPORT_BYTES = 20, 2_000_000

@@ -41,6 +41,7 @@ from prodloop.server.errors import ProdloopError
 from prodloop.server.settings import service_python
 from prodloop.server.store import policy
 from prodloop.tools import budget
+from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import MappedFrame, map_code_path
 from prodloop.tools.diffs import added_lines, code_lines, statement_lines, statement_spans
 from prodloop.tools.functions import FunctionIndex
@@ -116,7 +117,7 @@ def mutate_validate(
     cancel: threading.Event | None = None,
 ) -> MutationResult:
     started = time.monotonic()
-    receipt = policy.get_receipt(ctx.store, receipt_id)
+    receipt = verified_receipt(ctx.store, receipt_id)
     if not receipt.passed:
         failed = [g["name"] for g in receipt.gates if g.get("passed") is not True]
         raise MutationRefused(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ProdloopError
+from prodloop.server.errors import ProdloopError, ReceiptTampered
 from prodloop.tools.candidate import run_candidate_for_issue
 from prodloop.tools.mutation import MutationRefused, mutate_validate
 from tests.sample_service import FIX_UNKNOWN_SKU, FIX_ZERO_RATE, SampleService
@@ -134,6 +134,18 @@ def test_memoized_code_gets_correct_verdicts_and_an_infinite_loop_mutant_is_a_ti
     assert result.timeout >= 1  # `level -= 1` turned into `level += 1` never ends
     assert result.seconds < 60
     assert result.passed
+
+
+def test_a_receipt_whose_stored_fix_was_swapped_is_refused_before_anything_runs(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("unknown_sku")
+    receipt = _receipt(ctx, STRONG_SKU, FIX_UNKNOWN_SKU)
+    with ctx.store.transaction() as conn:
+        conn.execute("UPDATE receipts SET fix_diff = replace(fix_diff, ', 0)', ', 7)') WHERE id = ?", (receipt,))
+    with pytest.raises(ReceiptTampered, match="stored fix no longer matches"):
+        mutate_validate(ctx, receipt_id=receipt)
+    assert ctx.store.reader().execute("SELECT mutation FROM receipts").fetchone()[0] is None
 
 
 def test_a_receipt_that_failed_its_gates_is_refused(open_ctx: Callable[[str], AppContext]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from prodloop.server.context import AppContext
+from prodloop.server.errors import ReceiptTampered
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy
@@ -163,7 +164,7 @@ def test_a_tampered_receipt_is_refused(prepared: dict[str, Any], setup: Callable
         conn.execute(
             "UPDATE receipts SET test_code = test_code || '\nassert True\n' WHERE id = ?", (prepared["strong"],)
         )
-    with pytest.raises(PullRequestRefused, match="no longer matches its recorded hash"):
+    with pytest.raises(ReceiptTampered, match=r"stored test .* no longer matches the hash"):
         open_pr(ctx, receipt_id=prepared["strong"])
 
 
