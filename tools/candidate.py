@@ -31,6 +31,7 @@ from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.gates import Gate, GateName
+from prodloop.tools.hermetic import hermetic_findings
 from prodloop.tools.sandbox import (
     Limits,
     RunResult,
@@ -40,6 +41,7 @@ from prodloop.tools.sandbox import (
     workspace,
 )
 from prodloop.tools.test_checks import (
+    Finding,
     assertion_findings,
     parse_test,
     public_interface_findings,
@@ -88,6 +90,19 @@ def test_digest(test_code: str, support_files: dict[str, str] | None) -> str:
     if not support_files:
         return sha256(test_code)
     return sha256(test_code + "\n\0" + json.dumps(support_files, sort_keys=True))
+
+
+class _NotRun(Exception):
+    """The static gates refused the test: no run happens."""
+
+
+def _support_code(files: dict[str, str] | None) -> list[Finding]:
+    """Support files are data: a Python file or a pytest configuration among them is code the gates never read."""
+    code = [p for p in files or {} if p.endswith((".py", ".pyc", ".pth")) or p.rsplit("/", 1)[-1] in _PYTEST_FILES]
+    return [Finding(line=0, problem=f"support file {p} is code or pytest configuration, not data") for p in code]
+
+
+_PYTEST_FILES = frozenset({"conftest.py", "pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini"})
 
 
 def verified_receipt(store: Store, receipt_id: str) -> policy.ReceiptRow:
@@ -206,7 +221,14 @@ def run_candidate_test(
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
     interface = public_interface_findings(tree, packages, name, _off_path_functions(ctx, code_path))
     evidence, problems = assertion_findings(tree, name, packages)
+    unsealed = hermetic_findings(tree, name) + _support_code(given.support_files)
     gates: dict[GateName, Gate] = {
+        "hermetic": Gate(
+            name="hermetic",
+            passed=not unsealed,
+            evidence="; ".join(f"line {f.line}: {f.problem}" for f in unsealed)
+            or "touches only the service, pytest and harmless standard-library modules",
+        ),
         "public_interface": Gate(
             name="public_interface",
             passed=not interface,
@@ -220,6 +242,12 @@ def run_candidate_test(
         ),
     }
     try:
+        if unsealed:  # never run a test that reaches the process or the harness
+            for gate_name in ("reproduces", "passes_with_fix", "not_flaky", "covers_path", "fast"):
+                gates[gate_name] = Gate(
+                    name=gate_name, passed=None, evidence="not run: the test is not hermetic (see the hermetic gate)"
+                )
+            raise _NotRun
         with workspace(ctx.git(), commit) as ws:
             given.write_test(ws)
             deployed = run_pytest(ws, python, [node], limits, guard=guard, watch_raises=True)
@@ -245,11 +273,14 @@ def run_candidate_test(
             for gate_name in pending:
                 gates[gate_name] = Gate(name=gate_name, passed=None, evidence=missing)
             gates["fast"] = judge.fast(deployed, node, gates_cfg.max_test_seconds)
+    except _NotRun:
+        pass
     finally:
         cpu = sum(r.cpu_seconds for r in runs)
         budget.charge_cpu(ctx.store, given.issue_id, cpu_seconds=cpu)
     order: list[GateName] = [
-        "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast"
+        "hermetic", "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion",
+        "fast",
     ]  # fmt: skip
     gate_list = [gates[g] for g in order]
     isolated = all(r.protected_checkout for r in runs)

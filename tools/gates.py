@@ -1,6 +1,7 @@
 """The dynamic gates of a candidate run, each judged from what pytest runs recorded, with its evidence.
 
-(The static gates, public interface and real assertion, read the test's source: `test_checks`.)
+(The static gates read the test's source: public interface and real assertion in `test_checks`,
+hermetic in `hermetic`.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.sandbox import Guard, Limits, RunResult, Workspace, outcome_of, run_pytest
 
 GateName = Literal[
-    "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast"
+    "hermetic",
+    "reproduces",
+    "passes_with_fix",
+    "not_flaky",
+    "covers_path",
+    "public_interface",
+    "real_assertion",
+    "fast",
 ]
 
 

@@ -107,7 +107,7 @@ def public_interface_findings(
 def _reach(tree: ast.Module, test_name: str) -> tuple[set[str], list[tuple[int, int]]]:
     """Names the candidate uses and the line spans of what it runs: its body, its class's non-test members,
     and module-level helpers and classes it reaches (transitively)."""
-    fn = _find_test(tree, test_name)
+    fn = find_test(tree, test_name)
     cls_name = test_name.rpartition("::")[0]
     scopes: list[ast.AST] = [fn, *fn.decorator_list]
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name), None)
@@ -159,7 +159,7 @@ def _interface_findings(tree: ast.Module, packages: Iterable[str], may_patch: se
 
 def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]) -> tuple[list[str], list[Finding]]:
     """(evidence of real assertions, problems) within one test function."""
-    fn = _find_test(tree, test_name)
+    fn = find_test(tree, test_name)
     bound = service_names(tree, packages)
     tainted = _module_taint(tree, bound)
     cls_name = test_name.rpartition("::")[0]
@@ -223,7 +223,7 @@ def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]
     return evidence, problems
 
 
-def _find_test(tree: ast.Module, test_name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
+def find_test(tree: ast.Module, test_name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
     cls, _, name = test_name.rpartition("::")
     scope: list[ast.stmt] = tree.body
     if cls:

@@ -11,6 +11,7 @@ from _record import STAGES, short
 
 OK, FAIL, SKIP = "✓", "✗", "–"
 _GATE_ABBR = {
+    "hermetic": "her",
     "reproduces": "rep", "passes_with_fix": "fix", "not_flaky": "flk", "covers_path": "cov",
     "public_interface": "pub", "real_assertion": "ast", "fast": "fst",
 }  # fmt: skip

@@ -24,7 +24,9 @@ from prodloop.tools.loop import run_loop
 from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
 
-GATES = ("reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast")
+GATES = (
+    "hermetic", "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast",
+)  # fmt: skip
 PLAIN_PYTEST_TIMEOUT = 180.0
 
 
@@ -248,7 +250,8 @@ def own(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     except Exception as exc:  # refused or broken: the gates above are still worth keeping
         data["mutation_error"] = short(f"{type(exc).__name__}: {exc}", 600)
         return Done("fail", f"every gate passed; mutate_validate: {type(exc).__name__}: {exc}", data)
-    counts = {k: getattr(mutation, k) for k in ("killed", "survived", "timeout", "no_tests", "suspicious")}
+    kinds = ("killed", "survived", "unexercised", "timeout", "no_tests", "suspicious")
+    counts = {k: getattr(mutation, k) for k in kinds}
     data.update(
         mutation_score=mutation.score, mutation_passed=mutation.passed, mutants=mutation.mutants, **counts,
         not_executed=mutation.not_executed, mutation_note=mutation.note,
