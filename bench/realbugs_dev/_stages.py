@@ -25,7 +25,8 @@ from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
 
 GATES = (
-    "hermetic", "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast",
+    "hermetic", "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion",
+    "fast",
 )  # fmt: skip
 PLAIN_PYTEST_TIMEOUT = 180.0
 
