@@ -72,6 +72,11 @@ class GateSettings(BaseModel):
         description="no passing receipt unless the runs had the checkout read-only and secrets hidden "
         "(set false where the kernel forbids unprivileged user namespaces)",
     )
+    run_non_hermetic: bool = Field(
+        default=False,
+        description="run a test the hermetic gate refused anyway, inside the sandbox (its receipt still fails); "
+        "only to test the sandbox itself",
+    )
 
 
 class BudgetSettings(BaseModel):

@@ -61,7 +61,16 @@ def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
     ctx = open_ctx()
     result = _run(ctx, GOOD_TEST)
     assert _gates(result) == dict.fromkeys(
-        ["reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion", "fast"],
+        [
+            "hermetic",
+            "reproduces",
+            "passes_with_fix",
+            "not_flaky",
+            "covers_path",
+            "public_interface",
+            "real_assertion",
+            "fast",
+        ],
         True,
     ), result.gates
     assert "KeyError raised from shop/pricing.py:" in _evidence(result, "reproduces")
@@ -168,7 +177,11 @@ def test_a_test_cannot_write_into_the_users_checkout(
     before = _status(service.root)
     target = service.root / "shop" / "pwned.py"
     test = GOOD_TEST.replace("def test_", f"open({str(target)!r}, 'w').write('x = 1')\n\n\ndef test_")
-    result = _run(open_ctx(), test, fix=None)
+    refused = _run(open_ctx(), test, fix=None)
+    assert "line 5: opens a file for writing outside tmp_path" in _evidence(refused, "hermetic")
+    assert "not run" in _evidence(refused, "reproduces") and not refused.passed
+    # Run anyway (as only the sandbox's own tests do): the sandbox contains it.
+    result = _run(open_ctx(gates={"run_non_hermetic": True}), test, fix=None)
     assert not target.exists()
     assert _status(service.root) == before
     assert "Read-only file system" in _evidence(result, "reproduces") or "OSError" in _evidence(result, "reproduces")
@@ -223,7 +236,7 @@ async def test_the_mcp_tools_run_a_candidate_and_report_the_budget(open_ctx: Cal
 def test_a_test_can_neither_unmount_the_protection_nor_read_the_store_nor_reach_the_network(
     service: SampleService, open_ctx: Callable[..., AppContext]
 ) -> None:
-    ctx = open_ctx()
+    ctx = open_ctx(gates={"run_non_hermetic": True})  # the sandbox's own test: run what the static gate refuses
     target = service.root / "shop" / "pwned.py"
     database = ctx.store.path
     assert database.exists()
@@ -253,6 +266,10 @@ def test_escape():
     assert result.checkout_protected
     assert not target.exists()
     assert "passes on the deployed code" in _evidence(result, "reproduces")  # its own assertion held
+    hermetic = _evidence(result, "hermetic")
+    for refused in ("line 3: imports socket", "line 4: imports subprocess", "opens a file for writing outside"):
+        assert refused in hermetic, hermetic
+    assert not result.passed
 
 
 def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Callable[..., AppContext]) -> None:
