@@ -10,6 +10,7 @@ the test and of the fix; later steps accept only a receipt whose hashes match.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import subprocess
@@ -40,6 +41,7 @@ from prodloop.tools.sandbox import (
     run_pytest,
     workspace,
 )
+from prodloop.tools.source_map import module_of
 from prodloop.tools.test_checks import (
     Finding,
     assertion_findings,
@@ -96,10 +98,30 @@ class _NotRun(Exception):
     """The static gates refused the test: no run happens."""
 
 
-def _support_code(files: dict[str, str] | None) -> list[Finding]:
-    """Support files are data: a Python file or a pytest configuration among them is code the gates never read."""
-    code = [p for p in files or {} if p.endswith((".py", ".pyc", ".pth")) or p.rsplit("/", 1)[-1] in _PYTEST_FILES]
-    return [Finding(line=0, problem=f"support file {p} is code or pytest configuration, not data") for p in code]
+def _support_code(files: dict[str, str] | None, tree: ast.Module) -> list[Finding]:
+    """Support files are data. A file pytest would load on its own (conftest, test modules, configuration, `.pth`)
+    is refused, and so is a test that imports a support file: that would run code no gate read."""
+    out: list[Finding] = []
+    modules = {}
+    for path in files or {}:
+        name = path.rsplit("/", 1)[-1]
+        loaded = name in _PYTEST_FILES or name.endswith((".pyc", ".pth", ".pyi")) or name == "__init__.py"
+        if loaded or (name.endswith(".py") and (name.startswith("test") or name.endswith("_test.py"))):
+            out.append(Finding(line=0, problem=f"support file {path} is code pytest would load, not data"))
+        elif name.endswith(".py"):
+            modules[module_of(path)] = path
+    for node in ast.walk(tree):
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            if isinstance(node, ast.ImportFrom) and node.module
+            else []
+        )
+        for name in names:
+            if name in modules or any(m.endswith("." + name) for m in modules):
+                out.append(Finding(line=node.lineno, problem=f"imports {name}, a support file (data, never code)"))
+    return out
 
 
 _PYTEST_FILES = frozenset({"conftest.py", "pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini"})
@@ -221,7 +243,7 @@ def run_candidate_test(
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
     interface = public_interface_findings(tree, packages, name, _off_path_functions(ctx, code_path))
     evidence, problems = assertion_findings(tree, name, packages)
-    unsealed = hermetic_findings(tree, name) + _support_code(given.support_files)
+    unsealed = hermetic_findings(tree, name) + _support_code(given.support_files, tree)
     gates: dict[GateName, Gate] = {
         "hermetic": Gate(
             name="hermetic",

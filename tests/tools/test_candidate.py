@@ -293,6 +293,22 @@ def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Cal
             run_candidate_for_issue(ctx, issue_id=1, test_code=test, support_files={bad: "x"})
 
 
+def test_support_files_are_data_never_code_the_gates_did_not_read(open_ctx: Callable[..., AppContext]) -> None:
+    from prodloop.tools.candidate import run_candidate_for_issue
+
+    ctx = open_ctx(gates={"flaky_runs": 1})
+    sample = {"tests/data/sample_module.py": "async def f():\n    await g()\n"}  # black-style input data: fine
+    assert run_candidate_for_issue(ctx, issue_id=1, test_code=GOOD_TEST, fix_diff=FIX_UNKNOWN_SKU,
+                                   support_files=sample).passed  # fmt: skip
+    loaded = {"tests/conftest.py": "import os\nos.system('id')\n"}
+    refused = run_candidate_for_issue(ctx, issue_id=1, test_code=GOOD_TEST, support_files=loaded)
+    assert "support file tests/conftest.py is code pytest would load" in _evidence(refused, "hermetic")
+    importing = "from tests.data.sample_module import f\n" + GOOD_TEST
+    refused = run_candidate_for_issue(ctx, issue_id=1, test_code=importing, support_files=sample)
+    assert "line 1: imports tests.data.sample_module, a support file" in _evidence(refused, "hermetic")
+    assert "not run" in _evidence(refused, "reproduces")
+
+
 def test_the_flake_check_judges_the_candidate_not_the_other_tests_of_its_file(
     open_ctx: Callable[..., AppContext],
 ) -> None:
