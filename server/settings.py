@@ -26,10 +26,49 @@ from prodloop.server.errors import ConfigError
 MiB = 1024 * 1024
 
 
-# A checked-out branch must not decide where tokens are sent: these come from flags or the environment only.
-_NOT_FROM_REPO = frozenset(
-    {"mcp_token", "github_token", "sentry_token", "github_base_url", "sentry_base_url", "github_repo", "public_url"}
-)
+# What the served repository's `[tool.prodloop]` may set. The checked-out branch may come from a stranger, so
+# it may only tighten: "free" settings change nothing about containment or where data goes; "max" / "min" may
+# only lower / raise a limit against its default; "on" / "off" may only set a switch its safe way. "never":
+# it weakens containment or redirects data or tokens (flags and PRODLOOP_* variables only). A test classifies
+# every field, so a new one cannot slip through unclassified.
+REPO_POLICY: dict[str, str] = {
+    "repo": "never", "data_dir": "never", "database_url": "never", "host": "never", "port": "free",
+    "mcp_token": "never", "public_url": "never",
+    "max_event_bytes": "max", "max_envelope_bytes": "max", "ingest_rate_limit": "never", "ingest_rate_burst": "never",
+    "sensitive_fields": "free", "scrub_emails": "on", "scrub_ip_addresses": "on", "max_string_chars": "max",
+    "path_rewrites": "free", "service_python": "never",
+    "gates.flaky_runs": "min", "gates.shuffle_with_module": "on", "gates.max_test_seconds": "max",
+    "gates.timeout_seconds": "max", "gates.memory_mb": "max", "gates.min_mutation_score": "min",
+    "gates.isolate_network": "on", "gates.require_isolation": "on", "gates.run_non_hermetic": "off",
+    "budgets.max_runs": "max", "budgets.max_synthesis_attempts": "max", "budgets.max_cpu_seconds": "max",
+    "budgets.max_prs_per_issue": "max", "budgets.max_prs_per_day": "max",
+    "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
+    "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
+    "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
+}  # fmt: skip
+
+
+def _check_from_repo(key: str, value: Any, default: Any, path: Path) -> None:
+    """Refuse a repository setting that would loosen what prodloop enforces (see REPO_POLICY)."""
+    rule = REPO_POLICY.get(key, "never")
+    env = "PRODLOOP_" + key.upper().replace(".", "__")
+    if rule == "free":
+        return
+    if rule == "never":
+        problem = "weakens containment or redirects data, so a repository may not set it"
+    elif rule in ("on", "off"):
+        if value is (rule == "on"):
+            return
+        problem = f"a repository may only set it to {'true' if rule == 'on' else 'false'}"
+    else:
+        try:
+            tighter = float(value) <= float(default) if rule == "max" else float(value) >= float(default)
+        except (TypeError, ValueError):
+            return  # not a number: the model's own validation names the problem
+        if tighter:
+            return
+        problem = f"a repository may only {'lower' if rule == 'max' else 'raise'} it from {default}"
+    raise ConfigError(f"{key} in {path}", problem, f"remove it there; pass it as a flag or {env}")
 
 
 class _RepoPyprojectSource(PydanticBaseSettingsSource):
@@ -38,7 +77,7 @@ class _RepoPyprojectSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], repo: Path) -> None:
         super().__init__(settings_cls)
         self._data: dict[str, Any] = {}
-        path = repo / "pyproject.toml"
+        path = self._path = repo / "pyproject.toml"
         if path.is_file():
             try:
                 table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("prodloop", {})
@@ -52,7 +91,22 @@ class _RepoPyprojectSource(PydanticBaseSettingsSource):
         return self._data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields and k not in _NOT_FROM_REPO}
+        fields = self.settings_cls.model_fields
+        out: dict[str, Any] = {}
+        for key, value in self._data.items():
+            if key not in fields:
+                continue
+            nested = fields[key].default_factory if isinstance(value, dict) and key in ("gates", "budgets") else None
+            if nested is not None:
+                defaults = nested()  # type: ignore[call-arg]
+                for sub, sub_value in value.items():
+                    name = sub.replace("-", "_")
+                    _check_from_repo(f"{key}.{name}", sub_value, getattr(defaults, name, None), self._path)
+                out[key] = {sub.replace("-", "_"): v for sub, v in value.items()}
+            else:
+                _check_from_repo(key, value, fields[key].default, self._path)
+                out[key] = value
+        return out
 
 
 class GateSettings(BaseModel):

@@ -54,14 +54,56 @@ def test_tokens_are_masked_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert s.sentry_token.get_secret_value() == "sntrys_secret_value_123"
 
 
-def test_a_repository_cannot_redirect_where_tokens_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _pyproject(tmp_path, '[tool.prodloop]\ngithub_base_url = "http://evil.example"\ngithub_token = "x"\nport = 9009\n')
+@pytest.mark.parametrize(
+    "line",
+    [
+        'github_base_url = "http://evil.example"', 'github_token = "x"', 'data_dir = "/tmp/elsewhere"',
+        'database_url = "sqlite:////tmp/x.db"', 'git_remote = "evil"', 'service_python = "/bin/sh"',
+        'host = "0.0.0.0"', "scrub_emails = false", "ingest_rate_limit = 0",
+        "[tool.prodloop.gates]\nrequire_isolation = false", "[tool.prodloop.gates]\nisolate-network = false",
+        "[tool.prodloop.gates]\nrun_non_hermetic = true", "[tool.prodloop.gates]\nmin_mutation_score = 0.1",
+        "[tool.prodloop.gates]\nflaky_runs = 1", "[tool.prodloop.budgets]\nmax_runs = 1000",
+        "[tool.prodloop.gates]\ntimeout_seconds = 3600",
+    ],
+)  # fmt: skip
+def test_a_repository_can_only_tighten_never_loosen_or_redirect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    body = line if line.startswith("[") else f"[tool.prodloop]\n{line}"
+    _pyproject(tmp_path, body)
+    key = line.split("]\n")[-1].split(" =")[0].replace("-", "_")
+    with pytest.raises(ConfigError, match=rf"{key} in .*pyproject\.toml: .*(may not set it|may only).*PRODLOOP_"):
+        load_settings(repo=tmp_path)
+
+
+def test_what_a_repository_may_set_still_applies_and_flags_or_env_still_loosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pyproject(
+        tmp_path,
+        "[tool.prodloop]\nport = 9009\npath_rewrites = {'/app/' = ''}\nscrub_emails = true\n"
+        "[tool.prodloop.gates]\nflaky_runs = 8\ntimeout_seconds = 30\nmin_mutation_score = 0.9\n"
+        "[tool.prodloop.budgets]\nmax_runs = 3\n",
+    )
     s = load_settings(repo=tmp_path)
-    assert s.github_base_url == "https://api.github.com"
-    assert s.github_token is None
-    assert s.port == 9009  # ordinary settings still come from the repository
+    assert (s.port, s.path_rewrites, s.gates.flaky_runs, s.gates.timeout_seconds) == (9009, {"/app/": ""}, 8, 30)
+    assert (s.gates.min_mutation_score, s.budgets.max_runs) == (0.9, 3)
     monkeypatch.setenv("PRODLOOP_GITHUB_BASE_URL", "https://ghe.example/api/v3")
-    assert load_settings(repo=tmp_path).github_base_url == "https://ghe.example/api/v3"
+    monkeypatch.setenv("PRODLOOP_GATES__REQUIRE_ISOLATION", "false")
+    s = load_settings(repo=tmp_path)
+    assert s.github_base_url == "https://ghe.example/api/v3" and s.gates.require_isolation is False
+
+
+def test_every_setting_is_classified_for_what_a_repository_may_do() -> None:
+    from prodloop.server.settings import REPO_POLICY, BudgetSettings, GateSettings, Settings
+
+    fields = {
+        *Settings.model_fields,
+        *(f"gates.{n}" for n in GateSettings.model_fields),
+        *(f"budgets.{n}" for n in BudgetSettings.model_fields),
+    } - {"gates", "budgets"}
+    assert set(REPO_POLICY) == fields
+    assert set(REPO_POLICY.values()) <= {"free", "never", "max", "min", "on", "off"}
 
 
 def test_nested_settings_come_from_the_environment_with_a_double_underscore(
