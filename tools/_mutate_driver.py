@@ -125,7 +125,7 @@ def _shape(value: Any, depth: int) -> str:
             return f"{type(value).__name__}[" + ", ".join(_shape(v, depth - 1) for v in list(value)[:50]) + "]"
         if isinstance(value, (set, frozenset)):
             return "set{" + ", ".join(sorted(_shape(v, depth - 1) for v in list(value)[:50])) + "}"
-        if type(value).__repr__ is object.__repr__ and hasattr(value, "__dict__"):
+        if getattr(type(value), "__repr__", None) is getattr(object, "__repr__", None) and hasattr(value, "__dict__"):
             return f"{type(value).__qualname__}({_shape(dict(vars(value)), depth - 1)})"
         return _ADDRESS.sub("", repr(value))[:500]
     except Exception as exc:  # a value whose repr fails is still a value: its class and the failure

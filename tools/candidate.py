@@ -111,13 +111,12 @@ def _support_code(files: dict[str, str] | None, tree: ast.Module) -> list[Findin
         elif name.endswith(".py"):
             modules[module_of(path)] = path
     for node in ast.walk(tree):
-        names = (
-            [a.name for a in node.names]
-            if isinstance(node, ast.Import)
-            else [f"{node.module}.{a.name}" for a in node.names] + [node.module]
-            if isinstance(node, ast.ImportFrom) and node.module
-            else []
-        )
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
         for name in names:
             if name in modules or any(m.endswith("." + name) for m in modules):
                 out.append(Finding(line=node.lineno, problem=f"imports {name}, a support file (data, never code)"))

@@ -105,10 +105,10 @@ def hermetic_findings(tree: ast.Module, test_name: str) -> list[Finding]:
         if alias.name.split(".")[0] in _PURE_PARTS and (alias.asname is None or "." not in alias.name)
     }
     out: list[Finding] = []
-    for node in module_level:
-        out += _check(node, used, modules, tmp_names=set(), imports_by_use=True)
-    for node, _ in spans:
-        out += _check(node, used, modules, tmp_names=_tmp_names(node), imports_by_use=False)
+    for statement in module_level:
+        out += _check(statement, used, modules, tmp_names=set(), imports_by_use=True)
+    for definition, _ in spans:
+        out += _check(definition, used, modules, tmp_names=_tmp_names(definition), imports_by_use=False)
     unique = {(f.line, f.problem): f for f in out}
     return sorted(unique.values(), key=lambda f: f.line)
 
