@@ -70,7 +70,8 @@ _HANDLES = frozenset(
     environ environb getenv putenv unsetenv system popen Popen spawnl spawnv spawnve posix_spawn startfile fork
     forkpty execl execle execlp execv execve execvp kill killpg _exit settrace setprofile modules path_hooks
     meta_path pluginmanager hook stash _store config_stash os sys subprocess create_subprocess_exec
-    create_subprocess_shell open_connection open_unix_connection start_server start_unix_server
+    create_subprocess_shell open_connection open_unix_connection start_server start_unix_server ProcessPoolExecutor
+    FileHandler RotatingFileHandler TimedRotatingFileHandler WatchedFileHandler basicConfig
     """.split()
 )
 _WRITERS = frozenset(
@@ -247,8 +248,13 @@ def _call_problem(call: ast.Call, tmp_names: set[str]) -> str | None:
         if attribute.value.startswith("__") or attribute.value in _WALKS or attribute.value in _HANDLES:
             return f"calls {name}() on {attribute.value}"
         return None
-    if name == "open" or (isinstance(func, ast.Attribute) and func.attr == "open" and _root(func) == "io"):
-        mode = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "mode"), None)
+    if name == "open" or (isinstance(func, ast.Attribute) and func.attr == "open"):
+        # open(path, mode), io.open / codecs.open(path, mode), Path(...).open(mode)
+        by_path = name == "open" or _root(func) in ("io", "codecs")
+        at = 1 if by_path else 0
+        if not by_path:
+            first = func.value  # type: ignore[union-attr]
+        mode = call.args[at] if len(call.args) > at else next((k.value for k in call.keywords if k.arg == "mode"), None)
         writing = mode is not None and not (isinstance(mode, ast.Constant) and isinstance(mode.value, str))
         if isinstance(mode, ast.Constant) and isinstance(mode.value, str):
             writing = any(c in mode.value for c in "wax+")

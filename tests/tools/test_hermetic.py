@@ -44,6 +44,14 @@ HOSTILE = {
         "def test_it():\n    open('/tmp/x', 'w').write('1')\n",
         "opens a file for writing outside tmp_path",
     ),
+    "path open outside tmp": (
+        "from pathlib import Path\n\ndef test_it():\n    Path('x.txt').open('w').close()\n",
+        "opens a file for writing outside tmp_path",
+    ),
+    "log file": (
+        "import logging\n\ndef test_it():\n    logging.getLogger().addHandler(logging.FileHandler('x'))\n",
+        "reaches .FileHandler",
+    ),
     "path write outside tmp": (
         "from pathlib import Path\n\ndef test_it():\n    Path('/home/u/.bashrc').write_text('x')\n",
         "writes files outside tmp_path (.write_text)",
@@ -92,6 +100,7 @@ BENIGN = {
     "writes under tmp_path": (
         "def test_it(tmp_path):\n    out = tmp_path / 'a'\n    out.mkdir()\n    (out / 'b.txt').write_text('x')\n"
         "    with open(out / 'c', 'w') as fh:\n        fh.write('y')\n"
+        "    with (tmp_path / 'd').open('w') as fh:\n        fh.write('z')\n"
     ),
     "unittest case": (
         "import unittest\nfrom unittest.mock import patch\n\nclass T(unittest.TestCase):\n"

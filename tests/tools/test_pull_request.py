@@ -48,7 +48,14 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     weak = run_candidate_for_issue(ctx, issue_id=1, test_code=WEAK_SKU, fix_diff=FIX_UNKNOWN_SKU)
     mutate_validate(ctx, receipt_id=weak.receipt_id)
     unmutated = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    # Defence in depth: as if a test that writes into its worktree had slipped past the hermetic gate.
+    ctx.settings.gates.run_non_hermetic = True
     writing = run_candidate_for_issue(ctx, issue_id=1, test_code=WRITES_A_FILE, fix_diff=FIX_UNKNOWN_SKU)
+    ctx.settings.gates.run_non_hermetic = False
+    assert [g.name for g in writing.gates if not g.passed] == ["hermetic"]
+    gates = [{**g.model_dump(), "passed": True} for g in writing.gates]
+    with ctx.store.transaction() as conn:
+        conn.execute("UPDATE receipts SET passed = 1, gates = ? WHERE id = ?", (json.dumps(gates), writing.receipt_id))
     mutate_validate(ctx, receipt_id=writing.receipt_id)
     no_fix = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU)
     ctx.close()
