@@ -252,8 +252,8 @@ def _call_problem(call: ast.Call, tmp_names: set[str]) -> str | None:
         # open(path, mode), io.open / codecs.open(path, mode), Path(...).open(mode)
         by_path = name == "open" or _root(func) in ("io", "codecs")
         at = 1 if by_path else 0
-        if not by_path:
-            first = func.value  # type: ignore[union-attr]
+        if not by_path and isinstance(func, ast.Attribute):
+            first = func.value
         mode = call.args[at] if len(call.args) > at else next((k.value for k in call.keywords if k.arg == "mode"), None)
         writing = mode is not None and not (isinstance(mode, ast.Constant) and isinstance(mode.value, str))
         if isinstance(mode, ast.Constant) and isinstance(mode.value, str):
