@@ -9,11 +9,13 @@ with `pytest.main(["-x", ...])`. A child past its deadline is killed: a timeout.
 goes to stdout as JSON lines; the verdicts to the output file.
 
 A surviving mutant is also asked whether the tests could have seen it at all: every run is
-traced at the boundary of the mutated functions (each call's return value or raised
-exception, and its arguments' state when it returns), folded into one digest. A survivor
-whose digest equals the unmutated run's changed nothing any call of the tests observed, on
-the tests' inputs: it is reported as `unexercised` rather than `survived` (no input of the
-test tells it apart; a different input might). The baseline runs twice; if its two digests
+traced at the boundary between the test files and the code they call (each call a test makes:
+its return value or raised exception, and its arguments' state when it returns), folded into
+one digest. A survivor whose digest equals the unmutated run's changed nothing the tests'
+calls returned, raised or left in their arguments, on the tests' inputs: it is reported as
+`unexercised` rather than `survived` (no input of the test tells it apart; a different
+input might). Effects a test could only see some other way (files, module globals) are not
+traced: such a survivor counts as unexercised. The baseline runs twice; if its two digests
 differ (the code is not deterministic), or tracing was lost, every survivor stays `survived`.
 """
 
@@ -30,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from types import CodeType, FrameType
+from types import FrameType
 from typing import Any
 
 # Exit codes of a child: pytest's, plus ours for a mutant that could not be loaded and for a run whose
@@ -54,11 +56,11 @@ class _Outcomes:
 
 
 class _Observer:
-    """Folds what the watched functions did in one run into a digest (see the module's docstring)."""
+    """Folds what the tests saw of the code they call in one run into a digest (see the module's docstring)."""
 
-    def __init__(self, watch: dict[str, list[int]]) -> None:
-        self.watch = {os.path.abspath(path): set(lines) for path, lines in watch.items()}
-        self.hits: dict[CodeType, bool] = {}
+    def __init__(self, tests: list[str]) -> None:
+        self.tests = {os.path.realpath(path) for path in tests}
+        self.known: dict[str, bool] = {}  # code file name -> is it a test file (resolved once)
         self.raised: dict[int, str] = {}
         self.digest = hashlib.sha256()
         self.calls = 0
@@ -71,18 +73,23 @@ class _Observer:
         return sys.gettrace() == self._call
 
     def _call(self, frame: FrameType, event: str, arg: Any) -> Any:
-        code = frame.f_code
-        hit = self.hits.get(code)
-        if hit is None:
-            lines = self.watch.get(code.co_filename)
-            hit = self.hits[code] = bool(lines) and any(_span(code)[0] <= n <= _span(code)[1] for n in lines or ())
-        return self._local if hit else None
+        # A call the test file makes into other code (the service, or asyncio.run running it): what the test saw.
+        caller = frame.f_back
+        if caller is None or not self._is_test(caller.f_code.co_filename) or self._is_test(frame.f_code.co_filename):
+            return None
+        return self._local
+
+    def _is_test(self, filename: str) -> bool:
+        known = self.known.get(filename)
+        if known is None:
+            known = self.known[filename] = os.path.realpath(filename) in self.tests
+        return known
 
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "exception":
             self.raised[id(frame)] = f"{type(arg[1]).__qualname__}: {_shape(arg[1], 1)}"
         elif event == "line":
-            self.raised.pop(id(frame), None)  # caught inside the function: not its outcome
+            self.raised.pop(id(frame), None)  # caught inside the call: not its outcome
         elif event == "return":
             code = frame.f_code
             raised = self.raised.pop(id(frame), None)
@@ -90,25 +97,11 @@ class _Observer:
             names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
             state = [f"{n}={_shape(frame.f_locals.get(n), 3)}" for n in names]
             self.calls += 1
-            self.digest.update(f"{code.co_name}:{code.co_firstlineno} {outcome} {state}\n".encode(errors="replace"))
+            self.digest.update(f"{code.co_name} {outcome} {state}\n".encode(errors="replace"))
         return self._local
 
 
-_SPANS: dict[CodeType, tuple[int, int]] = {}
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
-def _span(code: CodeType) -> tuple[int, int]:
-    """First and last line of a code object, nested functions, lambdas and comprehensions included."""
-    if code not in _SPANS:
-        import dis
-
-        last = max((line for _, line in dis.findlinestarts(code) if line), default=code.co_firstlineno)
-        for const in code.co_consts:
-            if isinstance(const, CodeType):
-                last = max(last, _span(const)[1])
-        _SPANS[code] = (code.co_firstlineno, last)
-    return _SPANS[code]
 
 
 def _shape(value: Any, depth: int) -> str:
@@ -147,13 +140,10 @@ def main() -> int:
 
     # Most of a child's time is pytest importing every installed plugin again. When the tests pass without
     # autoloaded plugins, every mutant runs that way too (same baseline, same verdicts, several times faster).
-    watch: dict[str, list[int]] = {}
-    for m in mutants:
-        if m.get("line"):
-            watch.setdefault(os.path.join(spec["root"], m["path"]), []).append(int(m["line"]))
+    test_files = [os.path.join(spec["root"], t.split("::")[0]) for t in spec["tests"]]
     traces = os.path.join(os.path.dirname(spec["out"]), "traces")
     os.makedirs(traces, exist_ok=True)
-    ctx = {"watch": watch, "traces": traces}
+    ctx = {"tests": test_files, "traces": traces}
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     baseline_start = time.monotonic()
     clean = _run_child(None, args, pytest, spec["baseline_timeout"], ctx, "baseline")
@@ -277,7 +267,7 @@ def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any, ctx
     if pid:
         return pid
     code = 99
-    observer = _Observer(ctx["watch"])
+    observer = _Observer(ctx["tests"])
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)

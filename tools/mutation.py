@@ -11,9 +11,9 @@ mutating, a coverage run checks which target lines the tests execute, so that "s
 never just means "not run"; unexecuted lines are reported and not mutated.
 
 A regression test claims the behaviour of its own inputs, not of every input. A survivor that
-changed nothing the tests' calls could observe (each mutated function's return values,
-exceptions and argument state, on every call the tests made, equal to the unmutated run's) is
-`unexercised`: listed with its diff, not scored. The score is over the mutants the tests'
+changed nothing the tests' calls could observe (what every call a test file makes returned,
+raised or left in its arguments, equal to the unmutated run's) is `unexercised`: listed with
+its diff, not scored. The score is over the mutants the tests'
 inputs do tell apart, so a survivor there is a real weakness of the test's assertions; a test
 whose inputs tell no mutant apart proves nothing and fails.
 """
