@@ -9,6 +9,10 @@ From what the event and the code at the deployed commit show, without running an
   should have been set;
 - `'NoneType' object ...`: the function that returned `None` — a call on the crash line whose
   callee is in the repository;
+- an exception built from a caught one (raised in an `except` handler, or created there and raised
+  later, `raise exc from None`): the calls of the `try` block it replaced, and what they call first;
+- a lookup error in one half of a round-trip pair (`from_str_params` / `to_str_params`, `load` /
+  `dump`, `decode` / `encode`, ...): the other half, which produced what this half could not read;
 - functions on the path that suspect commits since the previous release touched;
 - then the rest of the path from the crash outward.
 """
@@ -91,6 +95,16 @@ def rank_faults(
     state_error = exception_type in ("KeyError", "IndexError", "AttributeError", "TypeError", "AssertionError")
     for path, qualname, line, attr in _attribute_writers(crash):
         add(path, qualname, line, 0.79 if state_error else 0.7, f"changes `self.{attr}`, which the crash line reads")
+    for depth, (path, qualname, line, via) in enumerate(_replaced_calls(crash, index_of, holding)):
+        reason = (
+            "called in the `try` block whose exception the raised one replaced"
+            if not via
+            else f"called first by `{via}`, inside the `try` block whose exception the raised one replaced"
+        )
+        add(path, qualname, line, 0.75 - 0.005 * depth, reason)
+    if exception_type in _LOOKUP_ERRORS:
+        for path, qualname, line in _inverses(crash):
+            add(path, qualname, line, 0.79, "the other half of a round trip: it produced what the crash could not read")
     for i, (path, qualname, line) in enumerate(_callees_before(crash)):
         add(path, qualname, line, 0.6 - 0.01 * i, "called by the crashing function before it failed; what it "
             "returned or changed is that function's input")  # fmt: skip
@@ -104,6 +118,115 @@ def rank_faults(
     for c in ranked:
         c.score = round(c.score, 3)
     return ranked[:limit]
+
+
+_LOOKUP_ERRORS = frozenset({"KeyError", "IndexError", "ValueError", "TypeError", "AttributeError", "LookupError"})
+# Round-trip pairs by word: a failure reading what one half wrote points at the other half.
+_INVERSE_WORDS = {
+    "load": "dump", "loads": "dumps", "decode": "encode", "deserialize": "serialize", "unserialize": "serialize",
+    "unpack": "pack", "parse": "format", "read": "write", "decompress": "compress", "unquote": "quote",
+    "unescape": "escape", "unpickle": "pickle", "from": "to",
+}  # fmt: skip
+_INVERSE_WORDS.update({v: k for k, v in list(_INVERSE_WORDS.items()) if v not in _INVERSE_WORDS})
+
+
+def _inverses(crash: _Frame) -> list[tuple[str, str, int]]:
+    """Functions beside the crashing one (same class, or module level) whose name is its round-trip inverse."""
+    owner, _, name = crash.qualname.rpartition(".")
+    words = name.split("_")
+    wanted = {
+        "_".join(_INVERSE_WORDS.get(w, w) if i == j else w for i, w in enumerate(words)) for j in range(len(words))
+    }
+    wanted.discard(name)
+    return [
+        (crash.path, d.qualname, d.def_line)
+        for d in crash.index.defs
+        if d.qualname.rpartition(".")[0] == owner and d.qualname.rpartition(".")[2] in wanted
+    ][:2]
+
+
+def _replaced_calls(
+    crash: _Frame, index_of: Callable[[str], FunctionIndex], holding: Callable[[str], tuple[str, ...]]
+) -> list[tuple[str, str, int, str]]:
+    """When the raised exception was built from a caught one, the repository functions the `try` block called
+    (and, one level down, what each of those calls first): where the replaced exception came from."""
+    defs = [d for d in crash.index.named(crash.qualname) if d.start == crash.start]
+    if crash.line is None or not defs:
+        return []
+    function = defs[0].node
+    raise_node = next((n for n in ast.walk(function) if isinstance(n, ast.Raise) and n.lineno == crash.line), None)
+    if raise_node is None:
+        return []
+    made = raise_node.exc.id if isinstance(raise_node.exc, ast.Name) else None
+    tries = []
+    for node in ast.walk(function):
+        if not isinstance(node, ast.Try):
+            continue
+        for handler in node.handlers:
+            inside = handler.lineno <= crash.line <= (handler.end_lineno or handler.lineno)
+            builds = made is not None and any(
+                isinstance(a, ast.Assign) and any(isinstance(t, ast.Name) and t.id == made for t in a.targets)
+                for a in ast.walk(handler)
+            )
+            if inside or builds:
+                tries.append(node)
+                break
+    out: list[tuple[str, str, int, str]] = []
+    owner = crash.qualname.rsplit(".", 1)[0] if "." in crash.qualname else None
+    for attempt in tries:
+        for call in _calls_in_order(attempt.body):
+            for path, qualname, line, node in _resolve(call, crash.path, owner, index_of, holding)[:1]:
+                if (path, qualname) in {(o[0], o[1]) for o in out} or qualname == crash.qualname:
+                    continue
+                out.append((path, qualname, line, ""))
+                inner_owner = qualname.rsplit(".", 1)[0] if "." in qualname else None
+                for inner in _calls_in_order(node.body)[:3]:
+                    for found in _resolve(inner, path, inner_owner, index_of, holding)[:1]:
+                        if (found[0], found[1]) not in {(o[0], o[1]) for o in out}:
+                            out.append((found[0], found[1], found[2], qualname))
+                        break
+            if len(out) >= 4:
+                return out[:4]
+    return out[:4]
+
+
+def _calls_in_order(body: list[ast.stmt]) -> list[ast.Call]:
+    calls = [n for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+    return sorted(calls, key=lambda c: (c.lineno, c.col_offset))
+
+
+def _resolve(
+    call: ast.Call,
+    near: str,
+    owner: str | None,
+    index_of: Callable[[str], FunctionIndex],
+    holding: Callable[[str], tuple[str, ...]],
+) -> list[tuple[str, str, int, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Repository functions a call may reach: a function of the same file, a method of the same class through
+    `self.`, or a function or method of that name found by `git grep` (test files left out)."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        name, qualified = func.id, None
+    elif isinstance(func, ast.Attribute):
+        name = func.attr
+        qualified = f"{owner}.{func.attr}" if owner and _root_name(func.value) == "self" else None
+    else:
+        return []
+    local = [
+        d
+        for d in index_of(near).defs
+        if d.qualname == qualified or (qualified is None and d.qualname == name and isinstance(func, ast.Name))
+    ]
+    if local:
+        return [(near, d.qualname, d.def_line, d.node) for d in local]
+    out = []
+    for path in holding(f"def {name}(")[:3]:
+        if "test" in path.split("/")[0]:
+            continue
+        out += [
+            (path, d.qualname, d.def_line, d.node) for d in index_of(path).defs if d.qualname.rsplit(".", 1)[-1] == name
+        ]
+    return out
 
 
 def _attribute_writers(crash: _Frame) -> list[tuple[str, str, int, str]]:

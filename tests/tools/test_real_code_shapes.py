@@ -112,6 +112,50 @@ FILES["lib/cart.py"] = """
             return sum(self.items.values()) - self.discount
 """
 
+FILES["lib/parsing.py"] = """
+    from lib.tokens import Tokenizer
+
+
+    class Reader:
+        def __init__(self, strict):
+            self.strict = strict
+
+        def read(self, text):
+            return Tokenizer().tokens(text)
+
+
+    def parse(text):
+        for strict in (True, False):
+            reader = Reader(strict)
+            try:
+                result = reader.read(text)
+                break
+            except LookupError as exc:
+                error = ValueError(f"cannot parse: {exc}")
+        else:
+            raise error from None
+        return result
+"""
+FILES["lib/tokens.py"] = """
+    class Tokenizer:
+        def tokens(self, text):
+            return [self.kinds()[c] for c in text]
+
+        def kinds(self):
+            return {"a": "NAME", "1": "NUMBER"}
+"""
+FILES["lib/jobs.py"] = """
+    class Job:
+        def __init__(self, name, size, priority=0):
+            self.name, self.size, self.priority = name, size, priority
+
+        def to_params(self):
+            return {"name": self.name, "size": str(self.size)}
+
+        @classmethod
+        def from_params(cls, params):
+            return cls(params["name"], int(params["size"]), int(params["priority"]))
+"""
 FILES["lib/handlers.py"] = """
     async def create_order(payload):
         return {"id": payload["id"], "total": payload["qty"] * payload["price"]}
@@ -123,6 +167,8 @@ CRASHES = {
     "attribute": "from lib.accounts import Account\nAccount('ann').label()\n",
     "flow": "from lib.accounts import summary\nsummary({'hits': 3, 'total': 0})\n",
     "callee": "from lib.accounts import quota\nquota('pro', 3)\n",
+    "replaced": "from lib.parsing import parse\nparse('a+1')\n",
+    "roundtrip": "from lib.jobs import Job\nJob.from_params(Job('nightly', 3, 2).to_params())\n",
     "async": "import asyncio\nfrom lib.handlers import create_order\nasyncio.run(create_order({'id': 7, 'qty': 2}))\n",
     "caught": "from lib.web import render\nrender({'id': 7})\n",
     "object": "from lib.cart import Cart\nCart('ann', {'apple': 2}).total()\n",
@@ -340,6 +386,31 @@ def test_a_function_the_crashing_function_called_before_failing_is_a_candidate(
     assert top[0] == "quota" and "limits" in top
     limits = next(c for c in code_path.fault_candidates if c.qualname == "limits")
     assert any("called by the crashing function before it failed" in r for r in limits.reasons)
+
+
+def test_an_exception_that_replaced_a_caught_one_points_into_the_try_block_it_came_from(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("replaced")  # `raise error from None`: the KeyError of the tokenizer is gone from the event
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    top = [(c.path, c.qualname) for c in code_path.fault_candidates[:3]]
+    assert top == [
+        ("lib/parsing.py", "parse"),
+        ("lib/parsing.py", "Reader.read"),
+        ("lib/tokens.py", "Tokenizer.tokens"),
+    ]
+    tokens = code_path.fault_candidates[2]
+    assert tokens.reasons[0].startswith("called first by `Reader.read`, inside the `try` block")
+
+
+def test_a_lookup_error_in_one_half_of_a_round_trip_points_at_the_other_half(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("roundtrip")
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    top = [c.qualname for c in code_path.fault_candidates[:3]]
+    assert top[:2] == ["Job.from_params", "Job.to_params"], top
+    assert "the other half of a round trip" in code_path.fault_candidates[1].reasons[0]
 
 
 def test_a_coroutine_function_is_called_to_completion_with_asyncio_run(open_ctx: Callable[[str], AppContext]) -> None:
