@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import CodePathError, ProdloopError
+from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import service_python
 from prodloop.server.store import policy
 from prodloop.tools._shape import cap, iso
@@ -110,6 +111,8 @@ def _open(
     )
     message = _commit_message(issue.id, issue.title, issue.fingerprint, receipt)
     body = _body(issue, code_path, receipt, record, body_extra)
+    _refuse_secrets(receipt, {"the PR title": title or "", "the PR description": body, "the commit message": message,
+                              "the provenance line": jsonl_line(record)})  # fmt: skip
     with workspace(ctx.git(), base_sha) as ws:
         try:
             ws.apply_diff(receipt.fix_diff)
@@ -171,6 +174,25 @@ def _open(
         description_path=description_path, labels=labels, failure_to_pr_seconds=round(now - issue.first_seen, 3),
         provenance=record,
     )  # fmt: skip
+
+
+def _refuse_secrets(receipt: policy.ReceiptRow, texts: dict[str, str]) -> None:
+    """Nothing prodloop writes into a repository or a PR may carry a secret or a scrubbed production value."""
+    written = {
+        f"the test {receipt.test_path}": (receipt.test_code, True),
+        **{f"the support file {path}": (text, True) for path, text in (receipt.support_files or {}).items()},
+        "the fix": (receipt.fix_diff, False),
+        **{what: (text, False) for what, text in texts.items()},
+    }
+    for what, (text, production) in written.items():
+        found = secret_findings(text, production_values=production)
+        if found:
+            raise PullRequestRefused(
+                receipt.id,
+                f"{what} carries {', '.join(found)}; nothing was pushed",
+                "remove it from the test or fix (a production input that was scrubbed cannot be a test input), "
+                "run_candidate_test and mutate_validate again",
+            )
 
 
 def _check_receipt(receipt: policy.ReceiptRow) -> None:

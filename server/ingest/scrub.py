@@ -7,7 +7,10 @@ Two passes, like sentry.io's own ingest:
 2. prodloop's own pass over every string relay leaves alone by design (exception values and
    log messages) and over data relay's defaults keep:
    - e-mail addresses (relay's defaults keep them; a production error should not carry them),
-   - `Bearer <token>` and `password=...`-style pairs inside free text,
+   - `Bearer <token>` and `password=...`-style pairs inside free text (`aws_secret_access_key=...` too),
+   - well-known secret formats anywhere, in any string or key (`SECRET_FORMATS`): cloud access keys,
+     GitHub/GitLab/Slack/Stripe/Google/Sentry/npm/PyPI tokens, JWTs, PEM private keys, passwords in
+     URLs (`scheme://user:pass@host`), Slack webhooks,
    - values under keys matching the default denylist below or `sensitive_fields`,
    - command-line arguments (sentry-sdk's `extra["sys.argv"]`) past the program name: a secret
      passed as a positional argument cannot be told apart from any other argument.
@@ -46,8 +49,33 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _BEARER = re.compile(r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _SECRET_PAIR = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)([\"']?\s*[=:]\s*)"
-    r"(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+    r"(?i)\b((?:[a-z0-9]+[_-])*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key)"
+    r"(?:[_-][a-z0-9]+)*)([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&]+)"
+)
+# Well-known secret formats, found wherever they appear (free text, keys, paths), each named for the record.
+SECRET_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern))
+    for name, pattern in (
+        ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b"),
+        ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{22,255})\b"),
+        ("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+        ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+        ("slack_webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}"),
+        ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
+        ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
+        ("sentry_token", r"\bsntr[ysu]_[A-Za-z0-9+/=_-]{20,}"),
+        ("npm_token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+        ("pypi_token", r"\bpypi-AgE[A-Za-z0-9_-]{40,}"),
+        ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+        (
+            "pem_private_key",
+            r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----|[\s\S]*)",
+        ),
+        ("url_password", r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
+    )
+)
+_MAYBE_FORMAT = re.compile(
+    r"akia|asia|ag|aid|aro|anp|anv|aip|gh|glpat|xox|hooks|_live_|_test_|aiza|sntr|npm_|pypi|eyj|begin|://"
 )
 _DSN_KEY = re.compile(r"(https?://)[0-9a-f]{32}(?::[0-9a-f]{32})?@")
 # Cheap tests every rule below implies: a string that passes neither is left as it is.
@@ -146,7 +174,8 @@ class Scrubber:
                 key = self._key(str(k), path, out)
                 while key in walked:
                     key += "'"
-                walked[key] = self._walk(v, (path, k), out, sensitive=sensitive or self._is_sensitive(str(k)))
+                # The record's path carries the scrubbed key: a key that was a secret never reaches the record.
+                walked[key] = self._walk(v, (path, key), out, sensitive=sensitive or self._is_sensitive(str(k)))
             return walked
         if isinstance(value, list):
             # Header and query lists arrive as [key, value] pairs after normalization.
@@ -157,12 +186,12 @@ class Scrubber:
         if sensitive and value not in (None, FILTERED, "") and not isinstance(value, bool):
             out.append((_dotted(path), "@denylist:filter"))
             return FILTERED
-        if isinstance(value, str) and (_MAYBE_WORDS.search(value.lower()) or _MAYBE_CARD.search(value)):
+        if isinstance(value, str) and _maybe_secret(value):
             return self._scrub_text(value, path, out)
         return value
 
     def _key(self, key: str, path: _Path, out: list[tuple[str, str]]) -> str:
-        if _MAYBE_WORDS.search(key.lower()) or _MAYBE_CARD.search(key):
+        if _maybe_secret(key):
             return self._scrub_text(key, (path, "<key>"), out)
         return key
 
@@ -189,6 +218,11 @@ class Scrubber:
         text, n = _DSN_KEY.subn(lambda m: f"{m.group(1)}{FILTERED}@", text)
         if n:
             rules.append("@dsnkey:filter")
+        if _MAYBE_FORMAT.search(text.lower()):
+            for name, pattern in SECRET_FORMATS:
+                text, n = pattern.subn(FILTERED, text)
+                if n:
+                    rules.append(f"@{name}:filter")
         text, n = _CARD.subn(lambda m: FILTERED if _luhn_ok(m.group(0)) else m.group(0), text)
         if n and text != original:
             rules.append("@creditcard:filter")
@@ -204,6 +238,20 @@ class Scrubber:
 
 
 _Path = tuple[Any, Any] | None
+
+
+def _maybe_secret(text: str) -> bool:
+    lowered = text.lower()
+    return bool(_MAYBE_WORDS.search(lowered) or _MAYBE_FORMAT.search(lowered) or _MAYBE_CARD.search(text))
+
+
+def secret_findings(text: str, *, production_values: bool = False) -> list[str]:
+    """Names (never values) of the secret formats in a text prodloop is about to write into a repository or a PR.
+    With `production_values`, a scrubbed production value (`[Filtered]`) counts too: a test must not carry one."""
+    found = [name for name, pattern in SECRET_FORMATS if pattern.search(text)]
+    if production_values and FILTERED in text:
+        found.append("a scrubbed production value")
+    return found
 
 
 def _dotted(path: _Path) -> str:

@@ -17,7 +17,7 @@ from prodloop.server.errors import ReceiptTampered
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy
-from prodloop.tools.candidate import run_candidate_for_issue
+from prodloop.tools.candidate import run_candidate_for_issue, sha256, test_digest
 from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.pull_request import PullRequestRefused, open_pr
 from tests.fakes.github_api import FakeGitHub
@@ -173,6 +173,37 @@ def test_a_tampered_receipt_is_refused(prepared: dict[str, Any], setup: Callable
         )
     with pytest.raises(ReceiptTampered, match=r"stored test .* no longer matches the hash"):
         open_pr(ctx, receipt_id=prepared["strong"])
+
+
+@pytest.mark.parametrize(
+    ("where", "added", "named"),
+    [
+        ("test_code", "# deploy key " + "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8" + "\n", "github_token"),
+        ("test_code", "SKU = '[Filtered]'\n", "a scrubbed production value"),
+        ("fix_diff", "+# " + "AKIA" + "QWERTYUIOPASDFGH" + "\n", "aws_access_key"),
+    ],
+)
+def test_a_secret_or_scrubbed_value_never_reaches_a_repository_or_pr(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]], where: str, added: str, named: str
+) -> None:
+    ctx, remote = setup()
+    receipt = policy.get_receipt(ctx.store, prepared["strong"])
+    test_code, fix = receipt.test_code, receipt.fix_diff
+    if where == "test_code":
+        test_code += added
+    else:
+        fix = fix.replace("\n@@", "\n@@", 1)
+        lines = fix.splitlines(keepends=True)
+        hunk = next(i for i, line in enumerate(lines) if line.startswith("@@"))
+        fix = "".join(lines[: hunk + 1]) + added + "".join(lines[hunk + 1 :])
+    with ctx.store.transaction() as conn:  # as if the agent had submitted it: hashes match, gates "passed"
+        conn.execute(
+            "UPDATE receipts SET test_code = ?, test_sha256 = ?, fix_diff = ?, fix_sha256 = ? WHERE id = ?",
+            (test_code, test_digest(test_code, None), fix, sha256(fix), receipt.id),
+        )
+    with pytest.raises(PullRequestRefused, match=f"carries {named}; nothing was pushed"):
+        open_pr(ctx, receipt_id=receipt.id)
+    assert _git(remote, "branch", "--list", "--format=%(refname:short)").split() == ["main"]
 
 
 def test_pr_budgets_per_issue_and_per_day_refuse_and_escalate(
