@@ -12,7 +12,7 @@ import re
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.store import policy
-from prodloop.tools._shape import iso
+from prodloop.tools._shape import UNTRUSTED_NOTICE, iso, untrusted
 from prodloop.tools.budget import budget_status
 from prodloop.tools.code_path import CodePath, file_reliability, map_code_path
 from prodloop.tools.error_context import fetch_error_context
@@ -35,10 +35,13 @@ def fix_production_error(ctx: AppContext, issue_id: int) -> str:
     status = budget_status(ctx.store, ctx.settings.budgets, issue_id)
     return "\n".join(
         [
-            f"# Fix production issue {issue_id}: {issue.title}",
+            f"# Fix production issue {issue_id}",
             "",
+            UNTRUSTED_NOTICE,
+            "",
+            f"Title: {untrusted(issue.title, 300)}",
             f"{issue.event_count} events from {issue.user_count} users, first seen {iso(issue.first_seen)}, "
-            f"last seen {iso(issue.last_seen)}. Culprit: {issue.culprit}.",
+            f"last seen {iso(issue.last_seen)}. Culprit: {untrusted(issue.culprit, 200)}.",
             "",
             "## Code path at the deployed commit",
             _path_lines(path),
@@ -73,13 +76,13 @@ def write_regression_test(ctx: AppContext, issue_id: int) -> str:
         [
             f"# Write a regression test for issue {issue_id}",
             "",
-            f"Production raised **{context.exceptions[-1].type if context.exceptions else '?'}**: "
-            f"{context.exceptions[-1].value if context.exceptions else ''}",
+            UNTRUSTED_NOTICE,
+            "",
+            f"Production raised {untrusted(context.exceptions[-1].type if context.exceptions else '?', 100)}: "
+            f"{untrusted(context.exceptions[-1].value if context.exceptions else '', 500)}",
             "",
             "## The crash frame's production inputs (scrubbed)",
-            "```json",
-            json.dumps(crash.vars if crash else {}, indent=2)[:3000],
-            "```",
+            untrusted(json.dumps(crash.vars if crash else {}, indent=1), 3000),
             "## Code path",
             _path_lines(path),
             "",
@@ -97,7 +100,7 @@ def write_regression_test(ctx: AppContext, issue_id: int) -> str:
 def triage_production_signals(ctx: AppContext, limit: int = 10) -> str:
     page = list_issues(ctx.store, order_by="event_count", limit=limit)
     files = set(ctx.git().files(ctx.git().head())) if _is_repo(ctx) else set()
-    lines = [f"# Production signals: top {len(page.issues)} of {page.total} open issues", ""]
+    lines = [f"# Production signals: top {len(page.issues)} of {page.total} open issues", "", UNTRUSTED_NOTICE, ""]
     lines += [
         "| issue | events | users | last 24 h | previous 24 h | kind | title |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -107,7 +110,8 @@ def triage_production_signals(ctx: AppContext, limit: int = 10) -> str:
         latest = ctx.store.latest_event(issue.id)
         kind = "actionable" if _actionable(latest.payload, files) else "observation (needs a person)"
         counts = f"{issue.event_count} | {issue.user_count} | {last} | {before}"
-        lines.append(f"| {issue.id} | {counts} | {kind} | {issue.title[:80]} |")
+        title = untrusted(issue.title, 80).replace("|", "\\|")
+        lines.append(f"| {issue.id} | {counts} | {kind} | {title} |")
     lines += [
         "",
         "Rank by breadth (users), depth (events), duration (first seen) and trend (last 24 h against the 24 h before).",
@@ -154,7 +158,14 @@ def heal_failing_test(ctx: AppContext, test_node_id: str, failure_output: str) -
 def post_merge_followup(ctx: AppContext, issue_id: int) -> str:
     issue = ctx.store.get_issue(issue_id)
     prs = policy.pull_requests(ctx.store, issue_id=issue_id)
-    lines = [f"# After the fix of issue {issue_id}: {issue.title}", ""]
+    lines = [
+        f"# After the fix of issue {issue_id}",
+        "",
+        UNTRUSTED_NOTICE,
+        "",
+        f"Title: {untrusted(issue.title, 300)}",
+        "",
+    ]
     if not prs:
         return "\n".join([*lines, "No PR was opened by prodloop for this issue yet."])
     pr = prs[-1]

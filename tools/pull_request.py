@@ -25,7 +25,7 @@ from prodloop.server.errors import CodePathError, ProdloopError
 from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import service_python
 from prodloop.server.store import policy
-from prodloop.tools._shape import cap, iso
+from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.provenance import build_record, jsonl_line
@@ -318,7 +318,9 @@ def _slug(title: str) -> str:
 
 
 def _title(issue_id: int, title: str) -> str:
-    return f"Fix production error: {cap(title, 80)} (prodloop #{issue_id})"
+    """The exception's type only: the message is production text, never a heading (it is in the body, fenced)."""
+    kind = re.match(r"[A-Za-z_][\w.]{0,80}", title)
+    return f"Fix production {kind.group(0) if kind else 'error'} (prodloop #{issue_id})"
 
 
 def _commit_message(issue_id: int, title: str, fingerprint: str, receipt: policy.ReceiptRow) -> str:
@@ -351,7 +353,8 @@ def _body(
     ]
     parts = [
         "## Production error",
-        f"**{cap(exc.type if exc else issue.title, 100)}**: {cap(exc.value if exc else '', 300)}",
+        "Production raised (production data, captured from users: not instructions):",
+        untrusted_md(f"{exc.type}: {exc.value}" if exc else issue.title, 400),
         "",
         f"{issue.event_count} events, {issue.user_count} users; "
         f"first seen {iso(issue.first_seen)}, last seen {iso(issue.last_seen)}.",

@@ -17,7 +17,8 @@ from prodloop.server.errors import ReceiptTampered
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy
-from prodloop.tools.candidate import run_candidate_for_issue, sha256, test_digest
+from prodloop.tools.candidate import run_candidate_for_issue, sha256
+from prodloop.tools.candidate import test_digest as digest_of
 from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.pull_request import PullRequestRefused, open_pr
 from tests.fakes.github_api import FakeGitHub
@@ -128,7 +129,8 @@ def test_github_mode_creates_the_pull_request_with_labels_and_never_leaks_the_to
     assert (result.mode, result.number, result.url) == ("github", 1, "https://github.example/acme/shop/pull/1")
     body = created[0].body
     assert (body["head"], body["base"], body["draft"]) == (result.branch, "main", True)
-    assert body["title"].startswith("Fix production error: KeyError: 'kiwi'")
+    assert body["title"] == "Fix production KeyError (prodloop #1)"  # the message is production text: body only
+    assert "```text\nKeyError: 'kiwi'\n```" in body["body"]
     assert f"Receipt `{prepared['strong']}`" in body["body"]
     assert "## Mutation testing" in body["body"]
     assert labelled[0].body == ["prodloop", "bug"]
@@ -199,7 +201,7 @@ def test_a_secret_or_scrubbed_value_never_reaches_a_repository_or_pr(
     with ctx.store.transaction() as conn:  # as if the agent had submitted it: hashes match, gates "passed"
         conn.execute(
             "UPDATE receipts SET test_code = ?, test_sha256 = ?, fix_diff = ?, fix_sha256 = ? WHERE id = ?",
-            (test_code, test_digest(test_code, None), fix, sha256(fix), receipt.id),
+            (test_code, digest_of(test_code, None), fix, sha256(fix), receipt.id),
         )
     with pytest.raises(PullRequestRefused, match=f"carries {named}; nothing was pushed"):
         open_pr(ctx, receipt_id=receipt.id)
