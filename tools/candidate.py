@@ -32,6 +32,7 @@ from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.gates import Gate, GateName
+from prodloop.tools.git_repo import git_command, git_env
 from prodloop.tools.hermetic import hermetic_findings
 from prodloop.tools.sandbox import (
     Limits,
@@ -198,8 +199,9 @@ def prepare_input(
 
 def working_tree_diff(repo: Path, commit: str, test_path: str) -> str:
     done = subprocess.run(
-        ["git", "-C", str(repo), "diff", "--no-color", "--no-ext-diff", commit, "--", ".", f":(exclude){test_path}"],
-        capture_output=True, text=True, timeout=60,
+        git_command("-C", str(repo), "diff", "--no-color", "--no-ext-diff", "--no-textconv", commit, "--", ".",
+                    f":(exclude){test_path}"),
+        capture_output=True, text=True, timeout=60, env=git_env(),
     )  # fmt: skip
     if done.returncode != 0:
         raise InvalidArgument(

@@ -7,6 +7,7 @@ commit's content never changes, so results keyed by commit sha are cached withou
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -20,6 +21,28 @@ from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchP
 from prodloop.server.errors import CodePathError
 
 T = TypeVar("T")
+
+# Every git command prodloop runs on the host: no hooks, no fsmonitor daemon, no pager or editor, no `ext::`
+# transport, no prompt, no system config. What a repository or a test could write must never run on the host.
+HARDENED_CONFIG = (
+    "core.hooksPath=/dev/null",
+    "core.fsmonitor=false",
+    "core.pager=cat",
+    "core.editor=false",
+    "core.askPass=",
+    "protocol.ext.allow=never",
+    "credential.interactive=never",
+)
+
+
+def git_command(*args: str) -> list[str]:
+    """argv of a hardened host git command (see HARDENED_CONFIG)."""
+    return ["git", *(part for item in HARDENED_CONFIG for part in ("-c", item)), *args]
+
+
+def git_env() -> dict[str, str]:
+    """The host environment for git, without system config and without prompts."""
+    return {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +93,8 @@ class GitRepo:
             raise CodePathError(
                 str(path), "is not a git repository", "pass --repo with the service's checkout"
             ) from exc
+        self._repo.git.set_persistent_git_options(c=list(HARDENED_CONFIG))
+        self._repo.git.update_environment(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
         self._cache = _LRU(cache_size)
         self._lock = threading.Lock()
 
@@ -80,7 +105,7 @@ class GitRepo:
     def _git(self, *args: str) -> str:
         """One git subprocess (thread-safe: each call is its own process)."""
         try:
-            return str(self._repo.git.execute(["git", *args], with_extended_output=False))
+            return str(self._repo.git.execute(git_command(*args), with_extended_output=False))
         except GitCommandError as exc:
             raise CodePathError(
                 str(self.path), f"git {args[0]} failed ({_first_line(exc.stderr)})", "check the revision"
@@ -117,7 +142,7 @@ class GitRepo:
         """The nearest tag reachable from `commit`'s parents (what `git describe` finds)."""
         try:
             out = self._repo.git.execute(
-                ["git", "describe", "--tags", "--abbrev=0", f"{commit}^"], with_extended_output=False
+                git_command("describe", "--tags", "--abbrev=0", f"{commit}^"), with_extended_output=False
             )
         except GitCommandError:
             return None
@@ -253,7 +278,7 @@ class GitRepo:
             for p in patterns:
                 args += ["-e", p]
             try:
-                out = self._repo.git.execute(["git", *args, commit, "--", *pathspecs], with_extended_output=False)
+                out = self._repo.git.execute(git_command(*args, commit, "--", *pathspecs), with_extended_output=False)
             except GitCommandError as exc:
                 if exc.status == 1:  # no match
                     return ()

@@ -16,6 +16,7 @@ from github.GithubRetry import GithubRetry
 
 from prodloop.server.errors import ConfigError, ProdloopError
 from prodloop.server.settings import Settings
+from prodloop.tools.git_repo import git_command, git_env
 
 logger = logging.getLogger("prodloop.tools")
 _REMOTE = re.compile(r"(?:[:/])([^/:]+)/([^/]+?)(?:\.git)?/?$")
@@ -37,7 +38,11 @@ def repository_name(settings: Settings, repo: Path) -> str:
     if settings.github_repo:
         return settings.github_repo
     done = subprocess.run(
-        ["git", "-C", str(repo), "remote", "get-url", settings.git_remote], capture_output=True, text=True, timeout=30
+        git_command("-C", str(repo), "remote", "get-url", "--end-of-options", settings.git_remote),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=git_env(),
     )
     match = _REMOTE.search(done.stdout.strip()) if done.returncode == 0 else None
     if match is None:

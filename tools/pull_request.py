@@ -28,6 +28,7 @@ from prodloop.server.store import policy
 from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, map_code_path
+from prodloop.tools.git_repo import HARDENED_CONFIG, git_command, git_env
 from prodloop.tools.provenance import build_record, jsonl_line
 from prodloop.tools.sandbox import Limits, guard_for, outcome_of, run_pytest, workspace
 
@@ -148,7 +149,7 @@ def _open(
                 f"on {base} ({base_sha[:12]}) the test {what}: {detail}",
                 "the base moved: run run_candidate_test against it, then open_pr again",
             )
-        _push(ws.root, remote, branch)
+        _push(repo_path, remote, commit, branch)
         pushed += [branch, commit]
     labels = labels if labels is not None else list(settings.pr_labels)
     url = number = description_path = None
@@ -229,19 +230,26 @@ def _reserve(ctx: AppContext, receipt: policy.ReceiptRow) -> int:
 
 def _default_branch(repo: Path, remote: str) -> str:
     for args in (["symbolic-ref", "--short", f"refs/remotes/{remote}/HEAD"], ["ls-remote", "--symref", remote, "HEAD"]):
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            git_command("-C", str(repo), *args), capture_output=True, text=True, timeout=60, env=git_env()
+        )
         if done.returncode == 0:
             match = re.search(r"(?:ref: refs/heads/|^" + re.escape(remote) + r"/)(\S+)", done.stdout)
             if match:
                 return match.group(1)
-    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True)
+    done = subprocess.run(
+        git_command("-C", str(repo), "rev-parse", "--abbrev-ref", "HEAD"), capture_output=True, text=True, env=git_env()
+    )
     branch = done.stdout.strip()
     return branch if done.returncode == 0 and branch and branch != "HEAD" else "main"
 
 
 def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
     repo = ctx.settings.repo.resolve()
-    subprocess.run(["git", "-C", str(repo), "fetch", "--quiet", remote, base], capture_output=True, timeout=300)
+    subprocess.run(
+        git_command("-C", str(repo), "fetch", "--quiet", "--end-of-options", remote, base),
+        capture_output=True, timeout=300, env=git_env(),
+    )  # fmt: skip
     sha = ctx.git().resolve(f"refs/remotes/{remote}/{base}") or ctx.git().resolve(base)
     if sha is None:
         raise CodePathError(str(repo), f"base branch {base} is neither on {remote} nor local", "set base_branch")
@@ -252,8 +260,8 @@ def _expected_files(root: Path, receipt: policy.ReceiptRow, ledger: str) -> list
     """Every path the fix touches (read by git from the diff itself, so any file name works), the test and the
     provenance ledger."""
     done = subprocess.run(
-        ["git", "-C", str(root), "apply", "--numstat", "-z", "-"], input=receipt.fix_diff.encode(),
-        capture_output=True, timeout=60,
+        git_command("-C", str(root), "apply", "--numstat", "-z", "-"), input=receipt.fix_diff.encode(),
+        capture_output=True, timeout=60, env=git_env(),
     )  # fmt: skip
     touched: list[str] = []
     fields = done.stdout.split(b"\0")
@@ -272,37 +280,44 @@ def _expected_files(root: Path, receipt: policy.ReceiptRow, ledger: str) -> list
 def _commit(root: Path, message: str, expected: list[str]) -> str:
     try:
         repo = git.Repo(root)
+        repo.git.set_persistent_git_options(c=list(HARDENED_CONFIG))
+        repo.git.update_environment(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
         repo.git.add("--all", "--force", "--", *expected)  # the ledger's folder may be ignored by the service
         staged = set(repo.git.diff("--cached", "--name-only", "-z").split("\0")) - {""}
         if not staged <= set(expected):
             raise ProdloopError(f"the change would commit {sorted(staged - set(expected))} too; nothing was pushed")
         repo.git.execute(
-            ["git", "-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
-             "--no-verify", "-m", message],
+            git_command("-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
+                        "--no-verify", "-m", message),
         )  # fmt: skip
         return str(repo.head.commit.hexsha)
     except (GitCommandError, ValueError) as exc:
         raise ProdloopError(f"commit failed: {str(getattr(exc, 'stderr', '') or exc).strip()[:300]}") from exc
 
 
-def _push(root: Path, remote: str, branch: str) -> None:
-    try:
-        results = git.Repo(root).remote(remote).push(refspec=f"HEAD:refs/heads/{branch}")
-    except (GitCommandError, ValueError) as exc:
-        stderr = getattr(exc, "stderr", "") or str(exc)
-        raise ProdloopError(f"push of {branch} to {remote} failed: {str(stderr).strip()[:300]}") from exc
-    failed = [r.summary.strip() for r in results if r.flags & r.ERROR]
-    if failed or not results:
-        raise ProdloopError(f"push of {branch} to {remote} was rejected: {'; '.join(failed) or 'no result'}")
+def _push(repo: Path, remote: str, commit: str, branch: str) -> None:
+    """Push the commit made before any test ran, from the user's repository: never from the worktree the test ran
+    in, whose `.git` pointer and config the test could have rewritten."""
+    if remote.startswith("-") or branch.startswith("-"):
+        raise ProdloopError(f"refusing a remote or branch that starts with '-' ({remote!r}, {branch!r})")
+    done = subprocess.run(
+        git_command("-C", str(repo), "push", "--no-verify", "--porcelain", "--end-of-options", remote,
+                    f"{commit}:refs/heads/{branch}"),
+        capture_output=True, text=True, timeout=300, env=git_env(),
+    )  # fmt: skip
+    if done.returncode != 0:
+        detail = (done.stderr.strip() or done.stdout.strip())[-300:]
+        raise ProdloopError(f"push of {branch} to {remote} failed or was rejected: {detail}")
 
 
 def _free_branch(repo: Path, remote: str, wanted: str) -> str:
     """`wanted`, or `wanted-2`, `wanted-3`, ... when an earlier PR of the issue holds the name on the remote."""
     done = subprocess.run(
-        ["git", "-C", str(repo), "ls-remote", "--heads", remote, f"{wanted}*"],
+        git_command("-C", str(repo), "ls-remote", "--heads", "--end-of-options", remote, f"{wanted}*"),
         capture_output=True,
         text=True,
         timeout=60,
+        env=git_env(),
     )
     taken = {line.split("refs/heads/", 1)[1] for line in done.stdout.splitlines() if "refs/heads/" in line}
     n = 1

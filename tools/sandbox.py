@@ -28,7 +28,7 @@ from typing import Any
 
 from prodloop.server.errors import CodePathError
 from prodloop.server.settings import Settings
-from prodloop.tools.git_repo import GitRepo
+from prodloop.tools.git_repo import GitRepo, git_command, git_env
 
 _PROBE = Path(__file__).with_name("_probe.py")
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
@@ -93,8 +93,8 @@ class Workspace:
         patch = self.root.parent / "fix.diff"
         patch.write_text(diff if diff.endswith("\n") else diff + "\n")
         done = subprocess.run(
-            ["git", "-C", str(self.root), "apply", "--whitespace=nowarn", str(patch)],
-            capture_output=True, text=True, timeout=60,
+            git_command("-C", str(self.root), "apply", "--whitespace=nowarn", str(patch)),
+            capture_output=True, text=True, timeout=60, env=git_env(),
         )  # fmt: skip
         if done.returncode != 0:
             raise CodePathError(
@@ -128,8 +128,8 @@ def workspace(repo: GitRepo, commit: str) -> Iterator[Workspace]:
     try:
         try:
             done = subprocess.run(
-                ["git", "-C", str(repo.path), "worktree", "add", "--detach", "--quiet", str(root), commit],
-                capture_output=True, text=True, timeout=120,
+                git_command("-C", str(repo.path), "worktree", "add", "--detach", "--quiet", str(root), commit),
+                capture_output=True, text=True, timeout=120, env=git_env(),
             )  # fmt: skip
         except subprocess.TimeoutExpired as exc:
             raise CodePathError(str(repo.path), "git worktree add took over 120 s", "check the repository") from exc
@@ -139,11 +139,12 @@ def workspace(repo: GitRepo, commit: str) -> Iterator[Workspace]:
             )
         yield Workspace(repo, commit, root)
     finally:
-        subprocess.run(
-            ["git", "-C", str(repo.path), "worktree", "remove", "--force", str(root)], capture_output=True, timeout=120
-        )
+        # Never `git worktree remove`: it would read the tree's `.git` file, which a test may have rewritten to point
+        # at a git directory of its own. The tree goes, then the repository forgets it from its own records.
         shutil.rmtree(base, ignore_errors=True)
-        subprocess.run(["git", "-C", str(repo.path), "worktree", "prune"], capture_output=True, timeout=60)
+        subprocess.run(
+            git_command("-C", str(repo.path), "worktree", "prune"), capture_output=True, timeout=60, env=git_env()
+        )
 
 
 def run_pytest(

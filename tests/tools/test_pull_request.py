@@ -6,6 +6,8 @@ import json
 import logging
 import shutil
 import subprocess
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,23 @@ WRITES_A_FILE = STRONG_SKU.replace(
 )
 
 
+HOST_MARKER = Path(tempfile.gettempdir()) / f"prodloop-host-ran-{uuid.uuid4().hex}"
+REDIRECTS_ITS_GIT = STRONG_SKU.replace(
+    "def test_unknown_sku_costs_nothing():\n",
+    "def test_unknown_sku_costs_nothing(tmp_path):\n"
+    "    import pathlib, subprocess\n"
+    "    evil = tmp_path / 'evil.git'\n"
+    "    subprocess.run(['git', 'init', '-q', '--bare', str(evil)], check=True)\n"
+    f"    marker = pathlib.Path({str(HOST_MARKER)!r})\n"
+    "    (evil / 'config').write_text('[core]\\n\\tbare = false\\n\\tsshCommand = touch ' + str(marker) +\n"
+    "        '\\n[remote \"origin\"]\\n\\turl = ssh://127.0.0.1/x.git\\n')\n"
+    "    hook = evil / 'hooks' / 'pre-push'\n"
+    "    hook.write_text('#!/bin/sh\\ntouch ' + str(marker) + '\\n')\n"
+    "    hook.chmod(0o755)\n"
+    "    pathlib.Path('.git').write_text('gitdir: ' + str(evil) + '\\n')\n",
+)
+
+
 def _git(root: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
 
@@ -50,19 +69,24 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     mutate_validate(ctx, receipt_id=weak.receipt_id)
     unmutated = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
     # Defence in depth: as if a test that writes into its worktree had slipped past the hermetic gate.
+    slipped = {}
     ctx.settings.gates.run_non_hermetic = True
-    writing = run_candidate_for_issue(ctx, issue_id=1, test_code=WRITES_A_FILE, fix_diff=FIX_UNKNOWN_SKU)
+    for name, code in (("writing", WRITES_A_FILE), ("redirecting", REDIRECTS_ITS_GIT)):
+        result = run_candidate_for_issue(ctx, issue_id=1, test_code=code, fix_diff=FIX_UNKNOWN_SKU)
+        assert [g.name for g in result.gates if not g.passed] == ["hermetic"], result.gates
+        gates = [{**g.model_dump(), "passed": True} for g in result.gates]
+        with ctx.store.transaction() as conn:
+            conn.execute(
+                "UPDATE receipts SET passed = 1, gates = ? WHERE id = ?", (json.dumps(gates), result.receipt_id)
+            )
+        mutate_validate(ctx, receipt_id=result.receipt_id)
+        slipped[name] = result.receipt_id
     ctx.settings.gates.run_non_hermetic = False
-    assert [g.name for g in writing.gates if not g.passed] == ["hermetic"]
-    gates = [{**g.model_dump(), "passed": True} for g in writing.gates]
-    with ctx.store.transaction() as conn:
-        conn.execute("UPDATE receipts SET passed = 1, gates = ? WHERE id = ?", (json.dumps(gates), writing.receipt_id))
-    mutate_validate(ctx, receipt_id=writing.receipt_id)
     no_fix = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU)
     ctx.close()
     return {
         "service": service, "data": data, "strong": strong.receipt_id, "weak": weak.receipt_id,
-        "unmutated": unmutated.receipt_id, "no_fix": no_fix.receipt_id, "writing": writing.receipt_id,
+        "unmutated": unmutated.receipt_id, "no_fix": no_fix.receipt_id, **slipped,
     }  # fmt: skip
 
 
@@ -270,6 +294,16 @@ def test_files_the_test_writes_while_running_never_ship(
     files = _git(remote, "show", "--name-only", "--format=", result.commit).split()
     assert "written_by_test.txt" not in files
     assert sorted(files) == ["shop/pricing.py", "tests/.prodloop/provenance.jsonl", "tests/test_prodloop_issue_1.py"]
+
+
+def test_a_test_that_redirects_its_worktrees_git_cannot_run_a_command_or_steer_the_push(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    ctx, remote = setup()
+    result = open_pr(ctx, receipt_id=prepared["redirecting"])  # the test runs on the base, then the push
+    assert not HOST_MARKER.exists(), "a host git command read the git directory the test pointed its tree at"
+    assert result.branch in _git(remote, "branch", "--list", "--format=%(refname:short)").split()
+    assert _git(remote, "rev-parse", result.branch).strip() == result.commit
 
 
 def test_a_pr_whose_labels_fail_still_counts_and_is_not_opened_twice(

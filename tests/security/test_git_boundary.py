@@ -1,0 +1,71 @@
+"""Host git never trusts what a run could touch: a test that rewrites its worktree's `.git` runs nothing on the host."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from prodloop.server.context import AppContext
+from prodloop.tools.candidate import run_candidate_for_issue
+from prodloop.tools.git_repo import git_command, git_env
+from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
+
+
+def _hostile_test(marker: Path) -> str:
+    """A test that builds a git directory whose config and hooks run a command, and points its worktree at it."""
+    command = f"touch {marker}"
+    return f"""
+import os
+import pathlib
+import subprocess
+
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_costs_nothing(tmp_path):
+    evil = tmp_path / "evil.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(evil)], check=True)
+    (evil / "config").write_text(
+        "[core]\\n\\trepositoryformatversion = 0\\n\\tbare = false\\n"
+        "\\tfsmonitor = {command}\\n\\tsshCommand = {command}\\n\\tpager = {command}\\n"
+    )
+    for hook in ("pre-push", "post-checkout", "reference-transaction", "pre-commit"):
+        script = evil / "hooks" / hook
+        script.write_text("#!/bin/sh\\n{command}\\n")
+        script.chmod(0o755)
+    pathlib.Path(".git").write_text(f"gitdir: {{evil}}\\n")
+    assert cart_total({{"items": [{{"sku": "apple", "qty": 2}}, {{"sku": "kiwi", "qty": 1}}]}}) == 60
+"""
+
+
+def test_a_rewritten_worktree_pointer_never_runs_a_command_on_the_host(
+    service: SampleService, service_ctx: Callable[..., AppContext], tmp_path: Path
+) -> None:
+    marker = tmp_path / "host-ran-this"
+    # Run what the hermetic gate refuses anyway: this is the test of the layer behind it.
+    ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=_hostile_test(marker), fix_diff=FIX_UNKNOWN_SKU)
+    assert "subprocess" in next(g.evidence for g in result.gates if g.name == "hermetic")
+    assert not result.passed
+    assert not marker.exists(), "a git command on the host read the test's git directory"
+    worktrees = subprocess.run(
+        git_command("-C", str(service.root), "worktree", "list", "--porcelain"),
+        capture_output=True, text=True, env=git_env(), check=True,
+    ).stdout  # fmt: skip
+    assert worktrees.count("worktree ") == 1  # every run's tree is gone, the repository forgot it
+
+
+def test_host_git_runs_without_hooks_or_fsmonitor_even_when_the_repository_configures_them(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    marker = tmp_path / "hook-ran"
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(repo), "config", "core.fsmonitor", f"touch {marker}"], check=True)
+    (repo / "a.txt").write_text("a\n")
+    for args in (("add", "a.txt"), ("status", "--porcelain"), ("-c", "user.name=t", "-c", "user.email=t@t", "commit",
+                                                              "-qm", "x")):  # fmt: skip
+        subprocess.run(git_command("-C", str(repo), *args), check=True, capture_output=True, env=git_env())
+    assert not marker.exists()
