@@ -8,6 +8,7 @@ to a sender promises; ingest batches many events into one commit to keep that ch
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,11 @@ class Store:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Production data lives here: the data dir is the owner's alone (when prodloop makes it), the database
+            # file is 0600 from its first byte, and SQLite gives its -wal and -shm files the database's mode.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._writer = self._connect()
             self._migrate()
         except (sqlite3.Error, OSError) as exc:

@@ -114,3 +114,16 @@ def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path)
     assert store.file_reliability([], ["shop.app"]) == (1, 3)
     assert store.file_reliability(["other.py"], ["other"]) == (0, 0)
     store.close()
+
+
+def test_the_store_and_its_journal_are_the_owners_alone(tmp_path: Path) -> None:
+    import stat
+
+    data = tmp_path / "data"
+    store = Store(data / "prodloop.db")
+    with store.transaction() as conn:  # a write, so that SQLite makes its -wal and -shm files
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert modes["prodloop.db"] == 0o600 and modes["prodloop.db-wal"] == 0o600, modes
+    store.close()
