@@ -153,6 +153,9 @@ def normalize_event_id(value: Any, what: str) -> str:
     return folded
 
 
+_MAX_DEPTH = 100
+
+
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
@@ -160,9 +163,32 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         raise IngestError(
             f"{what} is not valid JSON ({exc.__class__.__name__} at {_where(exc)})", "send UTF-8 JSON"
         ) from exc
+    except ValueError as exc:  # an integer longer than Python's digit limit
+        raise IngestError(f"{what} holds a number too large to read ({str(exc)[:80]})", "send numbers as text") from exc
+    except RecursionError as exc:
+        raise IngestError(f"{what} is nested too deeply to read", f"nest at most {_MAX_DEPTH} levels") from exc
     if not isinstance(value, dict):
         raise IngestError(f"{what} is JSON but not an object", "send a JSON object")
+    if _depth(value) > _MAX_DEPTH:
+        raise IngestError(
+            f"{what} is nested deeper than {_MAX_DEPTH} levels", "flatten it (sentry-sdk never does this)"
+        )
     return value
+
+
+def _depth(value: Any) -> int:
+    """The nesting depth of a JSON value, without recursion (a hostile event must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > _MAX_DEPTH:
+            return depth
+        if isinstance(node, dict):
+            stack += [(v, depth + 1) for v in node.values() if isinstance(v, (dict, list))]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1) for v in node if isinstance(v, (dict, list))]
+    return deepest
 
 
 def _where(exc: Exception) -> str:

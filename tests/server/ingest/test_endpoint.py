@@ -122,6 +122,27 @@ BAD_BODIES: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("bad brotli", b"\xff\xff\xff", {"Content-Encoding": "br"}, 400, "not valid br"),
     ("unknown encoding", b"{}", {"Content-Encoding": "zstd"}, 400, "zstd is not supported"),
     ("empty body", b"", {}, 400, "body is empty"),
+    (
+        "huge integer",
+        b'{}\n{"type":"event"}\n{"event_id":"' + b"a" * 32 + b'","extra":{"n":' + b"9" * 5000 + b"}}",
+        {},
+        400,
+        "number too large to read",
+    ),
+    (
+        "deep nesting",
+        b'{}\n{"type":"event"}\n{"event_id":"' + b"a" * 32 + b'","extra":{"n":' + b"[" * 3000 + b"]" * 3000 + b"}}",
+        {},
+        400,
+        "nested",
+    ),
+    (
+        "nesting past the limit",
+        b'{}\n{"type":"event"}\n{"event_id":"' + b"a" * 32 + b'","extra":{"n":' + b"[" * 150 + b"]" * 150 + b"}}",
+        {},
+        400,
+        "nested deeper than 100 levels",
+    ),
 ]
 
 
