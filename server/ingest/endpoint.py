@@ -119,12 +119,8 @@ class Ingest:
         project = self._projects.get(project_id)
         if project is None:
             project = self._store.get_project(project_id)
-            if project is None:
-                raise AuthError(
-                    f"project {project_id} does not exist here",
-                    "use the DSN printed by `prodloop init` (its path ends in the project id)",
-                    status=403,
-                )
+            if project is None:  # answered exactly like a wrong key: which projects exist is not for strangers
+                raise _refused(project_id)
             self._projects[project_id] = project
         return project
 
@@ -169,12 +165,17 @@ class Ingest:
                 "send X-Sentry-Auth (sentry-sdk does this when given the DSN) or ?sentry_key=",
             )
         if not hmac.compare_digest(key.encode(), project.public_key.encode()):
-            raise AuthError(
-                f"the DSN key is not the key of project {project.id}",
-                "use the DSN printed by `prodloop init` for this project",
-                status=403,
-            )
+            raise _refused(project.id)
 
     async def _commit(self, records: list[EventRecord]) -> None:
         future = self._writer.submit(records)
         await asyncio.wrap_future(future)
+
+
+def _refused(project_id: int) -> AuthError:
+    """One answer for a wrong key and for a project that does not exist."""
+    return AuthError(
+        f"the DSN key is not a key of project {project_id} here",
+        "use the DSN printed by `prodloop init` for this project (its path ends in the project id)",
+        status=403,
+    )

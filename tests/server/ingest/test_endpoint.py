@@ -170,18 +170,20 @@ def test_wrong_key_is_403_and_never_echoes_the_key(server: LiveServer) -> None:
     wrong = "f" * 32
     reply = post(server.envelope_url(), envelope_bytes(make_event()), auth_header(wrong))
     assert reply.status == 403
-    assert "not the key of project" in reply.body["detail"]
+    assert "not a key of project" in reply.body["detail"]
     assert wrong not in json.dumps(reply.body)
     _intact(server, kept)
 
 
-def test_unknown_project_is_403(server: LiveServer) -> None:
+def test_an_unknown_project_answers_exactly_like_a_wrong_key(server: LiveServer) -> None:
     kept = _send_good(server)
-    reply = post(
+    unknown = post(
         server.envelope_url(project_id=99), envelope_bytes(make_event()), auth_header(server.project.public_key)
     )
-    assert reply.status == 403
-    assert "project 99 does not exist" in reply.body["detail"]
+    real_id = server.project.id
+    wrong = post(server.envelope_url(project_id=real_id), envelope_bytes(make_event()), auth_header("f" * 32))
+    assert unknown.status == wrong.status == 403
+    assert unknown.body["detail"] == wrong.body["detail"].replace(f"project {real_id} ", "project 99 ")
     bad = post(f"{server.base_url}/api/abc/envelope/", envelope_bytes(make_event()), auth_header("k"))
     assert bad.status == 400
     assert "not a number" in bad.body["detail"]
