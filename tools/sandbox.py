@@ -283,7 +283,8 @@ def confine(
     command, root in the outer namespace only, cannot undo them. If any step fails nothing runs; `ready` is
     created only once every step succeeded. The flag returned says whether the run is isolated as the guard
     asks (a requested network namespace that the kernel refuses makes it False)."""
-    limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; "
+    # CPU seconds, address space (KiB) and the largest file the run may write (512-byte blocks: 1 GiB).
+    limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; ulimit -f 2097152; "
     inner = f"{limit}exec {' '.join(_q(a) for a in args)}"
     if guard is None or not _namespaces_work():
         return ["sh", "-c", inner], False
@@ -301,8 +302,14 @@ def confine(
     if ready is not None:
         steps.append(f": > {_q(str(ready))}")
     script = " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + "; exit 97"
-    command = ["unshare", "--user", "--map-root-user", "--mount", *(["--net"] if offline else []), "sh", "-c", script]
+    command = ["unshare", *_NAMESPACES, *(["--net"] if offline else []), "sh", "-c", script]
     return command, offline or not guard.offline
+
+
+# A user namespace (root inside, the user outside), its own mounts, and its own PID namespace with a fresh /proc:
+# every process of the run, a double-forked daemon included, dies when the run's first process ends or unshare is
+# killed, and the run sees no other process of the machine.
+_NAMESPACES = ("--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc")
 
 
 _NS_CACHE: dict[bool, bool] = {}
@@ -317,7 +324,7 @@ def _namespaces_work(*, offline: bool = False) -> bool:
         script = f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && exec unshare --user --map-current-user true"
         if offline:
             script = f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)} && {script}"
-        command = ["unshare", "--user", "--map-root-user", "--mount", *(["--net"] if offline else []), "sh", "-c"]
+        command = ["unshare", *_NAMESPACES, *(["--net"] if offline else []), "sh", "-c"]
         try:
             done = subprocess.run([*command, script], capture_output=True, timeout=10)
             _NS_CACHE[offline] = done.returncode == 0
