@@ -11,6 +11,7 @@ From what the event and the code at the deployed commit show, without running an
   callee is in the repository;
 - an exception built from a caught one (raised in an `except` handler, or created there and raised
   later, `raise exc from None`): the calls of the `try` block it replaced, and what they call first;
+  raised from a `for` loop's `else` after every attempt failed: the function that chose the attempts;
 - a lookup error in one half of a round-trip pair (`from_str_params` / `to_str_params`, `load` /
   `dump`, `decode` / `encode`, ...): the other half, which produced what this half could not read;
 - functions on the path that suspect commits since the previous release touched;
@@ -95,6 +96,10 @@ def rank_faults(
     state_error = exception_type in ("KeyError", "IndexError", "AttributeError", "TypeError", "AssertionError")
     for path, qualname, line, attr in _attribute_writers(crash):
         add(path, qualname, line, 0.79 if state_error else 0.7, f"changes `self.{attr}`, which the crash line reads")
+    for path, qualname, line in _exhausted_choices(crash, index_of, holding):
+        add(
+            path, qualname, line, 0.77, "chose what the loop tried: every attempt failed, then the loop's `else` raised"
+        )
     for depth, (path, qualname, line, via) in enumerate(_replaced_calls(crash, index_of, holding)):
         reason = (
             "called in the `try` block whose exception the raised one replaced"
@@ -188,6 +193,25 @@ def _replaced_calls(
             if len(out) >= 4:
                 return out[:4]
     return out[:4]
+
+
+def _exhausted_choices(
+    crash: _Frame, index_of: Callable[[str], FunctionIndex], holding: Callable[[str], tuple[str, ...]]
+) -> list[tuple[str, str, int]]:
+    """`for x in choose(...): try ... else: raise`: the function that chose the attempts, when all of them failed."""
+    defs = [d for d in crash.index.named(crash.qualname) if d.start == crash.start]
+    if crash.line is None or not defs:
+        return []
+    owner = crash.qualname.rsplit(".", 1)[0] if "." in crash.qualname else None
+    out = []
+    for loop in ast.walk(defs[0].node):
+        if not isinstance(loop, (ast.For, ast.AsyncFor)) or not loop.orelse:
+            continue
+        first, last = loop.orelse[0].lineno, loop.orelse[-1].end_lineno or loop.orelse[-1].lineno
+        if first <= crash.line <= last and isinstance(loop.iter, ast.Call):
+            out += [(path, qualname, line) for path, qualname, line, _ in _resolve(loop.iter, crash.path, owner,
+                                                                                  index_of, holding)[:1]]  # fmt: skip
+    return out
 
 
 def _calls_in_order(body: list[ast.stmt]) -> list[ast.Call]:

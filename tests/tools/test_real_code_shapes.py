@@ -135,6 +135,22 @@ FILES["lib/parsing.py"] = """
         else:
             raise error from None
         return result
+
+
+    def modes(text):
+        return [True] if text.startswith("#") else [False]
+
+
+    def parse_all(text):
+        for strict in modes(text):
+            try:
+                result = Reader(strict).read(text)
+                break
+            except LookupError as exc:
+                error = ValueError(f"cannot parse: {exc}")
+        else:
+            raise error from None
+        return result
 """
 FILES["lib/tokens.py"] = """
     class Tokenizer:
@@ -168,6 +184,7 @@ CRASHES = {
     "flow": "from lib.accounts import summary\nsummary({'hits': 3, 'total': 0})\n",
     "callee": "from lib.accounts import quota\nquota('pro', 3)\n",
     "replaced": "from lib.parsing import parse\nparse('a+1')\n",
+    "exhausted": "from lib.parsing import parse_all\nparse_all('a+1')\n",
     "roundtrip": "from lib.jobs import Job\nJob.from_params(Job('nightly', 3, 2).to_params())\n",
     "async": "import asyncio\nfrom lib.handlers import create_order\nasyncio.run(create_order({'id': 7, 'qty': 2}))\n",
     "caught": "from lib.web import render\nrender({'id': 7})\n",
@@ -401,6 +418,16 @@ def test_an_exception_that_replaced_a_caught_one_points_into_the_try_block_it_ca
     ]
     tokens = code_path.fault_candidates[2]
     assert tokens.reasons[0].startswith("called first by `Reader.read`, inside the `try` block")
+
+
+def test_when_every_attempt_of_a_loop_failed_the_function_that_chose_the_attempts_is_a_candidate(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("exhausted")
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
+    top = [c.qualname for c in code_path.fault_candidates[:3]]
+    assert top == ["parse_all", "modes", "Reader.read"], top
+    assert "every attempt failed" in code_path.fault_candidates[1].reasons[0]
 
 
 def test_a_lookup_error_in_one_half_of_a_round_trip_points_at_the_other_half(
