@@ -71,7 +71,8 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
         with workspace(ctx.git(), call.commit) as ws:
             ws.apply_diff(fix_diff)
             guard = guard_for(ctx.settings)
-            command, _ = confine([str(service_python(ctx.settings)), str(scratch / "probe.py")], limits, guard)
+            python = str(service_python(ctx.settings))
+            command, _ = confine([python, str(scratch / "probe.py")], limits, guard, keep=[ws.root.parent, scratch])
             with open(scratch / "out.txt", "wb") as out:
                 env = sandbox_env(scratch, *import_roots(ws.root))
                 proc = subprocess.Popen(

@@ -363,7 +363,10 @@ def _drive(
         run_limits = Limits(
             timeout_seconds=limits.timeout_seconds * 20, cpu_seconds=limits.cpu_seconds * 20, memory_mb=limits.memory_mb
         )
-        command, _ = confine([str(python), str(scratch / "driver.py"), str(scratch / "spec.json")], run_limits, guard)
+        command, _ = confine(
+            [str(python), str(scratch / "driver.py"), str(scratch / "spec.json")], run_limits, guard,
+            keep=[root.parent, scratch],
+        )  # fmt: skip
         log = scratch / "stderr.txt"
         with open(log, "wb") as err:
             proc = subprocess.Popen(

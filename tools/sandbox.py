@@ -182,7 +182,7 @@ def run_pytest(
             *extra_args, *targets,
         ]  # fmt: skip
         ready = scratch / "sandbox-ready"
-        command, protected = confine(pytest_args, limits, guard, ready=ready)
+        command, protected = confine(pytest_args, limits, guard, ready=ready, keep=[ws.root.parent, scratch])
         log = scratch / "output.txt"
         started = time.monotonic()
         with open(log, "wb") as out:
@@ -276,13 +276,17 @@ _LOOPBACK_UP = (
 
 
 def confine(
-    args: list[str], limits: Limits, guard: Guard | None, *, ready: Path | None = None
+    args: list[str], limits: Limits, guard: Guard | None, *, ready: Path | None = None, keep: Sequence[Path] = ()
 ) -> tuple[list[str], bool]:
     """Wrap the command in ulimits and, where user namespaces allow, a mount namespace in which the checkout
     is read-only and the secrets are hidden; a nested user namespace locks those mounts so that the
     command, root in the outer namespace only, cannot undo them. If any step fails nothing runs; `ready` is
     created only once every step succeeded. The flag returned says whether the run is isolated as the guard
-    asks (a requested network namespace that the kernel refuses makes it False)."""
+    asks (a requested network namespace that the kernel refuses makes it False).
+
+    The user's home directory and `/tmp` are empty private tmpfs inside the run: only the paths the run needs
+    (`keep`: its tree and scratch; the checkout; the interpreter's prefixes, read from `pyvenv.cfg` without
+    running it) are bound back, so no credential or other run's file is reachable by any path."""
     # CPU seconds, address space (KiB) and the largest file the run may write (512-byte blocks: 1 GiB).
     limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; ulimit -f 2097152; "
     inner = f"{limit}exec {' '.join(_q(a) for a in args)}"
@@ -291,14 +295,16 @@ def confine(
     p = _q(str(guard.checkout))
     offline = guard.offline and _namespaces_work(offline=True)
     steps = [f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)}"] if offline else []
+    steps += _private_home_and_tmp([guard.checkout, *keep, *_interpreter_prefixes(args[0])])
     steps += [f"mount --bind {p} {p}", f"mount -o remount,bind,ro {p}"]
     for path in guard.hidden:
         target = _q(str(path))
-        steps.append(
+        mount = (
             f"mount -t tmpfs -o size=64k,mode=700 tmpfs {target}"
             if path.is_dir()
             else f"mount --bind /dev/null {target}"
         )
+        steps.append(f"{{ [ ! -e {target} ] || {mount}; }}")  # gone already when it lay in the private home
     if ready is not None:
         steps.append(f": > {_q(str(ready))}")
     script = " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + "; exit 97"
@@ -310,6 +316,44 @@ def confine(
 # every process of the run, a double-forked daemon included, dies when the run's first process ends or unshare is
 # killed, and the run sees no other process of the machine.
 _NAMESPACES = ("--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc")
+
+
+# World-writable places two runs could share: each run gets its own, empty.
+_SHARED_TMP = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # noqa: S108 (masked in the sandbox, not written)
+_STASH = Path("/mnt")  # a fresh tmpfs here holds the kept paths while /tmp and the home are masked
+
+
+def _private_home_and_tmp(wanted: Sequence[Path]) -> list[str]:
+    """Mount steps that make the home directory and /tmp empty private tmpfs, binding back what the run needs."""
+    shared = {*_SHARED_TMP, Path(tempfile.gettempdir()).resolve()}
+    masked = [m for m in dict.fromkeys([*shared, Path.home().resolve()]) if m != Path("/") and m.is_dir()]
+    if not _STASH.is_dir() or not masked:
+        return []
+    keep = []
+    for path in dict.fromkeys(Path(os.path.realpath(w)) for w in wanted):
+        if path.is_dir() and any(path.is_relative_to(m) for m in masked) and path not in masked:
+            keep.append(path)
+    stash = _q(str(_STASH))
+    steps = [f"mount -t tmpfs -o size=1m,mode=700 tmpfs {stash}"]
+    steps += [f"mkdir {stash}/k{i} && mount --rbind {_q(str(k))} {stash}/k{i}" for i, k in enumerate(keep)]
+    steps += [f"mount -t tmpfs -o size=1g,mode={'1777' if m in shared else '700'} tmpfs {_q(str(m))}" for m in masked]
+    steps += [f"mkdir -p {_q(str(k))} && mount --rbind {stash}/k{i} {_q(str(k))}" for i, k in enumerate(keep)]
+    steps.append(f"umount -l {stash}")  # the stash would reach the kept paths by a second, writable route
+    return steps
+
+
+def _interpreter_prefixes(python: str) -> list[Path]:
+    """Where an interpreter's files live, read from its venv's `pyvenv.cfg`: never by running a binary that a
+    repository could have put there."""
+    exe = Path(python)
+    out = [exe.parent.parent, Path(os.path.realpath(exe)).parent.parent]
+    cfg = exe.parent.parent / "pyvenv.cfg"
+    if cfg.is_file():
+        for line in cfg.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                out.append(Path(value.strip()).parent)
+    return [p for p in out if p.is_dir()]
 
 
 _NS_CACHE: dict[bool, bool] = {}

@@ -1,8 +1,10 @@
-"""The sandbox contains what a test starts: no process of a run outlives it."""
+"""The sandbox contains what a test starts: no process of a run outlives it, and runs share no scratch space."""
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,29 +21,84 @@ import time
 from shop.pricing import cart_total
 
 
+def _running(token):
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and token in open(f"/proc/{{pid}}/cmdline").read():
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def test_unknown_sku_costs_nothing():
-    if os.fork() == 0:  # a double-forked daemon, detached from the test's process group
+    if os.fork() == 0:  # a double-forked daemon, detached from the test's session
         os.setsid()
         if os.fork() == 0:
-            for _ in range(600):
-                with open({beat!r}, "a") as fh:
-                    fh.write(f"{{os.getpid()}}\\n")
-                time.sleep(0.1)
+            os.execv("/bin/sleep", ["sleep", {token!r}])
         os._exit(0)
-    time.sleep(0.3)
+    os.wait()
+    deadline = time.time() + 10
+    while not _running({token!r}) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _running({token!r})  # the daemon really started
+    assert cart_total({{"items": [{{"sku": "apple", "qty": 2}}, {{"sku": "kiwi", "qty": 1}}]}}) == 60
+"""
+
+SHARED_SPACE_TEST = """
+import os
+
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_costs_nothing():
+    seen = sorted(set(os.listdir("/tmp")) | set(os.listdir("/dev/shm")) | set(os.listdir(os.path.expanduser("~"))))
+    assert {marker!r} not in seen and {home_marker!r} not in seen, seen
     assert cart_total({{"items": [{{"sku": "apple", "qty": 2}}, {{"sku": "kiwi", "qty": 1}}]}}) == 60
 """
 
 
+def _host_processes_with(token: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if token in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
 @pytest.mark.skipif(not isolation_available(), reason="needs unprivileged user namespaces")
-def test_a_double_forked_daemon_dies_with_its_run(service_ctx: Callable[..., AppContext], tmp_path: Path) -> None:
-    beat = tmp_path / "heartbeat"
+def test_a_double_forked_daemon_dies_with_its_run(service_ctx: Callable[..., AppContext]) -> None:
+    token = f"{90 + uuid.uuid4().int % 9}.{uuid.uuid4().int % 10**9:09d}"  # a unique `sleep` duration
     ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})  # the layer behind the hermetic gate
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=DAEMON_TEST.format(beat=str(beat)), fix_diff=None)
-    assert "line 2: imports os" not in result.gates[0].evidence  # os may be imported; os.fork may not
-    assert "reaches os.fork" in result.gates[0].evidence
-    assert beat.exists(), "the daemon never ran: the test proves nothing"
-    time.sleep(0.5)
-    size = beat.stat().st_size
-    time.sleep(1.0)
-    assert beat.stat().st_size == size, "a process the test started is still running after its run ended"
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=DAEMON_TEST.format(token=token), fix_diff=None)
+    gates = {g.name: g for g in result.gates}
+    assert "reaches os.fork" in gates["hermetic"].evidence
+    # It got as far as the service's crash, past its own check that the daemon runs: otherwise it proves nothing.
+    assert "fails on the deployed code with KeyError" in gates["reproduces"].evidence, gates["reproduces"].evidence
+    time.sleep(0.3)
+    leftover = _host_processes_with(token)
+    for pid in leftover:
+        os.kill(pid, 9)
+    assert not leftover, "a process the test started still runs after its run ended"
+
+
+@pytest.mark.skipif(not isolation_available(), reason="needs unprivileged user namespaces")
+def test_a_run_sees_an_empty_private_tmp_shm_and_home(service_ctx: Callable[..., AppContext]) -> None:
+    marker = f"prodloop-other-run-{uuid.uuid4().hex}"
+    home_marker = f".prodloop-secret-{uuid.uuid4().hex}"
+    made = [Path("/tmp") / marker, Path("/dev/shm") / marker, Path.home() / home_marker]
+    for path in made:
+        path.write_text("another run's file, or a credential")
+    try:
+        ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
+        code = SHARED_SPACE_TEST.format(marker=marker, home_marker=home_marker)
+        result = run_candidate_for_issue(ctx, issue_id=1, test_code=code, fix_diff=None)
+        evidence = {g.name: g.evidence for g in result.gates}
+        # It got as far as the service's crash: nothing of another run or of the home directory was in sight.
+        assert "fails on the deployed code with KeyError" in evidence["reproduces"], evidence["reproduces"]
+    finally:
+        for path in made:
+            path.unlink()
