@@ -10,7 +10,6 @@ the test and of the fix; later steps accept only a receipt whose hashes match.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import subprocess
@@ -33,7 +32,7 @@ from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.gates import Gate, GateName
 from prodloop.tools.git_repo import git_command, git_env
-from prodloop.tools.hermetic import hermetic_findings
+from prodloop.tools.hermetic import hermetic_findings, support_file_findings
 from prodloop.tools.sandbox import (
     Limits,
     RunResult,
@@ -42,9 +41,7 @@ from prodloop.tools.sandbox import (
     run_pytest,
     workspace,
 )
-from prodloop.tools.source_map import module_of
 from prodloop.tools.test_checks import (
-    Finding,
     assertion_findings,
     parse_test,
     public_interface_findings,
@@ -97,34 +94,6 @@ def test_digest(test_code: str, support_files: dict[str, str] | None) -> str:
 
 class _NotRun(Exception):
     """The static gates refused the test: no run happens."""
-
-
-def _support_code(files: dict[str, str] | None, tree: ast.Module) -> list[Finding]:
-    """Support files are data. A file pytest would load on its own (conftest, test modules, configuration, `.pth`)
-    is refused, and so is a test that imports a support file: that would run code no gate read."""
-    out: list[Finding] = []
-    modules = {}
-    for path in files or {}:
-        name = path.rsplit("/", 1)[-1]
-        loaded = name in _PYTEST_FILES or name.endswith((".pyc", ".pth", ".pyi")) or name == "__init__.py"
-        if loaded or (name.endswith(".py") and (name.startswith("test") or name.endswith("_test.py"))):
-            out.append(Finding(line=0, problem=f"support file {path} is code pytest would load, not data"))
-        elif name.endswith(".py"):
-            modules[module_of(path)] = path
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
-        else:
-            continue
-        for name in names:
-            if name in modules or any(m.endswith("." + name) for m in modules):
-                out.append(Finding(line=node.lineno, problem=f"imports {name}, a support file (data, never code)"))
-    return out
-
-
-_PYTEST_FILES = frozenset({"conftest.py", "pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini"})
 
 
 def verified_receipt(store: Store, receipt_id: str) -> policy.ReceiptRow:
@@ -244,7 +213,7 @@ def run_candidate_test(
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
     interface = public_interface_findings(tree, packages, name, _off_path_functions(ctx, code_path))
     evidence, problems = assertion_findings(tree, name, packages)
-    unsealed = hermetic_findings(tree, name) + _support_code(given.support_files, tree)
+    unsealed = hermetic_findings(tree, name) + support_file_findings(given.support_files, tree)
     gates: dict[GateName, Gate] = {
         "hermetic": Gate(
             name="hermetic",

@@ -19,7 +19,9 @@ and the standard library's harmless modules (`_HARMLESS`). Refused, each with it
   `fork`, `kill`, `settrace`, `modules`, `pluginmanager`, `hook`, `stash`);
 - file writes (`open` with a writing mode, `Path.write_text`, `mkdir`, `unlink`, ...) anywhere but
   under pytest's `tmp_path` / `tmp_path_factory` / `tmpdir`;
-- `pytest_plugins` (loads code the gate never read).
+- `pytest_plugins` (loads code the gate never read);
+- support files that are code pytest would load, and a test that imports a support file
+  (`support_file_findings`): support files are data.
 This judges a cooperative agent's test strictly; a hostile test cannot talk its way past it, and the
 sandbox contains what a static check could miss.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 import ast
 import sys
 
+from prodloop.tools.source_map import module_of
 from prodloop.tools.test_checks import Finding, find_test
 
 # Standard-library modules a regression test may import: values, data formats, text, time, asyncio to run
@@ -305,3 +308,31 @@ def _root(node: ast.AST | None) -> str | None:
         else:
             node = node.value if not isinstance(node, ast.Call) else node.func
     return node.id if isinstance(node, ast.Name) else None
+
+
+def support_file_findings(files: dict[str, str] | None, tree: ast.Module) -> list[Finding]:
+    """Support files are data. A file pytest would load on its own (conftest, test modules, configuration, `.pth`)
+    is refused, and so is a test that imports a support file: that would run code no gate read."""
+    out: list[Finding] = []
+    modules = {}
+    for path in files or {}:
+        name = path.rsplit("/", 1)[-1]
+        loaded = name in _PYTEST_FILES or name.endswith((".pyc", ".pth", ".pyi")) or name == "__init__.py"
+        if loaded or (name.endswith(".py") and (name.startswith("test") or name.endswith("_test.py"))):
+            out.append(Finding(line=0, problem=f"support file {path} is code pytest would load, not data"))
+        elif name.endswith(".py"):
+            modules[module_of(path)] = path
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        for name in names:
+            if name in modules or any(m.endswith("." + name) for m in modules):
+                out.append(Finding(line=node.lineno, problem=f"imports {name}, a support file (data, never code)"))
+    return out
+
+
+_PYTEST_FILES = frozenset({"conftest.py", "pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini"})
