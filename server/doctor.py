@@ -101,10 +101,10 @@ def _isolation(settings: Settings) -> list[Check]:
     gates = settings.gates
     if not isolation_available():
         status: Status = "fail" if gates.require_isolation else "warn"
-        return [Check("sandbox", status, "unprivileged user and mount namespaces are not available: runs cannot "
-                      "mount the checkout read-only or hide credentials",
+        return [Check("sandbox", status, "unprivileged user and mount namespaces are not available: no candidate "
+                      "code runs (nothing could mount the checkout read-only or hide credentials)",
                       "enable user namespaces (sysctl kernel.unprivileged_userns_clone=1) or, knowingly, set "
-                      "[tool.prodloop.gates] require_isolation = false")]  # fmt: skip
+                      "PRODLOOP_GATES__REQUIRE_ISOLATION=false (a repository cannot switch it off)")]  # fmt: skip
     checks = [Check("sandbox", "ok", "runs get a read-only checkout and hidden credentials")]
     if gates.isolate_network:
         ok = isolation_available(offline=True)

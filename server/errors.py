@@ -13,6 +13,7 @@
     ├── CodePathError            the repository could not be read (not a git repository, bad revision)
     ├── BudgetExhausted          an issue's run or CPU budget is spent; a person must reset it
     ├── ReceiptTampered          a receipt's stored test or fix no longer matches the hashes its gates ran on
+    ├── IsolationUnavailable     the kernel cannot sandbox candidate code, and isolation is required: nothing ran
     └── SentryAPIError           the Sentry REST API refused or failed a request
 
 Messages are built inside each class from structured fields and always say what was
@@ -55,6 +56,16 @@ class ReceiptTampered(ProdloopError):
         super().__init__(
             f"receipt {receipt_id}: the stored {what} no longer matches the hash recorded when its gates ran, so "
             "nothing it proved holds; run_candidate_test again with the test and fix you mean"
+        )
+
+
+class IsolationUnavailable(ProdloopError):
+    def __init__(self) -> None:
+        super().__init__(
+            "this machine does not let prodloop sandbox candidate code (unprivileged user namespaces are off), so no "
+            "candidate code was run; enable them (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 an "
+            "AppArmor profile that grants userns, see SECURITY.md) or, knowingly, set "
+            "PRODLOOP_GATES__REQUIRE_ISOLATION=false to run tests unconfined"
         )
 
 

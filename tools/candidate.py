@@ -305,7 +305,7 @@ def run_candidate_test(
         next_step=judge.next_step(gate_list)
         if isolated or not gates_cfg.require_isolation
         else "the runs were not isolated (no user namespaces here): the receipt cannot pass; "
-        "a person may set [tool.prodloop.gates] require_isolation = false",
+        "a person may set PRODLOOP_GATES__REQUIRE_ISOLATION=false",
     )
 
 

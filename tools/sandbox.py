@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prodloop.server.errors import CodePathError
+from prodloop.server.errors import CodePathError, IsolationUnavailable
 from prodloop.server.settings import Settings
 from prodloop.tools.git_repo import GitRepo, git_command, git_env
 
@@ -251,6 +251,7 @@ class Guard:
     checkout: Path
     hidden: tuple[Path, ...] = ()
     offline: bool = True  # a network namespace with only loopback
+    required: bool = True  # without namespaces nothing runs (a person may opt out: gates.require_isolation)
 
 
 # Credentials a test could read by absolute path; hidden when they exist.
@@ -264,6 +265,7 @@ def guard_for(settings: Settings) -> Guard:
         checkout=settings.repo.resolve(),
         hidden=tuple(p for p in hidden if p.exists()),
         offline=settings.gates.isolate_network,
+        required=settings.gates.require_isolation,
     )
 
 
@@ -290,6 +292,8 @@ def confine(
     # CPU seconds, address space (KiB) and the largest file the run may write (512-byte blocks: 1 GiB).
     limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; ulimit -f 2097152; "
     inner = f"{limit}exec {' '.join(_q(a) for a in args)}"
+    if guard is not None and guard.required and not _namespaces_work():
+        raise IsolationUnavailable()
     if guard is None or not _namespaces_work():
         return ["sh", "-c", inner], False
     p = _q(str(guard.checkout))
@@ -356,13 +360,14 @@ def _interpreter_prefixes(python: str) -> list[Path]:
     return [p for p in out if p.is_dir()]
 
 
-_NS_CACHE: dict[bool, bool] = {}
+_NS_CACHE: dict[tuple[bool, str | None], bool] = {}
 
 
 def _namespaces_work(*, offline: bool = False) -> bool:
     """Whether this kernel lets us bind, remount read-only and lock mounts in user namespaces (and, offline,
     give the run its own network namespace); probed once each."""
-    if offline not in _NS_CACHE:
+    key = (offline, shutil.which("unshare"))  # probed again when PATH finds another unshare, or none
+    if key not in _NS_CACHE:
         probe = Path(tempfile.mkdtemp(prefix="prodloop-ns-"))
         p = _q(str(probe))
         script = f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && exec unshare --user --map-current-user true"
@@ -371,12 +376,12 @@ def _namespaces_work(*, offline: bool = False) -> bool:
         command = ["unshare", *_NAMESPACES, *(["--net"] if offline else []), "sh", "-c"]
         try:
             done = subprocess.run([*command, script], capture_output=True, timeout=10)
-            _NS_CACHE[offline] = done.returncode == 0
+            _NS_CACHE[key] = done.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
-            _NS_CACHE[offline] = False
+            _NS_CACHE[key] = False
         finally:
             shutil.rmtree(probe, ignore_errors=True)
-    return _NS_CACHE[offline]
+    return _NS_CACHE[key]
 
 
 def _q(text: str) -> str:

@@ -102,3 +102,24 @@ def test_a_run_sees_an_empty_private_tmp_shm_and_home(service_ctx: Callable[...,
     finally:
         for path in made:
             path.unlink()
+
+
+def test_without_namespaces_no_candidate_code_runs_unless_a_person_opts_out(
+    service_ctx: Callable[..., AppContext], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prodloop.server.errors import IsolationUnavailable
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "unshare").write_text("#!/bin/sh\nexit 1\n")  # a kernel that refuses user namespaces
+    (fake / "unshare").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    marker = tmp_path / "candidate-code-ran"
+    test = f"open({str(marker)!r}, 'w').close()\n\n\ndef test_it():\n    assert True\n"
+    ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
+    with pytest.raises(IsolationUnavailable, match="no candidate code was run"):
+        run_candidate_for_issue(ctx, issue_id=1, test_code=test, fix_diff=None)
+    assert not marker.exists()
+    opted_out = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True, "require_isolation": False})
+    result = run_candidate_for_issue(opted_out, issue_id=1, test_code=test, fix_diff=None)
+    assert marker.exists() and not result.checkout_protected  # it ran, unconfined, because a person said so
