@@ -3,8 +3,8 @@
 Read from the test's source before anything runs (a test that fails this gate is never run). What the
 candidate runs is checked: its body and decorators, its class's non-test members, every module-level
 fixture (an autouse fixture runs unasked), module-level helpers any of those reach, and module-level
-statements (they run at collection). Other tests of the same file, and what only they use, are not the
-candidate's concern.
+statements, decorators, default values and class bodies anywhere in the file (they run at collection).
+Other tests of the same file, and what only they use, are not the candidate's concern.
 
 Allowed: the service's modules and any other third-party or repository module, pytest's public API,
 and the standard library's harmless modules (`_HARMLESS`). Refused, each with its line:
@@ -99,7 +99,9 @@ _DENIED_SUBMODULES = frozenset({"urllib.request", "urllib.robotparser", "logging
 def hermetic_findings(tree: ast.Module, test_name: str) -> list[Finding]:
     """What the candidate runs that reaches the process, the interpreter or the harness (empty: hermetic)."""
     spans, module_level = _scope(tree, test_name)
-    used = {n.id for node in [*module_level, *(s for s, _ in spans)] for n in ast.walk(node) if isinstance(n, ast.Name)}
+    at_import = _import_time(tree)
+    executed = [*module_level, *at_import, *(s for s, _ in spans)]
+    used = {n.id for node in executed for n in ast.walk(node) if isinstance(n, ast.Name)}
     # Names bound to os / sys (whose pure parts a test may use), anywhere in the file.
     modules = {
         alias.asname or alias.name: alias.name.split(".")[0]
@@ -113,6 +115,8 @@ def hermetic_findings(tree: ast.Module, test_name: str) -> list[Finding]:
         out += _check(statement, used, modules, tmp_names=set(), imports_by_use=True)
     for definition, _ in spans:
         out += _check(definition, used, modules, tmp_names=_tmp_names(definition), imports_by_use=False)
+    for expression in at_import:
+        out += _check(expression, used, modules, tmp_names=set(), imports_by_use=False)
     unique = {(f.line, f.problem): f for f in out}
     return sorted(unique.values(), key=lambda f: f.line)
 
@@ -143,6 +147,30 @@ def _scope(tree: ast.Module, test_name: str) -> tuple[list[tuple[ast.AST, str]],
             if target is not None and target is not fn and target is not cls and id(target) not in seen:
                 todo.append(target)
     return out, module_level
+
+
+_Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def _import_time(tree: ast.Module) -> list[ast.AST]:
+    """What runs when the module is imported, inside definitions of any test: decorators and default values of
+    every function, and bases, keywords and body statements of every class (nested ones too)."""
+    out: list[ast.AST] = []
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    todo: list[_Definition] = [n for n in tree.body if isinstance(n, definitions)]
+    while todo:
+        node = todo.pop()
+        out += node.decorator_list
+        if isinstance(node, ast.ClassDef):
+            out += [*node.bases, *(k.value for k in node.keywords)]
+            for child in node.body:
+                if isinstance(child, definitions):
+                    todo.append(child)
+                else:
+                    out.append(child)
+        else:
+            out += [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+    return out
 
 
 def _is_test(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

@@ -61,6 +61,15 @@ HOSTILE = {
         "def test_it():\n    assert 1\n",
         "imports ctypes",
     ),
+    "class body at import": (
+        "import subprocess\n\nclass Helper:\n    done = subprocess.run(['id'])\n\ndef test_it():\n    assert 1\n",
+        "imports subprocess",
+    ),
+    "another test's decorator at import": (
+        "import os\n\ndef deco(x):\n    return lambda f: f\n\n@deco(os.system('id'))\ndef test_other():\n"
+        "    pass\n\ndef test_it():\n    assert 1\n",
+        "reaches os.system",
+    ),
     "module level": ("import signal\nsignal.alarm(1)\n\ndef test_it():\n    assert 1\n", "imports signal"),
     "plugins": ("pytest_plugins = ['evil']\n\ndef test_it():\n    assert 1\n", "loads pytest plugins"),
     "patch the process": (
