@@ -30,7 +30,7 @@ from prodloop.tools import gates as judge
 from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.gates import Gate, GateName
+from prodloop.tools.gates import GATE_ORDER, Gate, GateName
 from prodloop.tools.git_repo import git_command, git_env
 from prodloop.tools.hermetic import hermetic_findings, support_file_findings
 from prodloop.tools.sandbox import (
@@ -270,11 +270,7 @@ def run_candidate_test(
     finally:
         cpu = sum(r.cpu_seconds for r in runs)
         budget.charge_cpu(ctx.store, given.issue_id, cpu_seconds=cpu)
-    order: list[GateName] = [
-        "hermetic", "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion",
-        "fast",
-    ]  # fmt: skip
-    gate_list = [gates[g] for g in order]
+    gate_list = [gates[g] for g in GATE_ORDER]
     isolated = all(r.protected_checkout for r in runs)
     passed = all(g.passed for g in gate_list) and (isolated or not gates_cfg.require_isolation)
     receipt_id = uuid.uuid4().hex

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,7 @@ GateName = Literal[
     "real_assertion",
     "fast",
 ]
+GATE_ORDER: tuple[GateName, ...] = get_args(GateName)  # as receipts list them
 
 
 class Gate(BaseModel):

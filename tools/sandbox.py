@@ -299,8 +299,14 @@ def confine(
     p = _q(str(guard.checkout))
     offline = guard.offline and _namespaces_work(offline=True)
     steps = [f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)}"] if offline else []
-    steps += _private_home_and_tmp([guard.checkout, *keep, *_interpreter_prefixes(args[0])])
+    prefixes = _interpreter_prefixes(args[0])
+    steps += _private_home_and_tmp([guard.checkout, *keep, *prefixes])
     steps += [f"mount --bind {p} {p}", f"mount -o remount,bind,ro {p}"]
+    # The interpreters (the service's and prodloop's own) and prodloop's code are read-only: a test must not plant
+    # a `.pth` file or a patched module that the host, or the next run, would execute.
+    for path in dict.fromkeys([*prefixes, *_OWN_PATHS]):
+        q = _q(str(path))
+        steps.append(f"{{ [ ! -d {q} ] || {{ mount --bind {q} {q} && mount -o remount,bind,ro {q}; }}; }}")
     for path in guard.hidden:
         target = _q(str(path))
         mount = (
@@ -348,7 +354,9 @@ def _private_home_and_tmp(wanted: Sequence[Path]) -> list[str]:
 
 def _interpreter_prefixes(python: str) -> list[Path]:
     """Where an interpreter's files live, read from its venv's `pyvenv.cfg`: never by running a binary that a
-    repository could have put there."""
+    repository could have put there. The file and the symlink may come from a stranger's branch, so only a
+    directory that looks like a Python installation is taken, and never the home directory, one of its
+    credential folders, or a folder holding one."""
     exe = Path(python)
     out = [exe.parent.parent, Path(os.path.realpath(exe)).parent.parent]
     cfg = exe.parent.parent / "pyvenv.cfg"
@@ -357,7 +365,22 @@ def _interpreter_prefixes(python: str) -> list[Path]:
             key, _, value = line.partition("=")
             if key.strip() == "home" and value.strip():
                 out.append(Path(value.strip()).parent)
-    return [p for p in out if p.is_dir()]
+    home = Path.home().resolve()
+    secrets = [home / name for name in _HOME_SECRETS]
+    return [
+        p
+        for p in dict.fromkeys(Path(os.path.realpath(o)) for o in out)
+        if p.is_dir()
+        and (p / "lib").is_dir()
+        and p != home
+        and not any(p.is_relative_to(s) or s.is_relative_to(p) for s in secrets)
+    ]
+
+
+# prodloop's own interpreter and code (an editable install's source tree included): read-only in every run.
+_OWN_PATHS = tuple(
+    dict.fromkeys(Path(os.path.realpath(p)) for p in (sys.prefix, sys.base_prefix, Path(__file__).parents[1]))
+)
 
 
 _NS_CACHE: dict[tuple[bool, str | None], bool] = {}

@@ -20,14 +20,12 @@ from prodloop.tools import budget
 from prodloop.tools.candidate import run_candidate_for_issue
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
+from prodloop.tools.gates import GATE_ORDER
 from prodloop.tools.loop import run_loop
 from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
 
-GATES = (
-    "hermetic", "reproduces", "passes_with_fix", "not_flaky", "covers_path", "public_interface", "real_assertion",
-    "fast",
-)  # fmt: skip
+GATES = GATE_ORDER
 PLAIN_PYTEST_TIMEOUT = 180.0
 
 

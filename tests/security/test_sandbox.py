@@ -123,3 +123,58 @@ def test_without_namespaces_no_candidate_code_runs_unless_a_person_opts_out(
     opted_out = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True, "require_isolation": False})
     result = run_candidate_for_issue(opted_out, issue_id=1, test_code=test, fix_diff=None)
     assert marker.exists() and not result.checkout_protected  # it ran, unconfined, because a person said so
+
+
+PLANTING_TEST = """
+import site
+
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_costs_nothing():
+    planted = []
+    for folder in [*site.getsitepackages(), {own!r}]:
+        try:
+            with open(folder + "/{name}", "w") as fh:
+                fh.write("import os  # would run in every later interpreter start")
+            planted.append(folder)
+        except OSError:
+            pass
+    assert not planted, planted
+    assert cart_total({{"items": [{{"sku": "apple", "qty": 2}}, {{"sku": "kiwi", "qty": 1}}]}}) == 60
+"""
+
+
+@pytest.mark.skipif(not isolation_available(), reason="needs unprivileged user namespaces")
+def test_a_run_cannot_plant_code_in_the_interpreters_or_in_prodloop(service_ctx: Callable[..., AppContext]) -> None:
+    import prodloop.tools
+
+    own = str(Path(prodloop.tools.__file__).resolve().parent)
+    name = f"planted-{uuid.uuid4().hex}.pth"
+    ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=PLANTING_TEST.format(own=own, name=name), fix_diff=None)
+    reproduces = next(g.evidence for g in result.gates if g.name == "reproduces")
+    assert "fails on the deployed code with KeyError" in reproduces, reproduces  # past its own check: nothing planted
+    import site
+
+    assert not [d for d in [*site.getsitepackages(), own] if (Path(d) / name).exists()]
+
+
+def test_a_repositorys_venv_file_cannot_bind_a_folder_that_is_no_python_install_into_a_run(tmp_path: Path) -> None:
+    import sys
+
+    from prodloop.tools.sandbox import Guard, Limits, confine
+
+    creds = Path.home() / f".prodloop-creds-{uuid.uuid4().hex}"  # not an installation: no lib/
+    (creds / "bin").mkdir(parents=True)
+    try:
+        venv = tmp_path / ".venv"
+        (venv / "bin").mkdir(parents=True)
+        (venv / "bin" / "python").symlink_to(sys.executable)
+        (venv / "pyvenv.cfg").write_text(f"home = {creds / 'bin'}\n")  # what a stranger's branch could commit
+        command, _ = confine([str(venv / "bin" / "python"), "-c", "pass"], Limits(10, 10, 512), Guard(tmp_path))
+        assert str(creds) not in " ".join(command)
+        assert str(Path(sys.base_prefix).resolve()) in " ".join(command)  # the real installation is still bound
+    finally:
+        (creds / "bin").rmdir()
+        creds.rmdir()

@@ -15,6 +15,7 @@ from prodloop.server.settings import load_settings
 from prodloop.server.store import policy
 from prodloop.tools.candidate import CandidateResult, prepare_input, run_candidate_test
 from prodloop.tools.code_path import map_code_path
+from prodloop.tools.gates import GATE_ORDER
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 
 GOOD_TEST = """
@@ -60,19 +61,8 @@ def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
     before = _status(service.root)
     ctx = open_ctx()
     result = _run(ctx, GOOD_TEST)
-    assert _gates(result) == dict.fromkeys(
-        [
-            "hermetic",
-            "reproduces",
-            "passes_with_fix",
-            "not_flaky",
-            "covers_path",
-            "public_interface",
-            "real_assertion",
-            "fast",
-        ],
-        True,
-    ), result.gates
+    assert _gates(result) == dict.fromkeys(GATE_ORDER, True), result.gates
+    assert GATE_ORDER[0] == "hermetic"  # the static refusal comes first: nothing runs after it
     assert "KeyError raised from shop/pricing.py:" in _evidence(result, "reproduces")
     assert "in line_total, on the mapped path" in _evidence(result, "reproduces")
     assert "passed 5 more runs" in _evidence(result, "not_flaky")
