@@ -92,10 +92,6 @@ def test_digest(test_code: str, support_files: dict[str, str] | None) -> str:
     return sha256(test_code + "\n\0" + json.dumps(support_files, sort_keys=True))
 
 
-class _NotRun(Exception):
-    """The static gates refused the test: no run happens."""
-
-
 def verified_receipt(store: Store, receipt_id: str) -> policy.ReceiptRow:
     """The receipt, after checking that its stored test, support files and fix are the ones its gates judged.
 
@@ -239,34 +235,32 @@ def run_candidate_test(
                 gates[gate_name] = Gate(
                     name=gate_name, passed=None, evidence="not run: the test is not hermetic (see the hermetic gate)"
                 )
-            raise _NotRun
-        with workspace(ctx.git(), commit) as ws:
-            given.write_test(ws)
-            deployed = run_pytest(ws, python, [node], limits, guard=guard, watch_raises=True)
-            runs.append(deployed)
-            gates["reproduces"] = judge.reproduces(deployed, node, code_path, ws)
-        if given.fix_diff:
-            with workspace(ctx.git(), commit) as ws:
-                fix = given.fix_diff
-                ws.apply_diff(fix)
-                given.write_test(ws)
-                culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
-                measured = list(dict.fromkeys([*([culprit_path] if culprit_path else []), *judge.fix_files(fix)]))
-                sources = ws.read_sources(measured)  # before the test runs in this tree
-                fixed = run_pytest(ws, python, [node], limits, guard=guard, cover_files=measured)
-                runs.append(fixed)
-                gates["passes_with_fix"] = judge.passes(fixed, node, "with the fix")
-                gates["covers_path"] = judge.covers(fixed, code_path, sources, fix)
-                gates["fast"] = judge.fast(fixed, node, gates_cfg.max_test_seconds)
-                gates["not_flaky"] = judge.not_flaky(ws, python, node, limits, guard, gates_cfg, code_path, runs)
         else:
-            missing = "no fix given yet: pass fix_diff or fix_from_working_tree"
-            pending: tuple[GateName, ...] = ("passes_with_fix", "not_flaky", "covers_path")
-            for gate_name in pending:
-                gates[gate_name] = Gate(name=gate_name, passed=None, evidence=missing)
-            gates["fast"] = judge.fast(deployed, node, gates_cfg.max_test_seconds)
-    except _NotRun:
-        pass
+            with workspace(ctx.git(), commit) as ws:
+                given.write_test(ws)
+                deployed = run_pytest(ws, python, [node], limits, guard=guard, watch_raises=True)
+                runs.append(deployed)
+                gates["reproduces"] = judge.reproduces(deployed, node, code_path, ws)
+            if given.fix_diff:
+                with workspace(ctx.git(), commit) as ws:
+                    fix = given.fix_diff
+                    ws.apply_diff(fix)
+                    given.write_test(ws)
+                    culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
+                    measured = list(dict.fromkeys([*([culprit_path] if culprit_path else []), *judge.fix_files(fix)]))
+                    sources = ws.read_sources(measured)  # before the test runs in this tree
+                    fixed = run_pytest(ws, python, [node], limits, guard=guard, cover_files=measured)
+                    runs.append(fixed)
+                    gates["passes_with_fix"] = judge.passes(fixed, node, "with the fix")
+                    gates["covers_path"] = judge.covers(fixed, code_path, sources, fix)
+                    gates["fast"] = judge.fast(fixed, node, gates_cfg.max_test_seconds)
+                    gates["not_flaky"] = judge.not_flaky(ws, python, node, limits, guard, gates_cfg, code_path, runs)
+            else:
+                missing = "no fix given yet: pass fix_diff or fix_from_working_tree"
+                pending: tuple[GateName, ...] = ("passes_with_fix", "not_flaky", "covers_path")
+                for gate_name in pending:
+                    gates[gate_name] = Gate(name=gate_name, passed=None, evidence=missing)
+                gates["fast"] = judge.fast(deployed, node, gates_cfg.max_test_seconds)
     finally:
         cpu = sum(r.cpu_seconds for r in runs)
         budget.charge_cpu(ctx.store, given.issue_id, cpu_seconds=cpu)
