@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -177,22 +178,29 @@ def _replaced_calls(
                 tries.append(node)
                 break
     out: list[tuple[str, str, int, str]] = []
+    seen = {(crash.path, crash.qualname)}
     owner = crash.qualname.rsplit(".", 1)[0] if "." in crash.qualname else None
+
+    def first(call: ast.Call, near: str, in_class: str | None) -> tuple[str, str, int, Any] | None:
+        found = _resolve(call, near, in_class, index_of, holding)
+        return found[0] if found and (found[0][0], found[0][1]) not in seen else None
+
     for attempt in tries:
         for call in _calls_in_order(attempt.body):
-            for path, qualname, line, node in _resolve(call, crash.path, owner, index_of, holding)[:1]:
-                if (path, qualname) in {(o[0], o[1]) for o in out} or qualname == crash.qualname:
-                    continue
-                out.append((path, qualname, line, ""))
-                inner_owner = qualname.rsplit(".", 1)[0] if "." in qualname else None
-                for inner in _calls_in_order(node.body)[:3]:
-                    for found in _resolve(inner, path, inner_owner, index_of, holding)[:1]:
-                        if (found[0], found[1]) not in {(o[0], o[1]) for o in out}:
-                            out.append((found[0], found[1], found[2], qualname))
-                        break
+            hit = first(call, crash.path, owner)
+            if hit is None:
+                continue
+            path, qualname, line, node = hit
+            seen.add((path, qualname))
+            out.append((path, qualname, line, ""))
+            for inner in _calls_in_order(node.body)[:3]:
+                deeper = first(inner, path, qualname.rsplit(".", 1)[0] if "." in qualname else None)
+                if deeper is not None:
+                    seen.add((deeper[0], deeper[1]))
+                    out.append((deeper[0], deeper[1], deeper[2], qualname))
             if len(out) >= 4:
                 return out[:4]
-    return out[:4]
+    return out
 
 
 def _exhausted_choices(
