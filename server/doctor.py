@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from prodloop.server.settings import Settings, service_python
@@ -34,10 +36,33 @@ def run_checks(settings: Settings) -> list[Check]:
 
 
 def _run(args: list[str], timeout: float = 20) -> tuple[int, str]:
+    from prodloop.tools.git_repo import git_command, git_env
+
+    command, env = (git_command(*args[1:]), git_env()) if args[0] == "git" else (args, None)  # hardened host git
     try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 127, f"{type(exc).__name__}: {exc}"
+    return done.returncode, (done.stdout + done.stderr).strip()
+
+
+def _run_confined(settings: Settings, args: list[str]) -> tuple[int, str]:
+    """Run the service's interpreter the way test runs do, in the sandbox: it may be a file of a stranger's branch."""
+    from prodloop.server.errors import IsolationUnavailable
+    from prodloop.tools.sandbox import Limits, confine, guard_for, sandbox_env
+
+    scratch = Path(tempfile.mkdtemp(prefix="prodloop-doctor-"))
+    try:
+        command, _ = confine(args, Limits(20, 25, 1024), guard_for(settings), keep=[scratch])
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=30, cwd=scratch, env=sandbox_env(scratch)
+        )
+    except IsolationUnavailable as exc:
+        return 126, str(exc)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
@@ -73,12 +98,12 @@ def _remote(settings: Settings) -> Check:
 
 def _interpreter(settings: Settings) -> list[Check]:
     python = service_python(settings)
-    code, text = _run([str(python), "-c", "import sys; print(sys.version.split()[0])"])
+    code, text = _run_confined(settings, [str(python), "-c", "import sys; print(sys.version.split()[0])"])
     if code != 0:
         return [Check("service interpreter", "fail", f"{python} does not run ({text[-160:]})",
                       "create the service's venv (<repo>/.venv) or set service_python")]  # fmt: skip
     checks = [Check("service interpreter", "ok", f"{python} (Python {text})")]
-    code, text = _run([str(python), "-c", "import pytest; print(pytest.__version__)"])
+    code, text = _run_confined(settings, [str(python), "-c", "import pytest; print(pytest.__version__)"])
     checks.append(
         Check("pytest", "ok", f"pytest {text} in the service's interpreter")
         if code == 0
@@ -86,7 +111,7 @@ def _interpreter(settings: Settings) -> list[Check]:
             "pytest", "fail", "pytest is not importable by the service's interpreter", f"{python} -m pip install pytest"
         )
     )
-    code, _ = _run([str(python), "-c", "import coverage"])
+    code, _ = _run_confined(settings, [str(python), "-c", "import coverage"])
     checks.append(
         Check("coverage", "ok", "coverage.py in the service's interpreter")
         if code == 0

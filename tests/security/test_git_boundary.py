@@ -69,3 +69,20 @@ def test_host_git_runs_without_hooks_or_fsmonitor_even_when_the_repository_confi
                                                               "-qm", "x")):  # fmt: skip
         subprocess.run(git_command("-C", str(repo), *args), check=True, capture_output=True, env=git_env())
     assert not marker.exists()
+
+
+def test_doctor_runs_the_repositorys_interpreter_only_inside_the_sandbox(tmp_path: Path) -> None:
+    from prodloop.server.doctor import run_checks
+    from prodloop.server.settings import load_settings
+    from prodloop.tools.sandbox import isolation_available
+
+    service = SampleService(tmp_path / "shop")
+    marker = service.root / "ran-on-the-host"
+    planted = service.root / ".venv" / "bin" / "python"  # what a stranger's branch could carry
+    planted.parent.mkdir(parents=True)
+    planted.write_text(f"#!/bin/sh\ntouch {marker}\necho 3.99\n")
+    planted.chmod(0o755)
+    checks = run_checks(load_settings(repo=service.root, data_dir=tmp_path / "data"))
+    assert not marker.exists(), "doctor executed a repository file on the host"
+    interpreter = next(c for c in checks if c.name == "service interpreter")
+    assert interpreter.status == "ok" or not isolation_available()  # it ran, confined: the checkout is read-only
