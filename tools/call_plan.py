@@ -101,6 +101,10 @@ def plan_call(
         if isinstance(called_on, str) and not re.fullmatch(rf"<class '(?:[\w.]+\.)?{re.escape(parts[0])}'>", called_on):
             # Production called it on a subclass: the base class would run other code.
             raise Unusable(f"{qualname} was called on {called_on[:80]}, a subclass: its caller is tried instead")
+    elif (made := _constructed_class(node, owners, callee_vars, caller, classes)) is not None:
+        # A constructor frame: the test calls the class, which builds the receiver the way production did.
+        expression, top, class_module = made
+        module, callee, import_name, skip_first = class_module, expression, top, True
     else:
         first = _first_param(node.args)
         if first is None or first not in callee_vars:
@@ -126,6 +130,51 @@ def plan_call(
         receiver=receiver, imports=imports | ({"import asyncio"} if isinstance(node, ast.AsyncFunctionDef) else set()),
         is_async=isinstance(node, ast.AsyncFunctionDef),
     )  # fmt: skip
+
+
+_CLASS_REPR = re.compile(r"<class '([A-Za-z_][\w.]{0,200})'>")
+_OBJECT_REPR = re.compile(r"<([A-Za-z_][\w.]{0,200}) object at 0x[0-9a-fA-F]+>")
+
+
+def _constructed_class(
+    node: ast.FunctionDef | ast.AsyncFunctionDef,
+    owners: list[ast.AST],
+    callee_vars: dict[str, Any],
+    caller: CallerSite | None,
+    classes: ClassResolver,
+) -> tuple[str, str, str] | None:
+    """(expression, import name, module) of the class production was constructing when it entered this frame:
+    `__new__` (its `cls`), a metaclass's `__call__` (its receiver is a class), or `__init__` of the very class
+    whose default repr `self` shows. None when the frame is not a constructor, or is one reached by an explicit
+    `super().__init__(...)`-style call (calling the class would not pass what this frame received)."""
+    if node.name not in ("__new__", "__init__", "__call__") or not owners:
+        return None
+    first = _first_param(node.args)
+    shown = callee_vars.get(first or "")
+    if isinstance(shown, dict) and isinstance(shown.get("__class__"), str) and node.name == "__init__":
+        dotted = shown["__class__"]  # prodloop_capture's structured form
+    elif isinstance(shown, str) and node.name in ("__new__", "__call__"):
+        found = _CLASS_REPR.fullmatch(shown.strip())
+        dotted = found.group(1) if found else None
+    elif isinstance(shown, str):
+        found = _OBJECT_REPR.fullmatch(shown.strip())
+        dotted = found.group(1) if found else None
+    else:
+        dotted = None
+    if dotted is None:
+        return None
+    statement = caller.statement or caller.context_line if caller is not None else None
+    if statement and (find_call(statement, node.name) is not None or "super(" in statement):
+        return None
+    parts = dotted.split(".")
+    owner_name = getattr(owners[-1], "name", "")
+    if node.name == "__init__" and parts[-1] != owner_name:
+        return None  # a subclass's object: its own constructor may take other arguments
+    for cut in range(len(parts) - 1, 0, -1):
+        module, top = ".".join(parts[:cut]), parts[cut]
+        if classes(f"{module}:{top}") == module:
+            return ".".join(parts[cut:]), top, module
+    raise Unusable(f"{node.name} was constructing a {dotted}, which is not a class of the service")
 
 
 def _resolve(

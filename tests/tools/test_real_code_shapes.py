@@ -176,6 +176,37 @@ FILES["lib/handlers.py"] = """
     async def create_order(payload):
         return {"id": payload["id"], "total": payload["qty"] * payload["price"]}
 """
+FILES["lib/loops.py"] = """
+    class Configurable:
+        def __new__(cls, *args, **kwargs):
+            instance = super().__new__(cls.configured())
+            instance.initialize(*args, **kwargs)
+            return instance
+
+
+    class Loop(Configurable):
+        current = None
+
+        @classmethod
+        def configured(cls):
+            return EpollLoop
+
+        def initialize(self, make_current=None):
+            if make_current is not None and Loop.current is None:  # inverted: should raise only when one exists
+                raise RuntimeError("current loop already exists")
+            Loop.current = self
+
+
+    class EpollLoop(Loop):
+        def initialize(self, **kwargs):
+            super().initialize(**kwargs)
+
+
+    class Pool:
+        def __init__(self, size, timeout=None):
+            self.size = size
+            self.per_worker = timeout / size
+"""
 
 CRASHES = {
     "receiver": "from lib.layout import Layout, Style\nLayout(width=0, style=Style.FANCY).wrap('hello')\n",
@@ -188,6 +219,8 @@ CRASHES = {
     "roundtrip": "from lib.jobs import Job\nJob.from_params(Job('nightly', 3, 2).to_params())\n",
     "async": "import asyncio\nfrom lib.handlers import create_order\nasyncio.run(create_order({'id': 7, 'qty': 2}))\n",
     "caught": "from lib.web import render\nrender({'id': 7})\n",
+    "configurable": "from lib.loops import Loop\nLoop(make_current=True)\n",
+    "constructor": "from lib.loops import Pool\nPool(4)\n",
     "object": "from lib.cart import Cart\nCart('ann', {'apple': 2}).total()\n",
     "captured": "from prodloop.server import sdk_capture\nassert sdk_capture.install()\n"
     "from lib.cart import Cart\nCart('ann', {'apple': 2}).total()\n",
@@ -446,3 +479,35 @@ def test_a_coroutine_function_is_called_to_completion_with_asyncio_run(open_ctx:
     assert result.test_code is not None and "import asyncio" in result.test_code
     assert "asyncio.run(create_order(payload=payload))" in result.test_code
     assert result.reproduction is not None and result.reproduction.passed
+
+
+def test_a_crash_in_a_constructor_chain_is_reproduced_by_calling_the_class_production_called(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    # Loop(make_current=True) -> Configurable.__new__ -> EpollLoop.initialize -> Loop.initialize: the receivers of
+    # both `initialize` frames are half-built objects, but `__new__` shows which class production called.
+    result = synthesize_regression_test(open_ctx("configurable"), issue_id=1)
+    assert result.frame == "lib/loops.py::Configurable.__new__", result.attempts
+    assert result.test_code is not None and "from lib.loops import Loop" in result.test_code
+    assert "Loop(*args, **kwargs)" in result.test_code and "kwargs = {'make_current': True}" in result.test_code
+    assert result.reproduction is not None and result.reproduction.passed, result.attempts
+
+
+def test_a_crash_in_init_calls_the_class_with_the_recorded_arguments(open_ctx: Callable[[str], AppContext]) -> None:
+    result = synthesize_regression_test(open_ctx("constructor"), issue_id=1)
+    assert result.frame == "lib/loops.py::Pool.__init__", result.attempts
+    assert result.test_code is not None and "Pool(size=size, timeout=timeout)" in result.test_code
+    assert result.reproduction is not None and result.reproduction.passed, result.attempts
+
+
+def test_a_constructor_reached_through_super_or_for_a_subclass_is_not_called_as_the_class() -> None:
+    source = "class Base:\n    def __init__(self, size):\n        self.size = 1 / size\n"
+    own = {"self": "<lib.x.Child object at 0x7f00>", "size": "0"}
+    with pytest.raises(Exception, match="receiver"):  # a Child: Base(size) would build another class
+        plan_call("lib/x.py", source, "Base.__init__", 2, own, None, {"Child": "lib.x", "Base": "lib.x"}.get)
+    via_super = CallerSite("super().__init__(size)", None, {"size": "0"})
+    base = {"self": "<lib.x.Base object at 0x7f00>", "size": "0"}
+    with pytest.raises(Exception, match="receiver"):
+        plan_call("lib/x.py", source, "Base.__init__", 2, base, via_super, lambda name: "lib.x")
+    planned = plan_call("lib/x.py", source, "Base.__init__", 2, base, None, lambda name: "lib.x")
+    assert (planned.callee, planned.import_name, planned.values) == ("Base", "Base", {"size": 0})
