@@ -32,6 +32,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.http_app import build_http_app
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
+from prodloop.tools.git_repo import run_git
 from prodloop.tools.loop import run_loop
 
 SAMPLE_FILES: dict[str, str] = {
@@ -92,15 +93,16 @@ def write_sample_service(root: Path) -> Path:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(body).lstrip())
-    git = ["git", "-c", "user.name=Demo", "-c", "user.email=demo@localhost", "-C", str(root)]
-    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "shop 1.0.0"], check=True)
-    subprocess.run([*git, "tag", "v1.0.0"], check=True)
+    who = ("-c", "user.name=Demo", "-c", "user.email=demo@localhost")
     remote = root.parent / "origin.git"
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
-    subprocess.run([*git, "remote", "add", "origin", str(remote)], check=True)
-    subprocess.run([*git, "push", "-q", "origin", "main", "v1.0.0"], check=True)
+    for cwd, args in (
+        (root, ("init", "-q", "-b", "main")), (root, ("add", ".")), (root, (*who, "commit", "-q", "-m", "shop 1.0.0")),
+        (root, (*who, "tag", "v1.0.0")), (root.parent, ("init", "-q", "--bare", "-b", "main", str(remote))),
+        (root, ("remote", "add", "origin", str(remote))), (root, ("push", "-q", "origin", "main", "v1.0.0")),
+    ):  # fmt: skip
+        done = run_git(cwd, *args)
+        if done.returncode != 0:
+            raise RuntimeError(f"git {args[0]} failed while writing the sample service: {done.stderr[-300:]}")
     return root
 
 

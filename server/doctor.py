@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from prodloop.server.errors import CodePathError
 from prodloop.server.settings import Settings, service_python
+from prodloop.tools.git_repo import GitError, GitRepo, git_version
 
 Status = Literal["ok", "warn", "fail"]
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")  # user:token@ in URLs git echoes back
@@ -33,17 +35,6 @@ def run_checks(settings: Settings) -> list[Check]:
     checks = [_git(), _repository(settings), _remote(settings), *_interpreter(settings), *_isolation(settings)]
     checks.append(_store(settings))
     return checks
-
-
-def _run(args: list[str], timeout: float = 20) -> tuple[int, str]:
-    from prodloop.tools.git_repo import git_command, git_env
-
-    command, env = (git_command(*args[1:]), git_env()) if args[0] == "git" else (args, None)  # hardened host git
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 127, f"{type(exc).__name__}: {exc}"
-    return done.returncode, (done.stdout + done.stderr).strip()
 
 
 def _run_confined(settings: Settings, args: list[str]) -> tuple[int, str]:
@@ -69,28 +60,36 @@ def _run_confined(settings: Settings, args: list[str]) -> tuple[int, str]:
 def _git() -> Check:
     if shutil.which("git") is None:
         return Check("git", "fail", "git is not on PATH", "install git (e.g. apt-get install git)")
-    code, text = _run(["git", "--version"])
-    return Check("git", "ok" if code == 0 else "fail", text[:100], "" if code == 0 else "check the git install")
+    try:
+        return Check("git", "ok", git_version()[:100])
+    except GitError as exc:
+        return Check("git", "fail", str(exc)[:160], "check the git install")
 
 
 def _repository(settings: Settings) -> Check:
     repo = settings.repo
-    code, text = _run(["git", "-C", str(repo), "rev-parse", "--verify", "HEAD"])
-    if code != 0:
-        return Check("repository", "fail", f"{repo} is not a git repository with a commit ({text[:120]})",
+    try:
+        head = GitRepo(repo).head()
+    except CodePathError as exc:
+        return Check("repository", "fail", f"{repo} is not a git repository with a commit ({str(exc)[:120]})",
                      "pass --repo PATH of the service's checkout")  # fmt: skip
-    return Check("repository", "ok", f"{repo} at {text[:12]}")
+    return Check("repository", "ok", f"{repo} at {head[:12]}")
 
 
 def _remote(settings: Settings) -> Check:
-    code, url = _run(["git", "-C", str(settings.repo), "remote", "get-url", "--", settings.git_remote])
-    if code != 0:
+    try:
+        repo = GitRepo(settings.repo)
+        url = repo.remote_url(settings.git_remote)
+    except CodePathError:
+        url = None
+    if url is None:
         return Check("remote", "warn", f"no remote named {settings.git_remote}: open_pr cannot push",
                      f"git remote add {settings.git_remote} URL, or set git_remote")  # fmt: skip
-    code, text = _run(["git", "-C", str(settings.repo), "ls-remote", "--heads", "--", settings.git_remote], timeout=30)
     shown = url.split("@")[-1]  # never print credentials embedded in a URL
-    if code != 0:
-        said = _CREDENTIALS.sub(r"\1", text[-160:])
+    try:
+        repo.remote_heads(settings.git_remote)
+    except CodePathError as exc:
+        said = _CREDENTIALS.sub(r"\1", str(exc)[-160:])
         return Check("remote", "warn", f"{settings.git_remote} ({shown}) did not answer: {said}",
                      "check the URL and credentials for pushing")  # fmt: skip
     return Check("remote", "ok", f"{settings.git_remote} answers ({shown})")

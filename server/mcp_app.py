@@ -217,7 +217,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         reproduces. Each frame tried spends one run of the issue's budget."""
         result = synthesize_regression_test(ctx, issue_id=issue_id, max_frames=max_frames)
         if characterize_fix and result.call is not None and result.test_path is not None:
-            fix = working_tree_diff(ctx.settings.repo.resolve(), result.call.commit, result.test_path)
+            fix = working_tree_diff(ctx.git(), result.call.commit, result.test_path)
             if fix.strip():
                 stronger, _why = characterize(ctx, result.call, fix)
                 result.test_code = stronger or result.test_code

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.gates import GATE_ORDER, Gate, GateName
-from prodloop.tools.git_repo import git_command, git_env
+from prodloop.tools.git_repo import GitError, GitRepo
 from prodloop.tools.hermetic import hermetic_findings, support_file_findings
 from prodloop.tools.sandbox import (
     Limits,
@@ -150,29 +149,29 @@ def prepare_input(
         test_path = test_path or test_file
     assert test_code is not None
     if test_path is None:
-        related = code_path.related_tests[0].path.rsplit("/", 1)[0] if code_path.related_tests else "tests"
-        test_path = f"{related}/test_prodloop_issue_{issue_id}.py"
+        test_path = default_test_path([t.path for t in code_path.related_tests], issue_id)
     if test_path.startswith("/") or ".." in Path(test_path).parts or not test_path.endswith(".py"):
         raise InvalidArgument("test_path", f"{test_path} is not a relative .py path", "e.g. tests/test_x.py")
     if fix_diff is not None and fix_from_working_tree:
         raise InvalidArgument("fix", "give a diff or fix_from_working_tree, not both", "choose one")
     if fix_from_working_tree:
-        fix_diff = working_tree_diff(repo_root, code_path.release.commit, test_path)
+        fix_diff = working_tree_diff(ctx.git(), code_path.release.commit, test_path)
     support = _check_support(support_files or {}, test_path)
     return CandidateInput(issue_id, test_code, test_path, test_name, fix_diff or "", support)
 
 
-def working_tree_diff(repo: Path, commit: str, test_path: str) -> str:
-    done = subprocess.run(
-        git_command("-C", str(repo), "diff", "--no-color", "--no-ext-diff", "--no-textconv", commit, "--", ".",
-                    f":(exclude){test_path}"),
-        capture_output=True, text=True, timeout=60, env=git_env(),
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise InvalidArgument(
-            "fix_from_working_tree", f"git diff failed: {done.stderr.strip()[:200]}", "check the repo"
-        )
-    return done.stdout
+def default_test_path(related: list[str], issue_id: int) -> str:
+    """Beside the tests related to the culprit, preferring one in a test folder over a stray `scripts/test_x.py`."""
+    in_folder = [p for p in related if {"test", "tests"} & set(p.split("/")[:-1])]
+    best = (in_folder or [p for p in related if "/" in p])[:1]
+    return f"{best[0].rsplit('/', 1)[0] if best else 'tests'}/test_prodloop_issue_{issue_id}.py"
+
+
+def working_tree_diff(repo: GitRepo, commit: str, test_path: str) -> str:
+    try:
+        return repo.working_tree_diff(commit, exclude=test_path)
+    except GitError as exc:
+        raise InvalidArgument("fix_from_working_tree", str(exc)[:300], "check the repository") from exc
 
 
 def run_candidate_test(

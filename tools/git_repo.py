@@ -1,16 +1,20 @@
-"""`GitRepo`: the reads prodloop makes of a git repository, through GitPython, cached.
+"""`GitRepo`: prodloop's only boundary to git. No other module runs `git` or opens `git.Repo`.
 
-Everything is read from git objects at a given commit, never from the working tree. A
-commit's content never changes, so results keyed by commit sha are cached without expiry
-(bounded LRU); only name resolution (HEAD, tags) is asked afresh.
+Reads come from git objects at a given commit, never from the working tree. A commit's
+content never changes, so results keyed by commit sha are cached without expiry (bounded
+LRU); only name resolution (HEAD, tags) is asked afresh. Writes (worktrees for test runs,
+the PR commit, fetch and push) run hardened git commands (`HARDENED_CONFIG`) with every
+ref, branch and remote checked so that none can be read as an option; every failure is a
+`GitError`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +23,7 @@ import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from prodloop.server.errors import CodePathError
+from prodloop.tools._lru import LRU
 
 T = TypeVar("T")
 
@@ -45,6 +50,36 @@ def git_env() -> dict[str, str]:
     return {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
 
 
+class GitError(CodePathError):
+    """A git command failed, timed out, or was refused before it ran (a name that git could read as an option)."""
+
+
+def checked_name(name: str, what: str) -> str:
+    """`name` (a ref, branch or remote) when git can only read it as a name: no leading `-`, no control chars."""
+    if not name or name.startswith("-") or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise GitError(name[:80], f"is not usable as a git {what}", f"give a {what} that does not start with '-'")
+    return name
+
+
+def run_git(cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """One hardened git command in `cwd` (a repository or one of its worktrees); the caller reads returncode."""
+    try:
+        return subprocess.run(
+            git_command("-C", str(cwd), *args), input=stdin, capture_output=True, text=True, timeout=timeout,
+            env=git_env(),
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(
+            str(cwd), f"git {args[0]} did not finish ({type(exc).__name__})", "check git and the repository"
+        ) from exc
+
+
+def _checked(done: subprocess.CompletedProcess[str], where: Path, what: str, fix: str) -> str:
+    if done.returncode != 0:
+        raise GitError(str(where), f"{what} failed ({_first_line(done.stderr or done.stdout)})", fix)
+    return done.stdout
+
+
 @dataclass(frozen=True, slots=True)
 class CommitInfo:
     sha: str
@@ -60,30 +95,6 @@ class BlameRange:
     commit: CommitInfo
 
 
-class _LRU:
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._data: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, key: Hashable, value: object) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-
-    def get(self, key: Hashable, make: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]  # type: ignore[return-value]
-        value = make()
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-        return value
-
-
 class GitRepo:
     def __init__(self, path: Path, *, cache_size: int = 2048) -> None:
         self.path = path
@@ -95,7 +106,7 @@ class GitRepo:
             ) from exc
         self._repo.git.set_persistent_git_options(c=list(HARDENED_CONFIG))
         self._repo.git.update_environment(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
-        self._cache = _LRU(cache_size)
+        self._cache = LRU(cache_size)
         self._lock = threading.Lock()
 
     def memo(self, key: Hashable, make: Callable[[], T]) -> T:
@@ -288,6 +299,99 @@ class GitRepo:
             return tuple(line.split(":", 1)[1] for line in str(out).splitlines() if ":" in line)
 
         return self._cache.get(("grep", commit, patterns, pathspecs), make)
+
+    # -- the working tree, worktrees and remotes ----------------------------------------------
+
+    def working_tree_diff(self, commit: str, exclude: str) -> str:
+        """The checkout's uncommitted change against `commit` (a fix an agent made in place), without `exclude`."""
+        done = run_git(self.path, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options",
+                       checked_name(commit, "commit"), "--", ".", f":(exclude){exclude}")  # fmt: skip
+        return _checked(done, self.path, "git diff", "check the repository")
+
+    def add_worktree(self, root: Path, commit: str) -> None:
+        done = run_git(self.path, "worktree", "add", "--detach", "--quiet", str(root), checked_name(commit, "commit"),
+                       timeout=120)  # fmt: skip
+        _checked(done, self.path, "git worktree add", "check the commit")
+
+    def prune_worktrees(self) -> None:
+        """Forget worktrees whose folder is gone (never `worktree remove`: it reads the tree's own `.git` file)."""
+        run_git(self.path, "worktree", "prune")
+
+    @staticmethod
+    def apply(tree: Path, patch: Path) -> None:
+        """Apply a diff file to a worktree's files."""
+        done = run_git(tree, "apply", "--whitespace=nowarn", str(patch))
+        _checked(done, tree, "git apply", "make the diff against the deployed commit (git diff <commit>)")
+
+    def changed_paths(self, diff: str) -> list[str]:
+        """Every path a diff touches, as git reads it (old and new names of a rename), so any file name works."""
+        fields = run_git(self.path, "apply", "--numstat", "-z", "-", stdin=diff).stdout.split("\0")
+        touched: list[str] = []
+        i = 0
+        while i < len(fields) and fields[i]:
+            stat = fields[i].split("\t")
+            if len(stat) == 3 and stat[2]:
+                touched.append(stat[2])
+                i += 1
+            else:  # a rename: "added\tdeleted\t" then the old and the new path
+                touched += fields[i + 1 : i + 3]
+                i += 3
+        return touched
+
+    @staticmethod
+    def commit_paths(tree: Path, paths: Iterable[str], message: str) -> str:
+        """Commit exactly `paths` in a worktree (ignored ones too), as prodloop; refuses when more would go in."""
+        expected = set(paths)
+        _checked(run_git(tree, "add", "--all", "--force", "--", *sorted(expected)), tree, "git add", "check the paths")
+        staged = set(_checked(run_git(tree, "diff", "--cached", "--name-only", "-z"), tree, "git diff", "")
+                     .split("\0")) - {""}  # fmt: skip
+        if not staged <= expected:
+            raise GitError(str(tree), f"the commit would hold {sorted(staged - expected)} too", "nothing was pushed")
+        done = run_git(tree, "-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
+                       "--no-verify", "-m", message)  # fmt: skip
+        _checked(done, tree, "git commit", "check the worktree")
+        return _checked(run_git(tree, "rev-parse", "--verify", "HEAD"), tree, "git rev-parse", "").strip()
+
+    def remote_url(self, remote: str) -> str | None:
+        done = run_git(self.path, "remote", "get-url", "--end-of-options", checked_name(remote, "remote"), timeout=30)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def remote_heads(self, remote: str, pattern: str = "") -> set[str]:
+        """Branch names on `remote` (matching a glob such as `prodloop/7-*`)."""
+        args = ["ls-remote", "--heads", "--end-of-options", checked_name(remote, "remote")]
+        done = run_git(self.path, *args, *([pattern] if pattern else []), timeout=60)
+        out = _checked(done, self.path, f"git ls-remote {remote}", "check the remote's URL and credentials")
+        return {line.split("refs/heads/", 1)[1] for line in out.splitlines() if "refs/heads/" in line}
+
+    def default_branch(self, remote: str) -> str:
+        """The remote's HEAD branch, else the checked-out branch, else main."""
+        name = checked_name(remote, "remote")
+        for args in (["symbolic-ref", "--short", f"refs/remotes/{name}/HEAD"], ["ls-remote", "--symref", name, "HEAD"]):
+            done = run_git(self.path, *args)
+            match = re.search(r"(?:ref: refs/heads/|^" + re.escape(name) + r"/)(\S+)", done.stdout)
+            if done.returncode == 0 and match:
+                return match.group(1)
+        done = run_git(self.path, "rev-parse", "--abbrev-ref", "HEAD")
+        branch = done.stdout.strip()
+        return branch if done.returncode == 0 and branch and branch != "HEAD" else "main"
+
+    def fetch(self, remote: str, ref: str) -> bool:
+        """Fetch one branch of `remote`; False when the remote did not answer (the caller may use a local ref)."""
+        done = run_git(self.path, "fetch", "--quiet", "--end-of-options", checked_name(remote, "remote"),
+                       checked_name(ref, "branch"), timeout=300)  # fmt: skip
+        return done.returncode == 0
+
+    def push(self, remote: str, commit: str, branch: str) -> None:
+        """Push `commit` (an object of this repository) to a new branch of `remote`, hooks off."""
+        refspec = f"{checked_name(commit, 'commit')}:refs/heads/{checked_name(branch, 'branch')}"
+        done = run_git(self.path, "push", "--no-verify", "--porcelain", "--end-of-options",
+                       checked_name(remote, "remote"), refspec, timeout=300)  # fmt: skip
+        _checked(done, self.path, f"push of {branch} to {remote}", "check the remote and that the branch is new")
+
+
+def git_version() -> str:
+    """`git --version`, run the hardened way (GitError when git is missing or broken)."""
+    return _checked(run_git(Path.cwd(), "--version", timeout=20), Path.cwd(), "git --version", "install git").strip()
 
 
 _INFO_FORMAT = "%H%x00%an%x00%at%x00%s"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from pathlib import Path
 
 from github import Auth, Github, GithubException
@@ -16,7 +15,7 @@ from github.GithubRetry import GithubRetry
 
 from prodloop.server.errors import ConfigError, ProdloopError
 from prodloop.server.settings import Settings
-from prodloop.tools.git_repo import git_command, git_env
+from prodloop.tools.git_repo import GitRepo
 
 logger = logging.getLogger("prodloop.tools")
 _REMOTE = re.compile(r"(?:[:/])([^/:]+)/([^/]+?)(?:\.git)?/?$")
@@ -37,14 +36,8 @@ class GitHubError(ProdloopError):
 def repository_name(settings: Settings, repo: Path) -> str:
     if settings.github_repo:
         return settings.github_repo
-    done = subprocess.run(
-        git_command("-C", str(repo), "remote", "get-url", "--end-of-options", settings.git_remote),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=git_env(),
-    )
-    match = _REMOTE.search(done.stdout.strip()) if done.returncode == 0 else None
+    url = GitRepo(repo).remote_url(settings.git_remote)
+    match = _REMOTE.search(url) if url is not None else None
     if match is None:
         raise ConfigError("github_repo", f"cannot be read from remote {settings.git_remote}", "set it as owner/name")
     return f"{match.group(1)}/{match.group(2)}"

@@ -86,7 +86,7 @@ def run_loop(
         report.test_code = synthesized.test_code
 
         t0 = time.monotonic()
-        fix = working_tree_diff(ctx.settings.repo.resolve(), code_path.release.commit, synthesized.test_path or "")
+        fix = working_tree_diff(ctx.git(), code_path.release.commit, synthesized.test_path or "")
         step(
             "find the fix",
             bool(fix.strip()),

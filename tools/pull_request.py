@@ -12,12 +12,9 @@ and the description written beside the store.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
-import git
-from git.exc import GitCommandError
 from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
@@ -28,7 +25,7 @@ from prodloop.server.store import policy
 from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, map_code_path
-from prodloop.tools.git_repo import HARDENED_CONFIG, git_command, git_env
+from prodloop.tools.git_repo import GitError, GitRepo
 from prodloop.tools.provenance import build_record, jsonl_line
 from prodloop.tools.sandbox import Limits, guard_for, outcome_of, run_pytest, workspace
 
@@ -98,9 +95,9 @@ def _open(
     settings = ctx.settings
     repo_path = settings.repo.resolve()
     remote = settings.git_remote
-    base = settings.base_branch or _default_branch(repo_path, remote)
+    base = settings.base_branch or ctx.git().default_branch(remote)
     base_sha = _fetch_base(ctx, remote, base)
-    branch = _free_branch(repo_path, remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
+    branch = _free_branch(ctx.git(), remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
     now = ctx.clock.now()
     record = build_record(
         receipt=receipt,
@@ -133,7 +130,7 @@ def _open(
         with open(ledger, "a", encoding="utf-8") as fh:
             fh.write(jsonl_line(record))
         # Commit before anything runs: what the test writes while it runs can never ship in the PR.
-        commit = _commit(ws.root, message, _expected_files(ws.root, receipt, settings.ledger_path))
+        commit = _commit(ctx.git(), ws.root, message, _expected_files(ctx.git(), receipt, settings.ledger_path))
         node = f"{receipt.test_path}::{receipt.test_name}"
         gates = settings.gates
         limits = Limits(
@@ -149,7 +146,7 @@ def _open(
                 f"on {base} ({base_sha[:12]}) the test {what}: {detail}",
                 "the base moved: run run_candidate_test against it, then open_pr again",
             )
-        _push(repo_path, remote, commit, branch)
+        _push(ctx.git(), remote, commit, branch)
         pushed += [branch, commit]
     labels = labels if labels is not None else list(settings.pr_labels)
     url = number = description_path = None
@@ -228,98 +225,44 @@ def _reserve(ctx: AppContext, receipt: policy.ReceiptRow) -> int:
     return slot
 
 
-def _default_branch(repo: Path, remote: str) -> str:
-    for args in (["symbolic-ref", "--short", f"refs/remotes/{remote}/HEAD"], ["ls-remote", "--symref", remote, "HEAD"]):
-        done = subprocess.run(
-            git_command("-C", str(repo), *args), capture_output=True, text=True, timeout=60, env=git_env()
-        )
-        if done.returncode == 0:
-            match = re.search(r"(?:ref: refs/heads/|^" + re.escape(remote) + r"/)(\S+)", done.stdout)
-            if match:
-                return match.group(1)
-    done = subprocess.run(
-        git_command("-C", str(repo), "rev-parse", "--abbrev-ref", "HEAD"), capture_output=True, text=True, env=git_env()
-    )
-    branch = done.stdout.strip()
-    return branch if done.returncode == 0 and branch and branch != "HEAD" else "main"
-
-
 def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
-    repo = ctx.settings.repo.resolve()
-    subprocess.run(
-        git_command("-C", str(repo), "fetch", "--quiet", "--end-of-options", remote, base),
-        capture_output=True, timeout=300, env=git_env(),
-    )  # fmt: skip
+    ctx.git().fetch(remote, base)
     sha = ctx.git().resolve(f"refs/remotes/{remote}/{base}") or ctx.git().resolve(base)
     if sha is None:
-        raise CodePathError(str(repo), f"base branch {base} is neither on {remote} nor local", "set base_branch")
+        raise CodePathError(
+            str(ctx.git().path), f"base branch {base} is neither on {remote} nor local", "set base_branch"
+        )
     return sha
 
 
-def _expected_files(root: Path, receipt: policy.ReceiptRow, ledger: str) -> list[str]:
+def _expected_files(repo: GitRepo, receipt: policy.ReceiptRow, ledger: str) -> list[str]:
     """Every path the fix touches (read by git from the diff itself, so any file name works), the test and the
     provenance ledger."""
-    done = subprocess.run(
-        git_command("-C", str(root), "apply", "--numstat", "-z", "-"), input=receipt.fix_diff.encode(),
-        capture_output=True, timeout=60, env=git_env(),
-    )  # fmt: skip
-    touched: list[str] = []
-    fields = done.stdout.split(b"\0")
-    i = 0
-    while i < len(fields) and fields[i]:
-        stat = fields[i].split(b"\t")
-        if len(stat) == 3 and stat[2]:
-            touched.append(stat[2].decode())
-            i += 1
-        else:  # a rename: "added\tdeleted\t" then the old and the new path
-            touched += [fields[i + 1].decode(), fields[i + 2].decode()]
-            i += 3
-    return sorted({*touched, receipt.test_path, *(receipt.support_files or {}), ledger})
+    return sorted({*repo.changed_paths(receipt.fix_diff), receipt.test_path, *(receipt.support_files or {}), ledger})
 
 
-def _commit(root: Path, message: str, expected: list[str]) -> str:
+def _commit(repo: GitRepo, tree: Path, message: str, expected: list[str]) -> str:
     try:
-        repo = git.Repo(root)
-        repo.git.set_persistent_git_options(c=list(HARDENED_CONFIG))
-        repo.git.update_environment(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
-        repo.git.add("--all", "--force", "--", *expected)  # the ledger's folder may be ignored by the service
-        staged = set(repo.git.diff("--cached", "--name-only", "-z").split("\0")) - {""}
-        if not staged <= set(expected):
-            raise ProdloopError(f"the change would commit {sorted(staged - set(expected))} too; nothing was pushed")
-        repo.git.execute(
-            git_command("-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
-                        "--no-verify", "-m", message),
-        )  # fmt: skip
-        return str(repo.head.commit.hexsha)
-    except (GitCommandError, ValueError) as exc:
-        raise ProdloopError(f"commit failed: {str(getattr(exc, 'stderr', '') or exc).strip()[:300]}") from exc
+        return repo.commit_paths(tree, expected, message)
+    except GitError as exc:
+        raise ProdloopError(f"commit failed: {str(exc)[:300]}; nothing was pushed") from exc
 
 
-def _push(repo: Path, remote: str, commit: str, branch: str) -> None:
+def _push(repo: GitRepo, remote: str, commit: str, branch: str) -> None:
     """Push the commit made before any test ran, from the user's repository: never from the worktree the test ran
     in, whose `.git` pointer and config the test could have rewritten."""
-    if remote.startswith("-") or branch.startswith("-"):
-        raise ProdloopError(f"refusing a remote or branch that starts with '-' ({remote!r}, {branch!r})")
-    done = subprocess.run(
-        git_command("-C", str(repo), "push", "--no-verify", "--porcelain", "--end-of-options", remote,
-                    f"{commit}:refs/heads/{branch}"),
-        capture_output=True, text=True, timeout=300, env=git_env(),
-    )  # fmt: skip
-    if done.returncode != 0:
-        detail = (done.stderr.strip() or done.stdout.strip())[-300:]
-        raise ProdloopError(f"push of {branch} to {remote} failed or was rejected: {detail}")
+    try:
+        repo.push(remote, commit, branch)
+    except GitError as exc:
+        raise ProdloopError(f"push of {branch} to {remote} failed or was rejected: {str(exc)[-300:]}") from exc
 
 
-def _free_branch(repo: Path, remote: str, wanted: str) -> str:
+def _free_branch(repo: GitRepo, remote: str, wanted: str) -> str:
     """`wanted`, or `wanted-2`, `wanted-3`, ... when an earlier PR of the issue holds the name on the remote."""
-    done = subprocess.run(
-        git_command("-C", str(repo), "ls-remote", "--heads", "--end-of-options", remote, f"{wanted}*"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=git_env(),
-    )
-    taken = {line.split("refs/heads/", 1)[1] for line in done.stdout.splitlines() if "refs/heads/" in line}
+    try:
+        taken = repo.remote_heads(remote, f"{wanted}*")
+    except GitError:
+        taken = set()  # the push will say what is wrong with the remote
     n = 1
     name = wanted
     while name in taken:

@@ -28,7 +28,7 @@ from typing import Any
 
 from prodloop.server.errors import CodePathError, IsolationUnavailable
 from prodloop.server.settings import Settings
-from prodloop.tools.git_repo import GitRepo, git_command, git_env
+from prodloop.tools.git_repo import GitError, GitRepo
 
 _PROBE = Path(__file__).with_name("_probe.py")
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
@@ -92,16 +92,14 @@ class Workspace:
             return
         patch = self.root.parent / "fix.diff"
         patch.write_text(diff if diff.endswith("\n") else diff + "\n")
-        done = subprocess.run(
-            git_command("-C", str(self.root), "apply", "--whitespace=nowarn", str(patch)),
-            capture_output=True, text=True, timeout=60, env=git_env(),
-        )  # fmt: skip
-        if done.returncode != 0:
+        try:
+            self.repo.apply(self.root, patch)
+        except GitError as exc:
             raise CodePathError(
                 str(self.repo.path),
-                f"the fix does not apply to commit {self.commit[:12]} ({done.stderr.strip()[:300]})",
+                f"the fix does not apply to commit {self.commit[:12]} ({str(exc)[:300]})",
                 "make the diff against the deployed commit (git diff <commit>)",
-            )
+            ) from exc
 
     def read_sources(self, paths: list[str]) -> dict[str, str]:
         """The text of these files as they are now (call before any test runs in the tree: it may rewrite them)."""
@@ -126,25 +124,13 @@ def workspace(repo: GitRepo, commit: str) -> Iterator[Workspace]:
     base = Path(tempfile.mkdtemp(prefix="prodloop-run-"))
     root = base / "tree"
     try:
-        try:
-            done = subprocess.run(
-                git_command("-C", str(repo.path), "worktree", "add", "--detach", "--quiet", str(root), commit),
-                capture_output=True, text=True, timeout=120, env=git_env(),
-            )  # fmt: skip
-        except subprocess.TimeoutExpired as exc:
-            raise CodePathError(str(repo.path), "git worktree add took over 120 s", "check the repository") from exc
-        if done.returncode != 0:
-            raise CodePathError(
-                str(repo.path), f"git worktree add failed ({done.stderr.strip()[:300]})", "check the commit"
-            )
+        repo.add_worktree(root, commit)
         yield Workspace(repo, commit, root)
     finally:
         # Never `git worktree remove`: it would read the tree's `.git` file, which a test may have rewritten to point
         # at a git directory of its own. The tree goes, then the repository forgets it from its own records.
         shutil.rmtree(base, ignore_errors=True)
-        subprocess.run(
-            git_command("-C", str(repo.path), "worktree", "prune"), capture_output=True, timeout=60, env=git_env()
-        )
+        repo.prune_worktrees()
 
 
 def run_pytest(

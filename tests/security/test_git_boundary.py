@@ -86,3 +86,51 @@ def test_doctor_runs_the_repositorys_interpreter_only_inside_the_sandbox(tmp_pat
     assert not marker.exists(), "doctor executed a repository file on the host"
     interpreter = next(c for c in checks if c.name == "service interpreter")
     assert interpreter.status == "ok" or not isolation_available()  # it ran, confined: the checkout is read-only
+
+
+def test_no_module_but_git_repo_runs_git_or_opens_a_repository() -> None:
+    """GitRepo is the one boundary: every host git command gets its hardening and name checks there."""
+    import ast
+
+    import prodloop.server
+    import prodloop.tools
+
+    roots = [Path(prodloop.server.__file__).parent, Path(prodloop.tools.__file__).parent]
+    offenders = []
+    for path in sorted(p for root in roots for p in root.rglob("*.py")):
+        if path.name == "git_repo.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            imports_git = isinstance(node, ast.Import) and any(a.name == "git" for a in node.names)
+            imports_git |= isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "git"
+            runs_git = isinstance(node, ast.List) and node.elts and ast.unparse(node.elts[0]) in ("'git'", '"git"')
+            calls_git = isinstance(node, ast.Call) and ast.unparse(node.func).endswith("git_command")
+            if imports_git or runs_git or calls_git:
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_path: Path) -> None:
+    import pytest
+
+    from prodloop.tools.git_repo import GitError, GitRepo
+
+    marker = tmp_path / "ran"
+    repo_root = tmp_path / "r"
+    repo_root.mkdir()
+    subprocess.run(git_command("-C", str(repo_root), "init", "-q"), check=True, env=git_env())
+    repo = GitRepo(repo_root)
+    evil = f"--upload-pack=touch {marker}"
+    for attempt in (
+        lambda: repo.remote_heads(evil),
+        lambda: repo.fetch(evil, "main"),
+        lambda: repo.fetch("origin", "-q"),
+        lambda: repo.push("origin", "HEAD", "--force"),
+        lambda: repo.remote_url("-v"),
+        lambda: repo.default_branch(evil),
+        lambda: repo.working_tree_diff("--output=/tmp/x", "t.py"),
+    ):
+        with pytest.raises(GitError, match="is not usable as a git"):
+            attempt()
+    assert not marker.exists()

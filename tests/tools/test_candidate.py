@@ -324,3 +324,13 @@ def test_a_guard_clause_fix_that_returns_before_the_old_crash_line_covers_the_pa
     result = _run(open_ctx(gates={"flaky_runs": 1}), test, fix=guard)
     assert _gates(result)["covers_path"] is True, _evidence(result, "covers_path")
     assert "2 of the fix's 2 changed code line(s) executed" in _evidence(result, "covers_path")
+
+
+def test_a_synthesized_test_goes_beside_related_tests_in_a_test_folder() -> None:
+    from prodloop.tools.candidate import default_test_path
+
+    related = ["maint/scripts/test_redbot.py", "tornado/test/ioloop_test.py"]
+    assert default_test_path(related, 3) == "tornado/test/test_prodloop_issue_3.py"
+    assert default_test_path(["maint/scripts/test_redbot.py"], 3) == "maint/scripts/test_prodloop_issue_3.py"
+    assert default_test_path(["test_root.py"], 3) == "tests/test_prodloop_issue_3.py"
+    assert default_test_path([], 3) == "tests/test_prodloop_issue_3.py"
