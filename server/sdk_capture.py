@@ -12,7 +12,7 @@ sentry-sdk sends a frame's locals as reprs, and `<shop.Cart object at 0x7f...>` 
 rebuilt. Through sentry-sdk's own extension point (`before_send`, chained after any the
 service set), this helper replaces, for each local that is an instance of a class with plain
 state, the repr by a structured form `{"__class__": "module.Qualname", "__state__": {...}}`:
-its attributes (`__dict__` or `__slots__`), containers as containers, bounded in depth,
+its attributes (`__dict__` or `__slots__`), containers as containers (tuples and sets marked as such), bounded in depth,
 breadth and string length (a cut container carries a `"<truncated>"` marker, so it is never
 mistaken for the whole). The event goes through the same scrubbing at ingest as every other
 value. Classes, functions, modules, files, sockets, locks and other live resources are left
@@ -118,7 +118,10 @@ def _shape(value: Any, depth: int, items: int) -> Any:
         return {**shaped, "<truncated>": True} if len(value) > items else shaped
     if isinstance(value, (list, tuple, set, frozenset)):
         listed = [_shape(v, depth - 1, items) for v in list(value)[:items]]
-        return [*listed, "<truncated>"] if len(value) > items else listed
+        listed = [*listed, "<truncated>"] if len(value) > items else listed
+        # A tuple or set stays one (a list would compare unequal, or lose set semantics, in the rebuilt object).
+        kind = next((k for k in (tuple, frozenset, set) if isinstance(value, k)), None)
+        return {f"__{kind.__name__}__": listed} if kind is not None else listed
     if isinstance(value, (types.FunctionType, types.MethodType, types.ModuleType, type)) or not _is_object(value):
         return repr(value)[:200]
     state = _state(value)

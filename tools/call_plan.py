@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from prodloop.tools.reconstruct import ClassResolver, Unusable, evaluate, rebuild, render
+from prodloop.tools.reconstruct import ClassResolver, InitSource, Unusable, constructed, evaluate, rebuild, render
 from prodloop.tools.source_map import module_of
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,20}")
@@ -72,7 +72,9 @@ def plan_call(
     callee_vars: dict[str, Any],
     caller: CallerSite | None,
     classes: ClassResolver,
+    init_of: InitSource | None = None,
 ) -> PlannedCall:
+    """With `init_of`, a captured receiver is built by calling its class (`constructed`), else from its state."""
     module = module_of(path)
     if not _DOTTED.fullmatch(module):
         raise Unusable(f"{path} is not importable as a module")
@@ -110,7 +112,10 @@ def plan_call(
         if first is None or first not in callee_vars:
             raise Unusable(f"{qualname} is a method and its receiver was not recorded")
         try:
-            built = rebuild(callee_vars[first], first, classes)
+            if init_of is not None:
+                built = constructed(callee_vars[first], first, classes, init_of)
+            else:
+                built = rebuild(callee_vars[first], first, classes)
         except Unusable as why:
             raise Unusable(f"{qualname} is a bound method whose receiver cannot be rebuilt ({why})") from None
         receiver = render(built, imports)

@@ -78,6 +78,11 @@ def rebuild(value: Any, path: str, classes: ClassResolver | None = None, *, capt
         return _captured_object(value, path, classes)
     if captured and isinstance(value, (dict, list)) and (_TRUNCATED in value):
         raise Unusable(f"{path} was cut by the capture helper's size limits")
+    if captured and isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _CAPTURED_KINDS:
+        kind, items = next(iter(value.items()))
+        if not isinstance(items, list):
+            raise Unusable(f"{path} has a malformed captured {kind.strip('_')}")
+        return _CAPTURED_KINDS[kind](rebuild(items, path, classes, captured=True))
     if isinstance(value, dict) and captured:
         return {_key(k): rebuild(v, f"{path}[{k!r}]", classes, captured=True) for k, v in value.items()}
     if isinstance(value, list) and captured:
@@ -115,7 +120,24 @@ def rebuild(value: Any, path: str, classes: ClassResolver | None = None, *, capt
 
 
 _TRUNCATED = "<truncated>"
+_CAPTURED_KINDS: dict[str, Callable[[list[Any]], Any]] = {
+    "__tuple__": tuple,
+    "__set__": set,
+    "__frozenset__": frozenset,
+}
 _CLASS_PATH = re.compile(r"[A-Za-z_][\w.]{0,200}")
+
+
+def _service_class(dotted: str, path: str, classes: ClassResolver | None) -> tuple[str, str, str]:
+    """(module, top-level class, class expression) of `pkg.mod.Outer.Inner`: the longest module prefix the
+    repository defines the class in."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module, top = ".".join(parts[:cut]), parts[cut]
+        if classes is not None and classes(f"{module}:{top}") == module:
+            # `scheduler` of `luigi.scheduler`: the class, not the module's name again
+            return module, top, ".".join(parts[cut:])
+    raise Unusable(f"{path} is a {dotted}, not a class of the service")
 
 
 def _captured_object(value: dict[str, Any], path: str, classes: ClassResolver | None) -> RepoExpr:
@@ -124,16 +146,7 @@ def _captured_object(value: dict[str, Any], path: str, classes: ClassResolver | 
     dotted, state = value["__class__"], value["__state__"]
     if not isinstance(dotted, str) or not _CLASS_PATH.fullmatch(dotted) or not isinstance(state, dict):
         raise Unusable(f"{path} has a malformed captured object")
-    module, _, qualname = dotted.rpartition(".")
-    top = qualname
-    # `pkg.mod.Outer.Inner`: find the longest module prefix the repository defines the class in.
-    parts = dotted.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        module, top = ".".join(parts[:cut]), parts[cut]
-        if classes is not None and classes(f"{module}:{top}") == module:
-            break
-    else:
-        raise Unusable(f"{path} is a {dotted}, not a class of the service")
+    module, top, expression = _service_class(dotted, path, classes)
     imports = {f"from {module} import {top}"}
     fields = {}
     for key, item in state.items():
@@ -141,9 +154,57 @@ def _captured_object(value: dict[str, Any], path: str, classes: ClassResolver | 
             raise Unusable(f"{path} has an attribute name that is not a Python name")
         fields[key] = rebuild(item, f"{path}.{key}", classes, captured=True)
     body = ", ".join(f"{k!r}: {render(v, imports)}" for k, v in fields.items())
-    expression = ".".join(parts[parts.index(top) :])
     imports.add(RESTORE_MARK)
     return RepoExpr(f"{_RESTORE}({expression}, {{{body}}})", frozenset(imports))
+
+
+# The `__init__` of a service class, parsed at the deployed commit: (module, class expression) -> def, or None.
+InitSource = Callable[[str, str], ast.FunctionDef | None]
+
+
+def constructed(value: Any, path: str, classes: ClassResolver, init_of: InitSource) -> RepoExpr:
+    """A captured object rebuilt the way real code builds it: its class called with the recorded attributes that
+    `__init__` stores straight from a parameter (`self.id = worker_id`). A parameter whose recorded value equals its
+    default is left out, as production most likely left it out: the test then runs the constructor as it is at
+    the commit under test, fix included. Refused when a required parameter has no such attribute."""
+    if not (isinstance(value, dict) and set(value) == {"__class__", "__state__"}):
+        raise Unusable(f"{path} was not captured as an object")
+    _captured_object(value, path, classes)  # validates the class and every attribute
+    state = value["__state__"]
+    module, top, expression = _service_class(value["__class__"], path, classes)
+    init = init_of(module, expression)
+    if init is None:
+        raise Unusable(f"{path}: {expression} has no __init__ of its own to call")
+    args = init.args
+    if args.vararg or args.kwarg or args.posonlyargs:
+        raise Unusable(f"{path}: {expression}.__init__ takes *args, **kwargs or positional-only parameters")
+    stored = {
+        stmt.value.id: stmt.targets[0].attr
+        for stmt in init.body
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.value, ast.Name)
+        and isinstance(stmt.targets[0], ast.Attribute) and isinstance(stmt.targets[0].value, ast.Name)
+        and stmt.targets[0].value.id == (args.args[0].arg if args.args else "")
+    }  # fmt: skip
+    params = [*args.args[1:], *args.kwonlyargs]
+    defaults = dict(zip([a.arg for a in args.args][len(args.args) - len(args.defaults) :], args.defaults, strict=True))
+    defaults |= {a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None}
+    imports = {f"from {module} import {top}"}
+    given = []
+    for param in params:
+        attr = stored.get(param.arg)
+        if attr is None or attr not in state:
+            if param.arg in defaults:
+                continue
+            raise Unusable(f"{path}: {expression}'s parameter {param.arg} is not stored as a recorded attribute")
+        recorded = rebuild(state[attr], f"{path}.{attr}", classes, captured=True)
+        if param.arg in defaults:
+            try:
+                if ast.literal_eval(defaults[param.arg]) == recorded and not isinstance(recorded, RepoExpr):
+                    continue
+            except (ValueError, TypeError, SyntaxError):
+                pass  # not a literal default: pass the recorded value
+        given.append(f"{param.arg}={render(recorded, imports)}")
+    return RepoExpr(f"{expression}({', '.join(given)})", frozenset(imports))
 
 
 # The helper a test uses to rebuild a captured object; rendered into the test by `regression_test`.

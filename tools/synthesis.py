@@ -33,7 +33,7 @@ from prodloop.tools.call_plan import (
 from prodloop.tools.candidate import prepare_input, run_candidate_test
 from prodloop.tools.code_path import CodePath, ExceptionPath, MappedFrame, map_code_path
 from prodloop.tools.gates import Gate
-from prodloop.tools.reconstruct import ClassResolver, Unusable, render
+from prodloop.tools.reconstruct import ClassResolver, InitSource, Unusable, render
 from prodloop.tools.regression_test import Case, SynthesizedCall, render_test
 from prodloop.tools.source_map import module_of
 
@@ -76,58 +76,89 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
         classes = class_resolver(
             ctx, code_path.release.commit, module_of(mapped.location.repo_path or ""), known_classes
         )
-        try:
-            call = _plan_call(ctx, code_path, mapped, exc_path.path, raw_frames, classes)
-        except (Unusable, SyntaxError, ValueError, RecursionError) as why:
-            attempts.append(FrameAttempt(frame=label, usable=False, reason=str(why)[:300]))
-            continue
-        tried += 1
-        exc_type, exc_module = exc_path.type or "Exception", raw_chain[exc_path.index].get("module")
-        if not _IDENTIFIER.fullmatch(exc_type) or (isinstance(exc_module, str) and not _DOTTED.fullmatch(exc_module)):
-            # Production data is hostile: only a plain name may become code in the test.
-            attempts.append(FrameAttempt(frame=label, usable=False, reason="the exception's type is not a Python name"))
-            continue
-        imports: set[str] = set(call.imports)
-        planned = SynthesizedCall(
-            module=call.module, callee=call.callee, import_name=call.import_name, params=call.params,
-            arguments={p: render(call.values[p], imports) for p, _ in call.params}, imports=sorted(imports),
-            exception=exc_type, exception_module=exc_module if isinstance(exc_module, str) else None,
-            issue_id=issue_id, title=issue.title, fingerprint=issue.fingerprint, event_id=code_path.event_id,
-            commit=code_path.release.commit, receiver=call.receiver, is_async=call.is_async,
-        )  # fmt: skip
-        code = render_test(planned)
-        given = prepare_input(
-            ctx, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
-            fix_diff=None, fix_from_working_tree=False, code_path=code_path,
-        )  # fmt: skip
-        result = run_candidate_test(ctx, code_path, given, budget_kind="synthesis")
-        gate = next(g for g in result.gates if g.name == "reproduces")
-        if gate.passed:
-            attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))
-            more = _more_cases(ctx, issue_id, code_path, mapped, planned, known_classes)
-            if more:
-                wider = planned.model_copy(update={"more_cases": more})
-                wider_code = render_test(wider)
-                again = run_candidate_test(
-                    ctx, code_path, replace(given, test_code=wider_code), budget_kind="synthesis"
-                )
-                wider_gate = next(g for g in again.gates if g.name == "reproduces")
-                detail = f"{1 + len(more)} distinct production inputs"
-                if wider_gate.passed:
-                    planned, code, gate, result = wider, wider_code, wider_gate, again
-                    attempts.append(FrameAttempt(frame=label, usable=True, reason=f"{detail}: {gate.evidence}"))
-                else:
-                    attempts.append(FrameAttempt(frame=label, usable=False, reason=f"{detail}: {wider_gate.evidence}"))
-            return SynthesisResult(
-                issue_id=issue_id, event_id=code_path.event_id, test_code=code, test_path=given.test_path,
-                frame=label, inputs=call.inputs, attempts=attempts, reproduction=gate, receipt_id=result.receipt_id,
-                call=planned,
-            )  # fmt: skip
-        attempts.append(FrameAttempt(frame=label, usable=False, reason=f"did not reproduce: {gate.evidence}"))
+        plans: list[PlannedCall] = []
+        init_source = _init_source(ctx, code_path.release.commit)
+        # A receiver the capture helper recorded is first built by calling its class, the way real code builds it
+        # (a fixed constructor then takes part); its recorded state is the fallback.
+        plans_by: dict[int, PlannedCall] = {}
+        for mode, init_of in enumerate((init_source, None)):
+            try:
+                plans_by[mode] = _plan_call(ctx, code_path, mapped, exc_path.path, raw_frames, classes, init_of)
+            except (Unusable, SyntaxError, ValueError, RecursionError) as why:
+                if init_of is None:
+                    attempts.append(FrameAttempt(frame=label, usable=False, reason=str(why)[:300]))
+        if len(plans_by) == 2 and plans_by[0].receiver == plans_by[1].receiver:
+            del plans_by[0]
+        plans = list(plans_by.values())
+        for call in plans:
+            found = _try_plan(ctx, issue_id, issue, code_path, mapped, exc_path, raw_chain, call, label, attempts,
+                              known_classes, init_of=init_source if call is plans_by.get(0) else None)  # fmt: skip
+            tried += 1
+            if found is not None:
+                return found
     return SynthesisResult(
         issue_id=issue_id, event_id=code_path.event_id, test_code=None, test_path=None, frame=None, inputs=[],
         attempts=attempts, reproduction=None, receipt_id=None,
     )  # fmt: skip
+
+
+def _try_plan(
+    ctx: AppContext,
+    issue_id: int,
+    issue: Any,
+    code_path: CodePath,
+    mapped: MappedFrame,
+    exc_path: ExceptionPath,
+    raw_chain: list[dict[str, Any]],
+    call: PlannedCall,
+    label: str,
+    attempts: list[FrameAttempt],
+    known_classes: dict[str, set[str]],
+    *,
+    init_of: InitSource | None,
+) -> SynthesisResult | None:
+    """Render one planned call as a test and run it on the deployed code; the result when it reproduces."""
+    exc_type, exc_module = exc_path.type or "Exception", raw_chain[exc_path.index].get("module")
+    if not _IDENTIFIER.fullmatch(exc_type) or (isinstance(exc_module, str) and not _DOTTED.fullmatch(exc_module)):
+        # Production data is hostile: only a plain name may become code in the test.
+        attempts.append(FrameAttempt(frame=label, usable=False, reason="the exception's type is not a Python name"))
+        return None
+    imports: set[str] = set(call.imports)
+    planned = SynthesizedCall(
+        module=call.module, callee=call.callee, import_name=call.import_name, params=call.params,
+        arguments={p: render(call.values[p], imports) for p, _ in call.params}, imports=sorted(imports),
+        exception=exc_type, exception_module=exc_module if isinstance(exc_module, str) else None,
+        issue_id=issue_id, title=issue.title, fingerprint=issue.fingerprint, event_id=code_path.event_id,
+        commit=code_path.release.commit, receiver=call.receiver, is_async=call.is_async,
+    )  # fmt: skip
+    code = render_test(planned)
+    given = prepare_input(
+        ctx, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
+        fix_diff=None, fix_from_working_tree=False, code_path=code_path,
+    )  # fmt: skip
+    result = run_candidate_test(ctx, code_path, given, budget_kind="synthesis")
+    gate = next(g for g in result.gates if g.name == "reproduces")
+    if gate.passed:
+        attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))
+        more = _more_cases(ctx, issue_id, code_path, mapped, planned, known_classes, init_of)
+        if more:
+            wider = planned.model_copy(update={"more_cases": more})
+            wider_code = render_test(wider)
+            again = run_candidate_test(ctx, code_path, replace(given, test_code=wider_code), budget_kind="synthesis")
+            wider_gate = next(g for g in again.gates if g.name == "reproduces")
+            detail = f"{1 + len(more)} distinct production inputs"
+            if wider_gate.passed:
+                planned, code, gate, result = wider, wider_code, wider_gate, again
+                attempts.append(FrameAttempt(frame=label, usable=True, reason=f"{detail}: {gate.evidence}"))
+            else:
+                attempts.append(FrameAttempt(frame=label, usable=False, reason=f"{detail}: {wider_gate.evidence}"))
+        return SynthesisResult(
+            issue_id=issue_id, event_id=code_path.event_id, test_code=code, test_path=given.test_path,
+            frame=label, inputs=call.inputs, attempts=attempts, reproduction=gate, receipt_id=result.receipt_id,
+            call=planned,
+        )  # fmt: skip
+    attempts.append(FrameAttempt(frame=label, usable=False, reason=f"did not reproduce: {gate.evidence}"))
+    return None
 
 
 def _more_cases(
@@ -137,6 +168,7 @@ def _more_cases(
     mapped: MappedFrame,
     planned: SynthesizedCall,
     cache: dict[str, set[str]],
+    init_of: InitSource | None,
     *,
     max_events: int = 20,
     max_cases: int = 9,
@@ -167,7 +199,9 @@ def _more_cases(
                 continue
             classes = class_resolver(ctx, code_path.release.commit, module_of(frame.location.repo_path or ""), cache)
             try:
-                call = _plan_call(ctx, other, frame, exc_path.path, frames_of(raw_chain[exc_path.index]), classes)
+                call = _plan_call(
+                    ctx, other, frame, exc_path.path, frames_of(raw_chain[exc_path.index]), classes, init_of
+                )
             except (Unusable, SyntaxError, ValueError, RecursionError):
                 break
             imports: set[str] = set(call.imports)
@@ -188,6 +222,7 @@ def _plan_call(
     in_repo: list[MappedFrame],
     raw_frames: list[dict[str, Any]],
     classes: ClassResolver,
+    init_of: InitSource | None = None,
 ) -> PlannedCall:
     path = mapped.location.repo_path
     if path is None or mapped.extent is None or mapped.qualname is None:
@@ -207,7 +242,7 @@ def _plan_call(
             statement = statement_at(caller_source, caller_frame.location.lineno)
         context = raw.get("context_line")
         caller = CallerSite(statement, context if isinstance(context, str) else None, raw.get("vars") or {})
-    return plan_call(path, source, mapped.qualname, mapped.extent.def_line, callee_vars, caller, classes)
+    return plan_call(path, source, mapped.qualname, mapped.extent.def_line, callee_vars, caller, classes, init_of)
 
 
 def _candidates(code_path: CodePath) -> list[tuple[ExceptionPath, MappedFrame]]:
@@ -220,6 +255,26 @@ def _candidates(code_path: CodePath) -> list[tuple[ExceptionPath, MappedFrame]]:
 def _private(frame: MappedFrame) -> bool:
     parts = [*(frame.location.repo_path or "").removesuffix(".py").split("/"), *(frame.qualname or "").split(".")]
     return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts)
+
+
+def _init_source(ctx: AppContext, commit: str) -> InitSource:
+    """The `__init__` a service class defines itself, read at `commit` (None when it inherits one)."""
+
+    def init_of(module: str, expression: str) -> ast.FunctionDef | None:
+        path = next((p for p in ctx.git().files(commit) if p.endswith(".py") and module_of(p) == module), None)
+        try:
+            tree = ast.parse(ctx.git().read(commit, path) or "") if path else None
+        except (SyntaxError, ValueError):
+            return None
+        body: list[ast.stmt] = tree.body if tree else []
+        for name in expression.split("."):
+            cls = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == name), None)
+            if cls is None:
+                return None
+            body = cls.body
+        return next((n for n in body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+
+    return init_of
 
 
 def class_resolver(ctx: AppContext, commit: str, near: str | None, cache: dict[str, set[str]]) -> ClassResolver:
