@@ -167,6 +167,7 @@ def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]
     if cls is not None and _uses(cls, tainted):
         # A test case whose class builds on the service (its base, fixtures or helper methods) reaches it via self.
         tainted.add("self")
+    tainted |= _parametrized_from(fn, tainted)
     changed = True
     while changed:
         changed = False
@@ -203,7 +204,7 @@ def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]
             elif any(_uses(a, tainted) for a in args):
                 evidence.append(f"line {node.lineno}: {ast.unparse(node)[:120]}")
         elif isinstance(node, ast.Try):
-            guarded = any(_calls(stmt, bound) for stmt in node.body)
+            guarded = any(_calls(stmt, tainted) for stmt in node.body)
             for handler in node.handlers:
                 broad = handler.type is None or (
                     isinstance(handler.type, ast.Name) and handler.type.id in ("Exception", "BaseException")
@@ -221,6 +222,28 @@ def assertion_findings(tree: ast.Module, test_name: str, packages: Iterable[str]
                 ):
                     problems.append(Finding(line=handler.lineno, problem="except swallows the failure"))
     return evidence, problems
+
+
+def _parametrized_from(fn: ast.FunctionDef | ast.AsyncFunctionDef, tainted: set[str]) -> set[str]:
+    """The test's parameters that `pytest.mark.parametrize` fills with values built on the service."""
+    out: set[str] = set()
+    for deco in fn.decorator_list:
+        if not (isinstance(deco, ast.Call) and ast.unparse(deco.func).endswith("parametrize") and len(deco.args) > 1):
+            continue
+        spec, rows = deco.args[0], deco.args[1]
+        if isinstance(spec, ast.Constant) and isinstance(spec.value, str):
+            names = [n.strip() for n in spec.value.split(",")]
+        elif isinstance(spec, (ast.Tuple, ast.List)):
+            names = [e.value for e in spec.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        else:
+            continue
+        for row in rows.elts if isinstance(rows, (ast.List, ast.Tuple)) else []:
+            if isinstance(row, ast.Call) and ast.unparse(row.func).endswith("param"):
+                values = list(row.args)
+            else:
+                values = list(row.elts) if isinstance(row, ast.Tuple) and len(names) > 1 else [row]
+            out |= {name for name, value in zip(names, values, strict=False) if _uses(value, tainted)}
+    return out
 
 
 def find_test(tree: ast.Module, test_name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
@@ -292,7 +315,7 @@ def _is_raises(expr: ast.expr) -> bool:
 def _is_assert_call(func: ast.expr) -> bool:
     """`self.assertEqual(...)`, a test case's own `self.assertFormatEqual(...)`, `assert_frame_equal(...)`."""
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-    return name.lower().startswith("assert") and name not in ("assertRaises", "assertRaisesRegex")
+    return name.lower().startswith("assert") and name not in ("assertRaises", "assertRaisesRegex", "AssertionError")
 
 
 def _module_taint(tree: ast.Module, bound: set[str]) -> set[str]:

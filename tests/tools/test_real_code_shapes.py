@@ -552,3 +552,21 @@ def test_a_captured_object_whose_class_shares_its_modules_name_is_rebuilt_from_t
     imports: set[str] = set()
     assert render(rebuild(captured, "config", classes), imports) == "_restored(scheduler, {'retry_delay': 900.0})"
     assert "from luigi.scheduler import scheduler" in imports
+
+
+def test_a_parametrized_receiver_built_on_the_service_makes_its_assertions_real() -> None:
+    from prodloop.tools.test_checks import assertion_findings
+
+    source = (
+        "import pytest\nfrom lib.sched import Worker\n\n\n"
+        "@pytest.mark.parametrize(('obj', 'delay', 'expected'), [pytest.param(Worker(worker_id='a'), 60, None)])\n"
+        "def test_prune(obj, delay, expected):\n"
+        "    try:\n        result = obj.prune(delay)\n"
+        "    except TypeError as exc:\n        raise AssertionError('still raises') from exc\n"
+        "    assert result == expected\n"
+    )
+    evidence, problems = assertion_findings(ast.parse(source), "test_prune", {"lib"})
+    assert problems == [] and len(evidence) == 2, evidence  # the crash oracle and the characterization
+    plain = source.replace("Worker(worker_id='a')", "object()")
+    evidence, _ = assertion_findings(ast.parse(plain), "test_prune", {"lib"})
+    assert evidence == []  # nothing the service built: the same assertions prove nothing about it
