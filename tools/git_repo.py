@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -61,12 +62,14 @@ def checked_name(name: str, what: str) -> str:
     return name
 
 
-def run_git(cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_git(
+    cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """One hardened git command in `cwd` (a repository or one of its worktrees); the caller reads returncode."""
     try:
         return subprocess.run(
-            git_command("-C", str(cwd), *args), input=stdin, capture_output=True, text=True, timeout=timeout,
-            env=git_env(),
+            git_command("-C", str(cwd), *args), input=stdin, capture_output=True, encoding="utf-8", errors="replace",
+            timeout=timeout, env={**git_env(), **(env or {})},
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitError(
@@ -338,30 +341,48 @@ class GitRepo:
                 i += 3
         return touched
 
-    @staticmethod
-    def commit_paths(tree: Path, paths: Iterable[str], message: str) -> str:
-        """Commit exactly `paths` in a worktree (ignored ones too), as prodloop; refuses when more would go in."""
-        expected = set(paths)
-        _checked(run_git(tree, "add", "--all", "--force", "--", *sorted(expected)), tree, "git add", "check the paths")
-        staged = set(_checked(run_git(tree, "diff", "--cached", "--name-only", "-z"), tree, "git diff", "")
-                     .split("\0")) - {""}  # fmt: skip
-        if not staged <= expected:
-            raise GitError(str(tree), f"the commit would hold {sorted(staged - expected)} too", "nothing was pushed")
-        done = run_git(tree, "-c", "user.name=prodloop", "-c", "user.email=prodloop@localhost", "commit", "--quiet",
-                       "--no-verify", "-m", message)  # fmt: skip
-        _checked(done, tree, "git commit", "check the worktree")
-        return _checked(run_git(tree, "rev-parse", "--verify", "HEAD"), tree, "git rev-parse", "").strip()
+    def build_commit(self, base: str, diff: str, files: dict[str, str], appended: dict[str, str], message: str) -> str:
+        """A commit of `base` + `diff` + `files` (written whole) + lines `appended` to files, built with plumbing on a
+        temporary index of this repository: no working tree, no hooks, nothing any test ever ran in."""
+        with tempfile.TemporaryDirectory(prefix="prodloop-index-") as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), "GIT_AUTHOR_NAME": "prodloop",
+                   "GIT_AUTHOR_EMAIL": "prodloop@localhost", "GIT_COMMITTER_NAME": "prodloop",
+                   "GIT_COMMITTER_EMAIL": "prodloop@localhost"}  # fmt: skip
+
+            def git(*args: str, stdin: str | None = None, what: str = "") -> str:
+                done = run_git(self.path, *args, stdin=stdin, env=env)
+                return _checked(done, self.path, what or f"git {args[0]}", "check the base and the fix")
+
+            git("read-tree", "--end-of-options", checked_name(base, "commit"))
+            if diff.strip():
+                git("apply", "--cached", "--whitespace=nowarn", "-", stdin=diff if diff.endswith("\n") else diff + "\n",
+                    what="the fix does not apply to the base:")  # fmt: skip
+            whole = dict(files)
+            for path, line in appended.items():
+                whole[path] = (self.read(base, path) or "") + line
+            for path, text in whole.items():
+                blob = git("hash-object", "-w", "--stdin", stdin=text).strip()
+                git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+            tree = git("write-tree").strip()
+            return git("commit-tree", tree, "-p", base, "-m", message).strip()
+
+    def changed_between(self, base: str, commit: str) -> set[str]:
+        """Paths whose content differs between two commits."""
+        done = run_git(self.path, "diff-tree", "-r", "--name-only", "-z", "--no-renames", "--end-of-options",
+                       checked_name(base, "commit"), checked_name(commit, "commit"))  # fmt: skip
+        return set(_checked(done, self.path, "git diff-tree", "check the commits").split("\0")) - {""}
 
     def remote_url(self, remote: str) -> str | None:
         done = run_git(self.path, "remote", "get-url", "--end-of-options", checked_name(remote, "remote"), timeout=30)
         return done.stdout.strip() if done.returncode == 0 else None
 
-    def remote_heads(self, remote: str, pattern: str = "") -> set[str]:
-        """Branch names on `remote` (matching a glob such as `prodloop/7-*`)."""
+    def remote_heads(self, remote: str, pattern: str = "") -> dict[str, str]:
+        """Branch names on `remote` (matching a glob such as `prodloop/7-*`) and the commit each points at."""
         args = ["ls-remote", "--heads", "--end-of-options", checked_name(remote, "remote")]
         done = run_git(self.path, *args, *([pattern] if pattern else []), timeout=60)
         out = _checked(done, self.path, f"git ls-remote {remote}", "check the remote's URL and credentials")
-        return {line.split("refs/heads/", 1)[1] for line in out.splitlines() if "refs/heads/" in line}
+        heads = (line.split("\trefs/heads/", 1) for line in out.splitlines() if "\trefs/heads/" in line)
+        return {name: sha for sha, name in heads}
 
     def default_branch(self, remote: str) -> str:
         """The remote's HEAD branch, else the checked-out branch, else main."""

@@ -12,7 +12,6 @@ and the description written beside the store.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -111,26 +110,23 @@ def _open(
     body = _body(issue, code_path, receipt, record, body_extra)
     _refuse_secrets(receipt, {"the PR title": title or "", "the PR description": body, "the commit message": message,
                               "the provenance line": jsonl_line(record)})  # fmt: skip
-    with workspace(ctx.git(), base_sha) as ws:
-        try:
-            ws.apply_diff(receipt.fix_diff)
-        except CodePathError as exc:
-            raise PullRequestRefused(
-                receipt_id, f"the fix conflicts with {base} ({exc})", "rebase the fix on the base and run again"
-            ) from exc
-        if (ws.root / receipt.test_path).exists():
-            raise PullRequestRefused(
-                receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
-            )
-        for path, text in (receipt.support_files or {}).items():
-            ws.write(path, text)
-        ws.write(receipt.test_path, receipt.test_code)
-        ledger = ws.root / settings.ledger_path
-        ledger.parent.mkdir(parents=True, exist_ok=True)
-        with open(ledger, "a", encoding="utf-8") as fh:
-            fh.write(jsonl_line(record))
-        # Commit before anything runs: what the test writes while it runs can never ship in the PR.
-        commit = _commit(ctx.git(), ws.root, message, _expected_files(ctx.git(), receipt, settings.ledger_path))
+    repo = ctx.git()
+    if repo.exists(base_sha, receipt.test_path):
+        raise PullRequestRefused(
+            receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
+        )
+    files = {**(receipt.support_files or {}), receipt.test_path: receipt.test_code}
+    try:
+        # Built from the receipt's hashed test and fix alone, before anything runs: nothing a test writes can ship.
+        commit = repo.build_commit(
+            base_sha, receipt.fix_diff, files, {settings.ledger_path: jsonl_line(record)}, message
+        )
+    except GitError as exc:
+        raise PullRequestRefused(
+            receipt_id, f"the fix conflicts with {base} ({str(exc)[:300]})", "rebase the fix on the base and run again"
+        ) from exc
+    _check_tree(repo, receipt_id, base_sha, commit, _expected_files(repo, receipt, settings.ledger_path))
+    with workspace(repo, commit) as ws:
         node = f"{receipt.test_path}::{receipt.test_name}"
         gates = settings.gates
         limits = Limits(
@@ -146,8 +142,10 @@ def _open(
                 f"on {base} ({base_sha[:12]}) the test {what}: {detail}",
                 "the base moved: run run_candidate_test against it, then open_pr again",
             )
-        _push(ctx.git(), remote, commit, branch)
-        pushed += [branch, commit]
+    _push(repo, remote, commit, branch)
+    pushed += [branch, commit]
+    if repo.remote_heads(remote, branch).get(branch) != commit:  # what the remote holds is what was built
+        raise ProdloopError(f"{branch} on {remote} is not the commit prodloop built ({commit[:12]}); check the remote")
     labels = labels if labels is not None else list(settings.pr_labels)
     url = number = description_path = None
     if settings.github_token is not None:
@@ -241,11 +239,11 @@ def _expected_files(repo: GitRepo, receipt: policy.ReceiptRow, ledger: str) -> l
     return sorted({*repo.changed_paths(receipt.fix_diff), receipt.test_path, *(receipt.support_files or {}), ledger})
 
 
-def _commit(repo: GitRepo, tree: Path, message: str, expected: list[str]) -> str:
-    try:
-        return repo.commit_paths(tree, expected, message)
-    except GitError as exc:
-        raise ProdloopError(f"commit failed: {str(exc)[:300]}; nothing was pushed") from exc
+def _check_tree(repo: GitRepo, receipt_id: str, base: str, commit: str, expected: list[str]) -> None:
+    """The commit changes exactly the fix's paths, the test, its support files and the ledger: nothing else."""
+    extra = repo.changed_between(base, commit) - set(expected)
+    if extra:
+        raise PullRequestRefused(receipt_id, f"the commit would change {sorted(extra)} too", "nothing was pushed")
 
 
 def _push(repo: GitRepo, remote: str, commit: str, branch: str) -> None:
@@ -260,7 +258,7 @@ def _push(repo: GitRepo, remote: str, commit: str, branch: str) -> None:
 def _free_branch(repo: GitRepo, remote: str, wanted: str) -> str:
     """`wanted`, or `wanted-2`, `wanted-3`, ... when an earlier PR of the issue holds the name on the remote."""
     try:
-        taken = repo.remote_heads(remote, f"{wanted}*")
+        taken = set(repo.remote_heads(remote, f"{wanted}*"))
     except GitError:
         taken = set()  # the push will say what is wrong with the remote
     n = 1

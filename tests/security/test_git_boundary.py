@@ -6,6 +6,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from prodloop.server.context import AppContext
 from prodloop.tools.candidate import run_candidate_for_issue
 from prodloop.tools.git_repo import git_command, git_env
@@ -112,8 +114,6 @@ def test_no_module_but_git_repo_runs_git_or_opens_a_repository() -> None:
 
 
 def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_path: Path) -> None:
-    import pytest
-
     from prodloop.tools.git_repo import GitError, GitRepo
 
     marker = tmp_path / "ran"
@@ -134,3 +134,42 @@ def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_pa
         with pytest.raises(GitError, match="is not usable as a git"):
             attempt()
     assert not marker.exists()
+
+
+def test_the_pr_commit_is_built_by_plumbing_from_base_fix_test_and_ledger_alone(tmp_path: Path) -> None:
+    from prodloop.tools.git_repo import GitRepo
+
+    root = tmp_path / "r"
+    root.mkdir()
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            git_command("-C", str(root), "-c", "user.name=t", "-c", "user.email=t@x", *args),
+            check=True, capture_output=True, text=True, env=git_env(),
+        ).stdout  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    (root / "app.py").write_text("def f():\n    return 1\n")
+    (root / "tests").mkdir()
+    (root / "tests" / "ledger.jsonl").write_text('{"old": 1}\n')
+    git("add", ".")
+    git("commit", "-q", "-m", "base")
+    base = git("rev-parse", "HEAD").strip()
+    (root / "app.py").write_text("def f():\n    return 2\n")
+    diff = git("diff")
+    git("checkout", "-q", "--", "app.py")
+    (root / "untracked.txt").write_text("the user's own work in progress\n")
+    repo = GitRepo(root)
+    commit = repo.build_commit(
+        base, diff, {"tests/test_f.py": "from app import f\n\ndef test_f():\n    assert f() == 2\n"},
+        {"tests/ledger.jsonl": '{"new": 2}\n'}, "prodloop: fix f",
+    )  # fmt: skip
+    assert git("rev-parse", f"{commit}^").strip() == base
+    assert repo.changed_between(base, commit) == {"app.py", "tests/test_f.py", "tests/ledger.jsonl"}
+    assert repo.read(commit, "app.py") == "def f():\n    return 2\n"
+    assert repo.read(commit, "tests/ledger.jsonl") == '{"old": 1}\n{"new": 2}\n'
+    # The user's checkout, index and branch are untouched: no working tree took part.
+    assert git("rev-parse", "HEAD").strip() == base
+    assert git("status", "--porcelain") == "?? untracked.txt\n"
+    with pytest.raises(Exception, match="does not apply"):
+        repo.build_commit(base, diff.replace("return 1", "return 7"), {}, {}, "bad")
