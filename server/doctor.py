@@ -125,10 +125,10 @@ def _isolation(settings: Settings) -> list[Check]:
     gates = settings.gates
     if not isolation_available():
         status: Status = "fail" if gates.require_isolation else "warn"
-        return [Check("sandbox", status, "unprivileged user and mount namespaces are not available: no candidate "
-                      "code runs (nothing could mount the checkout read-only or hide credentials)",
-                      "enable user namespaces (sysctl kernel.unprivileged_userns_clone=1) or, knowingly, set "
-                      "PRODLOOP_GATES__REQUIRE_ISOLATION=false (a repository cannot switch it off)")]  # fmt: skip
+        problem, fix = namespace_blocker()
+        return [Check("sandbox", status, f"{problem}: no candidate code runs (nothing could mount the checkout "
+                      "read-only or hide credentials)", f"{fix}; or, knowingly, set PRODLOOP_GATES__REQUIRE_ISOLATION="
+                      "false (a repository cannot switch it off)")]  # fmt: skip
     checks = [Check("sandbox", "ok", "runs get a read-only checkout and hidden credentials")]
     if gates.isolate_network:
         ok = isolation_available(offline=True)
@@ -137,6 +137,46 @@ def _isolation(settings: Settings) -> list[Check]:
                             else "a network namespace cannot be created here",
                             "" if ok else "set [tool.prodloop.gates] isolate_network = false, knowingly"))  # fmt: skip
     return checks
+
+
+# Grants user namespaces to the sandbox launcher alone (AppArmor 4, Ubuntu 23.10 and later), instead of lifting
+# kernel.apparmor_restrict_unprivileged_userns for every program on the machine. SECURITY.md and the GitHub Actions
+# example install exactly this text.
+APPARMOR_PROFILE = """abi <abi/4.0>,
+include <tunables/global>
+
+profile prodloop-unshare /usr/bin/unshare flags=(unconfined) {
+  userns,
+}
+"""
+
+
+def namespace_blocker(proc_sys: Path = Path("/proc/sys")) -> tuple[str, str]:
+    """(what keeps unprivileged user namespaces off here, how to lift it the narrow way)."""
+
+    def knob(name: str) -> str | None:
+        try:
+            return (proc_sys / name).read_text().strip()
+        except OSError:
+            return None
+
+    if shutil.which("unshare") is None:
+        return "the unshare command is missing", "install util-linux (apt-get install util-linux)"
+    if knob("kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return (
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1, as on "
+            "Ubuntu 24.04 and GitHub-hosted runners)",
+            "grant them to the sandbox launcher only: write prodloop's profile (SECURITY.md, 'AppArmor') to "
+            "/etc/apparmor.d/prodloop-unshare and run `sudo apparmor_parser -r /etc/apparmor.d/prodloop-unshare`",
+        )
+    if knob("kernel/unprivileged_userns_clone") == "0":
+        return "unprivileged user namespaces are off", "sudo sysctl -w kernel.unprivileged_userns_clone=1"
+    if knob("user/max_user_namespaces") == "0":
+        return "user namespaces are limited to 0", "sudo sysctl -w user.max_user_namespaces=15000"
+    return (
+        "unprivileged user and mount namespaces are not available (a container without them, or a seccomp policy)",
+        "run prodloop where they are (a VM or CI runner), or give the container user namespaces",
+    )
 
 
 def _store(settings: Settings) -> Check:

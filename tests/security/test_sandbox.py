@@ -178,3 +178,26 @@ def test_a_repositorys_venv_file_cannot_bind_a_folder_that_is_no_python_install_
     finally:
         (creds / "bin").rmdir()
         creds.rmdir()
+
+
+def test_doctor_names_what_keeps_user_namespaces_off_and_the_narrow_fix(tmp_path: Path) -> None:
+    from prodloop.server.doctor import APPARMOR_PROFILE, namespace_blocker
+
+    def proc(**knobs: str) -> Path:
+        root = tmp_path / "-".join(sorted(knobs)) / "sys"
+        for name, value in knobs.items():
+            (root / name.replace("__", "/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / name.replace("__", "/")).write_text(value + "\n")
+        return root
+
+    problem, fix = namespace_blocker(proc(kernel__apparmor_restrict_unprivileged_userns="1"))
+    assert "AppArmor" in problem and "apparmor_parser -r /etc/apparmor.d/prodloop-unshare" in fix
+    assert "sysctl" in namespace_blocker(proc(kernel__unprivileged_userns_clone="0"))[1]
+    assert "max_user_namespaces" in namespace_blocker(proc(user__max_user_namespaces="0"))[1]
+    assert "container" in namespace_blocker(proc(kernel__apparmor_restrict_unprivileged_userns="0"))[0]
+    # The profile the docs and the Actions example install is the one doctor means, word for word.
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "examples" / "github-actions-prodloop.yml").read_text()
+    indented = "".join(f"          {line}".rstrip() + "\n" for line in APPARMOR_PROFILE.splitlines())
+    assert indented in example
+    assert f"```\n{APPARMOR_PROFILE}```" in (root / "SECURITY.md").read_text()
