@@ -4,7 +4,7 @@ Events are the ingest bench's pool: the demo shop's failing handlers under the r
 (locals, request data, breadcrumbs, a card number among them). Times `Scrubber.scrub` per event
 (CPU time, several rounds, best round), then the secret-format pass alone over every string and
 key of the same events (`SECRET_FORMATS` behind its `_MAYBE_FORMAT` pre-test, as the scrubber runs
-it), and prints both with their ratio.
+it), and the IP / home-directory pass over free text, and prints each with its share.
 
     python bench/scrub.py [--events 300] [--rounds 5]
 """
@@ -52,6 +52,15 @@ def _strings(value: Any) -> list[str]:
     return out
 
 
+def _located(node: Any, path: Any) -> list[tuple[Any, str]]:
+    """Every string leaf with its path, as the scrubber's walk sees it (walked once, outside the timing)."""
+    if isinstance(node, dict):
+        return [pair for k, v in node.items() for pair in _located(v, (path, str(k)))]
+    if isinstance(node, list):
+        return [pair for i, v in enumerate(node) for pair in _located(v, (path, str(i)))]
+    return [(path, node)] if isinstance(node, str) else []
+
+
 def _best(rounds: int, work: Any) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -86,13 +95,24 @@ def main() -> None:
                     for _, pattern in SECRET_FORMATS:
                         pattern.search(text)
 
+    located = [_located(e, None) for e in events]
+
+    def personal_only() -> None:
+        for pairs in located:
+            for path, text in pairs:
+                if scrub._is_free_text(path) and scrub._MAYBE_PERSONAL.search(text):
+                    scrub._scrub_personal(text, path, [])
+
     total = _best(args.rounds, scrub_all) - _best(args.rounds, copies)
     formats = _best(args.rounds, formats_only)
+    personal = _best(args.rounds, personal_only)
     n = len(events)
     print(f"{n} events, {sum(len(s) for s in strings) / n:.0f} strings and keys each")
     print(f"scrub per event:                 {total / n * 1e6:8.1f} us CPU (relay + prodloop's pass)")
     print(f"secret-format pass per event:    {formats / n * 1e6:8.1f} us CPU")
     print(f"share of scrubbing:              {formats / total:8.1%}")
+    print(f"IP / user-path pass per event:   {personal / n * 1e6:8.1f} us CPU")
+    print(f"share of scrubbing:              {personal / total:8.1%}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 from rich.console import Console
@@ -336,10 +336,13 @@ def issues_cmd(
     order_by: Annotated[str, typer.Option(help="last_seen, event_count, first_seen or user_count")] = "last_seen",
 ) -> None:
     """Show the issues prodloop holds."""
+    from prodloop.server.store.db import IssueOrder
     from prodloop.tools.issues import list_issues
 
+    if order_by not in get_args(IssueOrder):
+        raise typer.BadParameter(f"{order_by[:40]!r} is not a sort key; use one of {', '.join(get_args(IssueOrder))}")
     with _opened(_settings(repo, data_dir)) as ctx:
-        page = list_issues(ctx.store, limit=limit, order_by=order_by)  # type: ignore[arg-type]
+        page = list_issues(ctx.store, limit=limit, order_by=cast(IssueOrder, order_by))
     table = Table("id", "events", "users", "last seen", "title", "culprit")
     for i in page.issues:
         table.add_row(str(i.id), str(i.event_count), str(i.user_count), i.last_seen or "", i.title, i.culprit or "")

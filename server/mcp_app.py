@@ -25,13 +25,14 @@ from prodloop.prompts.registry import register_prompts
 from prodloop.resources.registry import register_resources
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ProdloopError
+from prodloop.server.store.db import IssueOrder
 from prodloop.tools.budget import BudgetStatus, budget_status
 from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
 from prodloop.tools.characterize import characterize
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
-from prodloop.tools.issues import IssueOrder, IssuePage, IssueStatus, list_issues
+from prodloop.tools.issues import IssuePage, IssueStatus, list_issues
 from prodloop.tools.mutation import MutationResult, mutate_validate
 from prodloop.tools.provenance import ProvenancePage, list_provenance
 from prodloop.tools.pull_request import PullRequestResult, open_pr

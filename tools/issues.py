@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.store import IssueRow, Store
+from prodloop.server.store.db import IssueOrder
 from prodloop.tools._shape import UNTRUSTED_NOTICE, decode_cursor, encode_cursor, iso
 
 IssueStatus = Literal["unresolved", "resolved", "ignored"]
-IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count"]
 
 
 class IssueSummary(BaseModel):

@@ -13,7 +13,10 @@ Two passes, like sentry.io's own ingest:
      URLs (`scheme://user:pass@host`), Slack webhooks,
    - values under keys matching the default denylist below or `sensitive_fields`,
    - command-line arguments (sentry-sdk's `extra["sys.argv"]`) past the program name: a secret
-     passed as a positional argument cannot be told apart from any other argument.
+     passed as a positional argument cannot be told apart from any other argument,
+   - IP addresses (`[ip]`) and home-directory user names (`/home/[user]/`) in messages, exception values
+     and source lines, as relay already does in the fields it scrubs (a frame's `abs_path` stays: code
+     mapping reads it).
 Each filtered value becomes "[Filtered]" and is recorded as (path, rule).
 
 A scrubbing failure never leaks: if relay rejects an event it is refused, never stored raw.
@@ -21,6 +24,7 @@ A scrubbing failure never leaks: if relay rejects an event it is refused, never 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterable
@@ -187,7 +191,9 @@ class Scrubber:
             out.append((_dotted(path), "@denylist:filter"))
             return FILTERED
         if isinstance(value, str) and _maybe_secret(value):
-            return self._scrub_text(value, path, out)
+            value = self._scrub_text(value, path, out)
+        if isinstance(value, str) and _is_free_text(path) and _MAYBE_PERSONAL.search(value):
+            return _scrub_personal(value, path, out)
         return value
 
     def _key(self, key: str, path: _Path, out: list[tuple[str, str]]) -> str:
@@ -238,6 +244,46 @@ class Scrubber:
 
 
 _Path = tuple[Any, Any] | None
+
+# IP addresses and home-directory user names in free text (relay replaces them only in fields it marks as PII).
+_MAYBE_PERSONAL = re.compile(
+    r"\d\.\d{1,3}\.\d{1,3}\.\d|::|(?:[0-9A-Fa-f]{1,4}:){4}|/home/|/Users/|\\Users\\", re.IGNORECASE
+)
+_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
+_USER_PATH = re.compile(r"(?i)(/home/|/Users/|[A-Z]:\\+Users\\+)(?!\[user\])[^/\\\s'\"]+")
+_FREE_TEXT_KEYS = frozenset({"value", "message", "formatted", "context_line"})
+_FREE_TEXT_LISTS = frozenset({"pre_context", "post_context", "params"})
+
+
+def _is_free_text(path: _Path) -> bool:
+    """Messages, exception values and source lines: the text relay leaves alone (locals, request and user data
+    go through its own `@ip` and `@userpath` rules; a frame's `abs_path` stays, code mapping reads it)."""
+    if path is None:
+        return False
+    parent = path[0]
+    return path[1] in _FREE_TEXT_KEYS or (parent is not None and parent[1] in _FREE_TEXT_LISTS)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return any(c.isdigit() for c in text) and (text.count(":") == 7 or "::" not in text or len(text) > 6)
+
+
+def _scrub_personal(text: str, path: _Path, out: list[tuple[str, str]]) -> str:
+    original = text
+    text = _IPV4.sub(lambda m: "[ip]" if _is_ip(m.group(0)) else m.group(0), text)
+    text = _IPV6.sub(lambda m: "[ip]" if _is_ip(m.group(0)) else m.group(0), text)
+    if text != original:
+        out.append((_dotted(path), "@ip:replace"))
+    before = text
+    text = _USER_PATH.sub(lambda m: f"{m.group(1)}[user]", text)
+    if text != before:
+        out.append((_dotted(path), "@userpath:replace"))
+    return text
 
 
 _MAYBE_ANY = re.compile(f"{_MAYBE_WORDS.pattern}|{_MAYBE_FORMAT.pattern}")  # one pass for both pre-tests

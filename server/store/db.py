@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from prodloop.server.clock import Clock, SystemClock, new_key
 from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
@@ -246,6 +246,9 @@ class Store:
         limit: int = 25,
         offset: int = 0,
     ) -> tuple[list[IssueRow], int]:
+        if order not in get_args(IssueOrder):  # the one SQL fragment a caller chooses: only a known column
+            keys = ", ".join(get_args(IssueOrder))
+            raise InvalidArgument("order_by", f"{str(order)[:40]!r} is not a sort key", f"use one of {keys}")
         clause, params = where(("project_id = ?", project_id), ("status = ?", status))
         conn = self.reader()
         total = int(conn.execute(f"SELECT count(*) FROM issues {clause}", params).fetchone()[0])

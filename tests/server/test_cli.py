@@ -175,3 +175,22 @@ def test_doctor_says_what_is_missing_and_how_to_fix_it(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert "✗ service interpreter" in broken.stdout
     assert "fix: create the service's venv" in broken.stdout
+
+
+def test_a_sort_key_is_a_known_column_never_sql(tmp_path: Path) -> None:
+    from prodloop.server.errors import InvalidArgument
+    from prodloop.server.store import Store
+    from tests.sample_service import SampleService
+
+    service = SampleService(tmp_path / "shop")
+    args = ("issues", "--repo", str(service.root), "--data-dir", str(tmp_path / "data"))
+    assert _run(*args, "--order-by", "event_count", cwd=tmp_path).returncode == 0
+    hostile = _run(*args, "--order-by", "event_count; DROP TABLE issues; --", cwd=tmp_path)
+    assert hostile.returncode == 2 and "is not a sort key" in hostile.stderr + hostile.stdout
+    store = Store(tmp_path / "data" / "prodloop.db")
+    try:
+        with pytest.raises(InvalidArgument, match="is not a sort key; use one of last_seen"):
+            store.list_issues(order="id DESC; DROP TABLE issues; --")  # type: ignore[arg-type]
+        assert store.list_issues()[1] == 0  # the table is still there
+    finally:
+        store.close()

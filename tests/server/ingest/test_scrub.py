@@ -153,3 +153,23 @@ def test_the_secret_check_names_formats_and_scrubbed_values_without_repeating_th
     assert secret_findings(f"TOKEN = {SECRETS['github_token']!r}") == ["github_token"]
     assert secret_findings("value = '[Filtered]'", production_values=True) == ["a scrubbed production value"]
     assert secret_findings("token = tokens[0]  # ordinary code") == []
+
+
+def test_ip_addresses_and_home_directory_user_names_in_free_text_are_replaced_not_code_locations() -> None:
+    event = make_event()
+    exc = event["exception"]["values"][0]
+    exc["value"] = "cannot read /home/alice/orders.csv for 203.0.113.7 (proxy 2001:db8::8a2e:370:7334) at 12:30:45"
+    frame = exc["stacktrace"]["frames"][0]
+    frame["abs_path"] = "/home/alice/svc/" + frame.get("filename", "shop/pricing.py")
+    frame["context_line"] = 'open("C:\\\\Users\\\\bob\\\\orders.csv")'
+    event["logentry"] = {"message": "login from 198.51.100.4; version 1.2.3; ratio 0.25; Cart::total a::b"}
+    text, filtered = _scrub(event)
+    for personal in ("alice/orders", "203.0.113.7", "2001:db8::8a2e:370:7334", "bob", "198.51.100.4"):
+        assert personal not in text.replace(frame["abs_path"], ""), personal
+    scrubbed = json.loads(text)
+    value = scrubbed["exception"]["values"][0]["value"]
+    assert value == "cannot read /home/[user]/orders.csv for [ip] (proxy [ip]) at 12:30:45"
+    assert scrubbed["exception"]["values"][0]["stacktrace"]["frames"][0]["abs_path"] == frame["abs_path"]
+    assert "version 1.2.3; ratio 0.25; Cart::total a::b" in text  # versions, numbers and C++-style names stay
+    assert ("exception.values.0.value", "@ip:replace") in filtered
+    assert ("exception.values.0.value", "@userpath:replace") in filtered
