@@ -253,7 +253,10 @@ def run_candidate_test(
                     gates["passes_with_fix"] = judge.passes(fixed, node, "with the fix")
                     gates["covers_path"] = judge.covers(fixed, code_path, sources, fix)
                     gates["fast"] = judge.fast(fixed, node, gates_cfg.max_test_seconds)
-                    gates["not_flaky"] = judge.not_flaky(ws, python, node, limits, guard, gates_cfg, code_path, runs)
+                    seed = int(sha256(given.test_code + "\0" + fix)[:8], 16) % 100_000
+                    gates["not_flaky"] = judge.not_flaky(
+                        ws, python, node, limits, guard, gates_cfg, code_path, runs, seed=seed
+                    )
             else:
                 missing = "no fix given yet: pass fix_diff or fix_from_working_tree"
                 pending: tuple[GateName, ...] = ("passes_with_fix", "not_flaky", "covers_path")

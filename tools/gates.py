@@ -6,7 +6,6 @@ hermetic in `hermetic`.)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -189,8 +188,11 @@ def not_flaky(
     cfg: GateSettings,
     code_path: CodePath,
     runs: list[RunResult],
+    *,
+    seed: int,
 ) -> Gate:
-    """The candidate passes again and again, alone and shuffled among its neighbours.
+    """The candidate passes again and again, alone and shuffled among its neighbours (in an order drawn from
+    `seed`, which the caller derives from the test and fix: the same receipt always gets the same verdict).
 
     Only the candidate's own outcome is judged. Other tests failing, files that do not collect
     (test-only dependencies missing) or a neighbourhood run that hits the timeout before the
@@ -207,7 +209,6 @@ def not_flaky(
     if cfg.shuffle_with_module and not failures:
         others = [t.path for t in code_path.related_tests if (ws.root / t.path).exists()][:3]
         targets = list(dict.fromkeys([node.split("::")[0], *others]))
-        seed = int(time.time()) % 100_000
         run = run_pytest(
             ws, python, targets, limits, guard=guard, shuffle_seed=seed, extra_args=["--continue-on-collection-errors"]
         )

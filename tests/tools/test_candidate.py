@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,10 @@ def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
     assert "in line_total, on the mapped path" in _evidence(result, "reproduces")
     assert "passed 5 more runs" in _evidence(result, "not_flaky")
     assert "once among 3 tests of 2 file(s) shuffled" in _evidence(result, "not_flaky")
+    # The order is drawn from the test and the fix, so the same receipt always gets the same verdict.
+    seed = re.search(r"shuffled \(seed (\d+)\)", _evidence(result, "not_flaky"))
+    assert seed is not None and f"seed {seed.group(1)})" in _evidence(_run(open_ctx(), GOOD_TEST), "not_flaky")
+    assert f"seed {seed.group(1)})" not in _evidence(_run(open_ctx(), GOOD_TEST + "\n# v2\n"), "not_flaky")
     assert "shop/pricing.py::line_total" in _evidence(result, "covers_path")
     assert result.test_path == "tests/test_prodloop_issue_1.py"
     assert result.checkout_protected
