@@ -3,25 +3,70 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 from collections.abc import AsyncIterator
 
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prodloop.server.auth import BearerAuth
 from prodloop.server.context import AppContext
+from prodloop.server.errors import ConfigError
 from prodloop.server.ingest.endpoint import Ingest
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.mcp_app import build_mcp
+from prodloop.server.settings import Settings
+
+
+class HostCheck:
+    """421 for a request whose Host header is not one the server answers (ingest and health too, not only MCP)."""
+
+    def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if not any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts):
+                response = JSONResponse({"detail": "Host not allowed: set allowed_hosts"}, status_code=421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """`Host` values the server answers (`name:*` for any port): loopback names when bound to loopback; otherwise
+    the `allowed_hosts` setting, without which a server bound beyond loopback refuses to start (DNS rebinding)."""
+    if settings.host in _LOOPBACK:
+        return ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    if not settings.allowed_hosts:
+        raise ConfigError(
+            "allowed_hosts",
+            f"serve binds to {settings.host}, beyond loopback, and no Host names are allowed",
+            "set PRODLOOP_ALLOWED_HOSTS='[\"prodloop.internal:8765\"]' (the names senders and agents use)",
+        )
+    return [h if ":" in h.removeprefix("[").split("]")[-1] else f"{h}:*" for h in settings.allowed_hosts]
 
 
 def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
+    hosts = allowed_hosts(ctx.settings)
     writer = EventWriter(ctx.store)
     ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock)
     mcp = build_mcp(ctx)
-    mcp_http = mcp.streamable_http_app(streamable_http_path="/mcp", host=ctx.settings.host)
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+    mcp_http = mcp.streamable_http_app(streamable_http_path="/mcp", host=ctx.settings.host, transport_security=security)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "schema_version": ctx.store.schema_version})
@@ -35,6 +80,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
             writer.close()
 
     return Starlette(
+        middleware=[Middleware(HostCheck, hosts=hosts)],
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *ingest.routes(),

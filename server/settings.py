@@ -33,6 +33,7 @@ MiB = 1024 * 1024
 # every field, so a new one cannot slip through unclassified.
 REPO_POLICY: dict[str, str] = {
     "repo": "never", "data_dir": "never", "database_url": "never", "host": "never", "port": "free",
+    "allowed_hosts": "never", "body_timeout_seconds": "max",
     "mcp_token": "never", "public_url": "never",
     "max_event_bytes": "max", "max_envelope_bytes": "max", "ingest_rate_limit": "never", "ingest_rate_burst": "never",
     "sensitive_fields": "free", "scrub_emails": "on", "scrub_ip_addresses": "on", "max_string_chars": "max",
@@ -158,6 +159,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers the HTTP server answers (name or name:port) when bound beyond loopback (required)",
+    )
+    body_timeout_seconds: float = Field(default=30.0, gt=0, description="an ingest body that stalls longer gets 408")
     mcp_token: SecretStr | None = Field(default=None, description="bearer token for HTTP MCP; generated if unset")
     public_url: str | None = Field(default=None, description="URL senders reach prodloop at (for printed DSNs)")
 

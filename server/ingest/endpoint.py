@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -33,6 +33,12 @@ from prodloop.server.settings import Settings
 from prodloop.server.store import EventRecord, Project, Store
 
 logger = logging.getLogger("prodloop.server")
+
+
+class _Gone(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
+
 
 _CORS = {"Access-Control-Allow-Origin": "*"}
 
@@ -86,6 +92,9 @@ class Ingest:
                 headers["X-Sentry-Rate-Limits"] = f"{int(exc.retry_after + 0.999)}::organization"
             logger.info("ingest refused (%d): %s", exc.status, exc.problem)
             return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        except _Gone as gone:  # one line, no traceback: nobody is left to answer
+            logger.info("ingest: the client disconnected after %d bytes of the body; nothing was stored", gone.size)
+            return Response(status_code=400)
         except StoreError:
             return JSONResponse(
                 {"detail": "the store could not commit the event; it was not stored, resend it"},
@@ -131,11 +140,20 @@ class Ingest:
             raise PayloadTooLarge("the request body", int(declared), limit)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge("the request body", size, limit)
-            chunks.append(chunk)
+        timeout = self._settings.body_timeout_seconds
+        try:
+            with anyio.fail_after(timeout):  # a body that stalls must not hold a worker
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge("the request body", size, limit)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise IngestError(
+                f"the request body stalled ({size} bytes in {timeout:g} s)", "send the whole body at once", status=408
+            ) from None
+        except ClientDisconnect:
+            raise _Gone(size) from None
         if not size:
             raise IngestError("the request body is empty", "send an envelope or an event")
         return b"".join(chunks)
