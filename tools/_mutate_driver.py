@@ -10,13 +10,15 @@ goes to stdout as JSON lines; the verdicts to the output file.
 
 A surviving mutant is also asked whether the tests could have seen it at all: every run is
 traced at the boundary between the test files and the code they call (each call a test makes:
-its return value or raised exception, and its arguments' state when it returns), folded into
-one digest. A survivor whose digest equals the unmutated run's changed nothing the tests'
-calls returned, raised or left in their arguments, on the tests' inputs: it is reported as
-`unexercised` rather than `survived` (no input of the test tells it apart; a different
-input might). Effects a test could only see some other way (files, module globals) are not
-traced: such a survivor counts as unexercised. The baseline runs twice; if its two digests
-differ (the code is not deterministic), or tracing was lost, every survivor stays `survived`.
+its return value or raised exception, and its arguments' state when it returns), field by
+field (`2:prune:self.last_active`), each field's value hashed. The baseline runs twice; a field
+whose value differs between the two runs (a timestamp, a random id) says nothing and is left
+out. A survivor whose every remaining field equals the unmutated run's changed nothing the
+tests' calls returned, raised or left in their arguments, on the tests' inputs: it is
+reported as `unexercised` rather than `survived` (no input of the test tells it apart; a
+different input might). Effects a test could only see some other way (files, module globals)
+are not traced: such a survivor counts as unexercised. When no field is stable, or tracing was
+lost, every survivor stays `survived`.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class _Observer:
         self.tests = {os.path.realpath(path) for path in tests}
         self.known: dict[str, bool] = {}  # code file name -> is it a test file (resolved once)
         self.raised: dict[int, str] = {}
-        self.digest = hashlib.sha256()
+        self.fields: dict[str, str] = {}  # "call:function:path" -> hash of the value seen there
         self.calls = 0
 
     def start(self) -> None:
@@ -93,15 +95,46 @@ class _Observer:
         elif event == "return":
             code = frame.f_code
             raised = self.raised.pop(id(frame), None)
-            outcome = f"raise {raised}" if raised is not None and arg is None else f"return {_shape(arg, 3)}"
-            names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
-            state = [f"{n}={_shape(frame.f_locals.get(n), 3)}" for n in names]
+            leaves: list[tuple[str, str]] = []
+            if raised is not None and arg is None:
+                leaves.append(("raise", raised))
+            else:
+                _leaves(arg, 3, "return", leaves)
+            for name in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]:
+                _leaves(frame.f_locals.get(name), 3, name, leaves)
+            prefix = f"{self.calls}:{code.co_name}:"
             self.calls += 1
-            self.digest.update(f"{code.co_name} {outcome} {state}\n".encode(errors="replace"))
+            for path, text in leaves:
+                if len(self.fields) < _MAX_FIELDS:
+                    self.fields[prefix + path] = hashlib.sha1(text.encode(errors="replace")).hexdigest()[:16]  # noqa: S324
         return self._local
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_MAX_FIELDS = 50_000
+
+
+def _leaves(value: Any, depth: int, path: str, out: list[tuple[str, str]]) -> None:
+    """(path, text) of every leaf of a value: containers item by item, plain objects field by field."""
+    try:
+        if value is None or isinstance(value, (bool, int, float, complex, str, bytes)) or depth <= 0:
+            out.append((path, _shape(value, depth)))
+        elif isinstance(value, dict):
+            out.append((path, f"dict/{len(value)}"))
+            for key, item in list(value.items())[:50]:
+                _leaves(item, depth - 1, f"{path}[{_shape(key, 1)}]", out)
+        elif isinstance(value, (list, tuple)):
+            out.append((path, f"{type(value).__name__}/{len(value)}"))
+            for i, item in enumerate(list(value)[:50]):
+                _leaves(item, depth - 1, f"{path}[{i}]", out)
+        elif getattr(type(value), "__repr__", None) is getattr(object, "__repr__", None) and hasattr(value, "__dict__"):
+            out.append((path, type(value).__qualname__))
+            for key, item in list(vars(value).items())[:50]:
+                _leaves(item, depth - 1, f"{path}.{key}", out)
+        else:
+            out.append((path, _shape(value, depth)))
+    except Exception as exc:  # a value whose parts cannot be read is still a value: its class and the failure
+        out.append((path, f"{type(value).__qualname__}<unreadable: {type(exc).__name__}>"))
 
 
 def _shape(value: Any, depth: int) -> str:
@@ -158,8 +191,13 @@ def main() -> int:
         return 0
     timeout = max(spec["min_timeout"], baseline * spec["timeout_multiplier"])
     _run_child(None, args, pytest, timeout, ctx, "baseline-again")
-    reference = _trace(traces, "baseline")
-    observable = reference is not None and reference["calls"] > 0 and reference == _trace(traces, "baseline-again")
+    reference, again = _trace(traces, "baseline"), _trace(traces, "baseline-again")
+    stable: dict[str, str] = {}
+    unstable: set[str] = set()
+    if reference is not None and again is not None and reference["calls"] > 0:
+        stable = {k: v for k, v in reference["fields"].items() if again["fields"].get(k) == v}
+        unstable = (set(reference["fields"]) | set(again["fields"])) - set(stable)
+    observable = bool(stable)
     results: list[dict[str, Any]] = []
     running: dict[int, tuple[int, float]] = {}
     queue = list(range(total))
@@ -187,7 +225,7 @@ def main() -> int:
         index, _ = running.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         verdict = _status(code)
-        if verdict == "survived" and observable and _trace(traces, str(index)) == reference:
+        if verdict == "survived" and observable and _unchanged(_trace(traces, str(index)), stable, unstable):
             verdict = "unexercised"
         results.append(_verdict(mutants[index], verdict, code))
         done += 1
@@ -199,6 +237,7 @@ def main() -> int:
         "plugin_autoload": plugins,
         "observable": observable,
         "observed_calls": reference["calls"] if reference else 0,
+        "unstable_fields": len(unstable),
     }
     _write(spec["out"], {"clean_exit_code": 0, **summary, "results": results})
     return 0
@@ -259,7 +298,16 @@ def _trace(folder: str, key: str) -> dict[str, Any] | None:
             data = json.load(fh)
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("intact") is True else None
+    ok = isinstance(data, dict) and data.get("intact") is True and isinstance(data.get("fields"), dict)
+    return data if ok else None
+
+
+def _unchanged(trace: dict[str, Any] | None, stable: dict[str, str], unstable: set[str]) -> bool:
+    """Every stable field as in the baseline, and no field the baseline never had."""
+    if trace is None:
+        return False
+    fields = trace["fields"]
+    return all(fields.get(k) == v for k, v in stable.items()) and all(k in stable or k in unstable for k in fields)
 
 
 def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any, ctx: dict[str, Any], key: str) -> int:
@@ -283,7 +331,7 @@ def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any, ctx
         if code == 0 and (outcomes.passed == 0 or outcomes.skipped):
             code = _NOTHING_PASSED
         if code == 0:
-            trace = {"digest": observer.digest.hexdigest(), "calls": observer.calls, "intact": intact}
+            trace = {"fields": observer.fields, "calls": observer.calls, "intact": intact}
             _write(os.path.join(ctx["traces"], f"{key}.json"), trace)
     except BaseException:
         code = _LOAD_FAILED

@@ -406,9 +406,11 @@ def _drive(
         )
         if not data.get("observable"):
             note += (
-                "; what the mutated functions did could not be compared between runs (nondeterministic, not "
+                "; what the mutated functions did could not be compared between runs (nothing stable, not "
                 f"called, or tracing replaced: {data.get('observed_calls', 0)} calls seen), so every survivor is scored"
             )
+        elif data.get("unstable_fields"):
+            note += f"; {data['unstable_fields']} observed field(s) differed between two clean runs and were left out"
         return rows, note, cpu
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

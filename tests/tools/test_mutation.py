@@ -41,6 +41,17 @@ def test_an_unknown_sku_ordered_zero_times_costs_nothing():
     assert cart_total({"items": [{"sku": "kiwi", "qty": 0}]}) == 0
 """
 
+# The same input, carrying a value that differs on every run (a request timestamp): only that field is left out.
+ZERO_QTY_STAMPED = """
+import time
+
+from shop.pricing import cart_total
+
+
+def test_an_unknown_sku_ordered_zero_times_costs_nothing():
+    assert cart_total({"items": [{"sku": "kiwi", "qty": 0}], "requested_at": time.time()}) == 0
+"""
+
 STRONG_RATE = """
 import pytest
 
@@ -115,6 +126,16 @@ def test_a_survivor_the_tests_inputs_cannot_tell_apart_is_listed_as_unexercised_
     assert len(unexercised) == 1  # one per line: the fix's line
     assert '-    return PRICES.get(item["sku"], 0) * item["qty"]' in unexercised[0].diff
     assert "unexercised" in result.note
+
+
+def test_a_field_that_differs_between_two_clean_runs_is_left_out_not_the_whole_observation(
+    open_ctx: Callable[[str], AppContext],
+) -> None:
+    ctx = open_ctx("unknown_sku")
+    result = mutate_validate(ctx, receipt_id=_receipt(ctx, ZERO_QTY_STAMPED, FIX_UNKNOWN_SKU))
+    # Before, the timestamp made the two clean runs differ and every survivor was scored (score 0.5).
+    assert result.unexercised >= 1 and result.survived == 0, [s.diff for s in result.survivors]
+    assert result.score == 1.0 and result.passed
 
 
 def test_a_test_whose_inputs_tell_no_mutant_apart_proves_nothing(open_ctx: Callable[[str], AppContext]) -> None:
