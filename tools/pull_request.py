@@ -149,12 +149,18 @@ def _open(
     labels = labels if labels is not None else list(settings.pr_labels)
     url = number = description_path = None
     if settings.github_token is not None:
-        from prodloop.tools.github import create_pull_request
+        from prodloop.tools.github import GitHubError, create_pull_request
 
-        url, number = create_pull_request(
-            settings, repo_path, title=title or _title(issue.id, issue.title), body=body, head=branch, base=base,
-            draft=draft, labels=labels,
-        )  # fmt: skip
+        try:
+            url, number = create_pull_request(
+                settings, repo_path, title=title or _title(issue.id, issue.title), body=body, head=branch, base=base,
+                draft=draft, labels=labels,
+            )  # fmt: skip
+        except GitHubError as exc:  # the branch is already out there: say so, and what to do with it
+            raise ProdloopError(
+                f"{exc}; the branch {branch} (commit {commit[:12]}) is already pushed to {remote}: open the pull "
+                f"request from it by hand, or delete the branch before open_pr again (this PR slot stays spent)"
+            ) from exc
         mode: Literal["github", "local"] = "github"
     else:
         mode = "local"

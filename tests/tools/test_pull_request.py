@@ -172,6 +172,8 @@ def test_a_rejected_token_is_a_clear_error_without_the_token(
             open_pr(ctx, receipt_id=prepared["strong"])
     assert TOKEN not in str(info.value)
     assert "check github_token" in str(info.value)
+    # The push happened before GitHub said no: the error says what exists and what to do with it.
+    assert "is already pushed to origin: open the pull request from it by hand" in str(info.value)
 
 
 @pytest.mark.parametrize(
