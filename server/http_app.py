@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 from collections.abc import AsyncIterator
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -33,7 +32,7 @@ class HostCheck:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-            if not any(fnmatch.fnmatchcase(host, pattern) for pattern in self.hosts):
+            if not host_allowed(host, self.hosts):
                 response = JSONResponse({"detail": "Host not allowed: set allowed_hosts"}, status_code=421)
                 await response(scope, receive, send)
                 return
@@ -57,14 +56,31 @@ def allowed_hosts(settings: Settings) -> list[str]:
     return [h if ":" in h.removeprefix("[").split("]")[-1] else f"{h}:*" for h in settings.allowed_hosts]
 
 
+def host_allowed(host: str, patterns: list[str]) -> bool:
+    """`name:*` matches the bare name (port 80/443 behind a proxy) and `name:<digits>`; anything else exactly;
+    names compare case-insensitively, brackets (`[::1]`) literally."""
+    host = host.lower()
+    for pattern in (p.lower() for p in patterns):
+        if pattern.endswith(":*"):
+            name = pattern[:-2]
+            if host == name or (host.startswith(name + ":") and host[len(name) + 1 :].isdigit()):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
 def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
     hosts = allowed_hosts(ctx.settings)
     writer = EventWriter(ctx.store)
     ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock)
     mcp = build_mcp(ctx)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    bare = [h[:-2] for h in hosts if h.endswith(":*")]  # the SDK's `name:*` needs a port; a proxy may send none
     security = TransportSecuritySettings(
-        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*hosts, *bare],
+        allowed_origins=[*origins, *(f"{scheme}://{h}" for h in bare for scheme in ("http", "https"))],
     )
     mcp_http = mcp.streamable_http_app(streamable_http_path="/mcp", host=ctx.settings.host, transport_security=security)
 

@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Host headers the HTTP server answers (name or name:port) when bound beyond loopback (required)",
     )
-    body_timeout_seconds: float = Field(default=30.0, gt=0, description="an ingest body that stalls longer gets 408")
+    body_timeout_seconds: float = Field(default=30.0, gt=0, description="an ingest body silent this long gets 408")
     mcp_token: SecretStr | None = Field(default=None, description="bearer token for HTTP MCP; generated if unset")
     public_url: str | None = Field(default=None, description="URL senders reach prodloop at (for printed DSNs)")
 

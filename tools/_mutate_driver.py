@@ -17,8 +17,9 @@ out. A survivor whose every remaining field equals the unmutated run's changed n
 tests' calls returned, raised or left in their arguments, on the tests' inputs: it is
 reported as `unexercised` rather than `survived` (no input of the test tells it apart; a
 different input might). Effects a test could only see some other way (files, module globals)
-are not traced: such a survivor counts as unexercised. When no field is stable, or tracing was
-lost, every survivor stays `survived`.
+are not traced: such a survivor counts as unexercised. When the two clean runs make different
+calls, as many fields vary as hold still, the trace outgrew its bound or tracing was lost, every
+survivor stays `survived`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class _Observer:
         self.raised: dict[int, str] = {}
         self.fields: dict[str, str] = {}  # "call:function:path" -> hash of the value seen there
         self.calls = 0
+        self.truncated = False
 
     def start(self) -> None:
         threading.settrace(self._call)
@@ -105,8 +107,10 @@ class _Observer:
             prefix = f"{self.calls}:{code.co_name}:"
             self.calls += 1
             for path, text in leaves:
-                if len(self.fields) < _MAX_FIELDS:
-                    self.fields[prefix + path] = hashlib.sha1(text.encode(errors="replace")).hexdigest()[:16]  # noqa: S324
+                if len(self.fields) >= _MAX_FIELDS:
+                    self.truncated = True  # what is not recorded cannot be compared: nothing is called unexercised
+                    break
+                self.fields[prefix + path] = hashlib.sha1(text.encode(errors="replace")).hexdigest()[:16]  # noqa: S324
         return self._local
 
 
@@ -194,10 +198,12 @@ def main() -> int:
     reference, again = _trace(traces, "baseline"), _trace(traces, "baseline-again")
     stable: dict[str, str] = {}
     unstable: set[str] = set()
-    if reference is not None and again is not None and reference["calls"] > 0:
+    if reference is not None and again is not None and reference["calls"] == again["calls"] > 0:
         stable = {k: v for k, v in reference["fields"].items() if again["fields"].get(k) == v}
         unstable = (set(reference["fields"]) | set(again["fields"])) - set(stable)
-    observable = bool(stable)
+    # Left-out fields must stay the exception: when as many vary as hold still (or the calls themselves vary),
+    # the two clean runs say too little, and every survivor is scored.
+    observable = bool(stable) and len(unstable) < len(stable)
     results: list[dict[str, Any]] = []
     running: dict[int, tuple[int, float]] = {}
     queue = list(range(total))
@@ -331,7 +337,7 @@ def _fork_child(mutant: dict[str, Any] | None, args: list[str], pytest: Any, ctx
         if code == 0 and (outcomes.passed == 0 or outcomes.skipped):
             code = _NOTHING_PASSED
         if code == 0:
-            trace = {"fields": observer.fields, "calls": observer.calls, "intact": intact}
+            trace = {"fields": observer.fields, "calls": observer.calls, "intact": intact and not observer.truncated}
             _write(os.path.join(ctx["traces"], f"{key}.json"), trace)
     except BaseException:
         code = _LOAD_FAILED

@@ -22,7 +22,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from prodloop.tools.reconstruct import ClassResolver, InitSource, Unusable, constructed, evaluate, rebuild, render
+from prodloop.tools.reconstruct import (
+    ClassResolver,
+    InitSource,
+    Unusable,
+    constructed,
+    evaluate,
+    rebuild,
+    render,
+    service_class,
+)
 from prodloop.tools.source_map import module_of
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*){0,20}")
@@ -171,15 +180,12 @@ def _constructed_class(
     statement = caller.statement or caller.context_line if caller is not None else None
     if statement and (find_call(statement, node.name) is not None or "super(" in statement):
         return None
-    parts = dotted.split(".")
-    owner_name = getattr(owners[-1], "name", "")
-    if node.name == "__init__" and parts[-1] != owner_name:
+    if not _DOTTED.fullmatch(dotted):  # production data: only a dotted name may become code
+        raise Unusable(f"{node.name} was constructing something whose class path is not a dotted name")
+    if node.name == "__init__" and dotted.rsplit(".", 1)[-1] != getattr(owners[-1], "name", ""):
         return None  # a subclass's object: its own constructor may take other arguments
-    for cut in range(len(parts) - 1, 0, -1):
-        module, top = ".".join(parts[:cut]), parts[cut]
-        if classes(f"{module}:{top}") == module:
-            return ".".join(parts[cut:]), top, module
-    raise Unusable(f"{node.name} was constructing a {dotted}, which is not a class of the service")
+    module, top, expression = service_class(dotted, node.name, classes)
+    return expression, top, module
 
 
 def _resolve(

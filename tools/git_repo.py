@@ -15,7 +15,8 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -77,9 +78,13 @@ def run_git(
         ) from exc
 
 
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")  # user:token@ in a URL git echoes back
+
+
 def _checked(done: subprocess.CompletedProcess[str], where: Path, what: str, fix: str) -> str:
     if done.returncode != 0:
-        raise GitError(str(where), f"{what} failed ({_first_line(done.stderr or done.stdout)})", fix)
+        said = _URL_CREDENTIALS.sub(r"\1", _first_line(done.stderr or done.stdout))
+        raise GitError(str(where), f"{what} failed ({said})", fix)
     return done.stdout
 
 
@@ -326,24 +331,29 @@ class GitRepo:
         done = run_git(tree, "apply", "--whitespace=nowarn", str(patch))
         _checked(done, tree, "git apply", "make the diff against the deployed commit (git diff <commit>)")
 
-    def changed_paths(self, diff: str) -> list[str]:
-        """Every path a diff touches, as git reads it (old and new names of a rename), so any file name works."""
-        fields = run_git(self.path, "apply", "--numstat", "-z", "-", stdin=diff).stdout.split("\0")
-        touched: list[str] = []
-        i = 0
-        while i < len(fields) and fields[i]:
-            stat = fields[i].split("\t")
-            if len(stat) == 3 and stat[2]:
-                touched.append(stat[2])
-                i += 1
-            else:  # a rename: "added\tdeleted\t" then the old and the new path
-                touched += fields[i + 1 : i + 3]
-                i += 3
-        return touched
-
     def build_commit(self, base: str, diff: str, files: dict[str, str], appended: dict[str, str], message: str) -> str:
         """A commit of `base` + `diff` + `files` (written whole) + lines `appended` to files, built with plumbing on a
         temporary index of this repository: no working tree, no hooks, nothing any test ever ran in."""
+        whole = dict(files)
+        for path, line in appended.items():
+            whole[path] = (self.read(base, path) or "") + line
+        with self._index(base, diff) as git:
+            for path, text in whole.items():
+                blob = git("hash-object", "-w", "--stdin", stdin=text).strip()
+                git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+            tree = git("write-tree").strip()
+            return git("commit-tree", tree, "-p", base, "-m", message).strip()
+
+    def diff_paths(self, base: str, diff: str) -> set[str]:
+        """Every path `diff` changes when applied to `base` (a rename's old and new name, a deletion), as git reads
+        the diff: so any file name works."""
+        with self._index(base, diff) as git:
+            tree = git("write-tree").strip()
+        return self.changed_between(base, tree)
+
+    @contextmanager
+    def _index(self, base: str, diff: str) -> Iterator[Callable[..., str]]:
+        """A temporary index holding `base` + `diff`, and a git runner bound to it."""
         with tempfile.TemporaryDirectory(prefix="prodloop-index-") as scratch:
             env = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), "GIT_AUTHOR_NAME": "prodloop",
                    "GIT_AUTHOR_EMAIL": "prodloop@localhost", "GIT_COMMITTER_NAME": "prodloop",
@@ -357,14 +367,7 @@ class GitRepo:
             if diff.strip():
                 git("apply", "--cached", "--whitespace=nowarn", "-", stdin=diff if diff.endswith("\n") else diff + "\n",
                     what="the fix does not apply to the base:")  # fmt: skip
-            whole = dict(files)
-            for path, line in appended.items():
-                whole[path] = (self.read(base, path) or "") + line
-            for path, text in whole.items():
-                blob = git("hash-object", "-w", "--stdin", stdin=text).strip()
-                git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-            tree = git("write-tree").strip()
-            return git("commit-tree", tree, "-p", base, "-m", message).strip()
+            yield git
 
     def changed_between(self, base: str, commit: str) -> set[str]:
         """Paths whose content differs between two commits."""
@@ -378,7 +381,12 @@ class GitRepo:
 
     def remote_heads(self, remote: str, pattern: str = "") -> dict[str, str]:
         """Branch names on `remote` (matching a glob such as `prodloop/7-*`) and the commit each points at."""
-        args = ["ls-remote", "--heads", "--end-of-options", checked_name(remote, "remote")]
+        # Where pushes go (a remote may fetch from one URL and push to another).
+        pushed_to = run_git(
+            self.path, "remote", "get-url", "--push", "--end-of-options", checked_name(remote, "remote")
+        )
+        target = pushed_to.stdout.strip() if pushed_to.returncode == 0 and pushed_to.stdout.strip() else remote
+        args = ["ls-remote", "--heads", "--end-of-options", checked_name(target, "remote")]
         done = run_git(self.path, *args, *([pattern] if pattern else []), timeout=60)
         out = _checked(done, self.path, f"git ls-remote {remote}", "check the remote's URL and credentials")
         heads = (line.split("\trefs/heads/", 1) for line in out.splitlines() if "\trefs/heads/" in line)

@@ -125,7 +125,7 @@ def _open(
         raise PullRequestRefused(
             receipt_id, f"the fix conflicts with {base} ({str(exc)[:300]})", "rebase the fix on the base and run again"
         ) from exc
-    _check_tree(repo, receipt_id, base_sha, commit, _expected_files(repo, receipt, settings.ledger_path))
+    _check_tree(repo, receipt_id, base_sha, commit, _expected_files(repo, base_sha, receipt, settings.ledger_path))
     with workspace(repo, commit) as ws:
         node = f"{receipt.test_path}::{receipt.test_name}"
         gates = settings.gates
@@ -239,10 +239,11 @@ def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
     return sha
 
 
-def _expected_files(repo: GitRepo, receipt: policy.ReceiptRow, ledger: str) -> list[str]:
-    """Every path the fix touches (read by git from the diff itself, so any file name works), the test and the
-    provenance ledger."""
-    return sorted({*repo.changed_paths(receipt.fix_diff), receipt.test_path, *(receipt.support_files or {}), ledger})
+def _expected_files(repo: GitRepo, base: str, receipt: policy.ReceiptRow, ledger: str) -> list[str]:
+    """Every path the fix changes on the base (read by git from the diff itself, so any file name works), the test,
+    its support files and the provenance ledger."""
+    fixed = repo.diff_paths(base, receipt.fix_diff)
+    return sorted({*fixed, receipt.test_path, *(receipt.support_files or {}), ledger})
 
 
 def _check_tree(repo: GitRepo, receipt_id: str, base: str, commit: str, expected: list[str]) -> None:

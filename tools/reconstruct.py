@@ -82,7 +82,10 @@ def rebuild(value: Any, path: str, classes: ClassResolver | None = None, *, capt
         kind, items = next(iter(value.items()))
         if not isinstance(items, list):
             raise Unusable(f"{path} has a malformed captured {kind.strip('_')}")
-        return _CAPTURED_KINDS[kind](rebuild(items, path, classes, captured=True))
+        try:
+            return _CAPTURED_KINDS[kind](rebuild(items, path, classes, captured=True))
+        except TypeError:  # a set of lists: not something a set could have held
+            raise Unusable(f"{path} has a malformed captured {kind.strip('_')}") from None
     if isinstance(value, dict) and captured:
         return {_key(k): rebuild(v, f"{path}[{k!r}]", classes, captured=True) for k, v in value.items()}
     if isinstance(value, list) and captured:
@@ -126,18 +129,23 @@ _CAPTURED_KINDS: dict[str, Callable[[list[Any]], Any]] = {
     "__frozenset__": frozenset,
 }
 _CLASS_PATH = re.compile(r"[A-Za-z_][\w.]{0,200}")
+_NAME = re.compile(r"[A-Za-z_]\w{0,99}")
 
 
-def _service_class(dotted: str, path: str, classes: ClassResolver | None) -> tuple[str, str, str]:
+def service_class(dotted: str, path: str, classes: ClassResolver | None) -> tuple[str, str, str]:
     """(module, top-level class, class expression) of `pkg.mod.Outer.Inner`: the longest module prefix the
     repository defines the class in."""
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         module, top = ".".join(parts[:cut]), parts[cut]
         if classes is not None and classes(f"{module}:{top}") == module:
+            nested = parts[cut + 1 :]
+            if any(not _NAME.fullmatch(n) or n.startswith("_") for n in nested):
+                # production data: `Cls.__init__.__globals__` is an attribute walk, not a nested class
+                raise Unusable(f"{path} names {'.'.join(nested)[:60]} inside {top}, which is not a nested class")
             # `scheduler` of `luigi.scheduler`: the class, not the module's name again
             return module, top, ".".join(parts[cut:])
-    raise Unusable(f"{path} is a {dotted}, not a class of the service")
+    raise Unusable(f"{path} is a {dotted[:120]}, not a class of the service")
 
 
 def _captured_object(value: dict[str, Any], path: str, classes: ClassResolver | None) -> RepoExpr:
@@ -146,7 +154,7 @@ def _captured_object(value: dict[str, Any], path: str, classes: ClassResolver | 
     dotted, state = value["__class__"], value["__state__"]
     if not isinstance(dotted, str) or not _CLASS_PATH.fullmatch(dotted) or not isinstance(state, dict):
         raise Unusable(f"{path} has a malformed captured object")
-    module, top, expression = _service_class(dotted, path, classes)
+    module, top, expression = service_class(dotted, path, classes)
     imports = {f"from {module} import {top}"}
     fields = {}
     for key, item in state.items():
@@ -171,7 +179,7 @@ def constructed(value: Any, path: str, classes: ClassResolver, init_of: InitSour
         raise Unusable(f"{path} was not captured as an object")
     _captured_object(value, path, classes)  # validates the class and every attribute
     state = value["__state__"]
-    module, top, expression = _service_class(value["__class__"], path, classes)
+    module, top, expression = service_class(value["__class__"], path, classes)
     init = init_of(module, expression)
     if init is None:
         raise Unusable(f"{path}: {expression} has no __init__ of its own to call")

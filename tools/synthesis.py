@@ -90,10 +90,10 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
         if len(plans_by) == 2 and plans_by[0].receiver == plans_by[1].receiver:
             del plans_by[0]
         plans = list(plans_by.values())
+        tried += 1 if plans else 0  # frames tried, whatever number of ways their receiver was built
         for call in plans:
             found = _try_plan(ctx, issue_id, issue, code_path, mapped, exc_path, raw_chain, call, label, attempts,
                               known_classes, init_of=init_source if call is plans_by.get(0) else None)  # fmt: skip
-            tried += 1
             if found is not None:
                 return found
     return SynthesisResult(

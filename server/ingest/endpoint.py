@@ -141,16 +141,23 @@ class Ingest:
         chunks: list[bytes] = []
         size = 0
         timeout = self._settings.body_timeout_seconds
+        stream = request.stream().__aiter__()
         try:
-            with anyio.fail_after(timeout):  # a body that stalls must not hold a worker
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge("the request body", size, limit)
-                    chunks.append(chunk)
+            while True:
+                with anyio.fail_after(timeout):  # a body that stalls must not hold a worker; a slow one may go on
+                    try:
+                        chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge("the request body", size, limit)
+                chunks.append(chunk)
         except TimeoutError:
             raise IngestError(
-                f"the request body stalled ({size} bytes in {timeout:g} s)", "send the whole body at once", status=408
+                f"the request body stalled (nothing for {timeout:g} s after {size} bytes)",
+                "send the body without pauses",
+                status=408,
             ) from None
         except ClientDisconnect:
             raise _Gone(size) from None

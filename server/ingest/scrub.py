@@ -249,7 +249,7 @@ _Path = tuple[Any, Any] | None
 _MAYBE_PERSONAL = re.compile(
     r"\d\.\d{1,3}\.\d{1,3}\.\d|::|(?:[0-9A-Fa-f]{1,4}:){4}|/home/|/Users/|\\Users\\", re.IGNORECASE
 )
-_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])")
+_IPV4 = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)(?!\w)")  # "refused by 10.1.2.3." too
 _IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _USER_PATH = re.compile(r"(?i)(/home/|/Users/|[A-Z]:\\+Users\\+)(?!\[user\])[^/\\\s'\"]+")
 _FREE_TEXT_KEYS = frozenset({"value", "message", "formatted", "context_line"})

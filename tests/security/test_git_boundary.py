@@ -173,3 +173,9 @@ def test_the_pr_commit_is_built_by_plumbing_from_base_fix_test_and_ledger_alone(
     assert git("status", "--porcelain") == "?? untracked.txt\n"
     with pytest.raises(Exception, match="does not apply"):
         repo.build_commit(base, diff.replace("return 1", "return 7"), {}, {}, "bad")
+    # What a fix changes is read by applying it: a rename's two names, a diff without its last newline.
+    git("mv", "app.py", "core.py")
+    renamed = git("diff", "--cached", "-M", base)
+    git("reset", "-q", "--hard", base)
+    assert repo.diff_paths(base, renamed) == {"app.py", "core.py"}
+    assert repo.diff_paths(base, diff.rstrip("\n")) == {"app.py"}

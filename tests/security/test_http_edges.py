@@ -49,6 +49,7 @@ def test_a_server_bound_beyond_loopback_needs_allowed_hosts_and_answers_only_the
     server = live_server(host="10.0.0.5", allowed_hosts=["prodloop.internal:8765", "ingest.internal"])
     assert b"200 OK" in _get(server.port, "/healthz", "prodloop.internal:8765")
     assert b"200 OK" in _get(server.port, "/healthz", "ingest.internal:443")
+    assert b"200 OK" in _get(server.port, "/healthz", "INGEST.internal")  # behind a proxy: no port, any case
     for path in ("/healthz", "/mcp", f"/api/{server.project.id}/envelope/"):
         answer = _get(server.port, path, f"127.0.0.1:{server.port}")  # not a name this server answers to
         assert answer.startswith(b"HTTP/1.1 421"), (path, answer[:80])
@@ -81,3 +82,15 @@ def test_a_stalled_body_gets_408_and_a_client_that_leaves_gets_one_log_line(
     assert len(gone) == 1 and gone[0].exc_info is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert server.ctx.store.list_issues()[1] == 0
+
+
+def test_host_patterns_match_names_and_ports_literally() -> None:
+    from prodloop.server.http_app import host_allowed
+
+    loopback = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    assert host_allowed("[::1]:8765", loopback) and host_allowed("LOCALHOST:8765", loopback)
+    assert not host_allowed("1:8765", loopback) and not host_allowed("::x", loopback)
+    assert not host_allowed("localhost.attacker.example:80", loopback)
+    assert not host_allowed("localhost:80@evil", loopback)
+    assert host_allowed("prodloop.internal", ["prodloop.internal:*"])
+    assert not host_allowed("prodloop.internal:9999", ["prodloop.internal:8765"])

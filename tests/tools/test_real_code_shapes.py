@@ -570,3 +570,20 @@ def test_a_parametrized_receiver_built_on_the_service_makes_its_assertions_real(
     plain = source.replace("Worker(worker_id='a')", "object()")
     evidence, _ = assertion_findings(ast.parse(plain), "test_prune", {"lib"})
     assert evidence == []  # nothing the service built: the same assertions prove nothing about it
+
+
+def test_a_class_path_from_production_data_never_becomes_code_beyond_a_nested_class_name() -> None:
+    source = "class Base:\n    def __init__(self, size):\n        self.size = 1 / size\n"
+    classes = {"lib.x:Base": "lib.x"}.get
+    hostile = [
+        "lib.x.Base.__init__(__import__('os').system('id')) or lib.x.Base",
+        "lib.x.Base.__init__.__globals__.Base",
+    ]
+    for dotted in hostile:
+        captured = {"self": {"__class__": dotted, "__state__": {}}, "size": "0"}
+        with pytest.raises(Exception, match=r"not a dotted name|not a nested class|receiver"):
+            plan_call("lib/x.py", source, "Base.__init__", 2, captured, None, classes)  # no code is ever built
+    with pytest.raises(Exception, match="not a nested class"):
+        rebuild({"__class__": "lib.x.Base.__init__.__globals__", "__state__": {}}, "v", classes)
+    with pytest.raises(Exception, match="malformed captured set"):
+        rebuild({"__set__": [[1]]}, "v", classes, captured=True)
