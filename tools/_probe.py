@@ -4,6 +4,7 @@ It runs in the service's interpreter, so it uses only the standard library and, 
 for coverage, coverage.py. Driven by environment variables:
   PRODLOOP_PROBE_OUT      write per-test exception chains here (JSON)
   PRODLOOP_SHUFFLE_SEED   run the collected tests in an order shuffled with this seed
+  PRODLOOP_RUN_LAST       this test (node id; all its parameter cases) runs after every other collected test
   PRODLOOP_COVER_FILE     measure line coverage of these files (absolute paths, os.pathsep-separated)
   PRODLOOP_COVER_OUT      write the executed line numbers here (JSON)
   PRODLOOP_WATCH_ROOT     record exceptions raised in frames under this folder during each test's call,
@@ -89,8 +90,12 @@ def pytest_collectreport(report: Any) -> None:
 
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
     seed = os.environ.get("PRODLOOP_SHUFFLE_SEED")
+    last = os.environ.get("PRODLOOP_RUN_LAST")
     if seed:
         random.Random(int(seed)).shuffle(items)  # noqa: S311 (test order, not security)
+    if last:  # after every other test: whatever state they leave behind, the candidate meets it
+        items.sort(key=lambda item: item.nodeid == last or item.nodeid.startswith(last + "["))
+    if seed or last:
         _results["_order"] = [item.nodeid for item in items]
     _results["_collected"] = [item.nodeid for item in items]
 

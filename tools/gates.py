@@ -191,8 +191,9 @@ def not_flaky(
     *,
     seed: int,
 ) -> Gate:
-    """The candidate passes again and again, alone and shuffled among its neighbours (in an order drawn from
-    `seed`, which the caller derives from the test and fix: the same receipt always gets the same verdict).
+    """The candidate passes again and again, alone and among its neighbours: after all of them (so it meets any state
+    they leave behind), in an order drawn from `seed`, which the caller derives from the test and fix (the same
+    receipt always gets the same verdict).
 
     Only the candidate's own outcome is judged. Other tests failing, files that do not collect
     (test-only dependencies missing) or a neighbourhood run that hits the timeout before the
@@ -210,12 +211,19 @@ def not_flaky(
         others = [t.path for t in code_path.related_tests if (ws.root / t.path).exists()][:3]
         targets = list(dict.fromkeys([node.split("::")[0], *others]))
         run = run_pytest(
-            ws, python, targets, limits, guard=guard, shuffle_seed=seed, extra_args=["--continue-on-collection-errors"]
+            ws,
+            python,
+            targets,
+            limits,
+            guard=guard,
+            shuffle_seed=seed,
+            run_last=node,
+            extra_args=["--continue-on-collection-errors"],
         )
         runs.append(run)
         outcome = outcome_of(run, node)
         others_failed = sorted(n for n, o in run.outcomes.items() if o.outcome in ("failed", "error") and n != node)
-        report = f"{len(run.outcomes)} tests of {len(targets)} file(s) shuffled (seed {seed})"
+        report = f"{len(run.outcomes)} tests of {len(targets)} file(s) shuffled (seed {seed}), the candidate last"
         if others_failed:
             report += f"; {len(others_failed)} other test(s) failed, not judged ({', '.join(others_failed[:3])})"
         if run.collect_errors:

@@ -141,6 +141,7 @@ def run_pytest(
     *,
     guard: Guard | None,
     shuffle_seed: int | None = None,
+    run_last: str | None = None,
     cover_files: Sequence[str] = (),
     hash_seed: int = 0,
     extra_args: Sequence[str] = (),
@@ -157,6 +158,8 @@ def run_pytest(
         env.update(PYTHONHASHSEED=str(hash_seed), PRODLOOP_PROBE_OUT=str(probe))
         if shuffle_seed is not None:
             env["PRODLOOP_SHUFFLE_SEED"] = str(shuffle_seed)
+        if run_last is not None:
+            env["PRODLOOP_RUN_LAST"] = run_last
         if watch_raises:
             env["PRODLOOP_WATCH_ROOT"] = str(ws.root.resolve())
         if cover_files:

@@ -339,3 +339,18 @@ def test_a_synthesized_test_goes_beside_related_tests_in_a_test_folder() -> None
     assert default_test_path(["maint/scripts/test_redbot.py"], 3) == "maint/scripts/test_prodloop_issue_3.py"
     assert default_test_path(["test_root.py"], 3) == "tests/test_prodloop_issue_3.py"
     assert default_test_path([], 3) == "tests/test_prodloop_issue_3.py"
+
+
+def test_a_candidate_that_breaks_on_state_its_neighbours_leave_fails_not_flaky_every_time(
+    open_ctx: Callable[..., AppContext],
+) -> None:
+    # Whatever order the neighbourhood is drawn in, the candidate runs after the test that leaves a price behind.
+    leaky = GOOD_TEST.replace(
+        "from shop.pricing import cart_total", "from shop import pricing\nfrom shop.pricing import cart_total"
+    )
+    leaky += "\n\ndef test_a_neighbour_that_leaves_a_price_behind():\n    pricing.PRICES['kiwi'] = 99\n"
+    for version in range(2):  # two receipts, two drawn orders
+        result = _run(open_ctx(), leaky + f"\n# {version}\n", test_name="test_unknown_sku_costs_nothing")
+        assert _gates(result)["passes_with_fix"] is True, result.gates
+        assert _gates(result)["not_flaky"] is False, _evidence(result, "not_flaky")
+        assert "the candidate last" in _evidence(result, "not_flaky")
