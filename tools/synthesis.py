@@ -68,6 +68,7 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
     attempts: list[FrameAttempt] = []
     tried = 0
     known_classes: dict[str, set[str]] = {}
+    init_source = _init_source(ctx, code_path.release.commit)
     for exc_path, mapped in _candidates(code_path):
         raw_frames = frames_of(raw_chain[exc_path.index]) if exc_path.index < len(raw_chain) else []
         if tried >= max_frames:
@@ -76,24 +77,21 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
         classes = class_resolver(
             ctx, code_path.release.commit, module_of(mapped.location.repo_path or ""), known_classes
         )
-        plans: list[PlannedCall] = []
-        init_source = _init_source(ctx, code_path.release.commit)
         # A receiver the capture helper recorded is first built by calling its class, the way real code builds it
         # (a fixed constructor then takes part); its recorded state is the fallback.
-        plans_by: dict[int, PlannedCall] = {}
-        for mode, init_of in enumerate((init_source, None)):
+        plans: list[tuple[InitSource | None, PlannedCall]] = []
+        for init_of in (init_source, None):
             try:
-                plans_by[mode] = _plan_call(ctx, code_path, mapped, exc_path.path, raw_frames, classes, init_of)
+                plans.append((init_of, _plan_call(ctx, code_path, mapped, exc_path.path, raw_frames, classes, init_of)))
             except (Unusable, SyntaxError, ValueError, RecursionError) as why:
                 if init_of is None:
                     attempts.append(FrameAttempt(frame=label, usable=False, reason=str(why)[:300]))
-        if len(plans_by) == 2 and plans_by[0].receiver == plans_by[1].receiver:
-            del plans_by[0]
-        plans = list(plans_by.values())
+        if len(plans) == 2 and plans[0][1].receiver == plans[1][1].receiver:
+            plans = plans[1:]  # no receiver, or one built the same way both times: one test, not two
         tried += 1 if plans else 0  # frames tried, whatever number of ways their receiver was built
-        for call in plans:
+        for init_of, call in plans:
             found = _try_plan(ctx, issue_id, issue, code_path, mapped, exc_path, raw_chain, call, label, attempts,
-                              known_classes, init_of=init_source if call is plans_by.get(0) else None)  # fmt: skip
+                              known_classes, init_of=init_of)  # fmt: skip
             if found is not None:
                 return found
     return SynthesisResult(
@@ -257,11 +255,22 @@ def _private(frame: MappedFrame) -> bool:
     return any(p.startswith("_") and not (p.startswith("__") and p.endswith("__")) for p in parts)
 
 
+def _module_paths(files: tuple[str, ...]) -> dict[str, str]:
+    """Module name -> the first file at the commit that is that module."""
+    out: dict[str, str] = {}
+    for path in files:
+        if path.endswith(".py"):
+            out.setdefault(module_of(path), path)
+    return out
+
+
 def _init_source(ctx: AppContext, commit: str) -> InitSource:
     """The `__init__` a service class defines itself, read at `commit` (None when it inherits one)."""
 
     def init_of(module: str, expression: str) -> ast.FunctionDef | None:
-        path = next((p for p in ctx.git().files(commit) if p.endswith(".py") and module_of(p) == module), None)
+        repo = ctx.git()
+        modules = repo.memo(("module-paths", commit), lambda: _module_paths(repo.files(commit)))
+        path = modules.get(module)
         try:
             tree = ast.parse(ctx.git().read(commit, path) or "") if path else None
         except (SyntaxError, ValueError):
