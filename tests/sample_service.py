@@ -103,9 +103,9 @@ CRASHES: dict[str, str] = {
 }
 
 
-def fix_diff(path: str, old: str, new: str) -> str:
-    """A unified diff (as `git diff` makes) replacing `old` by `new` in one of FILES."""
-    before = textwrap.dedent(FILES[path]).lstrip()
+def fix_diff(path: str, old: str, new: str, files: dict[str, str] | None = None) -> str:
+    """A unified diff (as `git diff` makes) replacing `old` by `new` in one of `files` (the sample's FILES)."""
+    before = textwrap.dedent((files or FILES)[path]).lstrip()
     after = before.replace(old, new)
     assert after != before, old
     lines = difflib.unified_diff(

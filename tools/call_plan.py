@@ -41,7 +41,7 @@ ParamKind = Literal["posonly", "pos", "kw", "star", "starstar"]
 class RebuiltInput(BaseModel):
     parameter: str
     value: str = Field(description="the rebuilt value as Python source")
-    source: Literal["call-site", "callee-locals", "default", "receiver"]
+    source: Literal["call-site", "callee-locals", "default", "receiver", "request"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class PlannedCall:
     receiver: str | None = None
     imports: set[str] = field(default_factory=set)
     is_async: bool = False
+    helper: str | None = None  # a request replay through this framework's test client (see replay.py)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from prodloop.tools.call_plan import invocation
 from prodloop.tools.reconstruct import RESTORE_HELPER, RESTORE_MARK
+from prodloop.tools.replay import helper_imports, helper_source
 
 
 class Case(BaseModel):
@@ -44,6 +45,9 @@ class SynthesizedCall(BaseModel):
     is_async: bool = Field(default=False, description="the callee is a coroutine function (run with asyncio.run)")
     more_cases: list[Case] = Field(
         default_factory=list, description="the other distinct production inputs of the issue's events"
+    )
+    helper: str | None = Field(
+        default=None, description="asgi or flask: the test replays production requests through the app's test client"
     )
 
 
@@ -103,10 +107,13 @@ def render_test(
     if len(every) > 1 and expected is not None:
         signature += ", expected"
     inputs = "the production inputs" if len(every) == 1 else f"{len(every)} distinct production inputs"
+    if call.helper is not None:
+        inputs = "the production request" if len(every) == 1 else f"{len(every)} distinct production requests"
+    target = f"{call.module}.{call.import_name} (replayed)" if call.helper else f"{call.module}.{call.callee}"
     lines = [
         f'"""Regression test for production issue {call.issue_id}: {_doc(call.title)}.',
         "",
-        f"Synthesized by prodloop from {inputs} of {call.module}.{call.callee}",
+        f"Synthesized by prodloop from {inputs} of {target}",
         f"(event {call.event_id}, fingerprint {call.fingerprint}, commit {call.commit[:12]}).",
         f"In production this call raised {call.exception}; it must not any more.",
         '"""',
@@ -131,16 +138,19 @@ def render_test(
 
 def call_imports(call: SynthesizedCall) -> list[str]:
     lines = [line for line in call.imports if line != RESTORE_MARK]
+    if call.helper is not None:
+        lines += helper_imports(call.helper)
     if call.import_name:
         lines.append(f"from {call.module} import {call.import_name}")
     return list(dict.fromkeys(lines))
 
 
 def helper_lines(call: SynthesizedCall) -> list[str]:
-    """The helper that rebuilds captured objects, when an input uses it (after the imports)."""
-    if RESTORE_MARK not in call.imports:
-        return []
-    return ["", "", *RESTORE_HELPER.rstrip("\n").split("\n")]
+    """The helpers an input uses (after the imports): rebuilding captured objects, replaying requests."""
+    out = ["", "", *RESTORE_HELPER.rstrip("\n").split("\n")] if RESTORE_MARK in call.imports else []
+    if call.helper is not None:
+        out += ["", "", *helper_source(call.helper, call.import_name)]
+    return out
 
 
 def argument_lines(call: SynthesizedCall, case: Case | None = None) -> list[str]:

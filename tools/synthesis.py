@@ -35,6 +35,7 @@ from prodloop.tools.code_path import CodePath, ExceptionPath, MappedFrame, map_c
 from prodloop.tools.gates import Gate
 from prodloop.tools.reconstruct import ClassResolver, InitSource, Unusable, render
 from prodloop.tools.regression_test import Case, SynthesizedCall, render_test
+from prodloop.tools.replay import find_apps, planned_replay, replayed
 from prodloop.tools.source_map import module_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -94,6 +95,9 @@ def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: in
                               known_classes, init_of=init_of)  # fmt: skip
             if found is not None:
                 return found
+    replayed = _try_replay(ctx, issue_id, issue, code_path, event, raw_chain, attempts, known_classes)
+    if replayed is not None:
+        return replayed
     return SynthesisResult(
         issue_id=issue_id, event_id=code_path.event_id, test_code=None, test_path=None, frame=None, inputs=[],
         attempts=attempts, reproduction=None, receipt_id=None,
@@ -127,7 +131,7 @@ def _try_plan(
         arguments={p: render(call.values[p], imports) for p, _ in call.params}, imports=sorted(imports),
         exception=exc_type, exception_module=exc_module if isinstance(exc_module, str) else None,
         issue_id=issue_id, title=issue.title, fingerprint=issue.fingerprint, event_id=code_path.event_id,
-        commit=code_path.release.commit, receiver=call.receiver, is_async=call.is_async,
+        commit=code_path.release.commit, receiver=call.receiver, is_async=call.is_async, helper=call.helper,
     )  # fmt: skip
     code = render_test(planned)
     given = prepare_input(
@@ -138,7 +142,10 @@ def _try_plan(
     gate = next(g for g in result.gates if g.name == "reproduces")
     if gate.passed:
         attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))
-        more = _more_cases(ctx, issue_id, code_path, mapped, planned, known_classes, init_of)
+        if call.helper is not None:
+            more = _more_requests(ctx, issue_id, code_path, planned)
+        else:
+            more = _more_cases(ctx, issue_id, code_path, mapped, planned, known_classes, init_of)
         if more:
             wider = planned.model_copy(update={"more_cases": more})
             wider_code = render_test(wider)
@@ -157,6 +164,73 @@ def _try_plan(
         )  # fmt: skip
     attempts.append(FrameAttempt(frame=label, usable=False, reason=f"did not reproduce: {gate.evidence}"))
     return None
+
+
+def _try_replay(
+    ctx: AppContext,
+    issue_id: int,
+    issue: Any,
+    code_path: CodePath,
+    event: dict[str, Any],
+    raw_chain: list[dict[str, Any]],
+    attempts: list[FrameAttempt],
+    known_classes: dict[str, set[str]],
+) -> SynthesisResult | None:
+    """No frame could be called: replay the production request through the repository's web application."""
+    if not isinstance(event.get("request"), dict) or not code_path.exceptions:
+        return None
+    on_path = [f.location.repo_path for e in code_path.exceptions for f in e.path if f.location.repo_path]
+    apps = find_apps(ctx.git(), code_path.release.commit, on_path)
+    if not apps:
+        attempts.append(FrameAttempt(frame="request replay", usable=False,
+                                     reason="the event has a request but the repository defines no module-level "
+                                            "FastAPI, Starlette or Flask application"))  # fmt: skip
+        return None
+    try:
+        request = replayed(event)
+    except Unusable as why:
+        attempts.append(FrameAttempt(frame="request replay", usable=False, reason=str(why)))
+        return None
+    app = apps[0]
+    label = f"{app.module}.{app.name} ({request.method} request replay)"
+    exc_path = code_path.exceptions[-1]
+    mapped = exc_path.path[-1] if exc_path.path else None
+    if mapped is None:
+        return None
+    return _try_plan(ctx, issue_id, issue, code_path, mapped, exc_path, raw_chain, planned_replay(app, request),
+                     label, attempts, known_classes, init_of=None)  # fmt: skip
+
+
+def _more_requests(
+    ctx: AppContext,
+    issue_id: int,
+    code_path: CodePath,
+    planned: SynthesizedCall,
+    *,
+    max_events: int = 20,
+    max_cases: int = 9,
+) -> list[Case]:
+    """The other distinct requests of the issue's events on the same deployed code."""
+    seen = {tuple(sorted(planned.arguments.items()))}
+    out: list[Case] = []
+    for stored in ctx.store.recent_events(issue_id, max_events):
+        if stored.event_id == code_path.event_id or len(out) >= max_cases:
+            continue
+        event = json.loads(stored.payload)
+        if event.get("release") != code_path.release.release:
+            continue
+        try:
+            request = replayed(event)
+        except Unusable:
+            continue
+        imports: set[str] = set()
+        values = request.values()
+        arguments = {p: render(values[p], imports) for p, _ in planned.params}
+        key = tuple(sorted(arguments.items()))
+        if key not in seen and not imports:
+            seen.add(key)
+            out.append(Case(event_id=stored.event_id, arguments=arguments))
+    return out
 
 
 def _more_cases(
