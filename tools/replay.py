@@ -14,6 +14,7 @@ test; header values scrubbed to `[Filtered]` and transport headers (host, length
 from __future__ import annotations
 
 import ast
+import keyword
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,8 +78,11 @@ def find_apps(repo: GitRepo, commit: str, near: Iterable[str]) -> list[App]:
 def _scan(repo: GitRepo, commit: str) -> list[App]:
     out: list[App] = []
     for path in repo.files(commit):
+        module = module_of(path)
         if not path.endswith(".py") or any(p.startswith("test") for p in path.split("/")):
             continue
+        if not all(part.isidentifier() and not keyword.iskeyword(part) for part in module.split(".")):
+            continue  # a file name is the repository's text: only a plain dotted name becomes an import
         text = repo.read(commit, path) or ""
         if not any(word in text for word in ("FastAPI", "Starlette", "Flask")):
             continue
@@ -86,7 +90,7 @@ def _scan(repo: GitRepo, commit: str) -> list[App]:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue
-        out += [App(module_of(path), name, kind) for name, kind in _apps_in(tree)]
+        out += [App(module, name, kind) for name, kind in _apps_in(tree)]
     return out
 
 
@@ -229,7 +233,7 @@ def helper_source(framework: str, app_name: str) -> list[str]:
             '    """Send one production request again; a server error raises, as it did in production."""',
             f'    {app_name}.config["PROPAGATE_EXCEPTIONS"] = True',
             f"    client = {app_name}.test_client()",
-            "    response = client.open(path, method=method, query_string=query, headers=headers, **body)",
+            "    response = client.open(path=path, method=method, query_string=query, headers=headers, **body)",
             "    return response.status_code, _content(response)",
             *_CONTENT,
         ]

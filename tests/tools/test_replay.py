@@ -212,3 +212,65 @@ def test_the_headless_loop_takes_a_replayed_crash_to_a_pushed_branch(
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert sorted(pushed) == ["tests/.prodloop/provenance.jsonl", "tests/test_prodloop_issue_1.py", "web/app.py"]
+
+
+FLASK_FILES = {
+    **FILES,
+    "web/app.py": """
+        from flask import Flask, jsonify, request
+
+        from web.rates import RATES
+
+        app = Flask(__name__)
+
+
+        @app.post("/quote/<shop>")
+        def quote(shop):
+            payload = request.get_json()
+            rate = RATES[payload["currency"]]
+            return jsonify(shop=shop, total=round(payload["amount"] * rate, 2))
+    """,
+    "tests/test_app.py": """
+        from web.app import app
+
+
+        def test_quote_in_euros():
+            response = app.test_client().post("/quote/berlin", json={"amount": 10, "currency": "EUR"})
+            assert response.get_json() == {"shop": "berlin", "total": 10.0}
+    """,
+}
+
+FLASK_TRAFFIC = """
+from web.app import app
+
+client = app.test_client()
+for shop, currency, amount in [("berlin", "GBP", 10), ("paris", "JPY", 2500)]:
+    client.post("/quote/" + shop, json={"amount": amount, "currency": currency},
+                headers={"Authorization": "Bearer sk_live_prodloop_canary_51Hx"})
+"""
+
+
+def test_a_flask_crash_is_replayed_through_flasks_test_client(tmp_path: Path) -> None:
+    service = new_repo(tmp_path / "flask-svc")
+    service.commit(FLASK_FILES, "web 1.0 on flask")
+    events = service.capture(FLASK_TRAFFIC, release=service.shas[-1])
+    assert len(events) == 2 and all(e.get("request") for e in events)
+    fix = fix_diff(
+        "web/app.py",
+        '    rate = RATES[payload["currency"]]\n',
+        '    rate = RATES.get(payload["currency"])\n'
+        "    if rate is None:\n"
+        '        return jsonify(error="unknown currency " + payload["currency"]), 422\n',
+        FLASK_FILES,
+    )
+    ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data", gates={"flaky_runs": 1}))
+    try:
+        import_events(ctx, ctx.store.create_project("web"), [(f"e{i}", e) for i, e in enumerate(events)], source="t")
+        result = synthesize_regression_test(ctx, issue_id=1)
+        assert result.test_code is not None, result.attempts
+        assert "app.test_client()" in result.test_code and "sk_live" not in result.test_code
+        assert result.reproduction is not None and "KeyError raised from web/app.py" in result.reproduction.evidence
+        checked = run_candidate_for_issue(ctx, issue_id=1, test_code=result.test_code, fix_diff=fix)
+    finally:
+        ctx.close()
+    assert checked.passed, [(g.name, g.passed, g.evidence) for g in checked.gates]
