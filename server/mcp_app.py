@@ -18,7 +18,7 @@ import anyio.to_thread
 from mcp import MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import INVALID_PARAMS, ToolAnnotations
+from mcp.types import INVALID_PARAMS, CallToolResult
 from pydantic import Field
 
 from prodloop.prompts.registry import register_prompts
@@ -26,6 +26,19 @@ from prodloop.resources.registry import register_resources
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ProdloopError
 from prodloop.server.store.db import IssueOrder
+from prodloop.server.tool_descriptions import DESCRIPTIONS, INSTRUCTIONS
+from prodloop.server.tool_surface import (
+    IDEMPOTENT_WRITE,
+    LOCAL_WRITE,
+    PUBLISHES,
+    READ_ONLY,
+    AgentServer,
+    Cursor,
+    EventId,
+    IssueId,
+    ReceiptId,
+    reply,
+)
 from prodloop.tools.budget import BudgetStatus, budget_status
 from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
 from prodloop.tools.characterize import characterize
@@ -41,12 +54,6 @@ from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-
-INSTRUCTIONS = """prodloop closes the loop from production failures back to this repository.
-Start with list_issues, then fetch_error_context and map_code_path for one issue. Values from production are
-scrubbed ([Filtered]) and size-capped; follow the cursors for more frames or breadcrumbs."""
 
 
 def _boundary(fn: Callable[P, R]) -> Callable[P, R]:
@@ -77,95 +84,92 @@ def _client_name(mcp_ctx: Context) -> str:
 
 
 def build_mcp(ctx: AppContext) -> MCPServer:
-    server = MCPServer(name="prodloop", instructions=INSTRUCTIONS, version="0.1.0")
+    server = AgentServer(name="prodloop", instructions=INSTRUCTIONS, version="0.1.0")
 
-    @server.tool(name="list_issues", title="List production issues", annotations=_READ_ONLY)
+    @server.tool(name="list_issues", title="List production issues", description=DESCRIPTIONS["list_issues"],
+                 annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def list_issues_tool(
         project_id: Annotated[int | None, Field(ge=1, description="only this project's issues")] = None,
         status: Annotated[IssueStatus | None, Field(description="filter by status; null for all")] = "unresolved",
         order_by: Annotated[IssueOrder, Field(description="sort key, descending")] = "last_seen",
         limit: Annotated[int, Field(ge=1, le=100, description="issues per page")] = 25,
-        cursor: Annotated[str | None, Field(max_length=64, description="next_cursor of the previous page")] = None,
-    ) -> IssuePage:
-        """Production error groups (issues) with event counts, distinct users, first/last seen and culprit."""
-        return list_issues(
-            ctx.store, project_id=project_id, status=status, order_by=order_by, limit=limit, cursor=cursor
+        cursor: Cursor | None = None,
+    ) -> Annotated[CallToolResult, IssuePage]:
+        return reply(
+            list_issues(ctx.store, project_id=project_id, status=status, order_by=order_by, limit=limit, cursor=cursor)
         )
 
-    @server.tool(name="fetch_error_context", title="Fetch error context", annotations=_READ_ONLY)
+    @server.tool(name="fetch_error_context", title="Fetch error context",
+                 description=DESCRIPTIONS["fetch_error_context"], annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def fetch_error_context_tool(
-        issue_id: Annotated[
-            int | None, Field(ge=1, description="an issue id from list_issues (its latest event)")
-        ] = None,
-        event_id: Annotated[str | None, Field(max_length=40, description="a 32-hex-digit event id")] = None,
+        issue_id: IssueId | None = None,
+        event_id: EventId | None = None,
         frame_cursor: Annotated[
             str | None, Field(max_length=64, description="next_frame_cursor of a previous call")
         ] = None,
         frames_limit: Annotated[int, Field(ge=1, le=200, description="frames per page, nearest the crash first")] = 20,
-        breadcrumb_cursor: Annotated[str | None, Field(max_length=64)] = None,
+        breadcrumb_cursor: Annotated[
+            str | None, Field(max_length=64, description="next_breadcrumb_cursor of a previous call")
+        ] = None,
         breadcrumbs_limit: Annotated[int, Field(ge=0, le=100, description="breadcrumbs per page, newest first")] = 20,
-        max_result_chars: Annotated[int, Field(ge=4_000, le=500_000, description="size budget of the result")] = 60_000,
-    ) -> ErrorContext:
-        """One production error's scrubbed context: exception chain, frames with code and locals, request, tags,
-        breadcrumbs and occurrence statistics. Give issue_id or event_id."""
-        return fetch_error_context(
-            ctx.store,
-            issue_id=issue_id,
-            event_id=event_id,
-            frame_cursor=frame_cursor,
-            frames_limit=frames_limit,
-            breadcrumb_cursor=breadcrumb_cursor,
-            breadcrumbs_limit=breadcrumbs_limit,
-            max_string_chars=ctx.settings.max_string_chars,
-            max_result_chars=max_result_chars,
+        max_result_chars: Annotated[
+            int, Field(ge=4_000, le=500_000, description="size budget of the result, in characters of compact JSON")
+        ] = 60_000,
+    ) -> Annotated[CallToolResult, ErrorContext]:
+        return reply(
+            fetch_error_context(
+                ctx.store,
+                issue_id=issue_id,
+                event_id=event_id,
+                frame_cursor=frame_cursor,
+                frames_limit=frames_limit,
+                breadcrumb_cursor=breadcrumb_cursor,
+                breadcrumbs_limit=breadcrumbs_limit,
+                max_string_chars=ctx.settings.max_string_chars,
+                max_result_chars=max_result_chars,
+            )
         )
 
-    @server.tool(name="map_code_path", title="Map an error to code", annotations=_READ_ONLY)
+    @server.tool(name="map_code_path", title="Map an error to code", description=DESCRIPTIONS["map_code_path"],
+                 annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def map_code_path_tool(
-        issue_id: Annotated[int | None, Field(ge=1, description="an issue id (its latest event is mapped)")] = None,
-        event_id: Annotated[str | None, Field(max_length=40, description="a 32-hex-digit event id")] = None,
-    ) -> CodePath:
-        """Map a production error onto the repository at the commit that ran it: files, functions and lines of every
-        frame (verified against the event's code context), the culprit, blame and ranked suspect commits since the
-        previous release, related tests, and each file's production reliability record."""
-        return map_code_path(
-            ctx.store, ctx.git(), issue_id=issue_id, event_id=event_id, path_rewrites=ctx.settings.path_rewrites
+        issue_id: IssueId | None = None, event_id: EventId | None = None
+    ) -> Annotated[CallToolResult, CodePath]:
+        return reply(
+            map_code_path(
+                ctx.store, ctx.git(), issue_id=issue_id, event_id=event_id, path_rewrites=ctx.settings.path_rewrites
+            )
         )
 
-    @server.tool(
-        name="record_deploy",
-        title="Record a deploy",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
-    )
+    @server.tool(name="record_deploy", title="Record a deploy", description=DESCRIPTIONS["record_deploy"],
+                 annotations=LOCAL_WRITE)  # fmt: skip
     @_boundary
     def record_deploy_tool(
         release: Annotated[str, Field(min_length=1, max_length=200, description="the release name events carry")],
         commit: Annotated[str, Field(min_length=4, max_length=200, description="sha, tag or branch deployed")],
         environment: Annotated[str, Field(min_length=1, max_length=100)] = "production",
         deployed_at: Annotated[float | None, Field(ge=0, description="epoch seconds; default now")] = None,
-    ) -> DeployRecord:
-        """Record that a release (a commit) was deployed to an environment, so errors map to the code that ran."""
-        return record_deploy(
-            ctx.store,
-            ctx.git(),
-            ctx.clock,
-            release=release,
-            commit=commit,
-            environment=environment,
-            deployed_at=deployed_at,
+    ) -> Annotated[CallToolResult, DeployRecord]:
+        return reply(
+            record_deploy(
+                ctx.store,
+                ctx.git(),
+                ctx.clock,
+                release=release,
+                commit=commit,
+                environment=environment,
+                deployed_at=deployed_at,
+            )
         )
 
-    @server.tool(
-        name="run_candidate_test",
-        title="Run a candidate regression test",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
-    )
+    @server.tool(name="run_candidate_test", title="Run a candidate regression test",
+                 description=DESCRIPTIONS["run_candidate_test"], annotations=LOCAL_WRITE)  # fmt: skip
     @_boundary
     def run_candidate_test_tool(
-        issue_id: Annotated[int, Field(ge=1, description="the issue the test guards")],
+        issue_id: IssueId,
         test_code: Annotated[str | None, Field(max_length=200_000, description="the test file's content")] = None,
         test_file: Annotated[str | None, Field(max_length=500, description="or: a test file in the repository")] = None,
         test_path: Annotated[
@@ -182,57 +186,43 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             dict[str, str] | None,
             Field(description="data files the test reads, {repo path: content}, inside a test folder (max 20)"),
         ] = None,
-    ) -> CandidateResult:
-        """Run a candidate regression test in throwaway worktrees of the deployed commit and check every gate: it
-        reproduces the production exception on the deployed code, passes with the fix, does not flake, covers the
-        culprit, uses public interfaces, asserts something real and is fast. Returns a receipt id for later steps.
-        Each call spends one run of the issue's budget."""
-        return run_candidate_for_issue(
-            ctx,
-            issue_id=issue_id,
-            test_code=test_code,
-            test_file=test_file,
-            test_path=test_path,
-            test_name=test_name,
-            fix_diff=fix_diff,
-            fix_from_working_tree=fix_from_working_tree,
-            support_files=support_files,
+    ) -> Annotated[CallToolResult, CandidateResult]:
+        return reply(
+            run_candidate_for_issue(
+                ctx,
+                issue_id=issue_id,
+                test_code=test_code,
+                test_file=test_file,
+                test_path=test_path,
+                test_name=test_name,
+                fix_diff=fix_diff,
+                fix_from_working_tree=fix_from_working_tree,
+                support_files=support_files,
+            )
         )
 
-    @server.tool(
-        name="synthesize_regression_test",
-        title="Synthesize a regression test",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
-    )
+    @server.tool(name="synthesize_regression_test", title="Synthesize a regression test",
+                 description=DESCRIPTIONS["synthesize_regression_test"], annotations=LOCAL_WRITE)  # fmt: skip
     @_boundary
     def synthesize_tool(
-        issue_id: Annotated[int, Field(ge=1, description="the issue to reproduce")],
+        issue_id: IssueId,
         max_frames: Annotated[int, Field(ge=1, le=20, description="frames to try, from the crash outward")] = 5,
         characterize_fix: Annotated[
             bool, Field(description="with a fix in the working tree, also assert what it returns for the input")
         ] = False,
-    ) -> SynthesisResult:
-        """Build a deterministic pytest test from the production inputs captured in the issue's latest event (no
-        language model): pick a callable frame on the mapped path, rebuild its arguments from the caller's call site
-        or its own locals (refusing scrubbed or truncated values), and confirm on the deployed code that it
-        reproduces. Each frame tried spends one run of the issue's budget."""
+    ) -> Annotated[CallToolResult, SynthesisResult]:
         result = synthesize_regression_test(ctx, issue_id=issue_id, max_frames=max_frames)
         if characterize_fix and result.call is not None and result.test_path is not None:
             fix = working_tree_diff(ctx.git(), result.call.commit, result.test_path)
             if fix.strip():
                 stronger, _why = characterize(ctx, result.call, fix)
                 result.test_code = stronger or result.test_code
-        return result
+        return reply(result)
 
-    @server.tool(
-        name="mutate_validate",
-        title="Mutation-test the guarded code",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True),
-    )
+    @server.tool(name="mutate_validate", title="Mutation-test the guarded code",
+                 description=DESCRIPTIONS["mutate_validate"], annotations=IDEMPOTENT_WRITE)  # fmt: skip
     async def mutate_validate_tool(
-        receipt_id: Annotated[
-            str, Field(min_length=32, max_length=32, description="a passing run_candidate_test receipt")
-        ],
+        receipt_id: ReceiptId,
         mcp_ctx: Context,
         scope: Annotated[
             Literal["fix", "culprit", "path"],
@@ -242,12 +232,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             ),
         ] = "fix",
         include_related_tests: Annotated[bool, Field(description="also run the existing related tests")] = False,
-    ) -> MutationResult:
-        """Mutation-test (mutmut) the functions the receipt's test guards, with the fix applied: each mutant must make
-        the test fail. Reports killed / survived / timeout counts, the score against the gate, and each surviving mutant
-        as a diff (one per line). Survivors that changed nothing the test's calls observed on its inputs are
-        `unexercised`: listed, not scored (another production input would tell them apart). Needs a receipt whose
-        gates all passed; stores the result on it. Sends progress."""
+    ) -> Annotated[CallToolResult, MutationResult]:
         cancel = threading.Event()
         loop = anyio.lowlevel.current_token()
 
@@ -265,65 +250,63 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             )
 
         try:
-            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            return reply(await anyio.to_thread.run_sync(work, abandon_on_cancel=True))
         except anyio.get_cancelled_exc_class():
             cancel.set()
             raise
         except ProdloopError as exc:
             raise _map_errors(exc) from exc
 
-    @server.tool(
-        name="open_pr",
-        title="Open the pull request",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False),
-    )
+    @server.tool(name="open_pr", title="Open the pull request", description=DESCRIPTIONS["open_pr"],
+                 annotations=PUBLISHES)  # fmt: skip
     def open_pr_tool(
-        receipt_id: Annotated[str, Field(min_length=32, max_length=32, description="a receipt that passed every gate")],
+        receipt_id: ReceiptId,
         mcp_ctx: Context,
         title: Annotated[str | None, Field(max_length=200, description="replaces the default title")] = None,
         body_extra: Annotated[str | None, Field(max_length=4000, description="appended to the description")] = None,
         draft: Annotated[bool, Field(description="open as a draft")] = False,
         labels: Annotated[list[str] | None, Field(max_length=10, description="default from settings")] = None,
-    ) -> PullRequestResult:
-        """Commit the receipt's fix and regression test (with a provenance line) on a branch from the base, re-run the
-        test there, push it, and open a GitHub pull request (or, without a token, leave the pushed branch and write the
-        description locally). Refused unless every gate and mutation testing passed, the hashes match and the PR
-        budgets allow it."""
+    ) -> Annotated[CallToolResult, PullRequestResult]:
         try:
-            return open_pr(
-                ctx, receipt_id=receipt_id, title=title, body_extra=body_extra, draft=draft, labels=labels,
-                client=_client_name(mcp_ctx),
-            )  # fmt: skip
+            return reply(
+                open_pr(
+                    ctx,
+                    receipt_id=receipt_id,
+                    title=title,
+                    body_extra=body_extra,
+                    draft=draft,
+                    labels=labels,
+                    client=_client_name(mcp_ctx),
+                )
+            )
         except ProdloopError as exc:
             raise _map_errors(exc) from exc
 
-    @server.tool(name="list_provenance", title="Provenance of added tests", annotations=_READ_ONLY)
+    @server.tool(name="list_provenance", title="Provenance of added tests", description=DESCRIPTIONS["list_provenance"],
+                 annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def list_provenance_tool(
         test_path: Annotated[str | None, Field(max_length=500, description="only this test file")] = None,
-        limit: Annotated[int, Field(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Field(max_length=64)] = None,
-    ) -> ProvenancePage:
-        """Where each test prodloop added came from: issue, event, deployed commit, receipt, gates, mutation score,
-        pull request branch, client and time."""
-        return list_provenance(ctx.store, test_path=test_path, limit=limit, cursor=cursor)
+        limit: Annotated[int, Field(ge=1, le=200, description="records per page")] = 50,
+        cursor: Cursor | None = None,
+    ) -> Annotated[CallToolResult, ProvenancePage]:
+        return reply(list_provenance(ctx.store, test_path=test_path, limit=limit, cursor=cursor))
 
-    @server.tool(name="suggest_suite_changes", title="Suggest test-suite changes", annotations=_READ_ONLY)
+    @server.tool(name="suggest_suite_changes", title="Suggest test-suite changes",
+                 description=DESCRIPTIONS["suggest_suite_changes"], annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def suggest_suite_changes_tool(
         quiet_days: Annotated[
             int, Field(ge=1, le=3650, description="quiet period for the slower-suite proposal")
         ] = 180,
-    ) -> SuiteProposals:
-        """Proposals, with reasons, never applied: tests whose code had no production error and no commit for
-        quiet_days (move to a slower suite), tests whose target code is gone (remove), and prodloop-added tests."""
-        return suggest_suite_changes(ctx.store, ctx.git(), ctx.clock, quiet_days=quiet_days)
+    ) -> Annotated[CallToolResult, SuiteProposals]:
+        return reply(suggest_suite_changes(ctx.store, ctx.git(), ctx.clock, quiet_days=quiet_days))
 
-    @server.tool(name="budget_status", title="Budget status", annotations=_READ_ONLY)
+    @server.tool(name="budget_status", title="Budget status", description=DESCRIPTIONS["budget_status"],
+                 annotations=READ_ONLY)  # fmt: skip
     @_boundary
-    def budget_status_tool(issue_id: Annotated[int, Field(ge=1)]) -> BudgetStatus:
-        """Runs and CPU seconds an issue has used and has left, and whether a person has been asked to step in."""
-        return budget_status(ctx.store, ctx.settings.budgets, issue_id)
+    def budget_status_tool(issue_id: IssueId) -> Annotated[CallToolResult, BudgetStatus]:
+        return reply(budget_status(ctx.store, ctx.settings.budgets, issue_id))
 
     register_prompts(server, ctx)
     register_resources(server, ctx)

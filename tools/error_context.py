@@ -150,21 +150,22 @@ def fetch_error_context(
         size = len(result.model_dump_json())
         if size <= max_result_chars:
             return result
+        more = f"call again with max_result_chars above {max_result_chars} (at most 500000)"
         if shape.string_chars > 128:
             shape = _Shape(shape.string_chars // 2, shape.frames, shape.with_vars, shape.context_lines)
-            notes.append(f"strings capped at {shape.string_chars} chars to fit {max_result_chars} chars")
+            notes.append(f"strings capped at {shape.string_chars} chars to fit; {more} or a smaller frames_limit")
         elif shape.context_lines > 1:
             shape = _Shape(shape.string_chars, shape.frames, shape.with_vars, 1)
-            notes.append("pre/post context cut to 1 line")
+            notes.append(f"pre/post context cut to 1 line; {more} for 5")
         elif shape.with_vars:
             shape = _Shape(shape.string_chars, shape.frames, False, shape.context_lines)
-            notes.append("local variables left out; ask for fewer frames to see them")
+            notes.append(f"local variables left out; {more} or frames_limit={max(1, shape.frames // 2)} to see them")
         elif shape.frames > 1:
             shape = _Shape(shape.string_chars, max(1, shape.frames // 2), False, shape.context_lines)
-            notes.append(f"{shape.frames} frames per page; follow next_frame_cursor for more")
+            notes.append(f"{shape.frames} frames per page; the rest: frame_cursor=<next_frame_cursor>")
         else:
             result.breadcrumbs = []
-            result.budget_notes = [*notes, "breadcrumbs left out to fit the budget"]
+            result.budget_notes = [*notes, f"breadcrumbs left out to fit; {more} or breadcrumbs_limit=5"]
             return result
 
 

@@ -80,6 +80,8 @@ def test_strings_are_capped_and_the_whole_result_fits_its_budget(ctx: AppContext
     tight = fetch_error_context(ctx.store, issue_id=issue_id, max_result_chars=8_000)
     assert len(tight.model_dump_json()) <= 8_000
     assert tight.budget_notes
+    for note in tight.budget_notes:  # each cut says how to get the rest: the argument and its value
+        assert "max_result_chars above 8000" in note or "frame_cursor=<next_frame_cursor>" in note, note
     assert tight.frames[-1].function == "level_29"  # the crash frame always survives
 
 
