@@ -2,7 +2,7 @@
 
 Checked: git, the repository and its remote, the service's interpreter and pytest in it (the only
 package a service needs: coverage and mutation tooling come from prodloop's side), the sandbox
-(user and mount namespaces, network namespace), and the store.
+(user and mount namespaces, network namespace), mutmut on prodloop's side, and the store.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     checks = [_git(), _repository(settings), _remote(settings), *_interpreter(settings), *_isolation(settings)]
-    checks.append(_store(settings))
+    checks += [_mutmut(), _store(settings)]
     return checks
 
 
@@ -177,6 +177,16 @@ def namespace_blocker(proc_sys: Path = Path("/proc/sys")) -> tuple[str, str]:
         "unprivileged user and mount namespaces are not available (a container without them, or a seccomp policy)",
         "run prodloop where they are (a VM or CI runner), or give the container user namespaces",
     )
+
+
+def _mutmut() -> Check:
+    from prodloop.tools.mutation import mutmut_problem
+
+    problem = mutmut_problem()
+    if problem is None:
+        return Check("mutmut", "ok", "a version prodloop's mutant generator supports (in prodloop's environment)")
+    detail, _, fix = problem.partition(": ")
+    return Check("mutmut", "fail", detail, fix)
 
 
 def _store(settings: Settings) -> Check:

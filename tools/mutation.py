@@ -20,11 +20,12 @@ whose inputs tell no mutant apart proves nothing and fails.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
+import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,7 @@ from prodloop.tools.sandbox import (
     import_roots,
     run_pytest,
     sandbox_env,
+    stop_all,
     wait,
     workspace,
 )
@@ -311,8 +313,33 @@ def _executed_targets(
     return targets, functions, not_executed
 
 
+# The generator uses mutmut's internals (`mutmut.mutation.file_mutation`, `configuration`): these minor lines.
+SUPPORTED_MUTMUT = ((3, 8),)
+
+
+def mutmut_problem(version: str | None = None) -> str | None:
+    """Why the installed mutmut cannot make prodloop's mutants (None: it can), with what to do."""
+    if version is None:
+        try:
+            version = importlib.metadata.version("mutmut")
+        except importlib.metadata.PackageNotFoundError:
+            return "mutmut is not installed in prodloop's environment: reinstall prodloop (pip install prodloop)"
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    if parts in SUPPORTED_MUTMUT:
+        return None
+    wanted = ", ".join(f"{a}.{b}.x" for a, b in SUPPORTED_MUTMUT)
+    return (
+        f"mutmut {version} is installed, but prodloop's mutant generator supports {wanted} (it uses mutmut's "
+        f"internals): pip install 'mutmut=={SUPPORTED_MUTMUT[-1][0]}.{SUPPORTED_MUTMUT[-1][1]}.*' in prodloop's "
+        "environment"
+    )
+
+
 def _generate(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mutants of the target lines, made by mutmut's generator in a subprocess of prodloop's interpreter."""
+    problem = mutmut_problem()
+    if problem is not None:
+        raise ProdloopError(problem)
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-generate-"))
     try:
         (scratch / "spec.json").write_text(json.dumps({"targets": targets}))
@@ -388,6 +415,7 @@ def _drive(
                 if proc.stdout is not None:
                     proc.stdout.close()
         if cancel is not None and cancel.is_set():
+            stopper.join(timeout=10)  # it returns once every process of the run has stopped
             raise ProdloopError("mutation testing was cancelled; its processes were stopped")
         if timed_out or not out.exists():
             tail = log.read_text(errors="replace")[-800:]
@@ -436,8 +464,5 @@ def _stop_on_cancel(proc: subprocess.Popen[bytes], cancel: threading.Event | Non
         return
     while proc.returncode is None:
         if cancel.wait(0.1):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            stop_all(proc.pid)
             return

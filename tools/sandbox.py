@@ -401,7 +401,7 @@ def _q(text: str) -> str:
 
 
 def wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, float, bool]:
-    """Wait with rusage (CPU seconds of the run); on timeout kill the whole process group."""
+    """Wait with rusage (CPU seconds of the run); on timeout stop every process of the run (`stop_all`)."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -409,14 +409,53 @@ def wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, flo
             proc.returncode = os.waitstatus_to_exitcode(status)
             return proc.returncode, usage.ru_utime + usage.ru_stime, False
         if time.monotonic() > deadline:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            stop_all(proc.pid)
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             return None, usage.ru_utime + usage.ru_stime, True
         time.sleep(0.01)
+
+
+def stop_all(leader: int, *, grace_seconds: float = 5.0) -> None:
+    """SIGKILL a run's process group and every descendant of its leader (a mutant's worker may be in a session of
+    its own; the PID namespace tears down asynchronously), then wait until none of them is still running."""
+    family = _descendants(leader)
+    try:
+        os.killpg(leader, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace_seconds
+    while any(_running(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _descendants(leader: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found: set[int] = set()
+    frontier = {leader}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in found}
+        found |= frontier
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def _junit(path: Path) -> dict[str, TestOutcome]:

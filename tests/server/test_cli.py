@@ -171,6 +171,7 @@ def test_doctor_says_what_is_missing_and_how_to_fix_it(tmp_path: Path) -> None:
     assert ready.returncode == 0, ready.stdout
     assert f"✓ repository: {service.root}" in ready.stdout
     assert "✓ pytest: pytest" in ready.stdout
+    assert "✓ mutmut:" in ready.stdout
     broken = _run(*args, cwd=tmp_path, env={"PRODLOOP_SERVICE_PYTHON": str(tmp_path / "no-venv" / "python")})
     assert broken.returncode == 1
     assert "✗ service interpreter" in broken.stdout

@@ -291,3 +291,21 @@ def test_by_default_only_the_fixs_statements_and_the_crash_statement_are_mutated
     assert scoped.timeout == 0  # `level -= 1` (the loop) is not what the fix or the crash line is about
     assert 0 < scoped.mutants <= 10  # the whole function makes about twice as many
     assert scoped.passed, [s.diff for s in scoped.survivors]
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"), [("3.8.1", True), ("3.8.0", True), ("3.7.2", False), ("3.9.0", False), ("4.0.0", False)]
+)
+def test_only_the_mutmut_line_whose_internals_the_generator_uses_is_accepted(version: str, supported: bool) -> None:
+    from prodloop.tools.mutation import mutmut_problem
+
+    problem = mutmut_problem(version)
+    assert (problem is None) is supported
+    if problem is not None:
+        assert f"mutmut {version} is installed" in problem and "pip install 'mutmut==3.8.*'" in problem
+
+
+def test_the_installed_mutmut_is_one_the_generator_supports() -> None:
+    from prodloop.tools.mutation import mutmut_problem
+
+    assert mutmut_problem() is None
