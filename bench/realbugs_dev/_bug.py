@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import textwrap
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -153,3 +155,67 @@ def candidate_key(item: object) -> tuple[str | None, str | None]:
         qual = item.get("qualname") or item.get("function") or item.get("name")
         return (path if isinstance(path, str) else None), (qual if isinstance(qual, str) else None)
     return None, None
+
+
+SERVICE_MODULE = "prodloop_dev_service"
+
+
+def split_trigger(source: str) -> tuple[str, str]:
+    """Module mode: (the trigger's definitions as a module of the service, the script that runs its batch).
+
+    The module holds the trigger's imports and everything between `sentry_sdk.init(...)` and the batch (the
+    `if __name__ == "__main__":` block, else the statements from `last_error = None` on); the script is the
+    trigger's head (imports and `sentry_sdk.init`), the module's names, then the batch."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    body = tree.body
+    init = next((i for i, node in enumerate(body) if _is_sentry_init(node)), None)
+    if init is None:
+        raise BugError("the trigger has no top-level sentry_sdk.init(...) call")
+    main = next((i for i, node in enumerate(body) if _is_main_block(node)), None)
+    if main is not None:
+        block = body[main]
+        assert isinstance(block, ast.If)
+        batch = textwrap.dedent("".join(lines[block.body[0].lineno - 1 : block.end_lineno]))
+    else:
+        main = next((i for i, node in enumerate(body) if i > init and _is_last_error(node)), None)
+        if main is None:
+            raise BugError("the trigger's batch (a main block, or `last_error = None` onward) was not found")
+        batch = "".join(lines[body[main].lineno - 1 :])
+    imports = [
+        ast.get_source_segment(source, node) or ""
+        for node in body[:init]
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    definitions = "".join(lines[body[init].end_lineno or 0 : body[main].lineno - 1])
+    module = (
+        '"""Service code of the real-bug set, run in module mode (from trigger.py)."""\n\n'
+        + "\n".join(imports)
+        + "\n"
+        + definitions
+    )
+    head = "".join(lines[: body[init].end_lineno or 0])
+    script = (
+        f"{head}\nimport {SERVICE_MODULE} as _service\n\n"
+        "globals().update({k: v for k, v in vars(_service).items() if not k.startswith('__')})\n\n" + batch
+    )
+    return module, script
+
+
+def _is_sentry_init(node: ast.stmt) -> bool:
+    call = node.value if isinstance(node, ast.Expr) else None
+    func = call.func if isinstance(call, ast.Call) else None
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "init"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "sentry_sdk"
+    )
+
+
+def _is_main_block(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "__main__" in ast.dump(node.test) and "__name__" in ast.dump(node.test)
+
+
+def _is_last_error(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "last_error" for t in node.targets)

@@ -59,7 +59,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def _with_capture_helper(python: Path, bug: Bug, env: dict[str, str]) -> list[str]:
+def _with_capture_helper(python: Path, script: Path, env: dict[str, str]) -> list[str]:
     """Run the trigger as a service that opted in to prodloop's capture helper (a copy of the one file)."""
     from prodloop.server import sdk_capture
 
@@ -67,19 +67,19 @@ def _with_capture_helper(python: Path, bug: Bug, env: dict[str, str]) -> list[st
     shutil.copy(sdk_capture.__file__, folder / "prodloop_capture.py")
     (folder / "run_with_capture.py").write_text(_WITH_HELPER)
     env["PYTHONPATH"] = os.pathsep.join([str(folder), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return [str(python), str(folder / "run_with_capture.py"), str(bug.trigger.resolve())]
+    return [str(python), str(folder / "run_with_capture.py"), str(script.resolve())]
 
 
-def capture(ctx: AppContext, bug: Bug, service: Path, python: Path) -> Done:
+def capture(ctx: AppContext, bug: Bug, service: Path, python: Path, script: Path) -> Done:
     """Run the trigger against a fresh project; the issue id is the stage's value."""
     project = ctx.store.create_project(bug.name)
     with serve_in_thread(ctx, token="realbugs-not-exposed") as port:  # noqa: S106 (loopback only)
         dsn = f"http://{project.public_key}@127.0.0.1:{port}/{project.id}"
         env = service_env(import_roots(service), SENTRY_DSN=dsn, SENTRY_RELEASE=bug.buggy_commit)
         t0 = time.monotonic()
-        command = [str(python), str(bug.trigger.resolve())]
+        command = [str(python), str(script.resolve())]
         if os.environ.get("REALBUGS_CAPTURE") == "1":
-            command = _with_capture_helper(python, bug, env)
+            command = _with_capture_helper(python, script, env)
         try:
             done = subprocess.run(
                 command, cwd=service, env=env, capture_output=True, text=True, timeout=TRIGGER_TIMEOUT

@@ -14,9 +14,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from _bug import Bug, is_test_path
+from _bug import SERVICE_MODULE, Bug, is_test_path
 
 _CACHE_FORMAT = 1
 _GIT = ["git", "-c", "user.name=realbugs", "-c", "user.email=realbugs@localhost", "-c", "advice.detachedHead=false"]
@@ -68,6 +69,29 @@ def clone_service(mirrors: Path, bug: Bug, service: Path, origin: Path) -> None:
     git(service, "remote", "add", "origin", str(origin))
     git(service, "push", "--quiet", "origin", "main", timeout=900)
     git(service, "fetch", "--quiet", "origin", timeout=300)
+
+
+def add_service_module(service: Path, bug: Bug, module_source: str, scratch: Path) -> Bug:
+    """Module mode: the trigger's definitions committed as a module of the service on main (pushed) and on top of
+    the fixed commit; the bug as it is deployed then (its buggy and fixed commits are those two)."""
+    name = f"{SERVICE_MODULE}.py"
+    identity = ("-c", "user.name=Realbugs Service", "-c", "user.email=service@realbugs.invalid")
+
+    def commit_with_module(tree: Path) -> str:
+        (tree / name).write_text(module_source, encoding="utf-8")
+        git(tree, "add", "--", name)
+        git(tree, *identity, "commit", "--quiet", "--no-verify", "-m", "service code calling the project", "--", name)
+        return git(tree, "rev-parse", "HEAD").strip()
+
+    deployed = commit_with_module(service)
+    git(service, "push", "--quiet", "origin", "main", timeout=900)
+    fixed_tree = add_worktree(service, bug.fixed_commit, scratch / "fixed-service")
+    try:
+        fixed = commit_with_module(fixed_tree)
+    finally:
+        remove_worktree(service, fixed_tree)
+    git(service, "update-ref", "refs/realbugs/fixed-service", fixed)
+    return replace(bug, buggy_commit=deployed, fixed_commit=fixed)
 
 
 def fix_diff(service: Path, bug: Bug) -> tuple[str, list[str]]:

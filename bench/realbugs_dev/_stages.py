@@ -40,6 +40,7 @@ class Service:
     python: Path
     fix_diff: str
     tests_left_out: list[str]  # test files the fix commit changes, which the fix diff leaves out
+    script: Path  # what the capture runs: trigger.py, or in module mode the batch beside the service's module
 
 
 def code_path_of(ctx: AppContext, issue_id: int) -> CodePath:

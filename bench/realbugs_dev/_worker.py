@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import _stages as st
-from _bug import Bug
+from _bug import Bug, split_trigger
 from _capture import capture, open_context
 from _record import STAGES, Done, Recorder
-from _setup import build_venv, clone_service, fix_diff
+from _setup import add_service_module, build_venv, clone_service, fix_diff
 
 
 def run_bug(bug: Bug, root: Path, *, mirrors: Path, cache: Path, python: str, budget_seconds: float) -> dict[str, Any]:
@@ -33,9 +33,10 @@ def run_bug(bug: Bug, root: Path, *, mirrors: Path, cache: Path, python: str, bu
         for name in STAGES[1:]:
             rec.stage(name, lambda: Done("skip", "setup did not pass"), needs=("setup",))
         return rec.result
+    bug = svc.bug  # in module mode, deployed with the service's module
     ctx = open_context(svc.service, root / "data", svc.python)
     try:
-        issue = rec.stage("capture", lambda: capture(ctx, bug, svc.service, svc.python))
+        issue = rec.stage("capture", lambda: capture(ctx, bug, svc.service, svc.python, svc.script))
         rec.result["issue_id"] = issue
         cp = rec.stage("release", lambda: st.release(ctx, svc, issue), needs=("capture",))
         no_path = Done("skip", "no code path: map_code_path raised in the release stage")
@@ -55,6 +56,12 @@ def _setup(bug: Bug, root: Path, mirrors: Path, cache: Path, python: str) -> Don
     t0 = time.monotonic()
     clone_service(mirrors, bug, service, origin)
     cloned = time.monotonic() - t0
+    script = bug.trigger
+    if os.environ.get("REALBUGS_SERVICE_MODULE") == "1":
+        module_source, runner = split_trigger(bug.trigger.read_text(encoding="utf-8"))
+        bug = add_service_module(service, bug, module_source, root)
+        script = root / "run_service.py"
+        script.write_text(runner, encoding="utf-8")
     diff, tests = fix_diff(service, bug)
     interpreter, hit = build_venv(bug, python, cache, root / "venv", service)
     venv_seconds = time.monotonic() - t0 - cloned
@@ -63,8 +70,9 @@ def _setup(bug: Bug, root: Path, mirrors: Path, cache: Path, python: str) -> Don
         "fix_diff_lines": diff.count("\n"), "test_files_left_out": tests,
     }  # fmt: skip
     svc = st.Service(
-        bug=bug, root=root, service=service, origin=origin, python=interpreter, fix_diff=diff, tests_left_out=tests
-    )
+        bug=bug, root=root, service=service, origin=origin, python=interpreter, fix_diff=diff, tests_left_out=tests,
+        script=script,
+    )  # fmt: skip
     venv = "cached venv" if hit else "venv built"
     return Done("ok", f"cloned in {cloned:.0f} s, {venv}, fix {diff.count(chr(10))} diff lines", data, svc)
 

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     if args.capture:
         os.environ["REALBUGS_CAPTURE"] = "1"  # read by each worker's capture stage
+    if args.service_module:
+        os.environ["REALBUGS_SERVICE_MODULE"] = "1"  # read by each worker's set-up
     bugs, problems = discover(args.bugs_dir, only)
     for problem in problems:
         print(f"skipped {problem}", file=sys.stderr)
@@ -109,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write every result, raw, to this file")
     p.add_argument(
         "--venv-cache", type=Path, default=Path.home() / ".cache" / "prodloop-realbugs", help="cached venvs by pins"
+    )
+    p.add_argument(
+        "--service-module",
+        action="store_true",
+        help="module mode: the trigger's definitions are committed into the clone as a module of the service "
+        "(as a service's own code would be), and only its batch runs as a script",
     )
     p.add_argument("--python", default="python3", help="interpreter the service venvs are made from")
     p.add_argument("--budget", type=float, default=600.0, help="seconds per bug for the stages after set-up")
