@@ -34,6 +34,9 @@ _PROBE = Path(__file__).with_name("_probe.py")
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
 
 
+MAX_PROCESSES = 512  # processes and threads one run may have at once: a fork bomb stops here
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout_seconds: float = 60.0
@@ -278,8 +281,12 @@ def confine(
     The user's home directory and `/tmp` are empty private tmpfs inside the run: only the paths the run needs
     (`keep`: its tree and scratch; the checkout; the interpreter's prefixes, read from `pyvenv.cfg` without
     running it) are bound back, so no credential or other run's file is reachable by any path."""
-    # CPU seconds, address space (KiB) and the largest file the run may write (512-byte blocks: 1 GiB).
-    limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; ulimit -f 2097152; "
+    # CPU seconds, address space (KiB), the largest file the run may write (512-byte blocks: 1 GiB) and the
+    # processes and threads of the run (counted in its own user namespace, so other runs of the user do not count).
+    limit = (
+        f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; ulimit -f 2097152; "
+        f"{{ ulimit -u {MAX_PROCESSES} 2>/dev/null || ulimit -p {MAX_PROCESSES}; }} || exit 97; "  # bash -u, dash -p
+    )
     inner = f"{limit}exec {' '.join(_q(a) for a in args)}"
     if guard is not None and guard.required and not _namespaces_work():
         raise IsolationUnavailable()
