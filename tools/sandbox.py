@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -283,15 +284,16 @@ def confine(
     running it) are bound back, so no credential or other run's file is reachable by any path."""
     # CPU seconds, address space (KiB), the largest file the run may write (512-byte blocks: 1 GiB) and the
     # processes and threads of the run (counted in its own user namespace, so other runs of the user do not count).
-    limit = (
-        f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; ulimit -f 2097152; "
-        f"{{ ulimit -u {MAX_PROCESSES} 2>/dev/null || ulimit -p {MAX_PROCESSES}; }} || exit 97; "  # bash -u, dash -p
-    )
-    inner = f"{limit}exec {' '.join(_q(a) for a in args)}"
+    limit = f"ulimit -t {int(limits.cpu_seconds)}; ulimit -v {int(limits.memory_mb) * 1024}; ulimit -f 2097152; "
+    run = f"exec {' '.join(_q(a) for a in args)}"
     if guard is not None and guard.required and not _namespaces_work():
         raise IsolationUnavailable()
     if guard is None or not _namespaces_work():
-        return ["sh", "-c", inner], False
+        return ["sh", "-c", limit + run], False
+    # Since Linux 5.14 the process count is kept per user namespace: the run's own processes, not the user's.
+    if _kernel_at_least(5, 14):
+        limit += f"{{ ulimit -u {MAX_PROCESSES} 2>/dev/null || ulimit -p {MAX_PROCESSES}; }} || exit 97; "  # bash, dash
+    inner = limit + run
     p = _q(str(guard.checkout))
     offline = guard.offline and _namespaces_work(offline=True)
     steps = [f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)}"] if offline else []
@@ -401,6 +403,11 @@ def _namespaces_work(*, offline: bool = False) -> bool:
         finally:
             shutil.rmtree(probe, ignore_errors=True)
     return _NS_CACHE[key]
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    found = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return found is not None and (int(found[1]), int(found[2])) >= (major, minor)
 
 
 def _q(text: str) -> str:
