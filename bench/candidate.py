@@ -6,9 +6,9 @@ event a real sentry-sdk reports for its "unknown_sku" crash), built in a tempora
 1. `run_candidate_for_issue` through every gate, with GOOD_TEST of tests/tools/test_candidate.py and
    FIX_UNKNOWN_SKU, default gate settings (5 flaky repeats and 1 shuffled run): wall time of `--runs`
    calls after one untimed warm-up (the budget is reset between calls, outside the timing), the
-   processes it starts, and where the time goes. The split comes from timing shims the bench puts
-   around `run_pytest`, `workspace` and `map_code_path` (as `prodloop.tools.candidate` sees them)
-   and around `subprocess.Popen` / `subprocess.run`; they are monkeypatched for the bench only.
+   processes it starts, and where the time goes. The split comes from a Runner that times each pytest
+   run (`_TimedRunner`, handed to the AppContext), and from timing shims around `workspace` and
+   `map_code_path` (as `prodloop.tools.candidate` sees them) and `subprocess.Popen` / `subprocess.run`.
 2. `synthesize_regression_test` on the same issue (default settings): wall time.
 3. The floor: a bare `python -m pytest -q -p no:cacheprovider <test node>` in a plain checkout of
    the deployed commit (`git archive`, the fix applied with `git apply`, the test written): once, once
@@ -54,6 +54,7 @@ from prodloop.server.settings import load_settings, service_python  # noqa: E402
 from prodloop.server.store import policy  # noqa: E402
 from prodloop.tools import candidate, code_path, sandbox  # noqa: E402
 from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue  # noqa: E402
+from prodloop.tools.runner import Runner  # noqa: E402
 from prodloop.tools.sandbox import Limits, RunResult  # noqa: E402
 from prodloop.tools.synthesis import synthesize_regression_test  # noqa: E402
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService  # noqa: E402
@@ -79,6 +80,32 @@ class _Call:
     protected: list[bool] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _TimedRunner(Runner):
+    """The Runner, timing each pytest run by the gate phase it belongs to (wrapped, not patched)."""
+
+    recorder: Any = None
+
+    def pytest(self, ws: sandbox.Workspace, targets: Sequence[str], **options: Any) -> RunResult:
+        if options.get("cover_files"):
+            phase = "fixed run + coverage"
+        elif options.get("shuffle_seed") is not None:
+            phase = "shuffled run"
+        elif options.get("hash_seed"):
+            phase = "flaky repeats"
+        else:
+            phase = "deployed run"
+        current = self.recorder.current
+        started = time.perf_counter()
+        result = super().pytest(ws, targets, **options)
+        elapsed = time.perf_counter() - started
+        current.seconds[phase] += elapsed
+        current.pytest_setup[phase] += elapsed - result.wall_seconds
+        current.runs[phase] += 1
+        current.protected.append(result.protected_checkout)
+        return result
+
+
 class _Recorder:
     """Timing shims, installed for the bench's lifetime; `current` collects one call's numbers."""
 
@@ -92,26 +119,8 @@ class _Recorder:
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
         # the names as `prodloop.tools.candidate` imported them
-        real_pytest, real_workspace, real_map = sandbox.run_pytest, sandbox.workspace, code_path.map_code_path
+        real_workspace, real_map = sandbox.workspace, code_path.map_code_path
         real_popen_init, real_run = subprocess.Popen.__init__, subprocess.run
-
-        def run_pytest(*args: Any, **kwargs: Any) -> RunResult:
-            if kwargs.get("cover_files"):
-                phase = "fixed run + coverage"
-            elif kwargs.get("shuffle_seed") is not None:
-                phase = "shuffled run"
-            elif kwargs.get("hash_seed"):
-                phase = "flaky repeats"
-            else:
-                phase = "deployed run"
-            started = time.perf_counter()
-            result = real_pytest(*args, **kwargs)
-            elapsed = time.perf_counter() - started
-            self.current.seconds[phase] += elapsed
-            self.current.pytest_setup[phase] += elapsed - result.wall_seconds
-            self.current.runs[phase] += 1
-            self.current.protected.append(result.protected_checkout)
-            return result
 
         @contextlib.contextmanager
         def workspace(*args: Any, **kwargs: Any) -> Iterator[sandbox.Workspace]:
@@ -145,7 +154,6 @@ class _Recorder:
                 self.current.process_seconds[_label(args)] += time.perf_counter() - started
 
         patches: list[tuple[Any, str, Any]] = [
-            (candidate, "run_pytest", run_pytest),
             (candidate, "workspace", workspace),
             (candidate, "map_code_path", map_code_path),
             (subprocess.Popen, "__init__", popen_init),
@@ -349,7 +357,7 @@ def _protection(b: _Bench, candidate_p50: float, pytest_runs: int, protected_run
     """[4]: the read-only checkout's cost: `unshare` alone, and the whole wrapper `confine` builds."""
     repeats = max(20, 4 * b.runs)
     limits = Limits()
-    protected, available = sandbox.confine(["true"], limits, b.service.root)
+    protected, available = sandbox.confine(["true"], limits, sandbox.guard_for(b.ctx.settings))
     plain, _ = sandbox.confine(["true"], limits, None)
     commands = {
         "true": ["true"],
@@ -390,6 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         ctx = AppContext.open(load_settings(repo=service.root, data_dir=scratch / "data"))
         try:
             import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="bench")
+            ctx.with_runner(_TimedRunner(**vars(Runner.from_settings(ctx.settings)), recorder=recorder))
             bench = _Bench(ctx=ctx, service=service, recorder=recorder, runs=args.runs, scratch=scratch)
             with recorder.installed():
                 candidate_p50, pytest_runs = _candidate(bench)

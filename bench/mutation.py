@@ -33,7 +33,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.tools.candidate import run_candidate_for_issue
+from prodloop.tools.runner import Runner
+from prodloop.tools.sandbox import RunResult, Workspace
 
 GOAL_VS_FULL = 20.0
 GOAL_VS_FLOOR = 1.3
@@ -121,6 +124,19 @@ sys.exit(code)
 """
 
 
+@dataclass(frozen=True)
+class _MarkingRunner(Runner):
+    """The Runner, marking the coverage pre-run's start and end on the shims' timeline."""
+
+    shims: Any = None
+
+    def pytest(self, ws: Workspace, targets: Sequence[str], **options: Any) -> RunResult:
+        self.shims.mark("apply fix, write test")
+        result = super().pytest(ws, targets, **options)
+        self.shims.mark("coverage pre-run (pytest subprocess)")
+        return result
+
+
 class Shims:
     """Wraps mutation's collaborators so that each call leaves a timeline of (phase that ended, time)."""
 
@@ -132,10 +148,10 @@ class Shims:
         self.shim.write_text(_SHIM.format(real=str(mutation._DRIVER), out=str(self.driver_marks), env=env))
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator[Shims]:
-        names = ("map_code_path", "workspace", "run_pytest", "_drive", "_DRIVER")
+    def installed(self, ctx: AppContext) -> Iterator[Shims]:
+        names = ("map_code_path", "workspace", "_drive", "_DRIVER")
         saved = {n: getattr(mutation, n) for n in names}
-        real_map, real_ws, real_pytest, real_drive = (saved[n] for n in names[:4])
+        real_map, real_ws, real_drive = (saved[n] for n in names[:3])
 
         def map_code_path(*args: Any, **kwargs: Any) -> Any:
             result = real_map(*args, **kwargs)
@@ -150,22 +166,19 @@ class Shims:
                 self.mark("mutants: driver exit, results read")
             self.mark("git worktree remove + prune")
 
-        def run_pytest(*args: Any, **kwargs: Any) -> Any:
-            self.mark("apply fix, write test")
-            result = real_pytest(*args, **kwargs)
-            self.mark("coverage pre-run (pytest subprocess)")
-            return result
-
         def drive(*args: Any, **kwargs: Any) -> Any:
             self.mark("target lines")
             return real_drive(*args, **kwargs)
 
-        replaced = dict(zip(names, (map_code_path, workspace, run_pytest, drive, self.shim), strict=True))
+        replaced = dict(zip(names, (map_code_path, workspace, drive, self.shim), strict=True))
         for name, value in replaced.items():
             setattr(mutation, name, value)
+        plain = Runner.from_settings(ctx.settings)
+        ctx.with_runner(_MarkingRunner(**vars(plain), shims=self))  # the runs themselves: wrapped, not patched
         try:
             yield self
         finally:
+            ctx.with_runner(plain)
             for name, value in saved.items():
                 setattr(mutation, name, value)
 
@@ -284,14 +297,14 @@ def main(argv: list[str] | None = None) -> None:
             if not candidate.passed:
                 raise RuntimeError(f"the candidate failed its gates: {candidate.gates}")
             walls, splits, result = [], [], None
-            with Shims(scratch).installed() as shims:
+            with Shims(scratch).installed(ctx) as shims:
                 for _ in range(args.runs):
                     shims.mark("start")
                     result = mutation.mutate_validate(ctx, receipt_id=candidate.receipt_id)
                     shims.mark("store verdict")
                     walls.append(shims.marks[-1][1] - shims.marks[0][1])
                     splits.append(shims.take())
-            with Shims(scratch, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1").installed() as shims:
+            with Shims(scratch, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1").installed(ctx) as shims:
                 shims.mark("start")
                 trial = mutation.mutate_validate(ctx, receipt_id=candidate.receipt_id)
                 shims.mark("store verdict")

@@ -13,6 +13,7 @@ from prodloop.server.store import Store
 
 if TYPE_CHECKING:
     from prodloop.tools.git_repo import GitRepo
+    from prodloop.tools.runner import Runner
 
 
 @dataclass
@@ -22,6 +23,7 @@ class AppContext:
     clock: Clock = field(default_factory=SystemClock)
     _git: GitRepo | None = field(default=None, repr=False)
     _git_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _runner: Runner | None = field(default=None, repr=False)
 
     def git(self) -> GitRepo:
         """The served repository, opened once (tools run on several threads) so its caches stay warm."""
@@ -31,6 +33,19 @@ class AppContext:
 
                 self._git = GitRepo(self.settings.repo.resolve())
             return self._git
+
+    def runner(self) -> Runner:
+        """How confined runs start (interpreter, limits, isolation), built once from the settings; a bench may
+        give its own (`with_runner`)."""
+        if self._runner is None:
+            from prodloop.tools.runner import Runner
+
+            self._runner = Runner.from_settings(self.settings)
+        return self._runner
+
+    def with_runner(self, runner: Runner) -> AppContext:
+        self._runner = runner
+        return self
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> AppContext:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,21 +39,21 @@ def run_checks(settings: Settings) -> list[Check]:
 def _run_confined(settings: Settings, args: list[str]) -> tuple[int, str]:
     """Run the service's interpreter the way test runs do, in the sandbox: it may be a file of a stranger's branch."""
     from prodloop.server.errors import IsolationUnavailable
-    from prodloop.tools.sandbox import Limits, confine, guard_for, sandbox_env
+    from prodloop.tools.runner import Runner
+    from prodloop.tools.sandbox import Limits
 
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-doctor-"))
     try:
-        command, _ = confine(args, Limits(20, 25, 1024), guard_for(settings), keep=[scratch])
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=30, cwd=scratch, env=sandbox_env(scratch)
-        )
+        run = Runner.from_settings(settings).script(args, cwd=scratch, limits=Limits(20, 25, 1024))
     except IsolationUnavailable as exc:
         return 126, str(exc)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except OSError as exc:
         return 127, f"{type(exc).__name__}: {exc}"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return done.returncode, (done.stdout + done.stderr).strip()
+    if run.timed_out:
+        return 127, "timed out after 20 s"
+    return (run.exit_code if run.exit_code is not None else 127), run.output.strip()
 
 
 def _git() -> Check:
@@ -97,12 +96,12 @@ def _remote(settings: Settings) -> Check:
 
 def _interpreter(settings: Settings) -> list[Check]:
     python = service_python(settings)
-    code, text = _run_confined(settings, [str(python), "-c", "import sys; print(sys.version.split()[0])"])
+    code, text = _run_confined(settings, ["-c", "import sys; print(sys.version.split()[0])"])
     if code != 0:
         return [Check("service interpreter", "fail", f"{python} does not run ({text[-160:]})",
                       "create the service's venv (<repo>/.venv) or set service_python")]  # fmt: skip
     checks = [Check("service interpreter", "ok", f"{python} (Python {text})")]
-    code, text = _run_confined(settings, [str(python), "-c", "import pytest; print(pytest.__version__)"])
+    code, text = _run_confined(settings, ["-c", "import pytest; print(pytest.__version__)"])
     checks.append(
         Check("pytest", "ok", f"pytest {text} in the service's interpreter")
         if code == 0
@@ -110,7 +109,7 @@ def _interpreter(settings: Settings) -> list[Check]:
             "pytest", "fail", "pytest is not importable by the service's interpreter", f"{python} -m pip install pytest"
         )
     )
-    code, _ = _run_confined(settings, [str(python), "-c", "import coverage"])
+    code, _ = _run_confined(settings, ["-c", "import coverage"])
     checks.append(
         Check("coverage", "ok", "coverage.py in the service's interpreter")
         if code == 0

@@ -22,7 +22,6 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ReceiptTampered
-from prodloop.server.settings import service_python
 from prodloop.server.store import Store, policy
 from prodloop.tools import budget
 from prodloop.tools import gates as judge
@@ -33,11 +32,8 @@ from prodloop.tools.gates import GATE_ORDER, Gate, GateName
 from prodloop.tools.git_repo import GitError, GitRepo
 from prodloop.tools.hermetic import hermetic_findings, support_file_findings
 from prodloop.tools.sandbox import (
-    Limits,
     RunResult,
     Workspace,
-    guard_for,
-    run_pytest,
     workspace,
 )
 from prodloop.tools.test_checks import (
@@ -195,13 +191,7 @@ def run_candidate_test(
     node = f"{given.test_path}::{name}"
     commit = code_path.release.commit
     packages = _service_packages(ctx, commit)
-    limits = Limits(
-        timeout_seconds=gates_cfg.timeout_seconds,
-        cpu_seconds=int(gates_cfg.timeout_seconds) + 5,
-        memory_mb=gates_cfg.memory_mb,
-    )
-    python = service_python(ctx.settings)
-    guard = guard_for(ctx.settings)
+    runner = ctx.runner()
     started = time.monotonic()
     runs: list[RunResult] = []
 
@@ -237,7 +227,7 @@ def run_candidate_test(
         else:
             with workspace(ctx.git(), commit) as ws:
                 given.write_test(ws)
-                deployed = run_pytest(ws, python, [node], limits, guard=guard, watch_raises=True)
+                deployed = runner.pytest(ws, [node], watch_raises=True)
                 runs.append(deployed)
                 gates["reproduces"] = judge.reproduces(deployed, node, code_path, ws)
             if given.fix_diff:
@@ -248,15 +238,13 @@ def run_candidate_test(
                     culprit_path = code_path.culprit.location.repo_path if code_path.culprit else None
                     measured = list(dict.fromkeys([*([culprit_path] if culprit_path else []), *judge.fix_files(fix)]))
                     sources = ws.read_sources(measured)  # before the test runs in this tree
-                    fixed = run_pytest(ws, python, [node], limits, guard=guard, cover_files=measured)
+                    fixed = runner.pytest(ws, [node], cover_files=measured)
                     runs.append(fixed)
                     gates["passes_with_fix"] = judge.passes(fixed, node, "with the fix")
                     gates["covers_path"] = judge.covers(fixed, code_path, sources, fix)
                     gates["fast"] = judge.fast(fixed, node, gates_cfg.max_test_seconds)
                     seed = int(sha256(given.test_code + "\0" + fix)[:8], 16) % 100_000
-                    gates["not_flaky"] = judge.not_flaky(
-                        ws, python, node, limits, guard, gates_cfg, code_path, runs, seed=seed
-                    )
+                    gates["not_flaky"] = judge.not_flaky(ws, runner, node, gates_cfg, code_path, runs, seed=seed)
             else:
                 missing = "no fix given yet: pass fix_diff or fix_from_working_tree"
                 pending: tuple[GateName, ...] = ("passes_with_fix", "not_flaky", "covers_path")

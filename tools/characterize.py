@@ -10,12 +10,10 @@ characterization of the fixed behaviour that a reviewer sees in the PR.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from prodloop.server.context import AppContext
-from prodloop.server.settings import service_python
 from prodloop.tools.call_plan import invocation
 from prodloop.tools.reconstruct import Unusable, rebuild, render
 from prodloop.tools.regression_test import (
@@ -26,7 +24,7 @@ from prodloop.tools.regression_test import (
     helper_lines,
     render_test,
 )
-from prodloop.tools.sandbox import Limits, confine, guard_for, import_roots, sandbox_env, wait, workspace
+from prodloop.tools.sandbox import workspace
 
 _MARK = "PRODLOOP-RESULT "
 _STR_MARK = "PRODLOOP-STR "
@@ -52,10 +50,6 @@ def _text_form(line: str | None, shown: str) -> str | None:
 
 def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple[str | None, str]:
     """(stronger test code or None, what happened): every production input of the test, run once on the fix."""
-    gates = ctx.settings.gates
-    limits = Limits(
-        timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
-    )
     every = cases(call)
     lines = [*call_imports(call), *helper_lines(call)]
     for i, case in enumerate(every):
@@ -70,22 +64,14 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
         (scratch / "probe.py").write_text("\n".join([*lines, ""]))
         with workspace(ctx.git(), call.commit) as ws:
             ws.apply_diff(fix_diff)
-            guard = guard_for(ctx.settings)
-            python = str(service_python(ctx.settings))
-            command, _ = confine([python, str(scratch / "probe.py")], limits, guard, keep=[ws.root.parent, scratch])
-            with open(scratch / "out.txt", "wb") as out:
-                env = sandbox_env(scratch, *import_roots(ws.root))
-                proc = subprocess.Popen(
-                    command, cwd=ws.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                code, _, timed_out = wait(proc, limits.timeout_seconds)
-        output = (scratch / "out.txt").read_text(errors="replace")
+            run = ctx.runner().script([str(scratch / "probe.py")], cwd=ws.root, keep=[ws.root.parent, scratch])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if timed_out or code != 0:
+    output = run.output
+    if run.timed_out or run.exit_code != 0:
         return (
             None,
-            f"the fixed code did not return for the production input ({'timeout' if timed_out else output[-300:]})",
+            f"the fixed code did not return for the production input ({'timeout' if run.timed_out else output[-300:]})",
         )
     shown = [_marked(output, f"{_MARK}{i} ") for i in range(len(every))]
     if any(s is None for s in shown):

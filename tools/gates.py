@@ -6,7 +6,6 @@ hermetic in `hermetic`.)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
@@ -15,7 +14,8 @@ from prodloop.server.settings import GateSettings
 from prodloop.tools.code_path import CodePath
 from prodloop.tools.diffs import added_lines, code_lines
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.sandbox import Guard, Limits, RunResult, Workspace, outcome_of, run_pytest
+from prodloop.tools.runner import Runner
+from prodloop.tools.sandbox import RunResult, Workspace, outcome_of
 
 GateName = Literal[
     "hermetic",
@@ -181,10 +181,8 @@ def fast(run: RunResult, node: str, budget_seconds: float) -> Gate:
 
 def not_flaky(
     ws: Workspace,
-    python: Path,
+    runner: Runner,
     node: str,
-    limits: Limits,
-    guard: Guard,
     cfg: GateSettings,
     code_path: CodePath,
     runs: list[RunResult],
@@ -201,7 +199,7 @@ def not_flaky(
     """
     failures = []
     for i in range(cfg.flaky_runs):
-        run = run_pytest(ws, python, [node], limits, guard=guard, hash_seed=i + 1)
+        run = runner.pytest(ws, [node], hash_seed=i + 1)
         runs.append(run)
         outcome = outcome_of(run, node)
         if run.timed_out or outcome is None or outcome.outcome != "passed":
@@ -210,15 +208,8 @@ def not_flaky(
     if cfg.shuffle_with_module and not failures:
         others = [t.path for t in code_path.related_tests if (ws.root / t.path).exists()][:3]
         targets = list(dict.fromkeys([node.split("::")[0], *others]))
-        run = run_pytest(
-            ws,
-            python,
-            targets,
-            limits,
-            guard=guard,
-            shuffle_seed=seed,
-            run_last=node,
-            extra_args=["--continue-on-collection-errors"],
+        run = runner.pytest(
+            ws, targets, shuffle_seed=seed, run_last=node, extra_args=["--continue-on-collection-errors"]
         )
         runs.append(run)
         outcome = outcome_of(run, node)

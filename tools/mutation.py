@@ -39,21 +39,14 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
-from prodloop.server.settings import service_python
 from prodloop.server.store import policy
 from prodloop.tools import budget
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import MappedFrame, map_code_path
 from prodloop.tools.diffs import added_lines, code_lines, statement_lines, statement_spans
 from prodloop.tools.functions import FunctionIndex
+from prodloop.tools.runner import Runner
 from prodloop.tools.sandbox import (
-    Guard,
-    Limits,
-    confine,
-    guard_for,
-    import_roots,
-    run_pytest,
-    sandbox_env,
     stop_all,
     wait,
     workspace,
@@ -140,11 +133,7 @@ def mutate_validate(
         )
     budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, receipt.issue_id, kind="cpu")
     cfg = ctx.settings.gates
-    python = service_python(ctx.settings)
-    guard = guard_for(ctx.settings)
-    limits = Limits(
-        timeout_seconds=cfg.timeout_seconds, cpu_seconds=int(cfg.timeout_seconds) + 5, memory_mb=cfg.memory_mb
-    )
+    runner = ctx.runner()
     node = f"{receipt.test_path}::{receipt.test_name}"
     with workspace(ctx.git(), receipt.commit_sha) as ws:
         ws.apply_diff(receipt.fix_diff)
@@ -159,7 +148,7 @@ def mutate_validate(
             tests += [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
         if not wanted:
             raise MutationRefused(receipt_id, "the fix changes no Python code line", "mutate with scope='culprit'")
-        coverage = run_pytest(ws, python, tests, limits, guard=guard, cover_files=sorted(wanted))
+        coverage = runner.pytest(ws, tests, cover_files=sorted(wanted))
         budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=coverage.cpu_seconds)
         if coverage.notes:
             raise MutationRefused(receipt_id, "; ".join(coverage.notes), "check the service's environment")
@@ -179,9 +168,7 @@ def mutate_validate(
             spec_targets, functions, not_executed = _executed_targets(sources, whole, coverage.covered)
             mutants = _generate(spec_targets) if spec_targets else []
             widened = "the fix's own statements admit no mutant, so the functions it changed were mutated; "
-        results, note, cpu = _drive(
-            ws.root, python, mutants, sources, tests, cfg.timeout_seconds, limits, guard, on_progress, cancel
-        )
+        results, note, cpu = _drive(ws.root, runner, mutants, sources, tests, cfg.timeout_seconds, on_progress, cancel)
         budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=cpu)
     counts = {
         k: sum(1 for r in results if r["status"] == k)
@@ -367,13 +354,11 @@ def _ranges(numbers: list[int]) -> str:
 
 def _drive(
     root: Path,
-    python: Path,
+    runner: Runner,
     mutants: list[dict[str, Any]],
     sources: dict[str, str],
     tests: list[str],
     test_timeout: float,
-    limits: Limits,
-    guard: Guard,
     on_progress: Progress | None,
     cancel: threading.Event | None,
 ) -> tuple[list[dict[str, Any]], str, float]:
@@ -387,23 +372,12 @@ def _drive(
         }  # fmt: skip
         (scratch / "spec.json").write_text(json.dumps(spec))
         shutil.copy(_DRIVER, scratch / "driver.py")
-        run_limits = Limits(
-            timeout_seconds=limits.timeout_seconds * 20, cpu_seconds=limits.cpu_seconds * 20, memory_mb=limits.memory_mb
-        )
-        command, _ = confine(
-            [str(python), str(scratch / "driver.py"), str(scratch / "spec.json")], run_limits, guard,
-            keep=[root.parent, scratch],
-        )  # fmt: skip
         log = scratch / "stderr.txt"
         with open(log, "wb") as err:
-            proc = subprocess.Popen(
-                command,
-                cwd=root,
-                env=sandbox_env(scratch, *import_roots(root)),
-                stdout=subprocess.PIPE,
-                stderr=err,
-                start_new_session=True,
-            )
+            proc, run_limits = runner.start(
+                [str(scratch / "driver.py"), str(scratch / "spec.json")], cwd=root, keep=[root.parent], scratch=scratch,
+                stdout=subprocess.PIPE, stderr=err, limits=runner.scaled(20),
+            )  # fmt: skip
             watcher = threading.Thread(target=_watch, args=(proc, on_progress), daemon=True)
             watcher.start()
             stopper = threading.Thread(target=_stop_on_cancel, args=(proc, cancel), daemon=True)

@@ -19,14 +19,13 @@ from pydantic import BaseModel, Field
 from prodloop.server.context import AppContext
 from prodloop.server.errors import CodePathError, ProdloopError
 from prodloop.server.ingest.scrub import secret_findings
-from prodloop.server.settings import service_python
 from prodloop.server.store import policy
 from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.git_repo import GitError, GitRepo
 from prodloop.tools.provenance import build_record, jsonl_line
-from prodloop.tools.sandbox import Limits, guard_for, outcome_of, run_pytest, workspace
+from prodloop.tools.sandbox import outcome_of, workspace
 
 
 class PullRequestRefused(ProdloopError):
@@ -128,11 +127,7 @@ def _open(
     _check_tree(repo, receipt_id, base_sha, commit, _expected_files(repo, base_sha, receipt, settings.ledger_path))
     with workspace(repo, commit) as ws:
         node = f"{receipt.test_path}::{receipt.test_name}"
-        gates = settings.gates
-        limits = Limits(
-            timeout_seconds=gates.timeout_seconds, cpu_seconds=int(gates.timeout_seconds) + 5, memory_mb=gates.memory_mb
-        )
-        check = run_pytest(ws, service_python(settings), [node], limits, guard=guard_for(settings))
+        check = ctx.runner().pytest(ws, [node])
         outcome = outcome_of(check, node)
         if outcome is None or outcome.outcome != "passed":
             what = "timed out" if check.timed_out else (outcome.outcome if outcome else "did not run")
