@@ -143,7 +143,7 @@ class Shims:
     def __init__(self, scratch: Path, **env: str) -> None:
         self.marks: list[tuple[str, float]] = []
         self.driver_marks = scratch / "driver-marks.json"
-        self.shim = scratch / f"shim{len(env)}" / "_mutate_driver.py"
+        self.shim = scratch / f"shim{len(env)}" / "mutate_driver.py"
         self.shim.parent.mkdir()
         self.shim.write_text(_SHIM.format(real=str(mutation._DRIVER), out=str(self.driver_marks), env=env))
 

@@ -4,8 +4,8 @@ Only what the test claims to guard is mutated. By default (`fix`) that is the st
 fix changed and the crash statement, with the fix applied: a single-input regression test is
 held to the code it is about, not to every branch of a long function. `culprit` mutates the
 whole culprit function, `path` every function on the mapped path. mutmut's generator makes
-the mutants on prodloop's side (`_mutate_generate.py`, from the sources read before any test
-ran); prodloop's driver (`_mutate_driver.py`) runs each in a child forked from a clean parent
+the mutants on prodloop's side (`child/mutate_generate.py`, from the sources read before any test
+ran); prodloop's driver (`child/mutate_driver.py`) runs each in a child forked from a clean parent
 in the service's interpreter, inside a throwaway worktree, never in this process. Before
 mutating, a coverage run checks which target lines the tests execute, so that "survived"
 never just means "not run"; unexecuted lines are reported and not mutated.
@@ -53,8 +53,8 @@ from prodloop.tools.sandbox import (
 )
 from prodloop.tools.source_map import module_of
 
-_DRIVER = Path(__file__).with_name("_mutate_driver.py")
-_GENERATOR = Path(__file__).with_name("_mutate_generate.py")
+_DRIVER = Path(__file__).with_name("child") / "mutate_driver.py"
+_GENERATOR = Path(__file__).with_name("child") / "mutate_generate.py"
 Scope = Literal["fix", "culprit", "path"]
 logger = logging.getLogger("prodloop.tools")
 Progress = Callable[[int, int], None]

@@ -5,8 +5,8 @@ directory outside the user's checkout (no branch is created; the user's working 
 and branches are untouched), removed afterwards. `run_pytest` runs the service's own
 interpreter on chosen test files with a wall-clock timeout, CPU-time and address-space
 limits, an environment stripped to the essentials (no tokens, no DSNs), and, where Linux
-user namespaces allow, the user's checkout mounted read-only. Outcomes come from JUnit XML;
-exception chains and coverage from prodloop's probe plugin.
+user namespaces allow, the user's checkout mounted read-only. Outcomes, exception chains and
+coverage come from prodloop's probe plugin (`child/probe.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from prodloop.server.errors import CodePathError, IsolationUnavailable
 from prodloop.server.settings import Settings
 from prodloop.tools.git_repo import GitError, GitRepo
 
-_PROBE = Path(__file__).with_name("_probe.py")
+_PROBE = Path(__file__).with_name("child") / "probe.py"
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
 
 
@@ -157,7 +156,7 @@ def run_pytest(
         plugin_dir = scratch / "plugin"
         plugin_dir.mkdir()
         shutil.copy(_PROBE, plugin_dir / "prodloop_probe.py")
-        junit, probe, cover = scratch / "junit.xml", scratch / "probe.json", scratch / "cover.json"
+        probe, cover = scratch / "probe.json", scratch / "cover.json"
         env = sandbox_env(scratch, plugin_dir, *import_roots(ws.root))
         env.update(PYTHONHASHSEED=str(hash_seed), PRODLOOP_PROBE_OUT=str(probe))
         if shuffle_seed is not None:
@@ -171,7 +170,7 @@ def run_pytest(
             env["PRODLOOP_COVER_OUT"] = str(cover)
         pytest_args = [
             str(python), "-m", "pytest", "-p", "prodloop_probe", "-p", "no:cacheprovider", "-q", "--no-header",
-            "-o", "addopts=", "-o", "console_output_style=classic", f"--junitxml={junit}", "--rootdir", str(ws.root),
+            "-o", "addopts=", "-o", "console_output_style=classic", "--rootdir", str(ws.root),
             *extra_args, *targets,
         ]  # fmt: skip
         ready = scratch / "sandbox-ready"
@@ -190,16 +189,19 @@ def run_pytest(
                 f"the sandbox could not be set up: {log.read_text(errors='replace')[-300:]}",
                 "check that unprivileged user namespaces can mount, or report this",
             )
-        by_key = _junit(junit)
         probe_data = json.loads(probe.read_text()) if probe.exists() else {}
         outcomes: dict[str, TestOutcome] = {}
-        for nodeid in [n for n in probe_data.get("_collected", []) if junit_key(n) in by_key]:
-            outcome = by_key[junit_key(nodeid)]
-            outcome.nodeid = nodeid
-            phases = probe_data.get(nodeid, {}).get("phases", {})
-            outcome.chain = phases.get("call") or phases.get("setup") or phases.get("teardown") or []
-            outcome.raised = list(probe_data.get(nodeid, {}).get("raised", []))
-            outcomes[nodeid] = outcome
+        for nodeid in probe_data.get("_collected", []):
+            seen = probe_data.get(nodeid, {})
+            if not isinstance(seen.get("outcome"), dict):
+                continue  # collected but never run (the run stopped first)
+            phases = seen.get("phases", {})
+            outcomes[nodeid] = TestOutcome(
+                nodeid=nodeid, outcome=str(seen["outcome"]["outcome"]), seconds=float(seen["outcome"]["seconds"]),
+                message=str(seen["outcome"]["message"]),
+                chain=phases.get("call") or phases.get("setup") or phases.get("teardown") or [],
+                raised=list(seen.get("raised", [])),
+            )  # fmt: skip
         notes = []
         if "_coverage_error" in probe_data:
             notes.append(str(probe_data["_coverage_error"]))
@@ -470,34 +472,6 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
-
-
-def _junit(path: Path) -> dict[str, TestOutcome]:
-    if not path.exists():
-        return {}
-    try:
-        tree = ET.parse(path)  # noqa: S314 (our own pytest run wrote it)
-    except ET.ParseError:
-        return {}
-    out: dict[str, TestOutcome] = {}
-    for case in tree.iter("testcase"):
-        key = f"{case.get('classname', '')}::{case.get('name', '')}"
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            el = case.find(tag)
-            if el is not None:
-                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-                message = (el.get("message") or "")[:500]
-                break
-        out[key] = TestOutcome(nodeid=key, outcome=outcome, seconds=float(case.get("time") or 0), message=message)
-    return out
-
-
-def junit_key(nodeid: str) -> str:
-    """The (classname, name) pytest's JUnit report gives a node id, as one string."""
-    path, *rest = nodeid.split("::")
-    classname = ".".join([path.removesuffix(".py").replace("/", "."), *rest[:-1]])
-    return f"{classname}::{rest[-1] if rest else ''}"
 
 
 def isolation_available(*, offline: bool = False) -> bool:

@@ -1,4 +1,4 @@
-"""Mutant generation on prodloop's side: `python _mutate_generate.py SPEC.json OUT.json`, in a scratch folder.
+"""Mutant generation on prodloop's side: `python mutate_generate.py SPEC.json OUT.json`, in a scratch folder.
 
 mutmut's own generator and operators make the mutants, so the service's interpreter needs
 neither mutmut nor libcst. It runs in a subprocess of prodloop's interpreter because mutmut

@@ -1,7 +1,7 @@
-"""prodloop's mutation runner, run in the service's interpreter as `python _mutate_driver.py SPEC.json`.
+"""prodloop's mutation runner, run in the service's interpreter as `python mutate_driver.py SPEC.json`.
 
 Mutants come in the spec, made by mutmut's own generator on prodloop's side
-(`_mutate_generate.py`), so the service needs no mutmut here. Each mutant runs in a
+(`child/mutate_generate.py`), so the service needs no mutmut here. Each mutant runs in a
 child forked from a parent that has imported pytest but none
 of the service's code, so no state (memo caches, module globals) leaks between mutants;
 the child imports the mutated module through an import hook and runs the chosen tests
@@ -45,7 +45,8 @@ _NOTHING_PASSED = 41
 
 
 class _Outcomes:
-    """Counts what really happened in a child's run (a skipped test must never read as a pass)."""
+    """Counts what really happened in a child's run (a skipped test must never read as a pass). Observed in
+    `pytest_runtest_logreport`, as the probe observes the gates' runs."""
 
     def __init__(self) -> None:
         self.passed = 0
@@ -169,7 +170,7 @@ def main() -> int:
     os.chdir(spec["root"])
     import pytest
 
-    # Mutants were made on prodloop's side (`_mutate_generate.py`): this interpreter needs only pytest.
+    # Mutants were made on prodloop's side (`child/mutate_generate.py`): this interpreter needs only pytest.
     mutants: list[dict[str, Any]] = [{**m, "source": spec["sources"][m["path"]]} for m in spec["mutants"]]
     total = len(mutants)
     _emit({"event": "generated", "total": total})

@@ -1,0 +1,213 @@
+"""A pytest plugin prodloop loads into the service's own test runs (`-p prodloop_probe`).
+
+It runs in the service's interpreter, so it uses only the standard library, pytest and, when asked
+for coverage, coverage.py. Its state lives on one plugin object (`Probe`, also `config.stash[PROBE]`),
+registered at configure time, the way pytest's own plugins keep theirs; outcomes are observed in
+`pytest_runtest_makereport`, as the mutation driver observes its own. Driven by environment variables:
+  PRODLOOP_PROBE_OUT      write per-test exception chains here (JSON)
+  PRODLOOP_SHUFFLE_SEED   run the collected tests in an order shuffled with this seed
+  PRODLOOP_RUN_LAST       this test (node id; all its parameter cases) runs after every other collected test
+  PRODLOOP_COVER_FILE     measure line coverage of these files (absolute paths, os.pathsep-separated)
+  PRODLOOP_COVER_OUT      write the executed line numbers here (JSON)
+  PRODLOOP_WATCH_ROOT     record exceptions raised in frames under this folder during each test's call,
+                          also those a framework catches (a web handler's error turned into a 500)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import traceback
+from typing import Any
+
+import pytest
+
+
+class _LineTracer:
+    """Executed lines of a few files with the standard library's tracer, where coverage.py is not installed."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.files = {os.path.realpath(f) for f in files}
+        self.lines: dict[str, set[int]] = {}
+        self._known: dict[str, str | None] = {}
+
+    def _global(self, frame: Any, event: str, arg: Any) -> Any:
+        name = frame.f_code.co_filename
+        real = self._known.get(name, "")
+        if real == "":
+            path = os.path.realpath(name)
+            real = self._known[name] = path if path in self.files else None
+        if real is None:
+            return None
+        hits = self.lines.setdefault(real, set())
+        hits.add(frame.f_lineno)
+
+        def local(frame: Any, event: str, arg: Any) -> Any:
+            if event == "line":
+                hits.add(frame.f_lineno)
+            return local
+
+        return local
+
+    def start(self) -> None:
+        import sys
+        import threading
+
+        threading.settrace(self._global)
+        sys.settrace(self._global)
+
+    def stop(self) -> None:
+        import sys
+        import threading
+
+        sys.settrace(None)
+        threading.settrace(None)
+
+    def measured(self) -> dict[str, list[int]]:
+        return {name: sorted(lines) for name, lines in self.lines.items()}
+
+
+def _chain(exc: BaseException | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    seen = set()
+    while exc is not None and id(exc) not in seen and len(out) < 10:
+        seen.add(id(exc))
+        frames = [
+            {"filename": f.filename, "lineno": f.lineno, "function": f.name}
+            for f in traceback.extract_tb(exc.__traceback__)
+        ]
+        out.append(
+            {
+                "type": type(exc).__name__,
+                "qualified_type": type(exc).__module__ + "." + type(exc).__qualname__,
+                "message": str(exc)[:500],
+                "frames": frames[-50:],
+            }
+        )
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+class _RaiseWatcher:
+    """Exceptions raised or passing through frames under `root` while one test runs (type, file, line)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/") + "/"
+        self.seen: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+    def _global(self, frame: Any, event: str, arg: Any) -> Any:
+        if not frame.f_code.co_filename.startswith(self.root):
+            return None
+        return self._local
+
+    def _local(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "exception" and len(self.seen) < 200:
+            name = arg[0].__name__ if isinstance(arg, tuple) and arg and isinstance(arg[0], type) else "?"
+            key = (name, frame.f_code.co_filename, frame.f_lineno)
+            self.seen.setdefault(
+                key, {"type": name, "filename": key[1], "lineno": key[2], "function": frame.f_code.co_name}
+            )
+        return self._local
+
+
+class Probe:
+    """The plugin object: one per pytest session, its state on itself (reachable as `config.stash[PROBE]`)."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, Any] = {}
+        self.cov: Any = None
+        target = os.environ.get("PRODLOOP_COVER_FILE")
+        if target:
+            try:
+                import coverage
+            except ImportError:
+                self.cov = _LineTracer(target.split(os.pathsep))
+            else:
+                self.cov = coverage.Coverage(include=target.split(os.pathsep), data_file=None, branch=False)
+            self.cov.start()
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            text = str(getattr(report, "longrepr", "") or "")
+            last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+            self.results.setdefault("_collect_errors", []).append(f"{report.nodeid or '<session>'}: {last[:200]}")
+
+    def pytest_collection_modifyitems(self, session: Any, config: Any, items: list[Any]) -> None:
+        seed = os.environ.get("PRODLOOP_SHUFFLE_SEED")
+        last = os.environ.get("PRODLOOP_RUN_LAST")
+        if seed:
+            random.Random(int(seed)).shuffle(items)  # noqa: S311 (test order, not security)
+        if last:  # after every other test: whatever state they leave behind, the candidate meets it
+            items.sort(key=lambda item: item.nodeid == last or item.nodeid.startswith(last + "["))
+        if seed or last:
+            self.results["_order"] = [item.nodeid for item in items]
+        self.results["_collected"] = [item.nodeid for item in items]
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: Any) -> Any:
+        import sys
+        import threading
+
+        root = os.environ.get("PRODLOOP_WATCH_ROOT")
+        if not root or self.cov is not None:
+            yield
+            return
+        watcher = _RaiseWatcher(root)
+        threading.settrace(watcher._global)
+        sys.settrace(watcher._global)
+        try:
+            yield
+        finally:
+            sys.settrace(None)
+            threading.settrace(None)
+            self.results.setdefault(item.nodeid, {})["raised"] = list(watcher.seen.values())
+
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> None:
+        """Each phase's exception chain (the report's text has no types or frames to read)."""
+        if call.excinfo is not None and call.when in ("setup", "call", "teardown"):
+            entry = self.results.setdefault(item.nodeid, {})
+            entry.setdefault("phases", {})[call.when] = _chain(call.excinfo.value)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        """Each test's outcome, observed in the hook the mutation driver observes its own in: failed in the call
+        is `failed`, failed in set-up or teardown is `error`, a skip or an expected failure is `skipped`."""
+        entry = self.results.setdefault(report.nodeid, {})
+        outcome = entry.setdefault("outcome", {"outcome": "passed", "seconds": 0.0, "message": ""})
+        outcome["seconds"] += float(getattr(report, "duration", 0.0) or 0.0)
+        if outcome["outcome"] != "passed":
+            return  # the first failure or skip speaks for the test
+        if report.failed:
+            outcome["outcome"] = "failed" if report.when == "call" else "error"
+            crash = getattr(getattr(report, "longrepr", None), "reprcrash", None)
+            outcome["message"] = str(getattr(crash, "message", "") or report.longreprtext.strip()[-500:])[:500]
+        elif report.skipped:
+            outcome["outcome"] = "skipped"
+            longrepr = report.longrepr
+            outcome["message"] = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else "")[:500]
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        if self.cov is not None:
+            self.cov.stop()
+            if isinstance(self.cov, _LineTracer):
+                lines = self.cov.measured()
+            else:
+                data = self.cov.get_data()
+                lines = {name: sorted(data.lines(name) or []) for name in data.measured_files()}
+            out = os.environ.get("PRODLOOP_COVER_OUT")
+            if out:
+                with open(out, "w") as fh:
+                    json.dump(lines, fh)
+        path = os.environ.get("PRODLOOP_PROBE_OUT")
+        if path:
+            with open(path, "w") as fh:
+                json.dump(self.results, fh)
+
+
+PROBE = pytest.StashKey[Probe]()
+
+
+def pytest_configure(config: Any) -> None:
+    probe = Probe()
+    config.stash[PROBE] = probe
+    config.pluginmanager.register(probe, "prodloop-probe-state")
