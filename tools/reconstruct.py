@@ -4,8 +4,8 @@ sentry-sdk sends a frame's locals with containers as JSON and every leaf as its 
 A leaf is accepted when it parses as a literal or as a call to one of a few well-known
 constructors (datetime, date, time, timedelta, Decimal, UUID, Path). With a resolver of the
 service's own classes, an enum member's repr (`<Mode.FAST: 1>`) and a constructor-shaped repr
-of a class the repository defines (`Config(depth=2, name='x')`, as dataclasses print) become
-`RepoExpr`s: the source that builds them in the test, never evaluated here. Refused, with the
+of a class the repository defines (`Config(depth=2, name='x')`, as dataclasses print) and a
+reference to such a class (`<class 'pkg.mod.Config'>`) become `RepoExpr`s: the source that builds them in the test, never evaluated here. Refused, with the
 reason: scrubbed values (`[Filtered]`), reprs of arbitrary objects, values the SDK may
 have truncated (a long string ending in "...", a container at the SDK's 10-item limit).
 
@@ -53,6 +53,7 @@ _SAFE_CALLS: dict[str, Any] = {
 }
 
 
+_CLASS_REPR = re.compile(r"<class '([A-Za-z_]\w{0,99}(?:\.[A-Za-z_]\w{0,99}){0,20})'>")
 _ENUM_REPR = re.compile(r"<([A-Za-z_]\w{0,99})\.([A-Za-z_]\w{0,99}(?:\|[A-Za-z_]\w{0,99}){0,20}): [^<>]{0,200}>")
 
 # A class name -> the module of the service that defines it (None: not the service's, or ambiguous).
@@ -113,6 +114,12 @@ def rebuild(value: Any, path: str, classes: ClassResolver | None = None, *, capt
         if module is not None:
             members = " | ".join(f"{enum.group(1)}.{m}" for m in enum.group(2).split("|"))
             return RepoExpr(members, frozenset({f"from {module} import {enum.group(1)}"}))
+    reference = _CLASS_REPR.fullmatch(text)
+    if reference is not None and classes is not None:
+        # A class passed as a value (`main_task_cls=Report`, `response_model=Order`): the repository's own class,
+        # imported by the test; `service_class` refuses anything else (and attribute walks in the name).
+        module, top, expression = service_class(reference.group(1), path, classes)
+        return RepoExpr(expression, frozenset({f"from {module} import {top}"}))
     if classes is not None and enum is None:
         # Enum members inside a larger repr (`Mode(versions={<Feature.X: 1>})`) read as `Feature.X`.
         text = _ENUM_REPR.sub(lambda m: " | ".join(f"{m.group(1)}.{n}" for n in m.group(2).split("|")), text)

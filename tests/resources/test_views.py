@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
@@ -54,5 +54,5 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
 
 async def test_a_non_numeric_issue_id_is_an_error(ctx: AppContext) -> None:
     async with Client(build_mcp(ctx)) as client:
-        with pytest.raises(Exception, match="is not an issue id"):
+        with pytest.raises(MCPError, match="is not an issue id"):
             await client.read_resource("prodloop://issues/abc")

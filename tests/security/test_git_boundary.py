@@ -137,7 +137,7 @@ def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_pa
 
 
 def test_the_pr_commit_is_built_by_plumbing_from_base_fix_test_and_ledger_alone(tmp_path: Path) -> None:
-    from prodloop.tools.git_repo import GitRepo
+    from prodloop.tools.git_repo import GitError, GitRepo
 
     root = tmp_path / "r"
     root.mkdir()
@@ -171,7 +171,7 @@ def test_the_pr_commit_is_built_by_plumbing_from_base_fix_test_and_ledger_alone(
     # The user's checkout, index and branch are untouched: no working tree took part.
     assert git("rev-parse", "HEAD").strip() == base
     assert git("status", "--porcelain") == "?? untracked.txt\n"
-    with pytest.raises(Exception, match="does not apply"):
+    with pytest.raises(GitError, match="does not apply"):
         repo.build_commit(base, diff.replace("return 1", "return 7"), {}, {}, "bad")
     # What a fix changes is read by applying it: a rename's two names, a diff without its last newline.
     git("mv", "app.py", "core.py")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ReceiptTampered
+from prodloop.server.errors import ProdloopError, ReceiptTampered
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy
@@ -168,7 +168,7 @@ def test_a_rejected_token_is_a_clear_error_without_the_token(
 ) -> None:
     with FakeGitHub(token="the-right-one") as github:
         ctx, _ = setup(github_token=TOKEN, github_base_url=github.base_url, github_repo="acme/shop")
-        with pytest.raises(Exception, match="HTTP 401") as info:
+        with pytest.raises(ProdloopError, match="HTTP 401") as info:
             open_pr(ctx, receipt_id=prepared["strong"])
     assert TOKEN not in str(info.value)
     assert "check github_token" in str(info.value)

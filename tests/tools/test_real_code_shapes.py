@@ -15,7 +15,7 @@ from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.tools.call_plan import CallerSite, plan_call, statement_at
 from prodloop.tools.code_path import map_code_path
-from prodloop.tools.reconstruct import constructed, rebuild, render
+from prodloop.tools.reconstruct import Unusable, constructed, rebuild, render
 from prodloop.tools.synthesis import synthesize_regression_test
 from tests.repos import GitFixture, new_repo
 
@@ -317,10 +317,23 @@ def test_a_constructor_repr_of_a_class_the_repository_does_not_define_stays_refu
     classes = {"Layout": "lib.layout"}.get
     imports: set[str] = set()
     assert render(rebuild("Layout(width=3)", "v", classes), imports) == "Layout(width=3)"
-    with pytest.raises(Exception, match="does not round-trip"):
+    with pytest.raises(Unusable, match="does not round-trip"):
         rebuild("Popen(args=['rm'])", "v", classes)
-    with pytest.raises(Exception, match="does not round-trip"):
+    with pytest.raises(Unusable, match="does not round-trip"):
         rebuild("Layout(width=__import__('os'))", "v", classes)
+
+
+def test_a_class_passed_as_a_value_is_imported_when_the_repository_defines_it() -> None:
+    classes = {"lib.layout:Layout": "lib.layout"}.get  # "module:Class": does the repository define it there?
+    imports: set[str] = set()
+    assert render(rebuild("<class 'lib.layout.Layout'>", "v", classes), imports) == "Layout"
+    assert imports == {"from lib.layout import Layout"}
+    with pytest.raises(Unusable, match="not a class of the service"):
+        rebuild("<class 'subprocess.Popen'>", "v", classes)
+    with pytest.raises(Unusable, match="not a nested class"):
+        rebuild("<class 'lib.layout.Layout.__init__'>", "v", classes)
+    with pytest.raises(Unusable, match="does not round-trip"):
+        rebuild("<class 'lib.layout.Layout'> or __import__('os')", "v", classes)
 
 
 def test_a_missing_attribute_points_at_the_constructor_that_never_set_it(open_ctx: Callable[[str], AppContext]) -> None:
@@ -452,10 +465,10 @@ def test_a_constructed_receiver_leaves_out_parameters_recorded_at_their_default(
     imports: set[str] = set()
     code = render(constructed(captured, "self", classes, lambda module, name: init), imports)
     assert code == "Worker(worker_id='gpu-0', pool=5)" and imports == {"from lib.sched import Worker"}
-    with pytest.raises(Exception, match="no __init__ of its own"):
+    with pytest.raises(Unusable, match="no __init__ of its own"):
         constructed(captured, "self", classes, lambda module, name: None)
     missing = {"__class__": "lib.sched.Worker", "__state__": {"last_active": None}}
-    with pytest.raises(Exception, match="worker_id is not stored"):
+    with pytest.raises(Unusable, match="worker_id is not stored"):
         constructed(missing, "self", classes, lambda module, name: init)
 
 
@@ -535,11 +548,11 @@ def test_a_crash_in_init_calls_the_class_with_the_recorded_arguments(open_ctx: C
 def test_a_constructor_reached_through_super_or_for_a_subclass_is_not_called_as_the_class() -> None:
     source = "class Base:\n    def __init__(self, size):\n        self.size = 1 / size\n"
     own = {"self": "<lib.x.Child object at 0x7f00>", "size": "0"}
-    with pytest.raises(Exception, match="receiver"):  # a Child: Base(size) would build another class
+    with pytest.raises(Unusable, match="receiver cannot be rebuilt"):  # a Child: Base(size) builds another class
         plan_call("lib/x.py", source, "Base.__init__", 2, own, None, {"Child": "lib.x", "Base": "lib.x"}.get)
     via_super = CallerSite("super().__init__(size)", None, {"size": "0"})
     base = {"self": "<lib.x.Base object at 0x7f00>", "size": "0"}
-    with pytest.raises(Exception, match="receiver"):
+    with pytest.raises(Unusable, match="receiver"):
         plan_call("lib/x.py", source, "Base.__init__", 2, base, via_super, lambda name: "lib.x")
     planned = plan_call("lib/x.py", source, "Base.__init__", 2, base, None, lambda name: "lib.x")
     assert (planned.callee, planned.import_name, planned.values) == ("Base", "Base", {"size": 0})
@@ -579,11 +592,12 @@ def test_a_class_path_from_production_data_never_becomes_code_beyond_a_nested_cl
         "lib.x.Base.__init__(__import__('os').system('id')) or lib.x.Base",
         "lib.x.Base.__init__.__globals__.Base",
     ]
-    for dotted in hostile:
+    expected = ["whose class path is not a dotted name", r"names __init__\.__globals__\.Base inside Base"]
+    for dotted, reason in zip(hostile, expected, strict=True):
         captured = {"self": {"__class__": dotted, "__state__": {}}, "size": "0"}
-        with pytest.raises(Exception, match=r"not a dotted name|not a nested class|receiver"):
+        with pytest.raises(Unusable, match=reason):
             plan_call("lib/x.py", source, "Base.__init__", 2, captured, None, classes)  # no code is ever built
-    with pytest.raises(Exception, match="not a nested class"):
+    with pytest.raises(Unusable, match="not a nested class"):
         rebuild({"__class__": "lib.x.Base.__init__.__globals__", "__state__": {}}, "v", classes)
-    with pytest.raises(Exception, match="malformed captured set"):
+    with pytest.raises(Unusable, match="malformed captured set"):
         rebuild({"__set__": [[1]]}, "v", classes, captured=True)
