@@ -118,19 +118,12 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             int, Field(ge=4_000, le=500_000, description="size budget of the result, in characters of compact JSON")
         ] = 60_000,
     ) -> Annotated[CallToolResult, ErrorContext]:
-        return reply(
-            fetch_error_context(
-                ctx.store,
-                issue_id=issue_id,
-                event_id=event_id,
-                frame_cursor=frame_cursor,
-                frames_limit=frames_limit,
-                breadcrumb_cursor=breadcrumb_cursor,
-                breadcrumbs_limit=breadcrumbs_limit,
-                max_string_chars=ctx.settings.max_string_chars,
-                max_result_chars=max_result_chars,
-            )
-        )
+        result = fetch_error_context(
+            ctx.store, issue_id=issue_id, event_id=event_id, frame_cursor=frame_cursor, frames_limit=frames_limit,
+            breadcrumb_cursor=breadcrumb_cursor, breadcrumbs_limit=breadcrumbs_limit,
+            max_string_chars=ctx.settings.max_string_chars, max_result_chars=max_result_chars,
+        )  # fmt: skip
+        return reply(result)
 
     @server.tool(name="map_code_path", title="Map an error to code", description=DESCRIPTIONS["map_code_path"],
                  annotations=READ_ONLY)  # fmt: skip
@@ -153,17 +146,11 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         environment: Annotated[str, Field(min_length=1, max_length=100)] = "production",
         deployed_at: Annotated[float | None, Field(ge=0, description="epoch seconds; default now")] = None,
     ) -> Annotated[CallToolResult, DeployRecord]:
-        return reply(
-            record_deploy(
-                ctx.store,
-                ctx.git(),
-                ctx.clock,
-                release=release,
-                commit=commit,
-                environment=environment,
-                deployed_at=deployed_at,
-            )
-        )
+        result = record_deploy(
+            ctx.store, ctx.git(), ctx.clock, release=release, commit=commit, environment=environment,
+            deployed_at=deployed_at,
+        )  # fmt: skip
+        return reply(result)
 
     @server.tool(name="run_candidate_test", title="Run a candidate regression test",
                  description=DESCRIPTIONS["run_candidate_test"], annotations=LOCAL_WRITE)  # fmt: skip
@@ -187,19 +174,12 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             Field(description="data files the test reads, {repo path: content}, inside a test folder (max 20)"),
         ] = None,
     ) -> Annotated[CallToolResult, CandidateResult]:
-        return reply(
-            run_candidate_for_issue(
-                ctx,
-                issue_id=issue_id,
-                test_code=test_code,
-                test_file=test_file,
-                test_path=test_path,
-                test_name=test_name,
-                fix_diff=fix_diff,
-                fix_from_working_tree=fix_from_working_tree,
-                support_files=support_files,
-            )
-        )
+        result = run_candidate_for_issue(
+            ctx, issue_id=issue_id, test_code=test_code, test_file=test_file, test_path=test_path,
+            test_name=test_name, fix_diff=fix_diff, fix_from_working_tree=fix_from_working_tree,
+            support_files=support_files,
+        )  # fmt: skip
+        return reply(result)
 
     @server.tool(name="synthesize_regression_test", title="Synthesize a regression test",
                  description=DESCRIPTIONS["synthesize_regression_test"], annotations=LOCAL_WRITE)  # fmt: skip
