@@ -325,10 +325,12 @@ def run_candidate_for_issue(
     fix_diff: str | None = None,
     fix_from_working_tree: bool = False,
     support_files: dict[str, str] | None = None,
+    code_path: CodePath | None = None,
 ) -> CandidateResult:
-    """Map the issue's latest event, then run the candidate through every gate."""
+    """Map the issue's latest event (or take the loop's mapping of it), then run the candidate through every gate."""
     ctx.store.get_issue(issue_id)
-    code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
+    if code_path is None or code_path.issue_id != issue_id:
+        code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
     given = prepare_input(
         ctx,
         issue_id=issue_id,

@@ -74,6 +74,15 @@ class CodePath(BaseModel):
     notes: list[str]
 
 
+def mapped_for(
+    store: Store, repo: GitRepo, given: CodePath | None, *, event_id: str, path_rewrites: Mapping[str, str]
+) -> CodePath:
+    """`given` when it maps `event_id` (a loop maps its event once and passes it on), else a fresh mapping."""
+    if given is not None and given.event_id == event_id:
+        return given
+    return map_code_path(store, repo, event_id=event_id, path_rewrites=path_rewrites)
+
+
 def map_code_path(
     store: Store,
     repo: GitRepo,

@@ -78,7 +78,7 @@ def run_loop(
             )
 
         t0 = time.monotonic()
-        synthesized = synthesize_regression_test(ctx, issue_id=issue_id)
+        synthesized = synthesize_regression_test(ctx, issue_id=issue_id, code_path=code_path)
         reasons = "; ".join(f"{a.frame}: {a.reason}" for a in synthesized.attempts)
         step("synthesize_regression_test", synthesized.test_code is not None, t0, reasons)
         if synthesized.test_code is None:
@@ -109,7 +109,9 @@ def run_loop(
             report.test_code = test_code
 
         t0 = time.monotonic()
-        candidate = run_candidate_for_issue(ctx, issue_id=issue_id, test_code=test_code, fix_diff=fix)
+        candidate = run_candidate_for_issue(
+            ctx, issue_id=issue_id, test_code=test_code, fix_diff=fix, code_path=code_path
+        )
         report.receipt_id = candidate.receipt_id
         report.gates = [g.model_dump() for g in candidate.gates]
         failed = [g.name for g in candidate.gates if not g.passed]
@@ -122,7 +124,7 @@ def run_loop(
             )
 
         t0 = time.monotonic()
-        mutation = mutate_validate(ctx, receipt_id=candidate.receipt_id)
+        mutation = mutate_validate(ctx, receipt_id=candidate.receipt_id, code_path=code_path)
         report.mutation_score = mutation.score
         step("mutate_validate", mutation.passed, t0, f"score {mutation.score} over {mutation.mutants} mutants")
         if not mutation.passed and not mutation.mutants:
@@ -142,7 +144,7 @@ def run_loop(
             )
 
         t0 = time.monotonic()
-        pr = open_pr(ctx, receipt_id=candidate.receipt_id, client=client)
+        pr = open_pr(ctx, receipt_id=candidate.receipt_id, client=client, code_path=code_path)
         report.pull_request = pr
         step("open_pr", True, t0, f"{pr.mode}: {pr.url or pr.branch} on {pr.remote}")
         return finish("pr_opened")

@@ -42,7 +42,7 @@ from prodloop.server.errors import ProdloopError
 from prodloop.server.store import policy
 from prodloop.tools import budget
 from prodloop.tools.candidate import verified_receipt
-from prodloop.tools.code_path import MappedFrame, map_code_path
+from prodloop.tools.code_path import CodePath, MappedFrame, mapped_for
 from prodloop.tools.diffs import added_lines, code_lines, statement_lines, statement_spans
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.runner import Runner
@@ -110,6 +110,7 @@ def mutate_validate(
     include_related_tests: bool = False,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    code_path: CodePath | None = None,
 ) -> MutationResult:
     started = time.monotonic()
     receipt = verified_receipt(ctx.store, receipt_id)
@@ -118,7 +119,9 @@ def mutate_validate(
         raise MutationRefused(
             receipt_id, f"its gates did not all pass ({', '.join(failed)})", "run_candidate_test again"
         )
-    code_path = map_code_path(ctx.store, ctx.git(), event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites)
+    code_path = mapped_for(
+        ctx.store, ctx.git(), code_path, event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites
+    )
     frames = (
         [f for e in code_path.exceptions for f in e.path]
         if scope == "path"

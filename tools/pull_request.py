@@ -22,7 +22,7 @@ from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.store import policy
 from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
-from prodloop.tools.code_path import CodePath, map_code_path
+from prodloop.tools.code_path import CodePath, mapped_for
 from prodloop.tools.git_repo import GitError, GitRepo
 from prodloop.tools.provenance import build_record, jsonl_line
 from prodloop.tools.sandbox import outcome_of, workspace
@@ -56,6 +56,7 @@ def open_pr(
     draft: bool = False,
     labels: list[str] | None = None,
     client: str = "unknown",
+    code_path: CodePath | None = None,
 ) -> PullRequestResult:
     receipt = verified_receipt(ctx.store, receipt_id)
     _check_receipt(receipt)
@@ -65,7 +66,7 @@ def open_pr(
     try:
         return _open(
             ctx, receipt, issue, slot, pushed,
-            title=title, body_extra=body_extra, draft=draft, labels=labels, client=client,
+            title=title, body_extra=body_extra, draft=draft, labels=labels, client=client, code_path=code_path,
         )  # fmt: skip
     except BaseException:
         if pushed:  # a branch (and maybe a PR) exists: the slot stays spent, for a person to see
@@ -87,9 +88,12 @@ def _open(
     draft: bool,
     labels: list[str] | None,
     client: str,
+    code_path: CodePath | None,
 ) -> PullRequestResult:
     receipt_id = receipt.id
-    code_path = map_code_path(ctx.store, ctx.git(), event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites)
+    code_path = mapped_for(
+        ctx.store, ctx.git(), code_path, event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites
+    )
     settings = ctx.settings
     repo_path = settings.repo.resolve()
     remote = settings.git_remote

@@ -5,9 +5,10 @@ A leaf is accepted when it parses as a literal or as a call to one of a few well
 constructors (datetime, date, time, timedelta, Decimal, UUID, Path). With a resolver of the
 service's own classes, an enum member's repr (`<Mode.FAST: 1>`) and a constructor-shaped repr
 of a class the repository defines (`Config(depth=2, name='x')`, as dataclasses print) and a
-reference to such a class (`<class 'pkg.mod.Config'>`) become `RepoExpr`s: the source that builds them in the test, never evaluated here. Refused, with the
-reason: scrubbed values (`[Filtered]`), reprs of arbitrary objects, values the SDK may
-have truncated (a long string ending in "...", a container at the SDK's 10-item limit).
+reference to such a class (`<class 'pkg.mod.Config'>`) become `RepoExpr`s: the source that
+builds them in the test, never evaluated here. Refused, with the reason: scrubbed values
+(`[Filtered]`), reprs of arbitrary objects, values the SDK may have truncated (a long string
+ending in "...", a container at the SDK's 10-item limit).
 
 `evaluate` computes a call site's argument expressions over reconstructed locals with a
 small evaluator: literals, names, containers, subscripts, attribute access on data and

@@ -61,9 +61,12 @@ class SynthesisResult(BaseModel):
     call: SynthesizedCall | None = None
 
 
-def synthesize_regression_test(ctx: AppContext, *, issue_id: int, max_frames: int = 5) -> SynthesisResult:
+def synthesize_regression_test(
+    ctx: AppContext, *, issue_id: int, max_frames: int = 5, code_path: CodePath | None = None
+) -> SynthesisResult:
     issue = ctx.store.get_issue(issue_id)
-    code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
+    if code_path is None or code_path.issue_id != issue_id:
+        code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
     event = json.loads(ctx.store.get_event(code_path.event_id).payload)
     raw_chain = exceptions(event)
     attempts: list[FrameAttempt] = []
