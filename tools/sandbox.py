@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -156,9 +157,8 @@ def run_pytest(
         plugin_dir = scratch / "plugin"
         plugin_dir.mkdir()
         shutil.copy(_PROBE, plugin_dir / "prodloop_probe.py")
-        probe, cover = scratch / "probe.json", scratch / "cover.json"
         env = sandbox_env(scratch, plugin_dir, *import_roots(ws.root))
-        env.update(PYTHONHASHSEED=str(hash_seed), PRODLOOP_PROBE_OUT=str(probe))
+        env.update(PYTHONHASHSEED=str(hash_seed), PYTEST_PLUGINS="prodloop_probe")
         if shuffle_seed is not None:
             env["PRODLOOP_SHUFFLE_SEED"] = str(shuffle_seed)
         if run_last is not None:
@@ -167,9 +167,8 @@ def run_pytest(
             env["PRODLOOP_WATCH_ROOT"] = str(ws.root.resolve())
         if cover_files:
             env["PRODLOOP_COVER_FILE"] = os.pathsep.join(str(ws.root / f) for f in cover_files)
-            env["PRODLOOP_COVER_OUT"] = str(cover)
         pytest_args = [
-            str(python), "-m", "pytest", "-p", "prodloop_probe", "-p", "no:cacheprovider", "-q", "--no-header",
+            str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
             "-o", "addopts=", "-o", "console_output_style=classic", "--rootdir", str(ws.root),
             *extra_args, *targets,
         ]  # fmt: skip
@@ -177,11 +176,26 @@ def run_pytest(
         command, protected = confine(pytest_args, limits, guard, ready=ready, keep=[ws.root.parent, scratch])
         log = scratch / "output.txt"
         started = time.monotonic()
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                command, cwd=ws.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            exit_code, cpu, timed_out = wait(proc, limits.timeout_seconds)
+        # Results come back on a pipe only this process reads, never as files the test could write or find.
+        read_end, write_end = os.pipe()
+        received: list[bytes] = []
+        reader = threading.Thread(target=_drain, args=(read_end, received), daemon=True)
+        try:
+            env["PRODLOOP_PROBE_FD"] = str(write_end)
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(
+                    command, cwd=ws.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    pass_fds=(write_end,),
+                )  # fmt: skip
+                os.close(write_end)
+                write_end = -1
+                reader.start()
+                exit_code, cpu, timed_out = wait(proc, limits.timeout_seconds)
+            reader.join(timeout=10)  # every writer is gone with the run's PID namespace
+        finally:
+            if write_end >= 0:  # the run never started: nobody will read
+                os.close(write_end)
+                os.close(read_end)
         wall = time.monotonic() - started
         if guard is not None and _namespaces_work() and not ready.exists():
             raise CodePathError(
@@ -189,7 +203,8 @@ def run_pytest(
                 f"the sandbox could not be set up: {log.read_text(errors='replace')[-300:]}",
                 "check that unprivileged user namespaces can mount, or report this",
             )
-        probe_data = json.loads(probe.read_text()) if probe.exists() else {}
+        channel = _received(b"".join(received))
+        probe_data, covered = channel.get("results", {}), channel.get("coverage", {})
         outcomes: dict[str, TestOutcome] = {}
         for nodeid in probe_data.get("_collected", []):
             seen = probe_data.get(nodeid, {})
@@ -205,7 +220,6 @@ def run_pytest(
         notes = []
         if "_coverage_error" in probe_data:
             notes.append(str(probe_data["_coverage_error"]))
-        covered = json.loads(cover.read_text()) if cover.exists() else {}
         root = str(ws.root.resolve())
         covered = {str(Path(k).resolve().relative_to(root)) if k.startswith(root) else k: v for k, v in covered.items()}
         return RunResult(
@@ -223,6 +237,32 @@ def run_pytest(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+_MAX_RESULTS = 64 * 1024 * 1024
+
+
+def _drain(fd: int, into: list[bytes]) -> None:
+    """Read the probe's pipe to its end; past `_MAX_RESULTS` bytes the rest is read and dropped."""
+    size = 0
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size <= _MAX_RESULTS:
+                into.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _received(payload: bytes) -> dict[str, Any]:
+    """What the probe sent: a JSON object of results and coverage, or nothing when it sent something else."""
+    try:
+        data = json.loads(payload) if payload else {}
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in ("results", "coverage")):
+        return {}
+    return data
 
 
 def import_roots(tree: Path) -> list[Path]:

@@ -45,6 +45,23 @@ def test_unknown_sku_costs_nothing():
     assert cart_total({{"items": [{{"sku": "apple", "qty": 2}}, {{"sku": "kiwi", "qty": 1}}]}}) == 60
 """
 
+HIDDEN_CHANNEL_TEST = """
+import os
+import sys
+
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_costs_nothing():
+    markers = [k for k in os.environ if k.startswith("PRODLOOP_") or k == "PYTEST_PLUGINS"]
+    assert markers == [], markers
+    assert not [a for a in sys.argv if "probe" in a.lower() or "junit" in a.lower()], sys.argv
+    fds = [f"/proc/self/fd/{{n}}" for n in range(3, 300)]
+    pipes = [fd for fd in fds if os.path.exists(fd) and "pipe:" in os.readlink(fd)]
+    assert pipes == [], pipes
+    assert cart_total({{"items": [{{"sku": "apple", "qty": 2}}, {{"sku": "kiwi", "qty": 1}}]}}) == 60
+"""
+
 SHARED_SPACE_TEST = """
 import os
 
@@ -217,3 +234,13 @@ def test_a_run_may_have_at_most_a_bounded_number_of_processes(tmp_path: Path) ->
     done = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[2:4] == [str(MAX_PROCESSES), str(MAX_PROCESSES)]
+
+
+def test_the_result_channel_is_out_of_the_tests_sight(service_ctx: Callable[..., AppContext]) -> None:
+    """No PRODLOOP_* variable, no probe name in argv, no result file and no pipe at a predictable descriptor: the
+    results come back on a pipe the probe moved to a random descriptor before any test ran."""
+    ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
+    result = run_candidate_for_issue(ctx, issue_id=1, test_code=HIDDEN_CHANNEL_TEST.format(), fix_diff=None)
+    evidence = {g.name: g.evidence for g in result.gates}
+    # It got as far as the service's crash: every look for the channel came back empty.
+    assert "fails on the deployed code with KeyError" in evidence["reproduces"], evidence["reproduces"]

@@ -1,14 +1,15 @@
-"""A pytest plugin prodloop loads into the service's own test runs (`-p prodloop_probe`).
+"""A pytest plugin prodloop loads into the service's own test runs (`PYTEST_PLUGINS=prodloop_probe`).
 
 It runs in the service's interpreter, so it uses only the standard library, pytest and, when asked
 for coverage, coverage.py. Its state lives on one plugin object (`Probe`, also `config.stash[PROBE]`),
 registered at configure time, the way pytest's own plugins keep theirs; outcomes are observed in
-`pytest_runtest_makereport`, as the mutation driver observes its own. Driven by environment variables:
-  PRODLOOP_PROBE_OUT      write per-test exception chains here (JSON)
+`pytest_runtest_logreport`, as the mutation driver observes its own, exception chains in
+`pytest_runtest_makereport`. Driven by environment variables,
+each taken out of the environment when the probe starts:
+  PRODLOOP_PROBE_FD       the write end of a pipe the parent reads: outcomes, exception chains, coverage (JSON)
   PRODLOOP_SHUFFLE_SEED   run the collected tests in an order shuffled with this seed
   PRODLOOP_RUN_LAST       this test (node id; all its parameter cases) runs after every other collected test
   PRODLOOP_COVER_FILE     measure line coverage of these files (absolute paths, os.pathsep-separated)
-  PRODLOOP_COVER_OUT      write the executed line numbers here (JSON)
   PRODLOOP_WATCH_ROOT     record exceptions raised in frames under this folder during each test's call,
                           also those a framework catches (a web handler's error turned into a 500)
 """
@@ -117,7 +118,13 @@ class Probe:
     def __init__(self) -> None:
         self.results: dict[str, Any] = {}
         self.cov: Any = None
-        target = os.environ.get("PRODLOOP_COVER_FILE")
+        # What prodloop asked for, read once and taken out of the environment: the test sees no marker of the probe
+        # and no way to its result channel (an inherited pipe, moved to an unpredictable descriptor).
+        settings = {name: os.environ.pop(name, "") for name in _SETTINGS}
+        self.seed, self.last = settings["PRODLOOP_SHUFFLE_SEED"], settings["PRODLOOP_RUN_LAST"]
+        self.watch_root = settings["PRODLOOP_WATCH_ROOT"]
+        self.channel = _hidden(settings["PRODLOOP_PROBE_FD"])
+        target = settings["PRODLOOP_COVER_FILE"]
         if target:
             try:
                 import coverage
@@ -134,8 +141,7 @@ class Probe:
             self.results.setdefault("_collect_errors", []).append(f"{report.nodeid or '<session>'}: {last[:200]}")
 
     def pytest_collection_modifyitems(self, session: Any, config: Any, items: list[Any]) -> None:
-        seed = os.environ.get("PRODLOOP_SHUFFLE_SEED")
-        last = os.environ.get("PRODLOOP_RUN_LAST")
+        seed, last = self.seed, self.last
         if seed:
             random.Random(int(seed)).shuffle(items)  # noqa: S311 (test order, not security)
         if last:  # after every other test: whatever state they leave behind, the candidate meets it
@@ -149,7 +155,7 @@ class Probe:
         import sys
         import threading
 
-        root = os.environ.get("PRODLOOP_WATCH_ROOT")
+        root = self.watch_root
         if not root or self.cov is not None:
             yield
             return
@@ -187,6 +193,7 @@ class Probe:
             outcome["message"] = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else "")[:500]
 
     def pytest_unconfigure(self, config: Any) -> None:
+        lines: dict[str, list[int]] = {}
         if self.cov is not None:
             self.cov.stop()
             if isinstance(self.cov, _LineTracer):
@@ -194,14 +201,34 @@ class Probe:
             else:
                 data = self.cov.get_data()
                 lines = {name: sorted(data.lines(name) or []) for name in data.measured_files()}
-            out = os.environ.get("PRODLOOP_COVER_OUT")
-            if out:
-                with open(out, "w") as fh:
-                    json.dump(lines, fh)
-        path = os.environ.get("PRODLOOP_PROBE_OUT")
-        if path:
-            with open(path, "w") as fh:
-                json.dump(self.results, fh)
+        if self.channel is not None:
+            payload = json.dumps({"results": self.results, "coverage": lines}).encode()
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(self.channel, view) :]
+            os.close(self.channel)
+
+
+_SETTINGS = (
+    "PRODLOOP_PROBE_FD", "PRODLOOP_SHUFFLE_SEED", "PRODLOOP_RUN_LAST", "PRODLOOP_COVER_FILE", "PRODLOOP_WATCH_ROOT",
+    "PYTEST_PLUGINS",
+)  # fmt: skip
+
+
+def _hidden(fd: str) -> int | None:
+    """The result pipe's write end on a free descriptor drawn at random, not inherited by the test's children."""
+    if not fd.isdigit():
+        return None
+    draw = random.SystemRandom()
+    for _ in range(50):
+        target = draw.randrange(300, 1000)
+        try:
+            os.fstat(target)
+        except OSError:
+            os.dup2(int(fd), target, inheritable=False)
+            os.close(int(fd))
+            return target
+    return int(fd)
 
 
 PROBE = pytest.StashKey[Probe]()
