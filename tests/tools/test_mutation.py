@@ -309,3 +309,19 @@ def test_the_installed_mutmut_is_one_the_generator_supports() -> None:
     from prodloop.tools.mutation import mutmut_problem
 
     assert mutmut_problem() is None
+
+
+def test_observed_values_leave_out_where_objects_live() -> None:
+    """Two runs that differ only in addresses (a default repr, a mock's id) observed the same thing."""
+    from unittest.mock import MagicMock
+
+    from prodloop.tools.child.mutate_driver import _shape
+
+    class Plain:
+        __slots__ = ()
+
+    first, second = MagicMock(name="path.resolve()"), MagicMock(name="path.resolve()")
+    assert repr(first) != repr(second)
+    assert _shape(first, 2) == _shape(second, 2) == "<MagicMock name='path.resolve()'>"
+    assert _shape(Plain(), 2) == _shape(Plain(), 2)
+    assert _shape(MagicMock(name="other"), 2) != _shape(first, 2)

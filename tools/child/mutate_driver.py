@@ -115,7 +115,8 @@ class _Observer:
         return self._local
 
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+# Where an object lives says nothing of what the code did: `<X object at 0x7f..>`, unittest.mock's `id='1402..'`.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+| id='\d+'")
 _MAX_FIELDS = 50_000
 
 
