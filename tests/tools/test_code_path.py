@@ -232,8 +232,6 @@ def test_deploy_record_resolves_the_release_sets_the_range_and_dates_the_first_e
     events = shop.events(release="build-42")
     ctx = make_ctx()
     git = GitRepo(shop.repo.root)
-    first = events[0]["timestamp"] if isinstance(events[0]["timestamp"], float) else None
-    assert first is None or first > 0
     record_deploy(ctx.store, git, ctx.clock, release="build-41", commit="v1.0.0", deployed_at=1_000.0)
     record_deploy(ctx.store, git, ctx.clock, release="build-42", commit=shop.c3b[:8], deployed_at=2_000.0)
     project = ctx.store.create_project("svc")
