@@ -367,9 +367,9 @@ def _drive(
 ) -> tuple[list[dict[str, Any]], str, float]:
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-mutate-"))
     try:
-        out = scratch / "results.json"
+        traces = scratch / "traces"
         spec = {
-            "root": str(root), "mutants": mutants, "sources": sources, "tests": tests, "out": str(out),
+            "root": str(root), "mutants": mutants, "sources": sources, "tests": tests, "traces": str(traces),
             "workers": max(1, os.cpu_count() or 1), "baseline_timeout": test_timeout,
             "min_timeout": 1.0, "timeout_multiplier": 10.0,
         }  # fmt: skip
@@ -381,7 +381,8 @@ def _drive(
                 [str(scratch / "driver.py"), str(scratch / "spec.json")], cwd=root, keep=[root.parent], scratch=scratch,
                 stdout=subprocess.PIPE, stderr=err, limits=runner.scaled(20),
             )  # fmt: skip
-            watcher = threading.Thread(target=_watch, args=(proc, on_progress), daemon=True)
+            received: list[dict[str, Any]] = []
+            watcher = threading.Thread(target=_watch, args=(proc, on_progress, received), daemon=True)
             watcher.start()
             stopper = threading.Thread(target=_stop_on_cancel, args=(proc, cancel), daemon=True)
             stopper.start()
@@ -394,11 +395,11 @@ def _drive(
         if cancel is not None and cancel.is_set():
             stopper.join(timeout=10)  # it returns once every process of the run has stopped
             raise ProdloopError("mutation testing was cancelled; its processes were stopped")
-        if timed_out or not out.exists():
+        if timed_out or not received:
             tail = log.read_text(errors="replace")[-800:]
             raise ProdloopError(f"the mutation run {'timed out' if timed_out else f'failed (exit {code})'}: {tail}")
         try:
-            data = json.loads(out.read_text())
+            data = received[-1]
             clean_exit, rows = int(data["clean_exit_code"]), list(data["results"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ProdloopError(f"the mutation run wrote unreadable results ({type(exc).__name__})") from exc
@@ -421,13 +422,18 @@ def _drive(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _watch(proc: subprocess.Popen[bytes], on_progress: Progress | None) -> None:
+def _watch(proc: subprocess.Popen[bytes], on_progress: Progress | None, result: list[dict[str, Any]]) -> None:
+    """The driver's messages on its stdout: progress, then its verdicts (kept in `result`)."""
     assert proc.stdout is not None
     for raw in proc.stdout:
         try:
             message = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
+        if not isinstance(message, dict):
+            continue
+        if message.get("event") == "result" and not result:
+            result.append(message)
         if on_progress is not None and message.get("event") in ("generated", "progress"):
             try:
                 on_progress(int(message.get("done", 0)), int(message.get("total", 0)))

@@ -180,7 +180,7 @@ def main() -> int:
     # Most of a child's time is pytest importing every installed plugin again. When the tests pass without
     # autoloaded plugins, every mutant runs that way too (same baseline, same verdicts, several times faster).
     test_files = [os.path.join(spec["root"], t.split("::")[0]) for t in spec["tests"]]
-    traces = os.path.join(os.path.dirname(spec["out"]), "traces")
+    traces = spec["traces"]
     os.makedirs(traces, exist_ok=True)
     ctx = {"tests": test_files, "traces": traces}
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
@@ -193,7 +193,7 @@ def main() -> int:
     baseline = time.monotonic() - baseline_start
     if clean != 0:
         _emit({"event": "clean_failed", "exit_code": clean})
-        _write(spec["out"], {"clean_exit_code": clean, "results": []})
+        _emit({"event": "result", "clean_exit_code": clean, "results": []})
         return 0
     timeout = max(spec["min_timeout"], baseline * spec["timeout_multiplier"])
     _run_child(None, args, pytest, timeout, ctx, "baseline-again")
@@ -247,7 +247,8 @@ def main() -> int:
         "observed_calls": reference["calls"] if reference else 0,
         "unstable_fields": len(unstable),
     }
-    _write(spec["out"], {"clean_exit_code": 0, **summary, "results": results})
+    # The verdicts go to prodloop on stdout, a pipe no mutant's test can reach (a child's stdout is /dev/null).
+    _emit({"event": "result", "clean_exit_code": 0, **summary, "results": results})
     return 0
 
 
