@@ -416,7 +416,7 @@ def _drive(
                 f"called, or tracing replaced: {data.get('observed_calls', 0)} calls seen), so every survivor is scored"
             )
         elif data.get("unstable_fields"):
-            note += f"; {data['unstable_fields']} observed field(s) differed between two clean runs and were left out"
+            note += f"; {data['unstable_fields']} observed field(s) differed between three clean runs and were left out"
         return rows, note, cpu
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

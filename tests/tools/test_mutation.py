@@ -115,7 +115,7 @@ def test_a_weak_test_leaves_survivors_reported_as_diffs_one_per_line(open_ctx: C
 
 @pytest.mark.parametrize(
     "test",
-    # With a request timestamp in the input, only that field differs between two clean runs: it is left out, not
+    # With a request timestamp in the input, only that field differs between the clean runs: it is left out, not
     # the whole observation (before, every survivor was then scored: 0.5).
     [pytest.param(ZERO_QTY_SKU, id="plain"), pytest.param(ZERO_QTY_STAMPED, id="with-a-field-that-varies")],
 )

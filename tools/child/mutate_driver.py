@@ -11,15 +11,15 @@ goes to stdout as JSON lines; the verdicts to the output file.
 A surviving mutant is also asked whether the tests could have seen it at all: every run is
 traced at the boundary between the test files and the code they call (each call a test makes:
 its return value or raised exception, and its arguments' state when it returns), field by
-field (`2:prune:self.last_active`), each field's value hashed. The baseline runs twice; a field
-whose value differs between the two runs (a timestamp, a random id) says nothing and is left
-out. A survivor whose every remaining field equals the unmutated run's changed nothing the
+field (`2:prune:self.last_active`), each field's value hashed. The baseline runs three times; a
+field whose value differs between any two of those runs (a timestamp, a port, a random id) says
+nothing and is left out. A survivor whose every remaining field equals the unmutated run's changed nothing the
 tests' calls returned, raised or left in their arguments, on the tests' inputs: it is
 reported as `unexercised` rather than `survived` (no input of the test tells it apart; a
 different input might). Effects a test could only see some other way (files, module globals)
-are not traced: such a survivor counts as unexercised. When the two clean runs make different
-calls, as many fields vary as hold still, the trace outgrew its bound or tracing was lost, every
-survivor stays `survived`.
+are not traced: such a survivor counts as unexercised. When the clean runs make different calls,
+as many fields vary as hold still, the trace outgrew its bound or tracing was lost, every survivor
+stays `survived`.
 """
 
 from __future__ import annotations
@@ -196,15 +196,19 @@ def main() -> int:
         _emit({"event": "result", "clean_exit_code": clean, "results": []})
         return 0
     timeout = max(spec["min_timeout"], baseline * spec["timeout_multiplier"])
-    _run_child(None, args, pytest, timeout, ctx, "baseline-again")
-    reference, again = _trace(traces, "baseline"), _trace(traces, "baseline-again")
+    # Three clean runs: a field that differs between any two of them (a port, a Date header, a time) is noise. Two
+    # runs that happen to agree (the same second) would let noise in a mutant's run read as a behaviour change.
+    for key in ("baseline-again", "baseline-third"):
+        _run_child(None, args, pytest, timeout, ctx, key)
+    clean_traces = [_trace(traces, key) for key in ("baseline", "baseline-again", "baseline-third")]
     stable: dict[str, str] = {}
     unstable: set[str] = set()
-    if reference is not None and again is not None and reference["calls"] == again["calls"] > 0:
-        stable = {k: v for k, v in reference["fields"].items() if again["fields"].get(k) == v}
-        unstable = (set(reference["fields"]) | set(again["fields"])) - set(stable)
+    if all(t is not None and t["calls"] == clean_traces[0]["calls"] > 0 for t in clean_traces):  # type: ignore[index]
+        runs = [t["fields"] for t in clean_traces if t is not None]
+        stable = {k: v for k, v in runs[0].items() if all(r.get(k) == v for r in runs[1:])}
+        unstable = set().union(*runs) - set(stable)
     # Left-out fields must stay the exception: when as many vary as hold still (or the calls themselves vary),
-    # the two clean runs say too little, and every survivor is scored.
+    # the clean runs say too little, and every survivor is scored.
     observable = bool(stable) and len(unstable) < len(stable)
     results: list[dict[str, Any]] = []
     running: dict[int, tuple[int, float]] = {}
@@ -244,7 +248,7 @@ def main() -> int:
         "timeout_seconds": timeout,
         "plugin_autoload": plugins,
         "observable": observable,
-        "observed_calls": reference["calls"] if reference else 0,
+        "observed_calls": clean_traces[0]["calls"] if clean_traces[0] else 0,
         "unstable_fields": len(unstable),
     }
     # The verdicts go to prodloop on stdout, a pipe no mutant's test can reach (a child's stdout is /dev/null).
