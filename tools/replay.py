@@ -233,6 +233,7 @@ def helper_source(framework: str, app_name: str) -> list[str]:
             '    """Send one production request again; a server error raises, as it did in production."""',
             f'    {app_name}.config["PROPAGATE_EXCEPTIONS"] = True',
             f"    client = {app_name}.test_client()",
+            "    body = {('data' if k == 'content' else k): v for k, v in body.items()}  # werkzeug says data=",
             "    response = client.open(path=path, method=method, query_string=query, headers=headers, **body)",
             "    return response.status_code, _content(response)",
             *_CONTENT,

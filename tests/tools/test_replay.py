@@ -274,3 +274,45 @@ def test_a_flask_crash_is_replayed_through_flasks_test_client(tmp_path: Path) ->
     finally:
         ctx.close()
     assert checked.passed, [(g.name, g.passed, g.evidence) for g in checked.gates]
+
+
+@pytest.mark.parametrize("framework", ["asgi", "flask"])
+def test_the_replay_helper_sends_json_form_and_text_bodies(framework: str) -> None:
+    from prodloop.tools.replay import helper_imports, helper_source
+
+    if framework == "flask":
+        from flask import Flask, request
+
+        app: Any = Flask(__name__)
+
+        @app.post("/echo")
+        def echo() -> Any:
+            return {
+                "json": request.get_json(silent=True),
+                "form": dict(request.form),
+                "text": request.get_data(as_text=True),
+            }
+    else:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def echo_asgi(request: Request) -> JSONResponse:
+            raw = (await request.body()).decode()
+            form = dict(await request.form()) if "form" in request.headers.get("content-type", "") else {}
+            data = None
+            if "json" in request.headers.get("content-type", ""):
+                data = await request.json()
+            return JSONResponse({"json": data, "form": form, "text": raw})
+
+        app = Starlette(routes=[Route("/echo", echo_asgi, methods=["POST"])])
+    namespace: dict[str, Any] = {"app": app}
+    exec("\n".join([*helper_imports(framework), *helper_source(framework, "app")]), namespace)  # noqa: S102
+    replay = namespace["replay"]
+    status, sent = replay("POST", "/echo", [("q", "1")], {}, {"json": {"a": [1, 2]}})
+    assert status == 200 and sent["json"] == {"a": [1, 2]}
+    status, sent = replay("POST", "/echo", [], {}, {"data": {"sku": "kiwi"}})
+    assert status == 200 and sent["form"] == {"sku": "kiwi"}
+    status, sent = replay("POST", "/echo", [], {"content-type": "text/plain"}, {"content": "plain text"})
+    assert status == 200 and sent["text"] == "plain text"
