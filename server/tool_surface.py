@@ -63,7 +63,8 @@ def compact_schema(node: Any) -> Any:
     branches = out.get("anyOf")
     if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
         other = branches[0] if branches[1] == {"type": "null"} else branches[1]
-        if isinstance(other, dict) and isinstance(other.get("type"), str) and "anyOf" not in other:
+        plain = not {"anyOf", "enum", "const"} & set(other) if isinstance(other, dict) else False
+        if plain and isinstance(other.get("type"), str):
             del out["anyOf"]
             out.update({**other, "type": [other["type"], "null"]})
     return out

@@ -9,6 +9,7 @@ characterization of the fixed behaviour that a reviewer sees in the PR.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,13 +27,14 @@ from prodloop.tools.regression_test import (
 )
 from prodloop.tools.sandbox import workspace
 
-_MARK = "PRODLOOP-RESULT "
-_STR_MARK = "PRODLOOP-STR "
+_MARK = "PRODLOOP-RESULT-{nonce} "  # a nonce per run: output the service prints cannot pose as a result line
+_STR_MARK = "PRODLOOP-STR-{nonce} "
 _BUILTIN_TYPES = {"int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "frozenset"}
 
 
 def _marked(output: str, mark: str) -> str | None:
-    return next((x[len(mark) :] for x in output.splitlines() if x.startswith(mark)), None)
+    """The last line with the mark (the probe prints after the call returned)."""
+    return next((x[len(mark) :] for x in reversed(output.splitlines()) if x.startswith(mark)), None)
 
 
 def _text_form(line: str | None, shown: str) -> str | None:
@@ -51,13 +53,15 @@ def _text_form(line: str | None, shown: str) -> str | None:
 def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple[str | None, str]:
     """(stronger test code or None, what happened): every production input of the test, run once on the fix."""
     every = cases(call)
+    nonce = secrets.token_hex(8)
+    mark, str_mark = _MARK.format(nonce=nonce), _STR_MARK.format(nonce=nonce)
     lines = [*call_imports(call), *helper_lines(call)]
     for i, case in enumerate(every):
         lines += [
             *argument_lines(call, case),
             f"result = {invocation(call.callee, call.params, is_async=call.is_async)}",
-            f"print({f'{_MARK}{i} '!r} + repr(result))",
-            f"print({f'{_STR_MARK}{i} '!r} + repr(str(result)))",
+            f"print({f'{mark}{i} '!r} + repr(result))",
+            f"print({f'{str_mark}{i} '!r} + repr(str(result)))",
         ]
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-characterize-"))
     try:
@@ -73,7 +77,7 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
             None,
             f"the fixed code did not return for the production input ({'timeout' if run.timed_out else output[-300:]})",
         )
-    shown = [_marked(output, f"{_MARK}{i} ") for i in range(len(every))]
+    shown = [_marked(output, f"{mark}{i} ") for i in range(len(every))]
     if any(s is None for s in shown):
         return None, "the fixed code's result was not printed"
     imports: set[str] = set()
@@ -86,7 +90,7 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
             kind = type(value).__name__
             kinds.append(kind if kind in _BUILTIN_TYPES else None)
     except Unusable as why:
-        texts = [_text_form(_marked(output, f"{_STR_MARK}{i} "), s or "") for i, s in enumerate(shown)]
+        texts = [_text_form(_marked(output, f"{str_mark}{i} "), s or "") for i, s in enumerate(shown)]
         if any(t is None for t in texts):
             return None, f"the result does not round-trip, so only the crash oracle is kept ({why})"
         code_text = render_test(call, expected=[t for t in texts if t is not None], as_text=True)

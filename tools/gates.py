@@ -223,6 +223,8 @@ def not_flaky(
             extra = f", and once among {report}"
         elif outcome is not None and outcome.outcome in ("failed", "error"):
             failures.append(f"failed when run among other tests ({report}): {outcome.message[:200]}")
+        elif not run.outcomes and not run.timed_out and not run.collect_errors:
+            failures.append(f"the shuffled run sent back no result at all ({report})")
         else:
             why = "the run hit the timeout" if run.timed_out else "it was not collected or ran no test"
             extra = f"; the shuffled run did not reach the candidate ({why}; {report}), not judged"

@@ -53,6 +53,7 @@ from prodloop.tools.sandbox import (
 )
 from prodloop.tools.source_map import module_of
 
+_MAX_MESSAGE = 32 * 1024 * 1024
 _DRIVER = Path(__file__).with_name("child") / "mutate_driver.py"
 _GENERATOR = Path(__file__).with_name("child") / "mutate_generate.py"
 Scope = Literal["fix", "culprit", "path"]
@@ -425,15 +426,19 @@ def _drive(
 def _watch(proc: subprocess.Popen[bytes], on_progress: Progress | None, result: list[dict[str, Any]]) -> None:
     """The driver's messages on its stdout: progress, then its verdicts (kept in `result`)."""
     assert proc.stdout is not None
-    for raw in proc.stdout:
+    while raw := proc.stdout.readline(_MAX_MESSAGE):
+        if not raw.endswith(b"\n"):  # longer than any message of the driver: the rest of the line is dropped
+            while (more := proc.stdout.readline(_MAX_MESSAGE)) and not more.endswith(b"\n"):
+                pass
+            continue
         try:
             message = json.loads(raw)
         except (ValueError, RecursionError):
             continue
         if not isinstance(message, dict):
             continue
-        if message.get("event") == "result" and not result:
-            result.append(message)
+        if message.get("event") == "result":
+            result[:] = [message]  # the driver's own comes last, after every mutant's run ended
         if on_progress is not None and message.get("event") in ("generated", "progress"):
             try:
                 on_progress(int(message.get("done", 0)), int(message.get("total", 0)))

@@ -42,6 +42,9 @@ _TRANSPORT_HEADERS = frozenset(
      "traceparent", "tracestate", "keep-alive", "upgrade", "cookie"}
 )  # fmt: skip
 _FILTERED = "[Filtered]"
+# Names the replay test defines or imports itself: an application bound to one of them would be shadowed.
+_HELPER_NAMES = frozenset({"json", "pytest", "replay", "_content", "TestClient", "method", "path", "query", "headers",
+                           "body", "exc", "result", "expected"})  # fmt: skip
 PARAMS = [("method", "pos"), ("path", "pos"), ("query", "pos"), ("headers", "pos"), ("body", "pos")]
 
 
@@ -81,8 +84,8 @@ def _scan(repo: GitRepo, commit: str) -> list[App]:
         module = module_of(path)
         if not path.endswith(".py") or any(p.startswith("test") for p in path.split("/")):
             continue
-        if not all(part.isidentifier() and not keyword.iskeyword(part) for part in module.split(".")):
-            continue  # a file name is the repository's text: only a plain dotted name becomes an import
+        if not all(p.isascii() and p.isidentifier() and not keyword.iskeyword(p) for p in module.split(".")):
+            continue  # a file name is the repository's text: only a plain ASCII dotted name becomes an import
         text = repo.read(commit, path) or ""
         if not any(word in text for word in ("FastAPI", "Starlette", "Flask")):
             continue
@@ -90,7 +93,7 @@ def _scan(repo: GitRepo, commit: str) -> list[App]:
             tree = ast.parse(text)
         except (SyntaxError, ValueError):
             continue
-        out += [App(module, name, kind) for name, kind in _apps_in(tree)]
+        out += [App(module, name, kind) for name, kind in _apps_in(tree) if name not in _HELPER_NAMES]
     return out
 
 

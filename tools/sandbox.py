@@ -203,25 +203,24 @@ def run_pytest(
                 f"the sandbox could not be set up: {log.read_text(errors='replace')[-300:]}",
                 "check that unprivileged user namespaces can mount, or report this",
             )
+        # Everything below came from the run: each field is checked for its type, whatever else was sent is dropped.
         channel = _received(b"".join(received))
-        probe_data, covered = channel.get("results", {}), channel.get("coverage", {})
+        probe_data, sent_coverage = channel.get("results", {}), channel.get("coverage", {})
         outcomes: dict[str, TestOutcome] = {}
-        for nodeid in probe_data.get("_collected", []):
-            seen = probe_data.get(nodeid, {})
-            if not isinstance(seen.get("outcome"), dict):
-                continue  # collected but never run (the run stopped first)
-            phases = seen.get("phases", {})
-            outcomes[nodeid] = TestOutcome(
-                nodeid=nodeid, outcome=str(seen["outcome"]["outcome"]), seconds=float(seen["outcome"]["seconds"]),
-                message=str(seen["outcome"]["message"]),
-                chain=phases.get("call") or phases.get("setup") or phases.get("teardown") or [],
-                raised=list(seen.get("raised", [])),
-            )  # fmt: skip
-        notes = []
-        if "_coverage_error" in probe_data:
-            notes.append(str(probe_data["_coverage_error"]))
+        for nodeid in _strings(probe_data.get("_collected")):
+            outcome = _outcome(nodeid, probe_data.get(nodeid))
+            if outcome is not None:
+                outcomes[nodeid] = outcome
+        notes: list[str] = []
         root = str(ws.root.resolve())
-        covered = {str(Path(k).resolve().relative_to(root)) if k.startswith(root) else k: v for k, v in covered.items()}
+        covered: dict[str, list[int]] = {}
+        for name, lines in sent_coverage.items():
+            if isinstance(name, str) and "\0" not in name and isinstance(lines, list):
+                try:
+                    key = str(Path(name).resolve().relative_to(root)) if name.startswith(root + "/") else name
+                except (ValueError, OSError):
+                    continue  # a path that resolves out of the tree is not the tree's
+                covered[key] = [n for n in lines if isinstance(n, int) and not isinstance(n, bool)]
         return RunResult(
             exit_code=exit_code,
             timed_out=timed_out,
@@ -231,9 +230,9 @@ def run_pytest(
             covered=covered,
             output_tail=log.read_text(errors="replace")[-2000:],
             protected_checkout=protected,
-            order=list(probe_data.get("_order", [])),
+            order=_strings(probe_data.get("_order")),
             notes=notes,
-            collect_errors=[str(e) for e in probe_data.get("_collect_errors", [])][:20],
+            collect_errors=[e[:300] for e in _strings(probe_data.get("_collect_errors"))][:20],
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -263,6 +262,49 @@ def _received(payload: bytes) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in ("results", "coverage")):
         return {}
     return data
+
+
+_OUTCOMES = frozenset({"passed", "failed", "error", "skipped"})
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _outcome(nodeid: str, seen: Any) -> TestOutcome | None:
+    """One test's outcome as the probe sent it, or None when it never ran or the record is malformed."""
+    record = seen.get("outcome") if isinstance(seen, dict) else None
+    if not isinstance(record, dict) or record.get("outcome") not in _OUTCOMES:
+        return None
+    seconds = record.get("seconds")
+    phases = seen.get("phases") if isinstance(seen.get("phases"), dict) else {}
+    chain = next((phases[p] for p in ("call", "setup", "teardown") if phases.get(p)), [])
+    return TestOutcome(
+        nodeid=nodeid, outcome=str(record["outcome"]),
+        seconds=float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else 0.0,
+        message=str(record.get("message", ""))[:500], chain=_chain_of(chain), raised=_frames_of(seen.get("raised")),
+    )  # fmt: skip
+
+
+def _frames_of(value: Any) -> list[dict[str, Any]]:
+    """Frame records (filename, lineno, function, and a type for raised exceptions) with the right types only."""
+    out: list[dict[str, Any]] = []
+    for item in value[:200] if isinstance(value, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("lineno"), int):
+            continue
+        if not all(isinstance(item.get(k, ""), str) for k in ("filename", "function", "type")):
+            continue
+        out.append({k: item[k] for k in ("filename", "lineno", "function", "type") if k in item})
+    return out
+
+
+def _chain_of(value: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for exc in value[:10] if isinstance(value, list) else []:
+        if isinstance(exc, dict) and all(isinstance(exc.get(k), str) for k in ("type", "qualified_type", "message")):
+            out.append({"type": exc["type"], "qualified_type": exc["qualified_type"], "message": exc["message"][:500],
+                        "frames": _frames_of(exc.get("frames"))})  # fmt: skip
+    return out
 
 
 def import_roots(tree: Path) -> list[Path]:

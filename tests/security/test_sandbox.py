@@ -244,3 +244,34 @@ def test_the_result_channel_is_out_of_the_tests_sight(service_ctx: Callable[...,
     evidence = {g.name: g.evidence for g in result.gates}
     # It got as far as the service's crash: every look for the channel came back empty.
     assert "fails on the deployed code with KeyError" in evidence["reproduces"], evidence["reproduces"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"results": [], "coverage": {}}',
+        b'{"results": {"_collected": [["a"], 5, "t::x"], "t::x": {"outcome": {"outcome": "passed", "seconds": "x"},'
+        b' "phases": [], "raised": 5}}, "coverage": {"/tree/a\\u0000.py": [1], "b.py": "all"}}',
+        b'{"results": {"_collected": ["t::x"], "t::x": {"outcome": {"outcome": "won"}}, "_order": 3}}',
+        b'{"results": {"_collected": ["t::x"], "t::x": {"outcome": {"outcome": "failed", "seconds": true,'
+        b' "message": 7}, "phases": {"call": [{"type": 1}, {"type": "E", "qualified_type": "m.E", "message": "m",'
+        b' "frames": [{"filename": "f.py", "lineno": "3"}, {"filename": "f.py", "lineno": 3, "function": "f"}]}]}}}}',
+    ],
+)
+def test_whatever_a_run_sends_back_is_read_by_type_and_never_crashes_the_host(payload: bytes) -> None:
+    from prodloop.tools.sandbox import _outcome, _received, _strings
+
+    channel = _received(payload)
+    results = channel.get("results", {})
+    outcomes = [o for n in _strings(results.get("_collected")) if (o := _outcome(n, results.get(n))) is not None]
+    for outcome in outcomes:
+        assert outcome.outcome in ("passed", "failed", "error", "skipped")
+        assert isinstance(outcome.seconds, float) and isinstance(outcome.message, str)
+        for exc in outcome.chain:
+            assert all(isinstance(f["lineno"], int) for f in exc["frames"])
+    if b"qualified_type" in payload:
+        (failed,) = outcomes
+        assert failed.chain == [{"type": "E", "qualified_type": "m.E", "message": "m",
+                                 "frames": [{"filename": "f.py", "lineno": 3, "function": "f"}]}]  # fmt: skip

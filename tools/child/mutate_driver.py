@@ -167,9 +167,10 @@ def _shape(value: Any, depth: int) -> str:
 def main() -> int:
     with open(sys.argv[1]) as fh:
         spec = json.load(fh)
+    import pytest  # before the repository's folders go on sys.path: none of its files may stand in for pytest's
+
     sys.path[:0] = [p for p in (os.path.join(spec["root"], "src"), spec["root"]) if os.path.isdir(p)]
     os.chdir(spec["root"])
-    import pytest
 
     # Mutants were made on prodloop's side (`child/mutate_generate.py`): this interpreter needs only pytest.
     mutants: list[dict[str, Any]] = [{**m, "source": spec["sources"][m["path"]]} for m in spec["mutants"]]

@@ -118,12 +118,10 @@ class Probe:
     def __init__(self) -> None:
         self.results: dict[str, Any] = {}
         self.cov: Any = None
-        # What prodloop asked for, read once and taken out of the environment: the test sees no marker of the probe
-        # and no way to its result channel (an inherited pipe, moved to an unpredictable descriptor).
-        settings = {name: os.environ.pop(name, "") for name in _SETTINGS}
+        settings = _TAKEN
         self.seed, self.last = settings["PRODLOOP_SHUFFLE_SEED"], settings["PRODLOOP_RUN_LAST"]
         self.watch_root = settings["PRODLOOP_WATCH_ROOT"]
-        self.channel = _hidden(settings["PRODLOOP_PROBE_FD"])
+        self.channel = _CHANNEL
         target = settings["PRODLOOP_COVER_FILE"]
         if target:
             try:
@@ -231,6 +229,12 @@ def _hidden(fd: str) -> int | None:
     return int(fd)
 
 
+# What prodloop asked for, taken out of the environment as soon as this module is imported (before any conftest.py
+# of the repository): no test sees a marker of the probe, nor the pipe's number (it moves to a random descriptor).
+# Code in the test's own process can still find it (`/proc/self/fd`, the plugin manager): the hermetic gate refuses
+# the ways a test would, and SECURITY.md says what remains.
+_TAKEN = {name: os.environ.pop(name, "") for name in _SETTINGS}
+_CHANNEL = _hidden(_TAKEN["PRODLOOP_PROBE_FD"])
 PROBE = pytest.StashKey[Probe]()
 
 
