@@ -278,7 +278,7 @@ def _outcome(nodeid: str, seen: Any) -> TestOutcome | None:
         return None
     seconds = record.get("seconds")
     phases = seen.get("phases") if isinstance(seen.get("phases"), dict) else {}
-    chain = next((phases[p] for p in ("call", "setup", "teardown") if phases.get(p)), [])
+    chain: Any = next((phases[p] for p in ("call", "setup", "teardown") if phases.get(p)), [])
     return TestOutcome(
         nodeid=nodeid, outcome=str(record["outcome"]),
         seconds=float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else 0.0,
