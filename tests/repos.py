@@ -103,6 +103,13 @@ class GitFixture:
         return events
 
 
+def committed_repo(path: Path, files: dict[str, str | None], message: str) -> GitFixture:
+    """A new repository at `path` holding `files` in one commit."""
+    fixture = new_repo(path)
+    fixture.commit(files, message)
+    return fixture
+
+
 def new_repo(path: Path) -> GitFixture:
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from prodloop.tools._shape import pairs_to_dict
 from prodloop.tools.call_plan import PlannedCall, RebuiltInput
 from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.reconstruct import Unusable
@@ -42,6 +43,7 @@ _TRANSPORT_HEADERS = frozenset(
      "traceparent", "tracestate", "keep-alive", "upgrade", "cookie"}
 )  # fmt: skip
 _FILTERED = "[Filtered]"
+_WHOLE = 1_000_000  # header values are sent as they came, never cut
 # Names the replay test defines or imports itself: an application bound to one of them would be shadowed.
 _HELPER_NAMES = frozenset({"json", "pytest", "replay", "_content", "TestClient", "method", "path", "query", "headers",
                            "body", "exc", "result", "expected"})  # fmt: skip
@@ -150,7 +152,7 @@ def replayed(event: dict[str, Any]) -> Replayed:
     if any(_FILTERED in v for _, v in query):
         left_out.append("query values scrubbed to [Filtered] (sent as they are)")
     headers: dict[str, str] = {}
-    for name, value in _pairs(request.get("headers")):
+    for name, value in pairs_to_dict(request.get("headers"), _WHOLE).items():
         lowered = name.lower()
         if lowered in _TRANSPORT_HEADERS:
             continue
@@ -165,7 +167,7 @@ def replayed(event: dict[str, Any]) -> Replayed:
 
 
 def _pairs(raw: Any) -> list[tuple[str, str]]:
-    """Query strings and headers as sentry-sdk and relay send them: a string, a dict or a list of pairs."""
+    """A query string as sentry-sdk and relay send it: a string, a dict or a list of pairs (a key may repeat)."""
     if isinstance(raw, str):
         return parse_qsl(raw, keep_blank_values=True)
     if isinstance(raw, dict):

@@ -17,7 +17,7 @@ from prodloop.tools.call_plan import CallerSite, plan_call, statement_at
 from prodloop.tools.code_path import map_code_path
 from prodloop.tools.reconstruct import Unusable, constructed, rebuild, render
 from prodloop.tools.synthesis import synthesize_regression_test
-from tests.repos import GitFixture, new_repo
+from tests.repos import GitFixture, committed_repo
 
 FILES = {
     ".gitignore": ".prodloop\n__pycache__/\n",
@@ -230,9 +230,7 @@ CRASHES = {
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> GitFixture:
-    fixture = new_repo(tmp_path_factory.mktemp("shapes") / "svc")
-    fixture.commit(FILES, "lib 1.0")
-    return fixture
+    return committed_repo(tmp_path_factory.mktemp("shapes") / "svc", FILES, "lib 1.0")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from prodloop.tools.candidate import run_candidate_for_issue
 from prodloop.tools.reconstruct import Unusable
 from prodloop.tools.replay import _apps_in, replayed
 from prodloop.tools.synthesis import synthesize_regression_test
-from tests.repos import GitFixture, new_repo
+from tests.repos import GitFixture, committed_repo, new_repo
 from tests.sample_service import fix_diff
 
 FILES = {
@@ -83,9 +83,7 @@ FIX = fix_diff(
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> GitFixture:
-    fixture = new_repo(tmp_path_factory.mktemp("replay") / "web")
-    fixture.commit(FILES, "web 1.0")
-    return fixture
+    return committed_repo(tmp_path_factory.mktemp("replay") / "web", FILES, "web 1.0")
 
 
 @pytest.fixture(scope="module")
@@ -189,8 +187,7 @@ def test_the_headless_loop_takes_a_replayed_crash_to_a_pushed_branch(
 ) -> None:
     from prodloop.tools.loop import run_loop
 
-    service = new_repo(tmp_path / "svc")
-    service.commit(FILES, "web 1.0")
+    service = committed_repo(tmp_path / "svc", FILES, "web 1.0")
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
     service.git("remote", "add", "origin", str(remote))
@@ -251,8 +248,7 @@ for shop, currency, amount in [("berlin", "GBP", 10), ("paris", "JPY", 2500)]:
 
 
 def test_a_flask_crash_is_replayed_through_flasks_test_client(tmp_path: Path) -> None:
-    service = new_repo(tmp_path / "flask-svc")
-    service.commit(FLASK_FILES, "web 1.0 on flask")
+    service = committed_repo(tmp_path / "flask-svc", FLASK_FILES, "web 1.0 on flask")
     events = service.capture(FLASK_TRAFFIC, release=service.shas[-1])
     assert len(events) == 2 and all(e.get("request") for e in events)
     fix = fix_diff(
