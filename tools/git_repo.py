@@ -42,14 +42,43 @@ HARDENED_CONFIG = (
 )
 
 
+# Commands that talk to a remote: they read the user's global config (credential helpers, URL rewrites, proxies)
+# beside the hardened settings; every other command reads none of it (no signing, aliases or filters of the user's).
+_NETWORK = frozenset({"fetch", "push", "ls-remote"})
+
+
 def git_command(*args: str) -> list[str]:
     """argv of a hardened host git command (see HARDENED_CONFIG)."""
-    return ["git", *(part for item in HARDENED_CONFIG for part in ("-c", item)), *args]
+    trusted = (f"safe.directory={d}" for d in _safe_directories())
+    return ["git", *(part for item in (*HARDENED_CONFIG, *trusted) for part in ("-c", item)), *args]
 
 
-def git_env() -> dict[str, str]:
-    """The host environment for git, without system config and without prompts."""
-    return {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+def git_env(*, network: bool = False) -> dict[str, str]:
+    """The host environment for git: no system config, no prompts, and the user's global config only for
+    commands that talk to a remote."""
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+    if not network:
+        env["GIT_CONFIG_GLOBAL"] = os.devnull
+    return env
+
+
+_SAFE: list[tuple[str, ...]] = []
+
+
+def _safe_directories() -> tuple[str, ...]:
+    """The repositories the user's global config trusts although another user owns them (`safe.directory`):
+    kept when the global config is not read, read once (a config read runs nothing)."""
+    if not _SAFE:
+        try:
+            done = subprocess.run(
+                ["git", "config", "--global", "--get-all", "safe.directory"], capture_output=True, text=True,
+                timeout=20, env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"},
+            )  # fmt: skip
+            found = tuple(line for line in done.stdout.splitlines() if line and not line.startswith("-"))
+        except (OSError, subprocess.TimeoutExpired):
+            found = ()
+        _SAFE.append(found)
+    return _SAFE[0]
 
 
 class GitError(CodePathError):
@@ -70,7 +99,7 @@ def run_git(
     try:
         return subprocess.run(
             git_command("-C", str(cwd), *args), input=stdin, capture_output=True, encoding="utf-8", errors="replace",
-            timeout=timeout, env={**git_env(), **(env or {})},
+            timeout=timeout, env={**git_env(network=bool(args) and args[0] in _NETWORK), **(env or {})},
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitError(
@@ -112,8 +141,12 @@ class GitRepo:
             raise CodePathError(
                 str(path), "is not a git repository", "pass --repo with the service's checkout"
             ) from exc
-        self._repo.git.set_persistent_git_options(c=list(HARDENED_CONFIG))
-        self._repo.git.update_environment(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+        self._repo.git.set_persistent_git_options(
+            c=[*HARDENED_CONFIG, *(f"safe.directory={d}" for d in _safe_directories())]
+        )
+        self._repo.git.update_environment(
+            GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_CONFIG_GLOBAL=os.devnull
+        )
         self._cache = LRU(cache_size)
         self._lock = threading.Lock()
 

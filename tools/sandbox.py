@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -346,6 +347,37 @@ def guard_for(settings: Settings) -> Guard:
     )
 
 
+# prodloop's own interpreter, run before any repository code, never reading PYTHON* variables, the user's site or
+# the working directory (the run's environment points PYTHONPATH at the repository: a `sitecustomize.py` there
+# would otherwise run while the mounts can still be undone).
+_OWN_PYTHON = f"{shlex.quote(sys.executable)} -I -S -c"
+
+# Makes every mount of the run's namespace read-only but the writable places given as arguments (the private
+# tmpfs and the run's own tree and scratch) and /proc (the run's own): neither the host's files (the service's
+# other checkouts, /etc, /usr/local, cgroup files) nor the user's git data are writable, even for a run whose
+# user is root outside. The flags the kernel locks in a user namespace (nosuid, nodev, noexec, atime) are kept.
+_READ_ONLY_REST = r"""
+import ctypes, os, re, sys
+writable = [os.fsencode(p) for p in sys.argv[1:]]
+flag_of = {b"nosuid": 2, b"nodev": 4, b"noexec": 8, b"noatime": 1024, b"nodiratime": 2048,
+           b"relatime": 1 << 21, b"strictatime": 1 << 24}
+libc = ctypes.CDLL(None, use_errno=True)
+def within(point, root):
+    return point == root or point.startswith(root.rstrip(b"/") + b"/")
+with open("/proc/self/mountinfo", "rb") as f:
+    mounts = [line.split(b" ") for line in f.read().splitlines()]
+points = [re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4]) for fields in mounts]
+for i, (fields, point) in enumerate(zip(mounts, points)):
+    # A mount made later at this place or above it hides this one (it is no longer reachable by any path).
+    if any(within(point, later) for later in points[i + 1:]) or any(within(point, w) for w in [b"/proc", *writable]):
+        continue
+    flags = 1 | 32 | 4096  # MS_RDONLY | MS_REMOUNT | MS_BIND
+    for option in fields[5].split(b","):
+        flags |= flag_of.get(option, 0)
+    if libc.mount(b"none", point, None, flags, None) != 0:
+        sys.exit(f"cannot make {os.fsdecode(point)} read-only: {os.strerror(ctypes.get_errno())}")
+"""
+
 # Brings the loopback interface of a new network namespace up (SIOCGIFFLAGS / SIOCSIFFLAGS), with no `ip` needed.
 _LOOPBACK_UP = (
     "import fcntl, socket, struct; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
@@ -380,9 +412,15 @@ def confine(
     inner = limit + run
     p = _q(str(guard.checkout))
     offline = guard.offline and _namespaces_work(offline=True)
-    steps = [f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)}"] if offline else []
+    steps = [f"{_OWN_PYTHON} {_q(_LOOPBACK_UP)}"] if offline else []
     prefixes = _interpreter_prefixes(args[0])
-    steps += _private_home_and_tmp([guard.checkout, *keep, *prefixes])
+    masked, private = _private_home_and_tmp([guard.checkout, *keep, *prefixes, *_OWN_PATHS])
+    steps += private
+    # The run's own tree and scratch stay writable: bound onto themselves where no private tmpfs holds them.
+    own = [Path(os.path.realpath(k)) for k in keep]
+    for path in own:
+        if path.is_dir() and not any(path.is_relative_to(m) for m in masked):
+            steps.append(f"mount --bind {_q(str(path))} {_q(str(path))}")
     steps += [f"mount --bind {p} {p}", f"mount -o remount,bind,ro {p}"]
     # The interpreters (the service's and prodloop's own) and prodloop's code are read-only: a test must not plant
     # a `.pth` file or a patched module that the host, or the next run, would execute.
@@ -397,6 +435,12 @@ def confine(
             else f"mount --bind /dev/null {target}"
         )
         steps.append(f"{{ [ ! -e {target} ] || {mount}; }}")  # gone already when it lay in the private home
+    writable = [str(p) for p in dict.fromkeys([*masked, *own])]
+    steps.append(f"{_OWN_PYTHON} {_q(_READ_ONLY_REST)} {' '.join(_q(w) for w in writable)}")
+    # The working directory was entered through the host's mounts: enter it again through the run's own, so
+    # that relative paths see the run's view (and its own tree stays writable); a directory the run may not
+    # see leaves it at /.
+    steps.append('{ cd -- "$(pwd -P)" 2>/dev/null || cd /; }')
     if ready is not None:
         steps.append(f": > {_q(str(ready))}")
     script = " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + "; exit 97"
@@ -415,12 +459,15 @@ _SHARED_TMP = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))  # noqa: S108 (
 _STASH = Path("/mnt")  # a fresh tmpfs here holds the kept paths while /tmp and the home are masked
 
 
-def _private_home_and_tmp(wanted: Sequence[Path]) -> list[str]:
-    """Mount steps that make the home directory and /tmp empty private tmpfs, binding back what the run needs."""
+def _private_home_and_tmp(wanted: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """The places masked, and the mount steps that make the home directory and /tmp empty private tmpfs, binding
+    back what the run needs."""
     shared = {*_SHARED_TMP, Path(tempfile.gettempdir()).resolve()}
-    masked = [m for m in dict.fromkeys([*shared, Path.home().resolve()]) if m != Path("/") and m.is_dir()]
+    candidates = [m for m in dict.fromkeys([*sorted(shared), Path.home().resolve()]) if m != Path("/") and m.is_dir()]
+    # A place inside another masked place (a HOME or TMPDIR under /tmp) is already empty and private.
+    masked = [m for m in candidates if not any(m != o and m.is_relative_to(o) for o in candidates)]
     if not _STASH.is_dir() or not masked:
-        return []
+        return [], []
     keep = []
     for path in dict.fromkeys(Path(os.path.realpath(w)) for w in wanted):
         if path.is_dir() and any(path.is_relative_to(m) for m in masked) and path not in masked:
@@ -431,7 +478,7 @@ def _private_home_and_tmp(wanted: Sequence[Path]) -> list[str]:
     steps += [f"mount -t tmpfs -o size=1g,mode={'1777' if m in shared else '700'} tmpfs {_q(str(m))}" for m in masked]
     steps += [f"mkdir -p {_q(str(k))} && mount --rbind {stash}/k{i} {_q(str(k))}" for i, k in enumerate(keep)]
     steps.append(f"umount -l {stash}")  # the stash would reach the kept paths by a second, writable route
-    return steps
+    return masked, steps
 
 
 def _interpreter_prefixes(python: str) -> list[Path]:
@@ -477,7 +524,7 @@ def _namespaces_work(*, offline: bool = False) -> bool:
         p = _q(str(probe))
         script = f"mount --bind {p} {p} && mount -o remount,bind,ro {p} && exec unshare --user --map-current-user true"
         if offline:
-            script = f"{_q(sys.executable)} -c {_q(_LOOPBACK_UP)} && {script}"
+            script = f"{_OWN_PYTHON} {_q(_LOOPBACK_UP)} && {script}"
         command = ["unshare", *_NAMESPACES, *(["--net"] if offline else []), "sh", "-c"]
         try:
             done = subprocess.run([*command, script], capture_output=True, timeout=10)

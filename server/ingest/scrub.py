@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,7 +158,9 @@ class Scrubber:
             ) from exc
         meta = stripped.pop("_meta", None) or {}
         result = ScrubResult(event=stripped)
-        _collect_meta(meta, [], result.filtered)
+        # Relay's record names the original keys: each passes the key scrub first, so a key that was a secret
+        # never reaches the record.
+        _collect_meta(meta, [], result.filtered, lambda key: self._key(key, None, []))
         stripped.pop("_prodloop", None)
         _drop_argv(stripped, result.filtered)
         result.event = self._walk(stripped, None, result.filtered, sensitive=False)
@@ -324,7 +326,7 @@ def _drop_argv(event: dict[str, Any], out: list[tuple[str, str]]) -> None:
         out.append(("extra.sys.argv", "@argv:filter"))
 
 
-def _collect_meta(node: Any, path: list[str], out: list[tuple[str, str]]) -> None:
+def _collect_meta(node: Any, path: list[str], out: list[tuple[str, str]], scrub_key: Callable[[str], str]) -> None:
     if not isinstance(node, dict):
         return
     for key, child in node.items():
@@ -333,4 +335,4 @@ def _collect_meta(node: Any, path: list[str], out: list[tuple[str, str]]) -> Non
                 if isinstance(removal, list) and removal and isinstance(removal[0], str):
                     out.append((".".join(path), removal[0]))
         else:
-            _collect_meta(child, [*path, str(key)], out)
+            _collect_meta(child, [*path, scrub_key(str(key))], out, scrub_key)

@@ -179,3 +179,40 @@ def test_the_pr_commit_is_built_by_plumbing_from_base_fix_test_and_ledger_alone(
     git("reset", "-q", "--hard", base)
     assert repo.diff_paths(base, renamed) == {"app.py", "core.py"}
     assert repo.diff_paths(base, diff.rstrip("\n")) == {"app.py"}
+
+
+def test_host_git_reads_the_users_global_config_only_to_talk_to_a_remote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worktrees, plumbing and blame run without the user's global config (a filter it defines, which a
+    stranger's `.gitattributes` names, runs nothing on the host); push, fetch and ls-remote keep it, for
+    credential helpers and URL rewrites."""
+    from prodloop.tools import git_repo
+    from prodloop.tools.git_repo import GitRepo
+
+    root, remote, home = tmp_path / "r", tmp_path / "real-remote.git", tmp_path / "home"
+    home.mkdir()
+    marker = tmp_path / "filter-ran"
+    (home / ".gitconfig").write_text(
+        f'[filter "team"]\n\tsmudge = "touch {marker}; cat"\n\tclean = "touch {marker}; cat"\n'
+        f'[url "{remote}"]\n\tinsteadOf = team:shop\n'
+    )
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    (root / "app.py").write_text("def f():\n    return 1\n")
+    (root / ".gitattributes").write_text("*.py filter=team\n")  # from the branch: anyone may write it
+    ident = ["-c", "user.name=t", "-c", "user.email=t@x"]
+    subprocess.run(["git", "-C", str(root), *ident, "add", "."], check=True)
+    subprocess.run(["git", "-C", str(root), *ident, "commit", "-q", "-m", "base"], check=True)
+    subprocess.run(["git", "-C", str(root), "remote", "add", "origin", "team:shop"], check=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(git_repo, "_SAFE", [])
+    repo = GitRepo(root)
+    base = repo.head()
+    repo.add_worktree(tmp_path / "tree", base)
+    assert (tmp_path / "tree" / "app.py").is_file()
+    repo.working_tree_diff(base, "tests/")
+    commit = repo.build_commit(base, "", {"tests/test_f.py": "def test_f():\n    assert True\n"}, {}, "prodloop: t")
+    assert not marker.exists()  # the user's global filter never ran
+    repo.push("origin", commit, "prodloop/1-t")  # the URL rewrite lives only in the global config
+    assert repo.remote_heads("origin") == {"prodloop/1-t": commit}

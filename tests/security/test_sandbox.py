@@ -177,6 +177,51 @@ def test_a_run_cannot_plant_code_in_the_interpreters_or_in_prodloop(service_ctx:
     assert not [d for d in [*site.getsitepackages(), own] if (Path(d) / name).exists()]
 
 
+HOST_WRITE_TEST = """
+from shop.pricing import cart_total
+
+
+def test_unknown_sku_costs_nothing(tmp_path):
+    (tmp_path / "own.txt").write_text("a run writes its own scratch")
+    written = []
+    for folder in {folders!r}:
+        try:
+            with open(folder + "/{name}", "w") as fh:
+                fh.write("planted by a run")
+            written.append(folder)
+        except OSError:
+            pass
+    assert not written, written
+    assert cart_total({{"items": [{{"sku": "apple", "qty": 2}}, {{"sku": "kiwi", "qty": 1}}]}}) == 60
+"""
+
+
+@pytest.mark.skipif(not isolation_available(), reason="needs unprivileged user namespaces")
+def test_a_run_writes_nothing_of_the_host_but_its_own_tree_and_scratch(
+    service_ctx: Callable[..., AppContext], tmp_path: Path
+) -> None:
+    ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
+    # Places a host process of this user can write: system folders (the user may be root), another checkout
+    # beside this one, the checkout's git data, cgroup files, /dev.
+    sibling = tmp_path / "another-checkout"
+    sibling.mkdir()
+    candidates = ["/etc", "/usr/local/bin", "/var/lib", "/opt", "/dev", "/sys/fs/cgroup", str(sibling),
+                  str(ctx.settings.repo / ".git"), str(ctx.settings.repo / ".git" / "hooks")]  # fmt: skip
+    folders = [f for f in candidates if os.path.isdir(f) and os.access(f, os.W_OK)]
+    assert str(sibling) in folders
+    name = f"planted-{uuid.uuid4().hex}"
+    code = HOST_WRITE_TEST.format(folders=folders, name=name)
+    try:
+        result = run_candidate_for_issue(ctx, issue_id=1, test_code=code, fix_diff=None)
+        reproduces = next(g.evidence for g in result.gates if g.name == "reproduces")
+        assert "fails on the deployed code with KeyError" in reproduces, reproduces  # past its check: nothing written
+    finally:
+        planted = [f for f in folders if (Path(f) / name).exists()]
+        for folder in planted:
+            (Path(folder) / name).unlink()
+    assert planted == []
+
+
 def test_a_repositorys_venv_file_cannot_bind_a_folder_that_is_no_python_install_into_a_run(tmp_path: Path) -> None:
     import sys
 
@@ -234,6 +279,27 @@ def test_a_run_may_have_at_most_a_bounded_number_of_processes(tmp_path: Path) ->
     done = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[2:4] == [str(MAX_PROCESSES), str(MAX_PROCESSES)]
+
+
+@pytest.mark.skipif(not isolation_available(), reason="needs unprivileged user namespaces")
+def test_a_repositorys_sitecustomize_never_runs_while_the_sandbox_is_being_built(tmp_path: Path) -> None:
+    """prodloop's own interpreter sets the run's namespace up (loopback, read-only mounts) with the run's
+    environment, whose PYTHONPATH points at the repository: it must not import the repository's
+    `sitecustomize.py`, which would run as root of the namespace before the mounts are locked."""
+    import subprocess
+
+    from prodloop.tools.sandbox import Guard, Limits, confine
+
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    repo.mkdir()
+    outside.mkdir()
+    marker = outside / "sitecustomize-ran"
+    (repo / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'a').write('ran\\n')\n")
+    command, _ = confine(["true"], Limits(10, 10, 512), Guard(repo))
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=repo, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
 
 
 def test_the_result_channel_is_out_of_the_tests_sight(service_ctx: Callable[..., AppContext]) -> None:
