@@ -26,6 +26,7 @@ from prodloop.resources.registry import register_resources
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ProdloopError
 from prodloop.server.store.db import IssueOrder
+from prodloop.server.store.receipts import MutationResult
 from prodloop.server.tool_descriptions import DESCRIPTIONS, INSTRUCTIONS
 from prodloop.server.tool_surface import (
     IDEMPOTENT_WRITE,
@@ -46,7 +47,7 @@ from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.deploys import DeployRecord, record_deploy
 from prodloop.tools.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.issues import IssuePage, IssueStatus, list_issues
-from prodloop.tools.mutation import MutationResult, mutate_validate
+from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.provenance import ProvenancePage, list_provenance
 from prodloop.tools.pull_request import PullRequestResult, open_pr
 from prodloop.tools.suite import SuiteProposals, suggest_suite_changes

@@ -22,13 +22,13 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, ReceiptTampered
-from prodloop.server.store import Store, policy
+from prodloop.server.store import Store, receipts
+from prodloop.server.store.receipts import GATE_ORDER, Gate, GateName, Receipt
 from prodloop.tools import budget
 from prodloop.tools import gates as judge
 from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.gates import GATE_ORDER, Gate, GateName
 from prodloop.tools.git_repo import GitError, GitRepo
 from prodloop.tools.hermetic import hermetic_findings, support_file_findings
 from prodloop.tools.sandbox import (
@@ -87,12 +87,12 @@ def test_digest(test_code: str, support_files: dict[str, str] | None) -> str:
     return sha256(test_code + "\n\0" + json.dumps(support_files, sort_keys=True))
 
 
-def verified_receipt(store: Store, receipt_id: str) -> policy.ReceiptRow:
+def verified_receipt(store: Store, receipt_id: str) -> Receipt:
     """The receipt, after checking that its stored test, support files and fix are the ones its gates judged.
 
     Every step that acts on a receipt (mutation testing, the PR, the loop) loads it through here.
     """
-    receipt = policy.get_receipt(store, receipt_id)
+    receipt = receipts.get(store, receipt_id)
     if test_digest(receipt.test_code, receipt.support_files) != receipt.test_sha256:
         raise ReceiptTampered(receipt_id, "test (or its support files)")
     if sha256(receipt.fix_diff) != receipt.fix_sha256:
@@ -259,12 +259,12 @@ def run_candidate_test(
     passed = all(g.passed for g in gate_list) and (isolated or not gates_cfg.require_isolation)
     receipt_id = uuid.uuid4().hex
     test_sha, fix_sha = test_digest(given.test_code, given.support_files), sha256(given.fix_diff)
-    policy.save_receipt(
+    receipts.save(
         ctx.store,
-        policy.ReceiptRow(
+        Receipt(
             id=receipt_id, issue_id=given.issue_id, event_id=code_path.event_id, commit_sha=commit,
             test_path=given.test_path, test_name=name, test_code=given.test_code, test_sha256=test_sha,
-            fix_diff=given.fix_diff, fix_sha256=fix_sha, passed=passed, gates=[g.model_dump() for g in gate_list],
+            fix_diff=given.fix_diff, fix_sha256=fix_sha, passed=passed, gates=tuple(gate_list),
             cpu_seconds=cpu, created_at=ctx.clock.now(), mutation=None, support_files=given.support_files or None,
         ),
     )  # fmt: skip

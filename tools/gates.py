@@ -6,34 +6,13 @@ hermetic in `hermetic`.)
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
-from pydantic import BaseModel, Field
-
 from prodloop.server.settings import GateSettings
+from prodloop.server.store.receipts import Gate
 from prodloop.tools.code_path import CodePath
 from prodloop.tools.diffs import added_lines, code_lines
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.runner import Runner
 from prodloop.tools.sandbox import RunResult, Workspace, outcome_of
-
-GateName = Literal[
-    "hermetic",
-    "reproduces",
-    "passes_with_fix",
-    "not_flaky",
-    "covers_path",
-    "public_interface",
-    "real_assertion",
-    "fast",
-]
-GATE_ORDER: tuple[GateName, ...] = get_args(GateName)  # as receipts list them
-
-
-class Gate(BaseModel):
-    name: GateName
-    passed: bool | None = Field(description="null when the gate could not run (e.g. no fix given yet)")
-    evidence: str
 
 
 def reproduces(run: RunResult, node: str, code_path: CodePath, ws: Workspace) -> Gate:

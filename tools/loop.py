@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import BudgetExhausted, ProdloopError
+from prodloop.server.store.receipts import Gate
 from prodloop.tools.candidate import run_candidate_for_issue, working_tree_diff
 from prodloop.tools.characterize import characterize
 from prodloop.tools.code_path import map_code_path
@@ -40,7 +41,7 @@ class LoopReport(BaseModel):
     exit_code: int
     steps: list[LoopStep]
     test_code: str | None
-    gates: list[dict[str, object]] = Field(default_factory=list)
+    gates: list[Gate] = Field(default_factory=list)
     receipt_id: str | None = None
     mutation_score: float | None = None
     pull_request: PullRequestResult | None = None
@@ -113,7 +114,7 @@ def run_loop(
             ctx, issue_id=issue_id, test_code=test_code, fix_diff=fix, code_path=code_path
         )
         report.receipt_id = candidate.receipt_id
-        report.gates = [g.model_dump() for g in candidate.gates]
+        report.gates = list(candidate.gates)
         failed = [g.name for g in candidate.gates if not g.passed]
         step(
             "run_candidate_test", candidate.passed, t0, "all gates passed" if candidate.passed else f"failed: {failed}"

@@ -33,13 +33,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
-from prodloop.server.store import policy
+from prodloop.server.store import receipts
+from prodloop.server.store.receipts import MutationResult, Scope, SurvivingMutant
 from prodloop.tools import budget
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, MappedFrame, mapped_for
@@ -56,7 +55,6 @@ from prodloop.tools.source_map import module_of
 _MAX_MESSAGE = 32 * 1024 * 1024
 _DRIVER = Path(__file__).with_name("child") / "mutate_driver.py"
 _GENERATOR = Path(__file__).with_name("child") / "mutate_generate.py"
-Scope = Literal["fix", "culprit", "path"]
 logger = logging.getLogger("prodloop.tools")
 Progress = Callable[[int, int], None]
 
@@ -64,43 +62,6 @@ Progress = Callable[[int, int], None]
 class MutationRefused(ProdloopError):
     def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
         super().__init__(f"receipt {receipt_id}: {problem}; {fix}")
-
-
-class SurvivingMutant(BaseModel):
-    path: str
-    line: int | None
-    diff: str = Field(description="the mutant as a unified diff against the fixed code")
-    observed: bool = Field(
-        default=True,
-        description="the tests' calls saw it behave differently (scored); false: unexercised by the tests' inputs",
-    )
-
-
-class MutationResult(BaseModel):
-    receipt_id: str
-    scope: Scope
-    functions: list[str] = Field(description="path::qualname of every mutated function")
-    not_executed: list[str] = Field(description="target lines the tests never executed (not mutated)")
-    tests: list[str]
-    mutants: int
-    killed: int
-    survived: int = Field(description="mutants the tests' calls saw behave differently, yet every test passed")
-    unexercised: int = Field(
-        default=0,
-        description="survivors that changed nothing any call of the tests observed (not scored; listed in survivors)",
-    )
-    timeout: int
-    no_tests: int
-    suspicious: int
-    score: float | None = Field(
-        description="(killed + timeout) / (killed + timeout + survived); null when no mutant got a verdict or the "
-        "tests' inputs told none apart"
-    )
-    min_score: float
-    passed: bool
-    survivors: list[SurvivingMutant] = Field(description="at most one per source line, scored ones first")
-    seconds: float
-    note: str
 
 
 def mutate_validate(
@@ -116,7 +77,7 @@ def mutate_validate(
     started = time.monotonic()
     receipt = verified_receipt(ctx.store, receipt_id)
     if not receipt.passed:
-        failed = [g["name"] for g in receipt.gates if g.get("passed") is not True]
+        failed = receipt.failed_gates()
         raise MutationRefused(
             receipt_id, f"its gates did not all pass ({', '.join(failed)})", "run_candidate_test again"
         )
@@ -213,7 +174,7 @@ def mutate_validate(
         else f"no mutants could be made of the target lines; nothing was proven. {note}".strip(),
         **counts,
     )
-    policy.set_receipt_mutation(ctx.store, receipt_id, result.model_dump())
+    receipts.set_mutation(ctx.store, receipt_id, result)
     return result
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from prodloop.server.store import Store, policy
+from prodloop.server.store.receipts import Receipt
 from prodloop.tools._shape import decode_cursor, encode_cursor
 
 
@@ -25,14 +26,14 @@ class ProvenancePage(BaseModel):
 
 def build_record(
     *,
-    receipt: policy.ReceiptRow,
+    receipt: Receipt,
     fingerprint: str,
     branch: str,
     base: str,
     client: str,
     created_at: str,
 ) -> dict[str, Any]:
-    mutation = receipt.mutation or {}
+    mutation = receipt.mutation
     return {
         "test_node": f"{receipt.test_path}::{receipt.test_name}",
         "test_path": receipt.test_path,
@@ -43,9 +44,9 @@ def build_record(
         "deployed_commit": receipt.commit_sha,
         "receipt_id": receipt.id,
         "fix_sha256": receipt.fix_sha256,
-        "gates": {g["name"]: g["passed"] for g in receipt.gates},
-        "mutation_score": mutation.get("score"),
-        "mutants": mutation.get("mutants"),
+        "gates": {g.name: g.passed for g in receipt.gates},
+        "mutation_score": mutation.score if mutation else None,
+        "mutants": mutation.mutants if mutation else None,
         "pull_request": {"branch": branch, "base": base},
         "client": client,
         "created_at": created_at,

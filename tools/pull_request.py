@@ -20,6 +20,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import CodePathError, ProdloopError
 from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.store import policy
+from prodloop.server.store.receipts import MutationResult, Receipt
 from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, mapped_for
@@ -59,13 +60,13 @@ def open_pr(
     code_path: CodePath | None = None,
 ) -> PullRequestResult:
     receipt = verified_receipt(ctx.store, receipt_id)
-    _check_receipt(receipt)
+    mutation = _check_receipt(receipt)
     issue = ctx.store.get_issue(receipt.issue_id)
     slot = _reserve(ctx, receipt)
     pushed: list[str] = []  # the branch and commit, once they left this machine
     try:
         return _open(
-            ctx, receipt, issue, slot, pushed,
+            ctx, receipt, mutation, issue, slot, pushed,
             title=title, body_extra=body_extra, draft=draft, labels=labels, client=client, code_path=code_path,
         )  # fmt: skip
     except BaseException:
@@ -78,7 +79,8 @@ def open_pr(
 
 def _open(
     ctx: AppContext,
-    receipt: policy.ReceiptRow,
+    receipt: Receipt,
+    mutation: MutationResult,
     issue: Any,
     slot: int,
     pushed: list[str],
@@ -110,7 +112,7 @@ def _open(
         created_at=iso(now) or "",
     )
     message = _commit_message(issue.id, issue.title, issue.fingerprint, receipt)
-    body = _body(issue, code_path, receipt, record, body_extra)
+    body = _body(issue, code_path, receipt, mutation, record, body_extra)
     _refuse_secrets(receipt, {"the PR title": title or "", "the PR description": body, "the commit message": message,
                               "the provenance line": jsonl_line(record)})  # fmt: skip
     repo = ctx.git()
@@ -177,7 +179,7 @@ def _open(
     )  # fmt: skip
 
 
-def _refuse_secrets(receipt: policy.ReceiptRow, texts: dict[str, str]) -> None:
+def _refuse_secrets(receipt: Receipt, texts: dict[str, str]) -> None:
     """Nothing prodloop writes into a repository or a PR may carry a secret or a scrubbed production value."""
     written = {
         f"the test {receipt.test_path}": (receipt.test_code, True),
@@ -196,8 +198,9 @@ def _refuse_secrets(receipt: policy.ReceiptRow, texts: dict[str, str]) -> None:
             )
 
 
-def _check_receipt(receipt: policy.ReceiptRow) -> None:
-    failed = [g["name"] for g in receipt.gates if g.get("passed") is not True]
+def _check_receipt(receipt: Receipt) -> MutationResult:
+    """The receipt's mutation result, when every gate and mutation testing passed."""
+    failed = receipt.failed_gates()
     if not receipt.passed or failed:
         raise PullRequestRefused(
             receipt.id, f"gates not passed: {', '.join(failed)}", "run_candidate_test until all pass"
@@ -205,15 +208,16 @@ def _check_receipt(receipt: policy.ReceiptRow) -> None:
     mutation = receipt.mutation
     if mutation is None:
         raise PullRequestRefused(receipt.id, "no mutation testing on record", "run mutate_validate with this receipt")
-    if not mutation.get("passed"):
+    if not mutation.passed:
         raise PullRequestRefused(
             receipt.id,
-            f"mutation score {mutation.get('score')} is under {mutation.get('min_score')}",
+            f"mutation score {mutation.score} is under {mutation.min_score}",
             "strengthen the test's assertions, run_candidate_test and mutate_validate again",
         )
+    return mutation
 
 
-def _reserve(ctx: AppContext, receipt: policy.ReceiptRow) -> int:
+def _reserve(ctx: AppContext, receipt: Receipt) -> int:
     limits = ctx.settings.budgets
     now = ctx.clock.now()
     slot, problem = policy.reserve_pull_request(
@@ -238,7 +242,7 @@ def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
     return sha
 
 
-def _expected_files(repo: GitRepo, base: str, receipt: policy.ReceiptRow, ledger: str) -> list[str]:
+def _expected_files(repo: GitRepo, base: str, receipt: Receipt, ledger: str) -> list[str]:
     """Every path the fix changes on the base (read by git from the diff itself, so any file name works), the test,
     its support files and the provenance ledger."""
     fixed = repo.diff_paths(base, receipt.fix_diff)
@@ -285,7 +289,7 @@ def _title(issue_id: int, title: str) -> str:
     return f"Fix production {kind.group(0) if kind else 'error'} (prodloop #{issue_id})"
 
 
-def _commit_message(issue_id: int, title: str, fingerprint: str, receipt: policy.ReceiptRow) -> str:
+def _commit_message(issue_id: int, title: str, fingerprint: str, receipt: Receipt) -> str:
     return (
         f"{_title(issue_id, title)}\n\n"
         f"Adds {receipt.test_path}::{receipt.test_name}, a regression test that fails on the deployed commit "
@@ -296,9 +300,13 @@ def _commit_message(issue_id: int, title: str, fingerprint: str, receipt: policy
 
 
 def _body(
-    issue: Any, code_path: CodePath, receipt: policy.ReceiptRow, record: dict[str, Any], extra: str | None
+    issue: Any,
+    code_path: CodePath,
+    receipt: Receipt,
+    mutation: MutationResult,
+    record: dict[str, Any],
+    extra: str | None,
 ) -> str:
-    mutation = receipt.mutation or {}
     exc = code_path.exceptions[-1] if code_path.exceptions else None
     frames = [
         f"- `{f.location.repo_path}:{f.location.lineno}` in `{f.qualname or f.function}`"
@@ -306,12 +314,10 @@ def _body(
         for e in code_path.exceptions
         for f in e.path
     ]
-    gates = [
-        f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {cap(g['evidence'], 200)} |" for g in receipt.gates
-    ]
+    gates = [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {cap(g.evidence, 200)} |" for g in receipt.gates]
     survivors = [
-        f"{'' if s.get('observed', True) else 'Unexercised by the inputs: '}```diff\n{cap(s['diff'], 1500)}\n```"
-        for s in mutation.get("survivors", [])[:5]
+        f"{'' if s.observed else 'Unexercised by the inputs: '}```diff\n{cap(s.diff, 1500)}\n```"
+        for s in mutation.survivors[:5]
     ]
     parts = [
         "## Production error",
@@ -330,10 +336,10 @@ def _body(
         *gates,
         "",
         "## Mutation testing",
-        f"Score {mutation.get('score')} over {mutation.get('mutants')} mutants "
-        f"(killed {mutation.get('killed')}, timeout {mutation.get('timeout')}, survived {mutation.get('survived')}, "
-        f"unexercised by the test's inputs {mutation.get('unexercised', 0)}); "
-        f"gate {mutation.get('min_score')}.",
+        f"Score {mutation.score} over {mutation.mutants} mutants "
+        f"(killed {mutation.killed}, timeout {mutation.timeout}, survived {mutation.survived}, "
+        f"unexercised by the test's inputs {mutation.unexercised}); "
+        f"gate {mutation.min_score}.",
         *survivors,
         "",
         f"Receipt `{receipt.id}`.",

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.ingest.grouping import exceptions, frames_of
+from prodloop.server.store.receipts import Gate
 from prodloop.tools.call_plan import (
     CallerSite,
     PlannedCall,
@@ -32,7 +33,6 @@ from prodloop.tools.call_plan import (
 )
 from prodloop.tools.candidate import prepare_input, run_candidate_test
 from prodloop.tools.code_path import CodePath, ExceptionPath, MappedFrame, map_code_path
-from prodloop.tools.gates import Gate
 from prodloop.tools.reconstruct import ClassResolver, InitSource, Unusable, render
 from prodloop.tools.regression_test import Case, SynthesizedCall, render_test
 from prodloop.tools.replay import find_apps, planned_replay, replayed

@@ -16,11 +16,11 @@ from _record import Done, short
 from _setup import add_worktree, git, remove_worktree
 
 from prodloop.server.context import AppContext
+from prodloop.server.store.receipts import GATE_ORDER
 from prodloop.tools import budget
 from prodloop.tools.candidate import run_candidate_for_issue
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.gates import GATE_ORDER
 from prodloop.tools.loop import run_loop
 from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
@@ -200,7 +200,8 @@ def loop(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     branches = pr_branches(svc.origin)
     data = {
         "outcome": report.outcome, "needed": report.needed, "steps": [s.model_dump() for s in report.steps],
-        "gates": _gates(report.gates), "gate_evidence": {str(g["name"]): g.get("evidence") for g in report.gates},
+        "gates": _gates([g.model_dump() for g in report.gates]),
+        "gate_evidence": {g.name: g.evidence for g in report.gates},
         "mutation_score": report.mutation_score, "pr_branches": branches, "test_code": report.test_code,
         "pull_request": report.pull_request.model_dump() if report.pull_request else None,
     }  # fmt: skip

@@ -7,28 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prodloop.server.errors import NotFoundError
 from prodloop.server.store.db import Store, where
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptRow:
-    id: str
-    issue_id: int
-    event_id: str
-    commit_sha: str
-    test_path: str
-    test_name: str
-    test_code: str
-    test_sha256: str
-    fix_diff: str
-    fix_sha256: str
-    passed: bool
-    gates: list[dict[str, Any]]
-    cpu_seconds: float
-    created_at: float
-    mutation: dict[str, Any] | None
-    support_files: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,42 +28,6 @@ class Escalation:
     reason: str
     created_at: float
     resolved_at: float | None
-
-
-_RECEIPT_COLUMNS = (
-    "id, issue_id, event_id, commit_sha, test_path, test_name, test_code, test_sha256, fix_diff, fix_sha256, "
-    "passed, gates, cpu_seconds, created_at, mutation, support_files"
-)
-
-
-def save_receipt(store: Store, r: ReceiptRow) -> None:
-    with store.transaction() as conn:
-        conn.execute(
-            f"INSERT INTO receipts ({_RECEIPT_COLUMNS}) VALUES ({','.join('?' * 16)})",
-            (
-                r.id, r.issue_id, r.event_id, r.commit_sha, r.test_path, r.test_name, r.test_code, r.test_sha256,
-                r.fix_diff, r.fix_sha256, int(r.passed), json.dumps(r.gates), r.cpu_seconds, r.created_at,
-                json.dumps(r.mutation) if r.mutation is not None else None,
-                json.dumps(r.support_files) if r.support_files else None,
-            ),
-        )  # fmt: skip
-
-
-def get_receipt(store: Store, receipt_id: str) -> ReceiptRow:
-    row = store.reader().execute(f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
-    if row is None:
-        raise NotFoundError("receipt", receipt_id[:64], "run_candidate_test issues receipts; pass its receipt_id")
-    values = list(row)
-    values[10] = bool(values[10])
-    values[11] = json.loads(values[11])
-    values[14] = json.loads(values[14]) if values[14] else None
-    values[15] = json.loads(values[15]) if values[15] else None
-    return ReceiptRow(*values)
-
-
-def set_receipt_mutation(store: Store, receipt_id: str, mutation: dict[str, Any]) -> None:
-    with store.transaction() as conn:
-        conn.execute("UPDATE receipts SET mutation = ? WHERE id = ?", (json.dumps(mutation), receipt_id))
 
 
 def budget(store: Store, issue_id: int) -> BudgetRow:

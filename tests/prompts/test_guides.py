@@ -12,7 +12,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
-from prodloop.server.store import policy
+from prodloop.server.store import policy, receipts
 from tests.sample_service import SampleService
 
 pytestmark = pytest.mark.anyio
@@ -91,8 +91,7 @@ async def test_heal_failing_test_maps_pytest_output_to_code_and_commits(ctx: App
 
 async def test_post_merge_followup_with_and_without_a_pr(ctx: AppContext) -> None:
     assert "No PR was opened" in await _prompt(ctx, "post_merge_followup", {"issue_id": "1"})
-    receipt = policy.ReceiptRow("r" * 32, 1, "e", "c", "t.py", "t", "", "", "", "", True, [], 0.0, 0.0, None)
-    policy.save_receipt(ctx.store, receipt)
+    receipts.save(ctx.store, receipts.Receipt("r" * 32, 1, "e", "c", "t.py", "t", "", "", "", "", True, (), 0.0, 0.0))
     now = ctx.clock.now()
     slot, _ = policy.reserve_pull_request(ctx.store, 1, "r" * 32, max_per_issue=3, max_per_day=10, now=now)
     assert slot is not None

@@ -13,10 +13,10 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.errors import BudgetExhausted
 from prodloop.server.settings import load_settings
-from prodloop.server.store import policy
+from prodloop.server.store import policy, receipts
+from prodloop.server.store.receipts import GATE_ORDER
 from prodloop.tools.candidate import CandidateResult, prepare_input, run_candidate_test
 from prodloop.tools.code_path import map_code_path
-from prodloop.tools.gates import GATE_ORDER
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 
 GOOD_TEST = """
@@ -75,7 +75,7 @@ def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
     assert "shop/pricing.py::line_total" in _evidence(result, "covers_path")
     assert result.test_path == "tests/test_prodloop_issue_1.py"
     assert result.checkout_protected
-    receipt = policy.get_receipt(ctx.store, result.receipt_id)
+    receipt = receipts.get(ctx.store, result.receipt_id)
     assert (receipt.passed, receipt.commit_sha, receipt.test_sha256) == (True, service.commit, result.test_sha256)
     assert receipt.fix_diff == FIX_UNKNOWN_SKU
     assert _status(service.root) == before
@@ -280,7 +280,7 @@ def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Cal
     support = {"tests/data/cart.json": '{"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}'}
     result = run_candidate_for_issue(ctx, issue_id=1, test_code=test, fix_diff=FIX_UNKNOWN_SKU, support_files=support)
     assert result.passed, result.gates
-    receipt = policy.get_receipt(ctx.store, result.receipt_id)
+    receipt = receipts.get(ctx.store, result.receipt_id)
     assert receipt.support_files == support
     assert receipt.test_sha256 == test_digest(test, support) != test_digest(test, None)
     for bad in ("shop/pricing.py", "../outside/tests/x.json", "/tmp/tests/x"):

@@ -13,6 +13,7 @@ import pytest
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError, ReceiptTampered
+from prodloop.server.store import receipts
 from prodloop.tools.candidate import run_candidate_for_issue
 from prodloop.tools.mutation import MutationRefused, mutate_validate
 from tests.sample_service import FIX_UNKNOWN_SKU, FIX_ZERO_RATE, SampleService
@@ -92,8 +93,7 @@ def test_a_strong_test_kills_every_mutant_of_the_culprit(
     assert (result.killed, result.survived, result.suspicious) == (result.mutants, 0, 0)
     assert result.score == 1.0 and result.passed
     assert seen[-1] == (result.mutants, result.mutants)
-    stored = ctx.store.reader().execute("SELECT mutation FROM receipts").fetchone()[0]
-    assert '"score": 1.0' in stored
+    assert receipts.get(ctx.store, result.receipt_id).mutation == result  # kept with the receipt, as returned
     after = subprocess.run(["git", "-C", str(service.root), "status", "--porcelain"], capture_output=True, text=True)
     assert after.stdout == before.stdout
 

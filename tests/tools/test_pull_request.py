@@ -18,7 +18,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError, ReceiptTampered
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
-from prodloop.server.store import policy
+from prodloop.server.store import policy, receipts
 from prodloop.tools.candidate import run_candidate_for_issue, sha256
 from prodloop.tools.candidate import test_digest as digest_of
 from prodloop.tools.mutation import mutate_validate
@@ -215,7 +215,7 @@ def test_a_secret_or_scrubbed_value_never_reaches_a_repository_or_pr(
     prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]], where: str, added: str, named: str
 ) -> None:
     ctx, remote = setup()
-    receipt = policy.get_receipt(ctx.store, prepared["strong"])
+    receipt = receipts.get(ctx.store, prepared["strong"])
     test_code, fix = receipt.test_code, receipt.fix_diff
     if where == "test_code":
         test_code += added

@@ -6,7 +6,7 @@ import threading
 
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
-from prodloop.server.store import policy
+from prodloop.server.store import policy, receipts
 from tests.conftest import make_event
 
 
@@ -41,9 +41,7 @@ def test_synthesis_attempts_are_budgeted_apart_from_candidate_runs(ctx: AppConte
 
 def test_a_slot_left_pending_by_a_dead_process_stops_counting_after_an_hour(ctx: AppContext) -> None:
     import_events(ctx, ctx.store.create_project("svc"), [("e", make_event())], source="test")
-    policy.save_receipt(
-        ctx.store, policy.ReceiptRow("r", 1, "e", "c", "t.py", "t", "", "", "", "", True, [], 0.0, 0.0, None)
-    )
+    receipts.save(ctx.store, receipts.Receipt("r", 1, "e", "c", "t.py", "t", "", "", "", "", True, (), 0.0, 0.0))
     slot, _ = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=1, max_per_day=10, now=1_000_000.0)
     assert slot is not None
     again, why = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=1, max_per_day=10, now=1_000_060.0)
@@ -56,9 +54,7 @@ def test_provenance_pages_with_a_cursor(ctx: AppContext) -> None:
     from prodloop.tools.provenance import list_provenance
 
     import_events(ctx, ctx.store.create_project("svc"), [("e", make_event())], source="test")
-    policy.save_receipt(
-        ctx.store, policy.ReceiptRow("r", 1, "e", "c", "t.py", "t", "", "", "", "", True, [], 0.0, 0.0, None)
-    )
+    receipts.save(ctx.store, receipts.Receipt("r", 1, "e", "c", "t.py", "t", "", "", "", "", True, (), 0.0, 0.0))
     for n in range(3):
         slot, _ = policy.reserve_pull_request(ctx.store, 1, "r", max_per_issue=5, max_per_day=5, now=float(n))
         assert slot is not None
