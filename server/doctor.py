@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from prodloop.server.errors import CodePathError
+from prodloop.server.errors import CodePathError, GitError
 from prodloop.server.settings import Settings, service_python
-from prodloop.tools.git_repo import GitError, GitRepo, git_version
+from prodloop.tools.git_repo import GitRepo, git_version
 
 Status = Literal["ok", "warn", "fail"]
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")  # user:token@ in URLs git echoes back

@@ -140,3 +140,29 @@ class SentryAPIError(ProdloopError):
     def __init__(self, request: str, problem: str, fix: str) -> None:
         self.request = request
         super().__init__(f"Sentry API {request}: {problem}; {fix}")
+
+
+class GitError(CodePathError):
+    """A git command failed, timed out, or was refused before it ran (a name that git could read as an option)."""
+
+
+class PullRequestRefused(ProdloopError):
+    def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
+        super().__init__(f"open_pr refused for receipt {receipt_id}: {problem}; {fix}")
+
+
+class MutationRefused(ProdloopError):
+    def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
+        super().__init__(f"receipt {receipt_id}: {problem}; {fix}")
+
+
+class GitHubError(ProdloopError):
+    def __init__(self, action: str, status: int | None, message: str) -> None:
+        self.status = status
+        hint = {
+            401: "the token was rejected: check github_token",
+            403: "the token lacks permission: it needs pull requests and contents write on the repository",
+            404: "the repository was not found with this token: check github_repo and the token's access",
+            422: "GitHub refused the request as invalid (a PR for this branch may already exist)",
+        }.get(status or 0, "see GitHub's message")
+        super().__init__(f"GitHub {action} failed (HTTP {status}): {message[:300]}; {hint}")

@@ -25,6 +25,8 @@ import sys
 import types
 from typing import Any
 
+from prodloop.server.ingest.grouping import exceptions, frames_of
+
 _MAX_DEPTH = 4
 _MAX_ITEMS = 20
 _MAX_STRING = 1000
@@ -70,12 +72,12 @@ def _structure(event: dict[str, Any], hint: dict[str, Any], max_depth: int, max_
             tb = tb.tb_next
         tracebacks[id(exc)] = frames
         exc = exc.__cause__ or exc.__context__
-    by_position = {}
+    by_position: dict[tuple[Any, Any, Any], types.FrameType] = {}
     for frames in tracebacks.values():
         for frame in frames:
             by_position[(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)] = frame
-    for value in (event.get("exception") or {}).get("values") or []:
-        for sent in ((value.get("stacktrace") or {}).get("frames")) or []:
+    for value in exceptions(event):
+        for sent in frames_of(value):
             live = by_position.get((sent.get("abs_path"), sent.get("lineno"), sent.get("function")))
             if live is None or not isinstance(sent.get("vars"), dict):
                 continue

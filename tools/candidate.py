@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import InvalidArgument, ReceiptTampered
+from prodloop.server.errors import GitError, InvalidArgument, ReceiptTampered
 from prodloop.server.store import Store, receipts
 from prodloop.server.store.receipts import GATE_ORDER, Gate, GateName, Receipt
 from prodloop.tools import budget
@@ -29,7 +29,7 @@ from prodloop.tools import gates as judge
 from prodloop.tools.budget import BudgetStatus
 from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
-from prodloop.tools.git_repo import GitError, GitRepo
+from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.hermetic import hermetic_findings, support_file_findings
 from prodloop.tools.sandbox import (
     RunResult,

@@ -24,7 +24,7 @@ from typing import TypeVar
 import git
 from git.exc import BadName, GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from prodloop.server.errors import CodePathError
+from prodloop.server.errors import CodePathError, GitError
 from prodloop.tools._lru import LRU
 
 T = TypeVar("T")
@@ -79,10 +79,6 @@ def _safe_directories() -> tuple[str, ...]:
             found = ()
         _SAFE.append(found)
     return _SAFE[0]
-
-
-class GitError(CodePathError):
-    """A git command failed, timed out, or was refused before it ran (a name that git could read as an option)."""
 
 
 def checked_name(name: str, what: str) -> str:

@@ -13,24 +13,12 @@ from pathlib import Path
 from github import Auth, Github, GithubException
 from github.GithubRetry import GithubRetry
 
-from prodloop.server.errors import ConfigError, ProdloopError
+from prodloop.server.errors import ConfigError, GitHubError
 from prodloop.server.settings import Settings
 from prodloop.tools.git_repo import GitRepo
 
 logger = logging.getLogger("prodloop.tools")
 _REMOTE = re.compile(r"(?:[:/])([^/:]+)/([^/]+?)(?:\.git)?/?$")
-
-
-class GitHubError(ProdloopError):
-    def __init__(self, action: str, status: int | None, message: str) -> None:
-        self.status = status
-        hint = {
-            401: "the token was rejected: check github_token",
-            403: "the token lacks permission: it needs pull requests and contents write on the repository",
-            404: "the repository was not found with this token: check github_repo and the token's access",
-            422: "GitHub refused the request as invalid (a PR for this branch may already exist)",
-        }.get(status or 0, "see GitHub's message")
-        super().__init__(f"GitHub {action} failed (HTTP {status}): {message[:300]}; {hint}")
 
 
 def repository_name(settings: Settings, repo: Path) -> str:

@@ -32,7 +32,7 @@ import ast
 import sys
 
 from prodloop.tools.source_map import module_of
-from prodloop.tools.test_checks import Finding, find_test
+from prodloop.tools.test_checks import Finding, find_test, is_test_module
 
 # Standard-library modules a regression test may import: values, data formats, text, time, asyncio to run
 # coroutines, unittest (TestCase and mock) — nothing that reaches the process, the interpreter or the harness.
@@ -346,7 +346,7 @@ def support_file_findings(files: dict[str, str] | None, tree: ast.Module) -> lis
     for path in files or {}:
         name = path.rsplit("/", 1)[-1]
         loaded = name in _PYTEST_FILES or name.endswith((".pyc", ".pth", ".pyi")) or name == "__init__.py"
-        if loaded or (name.endswith(".py") and (name.startswith("test") or name.endswith("_test.py"))):
+        if loaded or is_test_module(path) or (name.endswith(".py") and name.startswith("test")):
             out.append(Finding(line=0, problem=f"support file {path} is code pytest would load, not data"))
         elif name.endswith(".py"):
             modules[module_of(path)] = path

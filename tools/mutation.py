@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ProdloopError
+from prodloop.server.errors import MutationRefused, ProdloopError
 from prodloop.server.store import receipts
 from prodloop.server.store.receipts import MutationResult, Scope, SurvivingMutant
 from prodloop.tools import budget
@@ -57,11 +57,6 @@ _DRIVER = Path(__file__).with_name("child") / "mutate_driver.py"
 _GENERATOR = Path(__file__).with_name("child") / "mutate_generate.py"
 logger = logging.getLogger("prodloop.tools")
 Progress = Callable[[int, int], None]
-
-
-class MutationRefused(ProdloopError):
-    def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
-        super().__init__(f"receipt {receipt_id}: {problem}; {fix}")
 
 
 def mutate_validate(

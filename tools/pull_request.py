@@ -17,21 +17,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import CodePathError, ProdloopError
+from prodloop.server.errors import CodePathError, GitError, ProdloopError, PullRequestRefused
 from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.store import policy
 from prodloop.server.store.receipts import MutationResult, Receipt
 from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, mapped_for
-from prodloop.tools.git_repo import GitError, GitRepo
+from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.provenance import build_record, jsonl_line
 from prodloop.tools.sandbox import outcome_of, workspace
-
-
-class PullRequestRefused(ProdloopError):
-    def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
-        super().__init__(f"open_pr refused for receipt {receipt_id}: {problem}; {fix}")
 
 
 class PullRequestResult(BaseModel):
@@ -150,7 +145,8 @@ def _open(
     labels = labels if labels is not None else list(settings.pr_labels)
     url = number = description_path = None
     if settings.github_token is not None:
-        from prodloop.tools.github import GitHubError, create_pull_request
+        from prodloop.server.errors import GitHubError
+        from prodloop.tools.github import create_pull_request
 
         try:
             url, number = create_pull_request(

@@ -11,6 +11,7 @@ import ast
 from pydantic import BaseModel
 
 from prodloop.tools.git_repo import GitRepo
+from prodloop.tools.test_checks import test_functions
 
 _TEST_PATHSPECS = (":(glob)**/test_*.py", ":(glob)**/*_test.py", ":(glob)**/tests/**/*.py")
 
@@ -68,23 +69,11 @@ def _imports_module(tree: ast.AST, module: str, function: str | None) -> bool:
 
 def _tests_naming(tree: ast.AST, function: str) -> list[str]:
     out = []
-    for node, qual in _test_functions(tree):
+    for node, qual in test_functions(tree):
         for sub in ast.walk(node):
             if (isinstance(sub, ast.Name) and sub.id == function) or (
                 isinstance(sub, ast.Attribute) and sub.attr == function
             ):
                 out.append(qual)
                 break
-    return out
-
-
-def _test_functions(tree: ast.AST) -> list[tuple[ast.AST, str]]:
-    out: list[tuple[ast.AST, str]] = []
-    for node in getattr(tree, "body", []):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
-            out.append((node, node.name))
-        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
-            for item in node.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test"):
-                    out.append((item, f"{node.name}::{item.name}"))
     return out

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prodloop.server.errors import CodePathError, IsolationUnavailable
+from prodloop.server.errors import CodePathError, GitError, IsolationUnavailable
 from prodloop.server.settings import Settings
-from prodloop.tools.git_repo import GitError, GitRepo
+from prodloop.tools.git_repo import GitRepo
 
 _PROBE = Path(__file__).with_name("child") / "probe.py"
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")

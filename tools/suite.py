@@ -20,6 +20,7 @@ from prodloop.server.store import Store, policy
 from prodloop.tools._shape import iso
 from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.source_map import module_of
+from prodloop.tools.test_checks import is_test_module
 
 DAY = 86_400.0
 
@@ -47,8 +48,7 @@ def suggest_suite_changes(store: Store, repo: GitRepo, clock: Clock, *, quiet_da
     cutoff = clock.now() - quiet_days * DAY
     proposals: list[Proposal] = []
     for path in files:
-        name = path.rsplit("/", 1)[-1]
-        if not (path.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))):
+        if not is_test_module(path):
             continue
         tree = _parse(repo.read(head, path))
         if tree is None:

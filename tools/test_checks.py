@@ -34,19 +34,30 @@ def parse_test(code: str, argument: str = "test") -> ast.Module:
         raise InvalidArgument(argument, f"is not valid Python (line {exc.lineno}: {exc.msg})", "fix the test") from exc
 
 
-def test_function_names(tree: ast.Module) -> list[str]:
-    """Test functions, and `Class::method` for pytest-style `Test*` classes and unittest `TestCase`s."""
-    names = []
-    for node in tree.body:
+def is_test_module(path: str) -> bool:
+    """A file pytest collects as tests by its default patterns (`test_*.py`, `*_test.py`)."""
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+def test_functions(tree: ast.AST) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]]:
+    """Test functions with their names, `Class::method` for pytest-style `Test*` classes and unittest
+    `TestCase`s."""
+    out: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]] = []
+    for node in getattr(tree, "body", []):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
-            names.append(node.name)
+            out.append((node, node.name))
         elif isinstance(node, ast.ClassDef) and (node.name.startswith("Test") or _test_case_class(node)):
-            names += [
-                f"{node.name}::{f.name}"
+            out += [
+                (f, f"{node.name}::{f.name}")
                 for f in node.body
                 if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.name.startswith("test")
             ]
-    return names
+    return out
+
+
+def test_function_names(tree: ast.Module) -> list[str]:
+    return [name for _, name in test_functions(tree)]
 
 
 def _test_case_class(node: ast.ClassDef) -> bool:

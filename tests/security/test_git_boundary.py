@@ -114,7 +114,8 @@ def test_no_module_but_git_repo_runs_git_or_opens_a_repository() -> None:
 
 
 def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_path: Path) -> None:
-    from prodloop.tools.git_repo import GitError, GitRepo
+    from prodloop.server.errors import GitError
+    from prodloop.tools.git_repo import GitRepo
 
     marker = tmp_path / "ran"
     repo_root = tmp_path / "r"
@@ -137,7 +138,8 @@ def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_pa
 
 
 def test_the_pr_commit_is_built_by_plumbing_from_base_fix_test_and_ledger_alone(tmp_path: Path) -> None:
-    from prodloop.tools.git_repo import GitError, GitRepo
+    from prodloop.server.errors import GitError
+    from prodloop.tools.git_repo import GitRepo
 
     root = tmp_path / "r"
     root.mkdir()

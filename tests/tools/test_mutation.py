@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ProdloopError, ReceiptTampered
+from prodloop.server.errors import MutationRefused, ProdloopError, ReceiptTampered
 from prodloop.server.store import receipts
 from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.mutation import MutationRefused, mutate_validate
+from prodloop.tools.mutation import mutate_validate
 from tests.sample_service import FIX_UNKNOWN_SKU, FIX_ZERO_RATE, SampleService
 
 STRONG_SKU = """
