@@ -29,17 +29,15 @@ ReceiptId = Annotated[
 ]
 Cursor = Annotated[str, Field(max_length=64, description="the next_cursor value of the previous page")]
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+# Every tool says destructiveHint and openWorldHint; a hint left out has MCP's default (readOnlyHint false,
+# idempotentHint false, and idempotentHint means nothing for a read-only tool).
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 # Writes only prodloop's own store and throwaway worktrees; the user's repository and remotes are untouched.
-LOCAL_WRITE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
-)
+LOCAL_WRITE = ToolAnnotations(destructive_hint=False, open_world_hint=False)
 # Stores its result on the receipt: the same call again gives the same answer.
-IDEMPOTENT_WRITE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
-)
+IDEMPOTENT_WRITE = ToolAnnotations(destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 # Pushes a branch to the remote and may call GitHub: reaches outside this machine, adds but never overwrites.
-PUBLISHES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+PUBLISHES = ToolAnnotations(destructive_hint=False, open_world_hint=True)
 
 _SCHEMA_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})
 
@@ -99,11 +97,11 @@ def shallow_output_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _short_default(field: Any) -> Any:
-    """A long constant (the production-data notice every context result carries) is said once, in the
-    server's instructions, not again in each schema."""
+    """A long constant (the production-data notice every context result carries) and what it is for are said
+    once, in the server's instructions, not again in each schema."""
     default = field.get("default") if isinstance(field, dict) else None
     if isinstance(default, str) and len(default) > 80:
-        return {k: v for k, v in field.items() if k != "default"}
+        return {k: v for k, v in field.items() if k not in ("default", "description")}
     return field
 
 

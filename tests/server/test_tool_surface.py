@@ -62,7 +62,7 @@ async def test_tools_list_is_compact_and_every_tool_says_when_to_use_it(ctx: App
     async with Client(build_mcp(ctx)) as client:
         tools = (await client.list_tools()).tools
     size = tools_list_bytes(tools)
-    print(f"tools/list: {size} bytes for {len(tools)} tools ({size // len(tools)} per tool; 42430 before trimming)")
+    print(f"tools/list: {size} bytes for {len(tools)} tools ({size // len(tools)} per tool; 42430 untrimmed)")
     for tool in tools:
         sent = json.dumps(tool.model_dump(mode="json", by_alias=True, exclude_none=True))
         assert '"title": "' not in sent.replace(f'"title": "{tool.title}"', ""), tool.name  # no derived titles
@@ -80,7 +80,9 @@ async def test_tools_list_is_compact_and_every_tool_says_when_to_use_it(ctx: App
         assert set(tool.input_schema.get("required", [])) <= set(example), (tool.name, example)
         hints = tool.annotations
         assert hints is not None
-        assert None not in (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint)
+        # Said on every tool; the others only where they differ from MCP's defaults.
+        assert None not in (hints.destructive_hint, hints.open_world_hint), tool.name
+        assert hints.destructive_hint is False, tool.name
     by_name = {t.name: t for t in tools}
     assert by_name["open_pr"].annotations is not None and by_name["open_pr"].annotations.open_world_hint is True
     assert [n for n, t in by_name.items() if t.annotations and t.annotations.open_world_hint] == ["open_pr"]
