@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_CAPTURE = textwrap.dedent(
-    """
-    import json, runpy, sys
-    import sentry_sdk
-    from sentry_sdk.transport import Transport
-
-    out_path, release, script = sys.argv[1], sys.argv[2], sys.argv[3]
-    events = []
-
-    class Capture(Transport):
-        def capture_envelope(self, envelope):
-            for item in envelope.items:
-                if item.type == "event":
-                    events.append(json.loads(item.get_bytes()))
-
-        def flush(self, timeout, callback=None):
-            pass
-
-    sentry_sdk.init(dsn="http://public@127.0.0.1:9/1", transport=Capture, release=release or None,
-                    environment="production", include_local_variables=True)
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except BaseException:
-        sentry_sdk.capture_exception()
-    sentry_sdk.flush()
-    with open(out_path, "w") as fh:
-        json.dump(events, fh)
-    """
-)
+from tests.sdk_events import capture_events
 
 
 @dataclass
@@ -85,22 +55,10 @@ class GitFixture:
         """Run `script` (a path in the repo, or code) under a real sentry-sdk; the events it reports."""
         if cwd_rev is not None:
             self.checkout(cwd_rev)
-        runner = self.root.parent / "_capture.py"
-        runner.write_text(_CAPTURE)
         target = self.root / script if (self.root / script).exists() else self.root.parent / "_script.py"
         if target.name == "_script.py":
             target.write_text(textwrap.dedent(script))
-        out = self.root.parent / "_events.json"
-        subprocess.run(
-            [sys.executable, str(runner), str(out), release, str(target)],
-            cwd=self.root,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (self.root, *pythonpath)))},
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        events: list[dict[str, Any]] = json.loads(out.read_text())
-        return events
+        return capture_events(cwd=self.root, pythonpath=(self.root, *pythonpath), script=target, release=release)
 
 
 def committed_repo(path: Path, files: dict[str, str | None], message: str) -> GitFixture:
