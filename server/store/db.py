@@ -384,9 +384,4 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
             "INSERT OR IGNORE INTO issue_frames (issue_id, filename, module, function) VALUES (?, ?, ?, ?)",
             (issue_id, frame.filename, frame.module, frame.function),
         )
-    if r.release:
-        conn.execute(
-            "INSERT OR IGNORE INTO releases (project_id, version, first_event) VALUES (?, ?, ?)",
-            (r.project_id, r.release, r.timestamp),
-        )
     return True

@@ -1,7 +1,7 @@
 """Versioned schema migrations. Append new ones; never edit one that has shipped.
 
-Tables still to come (receipts, budgets, provenance, quarantine, escalations) key on
-`issues.id`, the issue lineage every policy decision is counted against.
+The policy tables (receipts, budgets, escalations, pull requests) key on `issues.id`, the issue lineage every
+policy decision is counted against.
 """
 
 from __future__ import annotations
@@ -178,6 +178,12 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         6,
         """
         ALTER TABLE receipts ADD COLUMN support_files TEXT
+        """,
+    ),
+    (
+        7,
+        """
+        DROP TABLE releases
         """,
     ),
 )
