@@ -237,7 +237,9 @@ def _candidate(b: _Bench) -> tuple[float, int]:
         policy.reset_budget(b.ctx.store, ISSUE, time.time())
         b.recorder.fresh()
         started = time.perf_counter()
-        result = run_candidate_for_issue(b.ctx, issue_id=ISSUE, test_code=GOOD_TEST, fix_diff=FIX_UNKNOWN_SKU)
+        result = run_candidate_for_issue(
+            *b.ctx.collaborators(), issue_id=ISSUE, test_code=GOOD_TEST, fix_diff=FIX_UNKNOWN_SKU
+        )
         wall = time.perf_counter() - started
         if not result.passed:
             raise RuntimeError(f"the good test failed a gate: {[g for g in result.gates if not g.passed]}")
@@ -285,7 +287,7 @@ def _synthesis(b: _Bench) -> None:
         policy.reset_budget(b.ctx.store, ISSUE, time.time())
         b.recorder.fresh()
         started = time.perf_counter()
-        result = synthesize_regression_test(b.ctx, issue_id=ISSUE)
+        result = synthesize_regression_test(*b.ctx.collaborators(), issue_id=ISSUE)
         walls.append(time.perf_counter() - started)
         if result.test_code is None:
             raise RuntimeError(f"synthesis did not reproduce: {result.attempts}")

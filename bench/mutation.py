@@ -291,8 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         ctx = receipt(scratch, repo)
         try:
             candidate = run_candidate_for_issue(
-                ctx, issue_id=1, test_code=pkg.REGRESSION_TEST, test_path=pkg.TEST_PATH, test_name=pkg.TEST_NAME,
-                fix_diff=pkg.FIX_DIFF,
+                *ctx.collaborators(), issue_id=1, test_code=pkg.REGRESSION_TEST, test_path=pkg.TEST_PATH,
+                test_name=pkg.TEST_NAME, fix_diff=pkg.FIX_DIFF,
             )  # fmt: skip
             if not candidate.passed:
                 raise RuntimeError(f"the candidate failed its gates: {candidate.gates}")
@@ -300,13 +300,13 @@ def main(argv: list[str] | None = None) -> None:
             with Shims(scratch).installed(ctx) as shims:
                 for _ in range(args.runs):
                     shims.mark("start")
-                    result = mutation.mutate_validate(ctx, receipt_id=candidate.receipt_id)
+                    result = mutation.mutate_validate(*ctx.collaborators(), receipt_id=candidate.receipt_id)
                     shims.mark("store verdict")
                     walls.append(shims.marks[-1][1] - shims.marks[0][1])
                     splits.append(shims.take())
             with Shims(scratch, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1").installed(ctx) as shims:
                 shims.mark("start")
-                trial = mutation.mutate_validate(ctx, receipt_id=candidate.receipt_id)
+                trial = mutation.mutate_validate(*ctx.collaborators(), receipt_id=candidate.receipt_id)
                 shims.mark("store verdict")
                 trial_wall, trial_split = shims.marks[-1][1] - shims.marks[0][1], dict(shims.take())
         finally:

@@ -287,7 +287,7 @@ def loop(
             if not as_json:
                 err.print(f"[bold]issue {issue_id}[/bold]")
             report = run_loop(
-                ctx, issue_id=issue_id, on_step=None if as_json else lambda s: err.print(
+                *ctx.collaborators(), issue_id=issue_id, on_step=None if as_json else lambda s: err.print(
                     f"  {'✓' if s.ok else '✗'} {s.seconds:6.2f}s  {s.name}: {s.detail}", markup=False, highlight=False
                 ),
             )  # fmt: skip

@@ -1,19 +1,17 @@
-"""`AppContext`: the collaborators every entry point builds once and passes down."""
+"""`AppContext`: what an entry point (MCP app, CLI, demo) opens once; tools get its collaborators, never it."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prodloop.server.clock import Clock, SystemClock
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
-
-if TYPE_CHECKING:
-    from prodloop.tools.git_repo import GitRepo
-    from prodloop.tools.runner import Runner
+from prodloop.tools.collaborators import Collaborators
+from prodloop.tools.git_repo import GitRepo
+from prodloop.tools.runner import Runner
 
 
 @dataclass
@@ -29,8 +27,6 @@ class AppContext:
         """The served repository, opened once (tools run on several threads) so its caches stay warm."""
         with self._git_lock:
             if self._git is None:
-                from prodloop.tools.git_repo import GitRepo
-
                 self._git = GitRepo(self.settings.repo.resolve())
             return self._git
 
@@ -38,10 +34,12 @@ class AppContext:
         """How confined runs start (interpreter, limits, isolation), built once from the settings; a bench may
         give its own (`with_runner`)."""
         if self._runner is None:
-            from prodloop.tools.runner import Runner
-
             self._runner = Runner.from_settings(self.settings)
         return self._runner
+
+    def collaborators(self) -> Collaborators:
+        """What the write path's tools take, in their order: store, repository, runner, settings, clock."""
+        return Collaborators(self.store, self.git(), self.runner(), self.settings, self.clock)
 
     def with_runner(self, runner: Runner) -> AppContext:
         self._runner = runner

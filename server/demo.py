@@ -163,7 +163,7 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
             write_scripted_fix(repo)
             step("scripted agent wrote the fix", "shop/pricing.py: unknown SKUs are priced 0")
             report = run_loop(
-                ctx, issue_id=seen["issue"]["id"], client="prodloop demo",
+                *ctx.collaborators(), issue_id=seen["issue"]["id"], client="prodloop demo",
                 on_step=lambda s: step(f"loop: {s.name}", s.detail if s.ok else f"FAILED: {s.detail}"),
             )  # fmt: skip
             seen["loop"] = report.model_dump()

@@ -176,7 +176,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         ] = None,
     ) -> Annotated[CallToolResult, CandidateResult]:
         result = run_candidate_for_issue(
-            ctx, issue_id=issue_id, test_code=test_code, test_file=test_file, test_path=test_path,
+            *ctx.collaborators(), issue_id=issue_id, test_code=test_code, test_file=test_file, test_path=test_path,
             test_name=test_name, fix_diff=fix_diff, fix_from_working_tree=fix_from_working_tree,
             support_files=support_files,
         )  # fmt: skip
@@ -192,11 +192,11 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             bool, Field(description="with a fix in the working tree, also assert what it returns for the input")
         ] = False,
     ) -> Annotated[CallToolResult, SynthesisResult]:
-        result = synthesize_regression_test(ctx, issue_id=issue_id, max_frames=max_frames)
+        result = synthesize_regression_test(*ctx.collaborators(), issue_id=issue_id, max_frames=max_frames)
         if characterize_fix and result.call is not None and result.test_path is not None:
             fix = working_tree_diff(ctx.git(), result.call.commit, result.test_path)
             if fix.strip():
-                stronger, _why = characterize(ctx, result.call, fix)
+                stronger, _why = characterize(ctx.git(), ctx.runner(), result.call, fix)
                 result.test_code = stronger or result.test_code
         return reply(result)
 
@@ -222,7 +222,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
 
         def work() -> MutationResult:
             return mutate_validate(
-                ctx,
+                *ctx.collaborators(),
                 receipt_id=receipt_id,
                 scope=scope,
                 include_related_tests=include_related_tests,
@@ -251,7 +251,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         try:
             return reply(
                 open_pr(
-                    ctx,
+                    *ctx.collaborators(),
                     receipt_id=receipt_id,
                     title=title,
                     body_extra=body_extra,

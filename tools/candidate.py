@@ -20,8 +20,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from prodloop.server.context import AppContext
+from prodloop.server.clock import Clock
 from prodloop.server.errors import GitError, InvalidArgument, ReceiptTampered
+from prodloop.server.settings import Settings
 from prodloop.server.store import Store, receipts
 from prodloop.server.store.receipts import GATE_ORDER, Gate, GateName, Receipt
 from prodloop.tools import budget
@@ -31,6 +32,7 @@ from prodloop.tools.code_path import CodePath, map_code_path
 from prodloop.tools.functions import FunctionIndex
 from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.hermetic import hermetic_findings, support_file_findings
+from prodloop.tools.runner import Runner
 from prodloop.tools.sandbox import (
     RunResult,
     Workspace,
@@ -117,7 +119,7 @@ def _check_support(support: dict[str, str], test_path: str) -> dict[str, str]:
 
 
 def prepare_input(
-    ctx: AppContext,
+    repo: GitRepo,
     *,
     issue_id: int,
     test_code: str | None,
@@ -129,7 +131,7 @@ def prepare_input(
     code_path: CodePath,
     support_files: dict[str, str] | None = None,
 ) -> CandidateInput:
-    repo_root = ctx.settings.repo.resolve()
+    repo_root = repo.path.resolve()
     if (test_code is None) == (test_file is None):
         raise InvalidArgument("test_code/test_file", "give exactly one of them", "pass the test's code or its path")
     if test_file is not None:
@@ -151,7 +153,7 @@ def prepare_input(
     if fix_diff is not None and fix_from_working_tree:
         raise InvalidArgument("fix", "give a diff or fix_from_working_tree, not both", "choose one")
     if fix_from_working_tree:
-        fix_diff = working_tree_diff(ctx.git(), code_path.release.commit, test_path)
+        fix_diff = working_tree_diff(repo, code_path.release.commit, test_path)
     support = _check_support(support_files or {}, test_path)
     return CandidateInput(issue_id, test_code, test_path, test_name, fix_diff or "", support)
 
@@ -171,13 +173,17 @@ def working_tree_diff(repo: GitRepo, commit: str, test_path: str) -> str:
 
 
 def run_candidate_test(
-    ctx: AppContext,
+    store: Store,
+    repo: GitRepo,
+    runner: Runner,
+    settings: Settings,
+    clock: Clock,
     code_path: CodePath,
     given: CandidateInput,
     *,
     budget_kind: Literal["candidate", "synthesis"] = "candidate",
 ) -> CandidateResult:
-    gates_cfg = ctx.settings.gates
+    gates_cfg = settings.gates
     tree = parse_test(given.test_code)
     names = test_function_names(tree)
     if given.test_name is not None:
@@ -190,13 +196,12 @@ def run_candidate_test(
         raise InvalidArgument("test_name", f"the test file has {len(names)} tests ({names[:5]})", "say which one")
     node = f"{given.test_path}::{name}"
     commit = code_path.release.commit
-    packages = _service_packages(ctx, commit)
-    runner = ctx.runner()
+    packages = _service_packages(repo, commit)
     started = time.monotonic()
     runs: list[RunResult] = []
 
-    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, given.issue_id, kind=budget_kind)
-    interface = public_interface_findings(tree, packages, name, _off_path_functions(ctx, code_path))
+    budget.reserve_run(store, settings.budgets, clock, given.issue_id, kind=budget_kind)
+    interface = public_interface_findings(tree, packages, name, _off_path_functions(repo, code_path))
     evidence, problems = assertion_findings(tree, name, packages)
     unsealed = hermetic_findings(tree, name) + support_file_findings(given.support_files, tree)
     gates: dict[GateName, Gate] = {
@@ -225,13 +230,13 @@ def run_candidate_test(
                     name=gate_name, passed=None, evidence="not run: the test is not hermetic (see the hermetic gate)"
                 )
         else:
-            with workspace(ctx.git(), commit) as ws:
+            with workspace(repo, commit) as ws:
                 given.write_test(ws)
                 deployed = runner.pytest(ws, [node], watch_raises=True)
                 runs.append(deployed)
                 gates["reproduces"] = judge.reproduces(deployed, node, code_path, ws)
             if given.fix_diff:
-                with workspace(ctx.git(), commit) as ws:
+                with workspace(repo, commit) as ws:
                     fix = given.fix_diff
                     ws.apply_diff(fix)
                     given.write_test(ws)
@@ -253,19 +258,19 @@ def run_candidate_test(
                 gates["fast"] = judge.fast(deployed, node, gates_cfg.max_test_seconds)
     finally:
         cpu = sum(r.cpu_seconds for r in runs)
-        budget.charge_cpu(ctx.store, given.issue_id, cpu_seconds=cpu)
+        budget.charge_cpu(store, given.issue_id, cpu_seconds=cpu)
     gate_list = [gates[g] for g in GATE_ORDER]
     isolated = all(r.protected_checkout for r in runs)
     passed = all(g.passed for g in gate_list) and (isolated or not gates_cfg.require_isolation)
     receipt_id = uuid.uuid4().hex
     test_sha, fix_sha = test_digest(given.test_code, given.support_files), sha256(given.fix_diff)
     receipts.save(
-        ctx.store,
+        store,
         Receipt(
             id=receipt_id, issue_id=given.issue_id, event_id=code_path.event_id, commit_sha=commit,
             test_path=given.test_path, test_name=name, test_code=given.test_code, test_sha256=test_sha,
             fix_diff=given.fix_diff, fix_sha256=fix_sha, passed=passed, gates=tuple(gate_list),
-            cpu_seconds=cpu, created_at=ctx.clock.now(), mutation=None, support_files=given.support_files or None,
+            cpu_seconds=cpu, created_at=clock.now(), mutation=None, support_files=given.support_files or None,
         ),
     )  # fmt: skip
     return CandidateResult(
@@ -281,7 +286,7 @@ def run_candidate_test(
         cpu_seconds=round(cpu, 3),
         wall_seconds=round(time.monotonic() - started, 3),
         checkout_protected=isolated,
-        budget=budget.budget_status(ctx.store, ctx.settings.budgets, given.issue_id),
+        budget=budget.budget_status(store, settings.budgets, given.issue_id),
         next_step=judge.next_step(gate_list)
         if isolated or not gates_cfg.require_isolation
         else "the runs were not isolated (no user namespaces here): the receipt cannot pass; "
@@ -289,20 +294,20 @@ def run_candidate_test(
     )
 
 
-def _off_path_functions(ctx: AppContext, code_path: CodePath) -> set[str]:
+def _off_path_functions(repo: GitRepo, code_path: CodePath) -> set[str]:
     """Top-level functions of the path's modules that the failure does not run through (patching them is fair)."""
     on_path = {part for e in code_path.exceptions for f in e.path if f.qualname for part in f.qualname.split(".")}
     files = {f.location.repo_path for e in code_path.exceptions for f in e.path if f.location.repo_path}
     defined = set()
     for path in files:
-        defined |= {d.qualname for d in FunctionIndex(ctx.git().read(code_path.release.commit, path) or "").defs}
+        defined |= {d.qualname for d in FunctionIndex(repo.read(code_path.release.commit, path) or "").defs}
     return {name for name in defined if "." not in name} - on_path
 
 
-def _service_packages(ctx: AppContext, commit: str) -> set[str]:
+def _service_packages(repo: GitRepo, commit: str) -> set[str]:
     """Top-level importable names of the service (packages and modules), at the root or under src/."""
     names = set()
-    for path in ctx.git().files(commit):
+    for path in repo.files(commit):
         parts = path.split("/")
         if parts[0] == "src" and len(parts) > 1:
             parts = parts[1:]
@@ -315,7 +320,11 @@ def _service_packages(ctx: AppContext, commit: str) -> set[str]:
 
 
 def run_candidate_for_issue(
-    ctx: AppContext,
+    store: Store,
+    repo: GitRepo,
+    runner: Runner,
+    settings: Settings,
+    clock: Clock,
     *,
     issue_id: int,
     test_code: str | None = None,
@@ -328,11 +337,11 @@ def run_candidate_for_issue(
     code_path: CodePath | None = None,
 ) -> CandidateResult:
     """Map the issue's latest event (or take the loop's mapping of it), then run the candidate through every gate."""
-    ctx.store.get_issue(issue_id)
+    store.get_issue(issue_id)
     if code_path is None or code_path.issue_id != issue_id:
-        code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
+        code_path = map_code_path(store, repo, issue_id=issue_id, path_rewrites=settings.path_rewrites)
     given = prepare_input(
-        ctx,
+        repo,
         issue_id=issue_id,
         test_code=test_code,
         test_file=test_file,
@@ -343,4 +352,4 @@ def run_candidate_for_issue(
         code_path=code_path,
         support_files=support_files,
     )
-    return run_candidate_test(ctx, code_path, given)
+    return run_candidate_test(store, repo, runner, settings, clock, code_path, given)

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from prodloop.server.context import AppContext
 from prodloop.tools.call_plan import invocation
+from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.reconstruct import Unusable, rebuild, render
 from prodloop.tools.regression_test import (
     SynthesizedCall,
@@ -25,6 +25,7 @@ from prodloop.tools.regression_test import (
     helper_lines,
     render_test,
 )
+from prodloop.tools.runner import Runner
 from prodloop.tools.sandbox import workspace
 
 _MARK = "PRODLOOP-RESULT-{nonce} "  # a nonce per run: output the service prints cannot pose as a result line
@@ -50,7 +51,7 @@ def _text_form(line: str | None, shown: str) -> str | None:
     return repr(text)
 
 
-def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple[str | None, str]:
+def characterize(repo: GitRepo, runner: Runner, call: SynthesizedCall, fix_diff: str) -> tuple[str | None, str]:
     """(stronger test code or None, what happened): every production input of the test, run once on the fix."""
     every = cases(call)
     nonce = secrets.token_hex(8)
@@ -66,9 +67,9 @@ def characterize(ctx: AppContext, call: SynthesizedCall, fix_diff: str) -> tuple
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-characterize-"))
     try:
         (scratch / "probe.py").write_text("\n".join([*lines, ""]))
-        with workspace(ctx.git(), call.commit) as ws:
+        with workspace(repo, call.commit) as ws:
             ws.apply_diff(fix_diff)
-            run = ctx.runner().script([str(scratch / "probe.py")], cwd=ws.root, keep=[ws.root.parent, scratch])
+            run = runner.script([str(scratch / "probe.py")], cwd=ws.root, keep=[ws.root.parent, scratch])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     output = run.output

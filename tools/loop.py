@@ -14,14 +14,19 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from prodloop.server.context import AppContext
+from prodloop.server.clock import Clock
 from prodloop.server.errors import BudgetExhausted, ProdloopError
+from prodloop.server.settings import Settings
+from prodloop.server.store import Store
 from prodloop.server.store.receipts import Gate
 from prodloop.tools.candidate import run_candidate_for_issue, working_tree_diff
 from prodloop.tools.characterize import characterize
 from prodloop.tools.code_path import map_code_path
+from prodloop.tools.collaborators import Collaborators
+from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.mutation import mutate_validate
 from prodloop.tools.pull_request import PullRequestResult, open_pr
+from prodloop.tools.runner import Runner
 from prodloop.tools.synthesis import synthesize_regression_test
 
 Outcome = Literal["pr_opened", "needs_agent", "budget_exhausted", "error"]
@@ -50,8 +55,17 @@ class LoopReport(BaseModel):
 
 
 def run_loop(
-    ctx: AppContext, *, issue_id: int, on_step: Callable[[LoopStep], None] | None = None, client: str = "prodloop loop"
+    store: Store,
+    repo: GitRepo,
+    runner: Runner,
+    settings: Settings,
+    clock: Clock,
+    *,
+    issue_id: int,
+    on_step: Callable[[LoopStep], None] | None = None,
+    client: str = "prodloop loop",
 ) -> LoopReport:
+    ctx = Collaborators(store, repo, runner, settings, clock)
     started = time.monotonic()
     report = LoopReport(issue_id=issue_id, outcome="error", exit_code=2, steps=[], test_code=None, seconds=0.0)
     steps = report.steps  # pydantic copies a list given to the constructor: append to the report's own
@@ -69,7 +83,7 @@ def run_loop(
 
     try:
         t0 = time.monotonic()
-        code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
+        code_path = map_code_path(store, repo, issue_id=issue_id, path_rewrites=settings.path_rewrites)
         culprit = code_path.culprit
         where = f"{culprit.location.repo_path}:{culprit.location.lineno} in {culprit.qualname}" if culprit else "none"
         step("map_code_path", culprit is not None, t0, f"culprit {where} at {code_path.release.commit[:12]}")
@@ -79,7 +93,7 @@ def run_loop(
             )
 
         t0 = time.monotonic()
-        synthesized = synthesize_regression_test(ctx, issue_id=issue_id, code_path=code_path)
+        synthesized = synthesize_regression_test(*ctx, issue_id=issue_id, code_path=code_path)
         reasons = "; ".join(f"{a.frame}: {a.reason}" for a in synthesized.attempts)
         step("synthesize_regression_test", synthesized.test_code is not None, t0, reasons)
         if synthesized.test_code is None:
@@ -87,7 +101,7 @@ def run_loop(
         report.test_code = synthesized.test_code
 
         t0 = time.monotonic()
-        fix = working_tree_diff(ctx.git(), code_path.release.commit, synthesized.test_path or "")
+        fix = working_tree_diff(repo, code_path.release.commit, synthesized.test_path or "")
         step(
             "find the fix",
             bool(fix.strip()),
@@ -104,14 +118,14 @@ def run_loop(
         test_code = synthesized.test_code
         if synthesized.call is not None:
             t0 = time.monotonic()
-            stronger, why = characterize(ctx, synthesized.call, fix)
+            stronger, why = characterize(repo, runner, synthesized.call, fix)
             step("characterize the fix", stronger is not None, t0, why)
             test_code = stronger or test_code
             report.test_code = test_code
 
         t0 = time.monotonic()
         candidate = run_candidate_for_issue(
-            ctx, issue_id=issue_id, test_code=test_code, fix_diff=fix, code_path=code_path
+            *ctx, issue_id=issue_id, test_code=test_code, fix_diff=fix, code_path=code_path
         )
         report.receipt_id = candidate.receipt_id
         report.gates = list(candidate.gates)
@@ -125,7 +139,7 @@ def run_loop(
             )
 
         t0 = time.monotonic()
-        mutation = mutate_validate(ctx, receipt_id=candidate.receipt_id, code_path=code_path)
+        mutation = mutate_validate(*ctx, receipt_id=candidate.receipt_id, code_path=code_path)
         report.mutation_score = mutation.score
         step("mutate_validate", mutation.passed, t0, f"score {mutation.score} over {mutation.mutants} mutants")
         if not mutation.passed and not mutation.mutants:
@@ -145,7 +159,7 @@ def run_loop(
             )
 
         t0 = time.monotonic()
-        pr = open_pr(ctx, receipt_id=candidate.receipt_id, client=client, code_path=code_path)
+        pr = open_pr(*ctx, receipt_id=candidate.receipt_id, client=client, code_path=code_path)
         report.pull_request = pr
         step("open_pr", True, t0, f"{pr.mode}: {pr.url or pr.branch} on {pr.remote}")
         return finish("pr_opened")

@@ -35,15 +35,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from prodloop.server.context import AppContext
+from prodloop.server.clock import Clock
 from prodloop.server.errors import MutationRefused, ProdloopError
-from prodloop.server.store import receipts
+from prodloop.server.settings import Settings
+from prodloop.server.store import Store, receipts
 from prodloop.server.store.receipts import MutationResult, Scope, SurvivingMutant
 from prodloop.tools import budget
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, MappedFrame, mapped_for
 from prodloop.tools.diffs import added_lines, code_lines, statement_lines, statement_spans
 from prodloop.tools.functions import FunctionIndex
+from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.runner import Runner
 from prodloop.tools.sandbox import (
     stop_all,
@@ -60,7 +62,11 @@ Progress = Callable[[int, int], None]
 
 
 def mutate_validate(
-    ctx: AppContext,
+    store: Store,
+    repo: GitRepo,
+    runner: Runner,
+    settings: Settings,
+    clock: Clock,
     *,
     receipt_id: str,
     scope: Scope = "fix",
@@ -70,15 +76,13 @@ def mutate_validate(
     code_path: CodePath | None = None,
 ) -> MutationResult:
     started = time.monotonic()
-    receipt = verified_receipt(ctx.store, receipt_id)
+    receipt = verified_receipt(store, receipt_id)
     if not receipt.passed:
         failed = receipt.failed_gates()
         raise MutationRefused(
             receipt_id, f"its gates did not all pass ({', '.join(failed)})", "run_candidate_test again"
         )
-    code_path = mapped_for(
-        ctx.store, ctx.git(), code_path, event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites
-    )
+    code_path = mapped_for(store, repo, code_path, event_id=receipt.event_id, path_rewrites=settings.path_rewrites)
     frames = (
         [f for e in code_path.exceptions for f in e.path]
         if scope == "path"
@@ -91,11 +95,10 @@ def mutate_validate(
         raise MutationRefused(
             receipt_id, "no function of the mapped path is in the repository", "map_code_path says why"
         )
-    budget.reserve_run(ctx.store, ctx.settings.budgets, ctx.clock, receipt.issue_id, kind="cpu")
-    cfg = ctx.settings.gates
-    runner = ctx.runner()
+    budget.reserve_run(store, settings.budgets, clock, receipt.issue_id, kind="cpu")
+    cfg = settings.gates
     node = f"{receipt.test_path}::{receipt.test_name}"
-    with workspace(ctx.git(), receipt.commit_sha) as ws:
+    with workspace(repo, receipt.commit_sha) as ws:
         ws.apply_diff(receipt.fix_diff)
         # Read what will be mutated before any test runs in this tree: nothing a test writes is trusted.
         wanted = _wanted_lines(ws.root, scope, targets, receipt.fix_diff, receipt.test_path)
@@ -109,7 +112,7 @@ def mutate_validate(
         if not wanted:
             raise MutationRefused(receipt_id, "the fix changes no Python code line", "mutate with scope='culprit'")
         coverage = runner.pytest(ws, tests, cover_files=sorted(wanted))
-        budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=coverage.cpu_seconds)
+        budget.charge_cpu(store, receipt.issue_id, cpu_seconds=coverage.cpu_seconds)
         if coverage.notes:
             raise MutationRefused(receipt_id, "; ".join(coverage.notes), "check the service's environment")
         spec_targets, functions, not_executed = _executed_targets(sources, wanted, coverage.covered)
@@ -129,7 +132,7 @@ def mutate_validate(
             mutants = _generate(spec_targets) if spec_targets else []
             widened = "the fix's own statements admit no mutant, so the functions it changed were mutated; "
         results, note, cpu = _drive(ws.root, runner, mutants, sources, tests, cfg.timeout_seconds, on_progress, cancel)
-        budget.charge_cpu(ctx.store, receipt.issue_id, cpu_seconds=cpu)
+        budget.charge_cpu(store, receipt.issue_id, cpu_seconds=cpu)
     counts = {
         k: sum(1 for r in results if r["status"] == k)
         for k in ("killed", "survived", "unexercised", "timeout", "no_tests", "suspicious")
@@ -169,7 +172,7 @@ def mutate_validate(
         else f"no mutants could be made of the target lines; nothing was proven. {note}".strip(),
         **counts,
     )
-    receipts.set_mutation(ctx.store, receipt_id, result)
+    receipts.set_mutation(store, receipt_id, result)
     return result
 
 

@@ -16,16 +16,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from prodloop.server.context import AppContext
+from prodloop.server.clock import Clock
 from prodloop.server.errors import CodePathError, GitError, ProdloopError, PullRequestRefused
 from prodloop.server.ingest.scrub import secret_findings
-from prodloop.server.store import policy
+from prodloop.server.settings import Settings
+from prodloop.server.store import Store, policy
 from prodloop.server.store.receipts import MutationResult, Receipt
 from prodloop.tools._shape import cap, iso, untrusted_md
 from prodloop.tools.candidate import verified_receipt
 from prodloop.tools.code_path import CodePath, mapped_for
+from prodloop.tools.collaborators import Collaborators
 from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.provenance import build_record, jsonl_line
+from prodloop.tools.runner import Runner
 from prodloop.tools.sandbox import outcome_of, workspace
 
 
@@ -44,7 +47,11 @@ class PullRequestResult(BaseModel):
 
 
 def open_pr(
-    ctx: AppContext,
+    store: Store,
+    repo: GitRepo,
+    runner: Runner,
+    settings: Settings,
+    clock: Clock,
     *,
     receipt_id: str,
     title: str | None = None,
@@ -54,7 +61,8 @@ def open_pr(
     client: str = "unknown",
     code_path: CodePath | None = None,
 ) -> PullRequestResult:
-    receipt = verified_receipt(ctx.store, receipt_id)
+    ctx = Collaborators(store, repo, runner, settings, clock)
+    receipt = verified_receipt(store, receipt_id)
     mutation = _check_receipt(receipt)
     issue = ctx.store.get_issue(receipt.issue_id)
     slot = _reserve(ctx, receipt)
@@ -73,7 +81,7 @@ def open_pr(
 
 
 def _open(
-    ctx: AppContext,
+    ctx: Collaborators,
     receipt: Receipt,
     mutation: MutationResult,
     issue: Any,
@@ -89,14 +97,14 @@ def _open(
 ) -> PullRequestResult:
     receipt_id = receipt.id
     code_path = mapped_for(
-        ctx.store, ctx.git(), code_path, event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites
+        ctx.store, ctx.repo, code_path, event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites
     )
     settings = ctx.settings
     repo_path = settings.repo.resolve()
     remote = settings.git_remote
-    base = settings.base_branch or ctx.git().default_branch(remote)
-    base_sha = _fetch_base(ctx, remote, base)
-    branch = _free_branch(ctx.git(), remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
+    base = settings.base_branch or ctx.repo.default_branch(remote)
+    base_sha = _fetch_base(ctx.repo, remote, base)
+    branch = _free_branch(ctx.repo, remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
     now = ctx.clock.now()
     record = build_record(
         receipt=receipt,
@@ -110,7 +118,7 @@ def _open(
     body = _body(issue, code_path, receipt, mutation, record, body_extra)
     _refuse_secrets(receipt, {"the PR title": title or "", "the PR description": body, "the commit message": message,
                               "the provenance line": jsonl_line(record)})  # fmt: skip
-    repo = ctx.git()
+    repo = ctx.repo
     if repo.exists(base_sha, receipt.test_path):
         raise PullRequestRefused(
             receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
@@ -128,7 +136,7 @@ def _open(
     _check_tree(repo, receipt_id, base_sha, commit, _expected_files(repo, base_sha, receipt, settings.ledger_path))
     with workspace(repo, commit) as ws:
         node = f"{receipt.test_path}::{receipt.test_name}"
-        check = ctx.runner().pytest(ws, [node])
+        check = ctx.runner.pytest(ws, [node])
         outcome = outcome_of(check, node)
         if outcome is None or outcome.outcome != "passed":
             what = "timed out" if check.timed_out else (outcome.outcome if outcome else "did not run")
@@ -213,7 +221,7 @@ def _check_receipt(receipt: Receipt) -> MutationResult:
     return mutation
 
 
-def _reserve(ctx: AppContext, receipt: Receipt) -> int:
+def _reserve(ctx: Collaborators, receipt: Receipt) -> int:
     limits = ctx.settings.budgets
     now = ctx.clock.now()
     slot, problem = policy.reserve_pull_request(
@@ -228,13 +236,11 @@ def _reserve(ctx: AppContext, receipt: Receipt) -> int:
     return slot
 
 
-def _fetch_base(ctx: AppContext, remote: str, base: str) -> str:
-    ctx.git().fetch(remote, base)
-    sha = ctx.git().resolve(f"refs/remotes/{remote}/{base}") or ctx.git().resolve(base)
+def _fetch_base(repo: GitRepo, remote: str, base: str) -> str:
+    repo.fetch(remote, base)
+    sha = repo.resolve(f"refs/remotes/{remote}/{base}") or repo.resolve(base)
     if sha is None:
-        raise CodePathError(
-            str(ctx.git().path), f"base branch {base} is neither on {remote} nor local", "set base_branch"
-        )
+        raise CodePathError(str(repo.path), f"base branch {base} is neither on {remote} nor local", "set base_branch")
     return sha
 
 

@@ -20,9 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from prodloop.server.context import AppContext
+from prodloop.server.clock import Clock
 from prodloop.server.errors import ProdloopError
 from prodloop.server.ingest.grouping import exceptions, frames_of
+from prodloop.server.settings import Settings
+from prodloop.server.store import Store
 from prodloop.server.store.receipts import Gate
 from prodloop.tools.call_plan import (
     CallerSite,
@@ -33,9 +35,12 @@ from prodloop.tools.call_plan import (
 )
 from prodloop.tools.candidate import prepare_input, run_candidate_test
 from prodloop.tools.code_path import CodePath, ExceptionPath, MappedFrame, map_code_path
+from prodloop.tools.collaborators import Collaborators
+from prodloop.tools.git_repo import GitRepo
 from prodloop.tools.reconstruct import ClassResolver, InitSource, Unusable, render
 from prodloop.tools.regression_test import Case, SynthesizedCall, render_test
 from prodloop.tools.replay import find_apps, planned_replay, replayed
+from prodloop.tools.runner import Runner
 from prodloop.tools.source_map import module_of
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
@@ -62,31 +67,42 @@ class SynthesisResult(BaseModel):
 
 
 def synthesize_regression_test(
-    ctx: AppContext, *, issue_id: int, max_frames: int = 5, code_path: CodePath | None = None
+    store: Store,
+    repo: GitRepo,
+    runner: Runner,
+    settings: Settings,
+    clock: Clock,
+    *,
+    issue_id: int,
+    max_frames: int = 5,
+    code_path: CodePath | None = None,
 ) -> SynthesisResult:
-    issue = ctx.store.get_issue(issue_id)
+    ctx = Collaborators(store, repo, runner, settings, clock)
+    issue = store.get_issue(issue_id)
     if code_path is None or code_path.issue_id != issue_id:
-        code_path = map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
-    event = json.loads(ctx.store.get_event(code_path.event_id).payload)
+        code_path = map_code_path(store, repo, issue_id=issue_id, path_rewrites=settings.path_rewrites)
+    event = json.loads(store.get_event(code_path.event_id).payload)
     raw_chain = exceptions(event)
     attempts: list[FrameAttempt] = []
     tried = 0
     known_classes: dict[str, set[str]] = {}
-    init_source = _init_source(ctx, code_path.release.commit)
+    init_source = _init_source(repo, code_path.release.commit)
     for exc_path, mapped in _candidates(code_path):
         raw_frames = frames_of(raw_chain[exc_path.index]) if exc_path.index < len(raw_chain) else []
         if tried >= max_frames:
             break
         label = f"{mapped.location.repo_path}::{mapped.qualname or mapped.function}"
         classes = class_resolver(
-            ctx, code_path.release.commit, module_of(mapped.location.repo_path or ""), known_classes
+            repo, code_path.release.commit, module_of(mapped.location.repo_path or ""), known_classes
         )
         # A receiver the capture helper recorded is first built by calling its class, the way real code builds it
         # (a fixed constructor then takes part); its recorded state is the fallback.
         plans: list[tuple[InitSource | None, PlannedCall]] = []
         for init_of in (init_source, None):
             try:
-                plans.append((init_of, _plan_call(ctx, code_path, mapped, exc_path.path, raw_frames, classes, init_of)))
+                plans.append(
+                    (init_of, _plan_call(repo, code_path, mapped, exc_path.path, raw_frames, classes, init_of))
+                )
             except (Unusable, SyntaxError, ValueError, RecursionError) as why:
                 if init_of is None:
                     attempts.append(FrameAttempt(frame=label, usable=False, reason=str(why)[:300]))
@@ -108,7 +124,7 @@ def synthesize_regression_test(
 
 
 def _try_plan(
-    ctx: AppContext,
+    ctx: Collaborators,
     issue_id: int,
     issue: Any,
     code_path: CodePath,
@@ -138,10 +154,10 @@ def _try_plan(
     )  # fmt: skip
     code = render_test(planned)
     given = prepare_input(
-        ctx, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
+        ctx.repo, issue_id=issue_id, test_code=code, test_file=None, test_path=None, test_name=None,
         fix_diff=None, fix_from_working_tree=False, code_path=code_path,
     )  # fmt: skip
-    result = run_candidate_test(ctx, code_path, given, budget_kind="synthesis")
+    result = run_candidate_test(*ctx, code_path, given, budget_kind="synthesis")
     gate = next(g for g in result.gates if g.name == "reproduces")
     if gate.passed:
         attempts.append(FrameAttempt(frame=label, usable=True, reason=gate.evidence))
@@ -152,7 +168,7 @@ def _try_plan(
         if more:
             wider = planned.model_copy(update={"more_cases": more})
             wider_code = render_test(wider)
-            again = run_candidate_test(ctx, code_path, replace(given, test_code=wider_code), budget_kind="synthesis")
+            again = run_candidate_test(*ctx, code_path, replace(given, test_code=wider_code), budget_kind="synthesis")
             wider_gate = next(g for g in again.gates if g.name == "reproduces")
             detail = f"{1 + len(more)} distinct production inputs"
             if wider_gate.passed:
@@ -170,7 +186,7 @@ def _try_plan(
 
 
 def _try_replay(
-    ctx: AppContext,
+    ctx: Collaborators,
     issue_id: int,
     issue: Any,
     code_path: CodePath,
@@ -183,7 +199,7 @@ def _try_replay(
     if not isinstance(event.get("request"), dict) or not code_path.exceptions:
         return None
     on_path = [f.location.repo_path for e in code_path.exceptions for f in e.path if f.location.repo_path]
-    apps = find_apps(ctx.git(), code_path.release.commit, on_path)
+    apps = find_apps(ctx.repo, code_path.release.commit, on_path)
     if not apps:
         attempts.append(FrameAttempt(frame="request replay", usable=False,
                                      reason="the event has a request but the repository defines no module-level "
@@ -205,7 +221,7 @@ def _try_replay(
 
 
 def _more_requests(
-    ctx: AppContext,
+    ctx: Collaborators,
     issue_id: int,
     code_path: CodePath,
     planned: SynthesizedCall,
@@ -237,7 +253,7 @@ def _more_requests(
 
 
 def _more_cases(
-    ctx: AppContext,
+    ctx: Collaborators,
     issue_id: int,
     code_path: CodePath,
     mapped: MappedFrame,
@@ -257,7 +273,7 @@ def _more_cases(
             continue
         try:
             other = map_code_path(
-                ctx.store, ctx.git(), event_id=stored.event_id, path_rewrites=ctx.settings.path_rewrites
+                ctx.store, ctx.repo, event_id=stored.event_id, path_rewrites=ctx.settings.path_rewrites
             )
         except ProdloopError:
             continue
@@ -272,10 +288,12 @@ def _more_cases(
             )  # fmt: skip
             if frame is None or exc_path.index >= len(raw_chain):
                 continue
-            classes = class_resolver(ctx, code_path.release.commit, module_of(frame.location.repo_path or ""), cache)
+            classes = class_resolver(
+                ctx.repo, code_path.release.commit, module_of(frame.location.repo_path or ""), cache
+            )
             try:
                 call = _plan_call(
-                    ctx, other, frame, exc_path.path, frames_of(raw_chain[exc_path.index]), classes, init_of
+                    ctx.repo, other, frame, exc_path.path, frames_of(raw_chain[exc_path.index]), classes, init_of
                 )
             except (Unusable, SyntaxError, ValueError, RecursionError):
                 break
@@ -291,7 +309,7 @@ def _more_cases(
 
 
 def _plan_call(
-    ctx: AppContext,
+    repo: GitRepo,
     code_path: CodePath,
     mapped: MappedFrame,
     in_repo: list[MappedFrame],
@@ -303,7 +321,7 @@ def _plan_call(
     if path is None or mapped.extent is None or mapped.qualname is None:
         raise Unusable("the frame's function was not found at the deployed commit")
     commit = code_path.release.commit
-    source = ctx.git().read(commit, path) or ""
+    source = repo.read(commit, path) or ""
     frame_pos = mapped.frame_index if mapped.frame_index < len(raw_frames) else None
     callee_vars = (raw_frames[frame_pos].get("vars") or {}) if frame_pos is not None else {}
     # The call site is only trusted in the repository's own code (the caller is the frame just before).
@@ -313,7 +331,7 @@ def _plan_call(
         raw = raw_frames[frame_pos - 1]
         statement = None
         if caller_frame.location.repo_path and caller_frame.location.lineno:
-            caller_source = ctx.git().read(commit, caller_frame.location.repo_path) or ""
+            caller_source = repo.read(commit, caller_frame.location.repo_path) or ""
             statement = statement_at(caller_source, caller_frame.location.lineno)
         context = raw.get("context_line")
         caller = CallerSite(statement, context if isinstance(context, str) else None, raw.get("vars") or {})
@@ -341,15 +359,14 @@ def _module_paths(files: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _init_source(ctx: AppContext, commit: str) -> InitSource:
+def _init_source(repo: GitRepo, commit: str) -> InitSource:
     """The `__init__` a service class defines itself, read at `commit` (None when it inherits one)."""
 
     def init_of(module: str, expression: str) -> ast.FunctionDef | None:
-        repo = ctx.git()
         modules = repo.memo(("module-paths", commit), lambda: _module_paths(repo.files(commit)))
         path = modules.get(module)
         try:
-            tree = ast.parse(ctx.git().read(commit, path) or "") if path else None
+            tree = ast.parse(repo.read(commit, path) or "") if path else None
         except (SyntaxError, ValueError):
             return None
         body: list[ast.stmt] = tree.body if tree else []
@@ -363,13 +380,13 @@ def _init_source(ctx: AppContext, commit: str) -> InitSource:
     return init_of
 
 
-def class_resolver(ctx: AppContext, commit: str, near: str | None, cache: dict[str, set[str]]) -> ClassResolver:
+def class_resolver(repo: GitRepo, commit: str, near: str | None, cache: dict[str, set[str]]) -> ClassResolver:
     """Resolve a class name to the service module that defines it (the one `near` first; else only if unique).
     The index of the repository's classes is built on first use into `cache`, shared between frames."""
 
     def resolve(name: str) -> str | None:
         if not cache:
-            cache.update(_class_index(ctx, commit) or {"": set()})
+            cache.update(_class_index(repo, commit) or {"": set()})
         if ":" in name:  # "module:Class": does the repository define Class in module?
             module, _, cls = name.partition(":")
             return module if module in cache.get(cls, set()) else None
@@ -381,14 +398,14 @@ def class_resolver(ctx: AppContext, commit: str, near: str | None, cache: dict[s
     return resolve
 
 
-def _class_index(ctx: AppContext, commit: str) -> dict[str, set[str]]:
+def _class_index(repo: GitRepo, commit: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for path in ctx.git().files(commit):
+    for path in repo.files(commit):
         module = module_of(path)
         if not path.endswith(".py") or not _DOTTED.fullmatch(module) or "test" in module.split(".")[0]:
             continue
         try:
-            tree = ast.parse(ctx.git().read(commit, path) or "")
+            tree = ast.parse(repo.read(commit, path) or "")
         except (SyntaxError, ValueError):
             continue
         for node in tree.body:

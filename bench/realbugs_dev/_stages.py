@@ -118,7 +118,7 @@ def top3(ctx: AppContext, svc: Service, cp: CodePath) -> Done:
 
 
 def synth(ctx: AppContext, issue_id: int) -> Done:
-    result = synthesize_regression_test(ctx, issue_id=issue_id)
+    result = synthesize_regression_test(*ctx.collaborators(), issue_id=issue_id)
     attempts = [a.model_dump() for a in result.attempts]
     data = {"frame": result.frame, "test_path": result.test_path, "attempts": attempts, "test_code": result.test_code}
     if result.test_code is None:
@@ -196,7 +196,7 @@ def loop(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     patch.write_text(svc.fix_diff, encoding="utf-8")
     git(svc.service, "apply", "--whitespace=nowarn", str(patch))
     budget.reset(ctx.store, ctx.clock, issue_id)
-    report = run_loop(ctx, issue_id=issue_id, client="prodloop realbugs_dev")
+    report = run_loop(*ctx.collaborators(), issue_id=issue_id, client="prodloop realbugs_dev")
     branches = pr_branches(svc.origin)
     data = {
         "outcome": report.outcome, "needed": report.needed, "steps": [s.model_dump() for s in report.steps],
@@ -229,7 +229,7 @@ def own(ctx: AppContext, svc: Service, issue_id: int) -> Done:
         except Exception:  # noqa: S112 (deleted by the fix: nothing to give)
             continue
     result = run_candidate_for_issue(
-        ctx, issue_id=issue_id, test_code=test_code, test_path=bug.regression_file,
+        *ctx.collaborators(), issue_id=issue_id, test_code=test_code, test_path=bug.regression_file,
         test_name=bug.regression_name or None, fix_diff=svc.fix_diff, support_files=support or None,
     )  # fmt: skip
     gates = [g.model_dump() for g in result.gates]
@@ -247,7 +247,7 @@ def own(ctx: AppContext, svc: Service, issue_id: int) -> Done:
         hint = f" [the fix commit also changes {', '.join(left[:3])}, which prodloop is not given]" if left else ""
         return Done("fail", f"gates failed ({', '.join(g.name for g in failed) or 'isolation'}){hint}; {first}", data)
     try:
-        mutation = mutate_validate(ctx, receipt_id=result.receipt_id)
+        mutation = mutate_validate(*ctx.collaborators(), receipt_id=result.receipt_id)
     except Exception as exc:  # refused or broken: the gates above are still worth keeping
         data["mutation_error"] = short(f"{type(exc).__name__}: {exc}", 600)
         return Done("fail", f"every gate passed; mutate_validate: {type(exc).__name__}: {exc}", data)

@@ -47,7 +47,9 @@ def test_a_rewritten_worktree_pointer_never_runs_a_command_on_the_host(
     marker = tmp_path / "host-ran-this"
     # Run what the hermetic gate refuses anyway: this is the test of the layer behind it.
     ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=_hostile_test(marker), fix_diff=FIX_UNKNOWN_SKU)
+    result = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=_hostile_test(marker), fix_diff=FIX_UNKNOWN_SKU
+    )
     assert "subprocess" in next(g.evidence for g in result.gates if g.name == "hermetic")
     assert not result.passed
     assert not marker.exists(), "a git command on the host read the test's git directory"

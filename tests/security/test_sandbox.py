@@ -90,7 +90,9 @@ def _host_processes_with(token: str) -> list[int]:
 def test_a_double_forked_daemon_dies_with_its_run(service_ctx: Callable[..., AppContext]) -> None:
     token = f"{90 + uuid.uuid4().int % 9}.{uuid.uuid4().int % 10**9:09d}"  # a unique `sleep` duration
     ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})  # the layer behind the hermetic gate
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=DAEMON_TEST.format(token=token), fix_diff=None)
+    result = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=DAEMON_TEST.format(token=token), fix_diff=None
+    )
     gates = {g.name: g for g in result.gates}
     assert "reaches os.fork" in gates["hermetic"].evidence
     # It got as far as the service's crash, past its own check that the daemon runs: otherwise it proves nothing.
@@ -112,7 +114,7 @@ def test_a_run_sees_an_empty_private_tmp_shm_and_home(service_ctx: Callable[...,
     try:
         ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
         code = SHARED_SPACE_TEST.format(marker=marker, home_marker=home_marker)
-        result = run_candidate_for_issue(ctx, issue_id=1, test_code=code, fix_diff=None)
+        result = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=code, fix_diff=None)
         evidence = {g.name: g.evidence for g in result.gates}
         # It got as far as the service's crash: nothing of another run or of the home directory was in sight.
         assert "fails on the deployed code with KeyError" in evidence["reproduces"], evidence["reproduces"]
@@ -135,10 +137,10 @@ def test_without_namespaces_no_candidate_code_runs_unless_a_person_opts_out(
     test = f"open({str(marker)!r}, 'w').close()\n\n\ndef test_it():\n    assert True\n"
     ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
     with pytest.raises(IsolationUnavailable, match="no candidate code was run"):
-        run_candidate_for_issue(ctx, issue_id=1, test_code=test, fix_diff=None)
+        run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=test, fix_diff=None)
     assert not marker.exists()
     opted_out = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True, "require_isolation": False})
-    result = run_candidate_for_issue(opted_out, issue_id=1, test_code=test, fix_diff=None)
+    result = run_candidate_for_issue(*opted_out.collaborators(), issue_id=1, test_code=test, fix_diff=None)
     assert marker.exists() and not result.checkout_protected  # it ran, unconfined, because a person said so
 
 
@@ -169,7 +171,9 @@ def test_a_run_cannot_plant_code_in_the_interpreters_or_in_prodloop(service_ctx:
     own = str(Path(prodloop.tools.__file__).resolve().parent)
     name = f"planted-{uuid.uuid4().hex}.pth"
     ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=PLANTING_TEST.format(own=own, name=name), fix_diff=None)
+    result = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=PLANTING_TEST.format(own=own, name=name), fix_diff=None
+    )
     reproduces = next(g.evidence for g in result.gates if g.name == "reproduces")
     assert "fails on the deployed code with KeyError" in reproduces, reproduces  # past its own check: nothing planted
     import site
@@ -212,7 +216,7 @@ def test_a_run_writes_nothing_of_the_host_but_its_own_tree_and_scratch(
     name = f"planted-{uuid.uuid4().hex}"
     code = HOST_WRITE_TEST.format(folders=folders, name=name)
     try:
-        result = run_candidate_for_issue(ctx, issue_id=1, test_code=code, fix_diff=None)
+        result = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=code, fix_diff=None)
         reproduces = next(g.evidence for g in result.gates if g.name == "reproduces")
         assert "fails on the deployed code with KeyError" in reproduces, reproduces  # past its check: nothing written
     finally:
@@ -306,7 +310,9 @@ def test_the_result_channel_is_out_of_the_tests_sight(service_ctx: Callable[...,
     """No PRODLOOP_* variable, no probe name in argv, no result file and no pipe at a predictable descriptor: the
     results come back on a pipe the probe moved to a random descriptor before any test ran."""
     ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=HIDDEN_CHANNEL_TEST.format(), fix_diff=None)
+    result = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=HIDDEN_CHANNEL_TEST.format(), fix_diff=None
+    )
     evidence = {g.name: g.evidence for g in result.gates}
     # It got as far as the service's crash: every look for the channel came back empty.
     assert "fails on the deployed code with KeyError" in evidence["reproduces"], evidence["reproduces"]

@@ -47,7 +47,7 @@ async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotati
         assert tool.annotations is not None
         read_only = {"list_issues", "fetch_error_context", "map_code_path", "budget_status", "list_provenance",
                      "suggest_suite_changes"}  # fmt: skip
-        assert tool.annotations.read_only_hint is (tool.name in read_only)
+        assert bool(tool.annotations.read_only_hint) is (tool.name in read_only)  # MCP: absent means false
 
 
 async def test_list_issues_pages_with_a_cursor_and_orders_by_count(ctx: AppContext) -> None:

@@ -36,10 +36,10 @@ def open_ctx(service_ctx: Callable[..., AppContext]) -> Callable[..., AppContext
 def _run(ctx: AppContext, test: str, fix: str | None = FIX_UNKNOWN_SKU, **kwargs: Any) -> CandidateResult:
     code_path = map_code_path(ctx.store, ctx.git(), issue_id=1)
     given = prepare_input(
-        ctx, issue_id=1, test_code=test, test_file=None, test_path=kwargs.pop("test_path", None),
+        ctx.git(), issue_id=1, test_code=test, test_file=None, test_path=kwargs.pop("test_path", None),
         test_name=kwargs.pop("test_name", None), fix_diff=fix, fix_from_working_tree=False, code_path=code_path,
     )  # fmt: skip
-    return run_candidate_test(ctx, code_path, given)
+    return run_candidate_test(*ctx.collaborators(), code_path, given)
 
 
 def _gates(result: CandidateResult) -> dict[str, bool | None]:
@@ -278,14 +278,16 @@ def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Cal
         "    assert cart_total(cart) == 60\n"
     )
     support = {"tests/data/cart.json": '{"items": [{"sku": "apple", "qty": 2}, {"sku": "kiwi", "qty": 1}]}'}
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=test, fix_diff=FIX_UNKNOWN_SKU, support_files=support)
+    result = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=test, fix_diff=FIX_UNKNOWN_SKU, support_files=support
+    )
     assert result.passed, result.gates
     receipt = receipts.get(ctx.store, result.receipt_id)
     assert receipt.support_files == support
     assert receipt.test_sha256 == test_digest(test, support) != test_digest(test, None)
     for bad in ("shop/pricing.py", "../outside/tests/x.json", "/tmp/tests/x"):
         with pytest.raises(InvalidArgument, match="inside a test folder"):
-            run_candidate_for_issue(ctx, issue_id=1, test_code=test, support_files={bad: "x"})
+            run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=test, support_files={bad: "x"})
 
 
 def test_support_files_are_data_never_code_the_gates_did_not_read(open_ctx: Callable[..., AppContext]) -> None:
@@ -293,13 +295,13 @@ def test_support_files_are_data_never_code_the_gates_did_not_read(open_ctx: Call
 
     ctx = open_ctx(gates={"flaky_runs": 1})
     sample = {"tests/data/sample_module.py": "async def f():\n    await g()\n"}  # black-style input data: fine
-    assert run_candidate_for_issue(ctx, issue_id=1, test_code=GOOD_TEST, fix_diff=FIX_UNKNOWN_SKU,
+    assert run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=GOOD_TEST, fix_diff=FIX_UNKNOWN_SKU,
                                    support_files=sample).passed  # fmt: skip
     loaded = {"tests/conftest.py": "import os\nos.system('id')\n"}
-    refused = run_candidate_for_issue(ctx, issue_id=1, test_code=GOOD_TEST, support_files=loaded)
+    refused = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=GOOD_TEST, support_files=loaded)
     assert "support file tests/conftest.py is code pytest would load" in _evidence(refused, "hermetic")
     importing = "from tests.data.sample_module import f\n" + GOOD_TEST
-    refused = run_candidate_for_issue(ctx, issue_id=1, test_code=importing, support_files=sample)
+    refused = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=importing, support_files=sample)
     assert "line 1: imports tests.data.sample_module, a support file" in _evidence(refused, "hermetic")
     assert "not run" in _evidence(refused, "reproduces")
 

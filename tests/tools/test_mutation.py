@@ -74,7 +74,7 @@ def open_ctx(service_ctx: Callable[..., AppContext]) -> Callable[[str], AppConte
 
 
 def _receipt(ctx: AppContext, test: str, fix: str) -> str:
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=test, fix_diff=fix)
+    result = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=test, fix_diff=fix)
     assert result.passed, result.gates
     return result.receipt_id
 
@@ -86,7 +86,9 @@ def test_a_strong_test_kills_every_mutant_of_the_culprit(
     ctx = open_ctx("unknown_sku")
     seen: list[tuple[int, int]] = []
     result = mutate_validate(
-        ctx, receipt_id=_receipt(ctx, STRONG_SKU, FIX_UNKNOWN_SKU), on_progress=lambda d, t: seen.append((d, t))
+        *ctx.collaborators(),
+        receipt_id=_receipt(ctx, STRONG_SKU, FIX_UNKNOWN_SKU),
+        on_progress=lambda d, t: seen.append((d, t)),
     )
     assert result.functions == ["shop/pricing.py::line_total"]
     assert result.mutants >= 5
@@ -100,7 +102,7 @@ def test_a_strong_test_kills_every_mutant_of_the_culprit(
 
 def test_a_weak_test_leaves_survivors_reported_as_diffs_one_per_line(open_ctx: Callable[[str], AppContext]) -> None:
     ctx = open_ctx("unknown_sku")
-    result = mutate_validate(ctx, receipt_id=_receipt(ctx, WEAK_SKU, FIX_UNKNOWN_SKU))
+    result = mutate_validate(*ctx.collaborators(), receipt_id=_receipt(ctx, WEAK_SKU, FIX_UNKNOWN_SKU))
     assert result.survived >= 1
     assert result.score is not None and result.score < result.min_score
     assert not result.passed
@@ -123,7 +125,7 @@ def test_a_survivor_the_tests_inputs_cannot_tell_apart_is_listed_as_unexercised_
     open_ctx: Callable[[str], AppContext], test: str
 ) -> None:
     ctx = open_ctx("unknown_sku")
-    result = mutate_validate(ctx, receipt_id=_receipt(ctx, test, FIX_UNKNOWN_SKU))
+    result = mutate_validate(*ctx.collaborators(), receipt_id=_receipt(ctx, test, FIX_UNKNOWN_SKU))
     # `get(sku, 0)` -> `get(sku, 1)` costs 1 * 0 == 0 for the only input: nothing the test's call returns changes.
     assert result.unexercised >= 1 and result.survived == 0, [s.diff for s in result.survivors]
     assert result.killed >= 1  # `*` -> `/` divides by the zero quantity: the test sees that
@@ -137,7 +139,9 @@ def test_a_survivor_the_tests_inputs_cannot_tell_apart_is_listed_as_unexercised_
 def test_a_test_whose_inputs_tell_no_mutant_apart_proves_nothing(open_ctx: Callable[[str], AppContext]) -> None:
     ctx = open_ctx("unknown_sku")
     silent = ZERO_QTY_SKU.replace("== 0", "is not None or True")
-    result = mutate_validate(ctx, receipt_id=_receipt(ctx, silent.replace('"qty": 0', '"qty": 1'), FIX_UNKNOWN_SKU))
+    result = mutate_validate(
+        *ctx.collaborators(), receipt_id=_receipt(ctx, silent.replace('"qty": 0', '"qty": 1'), FIX_UNKNOWN_SKU)
+    )
     assert result.survived >= 1 and not result.passed  # 0 -> 1 changes the total of 1 kiwi, unasserted
 
 
@@ -145,7 +149,9 @@ def test_memoized_code_gets_correct_verdicts_and_an_infinite_loop_mutant_is_a_ti
     open_ctx: Callable[[str], AppContext],
 ) -> None:
     ctx = open_ctx("zero_rate")
-    result = mutate_validate(ctx, receipt_id=_receipt(ctx, STRONG_RATE, FIX_ZERO_RATE), scope="culprit")
+    result = mutate_validate(
+        *ctx.collaborators(), receipt_id=_receipt(ctx, STRONG_RATE, FIX_ZERO_RATE), scope="culprit"
+    )
     assert result.functions == ["shop/loyalty.py::points_needed"]
     assert result.survived == 0, [s.diff for s in result.survivors]
     assert result.timeout >= 1  # `level -= 1` turned into `level += 1` never ends
@@ -161,15 +167,15 @@ def test_a_receipt_whose_stored_fix_was_swapped_is_refused_before_anything_runs(
     with ctx.store.transaction() as conn:
         conn.execute("UPDATE receipts SET fix_diff = replace(fix_diff, ', 0)', ', 7)') WHERE id = ?", (receipt,))
     with pytest.raises(ReceiptTampered, match="stored fix no longer matches"):
-        mutate_validate(ctx, receipt_id=receipt)
+        mutate_validate(*ctx.collaborators(), receipt_id=receipt)
     assert ctx.store.reader().execute("SELECT mutation FROM receipts").fetchone()[0] is None
 
 
 def test_a_receipt_that_failed_its_gates_is_refused(open_ctx: Callable[[str], AppContext]) -> None:
     ctx = open_ctx("unknown_sku")
-    failing = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU)  # no fix: gates pending
+    failing = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=STRONG_SKU)  # no fix: gates pending
     with pytest.raises(MutationRefused, match="its gates did not all pass"):
-        mutate_validate(ctx, receipt_id=failing.receipt_id)
+        mutate_validate(*ctx.collaborators(), receipt_id=failing.receipt_id)
 
 
 def test_cancellation_stops_the_mutation_processes(open_ctx: Callable[[str], AppContext]) -> None:
@@ -186,7 +192,9 @@ def test_cancellation_stops_the_mutation_processes(open_ctx: Callable[[str], App
 
     def work() -> None:
         try:
-            mutate_validate(ctx, receipt_id=receipt, on_progress=on_progress, cancel=cancel, scope="culprit")
+            mutate_validate(
+                *ctx.collaborators(), receipt_id=receipt, on_progress=on_progress, cancel=cancel, scope="culprit"
+            )
         except ProdloopError as exc:
             outcome["error"] = str(exc)
 
@@ -276,7 +284,7 @@ def test_a_test_that_needs_a_pytest_plugin_gets_its_plugins_and_true_verdicts(
     open_ctx: Callable[[str], AppContext],
 ) -> None:
     ctx = open_ctx("unknown_sku")
-    result = mutate_validate(ctx, receipt_id=_receipt(ctx, ASYNC_SKU, FIX_UNKNOWN_SKU))
+    result = mutate_validate(*ctx.collaborators(), receipt_id=_receipt(ctx, ASYNC_SKU, FIX_UNKNOWN_SKU))
     assert "pytest plugin autoload on" in result.note
     assert (result.killed, result.survived, result.no_tests) == (result.mutants, 0, 0)
 
@@ -286,7 +294,7 @@ def test_by_default_only_the_fixs_statements_and_the_crash_statement_are_mutated
 ) -> None:
     ctx = open_ctx("zero_rate")
     receipt = _receipt(ctx, STRONG_RATE, FIX_ZERO_RATE)
-    scoped = mutate_validate(ctx, receipt_id=receipt)
+    scoped = mutate_validate(*ctx.collaborators(), receipt_id=receipt)
     assert scoped.scope == "fix" and scoped.functions == ["shop/loyalty.py::points_needed"]
     assert scoped.timeout == 0  # `level -= 1` (the loop) is not what the fix or the crash line is about
     assert 0 < scoped.mutants <= 10  # the whole function makes about twice as many

@@ -63,26 +63,28 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = base / "data"
     ctx = AppContext.open(load_settings(repo=service.root, data_dir=data, gates={"flaky_runs": 1}))
     import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="test")
-    strong = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
-    mutate_validate(ctx, receipt_id=strong.receipt_id)
-    weak = run_candidate_for_issue(ctx, issue_id=1, test_code=WEAK_SKU, fix_diff=FIX_UNKNOWN_SKU)
-    mutate_validate(ctx, receipt_id=weak.receipt_id)
-    unmutated = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    strong = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    mutate_validate(*ctx.collaborators(), receipt_id=strong.receipt_id)
+    weak = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=WEAK_SKU, fix_diff=FIX_UNKNOWN_SKU)
+    mutate_validate(*ctx.collaborators(), receipt_id=weak.receipt_id)
+    unmutated = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=STRONG_SKU, fix_diff=FIX_UNKNOWN_SKU
+    )
     # Defence in depth: as if a test that writes into its worktree had slipped past the hermetic gate.
     slipped = {}
     ctx.settings.gates.run_non_hermetic = True
     for name, code in (("writing", WRITES_A_FILE), ("redirecting", REDIRECTS_ITS_GIT)):
-        result = run_candidate_for_issue(ctx, issue_id=1, test_code=code, fix_diff=FIX_UNKNOWN_SKU)
+        result = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=code, fix_diff=FIX_UNKNOWN_SKU)
         assert [g.name for g in result.gates if not g.passed] == ["hermetic"], result.gates
         gates = [{**g.model_dump(), "passed": True} for g in result.gates]
         with ctx.store.transaction() as conn:
             conn.execute(
                 "UPDATE receipts SET passed = 1, gates = ? WHERE id = ?", (json.dumps(gates), result.receipt_id)
             )
-        mutate_validate(ctx, receipt_id=result.receipt_id)
+        mutate_validate(*ctx.collaborators(), receipt_id=result.receipt_id)
         slipped[name] = result.receipt_id
     ctx.settings.gates.run_non_hermetic = False
-    no_fix = run_candidate_for_issue(ctx, issue_id=1, test_code=STRONG_SKU)
+    no_fix = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=STRONG_SKU)
     ctx.close()
     return {
         "service": service, "data": data, "strong": strong.receipt_id, "weak": weak.receipt_id,
@@ -119,7 +121,7 @@ def test_local_mode_pushes_a_branch_with_fix_test_and_provenance_and_changes_not
     service: SampleService = prepared["service"]
     before = (_git(service.root, "status", "--porcelain"), _git(service.root, "branch", "--list"))
     ctx, remote = setup()
-    result = open_pr(ctx, receipt_id=prepared["strong"], client="pytest-agent")
+    result = open_pr(*ctx.collaborators(), receipt_id=prepared["strong"], client="pytest-agent")
     assert result.mode == "local"
     assert result.branch == "prodloop/1-keyerror-kiwi"
     assert result.base == "main"
@@ -147,7 +149,7 @@ def test_github_mode_creates_the_pull_request_with_labels_and_never_leaks_the_to
     caplog.set_level(logging.DEBUG)
     with FakeGitHub(token=TOKEN) as github:
         ctx, remote = setup(github_token=TOKEN, github_base_url=github.base_url, github_repo="acme/shop")
-        result = open_pr(ctx, receipt_id=prepared["strong"], draft=True, labels=["prodloop", "bug"])
+        result = open_pr(*ctx.collaborators(), receipt_id=prepared["strong"], draft=True, labels=["prodloop", "bug"])
         created = [r for r in github.requests if r.method == "POST" and r.path.endswith("/pulls")]
         labelled = [r for r in github.requests if r.path.endswith("/issues/1/labels")]
     assert (result.mode, result.number, result.url) == ("github", 1, "https://github.example/acme/shop/pull/1")
@@ -169,7 +171,7 @@ def test_a_rejected_token_is_a_clear_error_without_the_token(
     with FakeGitHub(token="the-right-one") as github:
         ctx, _ = setup(github_token=TOKEN, github_base_url=github.base_url, github_repo="acme/shop")
         with pytest.raises(ProdloopError, match="HTTP 401") as info:
-            open_pr(ctx, receipt_id=prepared["strong"])
+            open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
     assert TOKEN not in str(info.value)
     assert "check github_token" in str(info.value)
     # The push happened before GitHub said no: the error says what exists and what to do with it.
@@ -189,7 +191,7 @@ def test_receipts_without_every_gate_and_mutation_pass_are_refused(
 ) -> None:
     ctx, remote = setup()
     with pytest.raises(PullRequestRefused, match=message):
-        open_pr(ctx, receipt_id=prepared[receipt])
+        open_pr(*ctx.collaborators(), receipt_id=prepared[receipt])
     assert _git(remote, "branch", "--list", "--format=%(refname:short)").split() == ["main"]
 
 
@@ -200,7 +202,7 @@ def test_a_tampered_receipt_is_refused(prepared: dict[str, Any], setup: Callable
             "UPDATE receipts SET test_code = test_code || '\nassert True\n' WHERE id = ?", (prepared["strong"],)
         )
     with pytest.raises(ReceiptTampered, match=r"stored test .* no longer matches the hash"):
-        open_pr(ctx, receipt_id=prepared["strong"])
+        open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
 
 
 @pytest.mark.parametrize(
@@ -230,7 +232,7 @@ def test_a_secret_or_scrubbed_value_never_reaches_a_repository_or_pr(
             (test_code, digest_of(test_code, None), fix, sha256(fix), receipt.id),
         )
     with pytest.raises(PullRequestRefused, match=f"carries {named}; nothing was pushed"):
-        open_pr(ctx, receipt_id=receipt.id)
+        open_pr(*ctx.collaborators(), receipt_id=receipt.id)
     assert _git(remote, "branch", "--list", "--format=%(refname:short)").split() == ["main"]
 
 
@@ -238,17 +240,17 @@ def test_pr_budgets_per_issue_and_per_day_refuse_and_escalate(
     prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
 ) -> None:
     ctx, _ = setup(budgets={"max_prs_per_issue": 1})
-    open_pr(ctx, receipt_id=prepared["strong"])
+    open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
     with pytest.raises(PullRequestRefused, match="already has 1 of 1 PRs"):
-        open_pr(ctx, receipt_id=prepared["strong"])
+        open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
     assert [e.kind for e in policy.escalations(ctx.store, open_only=True)] == ["pr-budget"]
 
 
 def test_per_day_limit(prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]) -> None:
     ctx, _ = setup(budgets={"max_prs_per_day": 1})
-    open_pr(ctx, receipt_id=prepared["strong"])
+    open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
     with pytest.raises(PullRequestRefused, match="1 of 1 PRs were opened in the last 24 hours"):
-        open_pr(ctx, receipt_id=prepared["strong"])
+        open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
 
 
 def test_a_base_that_moved_into_a_conflict_is_refused_with_the_evidence(
@@ -264,7 +266,7 @@ def test_a_base_that_moved_into_a_conflict_is_refused_with_the_evidence(
     _git(other, "-c", "user.name=Eve", "-c", "user.email=eve@example.com", "commit", "-qam", "qty as int")
     _git(other, "push", "-q", "origin", "main")
     with pytest.raises(PullRequestRefused, match="the fix conflicts with main"):
-        open_pr(ctx, receipt_id=prepared["strong"])
+        open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
     assert ctx.store.reader().execute("SELECT count(*) FROM pull_requests").fetchone()[0] == 0  # slot given back
     assert _git(remote, "branch", "--list", "--format=%(refname:short)").split() == ["main"]
 
@@ -276,7 +278,7 @@ def test_provenance_is_listed_and_exported_by_the_cli(
     import sys
 
     ctx, _ = setup()
-    result = open_pr(ctx, receipt_id=prepared["strong"], client="cli-test")
+    result = open_pr(*ctx.collaborators(), receipt_id=prepared["strong"], client="cli-test")
     export = tmp_path / "provenance.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
     done = subprocess.run(
@@ -292,7 +294,7 @@ def test_files_the_test_writes_while_running_never_ship(
     prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
 ) -> None:
     ctx, remote = setup()
-    result = open_pr(ctx, receipt_id=prepared["writing"])
+    result = open_pr(*ctx.collaborators(), receipt_id=prepared["writing"])
     files = _git(remote, "show", "--name-only", "--format=", result.commit).split()
     assert "written_by_test.txt" not in files
     assert sorted(files) == ["shop/pricing.py", "tests/.prodloop/provenance.jsonl", "tests/test_prodloop_issue_1.py"]
@@ -302,7 +304,9 @@ def test_a_test_that_redirects_its_worktrees_git_cannot_run_a_command_or_steer_t
     prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
 ) -> None:
     ctx, remote = setup()
-    result = open_pr(ctx, receipt_id=prepared["redirecting"])  # the test runs on the base, then the push
+    result = open_pr(
+        *ctx.collaborators(), receipt_id=prepared["redirecting"]
+    )  # the test runs on the base, then the push
     assert not HOST_MARKER.exists(), "a host git command read the git directory the test pointed its tree at"
     assert result.branch in _git(remote, "branch", "--list", "--format=%(refname:short)").split()
     assert _git(remote, "rev-parse", result.branch).strip() == result.commit
@@ -322,8 +326,8 @@ def test_a_pr_whose_labels_fail_still_counts_and_is_not_opened_twice(
             github_repo="acme/shop",
             budgets={"max_prs_per_issue": 1},
         )
-        result = open_pr(ctx, receipt_id=prepared["strong"])
+        result = open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
         with pytest.raises(PullRequestRefused, match="already has 1 of 1 PRs"):
-            open_pr(ctx, receipt_id=prepared["strong"])
+            open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
     assert result.number == 1
     assert len(github.pulls) == 1

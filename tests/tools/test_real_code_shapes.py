@@ -266,7 +266,7 @@ def open_ctx(
 def test_a_bound_method_is_called_on_a_receiver_rebuilt_from_its_dataclass_and_enum_repr(
     open_ctx: Callable[[str], AppContext],
 ) -> None:
-    result = synthesize_regression_test(open_ctx("receiver"), issue_id=1)
+    result = synthesize_regression_test(*open_ctx("receiver").collaborators(), issue_id=1)
     assert result.frame == "lib/layout.py::Layout.wrap", result.attempts
     assert result.test_code is not None
     assert "obj = Layout(width=0, style=Style.FANCY)" in result.test_code
@@ -278,7 +278,7 @@ def test_a_bound_method_is_called_on_a_receiver_rebuilt_from_its_dataclass_and_e
 def test_a_decorated_function_crashing_in_a_comprehension_is_called_through_its_decorator(
     open_ctx: Callable[[str], AppContext],
 ) -> None:
-    result = synthesize_regression_test(open_ctx("decorated"), issue_id=1)
+    result = synthesize_regression_test(*open_ctx("decorated").collaborators(), issue_id=1)
     assert result.frame == "lib/layout.py::scale", result.attempts
     assert result.reproduction is not None and result.reproduction.passed, result.attempts
     assert "ZeroDivisionError raised from lib/layout.py" in result.reproduction.evidence
@@ -363,7 +363,7 @@ def test_a_script_outside_the_repository_is_never_matched_by_its_file_name(
 
 
 def test_synthesized_test_code_is_valid_python(open_ctx: Callable[[str], AppContext]) -> None:
-    result = synthesize_regression_test(open_ctx("receiver"), issue_id=1)
+    result = synthesize_regression_test(*open_ctx("receiver").collaborators(), issue_id=1)
     assert result.test_code is not None
     ast.parse(result.test_code)
 
@@ -414,24 +414,24 @@ def test_a_test_that_sees_the_crash_only_as_an_error_response_reproduces_when_th
     test = (
         "from lib.web import handle\n\n\ndef test_ok():\n    status, _ = handle({'id': 7})\n    assert status == 200\n"
     )
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=test)
+    result = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=test)
     gate = next(g for g in result.gates if g.name == "reproduces")
     assert gate.passed, gate.evidence
     assert (
         "KeyError was raised from lib/web.py:" in gate.evidence and "caught before it reached the test" in gate.evidence
     )
     unrelated = test.replace("handle({'id': 7})", "handle({'name': 'x'})").replace("== 200", "== 201")
-    result = run_candidate_for_issue(ctx, issue_id=1, test_code=unrelated)
+    result = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=unrelated)
     assert next(g for g in result.gates if g.name == "reproduces").passed is False
 
 
 def test_an_object_without_a_repr_is_rebuilt_from_the_opt_in_capture_helpers_structure(
     open_ctx: Callable[[str], AppContext],
 ) -> None:
-    plain = synthesize_regression_test(open_ctx("object"), issue_id=1)
+    plain = synthesize_regression_test(*open_ctx("object").collaborators(), issue_id=1)
     assert plain.test_code is None
     assert "receiver cannot be rebuilt" in plain.attempts[0].reason
-    result = synthesize_regression_test(open_ctx("captured"), issue_id=1)
+    result = synthesize_regression_test(*open_ctx("captured").collaborators(), issue_id=1)
     assert result.frame == "lib/cart.py::Cart.total", result.attempts
     assert result.test_code is not None
     # Built the way real code builds it: the class called with what __init__ stores from its parameters.
@@ -517,7 +517,7 @@ def test_a_lookup_error_in_one_half_of_a_round_trip_points_at_the_other_half(
 
 
 def test_a_coroutine_function_is_called_to_completion_with_asyncio_run(open_ctx: Callable[[str], AppContext]) -> None:
-    result = synthesize_regression_test(open_ctx("async"), issue_id=1)
+    result = synthesize_regression_test(*open_ctx("async").collaborators(), issue_id=1)
     assert result.frame == "lib/handlers.py::create_order", result.attempts
     assert result.test_code is not None and "import asyncio" in result.test_code
     assert "asyncio.run(create_order(payload=payload))" in result.test_code
@@ -529,7 +529,7 @@ def test_a_crash_in_a_constructor_chain_is_reproduced_by_calling_the_class_produ
 ) -> None:
     # Loop(make_current=True) -> Configurable.__new__ -> EpollLoop.initialize -> Loop.initialize: the receivers of
     # both `initialize` frames are half-built objects, but `__new__` shows which class production called.
-    result = synthesize_regression_test(open_ctx("configurable"), issue_id=1)
+    result = synthesize_regression_test(*open_ctx("configurable").collaborators(), issue_id=1)
     assert result.frame == "lib/loops.py::Configurable.__new__", result.attempts
     assert result.test_code is not None and "from lib.loops import Loop" in result.test_code
     assert "Loop(*args, **kwargs)" in result.test_code and "kwargs = {'make_current': True}" in result.test_code
@@ -537,7 +537,7 @@ def test_a_crash_in_a_constructor_chain_is_reproduced_by_calling_the_class_produ
 
 
 def test_a_crash_in_init_calls_the_class_with_the_recorded_arguments(open_ctx: Callable[[str], AppContext]) -> None:
-    result = synthesize_regression_test(open_ctx("constructor"), issue_id=1)
+    result = synthesize_regression_test(*open_ctx("constructor").collaborators(), issue_id=1)
     assert result.frame == "lib/loops.py::Pool.__init__", result.attempts
     assert result.test_code is not None and "Pool(size=size, timeout=timeout)" in result.test_code
     assert result.reproduction is not None and result.reproduction.passed, result.attempts

@@ -104,7 +104,7 @@ def test_a_crash_only_a_request_reaches_is_replayed_through_the_test_client_and_
     ctx: AppContext, events: list[dict[str, Any]]
 ) -> None:
     assert len(events) == 3 and all(e.get("request") for e in events)
-    result = synthesize_regression_test(ctx, issue_id=1)
+    result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     assert result.test_code is not None, result.attempts
     assert result.attempts[0].frame == "web/app.py::quote" and not result.attempts[0].usable  # a Request argument
     assert result.frame == "web.app.app (POST request replay)"
@@ -117,16 +117,16 @@ def test_a_crash_only_a_request_reaches_is_replayed_through_the_test_client_and_
     assert "sk_live_prodloop_canary" not in code and "[Filtered]" not in code and "authorization" not in code
     assert "'x-storefront': 'web-7'" in code and "('page', '2')" in code
     assert "sentry-trace" not in code and "baggage" not in code
-    checked = run_candidate_for_issue(ctx, issue_id=1, test_code=code, fix_diff=FIX)
+    checked = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=code, fix_diff=FIX)
     assert checked.passed, [(g.name, g.passed, g.evidence) for g in checked.gates]
 
 
 def test_the_characterized_replay_asserts_what_the_fixed_service_answers(ctx: AppContext) -> None:
     from prodloop.tools.characterize import characterize
 
-    result = synthesize_regression_test(ctx, issue_id=1)
+    result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     assert result.call is not None
-    stronger, note = characterize(ctx, result.call, FIX)
+    stronger, note = characterize(ctx.git(), ctx.runner(), result.call, FIX)
     assert stronger is not None, note
     assert "(422, {'error': 'unknown currency GBP'})" in stronger
     assert "(422, {'error': 'unknown currency JPY'})" in stronger
@@ -175,7 +175,7 @@ def test_synthesis_without_an_application_says_why_replay_was_not_tried(
     ctx = AppContext.open(load_settings(repo=bare.root, data_dir=tmp_path / "d"))
     try:
         import_events(ctx, ctx.store.create_project("web"), [("e", dict(events[0], release=bare.shas[-1]))], source="t")
-        result = synthesize_regression_test(ctx, issue_id=1)
+        result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     finally:
         ctx.close()
     assert result.test_code is None
@@ -197,7 +197,7 @@ def test_the_headless_loop_takes_a_replayed_crash_to_a_pushed_branch(
     try:
         moved = [dict(e, release=service.shas[-1]) for e in events]
         import_events(ctx, ctx.store.create_project("web"), [(f"e{i}", e) for i, e in enumerate(moved)], source="t")
-        report = run_loop(ctx, issue_id=1)
+        report = run_loop(*ctx.collaborators(), issue_id=1)
     finally:
         ctx.close()
     assert report.outcome == "pr_opened", [(s.name, s.detail) for s in report.steps]
@@ -262,11 +262,11 @@ def test_a_flask_crash_is_replayed_through_flasks_test_client(tmp_path: Path) ->
     ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data", gates={"flaky_runs": 1}))
     try:
         import_events(ctx, ctx.store.create_project("web"), [(f"e{i}", e) for i, e in enumerate(events)], source="t")
-        result = synthesize_regression_test(ctx, issue_id=1)
+        result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
         assert result.test_code is not None, result.attempts
         assert "app.test_client()" in result.test_code and "sk_live" not in result.test_code
         assert result.reproduction is not None and "KeyError raised from web/app.py" in result.reproduction.evidence
-        checked = run_candidate_for_issue(ctx, issue_id=1, test_code=result.test_code, fix_diff=fix)
+        checked = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=result.test_code, fix_diff=fix)
     finally:
         ctx.close()
     assert checked.passed, [(g.name, g.passed, g.evidence) for g in checked.gates]

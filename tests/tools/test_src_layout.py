@@ -62,7 +62,9 @@ def test_src_layout_runs_see_the_deployed_code_not_the_users_edits(tmp_path: Pat
     )
     try:
         import_events(ctx, ctx.store.create_project("inv"), [("e", events[0])], source="test")
-        result = run_candidate_for_issue(ctx, issue_id=1, test_code=TEST, test_path="tests/test_stock.py")
+        result = run_candidate_for_issue(
+            *ctx.collaborators(), issue_id=1, test_code=TEST, test_path="tests/test_stock.py"
+        )
     finally:
         ctx.close()
     reproduces = next(g for g in result.gates if g.name == "reproduces")

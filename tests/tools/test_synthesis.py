@@ -29,7 +29,7 @@ def test_synthesis_reproduces_the_sample_bug_and_the_test_then_passes_every_gate
     ctx_for: Callable[[str], AppContext],
 ) -> None:
     ctx = ctx_for("unknown_sku")
-    result = synthesize_regression_test(ctx, issue_id=1)
+    result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     assert result.frame == "shop/pricing.py::line_total"
     assert [(i.parameter, i.value, i.source) for i in result.inputs] == [
         ("item", "{'qty': 1, 'sku': 'kiwi'}", "call-site")
@@ -39,7 +39,9 @@ def test_synthesis_reproduces_the_sample_bug_and_the_test_then_passes_every_gate
     assert f"event {result.event_id}" in result.test_code
     assert "fingerprint " in result.test_code
     compile(result.test_code, "synthesized", "exec")
-    checked = run_candidate_for_issue(ctx, issue_id=1, test_code=result.test_code, fix_diff=FIX_UNKNOWN_SKU)
+    checked = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=result.test_code, fix_diff=FIX_UNKNOWN_SKU
+    )
     assert checked.passed, checked.gates
     assert "crash oracle" in next(g.evidence for g in checked.gates if g.name == "real_assertion")
 
@@ -47,7 +49,7 @@ def test_synthesis_reproduces_the_sample_bug_and_the_test_then_passes_every_gate
 def test_arguments_the_callee_changed_before_crashing_are_taken_from_the_call_site(
     ctx_for: Callable[[str], AppContext],
 ) -> None:
-    result = synthesize_regression_test(ctx_for("zero_divisor"), issue_id=1)
+    result = synthesize_regression_test(*ctx_for("zero_divisor").collaborators(), issue_id=1)
     assert result.frame == "shop/checkout.py::checkout"
     (order,) = result.inputs
     assert order.source == "call-site"
@@ -57,7 +59,7 @@ def test_arguments_the_callee_changed_before_crashing_are_taken_from_the_call_si
 
 def test_a_frame_whose_argument_was_scrubbed_is_refused_with_the_reason(ctx_for: Callable[[str], AppContext]) -> None:
     ctx = ctx_for("short_password")
-    result = synthesize_regression_test(ctx, issue_id=1)
+    result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     assert result.test_code is None
     assert [(a.frame, a.usable, a.reason) for a in result.attempts] == [
         ("shop/auth.py::login", False, "password was scrubbed ([Filtered])")
@@ -117,7 +119,7 @@ def test_a_hostile_exception_type_never_becomes_code(service: SampleService, tmp
     ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data"))
     try:
         import_events(ctx, ctx.store.create_project("shop"), [("e", event)], source="test")
-        result = synthesize_regression_test(ctx, issue_id=1)
+        result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     finally:
         ctx.close()
     assert result.test_code is None
@@ -139,13 +141,13 @@ def test_every_distinct_production_input_becomes_a_case_and_the_fix_is_character
     project = ctx.store.list_projects()[0]
     import_events(ctx, project, [("e2", mango), ("e3", service.event("unknown_sku"))], source="test")
     assert ctx.store.get_issue(1).event_count == 2  # the repeated event is stored once
-    result = synthesize_regression_test(ctx, issue_id=1)
+    result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     assert result.call is not None and len(result.call.more_cases) == 1
     assert result.test_code is not None and "@pytest.mark.parametrize(" in result.test_code
     assert "{'qty': 3, 'sku': 'mango'}" in result.test_code and "{'qty': 1, 'sku': 'kiwi'}" in result.test_code
     assert result.reproduction is not None and result.reproduction.passed
-    stronger, why = characterize(ctx, result.call, FIX_UNKNOWN_SKU)
+    stronger, why = characterize(ctx.git(), ctx.runner(), result.call, FIX_UNKNOWN_SKU)
     assert stronger is not None, why
     assert "assert result == expected" in stronger and "(2 input(s))" in why
-    checked = run_candidate_for_issue(ctx, issue_id=1, test_code=stronger, fix_diff=FIX_UNKNOWN_SKU)
+    checked = run_candidate_for_issue(*ctx.collaborators(), issue_id=1, test_code=stronger, fix_diff=FIX_UNKNOWN_SKU)
     assert checked.passed, checked.gates
