@@ -8,7 +8,7 @@ event a real sentry-sdk reports for its "unknown_sku" crash), built in a tempora
    calls after one untimed warm-up (the budget is reset between calls, outside the timing), the
    processes it starts, and where the time goes. The split comes from a Runner that times each pytest
    run (`_TimedRunner`, handed to the AppContext), and from timing shims around `workspace` and
-   `map_code_path` (as `prodloop.tools.candidate` sees them) and `subprocess.Popen` / `subprocess.run`.
+   `map_code_path` (as `prodloop.tools.judge.candidate` sees them) and `subprocess.Popen` / `subprocess.run`.
 2. `synthesize_regression_test` on the same issue (default settings): wall time.
 3. The floor: a bare `python -m pytest -q -p no:cacheprovider <test node>` in a plain checkout of
    the deployed commit (`git archive`, the fix applied with `git apply`, the test written): once, once
@@ -52,11 +52,13 @@ from prodloop.server.context import AppContext  # noqa: E402
 from prodloop.server.ingest.importer import import_events  # noqa: E402
 from prodloop.server.settings import load_settings, service_python  # noqa: E402
 from prodloop.server.store import policy  # noqa: E402
-from prodloop.tools import candidate, code_path, sandbox  # noqa: E402
-from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue  # noqa: E402
-from prodloop.tools.runner import Runner  # noqa: E402
-from prodloop.tools.sandbox import Limits, RunResult  # noqa: E402
-from prodloop.tools.synthesis import synthesize_regression_test  # noqa: E402
+from prodloop.tools.engine import sandbox  # noqa: E402
+from prodloop.tools.engine.runner import Runner  # noqa: E402
+from prodloop.tools.engine.sandbox import Limits, RunResult  # noqa: E402
+from prodloop.tools.judge import candidate  # noqa: E402
+from prodloop.tools.judge.candidate import CandidateResult, run_candidate_for_issue  # noqa: E402
+from prodloop.tools.locate import code_path  # noqa: E402
+from prodloop.tools.reproduce.synthesis import synthesize_regression_test  # noqa: E402
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService  # noqa: E402
 from tests.tools.test_candidate import GOOD_TEST  # noqa: E402
 
@@ -118,7 +120,7 @@ class _Recorder:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        # the names as `prodloop.tools.candidate` imported them
+        # the names as `prodloop.tools.judge.candidate` imported them
         real_workspace, real_map = sandbox.workspace, code_path.map_code_path
         real_popen_init, real_run = subprocess.Popen.__init__, subprocess.run
 

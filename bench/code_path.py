@@ -43,8 +43,8 @@ from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import Store
-from prodloop.tools.code_path import CodePath, map_code_path
-from prodloop.tools.git_repo import GitRepo
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.locate.code_path import CodePath, map_code_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the capture helper lives in <repo>/tests
 from _code_path_repo import RELEASE, TAGS, TARGETS, generated_repo, git
@@ -66,7 +66,7 @@ handle_checkout({"region": "eu", "lines": [{"sku": "apple", "qty": 2}]})
 
 _SELF_REQUEST = """
 from prodloop.server.ingest.envelope import parse_envelope
-from prodloop.tools.issues import list_issues
+from prodloop.tools.observe.issues import list_issues
 
 try:
     parse_envelope(b"not json", max_item_bytes=10)

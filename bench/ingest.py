@@ -45,8 +45,8 @@ from _ingest_pool import Pool, capture_pool
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.settings import load_settings
-from prodloop.tools.error_context import fetch_error_context
-from prodloop.tools.issues import list_issues
+from prodloop.tools.observe.error_context import fetch_error_context
+from prodloop.tools.observe.issues import list_issues
 
 GOAL_EVENTS_PER_S = 2_000.0
 GOAL_P99_MS = 50.0

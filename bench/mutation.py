@@ -41,13 +41,13 @@ from typing import Any
 import _mutation_package as pkg
 from mutmut.stats import status_by_exit_code
 
-import prodloop.tools.mutation as mutation
+import prodloop.tools.judge.mutation as mutation
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
-from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.runner import Runner
-from prodloop.tools.sandbox import RunResult, Workspace
+from prodloop.tools.engine.runner import Runner
+from prodloop.tools.engine.sandbox import RunResult, Workspace
+from prodloop.tools.judge.candidate import run_candidate_for_issue
 
 GOAL_VS_FULL = 20.0
 GOAL_VS_FLOOR = 1.3

@@ -12,12 +12,12 @@ import re
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.store import policy
-from prodloop.tools._shape import UNTRUSTED_NOTICE, iso, untrusted
 from prodloop.tools.budget import budget_status
-from prodloop.tools.code_path import CodePath, file_reliability, map_code_path
-from prodloop.tools.error_context import fetch_error_context
-from prodloop.tools.failing_test import map_failing_test
-from prodloop.tools.issues import list_issues
+from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, iso, untrusted
+from prodloop.tools.locate.code_path import CodePath, file_reliability, map_code_path
+from prodloop.tools.locate.failing_test import map_failing_test
+from prodloop.tools.observe.error_context import fetch_error_context
+from prodloop.tools.observe.issues import list_issues
 
 _STEPS = """1. `fetch_error_context` (issue_id={id}) — read the exception, the crash frame's locals and the request.
 2. `map_code_path` (issue_id={id}) — the files, functions and lines at the deployed commit; the suspect commits.

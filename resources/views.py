@@ -7,11 +7,11 @@ from typing import Any
 
 from prodloop.server.context import AppContext
 from prodloop.server.store import policy
-from prodloop.tools._shape import iso
-from prodloop.tools.code_path import map_code_path
-from prodloop.tools.error_context import fetch_error_context
-from prodloop.tools.issues import list_issues
-from prodloop.tools.provenance import list_provenance
+from prodloop.tools.engine._shape import iso
+from prodloop.tools.locate.code_path import map_code_path
+from prodloop.tools.observe.error_context import fetch_error_context
+from prodloop.tools.observe.issues import list_issues
+from prodloop.tools.ship.provenance import list_provenance
 
 MIME = "application/json"
 

@@ -168,7 +168,7 @@ def deploy_record(
     """Record a deploy so production errors map to the commit that ran."""
     from datetime import datetime
 
-    from prodloop.tools.deploys import record_deploy
+    from prodloop.tools.observe.deploys import record_deploy
 
     at = None
     if time is not None:
@@ -311,7 +311,7 @@ def provenance(
 ) -> None:
     """List (or export) where each test prodloop added came from."""
     from prodloop.server.store import policy
-    from prodloop.tools.provenance import jsonl_line
+    from prodloop.tools.ship.provenance import jsonl_line
 
     with _opened(_settings(repo, data_dir)) as ctx:
         records, _ = policy.provenance_records(ctx.store, test_path=test_path)
@@ -337,7 +337,7 @@ def issues_cmd(
 ) -> None:
     """Show the issues prodloop holds."""
     from prodloop.server.store.db import IssueOrder
-    from prodloop.tools.issues import list_issues
+    from prodloop.tools.observe.issues import list_issues
 
     if order_by not in get_args(IssueOrder):
         raise typer.BadParameter(f"{order_by[:40]!r} is not a sort key; use one of {', '.join(get_args(IssueOrder))}")

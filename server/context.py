@@ -9,9 +9,9 @@ from pathlib import Path
 from prodloop.server.clock import Clock, SystemClock
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
-from prodloop.tools.collaborators import Collaborators
-from prodloop.tools.git_repo import GitRepo
-from prodloop.tools.runner import Runner
+from prodloop.tools.engine.collaborators import Collaborators
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.engine.runner import Runner
 
 
 @dataclass

@@ -32,7 +32,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.http_app import build_http_app
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
-from prodloop.tools.git_repo import run_git
+from prodloop.tools.engine.git_repo import run_git
 from prodloop.tools.loop import run_loop
 
 SAMPLE_FILES: dict[str, str] = {

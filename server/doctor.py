@@ -16,7 +16,7 @@ from typing import Literal
 
 from prodloop.server.errors import CodePathError, GitError
 from prodloop.server.settings import Settings, service_python
-from prodloop.tools.git_repo import GitRepo, git_version
+from prodloop.tools.engine.git_repo import GitRepo, git_version
 
 Status = Literal["ok", "warn", "fail"]
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")  # user:token@ in URLs git echoes back
@@ -39,8 +39,8 @@ def run_checks(settings: Settings) -> list[Check]:
 def _run_confined(settings: Settings, args: list[str]) -> tuple[int, str]:
     """Run the service's interpreter the way test runs do, in the sandbox: it may be a file of a stranger's branch."""
     from prodloop.server.errors import IsolationUnavailable
-    from prodloop.tools.runner import Runner
-    from prodloop.tools.sandbox import Limits
+    from prodloop.tools.engine.runner import Runner
+    from prodloop.tools.engine.sandbox import Limits
 
     scratch = Path(tempfile.mkdtemp(prefix="prodloop-doctor-"))
     try:
@@ -119,7 +119,7 @@ def _interpreter(settings: Settings) -> list[Check]:
 
 
 def _isolation(settings: Settings) -> list[Check]:
-    from prodloop.tools.sandbox import isolation_available
+    from prodloop.tools.engine.sandbox import isolation_available
 
     gates = settings.gates
     if not isolation_available():
@@ -179,7 +179,7 @@ def namespace_blocker(proc_sys: Path = Path("/proc/sys")) -> tuple[str, str]:
 
 
 def _mutmut() -> Check:
-    from prodloop.tools.mutation import mutmut_problem
+    from prodloop.tools.judge.mutation import mutmut_problem
 
     problem = mutmut_problem()
     if problem is None:

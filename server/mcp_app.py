@@ -41,17 +41,17 @@ from prodloop.server.tool_surface import (
     reply,
 )
 from prodloop.tools.budget import BudgetStatus, budget_status
-from prodloop.tools.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
-from prodloop.tools.characterize import characterize
-from prodloop.tools.code_path import CodePath, map_code_path
-from prodloop.tools.deploys import DeployRecord, record_deploy
-from prodloop.tools.error_context import ErrorContext, fetch_error_context
-from prodloop.tools.issues import IssuePage, IssueStatus, list_issues
-from prodloop.tools.mutation import mutate_validate
-from prodloop.tools.provenance import ProvenancePage, list_provenance
-from prodloop.tools.pull_request import PullRequestResult, open_pr
-from prodloop.tools.suite import SuiteProposals, suggest_suite_changes
-from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
+from prodloop.tools.judge.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
+from prodloop.tools.judge.mutation import mutate_validate
+from prodloop.tools.locate.code_path import CodePath, map_code_path
+from prodloop.tools.observe.deploys import DeployRecord, record_deploy
+from prodloop.tools.observe.error_context import ErrorContext, fetch_error_context
+from prodloop.tools.observe.issues import IssuePage, IssueStatus, list_issues
+from prodloop.tools.reproduce.characterize import characterize
+from prodloop.tools.reproduce.synthesis import SynthesisResult, synthesize_regression_test
+from prodloop.tools.ship.provenance import ProvenancePage, list_provenance
+from prodloop.tools.ship.pull_request import PullRequestResult, open_pr
+from prodloop.tools.ship.suite import SuiteProposals, suggest_suite_changes
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -14,7 +14,7 @@ from prodloop.server.clock import Clock
 from prodloop.server.errors import BudgetExhausted
 from prodloop.server.settings import BudgetSettings
 from prodloop.server.store import Store, policy
-from prodloop.tools._shape import iso
+from prodloop.tools.engine._shape import iso
 
 
 class BudgetStatus(BaseModel):

@@ -19,15 +19,15 @@ from prodloop.server.errors import BudgetExhausted, ProdloopError
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
 from prodloop.server.store.receipts import Gate
-from prodloop.tools.candidate import run_candidate_for_issue, working_tree_diff
-from prodloop.tools.characterize import characterize
-from prodloop.tools.code_path import map_code_path
-from prodloop.tools.collaborators import Collaborators
-from prodloop.tools.git_repo import GitRepo
-from prodloop.tools.mutation import mutate_validate
-from prodloop.tools.pull_request import PullRequestResult, open_pr
-from prodloop.tools.runner import Runner
-from prodloop.tools.synthesis import synthesize_regression_test
+from prodloop.tools.engine.collaborators import Collaborators
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.engine.runner import Runner
+from prodloop.tools.judge.candidate import run_candidate_for_issue, working_tree_diff
+from prodloop.tools.judge.mutation import mutate_validate
+from prodloop.tools.locate.code_path import map_code_path
+from prodloop.tools.reproduce.characterize import characterize
+from prodloop.tools.reproduce.synthesis import synthesize_regression_test
+from prodloop.tools.ship.pull_request import PullRequestResult, open_pr
 
 Outcome = Literal["pr_opened", "needs_agent", "budget_exhausted", "error"]
 EXIT_CODES: dict[Outcome, int] = {"pr_opened": 0, "error": 2, "needs_agent": 3, "budget_exhausted": 4}

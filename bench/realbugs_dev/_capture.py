@@ -17,7 +17,7 @@ from _record import Done, short
 from prodloop.server.context import AppContext
 from prodloop.server.demo import serve_in_thread
 from prodloop.server.settings import load_settings
-from prodloop.tools.deploys import record_deploy
+from prodloop.tools.observe.deploys import record_deploy
 
 TRIGGER_TIMEOUT = 180.0
 EVENT_WAIT = 30.0

@@ -18,12 +18,12 @@ from _setup import add_worktree, git, remove_worktree
 from prodloop.server.context import AppContext
 from prodloop.server.store.receipts import GATE_ORDER
 from prodloop.tools import budget
-from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.code_path import CodePath, map_code_path
-from prodloop.tools.functions import FunctionIndex
+from prodloop.tools.engine.functions import FunctionIndex
+from prodloop.tools.judge.candidate import run_candidate_for_issue
+from prodloop.tools.judge.mutation import mutate_validate
+from prodloop.tools.locate.code_path import CodePath, map_code_path
 from prodloop.tools.loop import run_loop
-from prodloop.tools.mutation import mutate_validate
-from prodloop.tools.synthesis import SynthesisResult, synthesize_regression_test
+from prodloop.tools.reproduce.synthesis import SynthesisResult, synthesize_regression_test
 
 GATES = GATE_ORDER
 PLAIN_PYTEST_TIMEOUT = 180.0

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from prodloop.server.context import AppContext
-from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.git_repo import git_command, git_env
+from prodloop.tools.engine.git_repo import git_command, git_env
+from prodloop.tools.judge.candidate import run_candidate_for_issue
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 
 
@@ -78,7 +78,7 @@ def test_host_git_runs_without_hooks_or_fsmonitor_even_when_the_repository_confi
 def test_doctor_runs_the_repositorys_interpreter_only_inside_the_sandbox(tmp_path: Path) -> None:
     from prodloop.server.doctor import run_checks
     from prodloop.server.settings import load_settings
-    from prodloop.tools.sandbox import isolation_available
+    from prodloop.tools.engine.sandbox import isolation_available
 
     service = SampleService(tmp_path / "shop")
     marker = service.root / "ran-on-the-host"
@@ -117,7 +117,7 @@ def test_no_module_but_git_repo_runs_git_or_opens_a_repository() -> None:
 
 def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_path: Path) -> None:
     from prodloop.server.errors import GitError
-    from prodloop.tools.git_repo import GitRepo
+    from prodloop.tools.engine.git_repo import GitRepo
 
     marker = tmp_path / "ran"
     repo_root = tmp_path / "r"
@@ -141,7 +141,7 @@ def test_names_that_git_could_read_as_options_are_refused_before_git_runs(tmp_pa
 
 def test_the_pr_commit_is_built_by_plumbing_from_base_fix_test_and_ledger_alone(tmp_path: Path) -> None:
     from prodloop.server.errors import GitError
-    from prodloop.tools.git_repo import GitRepo
+    from prodloop.tools.engine.git_repo import GitRepo
 
     root = tmp_path / "r"
     root.mkdir()
@@ -191,8 +191,8 @@ def test_host_git_reads_the_users_global_config_only_to_talk_to_a_remote(
     """Worktrees, plumbing and blame run without the user's global config (a filter it defines, which a
     stranger's `.gitattributes` names, runs nothing on the host); push, fetch and ls-remote keep it, for
     credential helpers and URL rewrites."""
-    from prodloop.tools import git_repo
-    from prodloop.tools.git_repo import GitRepo
+    from prodloop.tools.engine import git_repo
+    from prodloop.tools.engine.git_repo import GitRepo
 
     root, remote, home = tmp_path / "r", tmp_path / "real-remote.git", tmp_path / "home"
     home.mkdir()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from prodloop.server.context import AppContext
-from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.sandbox import isolation_available
+from prodloop.tools.engine.sandbox import isolation_available
+from prodloop.tools.judge.candidate import run_candidate_for_issue
 
 DAEMON_TEST = """
 import os
@@ -229,7 +229,7 @@ def test_a_run_writes_nothing_of_the_host_but_its_own_tree_and_scratch(
 def test_a_repositorys_venv_file_cannot_bind_a_folder_that_is_no_python_install_into_a_run(tmp_path: Path) -> None:
     import sys
 
-    from prodloop.tools.sandbox import Guard, Limits, confine
+    from prodloop.tools.engine.sandbox import Guard, Limits, confine
 
     creds = Path.home() / f".prodloop-creds-{uuid.uuid4().hex}"  # not an installation: no lib/
     (creds / "bin").mkdir(parents=True)
@@ -276,7 +276,7 @@ def test_a_run_may_have_at_most_a_bounded_number_of_processes(tmp_path: Path) ->
     import subprocess
     import sys
 
-    from prodloop.tools.sandbox import MAX_PROCESSES, Guard, Limits, confine
+    from prodloop.tools.engine.sandbox import MAX_PROCESSES, Guard, Limits, confine
 
     read = "print(next(l for l in open('/proc/self/limits') if l.startswith('Max processes')))"
     command, _ = confine([sys.executable, "-c", read], Limits(10, 10, 512), Guard(tmp_path))
@@ -292,7 +292,7 @@ def test_a_repositorys_sitecustomize_never_runs_while_the_sandbox_is_being_built
     `sitecustomize.py`, which would run as root of the namespace before the mounts are locked."""
     import subprocess
 
-    from prodloop.tools.sandbox import Guard, Limits, confine
+    from prodloop.tools.engine.sandbox import Guard, Limits, confine
 
     repo, outside = tmp_path / "repo", tmp_path / "outside"
     repo.mkdir()
@@ -333,7 +333,7 @@ def test_the_result_channel_is_out_of_the_tests_sight(service_ctx: Callable[...,
     ],
 )
 def test_whatever_a_run_sends_back_is_read_by_type_and_never_crashes_the_host(payload: bytes) -> None:
-    from prodloop.tools.sandbox import _outcome, _received, _strings
+    from prodloop.tools.engine.sandbox import _outcome, _received, _strings
 
     channel = _received(payload)
     results = channel.get("results", {})

@@ -15,8 +15,8 @@ from prodloop.server.errors import BudgetExhausted
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy, receipts
 from prodloop.server.store.receipts import GATE_ORDER
-from prodloop.tools.candidate import CandidateResult, prepare_input, run_candidate_test
-from prodloop.tools.code_path import map_code_path
+from prodloop.tools.judge.candidate import CandidateResult, prepare_input, run_candidate_test
+from prodloop.tools.locate.code_path import map_code_path
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 
 GOOD_TEST = """
@@ -269,7 +269,7 @@ def test_escape():
 
 def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Callable[..., AppContext]) -> None:
     from prodloop.server.errors import InvalidArgument
-    from prodloop.tools.candidate import run_candidate_for_issue, test_digest
+    from prodloop.tools.judge.candidate import run_candidate_for_issue, test_digest
 
     ctx = open_ctx(gates={"flaky_runs": 1})
     test = (
@@ -291,7 +291,7 @@ def test_a_test_reads_its_support_files_and_the_receipt_binds_them(open_ctx: Cal
 
 
 def test_support_files_are_data_never_code_the_gates_did_not_read(open_ctx: Callable[..., AppContext]) -> None:
-    from prodloop.tools.candidate import run_candidate_for_issue
+    from prodloop.tools.judge.candidate import run_candidate_for_issue
 
     ctx = open_ctx(gates={"flaky_runs": 1})
     sample = {"tests/data/sample_module.py": "async def f():\n    await g()\n"}  # black-style input data: fine
@@ -334,7 +334,7 @@ def test_a_guard_clause_fix_that_returns_before_the_old_crash_line_covers_the_pa
 
 
 def test_a_synthesized_test_goes_beside_related_tests_in_a_test_folder() -> None:
-    from prodloop.tools.candidate import default_test_path
+    from prodloop.tools.judge.candidate import default_test_path
 
     related = ["maint/scripts/test_redbot.py", "tornado/test/ioloop_test.py"]
     assert default_test_path(related, 3) == "tornado/test/test_prodloop_issue_3.py"

@@ -14,9 +14,9 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.errors import CodePathError
 from prodloop.server.ingest.importer import import_events
-from prodloop.tools.code_path import CodePath, map_code_path
-from prodloop.tools.deploys import record_deploy
-from prodloop.tools.git_repo import GitRepo
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.locate.code_path import CodePath, map_code_path
+from prodloop.tools.observe.deploys import record_deploy
 from tests.repos import GitFixture, new_repo
 
 PRICING_V1 = """

@@ -7,7 +7,7 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument
 from prodloop.server.ingest.importer import import_events
-from prodloop.tools.error_context import fetch_error_context
+from prodloop.tools.observe.error_context import fetch_error_context
 from tests.conftest import make_event
 
 

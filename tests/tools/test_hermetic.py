@@ -6,8 +6,8 @@ import ast
 
 import pytest
 
-from prodloop.tools.hermetic import hermetic_findings
-from prodloop.tools.reconstruct import RESTORE_HELPER
+from prodloop.tools.judge.hermetic import hermetic_findings
+from prodloop.tools.reproduce.reconstruct import RESTORE_HELPER
 
 
 def _findings(code: str, test: str = "test_it") -> list[str]:

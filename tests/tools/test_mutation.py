@@ -14,8 +14,8 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.errors import MutationRefused, ProdloopError, ReceiptTampered
 from prodloop.server.store import receipts
-from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.mutation import mutate_validate
+from prodloop.tools.judge.candidate import run_candidate_for_issue
+from prodloop.tools.judge.mutation import mutate_validate
 from tests.sample_service import FIX_UNKNOWN_SKU, FIX_ZERO_RATE, SampleService
 
 STRONG_SKU = """
@@ -305,7 +305,7 @@ def test_by_default_only_the_fixs_statements_and_the_crash_statement_are_mutated
     ("version", "supported"), [("3.8.1", True), ("3.8.0", True), ("3.7.2", False), ("3.9.0", False), ("4.0.0", False)]
 )
 def test_only_the_mutmut_line_whose_internals_the_generator_uses_is_accepted(version: str, supported: bool) -> None:
-    from prodloop.tools.mutation import mutmut_problem
+    from prodloop.tools.judge.mutation import mutmut_problem
 
     problem = mutmut_problem(version)
     assert (problem is None) is supported
@@ -314,7 +314,7 @@ def test_only_the_mutmut_line_whose_internals_the_generator_uses_is_accepted(ver
 
 
 def test_the_installed_mutmut_is_one_the_generator_supports() -> None:
-    from prodloop.tools.mutation import mutmut_problem
+    from prodloop.tools.judge.mutation import mutmut_problem
 
     assert mutmut_problem() is None
 

@@ -19,10 +19,10 @@ from prodloop.server.errors import ProdloopError, PullRequestRefused, ReceiptTam
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy, receipts
-from prodloop.tools.candidate import run_candidate_for_issue, sha256
-from prodloop.tools.candidate import test_digest as digest_of
-from prodloop.tools.mutation import mutate_validate
-from prodloop.tools.pull_request import open_pr
+from prodloop.tools.judge.candidate import run_candidate_for_issue, sha256
+from prodloop.tools.judge.candidate import test_digest as digest_of
+from prodloop.tools.judge.mutation import mutate_validate
+from prodloop.tools.ship.pull_request import open_pr
 from tests.fakes.github_api import FakeGitHub
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 from tests.tools.test_mutation import STRONG_SKU, WEAK_SKU

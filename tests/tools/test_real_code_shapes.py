@@ -13,10 +13,10 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
-from prodloop.tools.call_plan import CallerSite, plan_call, statement_at
-from prodloop.tools.code_path import map_code_path
-from prodloop.tools.reconstruct import Unusable, constructed, rebuild, render
-from prodloop.tools.synthesis import synthesize_regression_test
+from prodloop.tools.locate.code_path import map_code_path
+from prodloop.tools.reproduce.call_plan import CallerSite, plan_call, statement_at
+from prodloop.tools.reproduce.reconstruct import Unusable, constructed, rebuild, render
+from prodloop.tools.reproduce.synthesis import synthesize_regression_test
 from tests.repos import GitFixture, committed_repo
 
 FILES = {
@@ -393,7 +393,7 @@ class LayoutTestCase(unittest.TestCase):
 
 
 def test_a_projects_own_test_is_judged_alone_and_may_patch_helpers_off_the_failure_path() -> None:
-    from prodloop.tools.test_checks import assertion_findings, public_interface_findings, test_function_names
+    from prodloop.tools.judge.test_checks import assertion_findings, public_interface_findings, test_function_names
 
     tree = ast.parse(PROJECT_TEST_FILE)
     assert test_function_names(tree) == ["LayoutTestCase::test_other", "LayoutTestCase::test_report"]
@@ -408,7 +408,7 @@ def test_a_projects_own_test_is_judged_alone_and_may_patch_helpers_off_the_failu
 def test_a_test_that_sees_the_crash_only_as_an_error_response_reproduces_when_the_exception_was_raised_on_the_path(
     open_ctx: Callable[[str], AppContext],
 ) -> None:
-    from prodloop.tools.candidate import run_candidate_for_issue
+    from prodloop.tools.judge.candidate import run_candidate_for_issue
 
     ctx = open_ctx("caught")
     test = (
@@ -566,7 +566,7 @@ def test_a_captured_object_whose_class_shares_its_modules_name_is_rebuilt_from_t
 
 
 def test_a_parametrized_receiver_built_on_the_service_makes_its_assertions_real() -> None:
-    from prodloop.tools.test_checks import assertion_findings
+    from prodloop.tools.judge.test_checks import assertion_findings
 
     source = (
         "import pytest\nfrom lib.sched import Worker\n\n\n"

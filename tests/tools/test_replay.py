@@ -14,10 +14,10 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
-from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.reconstruct import Unusable
-from prodloop.tools.replay import _apps_in, replayed
-from prodloop.tools.synthesis import synthesize_regression_test
+from prodloop.tools.judge.candidate import run_candidate_for_issue
+from prodloop.tools.reproduce.reconstruct import Unusable
+from prodloop.tools.reproduce.replay import _apps_in, replayed
+from prodloop.tools.reproduce.synthesis import synthesize_regression_test
 from tests.repos import GitFixture, committed_repo, new_repo
 from tests.sample_service import fix_diff
 
@@ -122,7 +122,7 @@ def test_a_crash_only_a_request_reaches_is_replayed_through_the_test_client_and_
 
 
 def test_the_characterized_replay_asserts_what_the_fixed_service_answers(ctx: AppContext) -> None:
-    from prodloop.tools.characterize import characterize
+    from prodloop.tools.reproduce.characterize import characterize
 
     result = synthesize_regression_test(*ctx.collaborators(), issue_id=1)
     assert result.call is not None
@@ -274,7 +274,7 @@ def test_a_flask_crash_is_replayed_through_flasks_test_client(tmp_path: Path) ->
 
 @pytest.mark.parametrize("framework", ["asgi", "flask"])
 def test_the_replay_helper_sends_json_form_and_text_bodies(framework: str) -> None:
-    from prodloop.tools.replay import helper_imports, helper_source
+    from prodloop.tools.reproduce.replay import helper_imports, helper_source
 
     if framework == "flask":
         from flask import Flask, request

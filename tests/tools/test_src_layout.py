@@ -9,7 +9,7 @@ from pathlib import Path
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
-from prodloop.tools.candidate import run_candidate_for_issue
+from prodloop.tools.judge.candidate import run_candidate_for_issue
 from tests.repos import new_repo
 
 TEST = """

@@ -8,8 +8,8 @@ from pathlib import Path
 from prodloop.server.clock import FixedClock
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
-from prodloop.tools.git_repo import GitRepo
-from prodloop.tools.suite import suggest_suite_changes
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.ship.suite import suggest_suite_changes
 from tests.conftest import make_event
 from tests.repos import new_repo
 

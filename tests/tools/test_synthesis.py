@@ -14,9 +14,9 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
-from prodloop.tools.candidate import run_candidate_for_issue
-from prodloop.tools.reconstruct import Unusable, rebuild, render
-from prodloop.tools.synthesis import synthesize_regression_test
+from prodloop.tools.judge.candidate import run_candidate_for_issue
+from prodloop.tools.reproduce.reconstruct import Unusable, rebuild, render
+from prodloop.tools.reproduce.synthesis import synthesize_regression_test
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 
 
@@ -131,7 +131,7 @@ def test_a_hostile_exception_type_never_becomes_code(service: SampleService, tmp
 def test_every_distinct_production_input_becomes_a_case_and_the_fix_is_characterized_for_each(
     service: SampleService, service_ctx: Callable[..., AppContext]
 ) -> None:
-    from prodloop.tools.characterize import characterize
+    from prodloop.tools.reproduce.characterize import characterize
 
     ctx = service_ctx("unknown_sku", gates={"flaky_runs": 1})
     (mango,) = service.git.capture(

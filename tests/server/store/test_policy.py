@@ -51,7 +51,7 @@ def test_a_slot_left_pending_by_a_dead_process_stops_counting_after_an_hour(ctx:
 
 
 def test_provenance_pages_with_a_cursor(ctx: AppContext) -> None:
-    from prodloop.tools.provenance import list_provenance
+    from prodloop.tools.ship.provenance import list_provenance
 
     import_events(ctx, ctx.store.create_project("svc"), [("e", make_event())], source="test")
     receipts.save(ctx.store, receipts.Receipt("r", 1, "e", "c", "t.py", "t", "", "", "", "", True, (), 0.0, 0.0))

@@ -1,0 +1,1 @@
+"""What the capabilities run on: the git boundary, confined runs, diffs, function extents, small helpers."""

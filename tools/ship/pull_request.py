@@ -1,0 +1,356 @@
+"""`open_pr`: ship a validated regression test (and fix) as a pull request, with provenance.
+
+Refused unless the receipt passed every candidate gate and mutation testing, its stored test
+and fix still hash to what it recorded, and the issue and repository have PRs left in their
+budgets. The change is built in a throwaway worktree of the base branch (which may have moved
+since the deployed commit): fix and test applied, the provenance line appended, the candidate
+test run once more; then committed, pushed with GitPython to the configured remote and, with a
+GitHub token, opened as a pull request with PyGithub. Without a token the branch is pushed
+and the description written beside the store.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from prodloop.server.clock import Clock
+from prodloop.server.errors import CodePathError, GitError, ProdloopError, PullRequestRefused
+from prodloop.server.ingest.scrub import secret_findings
+from prodloop.server.settings import Settings
+from prodloop.server.store import Store, policy
+from prodloop.server.store.receipts import MutationResult, Receipt
+from prodloop.tools.engine._shape import cap, iso, untrusted_md
+from prodloop.tools.engine.collaborators import Collaborators
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.engine.runner import Runner
+from prodloop.tools.engine.sandbox import outcome_of, workspace
+from prodloop.tools.judge.candidate import verified_receipt
+from prodloop.tools.locate.code_path import CodePath, mapped_for
+from prodloop.tools.ship.provenance import build_record, jsonl_line
+
+
+class PullRequestResult(BaseModel):
+    mode: Literal["github", "local"]
+    branch: str
+    base: str
+    commit: str
+    remote: str
+    url: str | None
+    number: int | None
+    description_path: str | None = Field(description="local mode: where the PR description was written")
+    labels: list[str]
+    failure_to_pr_seconds: float = Field(description="from the issue's first event to this PR")
+    provenance: dict[str, Any]
+
+
+def open_pr(
+    store: Store,
+    repo: GitRepo,
+    runner: Runner,
+    settings: Settings,
+    clock: Clock,
+    *,
+    receipt_id: str,
+    title: str | None = None,
+    body_extra: str | None = None,
+    draft: bool = False,
+    labels: list[str] | None = None,
+    client: str = "unknown",
+    code_path: CodePath | None = None,
+) -> PullRequestResult:
+    ctx = Collaborators(store, repo, runner, settings, clock)
+    receipt = verified_receipt(store, receipt_id)
+    mutation = _check_receipt(receipt)
+    issue = ctx.store.get_issue(receipt.issue_id)
+    slot = _reserve(ctx, receipt)
+    pushed: list[str] = []  # the branch and commit, once they left this machine
+    try:
+        return _open(
+            ctx, receipt, mutation, issue, slot, pushed,
+            title=title, body_extra=body_extra, draft=draft, labels=labels, client=client, code_path=code_path,
+        )  # fmt: skip
+    except BaseException:
+        if pushed:  # a branch (and maybe a PR) exists: the slot stays spent, for a person to see
+            policy.fail_pull_request(ctx.store, slot, branch=pushed[0], commit=pushed[1])
+        else:
+            policy.release_pull_request(ctx.store, slot)
+        raise
+
+
+def _open(
+    ctx: Collaborators,
+    receipt: Receipt,
+    mutation: MutationResult,
+    issue: Any,
+    slot: int,
+    pushed: list[str],
+    *,
+    title: str | None,
+    body_extra: str | None,
+    draft: bool,
+    labels: list[str] | None,
+    client: str,
+    code_path: CodePath | None,
+) -> PullRequestResult:
+    receipt_id = receipt.id
+    code_path = mapped_for(
+        ctx.store, ctx.repo, code_path, event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites
+    )
+    settings = ctx.settings
+    repo_path = settings.repo.resolve()
+    remote = settings.git_remote
+    base = settings.base_branch or ctx.repo.default_branch(remote)
+    base_sha = _fetch_base(ctx.repo, remote, base)
+    branch = _free_branch(ctx.repo, remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
+    now = ctx.clock.now()
+    record = build_record(
+        receipt=receipt,
+        fingerprint=issue.fingerprint,
+        branch=branch,
+        base=base,
+        client=client,
+        created_at=iso(now) or "",
+    )
+    message = _commit_message(issue.id, issue.title, issue.fingerprint, receipt)
+    body = _body(issue, code_path, receipt, mutation, record, body_extra)
+    _refuse_secrets(receipt, {"the PR title": title or "", "the PR description": body, "the commit message": message,
+                              "the provenance line": jsonl_line(record)})  # fmt: skip
+    repo = ctx.repo
+    if repo.exists(base_sha, receipt.test_path):
+        raise PullRequestRefused(
+            receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
+        )
+    files = {**(receipt.support_files or {}), receipt.test_path: receipt.test_code}
+    try:
+        # Built from the receipt's hashed test and fix alone, before anything runs: nothing a test writes can ship.
+        commit = repo.build_commit(
+            base_sha, receipt.fix_diff, files, {settings.ledger_path: jsonl_line(record)}, message
+        )
+    except GitError as exc:
+        raise PullRequestRefused(
+            receipt_id, f"the fix conflicts with {base} ({str(exc)[:300]})", "rebase the fix on the base and run again"
+        ) from exc
+    _check_tree(repo, receipt_id, base_sha, commit, _expected_files(repo, base_sha, receipt, settings.ledger_path))
+    with workspace(repo, commit) as ws:
+        node = f"{receipt.test_path}::{receipt.test_name}"
+        check = ctx.runner.pytest(ws, [node])
+        outcome = outcome_of(check, node)
+        if outcome is None or outcome.outcome != "passed":
+            what = "timed out" if check.timed_out else (outcome.outcome if outcome else "did not run")
+            detail = (outcome.message if outcome else check.output_tail)[-300:]
+            raise PullRequestRefused(
+                receipt_id,
+                f"on {base} ({base_sha[:12]}) the test {what}: {detail}",
+                "the base moved: run run_candidate_test against it, then open_pr again",
+            )
+    _push(repo, remote, commit, branch)
+    pushed += [branch, commit]
+    if repo.remote_heads(remote, branch).get(branch) != commit:  # what the remote holds is what was built
+        raise ProdloopError(f"{branch} on {remote} is not the commit prodloop built ({commit[:12]}); check the remote")
+    labels = labels if labels is not None else list(settings.pr_labels)
+    url = number = description_path = None
+    if settings.github_token is not None:
+        from prodloop.server.errors import GitHubError
+        from prodloop.tools.ship.github import create_pull_request
+
+        try:
+            url, number = create_pull_request(
+                settings, repo_path, title=title or _title(issue.id, issue.title), body=body, head=branch, base=base,
+                draft=draft, labels=labels,
+            )  # fmt: skip
+        except GitHubError as exc:  # the branch is already out there: say so, and what to do with it
+            raise ProdloopError(
+                f"{exc}; the branch {branch} (commit {commit[:12]}) is already pushed to {remote}: open the pull "
+                f"request from it by hand, or delete the branch before open_pr again (this PR slot stays spent)"
+            ) from exc
+        mode: Literal["github", "local"] = "github"
+    else:
+        mode = "local"
+        target = settings.resolved_data_dir / "pull-requests" / f"{branch.replace('/', '-')}.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"# {title or _title(issue.id, issue.title)}\n\n{body}", encoding="utf-8")
+        description_path = str(target)
+    policy.complete_pull_request(
+        ctx.store, policy.PullRequestRow(slot, issue.id, receipt_id, branch, commit, url, number, mode, now), record
+    )
+    return PullRequestResult(
+        mode=mode, branch=branch, base=base, commit=commit, remote=remote, url=url, number=number,
+        description_path=description_path, labels=labels, failure_to_pr_seconds=round(now - issue.first_seen, 3),
+        provenance=record,
+    )  # fmt: skip
+
+
+def _refuse_secrets(receipt: Receipt, texts: dict[str, str]) -> None:
+    """Nothing prodloop writes into a repository or a PR may carry a secret or a scrubbed production value."""
+    written = {
+        f"the test {receipt.test_path}": (receipt.test_code, True),
+        **{f"the support file {path}": (text, True) for path, text in (receipt.support_files or {}).items()},
+        "the fix": (receipt.fix_diff, False),
+        **{what: (text, False) for what, text in texts.items()},
+    }
+    for what, (text, production) in written.items():
+        found = secret_findings(text, production_values=production)
+        if found:
+            raise PullRequestRefused(
+                receipt.id,
+                f"{what} carries {', '.join(found)}; nothing was pushed",
+                "remove it from the test or fix (a production input that was scrubbed cannot be a test input), "
+                "run_candidate_test and mutate_validate again",
+            )
+
+
+def _check_receipt(receipt: Receipt) -> MutationResult:
+    """The receipt's mutation result, when every gate and mutation testing passed."""
+    failed = receipt.failed_gates()
+    if not receipt.passed or failed:
+        raise PullRequestRefused(
+            receipt.id, f"gates not passed: {', '.join(failed)}", "run_candidate_test until all pass"
+        )
+    mutation = receipt.mutation
+    if mutation is None:
+        raise PullRequestRefused(receipt.id, "no mutation testing on record", "run mutate_validate with this receipt")
+    if not mutation.passed:
+        raise PullRequestRefused(
+            receipt.id,
+            f"mutation score {mutation.score} is under {mutation.min_score}",
+            "strengthen the test's assertions, run_candidate_test and mutate_validate again",
+        )
+    return mutation
+
+
+def _reserve(ctx: Collaborators, receipt: Receipt) -> int:
+    limits = ctx.settings.budgets
+    now = ctx.clock.now()
+    slot, problem = policy.reserve_pull_request(
+        ctx.store, receipt.issue_id, receipt.id, max_per_issue=limits.max_prs_per_issue,
+        max_per_day=limits.max_prs_per_day, now=now,
+    )  # fmt: skip
+    if slot is None:
+        policy.escalate(ctx.store, receipt.issue_id, "pr-budget", problem or "PR budget", now)
+        raise PullRequestRefused(
+            receipt.id, problem or "no PR budget left", "a person must review the open PRs (escalated)"
+        )
+    return slot
+
+
+def _fetch_base(repo: GitRepo, remote: str, base: str) -> str:
+    repo.fetch(remote, base)
+    sha = repo.resolve(f"refs/remotes/{remote}/{base}") or repo.resolve(base)
+    if sha is None:
+        raise CodePathError(str(repo.path), f"base branch {base} is neither on {remote} nor local", "set base_branch")
+    return sha
+
+
+def _expected_files(repo: GitRepo, base: str, receipt: Receipt, ledger: str) -> list[str]:
+    """Every path the fix changes on the base (read by git from the diff itself, so any file name works), the test,
+    its support files and the provenance ledger."""
+    fixed = repo.diff_paths(base, receipt.fix_diff)
+    return sorted({*fixed, receipt.test_path, *(receipt.support_files or {}), ledger})
+
+
+def _check_tree(repo: GitRepo, receipt_id: str, base: str, commit: str, expected: list[str]) -> None:
+    """The commit changes exactly the fix's paths, the test, its support files and the ledger: nothing else."""
+    extra = repo.changed_between(base, commit) - set(expected)
+    if extra:
+        raise PullRequestRefused(receipt_id, f"the commit would change {sorted(extra)} too", "nothing was pushed")
+
+
+def _push(repo: GitRepo, remote: str, commit: str, branch: str) -> None:
+    """Push the commit made before any test ran, from the user's repository: never from the worktree the test ran
+    in, whose `.git` pointer and config the test could have rewritten."""
+    try:
+        repo.push(remote, commit, branch)
+    except GitError as exc:
+        raise ProdloopError(f"push of {branch} to {remote} failed or was rejected: {str(exc)[-300:]}") from exc
+
+
+def _free_branch(repo: GitRepo, remote: str, wanted: str) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`, ... when an earlier PR of the issue holds the name on the remote."""
+    try:
+        taken = set(repo.remote_heads(remote, f"{wanted}*"))
+    except GitError:
+        taken = set()  # the push will say what is wrong with the remote
+    n = 1
+    name = wanted
+    while name in taken:
+        n += 1
+        name = f"{wanted}-{n}"
+    return name
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40] or "fix"
+
+
+def _title(issue_id: int, title: str) -> str:
+    """The exception's type only: the message is production text, never a heading (it is in the body, fenced)."""
+    kind = re.match(r"[A-Za-z_][\w.]{0,80}", title)
+    return f"Fix production {kind.group(0) if kind else 'error'} (prodloop #{issue_id})"
+
+
+def _commit_message(issue_id: int, title: str, fingerprint: str, receipt: Receipt) -> str:
+    return (
+        f"{_title(issue_id, title)}\n\n"
+        f"Adds {receipt.test_path}::{receipt.test_name}, a regression test that fails on the deployed commit "
+        f"{receipt.commit_sha[:12]} with the production exception and passes with this fix.\n\n"
+        f"Fixes: prodloop issue {issue_id} (fingerprint {fingerprint})\n"
+        f"Prodloop-Receipt: {receipt.id}\n"
+    )
+
+
+def _body(
+    issue: Any,
+    code_path: CodePath,
+    receipt: Receipt,
+    mutation: MutationResult,
+    record: dict[str, Any],
+    extra: str | None,
+) -> str:
+    exc = code_path.exceptions[-1] if code_path.exceptions else None
+    frames = [
+        f"- `{f.location.repo_path}:{f.location.lineno}` in `{f.qualname or f.function}`"
+        + (" **(culprit)**" if f.is_culprit else "")
+        for e in code_path.exceptions
+        for f in e.path
+    ]
+    gates = [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {cap(g.evidence, 200)} |" for g in receipt.gates]
+    survivors = [
+        f"{'' if s.observed else 'Unexercised by the inputs: '}```diff\n{cap(s.diff, 1500)}\n```"
+        for s in mutation.survivors[:5]
+    ]
+    parts = [
+        "## Production error",
+        "Production raised (production data, captured from users: not instructions):",
+        untrusted_md(f"{exc.type}: {exc.value}" if exc else issue.title, 400),
+        "",
+        f"{issue.event_count} events, {issue.user_count} users; "
+        f"first seen {iso(issue.first_seen)}, last seen {iso(issue.last_seen)}.",
+        "",
+        "## Code path (at the deployed commit " + receipt.commit_sha[:12] + ")",
+        *frames,
+        "",
+        "## Gates",
+        "| gate | result | evidence |",
+        "| --- | --- | --- |",
+        *gates,
+        "",
+        "## Mutation testing",
+        f"Score {mutation.score} over {mutation.mutants} mutants "
+        f"(killed {mutation.killed}, timeout {mutation.timeout}, survived {mutation.survived}, "
+        f"unexercised by the test's inputs {mutation.unexercised}); "
+        f"gate {mutation.min_score}.",
+        *survivors,
+        "",
+        f"Receipt `{receipt.id}`.",
+        "",
+        "## Provenance",
+        "```json",
+        jsonl_line(record).strip(),
+        "```",
+    ]
+    if extra:
+        parts += ["", cap(extra, 4000) or ""]
+    return "\n".join(parts) + "\n"
