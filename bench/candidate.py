@@ -3,7 +3,7 @@
 All on the test suite's sample service (tests/sample_service.py: a real git repository and the
 event a real sentry-sdk reports for its "unknown_sku" crash), built in a temporary directory:
 
-1. `run_candidate_for_issue` through every gate, with GOOD_TEST of tests/tools/test_candidate.py and
+1. `run_candidate_for_issue` through every gate, with GOOD_TEST of tests/tools/judge/test_candidate.py and
    FIX_UNKNOWN_SKU, default gate settings (5 flaky repeats and 1 shuffled run): wall time of `--runs`
    calls after one untimed warm-up (the budget is reset between calls, outside the timing), the
    processes it starts, and where the time goes. The split comes from a Runner that times each pytest
@@ -60,7 +60,7 @@ from prodloop.tools.judge.candidate import CandidateResult, run_candidate_for_is
 from prodloop.tools.locate import code_path  # noqa: E402
 from prodloop.tools.reproduce.synthesis import synthesize_regression_test  # noqa: E402
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService  # noqa: E402
-from tests.tools.test_candidate import GOOD_TEST  # noqa: E402
+from tests.tools.judge.test_candidate import GOOD_TEST  # noqa: E402
 
 MAX_RUNS = 50
 ISSUE = 1

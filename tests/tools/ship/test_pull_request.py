@@ -25,7 +25,7 @@ from prodloop.tools.judge.mutation import mutate_validate
 from prodloop.tools.ship.pull_request import open_pr
 from tests.fakes.github_api import FakeGitHub
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
-from tests.tools.test_mutation import STRONG_SKU, WEAK_SKU
+from tests.tools.judge.test_mutation import STRONG_SKU, WEAK_SKU
 
 TOKEN = "ghp_test_secret_value_0123456789abcdef"
 WRITES_A_FILE = STRONG_SKU.replace(
