@@ -26,6 +26,7 @@ from prodloop.server.ingest.envelope import (
     parse_envelope,
     parse_event,
 )
+from prodloop.server.ingest.health import Health
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.ingest.ratelimit import RateLimiter
 from prodloop.server.ingest.writer import EventWriter
@@ -41,6 +42,8 @@ class _Gone(Exception):
 
 
 _CORS = {"Access-Control-Allow-Origin": "*"}
+_HEALTH_ITEMS = frozenset({"session", "sessions", "transaction"})
+_MAX_HEALTH_ITEMS = 1000
 
 
 class Ingest:
@@ -73,18 +76,22 @@ class Ingest:
                 self._authenticate(project, sent_key)
             body = await self._read_body(request)
             data = decompress(body, request.headers.get("content-encoding"), self._settings.max_envelope_bytes)
-            raw_events, envelope_key, header_event_id = self._events(data, envelope=envelope)
+            raw_events, envelope_key, header_event_id, health_items = self._events(data, envelope=envelope)
             if sent_key is None:
                 self._authenticate(project, envelope_key)
             if raw_events:
                 retry = self._limiter.take(project.id, len(raw_events))
                 if retry is not None:
                     raise RateLimited(project.id, retry)
-            records = await anyio.to_thread.run_sync(
-                self._process, raw_events, project, header_event_id, limiter=self._cpu
+            records, health = await anyio.to_thread.run_sync(
+                self._process, raw_events, health_items, project, header_event_id, limiter=self._cpu
             )
-            if records:
-                await self._commit(records)
+            if records or health:
+                await self._commit(records, health)
+            if health.dropped:
+                logger.info(
+                    "ingest: %d session or transaction item(s) left out: %s", len(health.dropped), health.dropped[0]
+                )
         except IngestError as exc:
             headers = dict(_CORS)
             if isinstance(exc, RateLimited):
@@ -102,10 +109,20 @@ class Ingest:
                 headers={**_CORS, "Retry-After": "5"},
             )
         event_id = records[0].event_id if records else header_event_id
-        return JSONResponse({"id": event_id} if event_id else {}, headers=_CORS)
+        answer: dict[str, Any] = {"id": event_id} if event_id else {}
+        if health.dropped:  # sentry-sdk ignores the body; a person debugging a sender reads why
+            answer["dropped"] = health.dropped[:20]
+        return JSONResponse(answer, headers=_CORS)
 
-    def _process(self, raw_events: list[dict[str, Any]], project: Project, header_event_id: Any) -> list[EventRecord]:
+    def _process(
+        self,
+        raw_events: list[dict[str, Any]],
+        health_items: list[tuple[str, bytes]],
+        project: Project,
+        header_event_id: Any,
+    ) -> tuple[list[EventRecord], Health]:
         """Scrub and group off the event loop: relay's Rust work runs beside other requests."""
+        health = self._processor.health(health_items, project_id=project.id, user_salt=project.public_key)
         return [
             self._processor.process(
                 raw,
@@ -116,7 +133,7 @@ class Ingest:
                 what=f"event {i + 1}",
             )
             for i, raw in enumerate(raw_events)
-        ]
+        ], health
 
     def _project(self, raw_id: str) -> Project:
         try:
@@ -165,15 +182,22 @@ class Ingest:
             raise IngestError("the request body is empty", "send an envelope or an event")
         return b"".join(chunks)
 
-    def _events(self, data: bytes, *, envelope: bool) -> tuple[list[dict[str, Any]], str | None, Any]:
+    def _events(
+        self, data: bytes, *, envelope: bool
+    ) -> tuple[list[dict[str, Any]], str | None, Any, list[tuple[str, bytes]]]:
         if not envelope:
-            return [parse_event(data, "the event")], None, None
+            return [parse_event(data, "the event")], None, None, []
         env = parse_envelope(data, max_item_bytes=self._settings.max_event_bytes)
         events = [
             parse_event(item.payload, f"event item {n + 1}")
             for n, item in enumerate(i for i in env.items if i.type == "event")
         ]
-        return events, key_from_dsn(env.headers.get("dsn")), env.headers.get("event_id")
+        health = [(i.type, i.payload) for i in env.items if i.type in _HEALTH_ITEMS]
+        if len(health) > _MAX_HEALTH_ITEMS:
+            raise IngestError(
+                f"the envelope holds {len(health)} session and transaction items", f"send at most {_MAX_HEALTH_ITEMS}"
+            )
+        return events, key_from_dsn(env.headers.get("dsn")), env.headers.get("event_id"), health
 
     @staticmethod
     def _request_key(request: Request) -> str | None:
@@ -192,8 +216,8 @@ class Ingest:
         if not hmac.compare_digest(key.encode(), project.public_key.encode()):
             raise _refused(project.id)
 
-    async def _commit(self, records: list[EventRecord]) -> None:
-        future = self._writer.submit(records)
+    async def _commit(self, records: list[EventRecord], health: Health) -> None:
+        future = self._writer.submit(records, health)
         await asyncio.wrap_future(future)
 
 

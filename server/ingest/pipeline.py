@@ -11,9 +11,10 @@ import json
 from typing import Any
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import PayloadTooLarge
-from prodloop.server.ingest import grouping
+from prodloop.server.errors import IngestError, PayloadTooLarge
+from prodloop.server.ingest import grouping, health
 from prodloop.server.ingest.envelope import normalize_event_id
+from prodloop.server.ingest.health import Health, packages_of
 from prodloop.server.ingest.scrub import Scrubber
 from prodloop.server.settings import Settings
 from prodloop.server.store.records import EventRecord, FrameRef
@@ -29,6 +30,22 @@ class EventProcessor:
             scrub_ip_addresses=settings.scrub_ip_addresses,
         )
 
+    def health(self, items: list[tuple[str, bytes]], *, project_id: int, user_salt: str) -> Health:
+        """The session, sessions and transaction items of an envelope as counts. One that does not parse is left
+        out with its reason (`Health.dropped`): the envelope's events and other items still count."""
+        out = Health([], [])
+        for n, (kind, payload) in enumerate(items):
+            try:
+                if kind == "session":
+                    out.sessions += health.parse_session(payload, project_id, user_salt)
+                elif kind == "sessions":
+                    out.sessions += health.parse_sessions(payload, project_id, user_salt)
+                elif kind == "transaction":
+                    out.transactions.append(health.parse_transaction(payload, project_id, self._scrubber.scrub_string))
+            except IngestError as exc:
+                out.dropped.append(f"{kind} item {n + 1}: {exc}"[:300])
+        return out
+
     def process(
         self,
         raw: dict[str, Any],
@@ -41,7 +58,9 @@ class EventProcessor:
     ) -> EventRecord:
         event_id = normalize_event_id(raw.get("event_id", fallback_event_id), what)
         raw = {**raw, "event_id": event_id}
-        # The SDK's list of installed packages is a quarter of a typical event and serves no step of the loop.
+        # The SDK's list of installed packages is a quarter of a typical event: kept once per release (what changed
+        # between two releases), never in the event.
+        packages = packages_of(raw)
         raw.pop("modules", None)
         user_hash = _user_hash(raw.get("user"), user_salt)
         scrubbed = self._scrubber.scrub(raw)
@@ -74,6 +93,7 @@ class EventProcessor:
             source=source,
             payload=payload,
             frames=_app_frames(event),
+            packages=packages,
         )
 
 

@@ -166,6 +166,17 @@ class Scrubber:
         result.event = self._walk(stripped, None, result.filtered, sensitive=False)
         return result
 
+    def scrub_string(self, text: str) -> str:
+        """One free-text string (a transaction name) scrubbed like a message: secrets, e-mails, card numbers, IP
+        addresses and home-directory user names."""
+        out: list[tuple[str, str]] = []
+        path: _Path = (None, "value")
+        if _maybe_secret(text):
+            text = self._scrub_text(text, path, out)
+        if _MAYBE_PERSONAL.search(text):
+            text = _scrub_personal(text, path, out)
+        return text
+
     def _relay_json(self, value: Any) -> Any:
         if value is self._relay_config:
             return self._relay_config_json

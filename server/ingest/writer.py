@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+from prodloop.server.ingest.health import Health
 from prodloop.server.store import EventRecord, Store
 
 logger = logging.getLogger("prodloop.server")
@@ -27,10 +28,11 @@ class EventWriter:
         self._thread = threading.Thread(target=self._run, name="prodloop-event-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, records: Sequence[EventRecord]) -> Future[list[bool]]:
-        """Queue records; the future resolves to per-record 'was new' once committed."""
+    def submit(self, records: Sequence[EventRecord], health: Health | None = None) -> Future[list[bool]]:
+        """Queue records (and an envelope's health counts); the future resolves to per-record 'was new' once
+        committed."""
         fut: Future[list[bool]] = Future()
-        self._queue.put((list(records), fut))
+        self._queue.put((list(records), health, fut))
         return fut
 
     def close(self) -> None:
@@ -44,7 +46,7 @@ class EventWriter:
             if first is _STOP:
                 return
             batch = [first]
-            count = len(first[0])  # type: ignore[index]
+            count = len(first[0]) + 1  # type: ignore[index]
             while count < self._max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -54,28 +56,29 @@ class EventWriter:
                     stopping = True
                     break
                 batch.append(item)
-                count += len(item[0])  # type: ignore[index]
+                count += len(item[0]) + 1  # type: ignore[index]
             try:
                 self._commit(batch)  # type: ignore[arg-type]
             except Exception:  # the writer must outlive any one batch, or every later sender waits forever
                 logger.exception("event writer: a batch could not be acknowledged")
 
-    def _commit(self, batch: list[tuple[list[EventRecord], Future[list[bool]]]]) -> None:
+    def _commit(self, batch: list[tuple[list[EventRecord], Health | None, Future[list[bool]]]]) -> None:
         # A sender that hung up cancelled its future: its events are still stored (they were valid and the
         # sender may retry, which is idempotent), but nobody waits for the answer.
-        for _, fut in batch:
+        for _, _, fut in batch:
             fut.set_running_or_notify_cancel()  # False for a cancelled one, which stays cancelled
-        records = [r for recs, _ in batch for r in recs]
+        records = [r for recs, _, _ in batch for r in recs]
+        health = [h for _, h, _ in batch if h]
         try:
-            results = self._store.write_events(records)
+            results = self._store.write_events(records, health)
         except Exception as exc:  # the edge: every waiting sender must hear of the failure
             logger.error("event batch of %d not stored: %s", len(records), type(exc).__name__)
-            for _, fut in batch:
+            for _, _, fut in batch:
                 if not fut.cancelled():
                     fut.set_exception(exc)
             return
         i = 0
-        for recs, fut in batch:
+        for recs, _, fut in batch:
             if not fut.cancelled():
                 fut.set_result(results[i : i + len(recs)])
             i += len(recs)

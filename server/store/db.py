@@ -18,6 +18,8 @@ from typing import Literal, get_args
 
 from prodloop.server.clock import Clock, SystemClock, new_key
 from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
+from prodloop.server.ingest.health import Health
+from prodloop.server.store import health as health_store
 from prodloop.server.store.migrations import MIGRATIONS
 from prodloop.server.store.records import Deploy, EventRecord, IssueRow, Project, StoredEvent
 
@@ -154,8 +156,9 @@ class Store:
 
     # -- events -----------------------------------------------------------------------------
 
-    def write_events(self, records: Sequence[EventRecord]) -> list[bool]:
-        """Store events in one transaction; returns, per record, whether it was new.
+    def write_events(self, records: Sequence[EventRecord], health: Sequence[Health] = ()) -> list[bool]:
+        """Store events, and the health counts of the same envelopes, in one transaction; returns, per record,
+        whether it was new.
 
         A repeated (project, event_id) is acknowledged but changes nothing (idempotent).
         """
@@ -164,6 +167,8 @@ class Store:
             with self.transaction() as conn:
                 for record in records:
                     inserted.append(_write_event(conn, record))
+                for counts in health:
+                    health_store.write(conn, counts.sessions, counts.transactions)
         except sqlite3.Error as exc:
             raise StoreError("write events", str(self.path), str(exc)) from exc
         return inserted
@@ -379,6 +384,8 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
         """,
         (issue_id, int(r.timestamp // 3600)),
     )
+    if r.release and r.packages:
+        health_store.write_packages(conn, r.project_id, r.release, r.packages, r.timestamp)
     for frame in r.frames:
         conn.execute(
             "INSERT OR IGNORE INTO issue_frames (issue_id, filename, module, function) VALUES (?, ?, ?, ?)",

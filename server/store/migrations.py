@@ -186,4 +186,49 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         DROP TABLE releases
         """,
     ),
+    (
+        8,
+        """
+        CREATE TABLE session_hours (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            release TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            started INTEGER NOT NULL DEFAULT 0,
+            errored INTEGER NOT NULL DEFAULT 0,
+            crashed INTEGER NOT NULL DEFAULT 0,
+            abnormal INTEGER NOT NULL DEFAULT 0,
+            users INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (project_id, release, environment, hour)
+        ) WITHOUT ROWID;
+        CREATE INDEX session_hours_time ON session_hours (hour);
+        CREATE TABLE session_users (
+            project_id INTEGER NOT NULL,
+            release TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            user_hash TEXT NOT NULL,
+            PRIMARY KEY (project_id, release, environment, hour, user_hash)
+        ) WITHOUT ROWID;
+        CREATE TABLE transaction_hours (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            release TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            durations TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (project_id, name, release, environment, hour)
+        ) WITHOUT ROWID;
+        CREATE INDEX transaction_hours_time ON transaction_hours (hour);
+        CREATE TABLE release_packages (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            release TEXT NOT NULL,
+            packages TEXT NOT NULL,
+            seen_at REAL NOT NULL,
+            PRIMARY KEY (project_id, release)
+        )
+        """,
+    ),
 )

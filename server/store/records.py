@@ -54,6 +54,7 @@ class EventRecord:
     source: str
     payload: str
     frames: tuple[FrameRef, ...] = ()
+    packages: str | None = None  # the release's installed packages (JSON), kept per release, not per event
 
 
 @dataclass(frozen=True, slots=True)

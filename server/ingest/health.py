@@ -1,0 +1,220 @@
+"""Release health and performance from an unmodified sentry-sdk: `session`, `sessions` and `transaction` envelope
+items turned into counts per hour, never stored raw.
+
+- A `session` item is one update of one session (scripts and CLIs; `init` on its first update, a final status
+  when it ends): it counts as started on `init`, and on its final update as errored (it saw errors), crashed or
+  abnormal. Counting only those two moments needs no per-session state.
+- A `sessions` item is the SDK's own aggregate (servers): per minute, how many sessions ended exited, errored,
+  abnormal or crashed; every one of them started.
+- A `transaction` item is reduced to its name (scrubbed), release, environment, hour, whether it failed (trace
+  status not ok) and its duration, which lands in a log-scale histogram (`BASE`: quantiles within ~5%).
+
+Production data is hostile: every field is read by its type, names are capped, and an item that does not parse is
+refused with the reason rather than half-counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from prodloop.server.errors import IngestError
+
+HOUR = 3600
+BASE = 2 ** (1 / 8)  # bucket i holds durations in (BASE**(i-1), BASE**i] ms
+_TERMINAL = {"exited": "", "crashed": "crashed", "abnormal": "abnormal"}
+_MAX_PACKAGES = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCounts:
+    project_id: int
+    release: str
+    environment: str
+    bucket: int  # hours since the epoch
+    started: int = 0
+    errored: int = 0
+    crashed: int = 0
+    abnormal: int = 0
+    user_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSample:
+    project_id: int
+    name: str
+    release: str
+    environment: str
+    bucket: int
+    failed: bool
+    duration_ms: float
+
+
+@dataclass(slots=True)
+class Health:
+    """What one envelope said about health and performance, ready to store with its events; the items left out,
+    each with its reason."""
+
+    sessions: list[SessionCounts]
+    transactions: list[TransactionSample]
+    dropped: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions or self.transactions)
+
+
+def duration_bucket(ms: float) -> int:
+    return 0 if ms <= 1 else math.ceil(math.log(ms) / math.log(BASE))
+
+
+def bucket_middle_ms(index: int) -> float:
+    """The geometric middle of a bucket: within BASE**0.5 (~4.4%) of every duration in it."""
+    return 1.0 if index <= 0 else float(BASE ** (index - 0.5))
+
+
+def quantile(histogram: dict[int, int], q: float) -> float | None:
+    """The q-quantile (0..1) of the durations in a histogram, as its bucket's middle in ms."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= rank:
+            return round(bucket_middle_ms(index), 3)
+    return round(bucket_middle_ms(max(histogram)), 3)
+
+
+def parse_session(payload: bytes, project_id: int, user_salt: str) -> list[SessionCounts]:
+    item = _object(payload, "session item")
+    release, environment = _attrs(item.get("attrs"), "session item")
+    when = _time(item.get("timestamp") or item.get("started"), "session item timestamp")
+    status = item.get("status")
+    if status is not None and not isinstance(status, str):
+        raise IngestError("session item status is not a string", 'send "ok", "exited", "crashed" or "abnormal"')
+    errors = item.get("errors", 0)
+    if not isinstance(errors, int) or isinstance(errors, bool) or errors < 0:
+        raise IngestError("session item errors is not a count", "send a non-negative integer")
+    user = _user_hash(item.get("did"), user_salt)
+    started = 1 if item.get("init") is True else 0
+    final = _TERMINAL.get(status or "")
+    counts = SessionCounts(
+        project_id, release, environment, int(when // HOUR), started=started,
+        errored=1 if final is not None and (errors > 0 or final) else 0,
+        crashed=1 if final == "crashed" else 0, abnormal=1 if final == "abnormal" else 0,
+        user_hash=user if started else None,
+    )  # fmt: skip
+    return [counts] if started or final is not None else []
+
+
+def parse_sessions(payload: bytes, project_id: int, user_salt: str) -> list[SessionCounts]:
+    item = _object(payload, "sessions item")
+    release, environment = _attrs(item.get("attrs"), "sessions item")
+    aggregates = item.get("aggregates")
+    if not isinstance(aggregates, list):
+        raise IngestError("sessions item has no aggregates list", "send what sentry-sdk sends")
+    out = []
+    for n, group in enumerate(aggregates[:1000]):
+        if not isinstance(group, dict):
+            raise IngestError(f"sessions aggregate {n + 1} is not an object", "send what sentry-sdk sends")
+        when = _time(group.get("started"), f"sessions aggregate {n + 1} started")
+        counts = {k: _count(group.get(k), f"sessions aggregate {n + 1} {k}") for k in _AGGREGATE_KEYS}
+        crashed, abnormal, errored = counts["crashed"], counts["abnormal"], counts["errored"]
+        out.append(
+            SessionCounts(
+                project_id, release, environment, int(when // HOUR), started=sum(counts.values()),
+                errored=errored + crashed + abnormal, crashed=crashed, abnormal=abnormal,
+                user_hash=_user_hash(group.get("did"), user_salt),
+            )
+        )  # fmt: skip
+    return out
+
+
+_AGGREGATE_KEYS = ("exited", "errored", "abnormal", "crashed")
+
+
+def parse_transaction(payload: bytes, project_id: int, scrub_name: Callable[[str], str]) -> TransactionSample:
+    item = _object(payload, "transaction item")
+    name = item.get("transaction")
+    if not isinstance(name, str) or not name:
+        raise IngestError("transaction item has no name", 'send a "transaction" name')
+    start = _time(item.get("start_timestamp"), "transaction start_timestamp")
+    end = _time(item.get("timestamp"), "transaction timestamp")
+    contexts = item.get("contexts")
+    trace = contexts.get("trace") if isinstance(contexts, dict) else None
+    status = trace.get("status") if isinstance(trace, dict) else None
+    return TransactionSample(
+        project_id=project_id,
+        name=scrub_name(name[:300])[:200],
+        release=_text(item.get("release")),
+        environment=_text(item.get("environment")),
+        bucket=int(end // HOUR),
+        failed=isinstance(status, str) and status not in ("ok", "unknown"),
+        duration_ms=max(0.0, (end - start) * 1000.0),
+    )
+
+
+def packages_of(raw: dict[str, Any]) -> str | None:
+    """The event's installed packages (`modules`), as compact JSON sorted by name; None when it has none."""
+    modules = raw.get("modules")
+    if not isinstance(modules, dict) or not modules:
+        return None
+    kept = {
+        str(name)[:200]: str(version)[:100]
+        for name, version in list(modules.items())[:_MAX_PACKAGES]
+        if isinstance(version, (str, int, float))
+    }
+    return json.dumps(dict(sorted(kept.items())), separators=(",", ":")) if kept else None
+
+
+def _object(payload: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise IngestError(f"{what} is not JSON", "send what sentry-sdk sends") from None
+    if not isinstance(value, dict):
+        raise IngestError(f"{what} is not a JSON object", "send what sentry-sdk sends")
+    return value
+
+
+def _attrs(attrs: Any, what: str) -> tuple[str, str]:
+    if not isinstance(attrs, dict) or not isinstance(attrs.get("release"), str) or not attrs["release"]:
+        raise IngestError(f"{what} names no release", 'set release in sentry_sdk.init (sessions need "attrs.release")')
+    return attrs["release"][:200], _text(attrs.get("environment")) or "production"
+
+
+def _time(value: Any, what: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    raise IngestError(f"{what} is not a time", "send an ISO 8601 time or seconds since the epoch")
+
+
+def _count(value: Any, what: str) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10_000_000:
+        raise IngestError(f"{what} is not a count", "send a non-negative integer")
+    return value
+
+
+def _text(value: Any) -> str:
+    return value[:200] if isinstance(value, str) else ""
+
+
+def _user_hash(did: Any, salt: str) -> str | None:
+    """A keyed hash of the distinct id; the id itself is never kept."""
+    if not isinstance(did, (str, int)) or isinstance(did, bool) or not str(did):
+        return None
+    return hmac.new(salt.encode(), f"did:{did}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,0 +1,147 @@
+"""Release health and transaction performance per hour: written with the events of the same envelope, read by
+the reliability history. Counts only; no session or transaction is kept."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prodloop.server.ingest.health import SessionCounts, TransactionSample, duration_bucket, quantile
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHealth:
+    release: str
+    environment: str
+    started: int
+    errored: int
+    crashed: int
+    abnormal: int
+    users: int
+
+    @property
+    def crash_free_rate(self) -> float | None:
+        return round(1 - self.crashed / self.started, 4) if self.started else None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStats:
+    name: str
+    release: str
+    environment: str
+    count: int
+    failed: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+def write(
+    conn: sqlite3.Connection, sessions: Sequence[SessionCounts], transactions: Sequence[TransactionSample]
+) -> None:
+    for s in sessions:
+        key = (s.project_id, s.release, s.environment, s.bucket)
+        conn.execute(
+            """
+            INSERT INTO session_hours (project_id, release, environment, hour, started, errored, crashed, abnormal)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (project_id, release, environment, hour) DO UPDATE SET
+                started = started + excluded.started, errored = errored + excluded.errored,
+                crashed = crashed + excluded.crashed, abnormal = abnormal + excluded.abnormal
+            """,
+            (*key, s.started, s.errored, s.crashed, s.abnormal),
+        )
+        if s.user_hash is not None:
+            new = conn.execute(
+                "INSERT OR IGNORE INTO session_users (project_id, release, environment, hour, user_hash)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (*key, s.user_hash),
+            ).rowcount
+            if new:
+                conn.execute(
+                    "UPDATE session_hours SET users = users + 1"
+                    " WHERE project_id = ? AND release = ? AND environment = ? AND hour = ?",
+                    key,
+                )
+    merged: dict[tuple[int, str, str, str, int], tuple[int, int, dict[int, int]]] = {}
+    for t in transactions:
+        key5 = (t.project_id, t.name, t.release, t.environment, t.bucket)
+        count, failed, hist = merged.get(key5, (0, 0, {}))
+        index = duration_bucket(t.duration_ms)
+        hist[index] = hist.get(index, 0) + 1
+        merged[key5] = (count + 1, failed + int(t.failed), hist)
+    for key5, (count, failed, hist) in merged.items():
+        row = conn.execute(
+            "SELECT durations FROM transaction_hours"
+            " WHERE project_id = ? AND name = ? AND release = ? AND environment = ? AND hour = ?",
+            key5,
+        ).fetchone()
+        if row is not None:
+            for index, n in json.loads(row[0]).items():
+                hist[int(index)] = hist.get(int(index), 0) + n
+        conn.execute(
+            """
+            INSERT INTO transaction_hours (project_id, name, release, environment, hour, count, failed, durations)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (project_id, name, release, environment, hour) DO UPDATE SET
+                count = count + excluded.count, failed = failed + excluded.failed, durations = excluded.durations
+            """,
+            (*key5, count, failed, json.dumps(hist, separators=(",", ":"))),
+        )
+
+
+def write_packages(conn: sqlite3.Connection, project_id: int, release: str, packages: str, seen_at: float) -> None:
+    """The release's installed packages, as its newest event reported them."""
+    conn.execute(
+        """
+        INSERT INTO release_packages (project_id, release, packages, seen_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (project_id, release) DO UPDATE SET packages = excluded.packages, seen_at = excluded.seen_at
+        WHERE excluded.seen_at >= release_packages.seen_at
+        """,
+        (project_id, release, packages, seen_at),
+    )
+
+
+def release_health(conn: sqlite3.Connection, *, since_hour: int, environment: str | None = None) -> list[ReleaseHealth]:
+    rows = conn.execute(
+        """
+        SELECT release, environment, SUM(started), SUM(errored), SUM(crashed), SUM(abnormal), SUM(users)
+        FROM session_hours WHERE hour >= ? AND (? IS NULL OR environment = ?)
+        GROUP BY release, environment ORDER BY MIN(hour)
+        """,
+        (since_hour, environment, environment),
+    ).fetchall()
+    return [ReleaseHealth(*row) for row in rows]
+
+
+def transaction_stats(
+    conn: sqlite3.Connection, *, since_hour: int, environment: str | None = None, names: Sequence[str] | None = None
+) -> list[TransactionStats]:
+    rows = conn.execute(
+        """
+        SELECT name, release, environment, count, failed, durations FROM transaction_hours
+        WHERE hour >= ? AND (? IS NULL OR environment = ?)
+        """,
+        (since_hour, environment, environment),
+    ).fetchall()
+    totals: dict[tuple[str, str, str], tuple[int, int, dict[int, int]]] = {}
+    for name, release, env, count, failed, durations in rows:
+        if names is not None and name not in names:
+            continue
+        c, f, hist = totals.get((name, release, env), (0, 0, {}))
+        for index, n in json.loads(durations).items():
+            hist[int(index)] = hist.get(int(index), 0) + n
+        totals[(name, release, env)] = (c + count, f + failed, hist)
+    return [
+        TransactionStats(name, release, env, c, f, quantile(h, 0.5), quantile(h, 0.95), quantile(h, 0.99))
+        for (name, release, env), (c, f, h) in sorted(totals.items())
+    ]
+
+
+def release_packages(conn: sqlite3.Connection, project_id: int, release: str) -> dict[str, str] | None:
+    row = conn.execute(
+        "SELECT packages FROM release_packages WHERE project_id = ? AND release = ?", (project_id, release)
+    ).fetchone()
+    return json.loads(row[0]) if row else None

@@ -1,0 +1,129 @@
+"""Release health and performance from a real sentry-sdk: sessions (request-mode aggregates and an application
+session) and transactions arrive at a real ingest and are kept as hourly counts, never raw."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from prodloop.server.errors import IngestError
+from prodloop.server.ingest import health
+from prodloop.server.store import health as health_store
+from tests.conftest import LiveServer, post
+
+SERVICE = textwrap.dedent(
+    """
+    import sys
+    import sentry_sdk
+    from sentry_sdk.integrations.wsgi import SentryWsgiMiddleware
+
+    sentry_sdk.init(dsn=sys.argv[1], release="shop@3.0.0", environment="production", traces_sample_rate=1.0)
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/checkout":
+            raise ValueError("card declined for token=" + sys.argv[2])
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    served = SentryWsgiMiddleware(app)
+    for path in ["/cart", "/cart", "/checkout"]:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "shop.internal",
+                   "SERVER_PORT": "443", "wsgi.url_scheme": "https"}
+        try:
+            list(served(environ, lambda *a: None))
+        except ValueError:
+            pass
+
+    # A script's own session (application mode): it sees one handled error, then ends.
+    scope = sentry_sdk.get_isolation_scope()
+    scope.start_session()
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        sentry_sdk.capture_exception()
+    scope.end_session()
+    sentry_sdk.flush(timeout=10)
+    """
+)
+
+TOKEN = "sk_live_" + "Zq8wPp3LmN5vB7xC9dR2tY4u"
+
+
+@pytest.fixture
+def reported(live_server: Callable[..., LiveServer], tmp_path: Path) -> LiveServer:
+    server = live_server()
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+    subprocess.run([sys.executable, str(script), server.dsn, TOKEN], capture_output=True, timeout=60, check=True)
+    return server
+
+
+def test_sessions_and_transactions_of_a_real_sdk_are_counted_per_release(reported: LiveServer) -> None:
+    store = reported.ctx.store
+    with store.transaction() as conn:
+        releases = health_store.release_health(conn, since_hour=0)
+        transactions = health_store.transaction_stats(conn, since_hour=0)
+        packages = health_store.release_packages(conn, reported.project.id, "shop@3.0.0")
+    assert [(r.release, r.environment) for r in releases] == [("shop@3.0.0", "production")]
+    shop = releases[0]
+    # Three requests (one crashed) and the script's session (errored, ended fine).
+    assert (shop.started, shop.crashed, shop.errored, shop.abnormal) == (4, 1, 2, 0)
+    assert shop.crash_free_rate == 0.75
+    assert sum(t.count for t in transactions) == 3
+    assert sum(t.failed for t in transactions) == 1
+    assert all(t.p50_ms is not None and t.p50_ms >= 0 for t in transactions)
+    assert packages is not None and "sentry-sdk" in packages  # the release's dependencies, kept once
+    with store.transaction() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2  # the two errors, not the transactions
+    data = b"".join(p.read_bytes() for p in store.path.parent.glob(store.path.name + "*"))
+    assert b"Zq8wPp3LmN5vB7xC9dR2tY4u" not in data
+
+
+def test_a_health_item_that_does_not_parse_is_left_out_with_its_reason_and_the_rest_still_counts(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    server = live_server()
+    header = json.dumps({"dsn": server.dsn}).encode()
+    good = json.dumps({"init": True, "status": "exited", "started": 1.0, "timestamp": 2.0,
+                       "attrs": {"release": "shop@1"}}).encode()  # fmt: skip
+    for bad, reason in (
+        (b"[1, 2]", "session item 2: session item is not a JSON object"),
+        (json.dumps({"init": True, "attrs": {}}).encode(), "session item 2: session item names no release"),
+        (json.dumps({"init": True, "errors": -1, "timestamp": 1.0, "attrs": {"release": "r"}}).encode(), "errors"),
+    ):
+        body = b"\n".join([header, b'{"type":"session"}', good, b'{"type":"session"}', bad]) + b"\n"
+        reply = post(server.envelope_url(), body)
+        assert reply.status == 200, reply.body
+        assert len(reply.body["dropped"]) == 1 and reason in reply.body["dropped"][0], reply.body
+    with server.ctx.store.transaction() as conn:
+        kept = health_store.release_health(conn, since_hour=0)
+    assert [(r.release, r.started) for r in kept] == [("shop@1", 3)]  # the good session of each envelope
+
+
+def test_aggregates_count_every_ended_session_as_started_and_crashes_as_errored() -> None:
+    item = {"attrs": {"release": "api@2", "environment": "staging"},
+            "aggregates": [{"started": "2026-12-04T10:01:00Z", "exited": 5, "errored": 2, "crashed": 1, "did": "u1"},
+                           {"started": "2026-12-04T10:02:00Z", "abnormal": 1}]}  # fmt: skip
+    counts = health.parse_sessions(json.dumps(item).encode(), 1, "salt")
+    assert [(c.started, c.errored, c.crashed, c.abnormal) for c in counts] == [(8, 3, 1, 0), (1, 1, 0, 1)]
+    assert counts[0].environment == "staging" and counts[0].user_hash not in (None, "u1")
+    with pytest.raises(IngestError, match="exited is not a count"):
+        health.parse_sessions(json.dumps({**item, "aggregates": [{"started": 1.0, "exited": "5"}]}).encode(), 1, "s")
+
+
+def test_durations_land_in_log_buckets_whose_quantiles_stay_within_five_percent() -> None:
+    durations = [float(ms) for ms in range(1, 2001)]
+    histogram: dict[int, int] = {}
+    for ms in durations:
+        index = health.duration_bucket(ms)
+        histogram[index] = histogram.get(index, 0) + 1
+    for q, exact in ((0.5, 1000.0), (0.95, 1900.0), (0.99, 1980.0)):
+        estimate = health.quantile(histogram, q)
+        assert estimate is not None and abs(estimate - exact) / exact <= 0.05, (q, estimate)
+    assert health.quantile({}, 0.5) is None
