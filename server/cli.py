@@ -328,6 +328,43 @@ def provenance(
     out.print(table)
 
 
+@app.command("reliability")
+def reliability_cmd(
+    path: Annotated[str, typer.Argument(help="a file, a folder, or file::Qualified.name")],
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    days: Annotated[int, typer.Option(min=1, max=365, help="the window, in days up to now")] = 30,
+    environment: Annotated[str | None, typer.Option(help="only this environment")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the history as JSON")] = False,
+) -> None:
+    """How a file, folder or function behaved in production, and what happened when it changed."""
+    from prodloop.tools.observe.reliability import query_reliability_history
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        h = query_reliability_history(
+            ctx.store, ctx.git(), ctx.settings, ctx.clock, path=path, days=days, environment=environment
+        )
+    if as_json:
+        print(h.model_dump_json())
+        return
+    d = h.delivery
+    out.print(f"{h.path} ({h.kind}), last {h.window_days} days: tier {h.tier.tier} — {'; '.join(h.tier.reasons)}",
+              markup=False)  # fmt: skip
+    share = f" ({h.events_share:.0%} of all)" if h.events_share is not None else ""
+    out.print(f"issues {h.issues_total}, events {h.events}{share}, users {h.blast_radius.users}; "
+              f"churn {h.churn.commits} commits by {len(h.churn.authors)} authors; "
+              f"{h.blast_radius.importers_total} importers", markup=False)  # fmt: skip
+    cfr = f"{d.change_failure_rate:.0%}" if d.change_failure_rate is not None else "n/a"
+    out.print(f"deploys touching it {d.deploys_touching} ({d.deploys_per_week}/week), change failure rate {cfr}, "
+              f"median time to restore {d.median_time_to_restore_hours or 'n/a'} h", markup=False)  # fmt: skip
+    table = Table("id", "events", "users", "last seen", "status", "title")
+    for i in h.issues:
+        table.add_row(str(i.id), str(i.events), str(i.users), i.last_seen or "", i.status, i.title)
+    out.print(table)
+    for note in h.notes:
+        err.print(f"note: {note}", markup=False)
+
+
 @app.command("issues")
 def issues_cmd(
     repo: RepoOpt = None,

@@ -47,6 +47,7 @@ from prodloop.tools.locate.code_path import CodePath, map_code_path
 from prodloop.tools.observe.deploys import DeployRecord, record_deploy
 from prodloop.tools.observe.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.observe.issues import IssuePage, IssueStatus, list_issues
+from prodloop.tools.observe.reliability import ReliabilityHistory, query_reliability_history
 from prodloop.tools.reproduce.characterize import characterize
 from prodloop.tools.reproduce.synthesis import SynthesisResult, synthesize_regression_test
 from prodloop.tools.ship.provenance import ProvenancePage, list_provenance
@@ -135,6 +136,22 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         return reply(
             map_code_path(
                 ctx.store, ctx.git(), issue_id=issue_id, event_id=event_id, path_rewrites=ctx.settings.path_rewrites
+            )
+        )
+
+    @server.tool(name="query_reliability_history", title="Reliability history of code",
+                 description=DESCRIPTIONS["query_reliability_history"], annotations=READ_ONLY)  # fmt: skip
+    @_boundary
+    def query_reliability_history_tool(
+        path: Annotated[
+            str, Field(min_length=1, max_length=500, description="a file, a folder, or file::Qualified.name")
+        ],
+        days: Annotated[int, Field(ge=1, le=365, description="the window, in days up to now")] = 30,
+        environment: Annotated[str | None, Field(max_length=100, description="only this environment")] = None,
+    ) -> Annotated[CallToolResult, ReliabilityHistory]:
+        return reply(
+            query_reliability_history(
+                ctx.store, ctx.git(), ctx.settings, ctx.clock, path=path, days=days, environment=environment
             )
         )
 

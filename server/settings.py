@@ -46,6 +46,8 @@ REPO_POLICY: dict[str, str] = {
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
+    "reliability.tier2_failure_share": "free", "reliability.tier2_users": "free",
+    "reliability.tier2_importers": "free", "reliability.change_failure_hours": "free",
 }  # fmt: skip
 
 
@@ -134,6 +136,18 @@ class GateSettings(BaseModel):
     )
 
 
+class ReliabilitySettings(BaseModel):
+    """`[tool.prodloop.reliability]`: when a part of the code counts as Tier 2 (look harder), and how long after a
+    deploy a new issue in the changed code counts as that change's failure. Labels only: a repository may set them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier2_failure_share: float = Field(default=0.25, gt=0, le=1, description="share of the window's error events")
+    tier2_users: int = Field(default=25, ge=1, description="distinct users its issues reached in the window")
+    tier2_importers: int = Field(default=10, ge=1, description="modules of the repository that import it")
+    change_failure_hours: float = Field(default=72.0, gt=0, le=24 * 30)
+
+
 class BudgetSettings(BaseModel):
     """`[tool.prodloop.budgets]`: per issue lineage, before a person must look."""
 
@@ -187,6 +201,7 @@ class Settings(BaseSettings):
     )
     gates: GateSettings = Field(default_factory=GateSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
 
     base_branch: str | None = Field(default=None, description="PR base; default the remote's default branch")
     git_remote: str = Field(default="origin", description="where PR branches are pushed")

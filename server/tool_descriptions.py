@@ -31,6 +31,14 @@ DESCRIPTIONS: dict[str, str] = {
         'raw event (fetch_error_context). Example: {"issue_id": 3}. Next: synthesize_regression_test, or write a test'
         " for the culprit and run_candidate_test."
     ),
+    "query_reliability_history": (
+        "How a file, folder or function (file::Qualified.name) behaved in production over a window: its issues, "
+        "events per day, the crash-free rate of the releases they ran in, the transactions they failed, deploys "
+        "that changed it and what followed (change failure rate, time to restore), churn, importers, guarding "
+        "tests and a tier with reasons. Use it before changing or reviewing code; not for one error "
+        '(fetch_error_context). Example: {"path": "shop/pricing.py", "days": 30}. Next: look harder at tier 2 '
+        "code; map_code_path for one of its issues."
+    ),
     "record_deploy": (
         "Record that a release (a commit) was deployed to an environment, so errors carrying that release map to the "
         "code that ran. Use it when map_code_path could not resolve an event's release; not needed when releases are "

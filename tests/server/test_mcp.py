@@ -38,7 +38,7 @@ async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotati
     assert set(tools) == {
         "list_issues", "fetch_error_context", "map_code_path", "record_deploy",
         "run_candidate_test", "synthesize_regression_test", "budget_status", "mutate_validate",
-        "open_pr", "list_provenance", "suggest_suite_changes",
+        "open_pr", "list_provenance", "suggest_suite_changes", "query_reliability_history",
     }  # fmt: skip
     for tool in tools.values():
         assert tool.description
@@ -46,7 +46,7 @@ async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotati
         assert tool.output_schema is not None
         assert tool.annotations is not None
         read_only = {"list_issues", "fetch_error_context", "map_code_path", "budget_status", "list_provenance",
-                     "suggest_suite_changes"}  # fmt: skip
+                     "suggest_suite_changes", "query_reliability_history"}  # fmt: skip
         assert bool(tool.annotations.read_only_hint) is (tool.name in read_only)  # MCP: absent means false
 
 

@@ -313,6 +313,10 @@ class GitRepo:
             lambda: self._log_infos(span, "--", *paths),
         )
 
+    def commits_since(self, when: float, until: str, paths: tuple[str, ...]) -> tuple[str, ...]:
+        """Commits reachable from `until` made at or after `when` (seconds) that touched `paths` (files or folders)."""
+        return self._log_infos(f"--since=@{int(when)}", checked_name(until, "commit"), "--", *paths)
+
     def ancestors(self, commit: str, limit: int) -> tuple[str, ...]:
         return self._cache.get(
             ("ancestors", commit, limit), lambda: tuple(self._git("rev-list", f"--max-count={limit}", commit).split())

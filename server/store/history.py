@@ -1,0 +1,95 @@
+"""What the store knows about one part of the code: the issues whose in-app frames name it, and their events per
+day. Frames name files relative to an import root prodloop cannot know, so a path is matched by its suffixes (never
+a bare basename of a nested file, which another package may share) and by its module name."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prodloop.server.store.records import IssueRow
+
+_ISSUE_COLUMNS = (
+    "i.id, i.project_id, i.fingerprint, i.title, i.exception_type, i.culprit, i.first_seen, i.last_seen, "
+    "i.event_count, i.user_count, i.status"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PathMatch:
+    """How frames may name a path: exact filenames or modules, or prefixes for a folder; a function narrows."""
+
+    filenames: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    filename_prefixes: tuple[str, ...] = ()
+    module_prefixes: tuple[str, ...] = ()
+    functions: tuple[str, ...] | None = None
+
+
+def issues_touching(conn: sqlite3.Connection, match: PathMatch, *, since: float) -> list[IssueRow]:
+    """Issues seen since `since` whose in-app frames name the path, most recently seen first."""
+    ors: list[str] = []
+    params: list[object] = []
+    if match.filenames:
+        ors.append(f"f.filename IN ({','.join('?' * len(match.filenames))})")
+        params += match.filenames
+    if match.modules:
+        ors.append(f"(f.module IN ({','.join('?' * len(match.modules))}) AND f.module != '')")
+        params += match.modules
+    for column, prefixes in (("filename", match.filename_prefixes), ("module", match.module_prefixes)):
+        for prefix in prefixes:  # substr, not LIKE: a path's own % or _ must not match anything else
+            ors.append(f"substr(f.{column}, 1, ?) = ?")
+            params += [len(prefix), prefix]
+    if not ors:
+        return []
+    narrow = ""
+    if match.functions is not None:
+        narrow = f" AND f.function IN ({','.join('?' * len(match.functions))})"
+        params += match.functions
+    rows = conn.execute(
+        f"""
+        SELECT {_ISSUE_COLUMNS} FROM issues i WHERE i.last_seen >= ? AND i.id IN (
+            SELECT f.issue_id FROM issue_frames f WHERE ({" OR ".join(ors)}){narrow}
+        ) ORDER BY i.last_seen DESC
+        """,
+        [since, *params],
+    ).fetchall()
+    return [IssueRow(*row) for row in rows]
+
+
+def events_per_day(conn: sqlite3.Connection, issue_ids: Sequence[int], *, since_hour: int) -> dict[int, int]:
+    """Events per day (days since the epoch) of these issues from `since_hour` on."""
+    if not issue_ids:
+        return {}
+    rows = conn.execute(
+        f"""
+        SELECT hour / 24, SUM(count) FROM issue_hourly
+        WHERE hour >= ? AND issue_id IN ({",".join("?" * len(issue_ids))}) GROUP BY hour / 24 ORDER BY 1
+        """,
+        [since_hour, *issue_ids],
+    ).fetchall()
+    return {int(day): int(n) for day, n in rows}
+
+
+def events_since(conn: sqlite3.Connection, *, since_hour: int) -> int:
+    row = conn.execute("SELECT COALESCE(SUM(count), 0) FROM issue_hourly WHERE hour >= ?", (since_hour,)).fetchone()
+    return int(row[0])
+
+
+def releases_and_transactions(
+    conn: sqlite3.Connection, issue_ids: Sequence[int], *, since: float, limit: int = 500
+) -> tuple[list[str], list[str]]:
+    """The releases these issues' recent events ran, and the transactions they happened in (newest events)."""
+    if not issue_ids:
+        return [], []
+    rows = conn.execute(
+        f"""
+        SELECT release, json_extract(payload, '$.transaction') FROM events
+        WHERE timestamp >= ? AND issue_id IN ({",".join("?" * len(issue_ids))}) ORDER BY timestamp DESC LIMIT ?
+        """,
+        [since, *issue_ids, limit],
+    ).fetchall()
+    releases = list(dict.fromkeys(r for r, _ in rows if isinstance(r, str) and r))
+    transactions = list(dict.fromkeys(t for _, t in rows if isinstance(t, str) and t))
+    return releases, transactions

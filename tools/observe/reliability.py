@@ -1,0 +1,361 @@
+"""`query_reliability_history`: how one part of the code (a file, a folder or a function) has behaved in
+production, and what happened when it changed.
+
+From the store: the issues whose in-app frames name the path, their events per day, the releases those events ran
+with their crash-free session rate, and the transactions they happened in (failure rate, p95). From the deploy
+records and git: the deploys whose commits touched the path, each with the new issues in the path that followed
+within `reliability.change_failure_hours` (a change failure), giving deploy frequency, change failure rate and time
+to restore. From git at HEAD: churn (commits, authors), the modules that import the path, the tests that guard it
+(prodloop's own regression tests and related tests). A tier with its reasons says how hard a reviewer should look.
+"""
+
+from __future__ import annotations
+
+import ast
+import statistics
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from prodloop.server.clock import Clock
+from prodloop.server.errors import GitError, InvalidArgument
+from prodloop.server.settings import Settings
+from prodloop.server.store import Store, health, history, policy
+from prodloop.server.store.history import PathMatch
+from prodloop.server.store.records import Deploy, IssueRow
+from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, cap, iso
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.locate.related_tests import related_tests
+from prodloop.tools.locate.source_map import module_of
+
+DAY = 86400.0
+PathKind = Literal["file", "folder", "function"]
+
+
+class PathIssue(BaseModel):
+    id: int
+    title: str
+    status: str
+    events: int
+    users: int
+    first_seen: str | None
+    last_seen: str | None
+
+
+class DayCount(BaseModel):
+    day: str
+    events: int
+
+
+class ReleaseView(BaseModel):
+    release: str
+    environment: str
+    sessions: int
+    crash_free_rate: float | None = Field(description="1 - crashed/started sessions of the whole release")
+
+
+class TransactionView(BaseModel):
+    name: str
+    release: str
+    count: int
+    failure_rate: float
+    p95_ms: float | None
+
+
+class DeployView(BaseModel):
+    release: str
+    commit: str
+    environment: str
+    deployed_at: str | None
+    commits_touching: int = Field(description="commits since the environment's previous deploy that touched the path")
+    failed: bool = Field(description="a new issue in the path followed within change_failure_hours")
+    new_issues: list[int]
+    restored_after_hours: float | None = Field(description="until its new issues went quiet for a day; null: not yet")
+
+
+class Delivery(BaseModel):
+    deploys_touching: int
+    deploys_per_week: float
+    change_failure_rate: float | None
+    median_time_to_restore_hours: float | None
+
+
+class Churn(BaseModel):
+    commits: int
+    authors: list[str]
+
+
+class Guards(BaseModel):
+    regression_tests: list[str] = Field(description="tests prodloop added for this path's issues")
+    related_tests: list[str]
+    production_to_test_hours: float | None = Field(description="median, first event to the regression test's PR")
+
+
+class BlastRadius(BaseModel):
+    importers: list[str] = Field(description="modules of the repository that import the path (at most 20)")
+    importers_total: int
+    users: int = Field(description="distinct users of its issues, summed over issues")
+
+
+class Tier(BaseModel):
+    tier: Literal[1, 2]
+    reasons: list[str]
+
+
+class ReliabilityHistory(BaseModel):
+    production_data_notice: str = Field(default=UNTRUSTED_NOTICE)
+    path: str
+    kind: PathKind
+    window_days: int
+    environment: str | None
+    issues: list[PathIssue] = Field(description="most recently seen first (at most 20)")
+    issues_total: int
+    events: int
+    events_share: float | None = Field(description="of every error event in the window")
+    events_per_day: list[DayCount]
+    releases: list[ReleaseView]
+    transactions: list[TransactionView]
+    deploys: list[DeployView]
+    delivery: Delivery
+    churn: Churn
+    tests: Guards
+    blast_radius: BlastRadius
+    tier: Tier
+    notes: list[str]
+
+
+def query_reliability_history(
+    store: Store,
+    repo: GitRepo,
+    settings: Settings,
+    clock: Clock,
+    *,
+    path: str,
+    days: int = 30,
+    environment: str | None = None,
+) -> ReliabilityHistory:
+    kind, file_or_folder, function = _parse_path(repo, path)
+    now = clock.now()
+    since = now - days * DAY
+    since_hour = int(since // 3600)
+    match = _match(kind, file_or_folder, function)
+    notes: list[str] = []
+    conn = store.reader()
+    issues = history.issues_touching(conn, match, since=since)
+    ids = [i.id for i in issues]
+    per_day = history.events_per_day(conn, ids, since_hour=since_hour)
+    events = sum(per_day.values())
+    all_events = history.events_since(conn, since_hour=since_hour)
+    releases, names = history.releases_and_transactions(conn, ids, since=since)
+    release_views = [
+        ReleaseView(release=r.release, environment=r.environment, sessions=r.started, crash_free_rate=r.crash_free_rate)
+        for r in health.release_health(conn, since_hour=since_hour, environment=environment)
+        if r.release in releases
+    ]
+    transactions = [
+        TransactionView(
+            name=t.name, release=t.release, count=t.count, failure_rate=round(t.failed / t.count, 4), p95_ms=t.p95_ms
+        )
+        for t in health.transaction_stats(conn, since_hour=since_hour, environment=environment, names=names)
+        if t.count
+    ]
+    head = repo.head()
+    deploys = _deploys(store, repo, issues, file_or_folder, since, now, environment, settings, notes)
+    touching = deploys
+    failed = [d for d in touching if d.failed]
+    restores = [d.restored_after_hours for d in failed if d.restored_after_hours is not None]
+    shas = repo.commits_since(since, head, (file_or_folder,))
+    authors = list(dict.fromkeys(repo.commit_info(s).author for s in shas))
+    importers = _importers(repo, head, file_or_folder, kind)
+    users = sum(i.user_count for i in issues)
+    tests = _guards(store, repo, head, kind, file_or_folder, function, issues)
+    share = round(events / all_events, 4) if all_events else None
+    return ReliabilityHistory(
+        path=path, kind=kind, window_days=days, environment=environment,
+        issues=[_issue(i) for i in issues[:20]], issues_total=len(issues), events=events, events_share=share,
+        events_per_day=[DayCount(day=(iso(d * DAY) or "")[:10], events=n) for d, n in sorted(per_day.items())],
+        releases=release_views, transactions=transactions[:20], deploys=deploys[-20:],
+        delivery=Delivery(
+            deploys_touching=len(touching), deploys_per_week=round(len(touching) / (days / 7), 3),
+            change_failure_rate=round(len(failed) / len(touching), 4) if touching else None,
+            median_time_to_restore_hours=round(statistics.median(restores), 2) if restores else None,
+        ),
+        churn=Churn(commits=len(shas), authors=[a[:100] for a in authors[:20]]),
+        tests=tests,
+        blast_radius=BlastRadius(importers=importers[:20], importers_total=len(importers), users=users),
+        tier=_tier(share, users, len(importers), settings),
+        notes=notes,
+    )  # fmt: skip
+
+
+def _parse_path(repo: GitRepo, path: str) -> tuple[PathKind, str, str | None]:
+    """(kind, the file or folder in the repository, the function's qualified name)."""
+    given, _, function = path.partition("::")
+    given = given.strip().strip("/") if given.strip() != "/" else ""
+    if not given or given.startswith(("-", "/")) or ".." in given.split("/") or len(path) > 500:
+        raise InvalidArgument("path", f"{path[:100]} is not a path inside the repository", "e.g. shop/pricing.py")
+    files = repo.files(repo.head())
+    if function:
+        if given not in files or not all(part.isidentifier() for part in function.split(".")):
+            raise InvalidArgument(
+                "path", f"{path[:100]} is not file::Qualified.name of a file here", "e.g. shop/pricing.py::line_total"
+            )
+        return "function", given, function
+    if given in files:
+        return "file", given, None
+    if any(f.startswith(given + "/") for f in files):
+        return "folder", given, None
+    raise InvalidArgument("path", f"{given[:100]} is neither a file nor a folder at HEAD", "give a repository path")
+
+
+def _suffixes(parts: list[str], joiner: str, *, keep_last: bool) -> tuple[str, ...]:
+    """Every suffix of a path (a bare last part only when the path has one part or `keep_last`)."""
+    return tuple(joiner.join(parts[i:]) for i in range(len(parts) if keep_last else max(1, len(parts) - 1)))
+
+
+def _match(kind: PathKind, target: str, function: str | None) -> PathMatch:
+    parts = target.split("/")
+    dotted = target.removesuffix(".py").removesuffix("/__init__").split("/")
+    if kind == "folder":
+        return PathMatch(
+            modules=_suffixes(dotted, ".", keep_last=False),
+            filename_prefixes=tuple(s + "/" for s in _suffixes(parts, "/", keep_last=False)),
+            module_prefixes=tuple(s + "." for s in _suffixes(dotted, ".", keep_last=False)),
+        )
+    functions = None
+    if function:
+        functions = tuple(dict.fromkeys([function, function.rsplit(".", 1)[-1]]))
+    return PathMatch(
+        filenames=_suffixes(parts, "/", keep_last=False),
+        modules=_suffixes(dotted, ".", keep_last=False),
+        functions=functions,
+    )
+
+
+def _issue(row: IssueRow) -> PathIssue:
+    return PathIssue(
+        id=row.id, title=cap(row.title, 200) or "", status=row.status, events=row.event_count, users=row.user_count,
+        first_seen=iso(row.first_seen), last_seen=iso(row.last_seen),
+    )  # fmt: skip
+
+
+def _deploys(
+    store: Store, repo: GitRepo, issues: list[IssueRow], target: str, since: float, now: float,
+    environment: str | None, settings: Settings, notes: list[str],
+) -> list[DeployView]:  # fmt: skip
+    """Deploys in the window whose commits (since the environment's previous deploy) touched the path."""
+    window = settings.reliability.change_failure_hours * 3600
+    previous: dict[str, Deploy] = {}
+    out = []
+    for deploy in sorted(store.deploys(environment=environment), key=lambda d: d.deployed_at):
+        before = previous.get(deploy.environment)
+        previous[deploy.environment] = deploy
+        if deploy.deployed_at < since:
+            continue
+        if before is None:
+            notes.append(
+                f"deploy {deploy.release[:60]}: no earlier deploy in {deploy.environment[:40]} to diff against"
+            )
+            continue
+        try:
+            touching = repo.commits_touching_files(before.commit_sha, deploy.commit_sha, (target,))
+        except GitError:
+            notes.append(f"deploy {deploy.release[:60]}: commit {deploy.commit_sha[:12]} is not in this repository")
+            continue
+        if not touching:
+            continue
+        new = [i for i in issues if deploy.deployed_at <= i.first_seen <= deploy.deployed_at + window]
+        restored = None
+        if new and all(now - i.last_seen >= DAY for i in new):
+            restored = round((max(i.last_seen for i in new) - deploy.deployed_at) / 3600, 2)
+        out.append(
+            DeployView(
+                release=deploy.release[:200], commit=deploy.commit_sha, environment=deploy.environment[:100],
+                deployed_at=iso(deploy.deployed_at), commits_touching=len(touching), failed=bool(new),
+                new_issues=[i.id for i in new], restored_after_hours=restored,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _importers(repo: GitRepo, head: str, target: str, kind: PathKind) -> list[str]:
+    """Modules of the repository (outside the path) that import the path's module or package."""
+    module = module_of(target if kind != "folder" else target + "/__init__.py")
+    graph = repo.memo(("import-graph", head), lambda: _import_graph(repo, head))
+    inside = target + "/" if kind == "folder" else target
+    return sorted(
+        module_of(path)
+        for path, imported in graph.items()
+        if not (path == target or path.startswith(inside))
+        and any(name == module or name.startswith(module + ".") for name in imported)
+    )
+
+
+def _import_graph(repo: GitRepo, head: str) -> dict[str, frozenset[str]]:
+    """Each Python file at `head` and the module names it imports (a `from pkg import name` counts as pkg.name)."""
+    graph: dict[str, frozenset[str]] = {}
+    for path in repo.files(head):
+        if not path.endswith(".py"):
+            continue
+        source = repo.read(head, path) or ""
+        if len(source) > 1_000_000:
+            continue
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError):
+            continue
+        names: set[str] = set()
+        own = module_of(path)
+        package = own if path.endswith("__init__.py") else own.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: max(0, len(package.split(".")) - node.level + 1)] if package else []
+                    base = ".".join([*parent, *([base] if base else [])])
+                names.add(base)
+                names.update(f"{base}.{a.name}" if base else a.name for a in node.names)
+        graph[path] = frozenset(n for n in names if n)
+    return graph
+
+
+def _guards(
+    store: Store, repo: GitRepo, head: str, kind: PathKind, target: str, function: str | None,
+    issues: list[IssueRow],
+) -> Guards:  # fmt: skip
+    by_id = {i.id: i for i in issues}
+    records, _ = policy.provenance_records(store)
+    ours = [r for r in records if r.get("issue_id") in by_id]
+    latency = []
+    for record in ours:
+        try:
+            added = datetime.fromisoformat(str(record.get("created_at"))).timestamp()
+        except ValueError:
+            continue
+        latency.append((added - by_id[int(record["issue_id"])].first_seen) / 3600)
+    related: list[str] = []
+    if kind != "folder":
+        found = related_tests(repo, head, module=module_of(target), function=function)
+        related = [t.path for t in found]
+    return Guards(
+        regression_tests=list(dict.fromkeys(str(r.get("test_node"))[:300] for r in ours))[:20],
+        related_tests=related[:20],
+        production_to_test_hours=round(statistics.median(latency), 2) if latency else None,
+    )
+
+
+def _tier(share: float | None, users: int, importers: int, settings: Settings) -> Tier:
+    limits = settings.reliability
+    reasons = []
+    if share is not None and share >= limits.tier2_failure_share:
+        reasons.append(f"{share:.0%} of the window's error events (tier 2 from {limits.tier2_failure_share:.0%})")
+    if users >= limits.tier2_users:
+        reasons.append(f"its issues reached {users} users (tier 2 from {limits.tier2_users})")
+    if importers >= limits.tier2_importers:
+        reasons.append(f"{importers} modules import it (tier 2 from {limits.tier2_importers})")
+    if reasons:
+        return Tier(tier=2, reasons=reasons)
+    return Tier(tier=1, reasons=["under every tier 2 threshold (failure share, users, importers)"])
