@@ -280,46 +280,45 @@ def _deploys(
 
 
 def _importers(repo: GitRepo, head: str, target: str, kind: PathKind) -> list[str]:
-    """Modules of the repository (outside the path) that import the path's module or package."""
+    """Modules of the repository (outside the path) that import the path's module or package. Every way to import
+    it names its last part, so `git grep` finds the candidates and only those are parsed."""
     module = module_of(target if kind != "folder" else target + "/__init__.py")
-    graph = repo.memo(("import-graph", head), lambda: _import_graph(repo, head))
     inside = target + "/" if kind == "folder" else target
-    return sorted(
-        module_of(path)
-        for path, imported in graph.items()
-        if not (path == target or path.startswith(inside))
-        and any(name == module or name.startswith(module + ".") for name in imported)
-    )
+    candidates = repo.grep_files(head, (module.rsplit(".", 1)[-1],), ("*.py",))
+    out = []
+    for path in candidates:
+        if path == target or path.startswith(inside):
+            continue
+        imported = repo.memo(("imports", head, path), lambda path=path: _imports_of(repo, head, path))
+        if any(name == module or name.startswith(module + ".") for name in imported):
+            out.append(module_of(path))
+    return sorted(out)
 
 
-def _import_graph(repo: GitRepo, head: str) -> dict[str, frozenset[str]]:
-    """Each Python file at `head` and the module names it imports (a `from pkg import name` counts as pkg.name)."""
-    graph: dict[str, frozenset[str]] = {}
-    for path in repo.files(head):
-        if not path.endswith(".py"):
-            continue
-        source = repo.read(head, path) or ""
-        if len(source) > 1_000_000:
-            continue
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError, RecursionError):
-            continue
-        names: set[str] = set()
-        own = module_of(path)
-        package = own if path.endswith("__init__.py") else own.rpartition(".")[0]
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parent = package.split(".")[: max(0, len(package.split(".")) - node.level + 1)] if package else []
-                    base = ".".join([*parent, *([base] if base else [])])
-                names.add(base)
-                names.update(f"{base}.{a.name}" if base else a.name for a in node.names)
-        graph[path] = frozenset(n for n in names if n)
-    return graph
+def _imports_of(repo: GitRepo, head: str, path: str) -> frozenset[str]:
+    """The module names a file imports (a `from pkg import name` counts as pkg.name; relative imports resolved)."""
+    source = repo.read(head, path) or ""
+    if len(source) > 1_000_000:
+        return frozenset()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return frozenset()
+    names: set[str] = set()
+    own = module_of(path)
+    package = own if path.endswith("__init__.py") else own.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                parent = parts[: max(0, len(parts) - node.level + 1)]
+                base = ".".join([*parent, *([base] if base else [])])
+            names.add(base)
+            names.update(f"{base}.{a.name}" if base else a.name for a in node.names)
+    return frozenset(n for n in names if n)
 
 
 def _guards(
