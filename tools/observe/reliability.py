@@ -12,6 +12,7 @@ to restore. From git at HEAD: churn (commits, authors), the modules that import 
 from __future__ import annotations
 
 import ast
+import functools
 import statistics
 from datetime import datetime
 from typing import Literal
@@ -289,7 +290,7 @@ def _importers(repo: GitRepo, head: str, target: str, kind: PathKind) -> list[st
     for path in candidates:
         if path == target or path.startswith(inside):
             continue
-        imported = repo.memo(("imports", head, path), lambda path=path: _imports_of(repo, head, path))
+        imported = repo.memo(("imports", head, path), functools.partial(_imports_of, repo, head, path))
         if any(name == module or name.startswith(module + ".") for name in imported):
             out.append(module_of(path))
     return sorted(out)
