@@ -14,10 +14,11 @@ from prodloop.server.errors import ProdloopError
 from prodloop.server.store import policy
 from prodloop.tools.budget import budget_status
 from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, iso, untrusted
-from prodloop.tools.locate.code_path import CodePath, file_reliability, map_code_path
+from prodloop.tools.locate.code_path import CodePath, map_code_path
 from prodloop.tools.locate.failing_test import map_failing_test
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
+from prodloop.tools.observe.reliability import query_reliability_history
 
 _STEPS = """1. `fetch_error_context` (issue_id={id}) — read the exception, the crash frame's locals and the request.
 2. `map_code_path` (issue_id={id}) — the files, functions and lines at the deployed commit; the suspect commits.
@@ -124,14 +125,29 @@ def review_change_with_reliability(ctx: AppContext, diff: str) -> str:
     files = sorted(set(re.findall(r"^\+\+\+ b/(\S+)", diff, re.M)))
     if not files:
         return "# Reliability review\n\nThe diff names no changed file (`+++ b/...` lines): pass a unified diff."
-    lines = ["# Reliability review of the change", "", "| file | production issues | events |", "| --- | --- | --- |"]
-    for path in files:
-        record = file_reliability(ctx.store, path)
-        lines.append(f"| `{path}` | {record.issues} | {record.events} |")
+    lines = [
+        "# Reliability review of the change",
+        "",
+        "| file | tier | issues (30 days) | events | change failure rate | importers | why |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in files[:50]:
+        try:
+            h = query_reliability_history(ctx.store, ctx.git(), ctx.settings, ctx.clock, path=path, days=30)
+        except ProdloopError:
+            lines.append(f"| `{path}` | new | - | - | - | - | not in the repository at HEAD |")
+            continue
+        rate = h.delivery.change_failure_rate
+        lines.append(
+            f"| `{path}` | {h.tier.tier} | {h.issues_total} | {h.events} | "
+            f"{'n/a' if rate is None else f'{rate:.0%}'} | {h.blast_radius.importers_total} | "
+            f"{'; '.join(h.tier.reasons)} |"
+        )
     lines += [
         "",
-        "Files with production history deserve a regression test for the failures they had; ask `list_issues` and",
-        "`map_code_path` for the issues on these files before approving.",
+        "Look hardest at tier 2 files: ask `query_reliability_history` for one file's issues, deploys and tests, and",
+        "`map_code_path` for its issues; files with production history deserve a regression test for the failures",
+        "they had before approving.",
     ]
     return "\n".join(lines)
 

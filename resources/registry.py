@@ -35,6 +35,13 @@ def register_resources(server: MCPServer, ctx: AppContext) -> None:
         return views.code_path(ctx, event_id)
 
     @server.resource(
+        "prodloop://reliability/{path}", name="reliability", mime_type=views.MIME,
+        description="30 days of production history of a file, folder or file::function (the path URL-encoded)",
+    )  # fmt: skip
+    def reliability(path: str) -> str:
+        return views.reliability(ctx, path)
+
+    @server.resource(
         "prodloop://provenance", name="provenance", mime_type=views.MIME, description="where prodloop's tests came from"
     )
     def provenance() -> str:

@@ -1,9 +1,10 @@
-"""MCP resources: read-only JSON views of issues, events, code paths, provenance and policy."""
+"""MCP resources: read-only JSON views of issues, events, code paths, reliability history, provenance and policy."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from prodloop.server.context import AppContext
 from prodloop.server.store import policy
@@ -11,6 +12,7 @@ from prodloop.tools.engine._shape import iso
 from prodloop.tools.locate.code_path import map_code_path
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
+from prodloop.tools.observe.reliability import query_reliability_history
 from prodloop.tools.ship.provenance import list_provenance
 
 MIME = "application/json"
@@ -31,6 +33,12 @@ def event(ctx: AppContext, event_id: str) -> str:
 def code_path(ctx: AppContext, event_id: str) -> str:
     return map_code_path(
         ctx.store, ctx.git(), event_id=event_id, path_rewrites=ctx.settings.path_rewrites
+    ).model_dump_json()
+
+
+def reliability(ctx: AppContext, path: str) -> str:
+    return query_reliability_history(
+        ctx.store, ctx.git(), ctx.settings, ctx.clock, path=unquote(path), days=30
     ).model_dump_json()
 
 

@@ -222,6 +222,17 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             PRIMARY KEY (project_id, name, release, environment, hour)
         ) WITHOUT ROWID;
         CREATE INDEX transaction_hours_time ON transaction_hours (hour);
+        CREATE TABLE transaction_days (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            release TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            durations TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (project_id, name, release, environment, day)
+        ) WITHOUT ROWID;
         CREATE TABLE release_packages (
             project_id INTEGER NOT NULL REFERENCES projects(id),
             release TEXT NOT NULL,

@@ -72,8 +72,10 @@ async def test_triage_lists_issues_with_trend_and_actionability(ctx: AppContext)
 async def test_review_change_reports_each_files_production_record(ctx: AppContext) -> None:
     diff = "--- a/shop/pricing.py\n+++ b/shop/pricing.py\n@@ -1 +1 @@\n-a\n+b\n--- a/README.md\n+++ b/README.md\n"
     text = await _prompt(ctx, "review_change_with_reliability", {"diff": diff})
-    assert "| `shop/pricing.py` | 1 | 1 |" in text  # the zero-divisor crash happened after pricing returned
-    assert "| `README.md` | 0 | 0 |" in text
+    # One of the two issues crashed in pricing (the zero-divisor crash happened after pricing returned): half
+    # of the window's events, so tier 2; checkout and the tests import it; no deploy is on record.
+    assert "| `shop/pricing.py` | 2 | 1 | 1 | n/a | 2 | 50% of the window's error events (tier 2 from 25%) |" in text
+    assert "| `README.md` | new | - | - | - | - | not in the repository at HEAD |" in text
 
 
 async def test_heal_failing_test_maps_pytest_output_to_code_and_commits(ctx: AppContext) -> None:

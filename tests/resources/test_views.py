@@ -34,7 +34,8 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
         templates = {t.uri_template: t for t in (await client.list_resource_templates()).resource_templates}
         contents = {}
         for uri in ["prodloop://issues", "prodloop://issues/1", f"prodloop://events/{event_id}",
-                    f"prodloop://code-path/{event_id}", "prodloop://provenance", "prodloop://policy"]:  # fmt: skip
+                    f"prodloop://code-path/{event_id}", "prodloop://provenance", "prodloop://policy",
+                    "prodloop://reliability/shop%2Fpricing.py"]:  # fmt: skip
             result = await client.read_resource(uri)
             assert result.contents[0].mime_type == "application/json", uri
             contents[uri] = json.loads(result.contents[0].text)  # type: ignore[union-attr]
@@ -43,6 +44,7 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
         "prodloop://issues/{issue_id}",
         "prodloop://events/{event_id}",
         "prodloop://code-path/{event_id}",
+        "prodloop://reliability/{path}",
     }
     assert all(r.description for r in [*listed.values(), *templates.values()])
     assert contents["prodloop://issues"]["total"] == 1
@@ -50,6 +52,7 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
     assert contents[f"prodloop://code-path/{event_id}"]["culprit"]["qualname"] == "line_total"
     assert contents["prodloop://policy"]["gates"]["min_mutation_score"] == 0.8
     assert contents["prodloop://provenance"]["total"] == 0
+    assert contents["prodloop://reliability/shop%2Fpricing.py"]["issues_total"] == 1
 
 
 async def test_a_non_numeric_issue_id_is_an_error(ctx: AppContext) -> None:

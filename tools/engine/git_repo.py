@@ -317,6 +317,31 @@ class GitRepo:
         """Commits reachable from `until` made at or after `when` (seconds) that touched `paths` (files or folders)."""
         return self._log_infos(f"--since=@{int(when)}", checked_name(until, "commit"), "--", *paths)
 
+    def touching_per_range(self, ranges: list[tuple[str, str]], paths: tuple[str, ...]) -> list[int]:
+        """For each (since, until) pair of commits (deploys after one another), how many commits of since..until
+        touched `paths`: two git runs for any number of ranges. Each commit of the span carries the set of touching
+        commits among its ancestors (a bitset, built in topological order); a range's count is until's set minus
+        since's. Commits reachable from the oldest `since` are outside the span and count as none."""
+        if not ranges:
+            return []
+        key = ("touching-ranges", tuple(ranges), paths)  # commits never change: the answer is cached
+        return list(self._cache.get(key, lambda: tuple(self._touching_per_range(ranges, paths))))
+
+    def _touching_per_range(self, ranges: list[tuple[str, str]], paths: tuple[str, ...]) -> list[int]:
+        tips = list(dict.fromkeys(checked_name(until, "commit") for _, until in ranges))
+        base = checked_name(ranges[0][0], "commit")
+        dag = self._git("rev-list", "--topo-order", "--reverse", "--parents", *tips, "--not", base)
+        touching = set(self._git("rev-list", *tips, "--not", base, "--", *paths).split())
+        index = {sha: i for i, sha in enumerate(touching)}
+        bits: dict[str, int] = {}
+        for line in dag.splitlines():
+            sha, *parents = line.split()
+            mask = 1 << index[sha] if sha in index else 0
+            for parent in parents:
+                mask |= bits.get(parent, 0)
+            bits[sha] = mask
+        return [(bits.get(until, 0) & ~bits.get(since, 0)).bit_count() for since, until in ranges]
+
     def ancestors(self, commit: str, limit: int) -> tuple[str, ...]:
         return self._cache.get(
             ("ancestors", commit, limit), lambda: tuple(self._git("rev-list", f"--max-count={limit}", commit).split())

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import GitError, InvalidArgument
+from prodloop.server.errors import CodePathError, InvalidArgument
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, health, history, policy
 from prodloop.server.store.history import PathMatch
@@ -248,7 +248,7 @@ def _deploys(
     """Deploys in the window whose commits (since the environment's previous deploy) touched the path."""
     window = settings.reliability.change_failure_hours * 3600
     previous: dict[str, Deploy] = {}
-    out = []
+    pairs: list[tuple[Deploy, Deploy]] = []
     for deploy in sorted(store.deploys(environment=environment), key=lambda d: d.deployed_at):
         before = previous.get(deploy.environment)
         previous[deploy.environment] = deploy
@@ -259,11 +259,18 @@ def _deploys(
                 f"deploy {deploy.release[:60]}: no earlier deploy in {deploy.environment[:40]} to diff against"
             )
             continue
+        pairs.append((before, deploy))
+    counts: list[int] = []
+    for env in dict.fromkeys(d.environment for _, d in pairs):  # one span per environment: two git runs each
+        ranges = [(b.commit_sha, d.commit_sha) for b, d in pairs if d.environment == env]
         try:
-            touching = repo.commits_touching_files(before.commit_sha, deploy.commit_sha, (target,))
-        except GitError:
-            notes.append(f"deploy {deploy.release[:60]}: commit {deploy.commit_sha[:12]} is not in this repository")
-            continue
+            counts += repo.touching_per_range(ranges, (target,))
+        except CodePathError:
+            notes.append(f"deploys to {env[:40]}: a deployed commit is not in this repository; not counted")
+            counts += [0] * len(ranges)
+    pairs = [p for env in dict.fromkeys(d.environment for _, d in pairs) for p in pairs if p[1].environment == env]
+    out = []
+    for (_, deploy), touching in zip(pairs, counts, strict=True):
         if not touching:
             continue
         new = [i for i in issues if deploy.deployed_at <= i.first_seen <= deploy.deployed_at + window]
@@ -273,11 +280,11 @@ def _deploys(
         out.append(
             DeployView(
                 release=deploy.release[:200], commit=deploy.commit_sha, environment=deploy.environment[:100],
-                deployed_at=iso(deploy.deployed_at), commits_touching=len(touching), failed=bool(new),
+                deployed_at=iso(deploy.deployed_at), commits_touching=touching, failed=bool(new),
                 new_issues=[i.id for i in new], restored_after_hours=restored,
             )
         )  # fmt: skip
-    return out
+    return sorted(out, key=lambda d: d.deployed_at or "")
 
 
 def _importers(repo: GitRepo, head: str, target: str, kind: PathKind) -> list[str]:
