@@ -79,8 +79,8 @@ class Ingest:
             raw_events, envelope_key, header_event_id, health_items = self._events(data, envelope=envelope)
             if sent_key is None:
                 self._authenticate(project, envelope_key)
-            if raw_events:
-                retry = self._limiter.take(project.id, len(raw_events))
+            if raw_events or health_items:  # a session or transaction item costs like an event
+                retry = self._limiter.take(project.id, len(raw_events) + len(health_items))
                 if retry is not None:
                     raise RateLimited(project.id, retry)
             records, health = await anyio.to_thread.run_sync(

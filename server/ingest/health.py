@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,20 +158,27 @@ def parse_transaction(payload: bytes, project_id: int, scrub_name: Callable[[str
         environment=_text(item.get("environment")),
         bucket=int(end // HOUR),
         failed=isinstance(status, str) and status not in ("ok", "unknown"),
-        duration_ms=max(0.0, (end - start) * 1000.0),
+        duration_ms=min(max(0.0, (end - start) * 1000.0), 7 * 86400 * 1000.0),  # a week at most
     )
 
 
-def packages_of(raw: dict[str, Any]) -> str | None:
-    """The event's installed packages (`modules`), as compact JSON sorted by name; None when it has none."""
+_PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,49}")
+
+
+def packages_of(raw: dict[str, Any], scrub: Callable[[str], str]) -> str | None:
+    """The event's installed packages (`modules`), as compact JSON sorted by name; None when it has none. Only
+    well-formed names and versions are kept, and none that the scrubber would change (a token is no package)."""
     modules = raw.get("modules")
     if not isinstance(modules, dict) or not modules:
         return None
     kept = {
-        str(name)[:200]: str(version)[:100]
+        name: version
         for name, version in list(modules.items())[:_MAX_PACKAGES]
-        if isinstance(version, (str, int, float))
-    }
+        if isinstance(name, str) and isinstance(version, str)
+        and _PACKAGE.fullmatch(name) and _VERSION.fullmatch(version)
+        and scrub(name) == name and scrub(version) == version
+    }  # fmt: skip
     return json.dumps(dict(sorted(kept.items())), separators=(",", ":")) if kept else None
 
 
@@ -190,21 +198,27 @@ def _attrs(attrs: Any, what: str) -> tuple[str, str]:
     return attrs["release"][:200], _text(attrs.get("environment")) or "production"
 
 
+_LATEST = 1e11  # seconds since the epoch (year 5138): beyond it a time is an attack or a unit error
+
+
 def _time(value: Any, what: str) -> float:
+    when: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, str):
+        when = float(value)
+    elif isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise IngestError(f"{what} is not a time", "send an ISO 8601 time or seconds since the epoch")
+            when = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError):
+            when = None
+    if when is None or not 0 <= when <= _LATEST:
+        raise IngestError(f"{what} is not a time", "send an ISO 8601 time or seconds since the epoch")
+    return when
 
 
 def _count(value: Any, what: str) -> int:
     if value is None:
         return 0
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10_000_000:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100_000:
         raise IngestError(f"{what} is not a count", "send a non-negative integer")
     return value
 

@@ -60,7 +60,7 @@ class EventProcessor:
         raw = {**raw, "event_id": event_id}
         # The SDK's list of installed packages is a quarter of a typical event: kept once per release (what changed
         # between two releases), never in the event.
-        packages = packages_of(raw)
+        packages = packages_of(raw, self._scrubber.scrub_string)
         raw.pop("modules", None)
         user_hash = _user_hash(raw.get("user"), user_salt)
         scrubbed = self._scrubber.scrub(raw)

@@ -169,7 +169,7 @@ class Store:
                     inserted.append(_write_event(conn, record))
                 for counts in health:
                     health_store.write(conn, counts.sessions, counts.transactions)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError, ValueError) as exc:  # a value SQLite cannot hold refuses the batch
             raise StoreError("write events", str(self.path), str(exc)) from exc
         return inserted
 

@@ -55,7 +55,10 @@ def issues_touching(conn: sqlite3.Connection, match: PathMatch, *, since: float)
         """,
         [since, *params],
     ).fetchall()
-    return [IssueRow(*row) for row in rows]
+    return [IssueRow(*row) for row in rows[:_MAX_ISSUES]]
+
+
+_MAX_ISSUES = 5000  # the most recently seen; later queries list their ids (SQLite allows 32,766 parameters)
 
 
 def events_per_day(conn: sqlite3.Connection, issue_ids: Sequence[int], *, since_hour: int) -> dict[int, int]:

@@ -220,3 +220,26 @@ def test_host_git_reads_the_users_global_config_only_to_talk_to_a_remote(
     assert not marker.exists()  # the user's global filter never ran
     repo.push("origin", commit, "prodloop/1-t")  # the URL rewrite lives only in the global config
     assert repo.remote_heads("origin") == {"prodloop/1-t": commit}
+
+
+def test_a_filter_in_the_repositorys_own_config_never_runs_on_the_host(tmp_path: Path) -> None:
+    """A smudge or clean command in `.git/config`, named by a `.gitattributes` in the branch, runs nothing when
+    prodloop checks a commit out for a run or diffs the working tree (the filter's name may hold `=` and spaces)."""
+    from prodloop.tools.engine.git_repo import GitRepo
+
+    root = tmp_path / "r"
+    marker = tmp_path / "filter-ran"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    (root / "app.py").write_text("x = 1\n")
+    (root / ".gitattributes").write_text("*.py filter=a=b\n")
+    ident = ["-c", "user.name=t", "-c", "user.email=t@x"]
+    subprocess.run(["git", "-C", str(root), *ident, "add", "."], check=True)
+    subprocess.run(["git", "-C", str(root), *ident, "commit", "-q", "-m", "base"], check=True)
+    for key in ("smudge", "clean"):
+        subprocess.run(["git", "-C", str(root), "config", f"filter.a=b.{key}", f"touch {marker}; cat"], check=True)
+    (root / "app.py").write_text("x = 2\n")
+    repo = GitRepo(root)
+    repo.add_worktree(tmp_path / "tree", repo.head())
+    assert (tmp_path / "tree" / "app.py").read_text() == "x = 1\n"
+    assert "x = 2" in repo.working_tree_diff(repo.head(), "tests/x.py")
+    assert not marker.exists()

@@ -347,3 +347,67 @@ def test_whatever_a_run_sends_back_is_read_by_type_and_never_crashes_the_host(pa
         (failed,) = outcomes
         assert failed.chain == [{"type": "E", "qualified_type": "m.E", "message": "m",
                                  "frames": [{"filename": "f.py", "lineno": 3, "function": "f"}]}]  # fmt: skip
+
+
+@pytest.mark.skipif(not isolation_available(), reason="needs unprivileged user namespaces")
+def test_a_run_changes_no_kernel_setting_reaches_no_host_socket_and_sees_only_harmless_devices(
+    tmp_path: Path,
+) -> None:
+    """Even as root outside: /proc/sys is read-only (core_pattern would run a file of the run's on the host), /dev
+    holds only null, zero, full, random, urandom and tty, and the host's Unix sockets under /run are out of reach."""
+    import socket
+    import subprocess
+
+    from prodloop.tools.engine.sandbox import Guard, Limits, confine
+
+    listening = None
+    if os.access("/run", os.W_OK):
+        listening = f"/run/prodloop-test-{uuid.uuid4().hex}.sock"
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(listening)
+        server.listen()
+    script = (
+        "cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern 2>/dev/null && echo KERNEL-SETTING\n"
+        "echo hi > /dev/kmsg 2>/dev/null && echo KMSG\n"
+        "ls /dev\n"
+        f"[ -n '{listening or ''}' ] && [ -e '{listening or '/nonexistent'}' ] && echo HOST-SOCKET\n"
+        "echo probe > /dev/null && echo NULL-WORKS\n"
+    )
+    try:
+        command, _ = confine(["sh", "-c", script], Limits(10, 10, 512), Guard(tmp_path))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    finally:
+        if listening:
+            server.close()
+            os.unlink(listening)
+    assert "NULL-WORKS" in done.stdout, done.stderr
+    for escaped in ("KERNEL-SETTING", "KMSG", "HOST-SOCKET"):
+        assert escaped not in done.stdout, (escaped, done.stdout)
+    devices = set(done.stdout.split("NULL-WORKS")[0].split())
+    assert {"null", "urandom", "tty"} <= devices and not devices & {"kmsg", "mem", "sda", "vda", "console"}
+
+
+SWAPS_ITS_LOG = """
+import os
+
+def test_unknown_sku_costs_nothing():
+    log = os.path.join(os.environ["HOME"], "output.txt")
+    os.unlink(log)
+    os.symlink({secret!r}, log)
+    os._exit(3)  # no outcome reaches prodloop: the gates quote the run's output instead
+"""
+
+
+@pytest.mark.skipif(not isolation_available(), reason="needs unprivileged user namespaces")
+def test_a_run_that_swaps_its_log_for_a_symlink_reads_prodloop_no_host_file(
+    service_ctx: Callable[..., AppContext], tmp_path: Path
+) -> None:
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("HOST-SECRET-" + uuid.uuid4().hex)
+    ctx = service_ctx(gates={"flaky_runs": 1, "run_non_hermetic": True})
+    result = run_candidate_for_issue(
+        *ctx.collaborators(), issue_id=1, test_code=SWAPS_ITS_LOG.format(secret=str(secret)), fix_diff=None
+    )
+    evidence = " ".join(g.evidence for g in result.gates)
+    assert "the test did not run" in evidence  # the output tail is what the gates show
+    assert secret.read_text() not in evidence

@@ -315,7 +315,8 @@ class GitRepo:
 
     def commits_since(self, when: float, until: str, paths: tuple[str, ...]) -> tuple[str, ...]:
         """Commits reachable from `until` made at or after `when` (seconds) that touched `paths` (files or folders)."""
-        return self._log_infos(f"--since=@{int(when)}", checked_name(until, "commit"), "--", *paths)
+        literal = [f":(literal){p}" for p in paths]
+        return self._log_infos(f"--since=@{int(when)}", checked_name(until, "commit"), "--", *literal)
 
     def touching_per_range(self, ranges: list[tuple[str, str]], paths: tuple[str, ...]) -> list[int]:
         """For each (since, until) pair of commits (deploys after one another), how many commits of since..until
@@ -328,10 +329,13 @@ class GitRepo:
         return list(self._cache.get(key, lambda: tuple(self._touching_per_range(ranges, paths))))
 
     def _touching_per_range(self, ranges: list[tuple[str, str]], paths: tuple[str, ...]) -> list[int]:
-        tips = list(dict.fromkeys(checked_name(until, "commit") for _, until in ranges))
-        base = checked_name(ranges[0][0], "commit")
+        sinces = list(dict.fromkeys(checked_name(since, "commit") for since, _ in ranges))
+        # The span starts where every `since` meets (a rollback deploys an older commit), and holds them all.
+        base = self._git("merge-base", "--octopus", *sinces).split()[0]
+        tips = list(dict.fromkeys([*(checked_name(until, "commit") for _, until in ranges), *sinces]))
+        literal = [f":(literal){p}" for p in paths]  # a path's own `*` or `:(...)` is no pattern
         dag = self._git("rev-list", "--topo-order", "--reverse", "--parents", *tips, "--not", base)
-        touching = set(self._git("rev-list", *tips, "--not", base, "--", *paths).split())
+        touching = set(self._git("rev-list", *tips, "--not", base, "--", *literal).split())
         index = {sha: i for i, sha in enumerate(touching)}
         bits: dict[str, int] = {}
         for line in dag.splitlines():
@@ -368,15 +372,34 @@ class GitRepo:
 
     # -- the working tree, worktrees and remotes ----------------------------------------------
 
+    def _no_filters(self) -> dict[str, str]:
+        """Git's environment form of config that switches off every filter the repository's config defines: a
+        checkout or a diff of the working tree would otherwise run its clean or smudge command on the host, for
+        any file a stranger's `.gitattributes` names. (The environment form, not `-c`: a name may hold `=`.)"""
+
+        def make() -> dict[str, str]:
+            listed = run_git(self.path, "config", "--null", "--name-only", "--get-regexp", r"^filter\.", timeout=30)
+            names = {key[len("filter.") :].rpartition(".")[0] for key in listed.stdout.split("\0") if key}
+            env: dict[str, str] = {}
+            n = 0
+            for name in sorted(names):
+                for setting, value in (("smudge", ""), ("clean", ""), ("process", ""), ("required", "false")):
+                    env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = f"filter.{name}.{setting}", value
+                    n += 1
+            return {**env, "GIT_CONFIG_COUNT": str(n)} if n else {}
+
+        return self._cache.get(("no-filters",), make)
+
     def working_tree_diff(self, commit: str, exclude: str) -> str:
         """The checkout's uncommitted change against `commit` (a fix an agent made in place), without `exclude`."""
         done = run_git(self.path, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options",
-                       checked_name(commit, "commit"), "--", ".", f":(exclude){exclude}")  # fmt: skip
+                       checked_name(commit, "commit"), "--", ".", f":(exclude){exclude}",
+                       env=self._no_filters())  # fmt: skip
         return _checked(done, self.path, "git diff", "check the repository")
 
     def add_worktree(self, root: Path, commit: str) -> None:
         done = run_git(self.path, "worktree", "add", "--detach", "--quiet", str(root), checked_name(commit, "commit"),
-                       timeout=120)  # fmt: skip
+                       timeout=120, env=self._no_filters())  # fmt: skip
         _checked(done, self.path, "git worktree add", "check the commit")
 
     def prune_worktrees(self) -> None:

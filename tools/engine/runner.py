@@ -27,6 +27,7 @@ from prodloop.tools.engine.sandbox import (
     import_roots,
     run_pytest,
     sandbox_env,
+    tail_of,
     wait,
 )
 
@@ -96,12 +97,14 @@ class Runner:
         sandbox; its output (stdout and stderr) is returned."""
         scratch = Path(tempfile.mkdtemp(prefix="prodloop-script-"))
         try:
-            with open(scratch / "out.txt", "wb") as out:
+            # Read back through the writing handle: the run may swap the file's name for a symlink to a host file.
+            with open(scratch / "out.txt", "w+b") as out:
                 proc, used = self.start(
                     args, cwd=cwd, keep=keep, scratch=scratch, stdout=out, stderr=subprocess.STDOUT,
                     limits=limits,
                 )  # fmt: skip
                 code, cpu, timed_out = wait(proc, used.timeout_seconds)
-            return ScriptRun(code, (scratch / "out.txt").read_text(errors="replace"), timed_out, cpu)
+                output = tail_of(out, 2_000_000)
+            return ScriptRun(code, output, timed_out, cpu)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

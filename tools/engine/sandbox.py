@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from prodloop.server.errors import CodePathError, GitError, IsolationUnavailable
 from prodloop.server.settings import Settings
@@ -183,7 +183,9 @@ def run_pytest(
         reader = threading.Thread(target=_drain, args=(read_end, received), daemon=True)
         try:
             env["PRODLOOP_PROBE_FD"] = str(write_end)
-            with open(log, "wb") as out:
+            # Read back through the handle it was written through: the run may replace the file's name with a
+            # symlink to any host file, never what this handle points at.
+            with open(log, "w+b") as out:
                 proc = subprocess.Popen(
                     command, cwd=ws.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                     pass_fds=(write_end,),
@@ -192,6 +194,7 @@ def run_pytest(
                 write_end = -1
                 reader.start()
                 exit_code, cpu, timed_out = wait(proc, limits.timeout_seconds)
+                output = tail_of(out, 2000)
             reader.join(timeout=10)  # every writer is gone with the run's PID namespace
         finally:
             if write_end >= 0:  # the run never started: nobody will read
@@ -201,7 +204,7 @@ def run_pytest(
         if guard is not None and _namespaces_work() and not ready.exists():
             raise CodePathError(
                 str(ws.repo.path),
-                f"the sandbox could not be set up: {log.read_text(errors='replace')[-300:]}",
+                f"the sandbox could not be set up: {output[-300:]}",
                 "check that unprivileged user namespaces can mount, or report this",
             )
         # Everything below came from the run: each field is checked for its type, whatever else was sent is dropped.
@@ -229,7 +232,7 @@ def run_pytest(
             cpu_seconds=cpu,
             outcomes=outcomes,
             covered=covered,
-            output_tail=log.read_text(errors="replace")[-2000:],
+            output_tail=output,
             protected_checkout=protected,
             order=_strings(probe_data.get("_order")),
             notes=notes,
@@ -435,12 +438,13 @@ def confine(
             else f"mount --bind /dev/null {target}"
         )
         steps.append(f"{{ [ ! -e {target} ] || {mount}; }}")  # gone already when it lay in the private home
+    steps += _kernel_interfaces()
     writable = [str(p) for p in dict.fromkeys([*masked, *own])]
     steps.append(f"{_OWN_PYTHON} {_q(_READ_ONLY_REST)} {' '.join(_q(w) for w in writable)}")
     # The working directory was entered through the host's mounts: enter it again through the run's own, so
     # that relative paths see the run's view (and its own tree stays writable); a directory the run may not
     # see leaves it at /.
-    steps.append('{ cd -- "$(pwd -P)" 2>/dev/null || cd /; }')
+    steps.append('{ here="$(pwd -P)" && [ -n "$here" ] && cd -- "$here"; } 2>/dev/null || cd /')
     if ready is not None:
         steps.append(f": > {_q(str(ready))}")
     script = " && ".join([*steps, f"exec unshare --user --map-current-user sh -c {_q(inner)}"]) + "; exit 97"
@@ -451,7 +455,42 @@ def confine(
 # A user namespace (root inside, the user outside), its own mounts, and its own PID namespace with a fresh /proc:
 # every process of the run, a double-forked daemon included, dies when the run's first process ends or unshare is
 # killed, and the run sees no other process of the machine.
-_NAMESPACES = ("--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc")
+_NAMESPACES = (
+    "--user", "--map-root-user", "--mount", "--pid", "--uts", "--ipc", "--fork", "--kill-child", "--mount-proc"
+)  # fmt: skip
+
+# What a run whose user is root outside could change the host through, or read the kernel's memory by: /proc's
+# kernel settings read-only (core_pattern would run a file of the run's on the host), its memory and key views
+# hidden, and a /dev of its own with only the harmless devices (no /dev/kmsg, disks or the host's terminals).
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+_PROC_HIDDEN = ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/kallsyms",
+                "/proc/latency_stats", "/proc/acpi", "/proc/scsi")  # fmt: skip
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def _kernel_interfaces() -> list[str]:
+    steps = []
+    for path in _PROC_READ_ONLY:
+        steps.append(f"{{ [ ! -e {path} ] || {{ mount --bind {path} {path} && mount -o remount,bind,ro {path}; }}; }}")
+    for path in _PROC_HIDDEN:
+        hide = (
+            f"mount -t tmpfs -o size=4k,mode=500 tmpfs {path}"
+            if Path(path).is_dir()
+            else f"mount --bind /dev/null {path}"
+        )
+        steps.append(f"{{ [ ! -e {path} ] || {hide}; }}")
+    stash = _q(str(_STASH))
+    steps += [
+        f"mount -t tmpfs -o size=64k,mode=700 tmpfs {stash}", f"mkdir {stash}/dev", f"mount --rbind /dev {stash}/dev",
+        "mount -t tmpfs -o size=64k,mode=755 tmpfs /dev",
+        *(f"touch /dev/{d} && mount --bind {stash}/dev/{d} /dev/{d}" for d in _DEVICES),
+        "mkdir /dev/shm /dev/pts && mount -t tmpfs -o size=1g,mode=1777 tmpfs /dev/shm",
+        "{ mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts && ln -s pts/ptmx /dev/ptmx || true; }",
+        "ln -s /proc/self/fd /dev/fd && ln -s /proc/self/fd/0 /dev/stdin && ln -s /proc/self/fd/1 /dev/stdout"
+        " && ln -s /proc/self/fd/2 /dev/stderr",
+        f"umount -l {stash}",
+    ]  # fmt: skip
+    return steps
 
 
 # World-writable places two runs could share: each run gets its own, empty.
@@ -463,7 +502,12 @@ def _private_home_and_tmp(wanted: Sequence[Path]) -> tuple[list[Path], list[str]
     """The places masked, and the mount steps that make the home directory and /tmp empty private tmpfs, binding
     back what the run needs."""
     shared = {*_SHARED_TMP, Path(tempfile.gettempdir()).resolve()}
-    candidates = [m for m in dict.fromkeys([*sorted(shared), Path.home().resolve()]) if m != Path("/") and m.is_dir()]
+    # /run holds the host's Unix sockets (the user's bus, ssh and gpg agents, docker): a read-only mount does not
+    # stop connect(), an empty tmpfs does.
+    runtime = [Path("/run").resolve(), Path("/var/run").resolve()]
+    candidates = [
+        m for m in dict.fromkeys([*sorted(shared), Path.home().resolve(), *runtime]) if m != Path("/") and m.is_dir()
+    ]
     # A place inside another masked place (a HOME or TMPDIR under /tmp) is already empty and private.
     masked = [m for m in candidates if not any(m != o and m.is_relative_to(o) for o in candidates)]
     if not _STASH.is_dir() or not masked:
@@ -539,6 +583,14 @@ def _namespaces_work(*, offline: bool = False) -> bool:
 def _kernel_at_least(major: int, minor: int) -> bool:
     found = re.match(r"(\d+)\.(\d+)", os.uname().release)
     return found is not None and (int(found[1]), int(found[2])) >= (major, minor)
+
+
+def tail_of(handle: IO[bytes], chars: int) -> str:
+    """The last `chars` characters written through `handle` (a file opened w+b)."""
+    handle.flush()
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - 4 * chars))
+    return handle.read().decode("utf-8", errors="replace")[-chars:]
 
 
 def _q(text: str) -> str:

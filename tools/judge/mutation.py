@@ -47,6 +47,7 @@ from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
 from prodloop.tools.engine.sandbox import (
     stop_all,
+    tail_of,
     wait,
     workspace,
 )
@@ -184,6 +185,14 @@ def _distinct(frames: Iterable[MappedFrame]) -> list[MappedFrame]:
     return list(seen.values())
 
 
+def _inside(root: Path, path: str) -> str | None:
+    """A file of the tree, never a host file a fix's symlink points at."""
+    file = (root / path).resolve()
+    if not file.is_relative_to(root.resolve()) or not file.is_file():
+        return None
+    return file.read_text(encoding="utf-8", errors="replace")
+
+
 def _wanted_lines(
     root: Path, scope: Scope, frames: list[MappedFrame], fix_diff: str, test_path: str
 ) -> dict[str, dict[int, str]]:
@@ -191,23 +200,23 @@ def _wanted_lines(
     wanted: dict[str, dict[int, str]] = {}
 
     def add(path: str, lines: Iterable[int]) -> None:
-        file = root / path
-        if not file.is_file():
+        source = _inside(root, path)
+        if source is None:
             return
-        index = FunctionIndex(file.read_text(encoding="utf-8"))
+        index = FunctionIndex(source)
         for n in lines:
             fn = index.at(n)
             wanted.setdefault(path, {})[n] = f"{path}::{fn.qualname}" if fn else f"{path} (module level)"
 
     if scope == "fix":
         for path, lines in added_lines(fix_diff).items():
-            if path.endswith(".py") and path != test_path and (root / path).is_file():
-                source = (root / path).read_text(encoding="utf-8")
+            source = _inside(root, path) if path.endswith(".py") and path != test_path else None
+            if source is not None:
                 add(path, statement_lines(source, code_lines(source, lines)))
         culprit = frames[0] if frames else None
         if culprit is not None and culprit.location.repo_path and culprit.executing_line and culprit.qualname:
             path = culprit.location.repo_path
-            source = (root / path).read_text(encoding="utf-8") if (root / path).is_file() else ""
+            source = _inside(root, path) or ""
             defs = FunctionIndex(source).named(culprit.qualname)
             text = culprit.executing_line.strip()
             if defs and text:
@@ -218,7 +227,7 @@ def _wanted_lines(
     for f in frames:
         frame_path, qualname = f.location.repo_path, f.qualname
         assert frame_path is not None and qualname is not None
-        text_now = (root / frame_path).read_text(encoding="utf-8") if (root / frame_path).exists() else ""
+        text_now = _inside(root, frame_path) or ""
         found = FunctionIndex(text_now).named(qualname)
         if found:
             add(frame_path, range(found[0].def_line + 1, found[0].end + 1))
@@ -336,7 +345,7 @@ def _drive(
         (scratch / "spec.json").write_text(json.dumps(spec))
         shutil.copy(_DRIVER, scratch / "driver.py")
         log = scratch / "stderr.txt"
-        with open(log, "wb") as err:
+        with open(log, "w+b") as err:  # read back through this handle, never by name (the run may swap it)
             proc, run_limits = runner.start(
                 [str(scratch / "driver.py"), str(scratch / "spec.json")], cwd=root, keep=[root.parent], scratch=scratch,
                 stdout=subprocess.PIPE, stderr=err, limits=runner.scaled(20),
@@ -352,11 +361,11 @@ def _drive(
             finally:
                 if proc.stdout is not None:
                     proc.stdout.close()
+            tail = tail_of(err, 800)
         if cancel is not None and cancel.is_set():
             stopper.join(timeout=10)  # it returns once every process of the run has stopped
             raise ProdloopError("mutation testing was cancelled; its processes were stopped")
         if timed_out or not received:
-            tail = log.read_text(errors="replace")[-800:]
             raise ProdloopError(f"the mutation run {'timed out' if timed_out else f'failed (exit {code})'}: {tail}")
         try:
             data = received[-1]

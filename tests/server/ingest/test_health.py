@@ -127,3 +127,32 @@ def test_durations_land_in_log_buckets_whose_quantiles_stay_within_five_percent(
         estimate = health.quantile(histogram, q)
         assert estimate is not None and abs(estimate - exact) / exact <= 0.05, (q, estimate)
     assert health.quantile({}, 0.5) is None
+
+
+def test_times_past_any_clock_and_endless_durations_are_refused_not_a_500(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    server = live_server(ingest_rate_limit=1.0, ingest_rate_burst=2)
+    header = json.dumps({"dsn": server.dsn}).encode()
+    hostile = [
+        ("session", {"init": True, "timestamp": 1e300, "attrs": {"release": "r"}}),
+        ("transaction", {"transaction": "/x", "start_timestamp": 0, "timestamp": 1e308}),
+        ("sessions", {"attrs": {"release": "r"}, "aggregates": [{"started": 1.0, "exited": 10**12}]}),
+    ]
+    for kind, item in hostile:
+        body = b"\n".join([header, json.dumps({"type": kind}).encode(), json.dumps(item).encode()]) + b"\n"
+        reply = post(server.envelope_url(), body)
+        assert reply.status in (200, 429), reply.body
+        if reply.status == 200:
+            assert len(reply.body["dropped"]) == 1, reply.body
+    # Health items cost like events: the third envelope within a second is over the limit of two.
+    assert reply.status == 429
+
+
+def test_a_release_keeps_only_well_formed_packages_and_never_a_secret() -> None:
+    from prodloop.server.ingest.scrub import Scrubber
+
+    token, key = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    raw = {"modules": {"requests": "2.32.3", token: "1.0", "mypkg": key, "bad name": "1", "ok": {"nested": 1}}}
+    kept = json.loads(health.packages_of(raw, Scrubber().scrub_string) or "{}")
+    assert kept == {"requests": "2.32.3"}

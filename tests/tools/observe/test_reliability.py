@@ -23,6 +23,7 @@ from prodloop.server.ingest.health import Health, SessionCounts, TransactionSamp
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
+from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.observe.reliability import query_reliability_history
 from tests.sample_service import SampleService
 
@@ -132,3 +133,16 @@ def test_the_cli_prints_the_history_and_json(history_ctx: AppContext) -> None:
     assert "tier 2" in table.stdout and "change failure rate 100%" in table.stdout, table.stdout
     refused = subprocess.run([*command[:4], "../x", *command[5:]], capture_output=True, text=True, env=env)
     assert refused.returncode != 0 and "not a path inside the repository" in refused.stderr
+
+
+def test_a_rollback_between_deploys_counts_the_commits_each_deploy_brought(tmp_path: Path) -> None:
+    """Deploys C3, then a rollback to C1, then C5: the last brings C2..C5 again (three touch the file)."""
+    from tests.repos import new_repo
+
+    fixture = new_repo(tmp_path / "r")
+    shas = [fixture.commit({"app.py": f"x = {n}\n", "other.py": f"y = {n % 2}\n"}, f"c{n}") for n in range(1, 6)]
+    repo = GitRepo(fixture.root)
+    c1, _, c3, _, c5 = shas
+    assert repo.touching_per_range([(c3, c1), (c1, c5)], ("app.py",)) == [0, 4]
+    assert repo.touching_per_range([(c1, c3), (c3, c1), (c1, c5)], ("other.py",)) == [2, 0, 4]
+    assert repo.touching_per_range([(c1, c5)], ("*.py",)) == [0]  # a path, never a pattern
