@@ -322,17 +322,16 @@ class GitRepo:
         """For each (since, until) pair of commits (deploys after one another), how many commits of since..until
         touched `paths`: two git runs for any number of ranges. Each commit of the span carries the set of touching
         commits among its ancestors (a bitset, built in topological order); a range's count is until's set minus
-        since's. Commits reachable from the oldest `since` are outside the span and count as none."""
+        since's. The span starts at the first range's `since`; a range whose `since` lies before it (a rollback)
+        is counted on its own."""
         if not ranges:
             return []
         key = ("touching-ranges", tuple(ranges), paths)  # commits never change: the answer is cached
         return list(self._cache.get(key, lambda: tuple(self._touching_per_range(ranges, paths))))
 
     def _touching_per_range(self, ranges: list[tuple[str, str]], paths: tuple[str, ...]) -> list[int]:
-        sinces = list(dict.fromkeys(checked_name(since, "commit") for since, _ in ranges))
-        # The span starts where every `since` meets (a rollback deploys an older commit), and holds them all.
-        base = self._git("merge-base", "--octopus", *sinces).split()[0]
-        tips = list(dict.fromkeys([*(checked_name(until, "commit") for _, until in ranges), *sinces]))
+        base = checked_name(ranges[0][0], "commit")
+        tips = list(dict.fromkeys(checked_name(c, "commit") for pair in ranges for c in pair))
         literal = [f":(literal){p}" for p in paths]  # a path's own `*` or `:(...)` is no pattern
         dag = self._git("rev-list", "--topo-order", "--reverse", "--parents", *tips, "--not", base)
         touching = set(self._git("rev-list", *tips, "--not", base, "--", *literal).split())
@@ -344,7 +343,13 @@ class GitRepo:
             for parent in parents:
                 mask |= bits.get(parent, 0)
             bits[sha] = mask
-        return [(bits.get(until, 0) & ~bits.get(since, 0)).bit_count() for since, until in ranges]
+        counts = []
+        for since, until in ranges:
+            if since != base and since not in bits:  # a rollback to an ancestor of the span: counted on its own
+                counts.append(len(self._log_infos(f"{since}..{until}", "--", *literal)))
+            else:
+                counts.append((bits.get(until, 0) & ~bits.get(since, 0)).bit_count())
+        return counts
 
     def ancestors(self, commit: str, limit: int) -> tuple[str, ...]:
         return self._cache.get(
