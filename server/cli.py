@@ -330,7 +330,9 @@ def provenance(
 
 @app.command("reliability")
 def reliability_cmd(
-    path: Annotated[str, typer.Argument(help="a file, a folder, or file::Qualified.name")],
+    path: Annotated[
+        str | None, typer.Argument(help="a file, a folder, or file::Qualified.name; none: rank the repository's files")
+    ] = None,
     repo: RepoOpt = None,
     data_dir: DataOpt = None,
     days: Annotated[int, typer.Option(min=1, max=365, help="the window, in days up to now")] = 30,
@@ -338,8 +340,22 @@ def reliability_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the history as JSON")] = False,
 ) -> None:
     """How a file, folder or function behaved in production, and what happened when it changed."""
-    from prodloop.tools.observe.reliability import query_reliability_history
+    from prodloop.tools.observe.reliability import query_reliability_history, rank_modules
 
+    if path is None:
+        with _opened(_settings(repo, data_dir)) as ctx:
+            ranked = rank_modules(ctx.store, ctx.git(), ctx.settings, ctx.clock, days=days)
+        if as_json:
+            print(json.dumps([m.model_dump() for m in ranked]))
+            return
+        table = Table("file", "tier", "issues", "events", "users", "change failure rate", "commits", "importers")
+        for m in ranked:
+            rate = "n/a" if m.change_failure_rate is None else f"{m.change_failure_rate:.0%}"
+            table.add_row(m.path, str(m.tier), str(m.issues), str(m.events), str(m.users), rate, str(m.commits),
+                          str(m.importers))  # fmt: skip
+        out.print(table)
+        out.print(f"{len(ranked)} files production errors ran through in the last {days} days")
+        return
     with _opened(_settings(repo, data_dir)) as ctx:
         h = query_reliability_history(
             ctx.store, ctx.git(), ctx.settings, ctx.clock, path=path, days=days, environment=environment

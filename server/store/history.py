@@ -96,3 +96,15 @@ def releases_and_transactions(
     releases = list(dict.fromkeys(r for r, _ in rows if isinstance(r, str) and r))
     transactions = list(dict.fromkeys(t for _, t in rows if isinstance(t, str) and t))
     return releases, transactions
+
+
+def frame_files(conn: sqlite3.Connection, *, since: float, limit: int = 2000) -> list[tuple[str, int]]:
+    """The in-app filenames of issues seen since `since`, with their events, most events first."""
+    rows = conn.execute(
+        """
+        SELECT f.filename, SUM(i.event_count) FROM issue_frames f JOIN issues i ON i.id = f.issue_id
+        WHERE i.last_seen >= ? GROUP BY f.filename ORDER BY 2 DESC LIMIT ?
+        """,
+        (since, limit),
+    ).fetchall()
+    return [(str(name), int(n)) for name, n in rows]

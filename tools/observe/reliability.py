@@ -366,3 +366,41 @@ def _tier(share: float | None, users: int, importers: int, settings: Settings) -
     if reasons:
         return Tier(tier=2, reasons=reasons)
     return Tier(tier=1, reasons=["under every tier 2 threshold (failure share, users, importers)"])
+
+
+class RankedModule(BaseModel):
+    path: str
+    tier: Literal[1, 2]
+    issues: int
+    events: int
+    users: int
+    change_failure_rate: float | None
+    commits: int
+    importers: int
+
+
+def rank_modules(
+    store: Store, repo: GitRepo, settings: Settings, clock: Clock, *, days: int = 30, limit: int = 20
+) -> list[RankedModule]:
+    """The repository's files that production errors ran through in the window, ranked by tier, then events."""
+    since = clock.now() - days * DAY
+    files = set(repo.files(repo.head()))
+    found: dict[str, None] = {}
+    for name, _ in history.frame_files(store.reader(), since=since):
+        name = name.lstrip("/")
+        match = name if name in files else next((f for f in sorted(files) if f.endswith("/" + name)), None)
+        if match is not None and match.endswith(".py"):
+            found[match] = None
+        if len(found) >= 3 * limit:
+            break
+    ranked = []
+    for path in found:
+        h = query_reliability_history(store, repo, settings, clock, path=path, days=days)
+        ranked.append(
+            RankedModule(
+                path=path, tier=h.tier.tier, issues=h.issues_total, events=h.events, users=h.blast_radius.users,
+                change_failure_rate=h.delivery.change_failure_rate, commits=h.churn.commits,
+                importers=h.blast_radius.importers_total,
+            )
+        )  # fmt: skip
+    return sorted(ranked, key=lambda m: (-m.tier, -m.events, m.path))[:limit]

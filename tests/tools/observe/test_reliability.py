@@ -146,3 +146,20 @@ def test_a_rollback_between_deploys_counts_the_commits_each_deploy_brought(tmp_p
     assert repo.touching_per_range([(c3, c1), (c1, c5)], ("app.py",)) == [0, 4]
     assert repo.touching_per_range([(c1, c3), (c3, c1), (c1, c5)], ("other.py",)) == [2, 0, 4]
     assert repo.touching_per_range([(c1, c5)], ("*.py",)) == [0]  # a path, never a pattern
+
+
+def test_the_repositorys_files_are_ranked_by_tier_then_events(history_ctx: AppContext) -> None:
+    from prodloop.tools.observe.reliability import rank_modules
+
+    ranked = rank_modules(history_ctx.store, history_ctx.git(), history_ctx.settings, history_ctx.clock, days=30)
+    assert [(m.path, m.tier, m.issues, m.events, m.change_failure_rate) for m in ranked][:1] == [
+        ("shop/pricing.py", 2, 1, 2, 1.0)
+    ]
+    assert all(m.path.endswith(".py") for m in ranked)
+    settings = history_ctx.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+    command = [sys.executable, "-m", "prodloop.server.cli", "reliability", "--days", "365", "--json", "--repo",
+               str(settings.repo), "--data-dir", str(settings.resolved_data_dir)]  # fmt: skip
+    printed = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)[0]["path"] == "shop/pricing.py"
