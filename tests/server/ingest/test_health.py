@@ -156,3 +156,24 @@ def test_a_release_keeps_only_well_formed_packages_and_never_a_secret() -> None:
     raw = {"modules": {"requests": "2.32.3", token: "1.0", "mypkg": key, "bad name": "1", "ok": {"nested": 1}}}
     kept = json.loads(health.packages_of(raw, Scrubber().scrub_string) or "{}")
     assert kept == {"requests": "2.32.3"}
+
+
+def test_a_real_sdks_errors_sessions_and_transactions_show_in_its_files_history(
+    live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    from prodloop.tools.observe.reliability import query_reliability_history
+
+    server = live_server()
+    repo = tmp_path / "svc"  # the server's own repository folder
+    (repo / "service.py").write_text(SERVICE)
+    ident = ["-c", "user.name=t", "-c", "user.email=t@x"]
+    for args in (["init", "-q", "-b", "main"], ["add", "."], [*ident, "commit", "-q", "-m", "service"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    subprocess.run([sys.executable, "service.py", server.dsn, TOKEN], cwd=repo, capture_output=True, timeout=60,
+                   check=True)  # fmt: skip
+    ctx = server.ctx
+    h = query_reliability_history(ctx.store, ctx.git(), ctx.settings, ctx.clock, path="service.py", days=1)
+    assert (h.issues_total, h.events) == (2, 2)  # the declined card in a request, the script's own ZeroDivisionError
+    assert [(r.release, r.sessions, r.crash_free_rate) for r in h.releases] == [("shop@3.0.0", 4, 0.75)]
+    assert [(t.count, t.failure_rate) for t in h.transactions] == [(3, round(1 / 3, 4))], h.transactions
+    assert TOKEN not in h.model_dump_json()
