@@ -29,10 +29,9 @@ from pathlib import Path
 
 from prodloop.server.clock import FixedClock
 from prodloop.server.context import AppContext
-from prodloop.server.ingest.health import HOUR, Health, SessionCounts, TransactionSample
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.settings import load_settings
-from prodloop.server.store.records import EventRecord, FrameRef
+from prodloop.server.store.records import HOUR, EventRecord, FrameRef, Health, SessionCounts, TransactionSample
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.observe.reliability import query_reliability_history
 

@@ -26,12 +26,12 @@ from prodloop.server.ingest.envelope import (
     parse_envelope,
     parse_event,
 )
-from prodloop.server.ingest.health import Health
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.ingest.ratelimit import RateLimiter
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.settings import Settings
 from prodloop.server.store import EventRecord, Project, Store
+from prodloop.server.store.records import Health
 
 logger = logging.getLogger("prodloop.server")
 

@@ -15,82 +15,19 @@ refused with the reason rather than half-counted.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from prodloop.server.errors import IngestError
+from prodloop.server.ingest.scrub import keyed_hash
+from prodloop.server.store.records import HOUR, SessionCounts, TransactionSample
 
-HOUR = 3600
-BASE = 2 ** (1 / 8)  # bucket i holds durations in (BASE**(i-1), BASE**i] ms
 _TERMINAL = {"exited": "", "crashed": "crashed", "abnormal": "abnormal"}
 _MAX_PACKAGES = 2000
-
-
-@dataclass(frozen=True, slots=True)
-class SessionCounts:
-    project_id: int
-    release: str
-    environment: str
-    bucket: int  # hours since the epoch
-    started: int = 0
-    errored: int = 0
-    crashed: int = 0
-    abnormal: int = 0
-    user_hash: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionSample:
-    project_id: int
-    name: str
-    release: str
-    environment: str
-    bucket: int
-    failed: bool
-    duration_ms: float
-
-
-@dataclass(slots=True)
-class Health:
-    """What one envelope said about health and performance, ready to store with its events; the items left out,
-    each with its reason."""
-
-    sessions: list[SessionCounts]
-    transactions: list[TransactionSample]
-    dropped: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.sessions or self.transactions)
-
-
-def duration_bucket(ms: float) -> int:
-    return 0 if ms <= 1 else math.ceil(math.log(ms) / math.log(BASE))
-
-
-def bucket_middle_ms(index: int) -> float:
-    """The geometric middle of a bucket: within BASE**0.5 (~4.4%) of every duration in it."""
-    return 1.0 if index <= 0 else float(BASE ** (index - 0.5))
-
-
-def quantile(histogram: dict[int, int], q: float) -> float | None:
-    """The q-quantile (0..1) of the durations in a histogram, as its bucket's middle in ms."""
-    total = sum(histogram.values())
-    if total == 0:
-        return None
-    rank = q * total
-    seen = 0
-    for index in sorted(histogram):
-        seen += histogram[index]
-        if seen >= rank:
-            return round(bucket_middle_ms(index), 3)
-    return round(bucket_middle_ms(max(histogram)), 3)
 
 
 def parse_session(payload: bytes, project_id: int, user_salt: str) -> list[SessionCounts]:
@@ -166,10 +103,9 @@ _PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,49}")
 
 
-def packages_of(raw: dict[str, Any], scrub: Callable[[str], str]) -> str | None:
-    """The event's installed packages (`modules`), as compact JSON sorted by name; None when it has none. Only
+def packages_of(modules: Any, scrub: Callable[[str], str]) -> str | None:
+    """An event's installed packages (its `modules`), as compact JSON sorted by name; None when it has none. Only
     well-formed names and versions are kept, and none that the scrubber would change (a token is no package)."""
-    modules = raw.get("modules")
     if not isinstance(modules, dict) or not modules:
         return None
     kept = {
@@ -231,4 +167,4 @@ def _user_hash(did: Any, salt: str) -> str | None:
     """A keyed hash of the distinct id; the id itself is never kept."""
     if not isinstance(did, (str, int)) or isinstance(did, bool) or not str(did):
         return None
-    return hmac.new(salt.encode(), f"did:{did}".encode(), hashlib.sha256).hexdigest()[:32]
+    return keyed_hash(salt, f"did:{did}")

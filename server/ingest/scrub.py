@@ -24,6 +24,8 @@ A scrubbing failure never leaks: if relay rejects an event it is refused, never 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 import re
@@ -313,6 +315,11 @@ def secret_findings(text: str, *, production_values: bool = False) -> list[str]:
     if production_values and FILTERED in text:
         found.append("a scrubbed production value")
     return found
+
+
+def keyed_hash(salt: str, identity: str) -> str:
+    """What prodloop keeps of a user's identity: a keyed hash (the project's key), never the identity."""
+    return hmac.new(salt.encode(), identity.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _dotted(path: _Path) -> str:

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 
-from prodloop.server.ingest.health import Health
 from prodloop.server.store import EventRecord, Store
+from prodloop.server.store.records import Health
 
 logger = logging.getLogger("prodloop.server")
 

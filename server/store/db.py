@@ -18,10 +18,9 @@ from typing import Literal, get_args
 
 from prodloop.server.clock import Clock, SystemClock, new_key
 from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
-from prodloop.server.ingest.health import Health
 from prodloop.server.store import health as health_store
 from prodloop.server.store.migrations import MIGRATIONS
-from prodloop.server.store.records import Deploy, EventRecord, IssueRow, Project, StoredEvent
+from prodloop.server.store.records import Deploy, EventRecord, Health, IssueRow, Project, StoredEvent
 
 IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count"]
 
@@ -295,35 +294,12 @@ class Store:
 
     # -- reliability ------------------------------------------------------------------------
 
-    def file_reliability(self, filenames: Sequence[str], modules: Sequence[str]) -> tuple[int, int]:
-        """(issues, events) whose in-app frames name one of these filenames or modules."""
-        if not filenames and not modules:
-            return 0, 0
-        row = (
-            self.reader()
-            .execute(
-                f"""
-            SELECT count(*), coalesce(sum(event_count), 0) FROM issues WHERE id IN (
-                SELECT issue_id FROM issue_frames WHERE filename IN ({_marks(filenames)})
-                UNION SELECT issue_id FROM issue_frames WHERE module IN ({_marks(modules)}) AND module != ''
-            )
-            """,
-                [*filenames, *modules],
-            )
-            .fetchone()
-        )
-        return int(row[0]), int(row[1])
-
 
 def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     """A WHERE clause of the conditions whose value is not None (Ellipsis: a condition without a parameter)."""
     active = [(sql, value) for sql, value in conditions if value is not None]
     clause = f"WHERE {' AND '.join(sql for sql, _ in active)}" if active else ""
     return clause, [value for _, value in active if value is not Ellipsis]
-
-
-def _marks(values: Sequence[str]) -> str:
-    return ",".join("?" * len(values)) or "NULL"
 
 
 def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:

@@ -4,11 +4,37 @@ the reliability history. Counts only; no session or transaction is kept."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prodloop.server.ingest.health import SessionCounts, TransactionSample, duration_bucket, quantile
+from prodloop.server.store.records import SessionCounts, TransactionSample
+
+BASE = 2 ** (1 / 8)  # bucket i holds durations in (BASE**(i-1), BASE**i] ms
+
+
+def duration_bucket(ms: float) -> int:
+    return 0 if ms <= 1 else math.ceil(math.log(ms) / math.log(BASE))
+
+
+def bucket_middle_ms(index: int) -> float:
+    """The geometric middle of a bucket: within BASE**0.5 (~4.4%) of every duration in it."""
+    return 1.0 if index <= 0 else float(BASE ** (index - 0.5))
+
+
+def quantile(histogram: dict[int, int], q: float) -> float | None:
+    """The q-quantile (0..1) of the durations in a histogram, as its bucket's middle in ms."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= rank:
+            return round(bucket_middle_ms(index), 3)
+    return round(bucket_middle_ms(max(histogram)), 3)
 
 
 @dataclass(frozen=True, slots=True)

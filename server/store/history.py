@@ -26,6 +26,33 @@ class PathMatch:
     module_prefixes: tuple[str, ...] = ()
     functions: tuple[str, ...] | None = None
 
+    @classmethod
+    def for_file(cls, path: str, function: str | None = None) -> PathMatch:
+        """A repository file (and, with `function`, only frames of that function: its qualified or bare name)."""
+        return cls(
+            filenames=_suffixes(path.split("/"), "/"),
+            modules=_suffixes(_dotted(path), "."),
+            functions=tuple(dict.fromkeys([function, function.rsplit(".", 1)[-1]])) if function else None,
+        )
+
+    @classmethod
+    def for_folder(cls, path: str) -> PathMatch:
+        """A folder: its package module and everything below it."""
+        return cls(
+            modules=_suffixes(_dotted(path), "."),
+            filename_prefixes=tuple(s + "/" for s in _suffixes(path.split("/"), "/")),
+            module_prefixes=tuple(s + "." for s in _suffixes(_dotted(path), ".")),
+        )
+
+
+def _dotted(path: str) -> list[str]:
+    return path.removesuffix(".py").removesuffix("/__init__").split("/")
+
+
+def _suffixes(parts: list[str], joiner: str) -> tuple[str, ...]:
+    """Every suffix of a path but its bare last part, unless the path has only that one part."""
+    return tuple(joiner.join(parts[i:]) for i in range(max(1, len(parts) - 1)))
+
 
 def issues_touching(conn: sqlite3.Connection, match: PathMatch, *, since: float) -> list[IssueRow]:
     """Issues seen since `since` whose in-app frames name the path, most recently seen first."""

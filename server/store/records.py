@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+HOUR = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +84,40 @@ class StoredEvent:
     release: str | None
     environment: str | None
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCounts:
+    project_id: int
+    release: str
+    environment: str
+    bucket: int  # hours since the epoch
+    started: int = 0
+    errored: int = 0
+    crashed: int = 0
+    abnormal: int = 0
+    user_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSample:
+    project_id: int
+    name: str
+    release: str
+    environment: str
+    bucket: int
+    failed: bool
+    duration_ms: float
+
+
+@dataclass(slots=True)
+class Health:
+    """What one envelope said about health and performance, ready to store with its events; the items left out,
+    each with its reason."""
+
+    sessions: list[SessionCounts]
+    transactions: list[TransactionSample]
+    dropped: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions or self.transactions)

@@ -57,30 +57,27 @@ class Canaries:
         return [where for where, needle in self.needles.items() if needle.encode() in data]
 
 
+# Each secret format as (prefix, alphabet, length of the random part, suffix): the random part is the needle.
+_FORMATS = {
+    "aws_access_key": ("AKIA", _UPPER, 16, ""),
+    "github_token": ("ghp_", _ALNUM, 36, ""),
+    "gitlab_token": ("glpat-", _ALNUM, 20, ""),
+    "slack_token": ("xoxb-123456789012-", _ALNUM, 24, ""),
+    "stripe_key": ("sk_live_", _ALNUM, 24, ""),
+    "google_api_key": ("AIza", _ALNUM, 35, ""),
+    "jwt": ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.", _ALNUM, 43, ""),
+    "pem_private_key": ("-----BEGIN RSA PRIVATE KEY-----\n", _ALNUM, 64, "\n-----END RSA PRIVATE KEY-----"),
+    "url_password": ("postgres://app:", _ALNUM, 18, "@db.internal:5432/shop"),
+    "secret assignment": ("api_key=", _ALNUM, 22, ""),
+}
+
+
 def _event_secrets(canaries: Canaries) -> list[str]:
     """One value per secret format, each with its own random needle."""
     values = []
-    aws = _random(_UPPER, 16)
-    values.append(canaries.add("event aws_access_key", "AKIA" + aws, aws))
-    gh = _random(_ALNUM, 36)
-    values.append(canaries.add("event github_token", "ghp_" + gh, gh))
-    gl = _random(_ALNUM, 20)
-    values.append(canaries.add("event gitlab_token", "glpat-" + gl, gl))
-    slack = _random(_ALNUM, 24)
-    values.append(canaries.add("event slack_token", "xoxb-123456789012-" + slack, slack))
-    stripe = _random(_ALNUM, 24)
-    values.append(canaries.add("event stripe_key", "sk_live_" + stripe, stripe))
-    google = _random(_ALNUM, 35)
-    values.append(canaries.add("event google_api_key", "AIza" + google, google))
-    sig = _random(_ALNUM, 43)
-    values.append(canaries.add("event jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0." + sig, sig))
-    pem = _random(_ALNUM, 64)
-    key = f"-----BEGIN RSA PRIVATE KEY-----\n{pem}\n-----END RSA PRIVATE KEY-----"
-    values.append(canaries.add("event pem_private_key", key, pem))
-    password = _random(_ALNUM, 18)
-    values.append(canaries.add("event url_password", f"postgres://app:{password}@db.internal:5432/shop", password))
-    generic = _random(_ALNUM, 22)
-    values.append(canaries.add("event secret assignment", f"api_key={generic}", generic))
+    for name, (prefix, alphabet, length, suffix) in _FORMATS.items():
+        needle = _random(alphabet, length)
+        values.append(canaries.add(f"event {name}", prefix + needle + suffix, needle))
     return values
 
 

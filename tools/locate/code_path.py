@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from prodloop.server.ingest.grouping import exceptions, frames_of
-from prodloop.server.store import Store
+from prodloop.server.store import Store, history
+from prodloop.server.store.history import PathMatch
 from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, cap
 from prodloop.tools.engine.functions import FunctionExtent, FunctionIndex, frame_function_matches
 from prodloop.tools.engine.git_repo import GitRepo
@@ -266,9 +267,5 @@ def _related(repo: GitRepo, commit: str, culprit: MappedFrame | None) -> list[Re
 def file_reliability(store: Store, path: str) -> FileReliability:
     """Events name files relative to an import root that prodloop cannot know, so every suffix counts,
     except a bare basename or module name for a nested file (another package's file of that name)."""
-    parts = path.split("/")
-    filenames = ["/".join(parts[i:]) for i in range(max(1, len(parts) - 1))]
-    dotted = path.removesuffix(".py").removesuffix("/__init__").split("/")
-    modules = [".".join(dotted[i:]) for i in range(max(1, len(dotted) - 1))]
-    issues, events = store.file_reliability(filenames, modules)
-    return FileReliability(path=path, issues=issues, events=events)
+    issues = history.issues_touching(store.reader(), PathMatch.for_file(path), since=0.0)
+    return FileReliability(path=path, issues=len(issues), events=sum(i.event_count for i in issues))

@@ -140,7 +140,7 @@ def query_reliability_history(
     now = clock.now()
     since = now - days * DAY
     since_hour = int(since // 3600)
-    match = _match(kind, file_or_folder, function)
+    match = PathMatch.for_folder(file_or_folder) if kind == "folder" else PathMatch.for_file(file_or_folder, function)
     notes: list[str] = []
     conn = store.reader()
     issues = history.issues_touching(conn, match, since=since)
@@ -163,8 +163,7 @@ def query_reliability_history(
     ]
     head = repo.head()
     deploys = _deploys(store, repo, issues, file_or_folder, since, now, environment, settings, notes)
-    touching = deploys
-    failed = [d for d in touching if d.failed]
+    failed = [d for d in deploys if d.failed]
     restores = [d.restored_after_hours for d in failed if d.restored_after_hours is not None]
     shas = repo.commits_since(since, head, (file_or_folder,))
     authors = list(dict.fromkeys(repo.commit_info(s).author for s in shas))
@@ -178,8 +177,8 @@ def query_reliability_history(
         events_per_day=[DayCount(day=(iso(d * DAY) or "")[:10], events=n) for d, n in sorted(per_day.items())],
         releases=release_views, transactions=transactions[:20], deploys=deploys[-20:],
         delivery=Delivery(
-            deploys_touching=len(touching), deploys_per_week=round(len(touching) / (days / 7), 3),
-            change_failure_rate=round(len(failed) / len(touching), 4) if touching else None,
+            deploys_touching=len(deploys), deploys_per_week=round(len(deploys) / (days / 7), 3),
+            change_failure_rate=round(len(failed) / len(deploys), 4) if deploys else None,
             median_time_to_restore_hours=round(statistics.median(restores), 2) if restores else None,
         ),
         churn=Churn(commits=len(shas), authors=[a[:100] for a in authors[:20]]),
@@ -210,30 +209,6 @@ def _parse_path(repo: GitRepo, path: str) -> tuple[PathKind, str, str | None]:
     raise InvalidArgument("path", f"{given[:100]} is neither a file nor a folder at HEAD", "give a repository path")
 
 
-def _suffixes(parts: list[str], joiner: str, *, keep_last: bool) -> tuple[str, ...]:
-    """Every suffix of a path (a bare last part only when the path has one part or `keep_last`)."""
-    return tuple(joiner.join(parts[i:]) for i in range(len(parts) if keep_last else max(1, len(parts) - 1)))
-
-
-def _match(kind: PathKind, target: str, function: str | None) -> PathMatch:
-    parts = target.split("/")
-    dotted = target.removesuffix(".py").removesuffix("/__init__").split("/")
-    if kind == "folder":
-        return PathMatch(
-            modules=_suffixes(dotted, ".", keep_last=False),
-            filename_prefixes=tuple(s + "/" for s in _suffixes(parts, "/", keep_last=False)),
-            module_prefixes=tuple(s + "." for s in _suffixes(dotted, ".", keep_last=False)),
-        )
-    functions = None
-    if function:
-        functions = tuple(dict.fromkeys([function, function.rsplit(".", 1)[-1]]))
-    return PathMatch(
-        filenames=_suffixes(parts, "/", keep_last=False),
-        modules=_suffixes(dotted, ".", keep_last=False),
-        functions=functions,
-    )
-
-
 def _issue(row: IssueRow) -> PathIssue:
     return PathIssue(
         id=row.id, title=cap(row.title, 200) or "", status=row.status, events=row.event_count, users=row.user_count,
@@ -248,7 +223,7 @@ def _deploys(
     """Deploys in the window whose commits (since the environment's previous deploy) touched the path."""
     window = settings.reliability.change_failure_hours * 3600
     previous: dict[str, Deploy] = {}
-    pairs: list[tuple[Deploy, Deploy]] = []
+    pairs: dict[str, list[tuple[Deploy, Deploy]]] = {}  # per environment, in deploy order
     for deploy in sorted(store.deploys(environment=environment), key=lambda d: d.deployed_at):
         before = previous.get(deploy.environment)
         previous[deploy.environment] = deploy
@@ -259,18 +234,17 @@ def _deploys(
                 f"deploy {deploy.release[:60]}: no earlier deploy in {deploy.environment[:40]} to diff against"
             )
             continue
-        pairs.append((before, deploy))
-    counts: list[int] = []
-    for env in dict.fromkeys(d.environment for _, d in pairs):  # one span per environment: two git runs each
-        ranges = [(b.commit_sha, d.commit_sha) for b, d in pairs if d.environment == env]
+        pairs.setdefault(deploy.environment, []).append((before, deploy))
+    counted: list[tuple[Deploy, int]] = []
+    for env, env_pairs in pairs.items():  # one span per environment: two git runs each
         try:
-            counts += repo.touching_per_range(ranges, (target,))
+            counts = repo.touching_per_range([(b.commit_sha, d.commit_sha) for b, d in env_pairs], (target,))
         except CodePathError:
             notes.append(f"deploys to {env[:40]}: a deployed commit is not in this repository; not counted")
-            counts += [0] * len(ranges)
-    pairs = [p for env in dict.fromkeys(d.environment for _, d in pairs) for p in pairs if p[1].environment == env]
+            continue
+        counted += [(d, n) for (_, d), n in zip(env_pairs, counts, strict=True)]
     out = []
-    for (_, deploy), touching in zip(pairs, counts, strict=True):
+    for deploy, touching in counted:
         if not touching:
             continue
         new = [i for i in issues if deploy.deployed_at <= i.first_seen <= deploy.deployed_at + window]

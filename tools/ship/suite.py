@@ -16,7 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
-from prodloop.server.store import Store, policy
+from prodloop.server.store import Store, history, policy
+from prodloop.server.store.history import PathMatch
 from prodloop.tools.engine._shape import iso
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.judge.test_checks import is_test_module
@@ -63,7 +64,8 @@ def suggest_suite_changes(store: Store, repo: GitRepo, clock: Clock, *, quiet_da
         covered = sorted({modules[m] for m in imported})
         shas = repo.commits_touching_files(None, head, tuple(covered))
         last_commit = repo.commit_info(shas[0]).authored_at if shas else 0.0
-        issues, _events = store.file_reliability(covered, sorted(imported))
+        match = PathMatch(filenames=tuple(covered), modules=tuple(sorted(imported)))
+        issues = len(history.issues_touching(store.reader(), match, since=0.0))
         last_error = _last_error(store, covered)
         reasons = []
         if last_commit >= cutoff:

@@ -121,12 +121,12 @@ def test_durations_land_in_log_buckets_whose_quantiles_stay_within_five_percent(
     durations = [float(ms) for ms in range(1, 2001)]
     histogram: dict[int, int] = {}
     for ms in durations:
-        index = health.duration_bucket(ms)
+        index = health_store.duration_bucket(ms)
         histogram[index] = histogram.get(index, 0) + 1
     for q, exact in ((0.5, 1000.0), (0.95, 1900.0), (0.99, 1980.0)):
-        estimate = health.quantile(histogram, q)
+        estimate = health_store.quantile(histogram, q)
         assert estimate is not None and abs(estimate - exact) / exact <= 0.05, (q, estimate)
-    assert health.quantile({}, 0.5) is None
+    assert health_store.quantile({}, 0.5) is None
 
 
 def test_times_past_any_clock_and_endless_durations_are_refused_not_a_500(
@@ -154,7 +154,7 @@ def test_a_release_keeps_only_well_formed_packages_and_never_a_secret() -> None:
 
     token, key = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
     raw = {"modules": {"requests": "2.32.3", token: "1.0", "mypkg": key, "bad name": "1", "ok": {"nested": 1}}}
-    kept = json.loads(health.packages_of(raw, Scrubber().scrub_string) or "{}")
+    kept = json.loads(health.packages_of(raw["modules"], Scrubber().scrub_string) or "{}")
     assert kept == {"requests": "2.32.3"}
 
 

@@ -13,7 +13,8 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.errors import NotFoundError, StoreError
 from prodloop.server.ingest.pipeline import EventProcessor
-from prodloop.server.store import EventRecord, Store
+from prodloop.server.store import EventRecord, Store, history
+from prodloop.server.store.history import PathMatch
 from prodloop.server.store.migrations import MIGRATIONS
 from tests.conftest import make_event
 
@@ -110,9 +111,13 @@ def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path)
     conn.close()
     store = Store(path)
     assert store.schema_version == MIGRATIONS[-1][0]
-    assert store.file_reliability(["shop/pricing.py"], []) == (1, 3)
-    assert store.file_reliability([], ["shop.app"]) == (1, 3)
-    assert store.file_reliability(["other.py"], ["other"]) == (0, 0)
+    # Frames of events stored before the issue_frames index existed are indexed by the migration.
+    conn = store.reader()
+    assert [
+        i.event_count for i in history.issues_touching(conn, PathMatch(filenames=("shop/pricing.py",)), since=0)
+    ] == [3]
+    assert [i.id for i in history.issues_touching(conn, PathMatch(modules=("shop.app",)), since=0)] == [1]
+    assert history.issues_touching(conn, PathMatch(filenames=("other.py",), modules=("other",)), since=0) == []
     store.close()
 
 

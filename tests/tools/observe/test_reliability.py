@@ -19,10 +19,10 @@ from mcp.shared.exceptions import MCPError
 from prodloop.server.clock import FixedClock
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument
-from prodloop.server.ingest.health import Health, SessionCounts, TransactionSample
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
+from prodloop.server.store.records import Health, SessionCounts, TransactionSample
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.observe.reliability import query_reliability_history
 from tests.sample_service import SampleService
