@@ -224,7 +224,8 @@ def test_host_git_reads_the_users_global_config_only_to_talk_to_a_remote(
 
 def test_a_filter_in_the_repositorys_own_config_never_runs_on_the_host(tmp_path: Path) -> None:
     """A smudge or clean command in `.git/config`, named by a `.gitattributes` in the branch, runs nothing when
-    prodloop checks a commit out for a run or diffs the working tree (the filter's name may hold `=` and spaces)."""
+    prodloop checks a commit out for a run, diffs the working tree or applies a fix (the filter's name may hold
+    `=`): every git command of a repository runs with its filters off."""
     from prodloop.tools.engine.git_repo import GitRepo
 
     root = tmp_path / "r"
@@ -241,5 +242,10 @@ def test_a_filter_in_the_repositorys_own_config_never_runs_on_the_host(tmp_path:
     repo = GitRepo(root)
     repo.add_worktree(tmp_path / "tree", repo.head())
     assert (tmp_path / "tree" / "app.py").read_text() == "x = 1\n"
-    assert "x = 2" in repo.working_tree_diff(repo.head(), "tests/x.py")
+    diff = repo.working_tree_diff(repo.head(), "tests/x.py")
+    assert "x = 2" in diff
+    patch = tmp_path / "fix.diff"
+    patch.write_text(diff)
+    repo.apply(tmp_path / "tree", patch)  # git apply reads and writes the files through the filters too
+    assert (tmp_path / "tree" / "app.py").read_text() == "x = 2\n"
     assert not marker.exists()

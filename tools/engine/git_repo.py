@@ -395,26 +395,31 @@ class GitRepo:
 
         return self._cache.get(("no-filters",), make)
 
+    def _run(
+        self, cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Every git command of this repository (or one of its worktrees, which share its config): hardened, and
+        with the repository's filters off, whatever the command reads or writes."""
+        return run_git(cwd, *args, stdin=stdin, timeout=timeout, env={**self._no_filters(), **(env or {})})
+
     def working_tree_diff(self, commit: str, exclude: str) -> str:
         """The checkout's uncommitted change against `commit` (a fix an agent made in place), without `exclude`."""
-        done = run_git(self.path, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options",
-                       checked_name(commit, "commit"), "--", ".", f":(exclude){exclude}",
-                       env=self._no_filters())  # fmt: skip
+        done = self._run(self.path, "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options",
+                       checked_name(commit, "commit"), "--", ".", f":(exclude){exclude}")  # fmt: skip
         return _checked(done, self.path, "git diff", "check the repository")
 
     def add_worktree(self, root: Path, commit: str) -> None:
-        done = run_git(self.path, "worktree", "add", "--detach", "--quiet", str(root), checked_name(commit, "commit"),
-                       timeout=120, env=self._no_filters())  # fmt: skip
+        done = self._run(self.path, "worktree", "add", "--detach", "--quiet", str(root), checked_name(commit, "commit"),
+                       timeout=120)  # fmt: skip
         _checked(done, self.path, "git worktree add", "check the commit")
 
     def prune_worktrees(self) -> None:
         """Forget worktrees whose folder is gone (never `worktree remove`: it reads the tree's own `.git` file)."""
-        run_git(self.path, "worktree", "prune")
+        self._run(self.path, "worktree", "prune")
 
-    @staticmethod
-    def apply(tree: Path, patch: Path) -> None:
-        """Apply a diff file to a worktree's files."""
-        done = run_git(tree, "apply", "--whitespace=nowarn", str(patch))
+    def apply(self, tree: Path, patch: Path) -> None:
+        """Apply a diff file to a worktree's files (git reads and writes them through the repository's filters)."""
+        done = self._run(tree, "apply", "--whitespace=nowarn", str(patch))
         _checked(done, tree, "git apply", "make the diff against the deployed commit (git diff <commit>)")
 
     def build_commit(self, base: str, diff: str, files: dict[str, str], appended: dict[str, str], message: str) -> str:
@@ -446,7 +451,7 @@ class GitRepo:
                    "GIT_COMMITTER_EMAIL": "prodloop@localhost"}  # fmt: skip
 
             def git(*args: str, stdin: str | None = None, what: str = "") -> str:
-                done = run_git(self.path, *args, stdin=stdin, env=env)
+                done = self._run(self.path, *args, stdin=stdin, env=env)
                 return _checked(done, self.path, what or f"git {args[0]}", "check the base and the fix")
 
             git("read-tree", "--end-of-options", checked_name(base, "commit"))
@@ -457,23 +462,23 @@ class GitRepo:
 
     def changed_between(self, base: str, commit: str) -> set[str]:
         """Paths whose content differs between two commits."""
-        done = run_git(self.path, "diff-tree", "-r", "--name-only", "-z", "--no-renames", "--end-of-options",
+        done = self._run(self.path, "diff-tree", "-r", "--name-only", "-z", "--no-renames", "--end-of-options",
                        checked_name(base, "commit"), checked_name(commit, "commit"))  # fmt: skip
         return set(_checked(done, self.path, "git diff-tree", "check the commits").split("\0")) - {""}
 
     def remote_url(self, remote: str) -> str | None:
-        done = run_git(self.path, "remote", "get-url", "--end-of-options", checked_name(remote, "remote"), timeout=30)
+        done = self._run(self.path, "remote", "get-url", "--end-of-options", checked_name(remote, "remote"), timeout=30)
         return done.stdout.strip() if done.returncode == 0 else None
 
     def remote_heads(self, remote: str, pattern: str = "") -> dict[str, str]:
         """Branch names on `remote` (matching a glob such as `prodloop/7-*`) and the commit each points at."""
         # Where pushes go (a remote may fetch from one URL and push to another).
-        pushed_to = run_git(
+        pushed_to = self._run(
             self.path, "remote", "get-url", "--push", "--end-of-options", checked_name(remote, "remote")
         )
         target = pushed_to.stdout.strip() if pushed_to.returncode == 0 and pushed_to.stdout.strip() else remote
         args = ["ls-remote", "--heads", "--end-of-options", checked_name(target, "remote")]
-        done = run_git(self.path, *args, *([pattern] if pattern else []), timeout=60)
+        done = self._run(self.path, *args, *([pattern] if pattern else []), timeout=60)
         out = _checked(done, self.path, f"git ls-remote {remote}", "check the remote's URL and credentials")
         heads = (line.split("\trefs/heads/", 1) for line in out.splitlines() if "\trefs/heads/" in line)
         return {name: sha for sha, name in heads}
@@ -482,24 +487,24 @@ class GitRepo:
         """The remote's HEAD branch, else the checked-out branch, else main."""
         name = checked_name(remote, "remote")
         for args in (["symbolic-ref", "--short", f"refs/remotes/{name}/HEAD"], ["ls-remote", "--symref", name, "HEAD"]):
-            done = run_git(self.path, *args)
+            done = self._run(self.path, *args)
             match = re.search(r"(?:ref: refs/heads/|^" + re.escape(name) + r"/)(\S+)", done.stdout)
             if done.returncode == 0 and match:
                 return match.group(1)
-        done = run_git(self.path, "rev-parse", "--abbrev-ref", "HEAD")
+        done = self._run(self.path, "rev-parse", "--abbrev-ref", "HEAD")
         branch = done.stdout.strip()
         return branch if done.returncode == 0 and branch and branch != "HEAD" else "main"
 
     def fetch(self, remote: str, ref: str) -> bool:
         """Fetch one branch of `remote`; False when the remote did not answer (the caller may use a local ref)."""
-        done = run_git(self.path, "fetch", "--quiet", "--end-of-options", checked_name(remote, "remote"),
+        done = self._run(self.path, "fetch", "--quiet", "--end-of-options", checked_name(remote, "remote"),
                        checked_name(ref, "branch"), timeout=300)  # fmt: skip
         return done.returncode == 0
 
     def push(self, remote: str, commit: str, branch: str) -> None:
         """Push `commit` (an object of this repository) to a new branch of `remote`, hooks off."""
         refspec = f"{checked_name(commit, 'commit')}:refs/heads/{checked_name(branch, 'branch')}"
-        done = run_git(self.path, "push", "--no-verify", "--porcelain", "--end-of-options",
+        done = self._run(self.path, "push", "--no-verify", "--porcelain", "--end-of-options",
                        checked_name(remote, "remote"), refspec, timeout=300)  # fmt: skip
         _checked(done, self.path, f"push of {branch} to {remote}", "check the remote and that the branch is new")
 
