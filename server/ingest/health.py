@@ -78,7 +78,7 @@ def parse_sessions(payload: bytes, project_id: int, user_salt: str) -> list[Sess
 _AGGREGATE_KEYS = ("exited", "errored", "abnormal", "crashed")
 
 
-def parse_transaction(payload: bytes, project_id: int, scrub_name: Callable[[str], str]) -> TransactionSample:
+def parse_transaction(payload: bytes, project_id: int) -> TransactionSample:
     item = _object(payload, "transaction item")
     name = item.get("transaction")
     if not isinstance(name, str) or not name:
@@ -90,7 +90,7 @@ def parse_transaction(payload: bytes, project_id: int, scrub_name: Callable[[str
     status = trace.get("status") if isinstance(trace, dict) else None
     return TransactionSample(
         project_id=project_id,
-        name=scrub_name(name[:300])[:200],
+        name=name[:200],
         release=_text(item.get("release")),
         environment=_text(item.get("environment")),
         bucket=int(end // HOUR),

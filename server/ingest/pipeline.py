@@ -6,6 +6,7 @@ The raw event lives only in memory here; what leaves is scrubbed JSON.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from prodloop.server.clock import Clock
@@ -41,9 +42,17 @@ class EventProcessor:
                 elif kind == "sessions":
                     out.sessions += health.parse_sessions(payload, project_id, user_salt)
                 elif kind == "transaction":
-                    out.transactions.append(health.parse_transaction(payload, project_id, self._scrubber.scrub_string))
+                    out.transactions.append(health.parse_transaction(payload, project_id))
             except IngestError as exc:
                 out.dropped.append(f"{kind} item {n + 1}: {exc}"[:300])
+        # Every text a sender chose (release, environment, transaction name) is scrubbed like a message before it
+        # is stored or shown.
+        text = self._scrubber.scrub_string
+        out.sessions = [replace(s, release=text(s.release), environment=text(s.environment)) for s in out.sessions]
+        out.transactions = [
+            replace(t, name=text(t.name), release=text(t.release), environment=text(t.environment))
+            for t in out.transactions
+        ]
         return out
 
     def _packages_of(self, modules: Any) -> str | None:

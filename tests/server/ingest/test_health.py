@@ -177,3 +177,20 @@ def test_a_real_sdks_errors_sessions_and_transactions_show_in_its_files_history(
     assert [(r.release, r.sessions, r.crash_free_rate) for r in h.releases] == [("shop@3.0.0", 4, 0.75)]
     assert [(t.count, t.failure_rate) for t in h.transactions] == [(3, round(1 / 3, 4))], h.transactions
     assert TOKEN not in h.model_dump_json()
+
+
+def test_release_environment_and_transaction_names_are_scrubbed_before_they_are_stored() -> None:
+    from prodloop.server.clock import SystemClock
+    from prodloop.server.ingest.pipeline import EventProcessor
+    from prodloop.server.settings import Settings
+
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    processor = EventProcessor(Settings(repo=Path(".")), SystemClock())
+    session = {"init": True, "timestamp": 1.0, "attrs": {"release": f"shop@{token}", "environment": f"prod {token}"}}
+    trans = {"transaction": f"/login?key={token}", "start_timestamp": 1.0, "timestamp": 2.0, "release": token}
+    out = processor.health(
+        [("session", json.dumps(session).encode()), ("transaction", json.dumps(trans).encode())],
+        project_id=1, user_salt="s",
+    )  # fmt: skip
+    stored = repr(out.sessions) + repr(out.transactions)
+    assert token not in stored and "shop@" in stored and "/login" in stored
