@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from mcp import MCPError
 from mcp.server.mcpserver import MCPServer
 from mcp.types import INVALID_PARAMS
 
 from prodloop.resources import views
 from prodloop.server.context import AppContext
+from prodloop.server.tool_surface import AgentServer
 
 
 def register_resources(server: MCPServer, ctx: AppContext) -> None:
@@ -46,6 +49,16 @@ def register_resources(server: MCPServer, ctx: AppContext) -> None:
     )
     def provenance() -> str:
         return views.provenance(ctx)
+
+    @server.resource(
+        "prodloop://results/{tool}", name="results", mime_type=views.MIME,
+        description="a tool's result documented: every field, nested ones too, with its type and meaning",
+    )  # fmt: skip
+    async def results(tool: str) -> str:
+        schema = await server.result_schema(tool) if isinstance(server, AgentServer) else None
+        if schema is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"{tool[:40]} is not a tool of this server; see tools/list")
+        return json.dumps(schema, separators=(",", ":"))
 
     @server.resource(
         "prodloop://policy", name="policy", mime_type=views.MIME,

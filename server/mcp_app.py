@@ -88,7 +88,7 @@ def _client_name(mcp_ctx: Context) -> str:
 def build_mcp(ctx: AppContext) -> MCPServer:
     server = AgentServer(name="prodloop", instructions=INSTRUCTIONS, version="0.1.0")
 
-    @server.tool(name="list_issues", title="List production issues", description=DESCRIPTIONS["list_issues"],
+    @server.tool(name="list_issues", description=DESCRIPTIONS["list_issues"],
                  annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def list_issues_tool(
@@ -102,7 +102,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             list_issues(ctx.store, project_id=project_id, status=status, order_by=order_by, limit=limit, cursor=cursor)
         )
 
-    @server.tool(name="fetch_error_context", title="Fetch error context",
+    @server.tool(name="fetch_error_context",
                  description=DESCRIPTIONS["fetch_error_context"], annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def fetch_error_context_tool(
@@ -117,7 +117,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         ] = None,
         breadcrumbs_limit: Annotated[int, Field(ge=0, le=100, description="breadcrumbs per page, newest first")] = 20,
         max_result_chars: Annotated[
-            int, Field(ge=4_000, le=500_000, description="size budget of the result, in characters of compact JSON")
+            int, Field(ge=4_000, le=500_000, description="result size budget, in characters")
         ] = 60_000,
     ) -> Annotated[CallToolResult, ErrorContext]:
         result = fetch_error_context(
@@ -127,7 +127,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         )  # fmt: skip
         return reply(result)
 
-    @server.tool(name="map_code_path", title="Map an error to code", description=DESCRIPTIONS["map_code_path"],
+    @server.tool(name="map_code_path", description=DESCRIPTIONS["map_code_path"],
                  annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def map_code_path_tool(
@@ -139,7 +139,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             )
         )
 
-    @server.tool(name="query_reliability_history", title="Reliability history of code",
+    @server.tool(name="query_reliability_history",
                  description=DESCRIPTIONS["query_reliability_history"], annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def query_reliability_history_tool(
@@ -155,7 +155,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             )
         )
 
-    @server.tool(name="record_deploy", title="Record a deploy", description=DESCRIPTIONS["record_deploy"],
+    @server.tool(name="record_deploy", description=DESCRIPTIONS["record_deploy"],
                  annotations=LOCAL_WRITE)  # fmt: skip
     @_boundary
     def record_deploy_tool(
@@ -170,7 +170,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         )  # fmt: skip
         return reply(result)
 
-    @server.tool(name="run_candidate_test", title="Run a candidate regression test",
+    @server.tool(name="run_candidate_test",
                  description=DESCRIPTIONS["run_candidate_test"], annotations=LOCAL_WRITE)  # fmt: skip
     @_boundary
     def run_candidate_test_tool(
@@ -178,18 +178,16 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         test_code: Annotated[str | None, Field(max_length=200_000, description="the test file's content")] = None,
         test_file: Annotated[str | None, Field(max_length=500, description="or: a test file in the repository")] = None,
         test_path: Annotated[
-            str | None, Field(max_length=500, description="where the test lives; default next to the related tests")
+            str | None, Field(max_length=500, description="its repo path; default beside related tests")
         ] = None,
         test_name: Annotated[str | None, Field(max_length=300, description="the test function, if several")] = None,
         fix_diff: Annotated[
             str | None, Field(max_length=1_000_000, description="unified diff against the deployed commit")
         ] = None,
-        fix_from_working_tree: Annotated[
-            bool, Field(description="use the working tree's changes against the deployed commit as the fix")
-        ] = False,
+        fix_from_working_tree: Annotated[bool, Field(description="the fix is the working tree's changes")] = False,
         support_files: Annotated[
             dict[str, str] | None,
-            Field(description="data files the test reads, {repo path: content}, inside a test folder (max 20)"),
+            Field(description="{path: content} of data files the test reads, in a test folder (max 20)"),
         ] = None,
     ) -> Annotated[CallToolResult, CandidateResult]:
         result = run_candidate_for_issue(
@@ -199,15 +197,13 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         )  # fmt: skip
         return reply(result)
 
-    @server.tool(name="synthesize_regression_test", title="Synthesize a regression test",
+    @server.tool(name="synthesize_regression_test",
                  description=DESCRIPTIONS["synthesize_regression_test"], annotations=LOCAL_WRITE)  # fmt: skip
     @_boundary
     def synthesize_tool(
         issue_id: IssueId,
         max_frames: Annotated[int, Field(ge=1, le=20, description="frames to try, from the crash outward")] = 5,
-        characterize_fix: Annotated[
-            bool, Field(description="with a fix in the working tree, also assert what it returns for the input")
-        ] = False,
+        characterize_fix: Annotated[bool, Field(description="also assert what the working tree's fix returns")] = False,
     ) -> Annotated[CallToolResult, SynthesisResult]:
         result = synthesize_regression_test(*ctx.collaborators(), issue_id=issue_id, max_frames=max_frames)
         if characterize_fix and result.call is not None and result.test_path is not None:
@@ -217,7 +213,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
                 result.test_code = stronger or result.test_code
         return reply(result)
 
-    @server.tool(name="mutate_validate", title="Mutation-test the guarded code",
+    @server.tool(name="mutate_validate",
                  description=DESCRIPTIONS["mutate_validate"], annotations=IDEMPOTENT_WRITE)  # fmt: skip
     async def mutate_validate_tool(
         receipt_id: ReceiptId,
@@ -225,8 +221,8 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         scope: Annotated[
             Literal["fix", "culprit", "path"],
             Field(
-                description="fix: the statements the fix changed and the crash statement (what a regression test "
-                "guards); culprit: the whole culprit function; path: every function on the mapped path"
+                description="fix: the fixed statements and the crash line; culprit: its whole function; path: every "
+                "function on the mapped path"
             ),
         ] = "fix",
         include_related_tests: Annotated[bool, Field(description="also run the existing related tests")] = False,
@@ -255,7 +251,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         except ProdloopError as exc:
             raise _map_errors(exc) from exc
 
-    @server.tool(name="open_pr", title="Open the pull request", description=DESCRIPTIONS["open_pr"],
+    @server.tool(name="open_pr", description=DESCRIPTIONS["open_pr"],
                  annotations=PUBLISHES)  # fmt: skip
     def open_pr_tool(
         receipt_id: ReceiptId,
@@ -280,7 +276,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         except ProdloopError as exc:
             raise _map_errors(exc) from exc
 
-    @server.tool(name="list_provenance", title="Provenance of added tests", description=DESCRIPTIONS["list_provenance"],
+    @server.tool(name="list_provenance", description=DESCRIPTIONS["list_provenance"],
                  annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def list_provenance_tool(
@@ -290,17 +286,15 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     ) -> Annotated[CallToolResult, ProvenancePage]:
         return reply(list_provenance(ctx.store, test_path=test_path, limit=limit, cursor=cursor))
 
-    @server.tool(name="suggest_suite_changes", title="Suggest test-suite changes",
+    @server.tool(name="suggest_suite_changes",
                  description=DESCRIPTIONS["suggest_suite_changes"], annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def suggest_suite_changes_tool(
-        quiet_days: Annotated[
-            int, Field(ge=1, le=3650, description="quiet period for the slower-suite proposal")
-        ] = 180,
+        quiet_days: Annotated[int, Field(ge=1, le=3650, description="days without errors or commits")] = 180,
     ) -> Annotated[CallToolResult, SuiteProposals]:
         return reply(suggest_suite_changes(ctx.store, ctx.git(), ctx.clock, quiet_days=quiet_days))
 
-    @server.tool(name="budget_status", title="Budget status", description=DESCRIPTIONS["budget_status"],
+    @server.tool(name="budget_status", description=DESCRIPTIONS["budget_status"],
                  annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def budget_status_tool(issue_id: IssueId) -> Annotated[CallToolResult, BudgetStatus]:

@@ -16,17 +16,15 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, Field
 
-IssueId = Annotated[int, Field(ge=1, description="an issue id, as list_issues returns it")]
+IssueId = Annotated[int, Field(ge=1, description="from list_issues")]
 EventId = Annotated[
     str,
     Field(
-        pattern=r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$",
-        description="an event id: 32 hex digits (a dashed UUID is accepted)",
+        pattern=r"^[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}$",
+        description="an event id: 32 hex digits (dashes allowed)",
     ),
 ]
-ReceiptId = Annotated[
-    str, Field(pattern=r"^[0-9a-f]{32}$", description="a receipt id (32 hex digits) from run_candidate_test")
-]
+ReceiptId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="from run_candidate_test")]
 Cursor = Annotated[str, Field(max_length=64, description="the next_cursor value of the previous page")]
 
 # Every tool says destructiveHint and openWorldHint; a hint left out has MCP's default (readOnlyHint false,
@@ -56,22 +54,52 @@ def compact_schema(node: Any) -> Any:
             continue
         elif key == "default" and value is None:
             continue
+        elif key == "additionalProperties" and value is True:
+            continue  # JSON Schema's default
         else:
             out[key] = compact_schema(value)
     branches = out.get("anyOf")
     if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
         other = branches[0] if branches[1] == {"type": "null"} else branches[1]
-        plain = not {"anyOf", "enum", "const"} & set(other) if isinstance(other, dict) else False
-        if plain and isinstance(other.get("type"), str):
+        if isinstance(other, dict) and isinstance(other.get("enum"), list) and not {"anyOf", "const"} & set(other):
+            del out["anyOf"]
+            out.update({**other, "enum": [*other["enum"], None]})
+        elif (
+            isinstance(other, dict)
+            and not {"anyOf", "enum", "const"} & set(other)
+            and isinstance(other.get("type"), str)
+        ):
             del out["anyOf"]
             out.update({**other, "type": [other["type"], "null"]})
+    enum = out.get("enum")
+    if isinstance(enum, list) and isinstance(out.get("type"), str) and all(_is_json_type(v, out["type"]) for v in enum):
+        del out["type"]  # the enumeration says it
     return out
 
 
+def _is_json_type(value: Any, name: str) -> bool:
+    return (name == "string" and isinstance(value, str)) or (name == "null" and value is None)
+
+
+def optional_without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An input schema whose optional parameters (left out means the same as null) are typed without `null`: the
+    agent leaves them out rather than sending null. The server still accepts an explicit null."""
+    required = set(schema.get("required", []))
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        kind = prop.get("type")
+        if name not in required and "default" not in prop and isinstance(kind, list) and "null" in kind:
+            rest = [k for k in kind if k != "null"]
+            prop = {**prop, "type": rest[0] if len(rest) == 1 else rest}
+        properties[name] = prop
+    return {**schema, "properties": properties}
+
+
 def shallow_output_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The result's own fields with their types and descriptions; a nested object is typed `object` (its fields
-    are in the result itself), an enumeration keeps its values. Every field is always present in the structured
-    content, so `required` is left out (the text content drops empty ones). Whatever the tool returns validates."""
+    """The result's own fields with their types; a nested object is typed `object` (its fields are in the result
+    itself), an enumeration keeps its values. Descriptions, nested fields' too, are read on demand at
+    prodloop://results/{tool}. Every field is always present in the structured content, so `required` is left
+    out (the text content drops empty ones). Whatever the tool returns validates."""
     defs: dict[str, Any] = schema.get("$defs", {})
 
     def flat(node: Any) -> Any:
@@ -85,6 +113,8 @@ def shallow_output_schema(schema: dict[str, Any]) -> dict[str, Any]:
         for key in ("items", "additionalProperties"):
             if isinstance(out.get(key), dict):
                 out[key] = flat(out[key])
+        if out.get("items") == {"type": "object"}:
+            del out["items"]  # a list of nested objects: they are opaque here as a nested object is
         if isinstance(out.get("anyOf"), list):
             out["anyOf"] = [flat(branch) for branch in out["anyOf"]]
         if "properties" in out and node is not schema:
@@ -92,17 +122,20 @@ def shallow_output_schema(schema: dict[str, Any]) -> dict[str, Any]:
         return out
 
     top = {k: v for k, v in schema.items() if k not in ("$defs", "required")}
-    top["properties"] = {name: _short_default(flat(sub)) for name, sub in schema.get("properties", {}).items()}
+    top["properties"] = {
+        name: flat(sub) for name, sub in schema.get("properties", {}).items() if not _is_long_constant(sub)
+    }
+    for field in top["properties"].values():
+        field.pop("default", None)  # a result's field is always there: a default says nothing to its reader
+        field.pop("description", None)  # documented, nested fields too, at prodloop://results/{tool}
     return top
 
 
-def _short_default(field: Any) -> Any:
-    """A long constant (the production-data notice every context result carries) and what it is for are said
-    once, in the server's instructions, not again in each schema."""
+def _is_long_constant(field: Any) -> bool:
+    """The production-data notice every context result carries: said once, in the server's instructions, and
+    left out of each schema (the structured content still has it; the schema allows fields it does not list)."""
     default = field.get("default") if isinstance(field, dict) else None
-    if isinstance(default, str) and len(default) > 80:
-        return {k: v for k, v in field.items() if k not in ("default", "description")}
-    return field
+    return isinstance(default, str) and len(default) > 80
 
 
 def _without_empty(value: Any) -> Any:
@@ -122,14 +155,21 @@ def reply(result: BaseModel) -> CallToolResult:
 
 
 class AgentServer(MCPServer):
-    """An MCP server whose `tools/list` publishes compact schemas (`compact_schema`, `shallow_output_schema`)."""
+    """An MCP server whose `tools/list` publishes compact schemas (`compact_schema`, `shallow_output_schema`); a
+    result's documented schema, every field and nested field with its description, is `result_schema(tool)`."""
+
+    async def result_schema(self, name: str) -> dict[str, Any] | None:
+        for tool in await super().list_tools():
+            if tool.name == name:
+                return compact_schema(tool.output_schema) if tool.output_schema else None
+        return None
 
     async def list_tools(self) -> list[MCPTool]:
         tools = await super().list_tools()
         return [
             tool.model_copy(
                 update={
-                    "input_schema": compact_schema(tool.input_schema),
+                    "input_schema": optional_without_null(compact_schema(tool.input_schema)),
                     "output_schema": compact_schema(shallow_output_schema(tool.output_schema))
                     if tool.output_schema
                     else None,

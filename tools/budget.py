@@ -21,7 +21,7 @@ class BudgetStatus(BaseModel):
     issue_id: int
     runs_used: int
     runs_limit: int
-    synthesis_attempts_used: int = Field(description="frames synthesis ran on the deployed code (counted apart)")
+    synthesis_attempts_used: int = Field(description="frames synthesis ran (counted apart from runs)")
     synthesis_attempts_limit: int
     cpu_seconds_used: float
     cpu_seconds_limit: float

@@ -46,26 +46,25 @@ class SurvivingMutant(BaseModel):
 class MutationResult(BaseModel):
     receipt_id: str
     scope: Scope
-    functions: list[str] = Field(description="path::qualname of every mutated function")
-    not_executed: list[str] = Field(description="target lines the tests never executed (not mutated)")
+    functions: list[str] = Field(description="path::qualname of each mutated function")
+    not_executed: list[str] = Field(description="target lines no test executed (not mutated)")
     tests: list[str]
     mutants: int
     killed: int
-    survived: int = Field(description="mutants the tests' calls saw behave differently, yet every test passed")
+    survived: int = Field(description="scored: behaved differently, yet every test passed")
     unexercised: int = Field(
         default=0,
-        description="survivors that changed nothing any call of the tests observed (not scored; listed in survivors)",
+        description="survivors no call of the tests could tell apart (not scored)",
     )
     timeout: int
     no_tests: int
     suspicious: int
     score: float | None = Field(
-        description="(killed + timeout) / (killed + timeout + survived); null when no mutant got a verdict or the "
-        "tests' inputs told none apart"
+        description="(killed + timeout) / (killed + timeout + survived); null when none was scored"
     )
     min_score: float
     passed: bool
-    survivors: list[SurvivingMutant] = Field(description="at most one per source line, scored ones first")
+    survivors: list[SurvivingMutant] = Field(description="one per source line at most, scored first")
     seconds: float
     note: str
 

@@ -35,7 +35,7 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
         contents = {}
         for uri in ["prodloop://issues", "prodloop://issues/1", f"prodloop://events/{event_id}",
                     f"prodloop://code-path/{event_id}", "prodloop://provenance", "prodloop://policy",
-                    "prodloop://reliability/shop%2Fpricing.py"]:  # fmt: skip
+                    "prodloop://reliability/shop%2Fpricing.py", "prodloop://results/map_code_path"]:  # fmt: skip
             result = await client.read_resource(uri)
             assert result.contents[0].mime_type == "application/json", uri
             contents[uri] = json.loads(result.contents[0].text)  # type: ignore[union-attr]
@@ -45,6 +45,7 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
         "prodloop://events/{event_id}",
         "prodloop://code-path/{event_id}",
         "prodloop://reliability/{path}",
+        "prodloop://results/{tool}",
     }
     assert all(r.description for r in [*listed.values(), *templates.values()])
     assert contents["prodloop://issues"]["total"] == 1
@@ -53,6 +54,7 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
     assert contents["prodloop://policy"]["gates"]["min_mutation_score"] == 0.8
     assert contents["prodloop://provenance"]["total"] == 0
     assert contents["prodloop://reliability/shop%2Fpricing.py"]["issues_total"] == 1
+    assert "fault_candidates" in contents["prodloop://results/map_code_path"]["properties"]
 
 
 async def test_a_non_numeric_issue_id_is_an_error(ctx: AppContext) -> None:

@@ -10,12 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 
 from prodloop.server.context import AppContext
 from prodloop.server.mcp_app import build_mcp
-from prodloop.server.tool_surface import compact_schema, shallow_output_schema, tools_list_bytes
+from prodloop.server.tool_surface import (
+    compact_schema,
+    optional_without_null,
+    shallow_output_schema,
+    tools_list_bytes,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +68,7 @@ async def test_tools_list_is_compact_and_every_tool_says_when_to_use_it(ctx: App
     async with Client(build_mcp(ctx)) as client:
         tools = (await client.list_tools()).tools
     size = tools_list_bytes(tools)
-    print(f"tools/list: {size} bytes for {len(tools)} tools ({size // len(tools)} per tool; 42430 untrimmed)")
+    print(f"tools/list: {size} bytes for {len(tools)} tools ({size // len(tools)} per tool; goal under 16000)")
     for tool in tools:
         sent = json.dumps(tool.model_dump(mode="json", by_alias=True, exclude_none=True))
         assert '"title": "' not in sent.replace(f'"title": "{tool.title}"', ""), tool.name  # no derived titles
@@ -104,27 +110,74 @@ def test_schema_trimming_keeps_what_validates_and_drops_what_is_derived() -> Non
         "properties": {
             "title": {"title": "Title", "type": "string", "description": "a field named title stays"},
             "frames": {"items": {"$ref": "#/$defs/Frame"}, "title": "Frames", "type": "array"},
+            "names": {"items": {"type": "string"}, "type": "array"},
             "kind": {"$ref": "#/$defs/Kind"},
             "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "Note"},
             "crash": {"anyOf": [{"$ref": "#/$defs/Frame"}, {"type": "null"}]},
             "status": {"anyOf": [{"enum": ["open", "done"], "type": "string"}, {"type": "null"}]},
+            "extra": {"additionalProperties": True, "type": "object"},
+            "notice": {"default": "x" * 81, "type": "string", "description": "a long constant"},
         },
-        "required": ["title", "frames", "kind", "note", "crash", "status"],
+        "required": ["title", "frames", "names", "kind", "note", "crash", "status", "extra", "notice"],
         "title": "Result",
         "type": "object",
     }  # fmt: skip
-    assert compact_schema(shallow_output_schema(schema)) == {
+    published = compact_schema(shallow_output_schema(schema))
+    assert published == {
         "properties": {
-            "title": {"type": "string", "description": "a field named title stays"},
-            "frames": {"items": {"type": "object"}, "type": "array"},
-            "kind": {"enum": ["a", "b"], "type": "string"},
+            "title": {"type": "string"},  # the field named title stays; descriptions are in the results resource
+            "frames": {"type": "array"},  # a list of nested objects, opaque like a nested object
+            "names": {"items": {"type": "string"}, "type": "array"},
+            "kind": {"enum": ["a", "b"]},  # the enumeration says the type
             "note": {"type": ["string", "null"]},
             "crash": {"type": ["object", "null"]},
-            # folding would make null invalid (it is not in the enum): a nullable enumeration keeps its anyOf
-            "status": {"anyOf": [{"enum": ["open", "done"], "type": "string"}, {"type": "null"}]},
+            "status": {"enum": ["open", "done", None]},
+            "extra": {"type": "object"},
+            # the long constant (production_data_notice) is said once, in the server's instructions
         },
         "type": "object",
     }
+    good = {"title": "t", "frames": [{"line": 1}], "names": ["a"], "kind": "a", "note": None, "crash": None,
+            "status": None, "extra": {"k": 1}, "notice": "x" * 81}  # fmt: skip
+    jsonschema.validate(good, schema)
+    jsonschema.validate(good, published)  # what the tool returns validates against what is published
+    for wrong in ({"kind": "c"}, {"status": "gone"}, {"note": 3}, {"names": [1]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**good, **wrong}, published)
+
+
+def test_optional_parameters_are_published_without_null_and_still_accept_it() -> None:
+    schema = {
+        "properties": {
+            "issue_id": {"type": ["integer", "null"], "minimum": 1},
+            "status": {"enum": ["open", None], "default": "open"},
+            "limit": {"type": ["integer", "null"], "default": 5},
+            "receipt": {"type": "string"},
+        },
+        "required": ["receipt"],
+        "type": "object",
+    }
+    assert optional_without_null(schema)["properties"] == {
+        "issue_id": {"type": "integer", "minimum": 1},  # left out means null: the agent leaves it out
+        "status": {"enum": ["open", None], "default": "open"},  # null means something else than left out
+        "limit": {"type": ["integer", "null"], "default": 5},
+        "receipt": {"type": "string"},
+    }
+
+
+async def test_each_tools_result_is_documented_in_a_resource(ctx: AppContext) -> None:
+    async with Client(build_mcp(ctx)) as client:
+        tools = (await client.list_tools()).tools
+        documented = await client.read_resource("prodloop://results/mutate_validate")
+        with pytest.raises(MCPError, match="not a tool of this server"):
+            await client.read_resource("prodloop://results/nope")
+    schema = json.loads(documented.contents[0].text)  # type: ignore[union-attr]
+    mutate = next(t for t in tools if t.name == "mutate_validate")
+    assert mutate.output_schema is not None and set(schema["properties"]) >= set(mutate.output_schema["properties"])
+    assert "null when none was scored" in schema["properties"]["score"]["description"]
+    assert "description" not in json.dumps(mutate.output_schema)
+    survivor = schema["$defs"]["SurvivingMutant"]["properties"]
+    assert survivor["diff"]["description"] == "the mutant as a unified diff against the fixed code"  # nested, too
 
 
 async def test_text_content_is_compact_json_without_empty_fields(

@@ -52,13 +52,11 @@ class CandidateResult(BaseModel):
     commit: str
     test_path: str
     test_node: str
-    test_sha256: str
-    fix_sha256: str
     passed: bool = Field(description="every gate passed")
     gates: list[Gate]
     cpu_seconds: float
     wall_seconds: float
-    checkout_protected: bool = Field(description="the user's checkout was mounted read-only during the runs")
+    checkout_protected: bool = Field(description="the checkout was read-only during the runs")
     budget: BudgetStatus
     next_step: str
 
@@ -279,8 +277,6 @@ def run_candidate_test(
         commit=commit,
         test_path=given.test_path,
         test_node=node,
-        test_sha256=test_sha,
-        fix_sha256=fix_sha,
         passed=passed,
         gates=gate_list,
         cpu_seconds=round(cpu, 3),

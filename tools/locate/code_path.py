@@ -69,8 +69,8 @@ class CodePath(BaseModel):
     reliability: list[FileReliability]
     fault_candidates: list[FaultCandidate] = Field(
         default_factory=list,
-        description="where the bug may be, ranked, each with its reasons (data flow of the failing value, a "
-        "constructor that never set a missing attribute, a function that returned None, suspect commits)",
+        description="ranked, with reasons: the failing value's data flow, an attribute never set, a None "
+        "returned, suspect commits",
     )
     notes: list[str]
 

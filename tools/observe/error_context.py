@@ -104,14 +104,14 @@ class ErrorContext(BaseModel):
     exceptions: list[ExceptionInfo]
     frames: list[FrameInfo]
     frames_total: int
-    next_frame_cursor: str | None = Field(description="pass as frame_cursor for frames further from the crash")
+    next_frame_cursor: str | None = Field(description="for frames further from the crash")
     request: RequestInfo | None
     tags: dict[str, str]
     breadcrumbs: list[Breadcrumb]
     breadcrumbs_total: int
     next_breadcrumb_cursor: str | None
     occurrences: Occurrences
-    scrubbed: list[ScrubNote] = Field(description="where values were replaced by [Filtered], and by which rule")
+    scrubbed: list[ScrubNote] = Field(description="what was [Filtered], by which rule")
     budget_notes: list[str]
 
 

@@ -33,7 +33,7 @@ class IssuePage(BaseModel):
     )
     issues: list[IssueSummary]
     total: int = Field(description="issues matching the filter, over all pages")
-    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last page")
+    next_cursor: str | None = Field(description="null on the last page")
 
 
 def summarize(row: IssueRow) -> IssueSummary:

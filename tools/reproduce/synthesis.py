@@ -58,9 +58,9 @@ class SynthesisResult(BaseModel):
     event_id: str
     test_code: str | None
     test_path: str | None
-    frame: str | None = Field(description="the function the test calls, path::qualname")
+    frame: str | None = Field(description="path::qualname the test calls")
     inputs: list[RebuiltInput]
-    attempts: list[FrameAttempt] = Field(description="every frame tried, with why it was or was not used")
+    attempts: list[FrameAttempt] = Field(description="each frame tried, and why it was or was not used")
     reproduction: Gate | None
     receipt_id: str | None
     call: SynthesizedCall | None = None

@@ -21,7 +21,7 @@ from prodloop.tools.engine._shape import decode_cursor, encode_cursor
 class ProvenancePage(BaseModel):
     records: list[dict[str, Any]]
     total: int
-    next_cursor: str | None = Field(description="pass as cursor for the next page")
+    next_cursor: str | None = Field(description="null on the last page")
 
 
 def build_record(

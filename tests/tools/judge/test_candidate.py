@@ -16,6 +16,7 @@ from prodloop.server.settings import load_settings
 from prodloop.server.store import policy, receipts
 from prodloop.server.store.receipts import GATE_ORDER
 from prodloop.tools.judge.candidate import CandidateResult, prepare_input, run_candidate_test
+from prodloop.tools.judge.candidate import test_digest as digest_of
 from prodloop.tools.locate.code_path import map_code_path
 from tests.sample_service import FIX_UNKNOWN_SKU, SampleService
 
@@ -76,7 +77,11 @@ def test_a_correct_regression_test_passes_every_gate_and_gets_a_receipt(
     assert result.test_path == "tests/test_prodloop_issue_1.py"
     assert result.checkout_protected
     receipt = receipts.get(ctx.store, result.receipt_id)
-    assert (receipt.passed, receipt.commit_sha, receipt.test_sha256) == (True, service.commit, result.test_sha256)
+    assert (receipt.passed, receipt.commit_sha, receipt.test_sha256) == (
+        True,
+        service.commit,
+        digest_of(GOOD_TEST, None),
+    )
     assert receipt.fix_diff == FIX_UNKNOWN_SKU
     assert _status(service.root) == before
     worktrees = subprocess.run(["git", "-C", str(service.root), "worktree", "list"], capture_output=True, text=True)
