@@ -199,7 +199,10 @@ def post_merge_followup(ctx: AppContext, issue_id: int) -> str:
 
 def _code_path(ctx: AppContext, issue_id: int) -> CodePath | None:
     try:
-        return map_code_path(ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites)
+        return map_code_path(
+            ctx.store, ctx.git(), issue_id=issue_id, path_rewrites=ctx.settings.path_rewrites,
+            reliability=ctx.settings.reliability,
+        )  # fmt: skip
     except ProdloopError:
         return None
 

@@ -32,8 +32,9 @@ def event(ctx: AppContext, event_id: str) -> str:
 
 def code_path(ctx: AppContext, event_id: str) -> str:
     return map_code_path(
-        ctx.store, ctx.git(), event_id=event_id, path_rewrites=ctx.settings.path_rewrites
-    ).model_dump_json()
+        ctx.store, ctx.git(), event_id=event_id, path_rewrites=ctx.settings.path_rewrites,
+        reliability=ctx.settings.reliability,
+    ).model_dump_json()  # fmt: skip
 
 
 def reliability(ctx: AppContext, path: str) -> str:

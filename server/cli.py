@@ -404,6 +404,30 @@ def issues_cmd(
 
 
 @app.command()
+def resolve(
+    issue: Annotated[int, typer.Argument(min=1, help="the issue id (prodloop issues)")],
+    in_release: Annotated[str | None, typer.Option("--in-release", help="the release that carries the fix")] = None,
+    reopen: Annotated[bool, typer.Option("--reopen", help="mark it unresolved again")] = False,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Mark an issue resolved: seen again afterwards in a release it had not failed in, it regresses."""
+    with _opened(_settings(repo, data_dir)) as ctx:
+        row = ctx.store.set_status(issue, "unresolved" if reopen else "resolved", in_release=in_release)
+    said = f" in {row.resolved_in}" if row.resolved_in else ""
+    out.print(f"issue {row.id} is {row.status}{said if row.status == 'resolved' else ''}")
+
+
+@app.command()
+def prune(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """Apply the retention settings now (`retention.*`; `prodloop serve` does so hourly while it ingests)."""
+    with _opened(_settings(repo, data_dir)) as ctx:
+        pruned = ctx.apply_retention()
+        r = ctx.settings.retention
+    out.print(f"{pruned} (hours kept {r.hourly_days} days, day counts {r.aggregate_days}, events {r.event_days})")
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path | None, typer.Option(help="keep the sample service, its remote and the store here")] = None,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from prodloop.server.clock import Clock, SystemClock
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
+from prodloop.server.store.retention import Pruned, prune
 from prodloop.tools.engine.collaborators import Collaborators
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
@@ -51,6 +53,13 @@ class AppContext:
         store = Store(settings.database_path, clock=clock)
         _keep_out_of_git(settings.resolved_data_dir)
         return cls(settings=settings, store=store, clock=clock)
+
+    def apply_retention(self) -> Pruned:
+        """Prune the store to the retention settings (the ingest writer does so hourly; `prodloop prune` too)."""
+        pruned = prune(self.store, now=self.clock.now(), **self.settings.retention.model_dump())
+        if pruned.events or pruned.day_rows or pruned.issue_hours_folded:
+            logging.getLogger("prodloop.server").info("retention: %s", pruned)
+        return pruned
 
     def close(self) -> None:
         self.store.close()

@@ -72,7 +72,7 @@ def host_allowed(host: str, patterns: list[str]) -> bool:
 
 def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
     hosts = allowed_hosts(ctx.settings)
-    writer = EventWriter(ctx.store)
+    writer = EventWriter(ctx.store, housekeeping=ctx.apply_retention)
     ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock)
     mcp = build_mcp(ctx)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]

@@ -135,7 +135,12 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     ) -> Annotated[CallToolResult, CodePath]:
         return reply(
             map_code_path(
-                ctx.store, ctx.git(), issue_id=issue_id, event_id=event_id, path_rewrites=ctx.settings.path_rewrites
+                ctx.store,
+                ctx.git(),
+                issue_id=issue_id,
+                event_id=event_id,
+                path_rewrites=ctx.settings.path_rewrites,
+                reliability=ctx.settings.reliability,
             )
         )
 

@@ -48,6 +48,7 @@ REPO_POLICY: dict[str, str] = {
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
     "reliability.tier2_failure_share": "free", "reliability.tier2_users": "free",
     "reliability.tier2_importers": "free", "reliability.change_failure_hours": "free",
+    "retention.hourly_days": "never", "retention.aggregate_days": "never", "retention.event_days": "never",
 }  # fmt: skip
 
 
@@ -148,6 +149,19 @@ class ReliabilitySettings(BaseModel):
     change_failure_hours: float = Field(default=72.0, gt=0, le=24 * 30)
 
 
+class RetentionSettings(BaseModel):
+    """`[tool.prodloop.retention]`: how long the store keeps what it knows, so it stays bounded. Hourly counts
+    (issues, sessions, transactions) fold into days after `hourly_days`; day counts go after `aggregate_days`;
+    raw events (their payloads) go after `event_days`, all but each issue's newest one. Deleting data is the
+    operator's call: a repository may not set these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hourly_days: int = Field(default=14, ge=1, le=366, description="hour rows kept this long, then days only")
+    aggregate_days: int = Field(default=400, ge=1, description="day counts kept this long (windows up to 365 days)")
+    event_days: int = Field(default=90, ge=1, description="raw events kept this long (each issue's newest kept)")
+
+
 class BudgetSettings(BaseModel):
     """`[tool.prodloop.budgets]`: per issue lineage, before a person must look."""
 
@@ -202,6 +216,7 @@ class Settings(BaseSettings):
     gates: GateSettings = Field(default_factory=GateSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     base_branch: str | None = Field(default=None, description="PR base; default the remote's default branch")
     git_remote: str = Field(default="origin", description="where PR branches are pushed")

@@ -83,7 +83,9 @@ def run_loop(
 
     try:
         t0 = time.monotonic()
-        code_path = map_code_path(store, repo, issue_id=issue_id, path_rewrites=settings.path_rewrites)
+        code_path = map_code_path(
+            store, repo, issue_id=issue_id, path_rewrites=settings.path_rewrites, reliability=settings.reliability
+        )
         culprit = code_path.culprit
         where = f"{culprit.location.repo_path}:{culprit.location.lineno} in {culprit.qualname}" if culprit else "none"
         step("map_code_path", culprit is not None, t0, f"culprit {where} at {code_path.release.commit[:12]}")

@@ -111,6 +111,7 @@ class EventProcessor:
             release=_short(event.get("release")),
             environment=_short(event.get("environment")),
             level=_short(event.get("level")),
+            transaction=_short(event.get("transaction")),
             user_hash=user_hash,
             source=source,
             payload=payload,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 from prodloop.server.store import EventRecord, Store
@@ -21,9 +22,22 @@ _STOP = object()
 
 
 class EventWriter:
-    def __init__(self, store: Store, *, max_batch: int = 512) -> None:
+    """`housekeeping` (the retention prune) runs on this thread after the first batch and then at most once every
+    `housekeeping_seconds`, between batches: it never races a batch's transaction."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 512,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_seconds: float = 3600.0,
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._housekeeping = housekeeping
+        self._housekeeping_seconds = housekeeping_seconds
+        self._housekept_at: float | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="prodloop-event-writer", daemon=True)
         self._thread.start()
@@ -61,6 +75,19 @@ class EventWriter:
                 self._commit(batch)  # type: ignore[arg-type]
             except Exception:  # the writer must outlive any one batch, or every later sender waits forever
                 logger.exception("event writer: a batch could not be acknowledged")
+            self._housekeep()
+
+    def _housekeep(self) -> None:
+        now = time.monotonic()
+        if self._housekeeping is None or (
+            self._housekept_at is not None and now - self._housekept_at < self._housekeeping_seconds
+        ):
+            return
+        self._housekept_at = now
+        try:
+            self._housekeeping()
+        except Exception as exc:  # ingest goes on; the next round tries again
+            logger.error("event writer: housekeeping failed: %s", type(exc).__name__)
 
     def _commit(self, batch: list[tuple[list[EventRecord], Health | None, Future[list[bool]]]]) -> None:
         # A sender that hung up cancelled its future: its events are still stored (they were valid and the

@@ -26,7 +26,7 @@ IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count"]
 
 _ISSUE_COLUMNS = (
     "id, project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen, "
-    "event_count, user_count, status"
+    "event_count, user_count, status, regressions, resolved_at, resolved_in"
 )
 _EVENT_COLUMNS = "id, project_id, event_id, issue_id, timestamp, release, environment, payload"
 
@@ -271,6 +271,21 @@ class Store:
 
     # -- deploys ----------------------------------------------------------------------------
 
+    def set_status(self, issue_id: int, status: str, *, in_release: str | None = None) -> IssueRow:
+        """Resolve (optionally: fixed in `in_release`), ignore or reopen an issue. A resolved issue seen again in a
+        later release regresses (see `_regress_if_resolved`)."""
+        if status not in ("resolved", "unresolved", "ignored"):
+            raise InvalidArgument("status", f"{status[:40]!r} is not resolved, unresolved or ignored", "pick one")
+        with self.transaction() as conn:
+            done = conn.execute(
+                "UPDATE issues SET status = ?, resolved_at = ?, resolved_in = ? WHERE id = ?",
+                (status, self.clock.now() if status == "resolved" else None,
+                 in_release if status == "resolved" else None, issue_id),
+            ).rowcount  # fmt: skip
+        if not done:
+            raise NotFoundError("issue", str(issue_id), "call list_issues for the issues prodloop holds")
+        return self.get_issue(issue_id)
+
     def record_deploy(
         self, *, release: str, commit_sha: str, environment: str, deployed_at: float, project_id: int | None = None
     ) -> int:
@@ -302,6 +317,28 @@ def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     return clause, [value for _, value in active if value is not Ellipsis]
 
 
+def _regress_if_resolved(conn: sqlite3.Connection, issue_id: int, r: EventRecord) -> None:
+    """A resolved issue seen again after its resolution, in a release it had not run before (or the release said to
+    carry the fix), has regressed: it is unresolved again and counts one more regression. An event of a release it
+    already failed in before is a straggler (an old server still running), not a regression."""
+    row = conn.execute(
+        "SELECT resolved_at, resolved_in FROM issues WHERE id = ? AND status = 'resolved'", (issue_id,)
+    ).fetchone()
+    if row is None or r.timestamp <= row[0]:
+        return
+    if r.release is not None and r.release != row[1]:
+        known = conn.execute(
+            "SELECT 1 FROM issue_releases WHERE issue_id = ? AND release = ? AND last_seen <= ? LIMIT 1",
+            (issue_id, r.release, row[0]),
+        ).fetchone()
+        if known:
+            return
+    conn.execute(
+        "UPDATE issues SET status = 'unresolved', regressions = regressions + 1, regressed_at = ? WHERE id = ?",
+        (r.timestamp, issue_id),
+    )
+
+
 def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
     if conn.execute(
         "SELECT 1 FROM events WHERE project_id = ? AND event_id = ?", (r.project_id, r.event_id)
@@ -322,6 +359,7 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
         """,
         (r.project_id, r.fingerprint, r.title, r.exception_type, r.culprit, r.timestamp, r.timestamp),
     ).fetchone()[0]
+    _regress_if_resolved(conn, issue_id, r)
     conn.execute(
         """
         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, environment, level,
@@ -360,6 +398,15 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
         """,
         (issue_id, int(r.timestamp // 3600)),
     )
+    if r.release or r.transaction:
+        conn.execute(
+            """
+            INSERT INTO issue_releases (issue_id, release, transaction_name, last_seen) VALUES (?, ?, ?, ?)
+            ON CONFLICT (issue_id, release, transaction_name)
+            DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)
+            """,
+            (issue_id, r.release or "", r.transaction or "", r.timestamp),
+        )
     if r.release and r.packages:
         health_store.write_packages(conn, r.project_id, r.release, r.packages, r.timestamp)
     for frame in r.frames:

@@ -1,5 +1,6 @@
-"""Release health and transaction performance per hour: written with the events of the same envelope, read by
-the reliability history. Counts only; no session or transaction is kept."""
+"""Release health and transaction performance per hour and per day: written with the events of the same envelope,
+read by the reliability history, hours pruned after `retention.hourly_days` (store/retention.py). Counts only; no
+session or transaction is kept."""
 
 from __future__ import annotations
 
@@ -67,29 +68,33 @@ class TransactionStats:
 def write(
     conn: sqlite3.Connection, sessions: Sequence[SessionCounts], transactions: Sequence[TransactionSample]
 ) -> None:
+    # Each session update counts in its hour and in its day; distinct users are kept per day.
     for s in sessions:
-        key = (s.project_id, s.release, s.environment, s.bucket)
-        conn.execute(
-            """
-            INSERT INTO session_hours (project_id, release, environment, hour, started, errored, crashed, abnormal)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (project_id, release, environment, hour) DO UPDATE SET
-                started = started + excluded.started, errored = errored + excluded.errored,
-                crashed = crashed + excluded.crashed, abnormal = abnormal + excluded.abnormal
-            """,
-            (*key, s.started, s.errored, s.crashed, s.abnormal),
-        )
+        key = (s.project_id, s.release, s.environment)
+        counts = (s.started, s.errored, s.crashed, s.abnormal)
+        for table, column, bucket in (("session_hours", "hour", s.bucket), ("session_days", "day", s.bucket // 24)):
+            conn.execute(
+                f"""
+                INSERT INTO {table} (project_id, release, environment, {column}, started, errored, crashed, abnormal)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (project_id, release, environment, {column}) DO UPDATE SET
+                    started = started + excluded.started, errored = errored + excluded.errored,
+                    crashed = crashed + excluded.crashed, abnormal = abnormal + excluded.abnormal
+                """,
+                (*key, bucket, *counts),
+            )
         if s.user_hash is not None:
+            day_key = (*key, s.bucket // 24)
             new = conn.execute(
-                "INSERT OR IGNORE INTO session_users (project_id, release, environment, hour, user_hash)"
+                "INSERT OR IGNORE INTO session_day_users (project_id, release, environment, day, user_hash)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (*key, s.user_hash),
+                (*day_key, s.user_hash),
             ).rowcount
             if new:
                 conn.execute(
-                    "UPDATE session_hours SET users = users + 1"
-                    " WHERE project_id = ? AND release = ? AND environment = ? AND hour = ?",
-                    key,
+                    "UPDATE session_days SET users = users + 1"
+                    " WHERE project_id = ? AND release = ? AND environment = ? AND day = ?",
+                    day_key,
                 )
     # Each transaction counts in its hour and, rolled up as it is written, in its day: a window of days reads
     # day rows, 24 times fewer than hours.
@@ -134,14 +139,27 @@ def write_packages(conn: sqlite3.Connection, project_id: int, release: str, pack
 
 
 def release_health(conn: sqlite3.Connection, *, since_hour: int, environment: str | None = None) -> list[ReleaseHealth]:
+    """Per release and environment since `since_hour`: whole days from the day rows, the first partial day from
+    hours; distinct users per day, summed over the days (the first partial day's users count whole)."""
+    first_day = -(-since_hour // 24)
     rows = conn.execute(
         """
         SELECT release, environment, SUM(started), SUM(errored), SUM(crashed), SUM(abnormal), SUM(users)
-        FROM session_hours WHERE hour >= ? AND (? IS NULL OR environment = ?)
+        FROM (
+            SELECT release, environment, day * 24 AS hour, started, errored, crashed, abnormal, users
+            FROM session_days WHERE day >= ? AND (? IS NULL OR environment = ?)
+            UNION ALL
+            SELECT release, environment, hour, started, errored, crashed, abnormal, 0 FROM session_hours
+            WHERE hour >= ? AND hour < ? AND (? IS NULL OR environment = ?)
+            UNION ALL
+            SELECT release, environment, day * 24, 0, 0, 0, 0, users FROM session_days
+            WHERE day = ? AND day < ? AND (? IS NULL OR environment = ?)
+        )
         GROUP BY release, environment ORDER BY MIN(hour)
         """,
-        (since_hour, environment, environment),
-    ).fetchall()
+        (first_day, environment, environment, since_hour, first_day * 24, environment, environment,
+         since_hour // 24, first_day, environment, environment),
+    ).fetchall()  # fmt: skip
     return [ReleaseHealth(*row) for row in rows]
 
 

@@ -12,7 +12,7 @@ from prodloop.server.store.records import IssueRow
 
 _ISSUE_COLUMNS = (
     "i.id, i.project_id, i.fingerprint, i.title, i.exception_type, i.culprit, i.first_seen, i.last_seen, "
-    "i.event_count, i.user_count, i.status"
+    "i.event_count, i.user_count, i.status, i.regressions, i.resolved_at, i.resolved_in"
 )
 
 
@@ -110,18 +110,19 @@ def events_since(conn: sqlite3.Connection, *, since_hour: int) -> int:
 def releases_and_transactions(
     conn: sqlite3.Connection, issue_ids: Sequence[int], *, since: float, limit: int = 500
 ) -> tuple[list[str], list[str]]:
-    """The releases these issues' recent events ran, and the transactions they happened in (newest events)."""
+    """The releases these issues' events ran since `since`, and the transactions they happened in (most recently
+    seen first). Kept per issue at ingest, so they outlive the raw events (retention)."""
     if not issue_ids:
         return [], []
     rows = conn.execute(
         f"""
-        SELECT release, json_extract(payload, '$.transaction') FROM events
-        WHERE timestamp >= ? AND issue_id IN ({",".join("?" * len(issue_ids))}) ORDER BY timestamp DESC LIMIT ?
+        SELECT release, transaction_name FROM issue_releases
+        WHERE last_seen >= ? AND issue_id IN ({",".join("?" * len(issue_ids))}) ORDER BY last_seen DESC LIMIT ?
         """,
         [since, *issue_ids, limit],
     ).fetchall()
-    releases = list(dict.fromkeys(r for r, _ in rows if isinstance(r, str) and r))
-    transactions = list(dict.fromkeys(t for _, t in rows if isinstance(t, str) and t))
+    releases = list(dict.fromkeys(r for r, _ in rows if r))
+    transactions = list(dict.fromkeys(t for _, t in rows if t))
     return releases, transactions
 
 

@@ -242,4 +242,67 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         )
         """,
     ),
+    (
+        9,
+        """
+        CREATE TABLE session_days (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            release TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            started INTEGER NOT NULL DEFAULT 0,
+            errored INTEGER NOT NULL DEFAULT 0,
+            crashed INTEGER NOT NULL DEFAULT 0,
+            abnormal INTEGER NOT NULL DEFAULT 0,
+            users INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (project_id, release, environment, day)
+        ) WITHOUT ROWID;
+        CREATE INDEX session_days_time ON session_days (day);
+        CREATE TABLE session_day_users (
+            project_id INTEGER NOT NULL,
+            release TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            day INTEGER NOT NULL,
+            user_hash TEXT NOT NULL,
+            PRIMARY KEY (project_id, release, environment, day, user_hash)
+        ) WITHOUT ROWID;
+        CREATE INDEX session_day_users_time ON session_day_users (day);
+        INSERT INTO session_day_users (project_id, release, environment, day, user_hash)
+            SELECT DISTINCT project_id, release, environment, hour / 24, user_hash FROM session_users;
+        INSERT INTO session_days (project_id, release, environment, day, started, errored, crashed, abnormal, users)
+            SELECT h.project_id, h.release, h.environment, h.hour / 24, SUM(h.started), SUM(h.errored),
+                   SUM(h.crashed), SUM(h.abnormal), 0
+            FROM session_hours h GROUP BY h.project_id, h.release, h.environment, h.hour / 24;
+        UPDATE session_days SET users = (
+            SELECT COUNT(*) FROM session_day_users u WHERE u.project_id = session_days.project_id
+            AND u.release = session_days.release AND u.environment = session_days.environment
+            AND u.day = session_days.day
+        );
+        DROP TABLE session_users;
+        ALTER TABLE session_hours DROP COLUMN users;
+        CREATE INDEX transaction_days_time ON transaction_days (day);
+        CREATE INDEX events_time ON events (timestamp);
+        CREATE TABLE issue_releases (
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            release TEXT NOT NULL,
+            transaction_name TEXT NOT NULL,
+            last_seen REAL NOT NULL,
+            PRIMARY KEY (issue_id, release, transaction_name)
+        ) WITHOUT ROWID;
+        INSERT INTO issue_releases (issue_id, release, transaction_name, last_seen)
+            SELECT issue_id, coalesce(release, ''),
+                   coalesce(substr(json_extract(payload, '$.transaction'), 1, 200), ''), MAX(timestamp)
+            FROM events WHERE release IS NOT NULL OR json_extract(payload, '$.transaction') IS NOT NULL
+            GROUP BY 1, 2, 3;
+        """,
+    ),
+    (
+        10,
+        """
+        ALTER TABLE issues ADD COLUMN regressions INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE issues ADD COLUMN resolved_at REAL;
+        ALTER TABLE issues ADD COLUMN resolved_in TEXT;
+        ALTER TABLE issues ADD COLUMN regressed_at REAL
+        """,
+    ),
 )

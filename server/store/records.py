@@ -57,6 +57,7 @@ class EventRecord:
     payload: str
     frames: tuple[FrameRef, ...] = ()
     packages: str | None = None  # the release's installed packages (JSON), kept per release, not per event
+    transaction: str | None = None  # the transaction the error happened in (its name), kept per issue and release
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,9 @@ class IssueRow:
     event_count: int
     user_count: int
     status: str
+    regressions: int = 0  # times it was seen again, in a release it had not run before, after being resolved
+    resolved_at: float | None = None
+    resolved_in: str | None = None  # the release that carries the fix, when said
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,24 @@ def test_ingest_of_a_broken_file_stores_nothing_and_says_where(tmp_path: Path) -
     assert "bad.jsonl (line 2): is not valid JSON" in done.stderr
     store = Store(tmp_path / ".prodloop" / "prodloop.db")
     assert store.count_events() == 0
+    store.close()
+
+
+def test_resolve_and_prune_from_the_command_line(tmp_path: Path) -> None:
+    now = time.time()
+    events = [make_event(timestamp=now - 100 * 86400, release="shop@1"), make_event(timestamp=now, release="shop@1")]
+    (tmp_path / "e.json").write_text(json.dumps(events))
+    assert _run("ingest", str(tmp_path / "e.json"), "--repo", str(tmp_path), cwd=tmp_path).returncode == 0
+    done = _run("resolve", "1", "--in-release", "shop@2", "--repo", str(tmp_path), cwd=tmp_path)
+    assert (done.returncode, done.stdout.strip()) == (0, "issue 1 is resolved in shop@2"), done.stderr
+    missing = _run("resolve", "7", "--repo", str(tmp_path), cwd=tmp_path)
+    assert missing.returncode == 2 and "no issue with id 7" in missing.stderr
+    pruned = _run("prune", "--repo", str(tmp_path), cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    # The 100-day-old event is past event_days (90); its hour folded into its day (older than 14 days).
+    assert "1 issue hour rows folded into days" in pruned.stdout and "and 1 events removed" in pruned.stdout
+    store = Store(tmp_path / ".prodloop" / "prodloop.db")
+    assert (store.count_events(), store.get_issue(1).status, store.get_issue(1).event_count) == (1, "resolved", 2)
     store.close()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from prodloop.server.ingest.grouping import exceptions, frames_of
+from prodloop.server.settings import ReliabilitySettings
 from prodloop.server.store import Store, history
 from prodloop.server.store.history import PathMatch
 from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, cap
@@ -27,6 +28,7 @@ from prodloop.tools.locate.fault_candidates import frame as fault_frame
 from prodloop.tools.locate.related_tests import RelatedTest, related_tests
 from prodloop.tools.locate.release import ResolvedRelease, previous_release_commit, resolve_release
 from prodloop.tools.locate.source_map import FrameLocation, locate_frame, module_of
+from prodloop.tools.observe.reliability import file_tier
 
 
 class MappedFrame(BaseModel):
@@ -53,6 +55,8 @@ class FileReliability(BaseModel):
     path: str
     issues: int = Field(description="production issues with a frame in this file")
     events: int
+    tier: int = Field(description="2: look harder (reasons say why); query_reliability_history for the whole story")
+    reasons: list[str]
 
 
 class CodePath(BaseModel):
@@ -92,6 +96,7 @@ def map_code_path(
     event_id: str | None = None,
     path_rewrites: Mapping[str, str] | None = None,
     max_path_functions: int = 10,
+    reliability: ReliabilitySettings | None = None,
 ) -> CodePath:
     stored, issue = store.event_of(issue_id=issue_id, event_id=event_id)
     event = json.loads(stored.payload)
@@ -134,7 +139,7 @@ def map_code_path(
         culprit=culprit,
         attribution=attribution,
         related_tests=_related(repo, commit, culprit),
-        reliability=[file_reliability(store, p) for p in paths],
+        reliability=[file_reliability(store, repo, p, reliability or ReliabilitySettings()) for p in paths],
         fault_candidates=_faults(repo, commit, chain, attribution),
         notes=notes,
     )
@@ -264,8 +269,12 @@ def _related(repo: GitRepo, commit: str, culprit: MappedFrame | None) -> list[Re
     return related_tests(repo, commit, module=module, function=culprit.qualname or culprit.function)
 
 
-def file_reliability(store: Store, path: str) -> FileReliability:
+def file_reliability(store: Store, repo: GitRepo, path: str, limits: ReliabilitySettings) -> FileReliability:
     """Events name files relative to an import root that prodloop cannot know, so every suffix counts,
-    except a bare basename or module name for a nested file (another package's file of that name)."""
+    except a bare basename or module name for a nested file (another package's file of that name). The tier is the
+    last 30 days'."""
     issues = history.issues_touching(store.reader(), PathMatch.for_file(path), since=0.0)
-    return FileReliability(path=path, issues=len(issues), events=sum(i.event_count for i in issues))
+    tier = file_tier(store, repo, limits, path)
+    return FileReliability(
+        path=path, issues=len(issues), events=sum(i.event_count for i in issues), tier=tier.tier, reasons=tier.reasons
+    )

@@ -25,6 +25,8 @@ class IssueSummary(BaseModel):
     event_count: int
     user_count: int = Field(description="distinct users affected")
     fingerprint: str
+    regressions: int = Field(description="times it came back, in a new release, after it was resolved")
+    resolved_in: str | None = Field(description="the release said to carry its fix")
 
 
 class IssuePage(BaseModel):
@@ -49,6 +51,8 @@ def summarize(row: IssueRow) -> IssueSummary:
         event_count=row.event_count,
         user_count=row.user_count,
         fingerprint=row.fingerprint,
+        regressions=row.regressions,
+        resolved_in=row.resolved_in,
     )
 
 

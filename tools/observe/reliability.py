@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
 from prodloop.server.errors import CodePathError, InvalidArgument
-from prodloop.server.settings import Settings
+from prodloop.server.settings import ReliabilitySettings, Settings
 from prodloop.server.store import Store, health, history, policy
 from prodloop.server.store.history import PathMatch
 from prodloop.server.store.records import Deploy, IssueRow
@@ -42,6 +42,7 @@ class PathIssue(BaseModel):
     users: int
     first_seen: str | None
     last_seen: str | None
+    regressions: int = Field(description="times it came back, in a new release, after it was resolved")
 
 
 class DayCount(BaseModel):
@@ -140,8 +141,13 @@ def query_reliability_history(
     now = clock.now()
     since = now - days * DAY
     since_hour = int(since // 3600)
+    if days > settings.retention.hourly_days:  # hours that old are kept as days: the window's first day counts whole
+        since_hour -= since_hour % 24
     match = PathMatch.for_folder(file_or_folder) if kind == "folder" else PathMatch.for_file(file_or_folder, function)
     notes: list[str] = []
+    kept = settings.retention
+    if days > kept.aggregate_days:
+        notes.append(f"counts are kept {kept.aggregate_days} days (retention.aggregate_days): the window is cut there")
     conn = store.reader()
     issues = history.issues_touching(conn, match, since=since)
     ids = [i.id for i in issues]
@@ -184,7 +190,7 @@ def query_reliability_history(
         churn=Churn(commits=len(shas), authors=[a[:100] for a in authors[:20]]),
         tests=tests,
         blast_radius=BlastRadius(importers=importers[:20], importers_total=len(importers), users=users),
-        tier=_tier(share, users, len(importers), settings),
+        tier=_tier(share, users, len(importers), sum(i.regressions for i in issues), settings.reliability),
         notes=notes,
     )  # fmt: skip
 
@@ -212,7 +218,7 @@ def _parse_path(repo: GitRepo, path: str) -> tuple[PathKind, str, str | None]:
 def _issue(row: IssueRow) -> PathIssue:
     return PathIssue(
         id=row.id, title=cap(row.title, 200) or "", status=row.status, events=row.event_count, users=row.user_count,
-        first_seen=iso(row.first_seen), last_seen=iso(row.last_seen),
+        first_seen=iso(row.first_seen), last_seen=iso(row.last_seen), regressions=row.regressions,
     )  # fmt: skip
 
 
@@ -328,8 +334,7 @@ def _guards(
     )
 
 
-def _tier(share: float | None, users: int, importers: int, settings: Settings) -> Tier:
-    limits = settings.reliability
+def _tier(share: float | None, users: int, importers: int, regressions: int, limits: ReliabilitySettings) -> Tier:
     reasons = []
     if share is not None and share >= limits.tier2_failure_share:
         reasons.append(f"{share:.0%} of the window's error events (tier 2 from {limits.tier2_failure_share:.0%})")
@@ -337,9 +342,25 @@ def _tier(share: float | None, users: int, importers: int, settings: Settings) -
         reasons.append(f"its issues reached {users} users (tier 2 from {limits.tier2_users})")
     if importers >= limits.tier2_importers:
         reasons.append(f"{importers} modules import it (tier 2 from {limits.tier2_importers})")
+    if regressions:
+        reasons.append(f"its issues came back {regressions} time(s) after being resolved")
     if reasons:
         return Tier(tier=2, reasons=reasons)
-    return Tier(tier=1, reasons=["under every tier 2 threshold (failure share, users, importers)"])
+    return Tier(tier=1, reasons=["under every tier 2 threshold (failure share, users, importers, regressions)"])
+
+
+def file_tier(store: Store, repo: GitRepo, limits: ReliabilitySettings, path: str, *, days: int = 30) -> Tier:
+    """A repository file's tier over the last `days` (what `map_code_path` says of each file on a crash path)."""
+    since = store.clock.now() - days * DAY
+    since_hour = int(since // 3600)
+    conn = store.reader()
+    issues = history.issues_touching(conn, PathMatch.for_file(path), since=since)
+    events = sum(history.events_per_day(conn, [i.id for i in issues], since_hour=since_hour).values())
+    all_events = history.events_since(conn, since_hour=since_hour)
+    share = round(events / all_events, 4) if all_events else None
+    importers = _importers(repo, repo.head(), path, "file")
+    users = sum(i.user_count for i in issues)
+    return _tier(share, users, len(importers), sum(i.regressions for i in issues), limits)
 
 
 class RankedModule(BaseModel):

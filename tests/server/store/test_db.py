@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from prodloop.server.clock import FixedClock
 from prodloop.server.context import AppContext
-from prodloop.server.errors import NotFoundError, StoreError
+from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.store import EventRecord, Store, history
+from prodloop.server.store import health as health_store
 from prodloop.server.store.history import PathMatch
 from prodloop.server.store.migrations import MIGRATIONS
+from prodloop.server.store.records import IssueRow
 from tests.conftest import make_event
 
 
@@ -90,6 +93,40 @@ def test_a_failed_batch_keeps_what_was_committed_before(ctx: AppContext) -> None
     assert ctx.store.get_event(kept.event_id)
 
 
+def test_a_resolved_issue_seen_again_in_a_new_release_regresses_and_a_straggler_does_not(
+    make_ctx: Callable[..., AppContext],
+) -> None:
+    t0 = 1_780_000_000.0
+    clock = FixedClock(at=t0)
+    ctx = make_ctx(clock=clock)
+    store = ctx.store
+
+    def seen(at: float, release: str | None) -> IssueRow:
+        store.write_events([_record(ctx, timestamp=at, release=release)])
+        return store.get_issue(1)
+
+    seen(t0, "shop@1.0")
+    seen(t0 + 3600, "shop@1.0")
+    clock.at = t0 + 2 * 3600
+    resolved = store.set_status(1, "resolved", in_release="shop@1.1")
+    assert (resolved.status, resolved.resolved_in, resolved.resolved_at) == ("resolved", "shop@1.1", t0 + 7200)
+    assert seen(t0 + 1800, "shop@2.0").status == "resolved"  # an event from before the resolution, arriving late
+    assert seen(t0 + 3 * 3600, "shop@1.0").status == "resolved"  # an old server still running the old release
+    back = seen(t0 + 4 * 3600, "shop@1.1")  # the release said to carry the fix fails the same way
+    assert (back.status, back.regressions) == ("unresolved", 1)
+    clock.at = t0 + 5 * 3600
+    store.set_status(1, "resolved")
+    assert seen(t0 + 6 * 3600, "shop@1.1").status == "resolved"  # it failed in shop@1.1 before this resolution
+    assert (seen(t0 + 7 * 3600, "shop@1.2").regressions, store.get_issue(1).status) == (2, "unresolved")
+    store.set_status(1, "resolved")
+    assert seen(t0 + 8 * 3600, None).regressions == 3  # no release: seen after the resolution is all it says
+    assert store.get_issue(1).event_count == 8
+    with pytest.raises(NotFoundError, match="call list_issues"):
+        store.set_status(99, "resolved")
+    with pytest.raises(InvalidArgument, match="is not resolved, unresolved or ignored"):
+        store.set_status(1, "fixed")
+
+
 def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
@@ -118,6 +155,44 @@ def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path)
     ] == [3]
     assert [i.id for i in history.issues_touching(conn, PathMatch(modules=("shop.app",)), since=0)] == [1]
     assert history.issues_touching(conn, PathMatch(filenames=("other.py",), modules=("other",)), since=0) == []
+    store.close()
+
+
+def test_migration_nine_keeps_sessions_per_day_and_each_issues_releases(tmp_path: Path) -> None:
+    path = tmp_path / "v8.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    for version, script in MIGRATIONS:
+        if version <= 8:
+            conn.executescript(script)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+    conn.execute("INSERT INTO projects VALUES (1, 'svc', 'k', 0)")
+    conn.execute(
+        "INSERT INTO issues (id, project_id, fingerprint, title, first_seen, last_seen, event_count)"
+        " VALUES (1, 1, 'f', 't', 0, 0, 2)"
+    )
+    for n, (release, at) in enumerate([("svc@1", 3600.0), ("svc@2", 7200.0)]):
+        conn.execute(
+            "INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, source, payload)"
+            " VALUES (1, ?, 1, ?, 0, ?, 'test', ?)",
+            (f"e{n}", at, release, json.dumps({**make_event(), "transaction": "/cart"})),
+        )
+    # Two hours of one day, the same user in both: one user that day.
+    for hour in (30, 31):
+        conn.execute(
+            "INSERT INTO session_hours (project_id, release, environment, hour, started, crashed, users)"
+            " VALUES (1, 'svc@2', 'production', ?, 5, 1, 1)",
+            (hour,),
+        )
+        conn.execute("INSERT INTO session_users VALUES (1, 'svc@2', 'production', ?, 'u1')", (hour,))
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.schema_version == MIGRATIONS[-1][0]
+    with store.transaction() as conn:
+        (kept,) = health_store.release_health(conn, since_hour=24)
+        assert (kept.release, kept.started, kept.crashed, kept.users) == ("svc@2", 10, 2, 1)
+        assert history.releases_and_transactions(conn, [1], since=0) == (["svc@2", "svc@1"], ["/cart"])
     store.close()
 
 

@@ -24,6 +24,7 @@ from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
 from prodloop.server.store.records import Health, SessionCounts, TransactionSample
 from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.locate.code_path import map_code_path
 from prodloop.tools.observe.reliability import query_reliability_history
 from tests.sample_service import SampleService
 
@@ -91,6 +92,29 @@ def test_a_file_shows_its_issues_releases_transactions_deploys_churn_importers_a
     assert h.blast_radius.importers == ["shop.checkout", "tests.test_pricing"]
     assert h.tests.related_tests == ["tests/test_pricing.py"]
     assert (h.tier.tier, len(h.tier.reasons)) == (2, 1) and "100% of the window" in h.tier.reasons[0]
+
+
+def test_an_issue_that_came_back_after_its_fix_shows_and_map_code_path_gives_each_files_tier(
+    history_ctx: AppContext, service: SampleService
+) -> None:
+    ctx = history_ctx
+    code_path = map_code_path(ctx.store, ctx.git(), issue_id=1, reliability=ctx.settings.reliability)
+    assert [(f.path, f.tier) for f in code_path.reliability] == [("shop/pricing.py", 2)]
+    assert code_path.reliability[0].reasons == ["100% of the window's error events (tier 2 from 25%)"]
+    calm = ctx.settings.reliability.model_copy(update={"tier2_users": 10_000, "tier2_importers": 5})
+    clock = ctx.clock
+    assert isinstance(clock, FixedClock)
+    clock.at -= 2 * HOUR  # resolved two hours ago, seen again an hour later in the release said to fix it
+    ctx.store.set_status(1, "resolved", in_release="shop@1.2.0")
+    clock.at += 2 * HOUR
+    back = copy.deepcopy(service.event("unknown_sku"))
+    back.update(event_id=f"{99:032x}", timestamp=ctx.clock.now() - HOUR, release="shop@1.2.0")
+    import_events(ctx, ctx.store.list_projects()[0], [("back", back)], source="test")
+    h = _history(ctx, "shop/pricing.py")
+    assert [(i.status, i.regressions) for i in h.issues] == [("unresolved", 1)]
+    assert "its issues came back 1 time(s) after being resolved" in h.tier.reasons
+    again = map_code_path(ctx.store, ctx.git(), issue_id=1, reliability=calm).reliability
+    assert [(f.tier, f.reasons[1:]) for f in again] == [(2, ["its issues came back 1 time(s) after being resolved"])]
 
 
 def test_a_folder_rolls_its_files_up_and_a_function_narrows_to_its_frames(history_ctx: AppContext) -> None:
