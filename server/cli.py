@@ -344,7 +344,7 @@ def reliability_cmd(
 
     if path is None:
         with _opened(_settings(repo, data_dir)) as ctx:
-            ranked = rank_modules(ctx.store, ctx.git(), ctx.settings, ctx.clock, days=days)
+            ranked = rank_modules(ctx.store, ctx.git(), ctx.settings, ctx.clock, days=days, environment=environment)
         if as_json:
             print(json.dumps([m.model_dump() for m in ranked]))
             return

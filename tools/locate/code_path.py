@@ -55,7 +55,10 @@ class FileReliability(BaseModel):
     path: str
     issues: int = Field(description="production issues with a frame in this file")
     events: int
-    tier: int = Field(description="2: look harder (reasons say why); query_reliability_history for the whole story")
+    tier: int = Field(
+        description="2: look harder (reasons say why), from its share of the errors, users and regressions; "
+        "query_reliability_history weighs its importers too"
+    )
     reasons: list[str]
 
 
@@ -139,7 +142,7 @@ def map_code_path(
         culprit=culprit,
         attribution=attribution,
         related_tests=_related(repo, commit, culprit),
-        reliability=[file_reliability(store, repo, p, reliability or ReliabilitySettings()) for p in paths],
+        reliability=[file_reliability(store, p, reliability or ReliabilitySettings()) for p in paths],
         fault_candidates=_faults(repo, commit, chain, attribution),
         notes=notes,
     )
@@ -269,12 +272,12 @@ def _related(repo: GitRepo, commit: str, culprit: MappedFrame | None) -> list[Re
     return related_tests(repo, commit, module=module, function=culprit.qualname or culprit.function)
 
 
-def file_reliability(store: Store, repo: GitRepo, path: str, limits: ReliabilitySettings) -> FileReliability:
+def file_reliability(store: Store, path: str, limits: ReliabilitySettings) -> FileReliability:
     """Events name files relative to an import root that prodloop cannot know, so every suffix counts,
     except a bare basename or module name for a nested file (another package's file of that name). The tier is the
     last 30 days'."""
     issues = history.issues_touching(store.reader(), PathMatch.for_file(path), since=0.0)
-    tier = file_tier(store, repo, limits, path)
+    tier = file_tier(store, limits, path)
     return FileReliability(
         path=path, issues=len(issues), events=sum(i.event_count for i in issues), tier=tier.tier, reasons=tier.reasons
     )

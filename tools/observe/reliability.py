@@ -334,23 +334,32 @@ def _guards(
     )
 
 
-def _tier(share: float | None, users: int, importers: int, regressions: int, limits: ReliabilitySettings) -> Tier:
+def _tier(
+    share: float | None, users: int, importers: int | None, regressions: int, limits: ReliabilitySettings
+) -> Tier:
     reasons = []
     if share is not None and share >= limits.tier2_failure_share:
         reasons.append(f"{share:.0%} of the window's error events (tier 2 from {limits.tier2_failure_share:.0%})")
     if users >= limits.tier2_users:
         reasons.append(f"its issues reached {users} users (tier 2 from {limits.tier2_users})")
-    if importers >= limits.tier2_importers:
+    if importers is not None and importers >= limits.tier2_importers:
         reasons.append(f"{importers} modules import it (tier 2 from {limits.tier2_importers})")
     if regressions:
         reasons.append(f"its issues came back {regressions} time(s) after being resolved")
     if reasons:
         return Tier(tier=2, reasons=reasons)
-    return Tier(tier=1, reasons=["under every tier 2 threshold (failure share, users, importers, regressions)"])
+    weighed = (
+        "failure share, users, importers, regressions"
+        if importers is not None
+        else ("failure share, users, regressions; importers: query_reliability_history")
+    )
+    return Tier(tier=1, reasons=[f"under every tier 2 threshold ({weighed})"])
 
 
-def file_tier(store: Store, repo: GitRepo, limits: ReliabilitySettings, path: str, *, days: int = 30) -> Tier:
-    """A repository file's tier over the last `days` (what `map_code_path` says of each file on a crash path)."""
+def file_tier(store: Store, limits: ReliabilitySettings, path: str, *, days: int = 30) -> Tier:
+    """A repository file's tier over the last `days` from what production says of it (share of the errors, users,
+    regressions): what `map_code_path` says of each file on a crash path. Its importers, which take a search of the
+    whole repository, count in `query_reliability_history`'s tier only."""
     since = store.clock.now() - days * DAY
     since_hour = int(since // 3600)
     conn = store.reader()
@@ -358,9 +367,8 @@ def file_tier(store: Store, repo: GitRepo, limits: ReliabilitySettings, path: st
     events = sum(history.events_per_day(conn, [i.id for i in issues], since_hour=since_hour).values())
     all_events = history.events_since(conn, since_hour=since_hour)
     share = round(events / all_events, 4) if all_events else None
-    importers = _importers(repo, repo.head(), path, "file")
     users = sum(i.user_count for i in issues)
-    return _tier(share, users, len(importers), sum(i.regressions for i in issues), limits)
+    return _tier(share, users, None, sum(i.regressions for i in issues), limits)
 
 
 class RankedModule(BaseModel):
@@ -375,9 +383,17 @@ class RankedModule(BaseModel):
 
 
 def rank_modules(
-    store: Store, repo: GitRepo, settings: Settings, clock: Clock, *, days: int = 30, limit: int = 20
+    store: Store,
+    repo: GitRepo,
+    settings: Settings,
+    clock: Clock,
+    *,
+    days: int = 30,
+    limit: int = 20,
+    environment: str | None = None,
 ) -> list[RankedModule]:
-    """The repository's files that production errors ran through in the window, ranked by tier, then events."""
+    """The repository's files that production errors ran through in the window, ranked by tier, then events (the
+    deploys, releases and transactions of one environment when given)."""
     since = clock.now() - days * DAY
     files = set(repo.files(repo.head()))
     found: dict[str, None] = {}
@@ -390,7 +406,7 @@ def rank_modules(
             break
     ranked = []
     for path in found:
-        h = query_reliability_history(store, repo, settings, clock, path=path, days=days)
+        h = query_reliability_history(store, repo, settings, clock, path=path, days=days, environment=environment)
         ranked.append(
             RankedModule(
                 path=path, tier=h.tier.tier, issues=h.issues_total, events=h.events, users=h.blast_radius.users,
