@@ -328,6 +328,86 @@ def provenance(
     out.print(table)
 
 
+triage_app = typer.Typer(help="Which production signals deserve an agent's work, and a person's say on them.")
+app.add_typer(triage_app, name="triage")
+
+
+@triage_app.callback(invoke_without_command=True)
+def triage_cmd(
+    context: typer.Context,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    issue: Annotated[int | None, typer.Option("--issue", min=1, help="only this issue")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Triage the issues seen in the baseline window: onset, breadth, depth, causes, classification, priority."""
+    if context.invoked_subcommand is not None:
+        return
+    from prodloop.tools.observe.triage import triage_signals
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        report = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=issue, limit=limit)
+    if as_json:
+        print(report.model_dump_json())
+        return
+    table = Table("issue", "class", "decision", "tier", "priority", "onset", "users", "cause", "missing")
+    for s in report.signals:
+        cause = f"{s.attribution[0].cause} {s.attribution[0].confidence:.2f}" if s.attribution else ""
+        table.add_row(str(s.issue_id), s.classification, s.decision, str(s.tier), f"{s.priority:.1f}",
+                      s.onset.at or "", str(s.breadth.users), cause, "; ".join(s.missing))  # fmt: skip
+    out.print(table)
+    out.print(f"mode {report.mode}: {report.actionable} actionable, {report.observations} observations")
+
+
+def _decide(issue: int, decision: str, by: str, why: str, repo: Path | None, data_dir: Path | None) -> None:
+    from prodloop.server.store import signals
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        done = signals.decide(ctx.store, issue, decision, who=by, why=why, at=ctx.clock.now())
+    out.print(f"issue {done.issue_id} {done.decision} by {done.who} (triage said {done.classification})")
+
+
+ByOpt = Annotated[str, typer.Option("--by", help="who decides (kept with the decision)")]
+WhyOpt = Annotated[str, typer.Option("--why", help="why (kept with the decision)")]
+
+
+@triage_app.command("approve")
+def triage_approve(
+    issue: Annotated[int, typer.Argument(min=1)], by: ByOpt, why: WhyOpt = "", repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:  # fmt: skip
+    """Clear a triaged issue for agent work."""
+    _decide(issue, "approved", by, why, repo, data_dir)
+
+
+@triage_app.command("reject")
+def triage_reject(
+    issue: Annotated[int, typer.Argument(min=1)], by: ByOpt, why: WhyOpt = "", repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:  # fmt: skip
+    """Refuse agent work on a triaged issue."""
+    _decide(issue, "rejected", by, why, repo, data_dir)
+
+
+@triage_app.command("report")
+def triage_report(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """How often people agreed with triage: approvals of actionable issues and rejections of observations."""
+    from prodloop.server.store import signals
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        decided = signals.decisions(ctx.store)
+    agreed = sum((d.decision == "approved") == (d.classification == "actionable") for d in decided)
+    table = Table("triage said", "approved", "rejected")
+    for kind in ("actionable", "observation"):
+        mine = [d for d in decided if d.classification == kind]
+        table.add_row(kind, str(sum(d.decision == "approved" for d in mine)),
+                      str(sum(d.decision == "rejected" for d in mine)))  # fmt: skip
+    out.print(table)
+    share = f"{agreed / len(decided):.0%}" if decided else "n/a"
+    out.print(f"{len(decided)} decisions; people agreed with triage in {agreed} ({share})")
+
+
 @app.command("reliability")
 def reliability_cmd(
     path: Annotated[
@@ -386,7 +466,9 @@ def issues_cmd(
     repo: RepoOpt = None,
     data_dir: DataOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
-    order_by: Annotated[str, typer.Option(help="last_seen, event_count, first_seen or user_count")] = "last_seen",
+    order_by: Annotated[
+        str, typer.Option(help="last_seen, event_count, first_seen, user_count or priority")
+    ] = "last_seen",
 ) -> None:
     """Show the issues prodloop holds."""
     from prodloop.server.store.db import IssueOrder

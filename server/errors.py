@@ -166,3 +166,11 @@ class GitHubError(ProdloopError):
             422: "GitHub refused the request as invalid (a PR for this branch may already exist)",
         }.get(status or 0, "see GitHub's message")
         super().__init__(f"GitHub {action} failed (HTTP {status}): {message[:300]}; {hint}")
+
+
+class TriageRefused(ProdloopError):
+    """Agent work on a triaged issue that triage's mode does not clear (see `tools/observe/triage.py`)."""
+
+    def __init__(self, issue_id: int, action: str, why: str, fix: str) -> None:
+        self.issue_id = issue_id
+        super().__init__(f"{action} on issue {issue_id} refused: {why}; {fix}")

@@ -48,6 +48,7 @@ from prodloop.tools.observe.deploys import DeployRecord, record_deploy
 from prodloop.tools.observe.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.observe.issues import IssuePage, IssueStatus, list_issues
 from prodloop.tools.observe.reliability import ReliabilityHistory, query_reliability_history
+from prodloop.tools.observe.triage import TriageReport, triage_signals
 from prodloop.tools.reproduce.characterize import characterize
 from prodloop.tools.reproduce.synthesis import SynthesisResult, synthesize_regression_test
 from prodloop.tools.ship.provenance import ProvenancePage, list_provenance
@@ -92,10 +93,10 @@ def build_mcp(ctx: AppContext) -> MCPServer:
                  annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def list_issues_tool(
-        project_id: Annotated[int | None, Field(ge=1, description="only this project's issues")] = None,
-        status: Annotated[IssueStatus | None, Field(description="filter by status; null for all")] = "unresolved",
-        order_by: Annotated[IssueOrder, Field(description="sort key, descending")] = "last_seen",
-        limit: Annotated[int, Field(ge=1, le=100, description="issues per page")] = 25,
+        project_id: Annotated[int | None, Field(ge=1, description="only this project")] = None,
+        status: Annotated[IssueStatus | None, Field(description="null: all")] = "unresolved",
+        order_by: Annotated[IssueOrder, Field(description="descending")] = "last_seen",
+        limit: Annotated[int, Field(ge=1, le=100, description="per page")] = 25,
         cursor: Cursor | None = None,
     ) -> Annotated[CallToolResult, IssuePage]:
         return reply(
@@ -111,11 +112,11 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         frame_cursor: Annotated[
             str | None, Field(max_length=64, description="next_frame_cursor of a previous call")
         ] = None,
-        frames_limit: Annotated[int, Field(ge=1, le=200, description="frames per page, nearest the crash first")] = 20,
+        frames_limit: Annotated[int, Field(ge=1, le=200, description="per page, crash first")] = 20,
         breadcrumb_cursor: Annotated[
             str | None, Field(max_length=64, description="next_breadcrumb_cursor of a previous call")
         ] = None,
-        breadcrumbs_limit: Annotated[int, Field(ge=0, le=100, description="breadcrumbs per page, newest first")] = 20,
+        breadcrumbs_limit: Annotated[int, Field(ge=0, le=100, description="per page, newest first")] = 20,
         max_result_chars: Annotated[
             int, Field(ge=4_000, le=500_000, description="result size budget, in characters")
         ] = 60_000,
@@ -148,9 +149,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
                  description=DESCRIPTIONS["query_reliability_history"], annotations=READ_ONLY)  # fmt: skip
     @_boundary
     def query_reliability_history_tool(
-        path: Annotated[
-            str, Field(min_length=1, max_length=500, description="a file, a folder, or file::Qualified.name")
-        ],
+        path: Annotated[str, Field(min_length=1, max_length=500, description="file, folder/ or file::Qualified.name")],
         days: Annotated[int, Field(ge=1, le=365, description="the window, in days up to now")] = 30,
         environment: Annotated[str | None, Field(max_length=100, description="only this environment")] = None,
     ) -> Annotated[CallToolResult, ReliabilityHistory]:
@@ -160,11 +159,20 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             )
         )
 
+    @server.tool(name="triage_signals", description=DESCRIPTIONS["triage_signals"],
+                 annotations=IDEMPOTENT_WRITE)  # fmt: skip
+    @_boundary
+    def triage_signals_tool(
+        issue_id: IssueId | None = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="highest priority first")] = 20,
+    ) -> Annotated[CallToolResult, TriageReport]:
+        return reply(triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=issue_id, limit=limit))
+
     @server.tool(name="record_deploy", description=DESCRIPTIONS["record_deploy"],
                  annotations=LOCAL_WRITE)  # fmt: skip
     @_boundary
     def record_deploy_tool(
-        release: Annotated[str, Field(min_length=1, max_length=200, description="the release name events carry")],
+        release: Annotated[str, Field(min_length=1, max_length=200, description="as events name it")],
         commit: Annotated[str, Field(min_length=4, max_length=200, description="sha, tag or branch deployed")],
         environment: Annotated[str, Field(min_length=1, max_length=100)] = "production",
         deployed_at: Annotated[float | None, Field(ge=0, description="epoch seconds; default now")] = None,
@@ -181,18 +189,18 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     def run_candidate_test_tool(
         issue_id: IssueId,
         test_code: Annotated[str | None, Field(max_length=200_000, description="the test file's content")] = None,
-        test_file: Annotated[str | None, Field(max_length=500, description="or: a test file in the repository")] = None,
+        test_file: Annotated[str | None, Field(max_length=500, description="or: a repository test file")] = None,
         test_path: Annotated[
             str | None, Field(max_length=500, description="its repo path; default beside related tests")
         ] = None,
         test_name: Annotated[str | None, Field(max_length=300, description="the test function, if several")] = None,
         fix_diff: Annotated[
-            str | None, Field(max_length=1_000_000, description="unified diff against the deployed commit")
+            str | None, Field(max_length=1_000_000, description="unified diff vs the deployed commit")
         ] = None,
         fix_from_working_tree: Annotated[bool, Field(description="the fix is the working tree's changes")] = False,
         support_files: Annotated[
             dict[str, str] | None,
-            Field(description="{path: content} of data files the test reads, in a test folder (max 20)"),
+            Field(description="{path: content} test data files, in a test folder (max 20)"),
         ] = None,
     ) -> Annotated[CallToolResult, CandidateResult]:
         result = run_candidate_for_issue(
@@ -226,8 +234,8 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         scope: Annotated[
             Literal["fix", "culprit", "path"],
             Field(
-                description="fix: the fixed statements and the crash line; culprit: its whole function; path: every "
-                "function on the mapped path"
+                description="fix: fixed statements and the crash line; culprit: its function; path: every mapped "
+                "function"
             ),
         ] = "fix",
         include_related_tests: Annotated[bool, Field(description="also run the existing related tests")] = False,
@@ -263,7 +271,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         mcp_ctx: Context,
         title: Annotated[str | None, Field(max_length=200, description="replaces the default title")] = None,
         body_extra: Annotated[str | None, Field(max_length=4000, description="appended to the description")] = None,
-        draft: Annotated[bool, Field(description="open as a draft")] = False,
+        draft: bool = False,
         labels: Annotated[list[str] | None, Field(max_length=10, description="default from settings")] = None,
     ) -> Annotated[CallToolResult, PullRequestResult]:
         try:
@@ -286,7 +294,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     @_boundary
     def list_provenance_tool(
         test_path: Annotated[str | None, Field(max_length=500, description="only this test file")] = None,
-        limit: Annotated[int, Field(ge=1, le=200, description="records per page")] = 50,
+        limit: Annotated[int, Field(ge=1, le=200, description="per page")] = 50,
         cursor: Cursor | None = None,
     ) -> Annotated[CallToolResult, ProvenancePage]:
         return reply(list_provenance(ctx.store, test_path=test_path, limit=limit, cursor=cursor))

@@ -11,7 +11,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -49,6 +49,10 @@ REPO_POLICY: dict[str, str] = {
     "reliability.tier2_failure_share": "free", "reliability.tier2_users": "free",
     "reliability.tier2_importers": "free", "reliability.change_failure_hours": "free",
     "retention.hourly_days": "never", "retention.aggregate_days": "never", "retention.event_days": "never",
+    "triage.mode": "never", "triage.baseline_days": "free", "triage.min_events": "min", "triage.max_p_value": "max",
+    "triage.min_users": "min", "triage.min_duration_hours": "min", "triage.deploy_window_hours": "free",
+    "triage.max_actionable_per_day": "max", "triage.tenant_tag": "free", "triage.weight_breadth": "free",
+    "triage.weight_depth": "free", "triage.weight_duration": "free", "triage.weight_trend": "free",
 }  # fmt: skip
 
 
@@ -149,6 +153,28 @@ class ReliabilitySettings(BaseModel):
     change_failure_hours: float = Field(default=72.0, gt=0, le=24 * 30)
 
 
+class TriageSettings(BaseModel):
+    """`[tool.prodloop.triage]`: when a production signal is worth an agent's work. `mode`: `shadow` (record what
+    would be done; agent work on triaged issues refused), `approve` (a person approves each triaged issue first),
+    `autonomous` (actionable issues proceed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["shadow", "approve", "autonomous"] = "approve"
+    baseline_days: int = Field(default=14, ge=1, le=90, description="the hourly series triage reads")
+    min_events: int = Field(default=10, ge=1, description="events after onset before a change can be significant")
+    max_p_value: float = Field(default=0.01, gt=0, lt=1, description="after correcting for every onset tried")
+    min_users: int = Field(default=2, ge=1, description="distinct users after onset before actionable")
+    min_duration_hours: float = Field(default=1.0, ge=0)
+    deploy_window_hours: float = Field(default=24.0, gt=0, description="an onset this soon after a deploy is its")
+    max_actionable_per_day: int = Field(default=10, ge=1)
+    tenant_tag: str = Field(default="tenant", max_length=100, description="the event tag naming a customer/tenant")
+    weight_breadth: float = Field(default=1.0, ge=0)
+    weight_depth: float = Field(default=1.0, ge=0)
+    weight_duration: float = Field(default=1.0, ge=0)
+    weight_trend: float = Field(default=1.0, ge=0)
+
+
 class RetentionSettings(BaseModel):
     """`[tool.prodloop.retention]`: how long the store keeps what it knows, so it stays bounded. Hourly counts
     (issues, sessions, transactions) fold into days after `hourly_days`; day counts go after `aggregate_days`;
@@ -217,6 +243,7 @@ class Settings(BaseSettings):
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
 
     base_branch: str | None = Field(default=None, description="PR base; default the remote's default branch")
     git_remote: str = Field(default="origin", description="where PR branches are pushed")

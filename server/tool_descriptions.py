@@ -15,70 +15,73 @@ DESCRIPTIONS: dict[str, str] = {
     "list_issues": (
         "Production error groups (issues), latest first: events, users, first/last seen, culprit. Use it first, to "
         "pick an issue; not for one error's details (fetch_error_context). "
-        'Example: {"order_by": "event_count", "limit": 10}. Next: fetch_error_context.'
+        'Example: {"order_by": "priority", "limit": 10}. Next: fetch_error_context.'
     ),
     "fetch_error_context": (
         "One production error, scrubbed: exception chain, frames with source and locals, request, tags, breadcrumbs, "
-        "hourly counts. Give issue_id (latest event) or event_id. Use it to see what failed; not for the code at the "
-        "deployed commit (map_code_path). budget_notes says what max_result_chars cut and how to get it. "
+        "hourly counts. Give issue_id (latest event) or event_id. Use it to see what failed; not for the code "
+        "(map_code_path). budget_notes says what was cut and how to get it. "
         'Example: {"issue_id": 3}. Next: map_code_path.'
     ),
     "map_code_path": (
-        "A production error on this repository at the commit that ran it: file, function and line per frame "
-        "(checked against the event), culprit, ranked fault candidates, blame, suspect commits, related tests. Use "
-        "it before reading or changing code; not for the raw event (fetch_error_context). "
+        "A production error on this repository at the commit that ran it: file, function and line per frame, "
+        "culprit, ranked fault candidates, blame, suspect commits, related tests. Use it before reading or changing "
+        "code; not for the raw event (fetch_error_context). "
         'Example: {"issue_id": 3}. Next: synthesize_regression_test, or write a test and run_candidate_test.'
     ),
     "query_reliability_history": (
-        "How a file, folder or file::Qualified.name fared in production: issues, events per day, crash-free rate of "
-        "its releases, failed transactions, deploys that changed it and what followed, churn, importers, tests, a "
-        "tier with reasons. Use it before changing or reviewing code; not for one error (fetch_error_context). "
+        "How a file, folder or file::Qualified.name fared in production: issues, events per day, crash-free rate, "
+        "failed transactions, deploys that changed it and what followed, churn, importers, tests, a tier. Use it "
+        "before changing or reviewing code; not for one error (fetch_error_context). "
         'Example: {"path": "shop/pricing.py", "days": 30}. Next: take care with tier 2 code.'
+    ),
+    "triage_signals": (
+        "Which issues deserve work: onset, breadth, depth, likely cause with evidence, actionable or observation "
+        "(what is missing), priority, tier. Use it to choose an issue; not for one error (fetch_error_context). "
+        'Example: {"limit": 5}. Next: an actionable issue, once cleared.'
     ),
     "record_deploy": (
         "Record that a release (a commit) was deployed to an environment, so its events map to the code that ran. "
-        "Use it when map_code_path could not resolve a release; not when releases are commits or tags. "
+        "Use it when map_code_path could not resolve a release; not for commit or tag releases. "
         'Example: {"release": "shop@1.4.2", "commit": "v1.4.2"}. Next: map_code_path.'
     ),
     "run_candidate_test": (
         "Judge a regression test in throwaway worktrees of the deployed commit: it must raise the production "
         "exception there, pass with the fix, not flake, cover the crash and fixed lines, use public names, assert "
-        "something real, be fast. No fix: only reproduction is judged. Spends one budget run. Use it for every test; "
-        "not to explore code (map_code_path). "
+        "something real, be fast. Spends one budget run. Use it for every test; not to explore code. "
         'Example: {"issue_id": 3, "test_code": "...", "fix_from_working_tree": true}. Next: mutate_validate once '
         "every gate passed; else what next_step says."
     ),
     "synthesize_regression_test": (
-        "Build a pytest test from the issue's production inputs (no language model): call a frame on the mapped "
-        "path with arguments rebuilt from its caller or locals, or replay the request through the app's test client; "
-        "it must fail on the deployed code. Spends a budget run per frame tried. Use it before writing a test; not to "
-        'judge one (run_candidate_test). Example: {"issue_id": 3}. Next: fix the code; run_candidate_test.'
+        "Build a pytest test from the issue's production inputs (no language model): a frame on the mapped path "
+        "called with rebuilt arguments, or the request replayed; it fails on the deployed code. A budget run per "
+        "frame. Use it before writing a test; not to judge one (run_candidate_test). "
+        'Example: {"issue_id": 3}. Next: fix the code; run_candidate_test.'
     ),
     "mutate_validate": (
-        "Mutation-test (mutmut) what the receipt's test guards, fix applied: every mutant must fail the test. Gives "
-        "the score against the gate and each survivor as a diff; sends progress. Use it once run_candidate_test "
-        'passed every gate; not before (refused). Example: {"receipt_id": "<32 hex>"}. Next: open_pr if passed; '
-        "else assert more of what the fixed code returns."
+        "Mutation-test (mutmut) what the receipt's test guards, fix applied: every mutant must fail the test; "
+        "survivors as diffs. Use it once run_candidate_test passed every gate; not before. "
+        'Example: {"receipt_id": "<32 hex>"}. Next: open_pr if passed; else assert more of what the fix returns.'
     ),
     "open_pr": (
-        "Commit the receipt's fix and test with a provenance record on a new branch, re-run the test there, push it "
-        "and open a GitHub pull request (no token: branch and local description). Refused unless every gate and "
-        "mutation testing passed, within budget. Use it last; not to try a fix (run_candidate_test). "
+        "Commit the receipt's fix and test with a provenance record on a new branch, re-run the test, push it and "
+        "open a GitHub pull request (no token: the branch only). Refused unless every gate and mutation testing "
+        "passed. Use it last; not to try a fix (run_candidate_test). "
         'Example: {"receipt_id": "<32 hex>", "draft": true}. Next: a person reviews it.'
     ),
     "list_provenance": (
         "Where each test prodloop added came from: issue, event, commit, receipt, gates, mutation score, branch, "
-        "client, time. Use it to audit an added test; not for open issues (list_issues). "
+        "client, time. Use it to audit a test; not for open issues (list_issues). "
         'Example: {"test_path": "tests/test_pricing.py"}. Next: next_cursor pages on.'
     ),
     "suggest_suite_changes": (
         "Proposals, never applied: tests of code quiet (no error, no commit) for quiet_days, tests of code that is "
-        "gone, prodloop's own tests. Use it when tidying the suite; not for failing tests (list_issues). "
+        "gone, prodloop's tests. Use it to tidy the suite; not for failing tests (list_issues). "
         'Example: {"quiet_days": 90}. Next: a person decides.'
     ),
     "budget_status": (
         "Runs and CPU seconds an issue has used and left; whether a person was asked to step in. Use it before a "
-        'costly step; not for the issue itself (fetch_error_context). Example: {"issue_id": 3}. Next: stop and '
-        "ask a person when it says so."
+        'costly step; not for the issue itself (fetch_error_context). Example: {"issue_id": 3}. Next: stop when '
+        "it says so."
     ),
 }

@@ -77,6 +77,21 @@ def compact_schema(node: Any) -> Any:
     return out
 
 
+def without_echoes(output: dict[str, Any] | None, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """A result's fields that repeat a required argument (same name, same type) are not listed again: the caller
+    sent them. The structured content still carries them (the schema allows fields it does not list)."""
+    if output is None:
+        return None
+    required = set(inputs.get("required", []))
+    given = inputs.get("properties", {})
+    kept = {
+        name: field
+        for name, field in output.get("properties", {}).items()
+        if not (name in required and field.get("type") == given.get(name, {}).get("type"))
+    }
+    return {**output, "properties": kept}
+
+
 def _is_json_type(value: Any, name: str) -> bool:
     return (name == "string" and isinstance(value, str)) or (name == "null" and value is None)
 
@@ -166,17 +181,14 @@ class AgentServer(MCPServer):
 
     async def list_tools(self) -> list[MCPTool]:
         tools = await super().list_tools()
-        return [
-            tool.model_copy(
-                update={
-                    "input_schema": optional_without_null(compact_schema(tool.input_schema)),
-                    "output_schema": compact_schema(shallow_output_schema(tool.output_schema))
-                    if tool.output_schema
-                    else None,
-                }
+        out = []
+        for tool in tools:
+            inputs = optional_without_null(compact_schema(tool.input_schema))
+            output = compact_schema(shallow_output_schema(tool.output_schema)) if tool.output_schema else None
+            out.append(
+                tool.model_copy(update={"input_schema": inputs, "output_schema": without_echoes(output, inputs)})
             )
-            for tool in tools
-        ]
+        return out
 
 
 def tools_list_bytes(tools: list[MCPTool]) -> int:

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import BudgetExhausted, ProdloopError
+from prodloop.server.errors import BudgetExhausted, ProdloopError, TriageRefused
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
 from prodloop.server.store.receipts import Gate
@@ -29,8 +29,10 @@ from prodloop.tools.reproduce.characterize import characterize
 from prodloop.tools.reproduce.synthesis import synthesize_regression_test
 from prodloop.tools.ship.pull_request import PullRequestResult, open_pr
 
-Outcome = Literal["pr_opened", "needs_agent", "budget_exhausted", "error"]
-EXIT_CODES: dict[Outcome, int] = {"pr_opened": 0, "error": 2, "needs_agent": 3, "budget_exhausted": 4}
+Outcome = Literal["pr_opened", "needs_agent", "budget_exhausted", "needs_approval", "error"]
+EXIT_CODES: dict[Outcome, int] = {
+    "pr_opened": 0, "error": 2, "needs_agent": 3, "budget_exhausted": 4, "needs_approval": 5,
+}  # fmt: skip
 
 
 class LoopStep(BaseModel):
@@ -168,6 +170,9 @@ def run_loop(
     except BudgetExhausted as exc:
         step("budget", False, time.monotonic(), str(exc))
         return finish("budget_exhausted", str(exc))
+    except TriageRefused as exc:
+        step("triage", False, time.monotonic(), str(exc))
+        return finish("needs_approval", str(exc))
     except ProdloopError as exc:
         step("error", False, time.monotonic(), str(exc))
         return finish("error", str(exc))

@@ -22,7 +22,8 @@ from prodloop.server.store import health as health_store
 from prodloop.server.store.migrations import MIGRATIONS
 from prodloop.server.store.records import Deploy, EventRecord, Health, IssueRow, Project, StoredEvent
 
-IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count"]
+IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count", "priority"]
+_ORDER_SQL = {"priority": "COALESCE((SELECT s.priority FROM signals s WHERE s.issue_id = issues.id), -1)"}
 
 _ISSUE_COLUMNS = (
     "id, project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen, "
@@ -257,7 +258,8 @@ class Store:
         conn = self.reader()
         total = int(conn.execute(f"SELECT count(*) FROM issues {clause}", params).fetchone()[0])
         rows = conn.execute(
-            f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {order} DESC, id DESC LIMIT ? OFFSET ?",
+            f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {_ORDER_SQL.get(order, order)} DESC, id DESC"
+            " LIMIT ? OFFSET ?",
             [*params, limit, offset],
         ).fetchall()
         return [IssueRow(*row) for row in rows], total

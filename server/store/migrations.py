@@ -305,4 +305,37 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE issues ADD COLUMN regressed_at REAL
         """,
     ),
+    (
+        11,
+        """
+        CREATE TABLE signals (
+            issue_id INTEGER PRIMARY KEY REFERENCES issues(id),
+            classification TEXT NOT NULL,
+            onset REAL,
+            priority REAL NOT NULL,
+            confidence REAL NOT NULL,
+            tier INTEGER NOT NULL,
+            report TEXT NOT NULL,
+            decision TEXT NOT NULL DEFAULT 'pending',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE signal_priorities (
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            at REAL NOT NULL,
+            priority REAL NOT NULL,
+            components TEXT NOT NULL,
+            PRIMARY KEY (issue_id, at)
+        ) WITHOUT ROWID;
+        CREATE TABLE triage_decisions (
+            id INTEGER PRIMARY KEY,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            decision TEXT NOT NULL,
+            who TEXT NOT NULL,
+            why TEXT NOT NULL,
+            classification TEXT NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+    ),
 )

@@ -93,6 +93,26 @@ def test_resolve_and_prune_from_the_command_line(tmp_path: Path) -> None:
     store.close()
 
 
+def test_triage_then_a_persons_decisions_and_how_often_they_agreed(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "e.json").write_text(json.dumps([make_event(timestamp=time.time() - 3600)]))
+    assert _run("ingest", str(tmp_path / "e.json"), "--repo", str(tmp_path), cwd=tmp_path).returncode == 0
+    early = _run("triage", "approve", "1", "--by", "Ada", "--repo", str(tmp_path), cwd=tmp_path)
+    assert early.returncode == 2 and "run prodloop triage first" in early.stderr
+    table = _run("triage", "--repo", str(tmp_path), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "observation" in table.stdout and "volume: 1 events since onset (needs 10)" in table.stdout
+    assert "mode approve: 0 actionable, 1 observations" in table.stdout
+    report = json.loads(_run("triage", "--json", "--repo", str(tmp_path), cwd=tmp_path).stdout)
+    assert [s["classification"] for s in report["signals"]] == ["observation"]
+    nameless = _run("triage", "approve", "1", "--by", " ", "--repo", str(tmp_path), cwd=tmp_path)
+    assert nameless.returncode == 2 and "needs the name of the person" in nameless.stderr
+    done = _run("triage", "reject", "1", "--by", "Ada", "--why", "one event", "--repo", str(tmp_path), cwd=tmp_path)
+    assert done.stdout.strip() == "issue 1 rejected by Ada (triage said observation)", done.stderr
+    agreed = _run("triage", "report", "--repo", str(tmp_path), cwd=tmp_path)
+    assert "1 decisions; people agreed with triage in 1 (100%)" in agreed.stdout
+
+
 def test_mcp_token_is_created_once_with_owner_only_permissions(tmp_path: Path) -> None:
     token, created = ensure_token(tmp_path)
     again, created_again = ensure_token(tmp_path)

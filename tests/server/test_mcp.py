@@ -38,7 +38,7 @@ async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotati
     assert set(tools) == {
         "list_issues", "fetch_error_context", "map_code_path", "record_deploy",
         "run_candidate_test", "synthesize_regression_test", "budget_status", "mutate_validate",
-        "open_pr", "list_provenance", "suggest_suite_changes", "query_reliability_history",
+        "open_pr", "list_provenance", "suggest_suite_changes", "query_reliability_history", "triage_signals",
     }  # fmt: skip
     for tool in tools.values():
         assert tool.description

@@ -21,6 +21,7 @@ from prodloop.server.tool_surface import (
     optional_without_null,
     shallow_output_schema,
     tools_list_bytes,
+    without_echoes,
 )
 
 pytestmark = pytest.mark.anyio
@@ -163,6 +164,13 @@ def test_optional_parameters_are_published_without_null_and_still_accept_it() ->
         "limit": {"type": ["integer", "null"], "default": 5},
         "receipt": {"type": "string"},
     }
+
+
+def test_a_result_field_that_repeats_a_required_argument_is_not_listed_again() -> None:
+    inputs = {"properties": {"issue_id": {"type": "integer"}, "cursor": {"type": "string"}}, "required": ["issue_id"]}
+    output = {"properties": {"issue_id": {"type": "integer"}, "cursor": {"type": "string"}, "n": {"type": "integer"}}}
+    assert without_echoes(output, inputs) == {"properties": {"cursor": {"type": "string"}, "n": {"type": "integer"}}}
+    jsonschema.validate({"issue_id": 3, "cursor": "c", "n": 1}, {**without_echoes(output, inputs), "type": "object"})
 
 
 async def test_each_tools_result_is_documented_in_a_resource(ctx: AppContext) -> None:

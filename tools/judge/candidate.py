@@ -44,6 +44,7 @@ from prodloop.tools.judge.test_checks import (
     test_function_names,
 )
 from prodloop.tools.locate.code_path import CodePath, map_code_path
+from prodloop.tools.observe.triage import require_clearance
 
 
 class CandidateResult(BaseModel):
@@ -181,6 +182,7 @@ def run_candidate_test(
     *,
     budget_kind: Literal["candidate", "synthesis"] = "candidate",
 ) -> CandidateResult:
+    require_clearance(store, settings.triage, given.issue_id, action="run_candidate_test")
     gates_cfg = settings.gates
     tree = parse_test(given.test_code)
     names = test_function_names(tree)

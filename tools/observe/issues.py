@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from prodloop.server.store import IssueRow, Store
+from prodloop.server.store import IssueRow, Store, signals
 from prodloop.server.store.db import IssueOrder
 from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, decode_cursor, encode_cursor, iso
 
@@ -27,6 +27,11 @@ class IssueSummary(BaseModel):
     fingerprint: str
     regressions: int = Field(description="times it came back, in a new release, after it was resolved")
     resolved_in: str | None = Field(description="the release said to carry its fix")
+    triage: str | None = Field(default=None, description="actionable or observation, once triage_signals ran")
+    priority: float | None = Field(default=None, description="0..100 from triage_signals")
+    priority_breakdown: dict[str, float] = Field(
+        default_factory=dict, description="breadth, depth, duration and trend (0..1), weighted into the priority"
+    )
 
 
 class IssuePage(BaseModel):
@@ -36,6 +41,16 @@ class IssuePage(BaseModel):
     issues: list[IssueSummary]
     total: int = Field(description="issues matching the filter, over all pages")
     next_cursor: str | None = Field(description="null on the last page")
+
+
+def _with_triage(store: Store, summary: IssueSummary) -> IssueSummary:
+    signal = signals.get(store, summary.id)
+    if signal is None:
+        return summary
+    history = signals.priority_history(store, summary.id)
+    summary.triage, summary.priority = signal.classification, signal.priority
+    summary.priority_breakdown = history[-1][2] if history else {}
+    return summary
 
 
 def summarize(row: IssueRow) -> IssueSummary:
@@ -69,7 +84,7 @@ def list_issues(
     rows, total = store.list_issues(project_id=project_id, status=status, order=order_by, limit=limit, offset=offset)
     end = offset + len(rows)
     return IssuePage(
-        issues=[summarize(r) for r in rows],
+        issues=[_with_triage(store, summarize(r)) for r in rows],
         total=total,
         next_cursor=encode_cursor("issues", end) if end < total else None,
     )

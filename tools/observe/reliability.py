@@ -356,7 +356,9 @@ def _tier(
     return Tier(tier=1, reasons=[f"under every tier 2 threshold ({weighed})"])
 
 
-def file_tier(store: Store, limits: ReliabilitySettings, path: str, *, days: int = 30) -> Tier:
+def file_tier(
+    store: Store, limits: ReliabilitySettings, path: str, *, days: int = 30, leave_out: int | None = None
+) -> Tier:
     """A repository file's tier over the last `days` from what production says of it (share of the errors, users,
     regressions): what `map_code_path` says of each file on a crash path. Its importers, which take a search of the
     whole repository, count in `query_reliability_history`'s tier only."""
@@ -366,6 +368,12 @@ def file_tier(store: Store, limits: ReliabilitySettings, path: str, *, days: int
     issues = history.issues_touching(conn, PathMatch.for_file(path), since=since)
     events = sum(history.events_per_day(conn, [i.id for i in issues], since_hour=since_hour).values())
     all_events = history.events_since(conn, since_hour=since_hour)
+    if leave_out is not None:  # triage asks how critical the code is apart from the issue it is judging
+        own = sum(history.events_per_day(conn, [leave_out], since_hour=since_hour).values())
+        if any(i.id == leave_out for i in issues):
+            events -= own
+        issues = [i for i in issues if i.id != leave_out]
+        all_events -= own
     share = round(events / all_events, 4) if all_events else None
     users = sum(i.user_count for i in issues)
     return _tier(share, users, None, sum(i.regressions for i in issues), limits)

@@ -32,6 +32,7 @@ from prodloop.tools.engine.runner import Runner
 from prodloop.tools.judge.candidate import prepare_input, run_candidate_test
 from prodloop.tools.locate.code_path import CodePath, ExceptionPath, MappedFrame, map_code_path
 from prodloop.tools.locate.source_map import module_of
+from prodloop.tools.observe.triage import require_clearance
 from prodloop.tools.reproduce.call_plan import (
     CallerSite,
     PlannedCall,
@@ -79,6 +80,7 @@ def synthesize_regression_test(
 ) -> SynthesisResult:
     ctx = Collaborators(store, repo, runner, settings, clock)
     issue = store.get_issue(issue_id)
+    require_clearance(store, settings.triage, issue_id, action="synthesize_regression_test")
     if code_path is None or code_path.issue_id != issue_id:
         code_path = map_code_path(store, repo, issue_id=issue_id, path_rewrites=settings.path_rewrites)
     event = json.loads(store.get_event(code_path.event_id).payload)

@@ -1,0 +1,190 @@
+"""Triage's record of each issue's signal (one per issue: a new spike of the same group updates it), the history
+of its priority, and every decision a person made on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prodloop.server.errors import InvalidArgument, NotFoundError
+from prodloop.server.store.db import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRow:
+    issue_id: int
+    classification: str
+    onset: float | None
+    priority: float
+    confidence: float
+    tier: int
+    report: dict[str, Any]
+    decision: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    issue_id: int
+    decision: str
+    who: str
+    why: str
+    classification: str
+    at: float
+
+
+_COLUMNS = "issue_id, classification, onset, priority, confidence, tier, report, decision, created_at, updated_at"
+
+
+def _row(row: Sequence[Any]) -> SignalRow:
+    issue_id, classification, onset, priority, confidence, tier, report, decision, created, updated = row
+    return SignalRow(
+        int(issue_id), str(classification), onset, float(priority), float(confidence), int(tier), json.loads(report),
+        str(decision), float(created), float(updated),
+    )  # fmt: skip
+
+
+def hourly_series(store: Store, issue_ids: Sequence[int], *, first_hour: int) -> dict[int, dict[int, int]]:
+    """Events per hour from `first_hour` on, per issue (hours without events left out)."""
+    out: dict[int, dict[int, int]] = {i: {} for i in issue_ids}
+    for first in range(0, len(issue_ids), 500):
+        part = list(issue_ids[first : first + 500])
+        rows = store.reader().execute(
+            "SELECT issue_id, hour, count FROM issue_hourly"
+            f" WHERE hour >= ? AND issue_id IN ({','.join('?' * len(part))})",
+            [first_hour, *part],
+        )
+        for issue_id, hour, count in rows:
+            out[issue_id][hour] = count
+    return out
+
+
+def active_issues(store: Store, *, since: float) -> list[int]:
+    rows = store.reader().execute("SELECT id FROM issues WHERE last_seen >= ? ORDER BY id", (since,))
+    return [int(r[0]) for r in rows]
+
+
+def recent_payloads(
+    store: Store, issue_id: int, *, since: float, limit: int = 500
+) -> list[tuple[float, str | None, str | None, str | None, str]]:
+    """(timestamp, release, environment, user hash, payload) of the issue's newest events since `since`."""
+    rows = store.reader().execute(
+        "SELECT timestamp, release, environment, user_hash, payload FROM events WHERE issue_id = ? AND timestamp >= ?"
+        " ORDER BY timestamp DESC LIMIT ?",
+        (issue_id, since, limit),
+    )
+    return [(float(t), r, e, u, p) for t, r, e, u, p in rows]
+
+
+def breadth_counts(store: Store, issue_id: int, *, since: float) -> tuple[int, list[str], list[str]]:
+    """(distinct users, releases, environments) of the issue's events since `since`."""
+    conn = store.reader()
+    users = conn.execute(
+        "SELECT COUNT(DISTINCT user_hash) FROM events WHERE issue_id = ? AND timestamp >= ?", (issue_id, since)
+    ).fetchone()[0]
+    rows = conn.execute(
+        "SELECT DISTINCT release, environment FROM events WHERE issue_id = ? AND timestamp >= ?", (issue_id, since)
+    ).fetchall()
+    return (
+        int(users),
+        sorted({r for r, _ in rows if r}),
+        sorted({e for _, e in rows if e}),
+    )
+
+
+def tenants_in_releases(
+    store: Store, releases: Sequence[str], tag: str, *, since: float, limit: int = 2000
+) -> set[str]:
+    """The tenants (values of `tag`) any issue's newest events of these releases named since `since` (tags are a
+    list of pairs once scrubbed, or an object)."""
+    if not releases:
+        return set()
+    rows = store.reader().execute(
+        f"""
+        SELECT DISTINCT CASE WHEN t.type = 'array' THEN json_extract(t.value, '$[1]') ELSE t.value END
+        FROM (
+            SELECT payload FROM events WHERE timestamp >= ? AND release IN ({",".join("?" * len(releases))})
+            ORDER BY timestamp DESC LIMIT ?
+        ) e, json_each(e.payload, '$.tags') t
+        WHERE (t.type = 'array' AND json_extract(t.value, '$[0]') = ?) OR (t.type != 'array' AND t.key = ?)
+        """,
+        [since, *releases, limit, tag, tag],
+    )
+    return {str(v) for (v,) in rows if v is not None}
+
+
+def save(store: Store, row: SignalRow, components: dict[str, float]) -> SignalRow:
+    """Insert or update the issue's signal (its decision is kept), and keep the priority's history when it moved."""
+    with store.transaction() as conn:
+        before = conn.execute("SELECT priority, decision, created_at FROM signals WHERE issue_id = ?", (row.issue_id,))
+        old = before.fetchone()
+        conn.execute(
+            f"""
+            INSERT INTO signals ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+            ON CONFLICT (issue_id) DO UPDATE SET classification = excluded.classification, onset = excluded.onset,
+                priority = excluded.priority, confidence = excluded.confidence, tier = excluded.tier,
+                report = excluded.report, updated_at = excluded.updated_at
+            """,
+            (row.issue_id, row.classification, row.onset, row.priority, row.confidence, row.tier,
+             json.dumps(row.report, separators=(",", ":")), row.created_at, row.updated_at),
+        )  # fmt: skip
+        if old is None or abs(float(old[0]) - row.priority) >= 1.0:
+            conn.execute(
+                "INSERT OR REPLACE INTO signal_priorities (issue_id, at, priority, components) VALUES (?, ?, ?, ?)",
+                (row.issue_id, row.updated_at, row.priority, json.dumps(components, separators=(",", ":"))),
+            )
+    return get(store, row.issue_id) or row
+
+
+def get(store: Store, issue_id: int) -> SignalRow | None:
+    found = store.reader().execute(f"SELECT {_COLUMNS} FROM signals WHERE issue_id = ?", (issue_id,)).fetchone()
+    return _row(found) if found else None
+
+
+def all_signals(store: Store) -> list[SignalRow]:
+    rows = store.reader().execute(f"SELECT {_COLUMNS} FROM signals ORDER BY priority DESC, issue_id")
+    return [_row(r) for r in rows]
+
+
+def actionable_since(store: Store, since: float) -> int:
+    row = (
+        store.reader()
+        .execute("SELECT COUNT(*) FROM signals WHERE classification = 'actionable' AND created_at >= ?", (since,))
+        .fetchone()
+    )
+    return int(row[0])
+
+
+def priority_history(store: Store, issue_id: int) -> list[tuple[float, float, dict[str, float]]]:
+    rows = store.reader().execute(
+        "SELECT at, priority, components FROM signal_priorities WHERE issue_id = ? ORDER BY at", (issue_id,)
+    )
+    return [(float(at), float(p), json.loads(c)) for at, p, c in rows]
+
+
+def decide(store: Store, issue_id: int, decision: str, *, who: str, why: str, at: float) -> Decision:
+    """A person approves or rejects a triaged issue; the decision and who made it are kept."""
+    if decision not in ("approved", "rejected"):
+        raise InvalidArgument("decision", f"{decision[:40]!r} is neither approved nor rejected", "pick one")
+    if not who.strip():
+        raise InvalidArgument("who", "a decision needs the name of the person making it", "pass --by NAME")
+    with store.transaction() as conn:
+        found = conn.execute("SELECT classification FROM signals WHERE issue_id = ?", (issue_id,)).fetchone()
+        if found is None:
+            raise NotFoundError("triaged issue", str(issue_id), "run prodloop triage first; it records each issue")
+        conn.execute("UPDATE signals SET decision = ? WHERE issue_id = ?", (decision, issue_id))
+        conn.execute(
+            "INSERT INTO triage_decisions (issue_id, decision, who, why, classification, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (issue_id, decision, who.strip()[:100], why.strip()[:1000], found[0], at),
+        )
+    return Decision(issue_id, decision, who.strip()[:100], why.strip()[:1000], str(found[0]), at)
+
+
+def decisions(store: Store) -> list[Decision]:
+    rows = store.reader().execute(
+        "SELECT issue_id, decision, who, why, classification, at FROM triage_decisions ORDER BY id"
+    )
+    return [Decision(*r) for r in rows]

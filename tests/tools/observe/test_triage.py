@@ -1,0 +1,251 @@
+"""Triage against scenarios with a known truth: real ingest processing and store, an injected clock, real git
+commits and deploy records. Prints the confusion table of (expected, got) classification and cause."""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prodloop.server.clock import FixedClock
+from prodloop.server.context import AppContext
+from prodloop.server.errors import NotFoundError, TriageRefused
+from prodloop.server.ingest.importer import import_events
+from prodloop.server.settings import load_settings
+from prodloop.server.store import signals
+from prodloop.tools.observe.triage import onset_of, require_clearance, triage_signals
+from tests.sample_service import SampleService
+
+HOUR, DAY = 3600.0, 86400.0
+NOW = 1_780_000_000.0 + 14 * DAY
+PRICING_V2 = (
+    '"""Prices."""\n\nPRICES = {"apple": 30, "pear": 45, "plum": 12}\n\n\n'
+    'def line_total(item):\n    return PRICES[item["sku"]] * item["qty"]\n\n\n'
+    'def cart_total(cart):\n    return sum(line_total(item) for item in cart["items"])\n'
+)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[SampleService, str, dict[str, Any]]:
+    service = SampleService(tmp_path_factory.mktemp("triage") / "shop")
+    changed = service.git.commit({"shop/pricing.py": PRICING_V2}, "pricing: add plums", author="Bo Coder")
+    return service, changed, service.event("unknown_sku")
+
+
+@pytest.fixture
+def scenario(shop: tuple[SampleService, str, dict[str, Any]], tmp_path: Path) -> Iterator[Callable[..., AppContext]]:
+    service, changed, event = shop
+    opened: list[AppContext] = []
+
+    def build(name: str, **settings: Any) -> AppContext:
+        ctx = AppContext.open(
+            load_settings(repo=service.root, data_dir=tmp_path / name, **settings), clock=FixedClock(at=NOW)
+        )
+        opened.append(ctx)
+        ctx.store.create_project("shop")
+        return ctx
+
+    build.service = service  # type: ignore[attr-defined]
+    build.changed = changed  # type: ignore[attr-defined]
+    build.event = event  # type: ignore[attr-defined]
+    yield build
+    for ctx in opened:
+        ctx.close()
+
+
+def _send(ctx: AppContext, base: dict[str, Any], times: list[float], **fields: Any) -> None:
+    raws = []
+    users = fields.pop("users", 20)
+    tenant = fields.pop("tenant", None)
+    for n, at in enumerate(times):
+        raw = copy.deepcopy(base)
+        raw.update(event_id=uuid.uuid4().hex, timestamp=at, user={"id": f"u{n % users}"}, **fields)
+        if tenant is not None:
+            raw["tags"] = {**(raw.get("tags") or {}), "tenant": tenant(n) if callable(tenant) else tenant}
+        raws.append((f"e{n}", raw))
+    import_events(ctx, ctx.store.list_projects()[0], raws, source="test")
+
+
+def _spread(start: float, end: float, count: int, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return sorted(start + rng.random() * (end - start) for _ in range(count))
+
+
+def _deploys(ctx: AppContext, build: Any, at: float) -> None:
+    ctx.store.record_deploy(release="shop@1.0.0", commit_sha=build.service.commit, environment="production",
+                            deployed_at=NOW - 10 * DAY)  # fmt: skip
+    ctx.store.record_deploy(release="shop@1.1.0", commit_sha=build.changed, environment="production", deployed_at=at)
+
+
+def _outage(event: dict[str, Any]) -> dict[str, Any]:
+    """The same crash, but a connection error raised inside a library."""
+    out = copy.deepcopy(event)
+    last = out["exception"]["values"][-1]
+    last.update(type="ConnectionError", value="HTTPSConnectionPool: Max retries exceeded")
+    last["stacktrace"]["frames"].append(
+        {"filename": "urllib3/connectionpool.py", "module": "urllib3.connectionpool", "function": "urlopen",
+         "lineno": 802, "in_app": False, "abs_path": "/venv/lib/urllib3/connectionpool.py"}
+    )  # fmt: skip
+    return out
+
+
+def _with_library_frame(event: dict[str, Any], module: str) -> dict[str, Any]:
+    out = copy.deepcopy(event)
+    out["exception"]["values"][-1]["stacktrace"]["frames"].insert(
+        0, {"filename": f"{module}/api.py", "module": f"{module}.api", "function": "call", "lineno": 9,
+            "in_app": False}
+    )  # fmt: skip
+    return out
+
+
+def test_scenarios_are_classified_and_attributed_as_their_truth(scenario: Callable[..., AppContext]) -> None:
+    build: Any = scenario
+    results: list[tuple[str, tuple[str, str | None], tuple[str, str | None]]] = []
+
+    def judge(name: str, ctx: AppContext, expected: tuple[str, str | None]) -> None:
+        report = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock)
+        (signal,) = report.signals
+        got = (signal.classification, signal.attribution[0].cause if signal.attribution else None)
+        results.append((name, expected, got))
+
+    # 1. A spike right after a deploy that changed the crash path: actionable, the deploy to blame.
+    ctx = build("deploy")
+    _deploys(ctx, build, NOW - 6 * HOUR)
+    _send(ctx, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
+    judge("spike after deploy", ctx, ("actionable", "deploy"))
+    # 2. The same spike, but one tenant only while another on the same release is fine: their configuration.
+    ctx = build("tenant")
+    _deploys(ctx, build, NOW - 6 * HOUR)
+    _send(ctx, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0", tenant="acme")
+    other = copy.deepcopy(build.event)
+    other["exception"]["values"][-1].update(type="ValueError", value="an unrelated one")
+    _send(ctx, other, _spread(NOW - 5 * HOUR, NOW, 12, seed=3), release="shop@1.1.0", tenant="globex")
+    report = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=1)
+    (signal,) = report.signals
+    results.append(("one tenant only", ("observation", "user_configuration"),
+                    (signal.classification, signal.attribution[0].cause)))  # fmt: skip
+    # 3. A dependency bump between two releases, its package in the stack, no deploy record.
+    ctx = build("dependency")
+    base = _with_library_frame(build.event, "requests")
+    _send(ctx, {**base, "modules": {"requests": "2.31.0", "flask": "3.0.0"}}, [NOW - 8 * DAY], release="shop@1.0.0")
+    _send(ctx, {**base, "modules": {"requests": "2.32.0", "flask": "3.0.0"}},
+          _spread(NOW - 7 * HOUR, NOW, 40), release="shop@1.1.0")  # fmt: skip
+    judge("dependency bump", ctx, ("actionable", "dependency"))
+    # 4. A slow decline already under way, with a deploy in it: nothing rose, so nothing to act on.
+    ctx = build("decline")
+    _deploys(ctx, build, NOW - 3 * DAY)
+    rng = random.Random(4)
+    times = [t for t in _spread(NOW - 13 * DAY, NOW, 300) if rng.random() < 1 - (t - NOW + 13 * DAY) / (14 * DAY)]
+    _send(ctx, build.event, times, release="shop@1.1.0")
+    judge("slow decline", ctx, ("observation", None))  # nothing rose: nothing to attribute
+    # 5. Noise at low volume: three events over two weeks, one after a deploy.
+    ctx = build("noise")
+    _deploys(ctx, build, NOW - 6 * HOUR)
+    _send(ctx, build.event, [NOW - 9 * DAY, NOW - 4 * DAY, NOW - 2 * HOUR], release="shop@1.1.0")
+    judge("low-volume noise", ctx, ("observation", None))
+    # 6. An external outage: connection errors raised in a library, across releases, many users.
+    ctx = build("outage")
+    outage = _outage(build.event)
+    _send(ctx, outage, _spread(NOW - 4 * HOUR, NOW, 30), release="shop@1.0.0")
+    _send(ctx, outage, _spread(NOW - 4 * HOUR, NOW, 30, seed=2), release="shop@1.1.0")
+    judge("external outage", ctx, ("observation", "external_service"))
+
+    print(f"\n  {'scenario':<22} {'expected':<34} {'got':<34}")
+    for name, expected, got in results:
+        print(f"  {name:<22} {'/'.join(map(str, expected)):<34} {'/'.join(map(str, got)):<34}"
+              f"{'' if expected == got else '  WRONG'}")  # fmt: skip
+    correct = sum(expected == got for _, expected, got in results)
+    print(f"  correct: {correct} of {len(results)}")
+    assert [(n, g) for n, _, g in results] == [(n, e) for n, e, _ in results]
+
+
+def test_no_actionable_issue_from_steady_noise_even_after_a_deploy(scenario: Callable[..., AppContext]) -> None:
+    build: Any = scenario
+    ctx = build("steady")
+    _deploys(ctx, build, NOW - 6 * HOUR)  # a deploy that touched the path, right before the last hours
+    for n in range(12):  # twelve issues, each failing at a steady rate (about one every two hours) for two weeks
+        event = copy.deepcopy(build.event)
+        event["exception"]["values"][-1].update(type=f"Key{chr(65 + n)}Error", value=f"k{n}")
+        rng = random.Random(n)
+        times = sorted(NOW - rng.random() * 14 * DAY for _ in range(rng.randrange(150, 200)))
+        _send(ctx, event, times, release="shop@1.1.0")
+    report = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock)
+    assert len(report.signals) == 12 and report.actionable == 0
+    assert all(any(m.startswith("significance") for m in s.missing) for s in report.signals)
+
+
+def test_onset_is_the_hour_the_rate_rose_and_low_volume_never_looks_significant() -> None:
+    hours = {h: 1 for h in range(0, 300, 7)}  # a trickle
+    hours.update({h: 6 for h in range(300, 336)})  # then six an hour
+    hour, onset = onset_of(hours, 0, 335, min_events=10, max_p_value=0.01)
+    assert hour is not None and 298 <= hour <= 301 and onset.significant and onset.p_value < 1e-6
+    _, thin = onset_of({330: 2, 331: 1}, 0, 335, min_events=10, max_p_value=0.01)
+    assert thin.events_after == 3 and not thin.significant  # three events: never significant, however sudden
+    _, steady = onset_of({h: 2 for h in range(336)}, 0, 335, min_events=10, max_p_value=0.01)
+    assert not steady.significant and steady.p_value > 0.01
+
+
+def test_the_mode_decides_whether_an_agent_may_work_on_a_triaged_issue(scenario: Callable[..., AppContext]) -> None:
+    build: Any = scenario
+    ctx = build("modes")
+    _deploys(ctx, build, NOW - 6 * HOUR)
+    _send(ctx, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
+    require_clearance(ctx.store, ctx.settings.triage, 1, action="run_candidate_test")  # not triaged: no gate
+    (signal,) = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals
+    assert (signal.classification, signal.decision) == ("actionable", "pending")
+    cfg = ctx.settings.triage
+    with pytest.raises(TriageRefused, match="awaits a person; a person clears it: prodloop triage approve 1"):
+        require_clearance(ctx.store, cfg, 1, action="run_candidate_test")
+    require_clearance(ctx.store, cfg.model_copy(update={"mode": "autonomous"}), 1, action="open_pr")
+    with pytest.raises(TriageRefused, match="shadow mode"):
+        require_clearance(ctx.store, cfg.model_copy(update={"mode": "shadow"}), 1, action="open_pr")
+    signals.decide(ctx.store, 1, "approved", who="Ada", why="the deploy is ours", at=NOW)
+    require_clearance(ctx.store, cfg, 1, action="run_candidate_test")
+    again = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals[0]
+    assert again.decision == "approved"  # a new pass keeps the person's decision
+    signals.decide(ctx.store, 1, "rejected", who="Bo", why="known, accepted", at=NOW + 1)
+    with pytest.raises(TriageRefused, match="a person rejected it"):
+        require_clearance(ctx.store, cfg.model_copy(update={"mode": "autonomous"}), 1, action="open_pr")
+    assert [(d.decision, d.who, d.classification) for d in signals.decisions(ctx.store)] == [
+        ("approved", "Ada", "actionable"), ("rejected", "Bo", "actionable"),
+    ]  # fmt: skip
+    with pytest.raises(NotFoundError, match="run prodloop triage first"):
+        signals.decide(ctx.store, 9, "approved", who="Ada", why="", at=NOW)
+
+
+def test_triage_over_mcp_orders_issues_by_priority_and_gates_the_loop_until_a_person_approves(
+    scenario: Callable[..., AppContext], anyio_backend: str
+) -> None:
+    import anyio
+    from mcp import Client
+
+    from prodloop.server.mcp_app import build_mcp
+    from prodloop.tools.loop import run_loop
+
+    build: Any = scenario
+    ctx = build("mcp")
+    _deploys(ctx, build, NOW - 6 * HOUR)
+    _send(ctx, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
+    quiet = copy.deepcopy(build.event)
+    quiet["exception"]["values"][-1].update(type="ValueError", value="rare")
+    _send(ctx, quiet, [NOW - 9 * DAY, NOW - 3 * DAY], release="shop@1.0.0")
+
+    async def calls() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with Client(build_mcp(ctx)) as client:
+            triaged = await client.call_tool("triage_signals", {})
+            listed = await client.call_tool("list_issues", {"order_by": "priority"})
+        return triaged.structured_content or {}, listed.structured_content or {}
+
+    triaged, listed = anyio.run(calls)
+    assert [(s["issue_id"], s["classification"]) for s in triaged["signals"]] == [(1, "actionable"), (2, "observation")]
+    assert triaged["mode"] == "approve"
+    first = listed["issues"][0]
+    assert (first["id"], first["triage"]) == (1, "actionable")
+    assert set(first["priority_breakdown"]) == {"breadth", "depth", "duration", "trend"}
+    report = run_loop(*ctx.collaborators(), issue_id=1)
+    assert report.outcome == "needs_approval" and "prodloop triage approve 1" in (report.needed or "")

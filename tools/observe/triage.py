@@ -1,0 +1,468 @@
+"""Signal-driven triage: which production patterns deserve an agent's work, with the evidence.
+
+For each issue seen in the baseline window it finds the onset (the hour after which the issue's rate rose most
+significantly: an exact binomial test of the counts after vs before each candidate hour, Bonferroni-corrected for
+every hour tried, never significant below `triage.min_events`), measures duration, breadth (users, tenants,
+environments, releases, runtimes, operating systems), depth (the failing fraction of the releases' sessions, else
+events per user) and trend, ranks candidate causes (a deploy, a dependency change, one tenant's configuration, an
+external service) with their evidence, and classifies: `actionable` only with significance, breadth, duration, a
+culprit in this repository and a deploy or dependency change to blame; otherwise an `observation` that lists what is
+missing. Priority = breadth^w x depth^w x duration^w x trend^w (0..100), its history kept. `triage.mode` decides
+whether agent work on a triaged issue needs a person's approval (`require_clearance`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy import stats
+
+from prodloop.server.clock import Clock
+from prodloop.server.errors import CodePathError, NotFoundError, TriageRefused
+from prodloop.server.settings import Settings, TriageSettings
+from prodloop.server.store import Store, health, policy, signals
+from prodloop.server.store.records import IssueRow
+from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, cap, iso
+from prodloop.tools.engine.git_repo import GitRepo
+from prodloop.tools.locate.code_path import map_code_path
+from prodloop.tools.observe.reliability import file_tier
+
+HOUR = 3600.0
+NETWORK_ERRORS = frozenset({
+    "ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "ConnectionAbortedError", "TimeoutError",
+    "timeout", "ReadTimeout", "ConnectTimeout", "ReadTimeoutError", "ConnectTimeoutError", "NewConnectionError",
+    "MaxRetryError", "ProtocolError", "RemoteDisconnected", "ServiceUnavailable", "gaierror", "SSLError",
+    "ConnectError", "RemoteProtocolError", "PoolTimeout",
+})  # fmt: skip
+Classification = Literal["actionable", "observation"]
+Cause = Literal["deploy", "dependency", "user_configuration", "external_service"]
+# (timestamp, release, environment, user hash, payload) of an issue's events since onset, newest first
+Sample = list[tuple[float, str | None, str | None, str | None, str]]
+
+
+class Onset(BaseModel):
+    at: str | None = Field(description="the hour the rate rose from, UTC")
+    events_after: int
+    events_before: int
+    rate_after_per_hour: float
+    rate_before_per_hour: float
+    p_value: float = Field(description="one-sided exact test, corrected for every hour tried")
+    significant: bool
+
+
+class Breadth(BaseModel):
+    users: int
+    tenants: list[str]
+    environments: list[str]
+    releases: list[str]
+    runtimes: list[str]
+    operating_systems: list[str]
+
+
+class Attribution(BaseModel):
+    cause: Cause
+    confidence: float
+    evidence: list[str]
+
+
+class Signal(BaseModel):
+    issue_id: int
+    title: str
+    classification: Classification
+    decision: str = Field(description="pending, approved or rejected (by a person)")
+    tier: int = Field(description="2: escalated to a person at creation; no autonomous fix")
+    priority: float = Field(description="0..100: breadth x depth x duration x trend, weighted")
+    priority_components: dict[str, float]
+    confidence: float = Field(description="how sure the classification is, from its components")
+    confidence_components: dict[str, float]
+    onset: Onset
+    duration_hours: float
+    breadth: Breadth
+    depth: str
+    attribution: list[Attribution]
+    missing: list[str] = Field(description="what an observation lacks to be actionable")
+    culprit: str | None
+    notes: list[str]
+
+
+class TriageReport(BaseModel):
+    production_data_notice: str = Field(default=UNTRUSTED_NOTICE)
+    mode: str
+    signals: list[Signal]
+    actionable: int
+    observations: int
+
+
+def triage_signals(
+    store: Store, repo: GitRepo, settings: Settings, clock: Clock, *, issue_id: int | None = None, limit: int = 20
+) -> TriageReport:
+    """Triage every issue seen in the baseline window (or one), record each signal, return them by priority."""
+    cfg = settings.triage
+    now = clock.now()
+    first_hour = int(now // HOUR) - cfg.baseline_days * 24 + 1
+    if issue_id is not None:
+        store.get_issue(issue_id)  # a clear error for an unknown id
+        ids = [issue_id]
+    else:
+        ids = signals.active_issues(store, since=first_hour * HOUR)
+    series = signals.hourly_series(store, ids, first_hour=first_hour)
+    out = []
+    for issue in (store.get_issue(i) for i in ids):
+        out.append(_triage_one(store, repo, settings, issue, series[issue.id], first_hour, now))
+    out.sort(key=lambda s: (-s.priority, s.issue_id))
+    return TriageReport(
+        mode=cfg.mode, signals=out[:limit], actionable=sum(s.classification == "actionable" for s in out),
+        observations=sum(s.classification == "observation" for s in out),
+    )  # fmt: skip
+
+
+def onset_of(
+    counts: dict[int, int], first_hour: int, last_hour: int, *, min_events: int, max_p_value: float
+) -> tuple[int | None, Onset]:
+    """The hour after which the rate rose most significantly, by an exact one-sided binomial test of the events
+    after vs before each candidate hour (under no change, an event falls after hour h with probability = the
+    share of hours after h), Bonferroni-corrected for the hours tried."""
+    hours = last_hour - first_hour + 1
+    series = np.zeros(hours, dtype=np.int64)
+    for hour, n in counts.items():
+        if first_hour <= hour <= last_hour:
+            series[hour - first_hour] += n
+    total = int(series.sum())
+    if hours < 2 or total == 0:
+        return None, Onset(at=None, events_after=0, events_before=total, rate_after_per_hour=0.0,
+                           rate_before_per_hour=0.0, p_value=1.0, significant=False)  # fmt: skip
+    splits = np.arange(1, hours)
+    before = np.cumsum(series)[:-1]
+    after = total - before
+    share_after = (hours - splits) / hours
+    p = stats.binom.sf(after - 1, total, share_after)  # P(X >= after)
+    best = int(np.argmin(p))
+    corrected = float(min(1.0, p[best] * len(splits)))
+    split = int(splits[best])
+    hours_after, hours_before = hours - split, split
+    n_after, n_before = int(after[best]), int(before[best])
+    onset = Onset(
+        at=iso((first_hour + split) * HOUR), events_after=n_after, events_before=n_before,
+        rate_after_per_hour=round(n_after / hours_after, 3), rate_before_per_hour=round(n_before / hours_before, 3),
+        p_value=float(f"{corrected:.4g}"), significant=corrected <= max_p_value and n_after >= min_events,
+    )  # fmt: skip
+    return first_hour + split, onset
+
+
+def _triage_one(
+    store: Store, repo: GitRepo, settings: Settings, issue: IssueRow, counts: dict[int, int], first_hour: int,
+    now: float,
+) -> Signal:  # fmt: skip
+    cfg = settings.triage
+    onset_hour, onset = onset_of(
+        counts, first_hour, int(now // HOUR), min_events=cfg.min_events, max_p_value=cfg.max_p_value
+    )
+    onset_at = onset_hour * HOUR if onset_hour is not None else issue.first_seen
+    # Counts for every issue; the events themselves (tags, contexts, frames) only for a significant rise, the only
+    # kind with a cause to find and a code path to map (missing says why the others are not actionable).
+    users, releases, environments = signals.breadth_counts(store, issue.id, since=onset_at)
+    events: Sample = signals.recent_payloads(store, issue.id, since=onset_at, limit=200) if onset.significant else []
+    payloads = [_load(p) for *_, p in events]
+    breadth = _breadth(users, releases, environments, payloads, cfg.tenant_tag)
+    duration = max(0.0, (min(now, issue.last_seen) - onset_at) / HOUR)
+    depth_value, depth = _depth(store, onset_hour, breadth, onset.events_after)
+    notes: list[str] = []
+    culprit: str | None = None
+    attribution: list[Attribution] = []
+    if onset.significant:
+        culprit, path_files = _culprit(store, repo, settings, issue, notes)
+        attribution = _attribute(store, repo, settings, issue, onset_at, breadth, payloads, path_files, events)
+    before, after = onset.rate_before_per_hour, onset.rate_after_per_hour
+    ratio = after / before if before else (10.0 if after else 1.0)
+    components = {
+        "breadth": round(max(0.05, 1 - math.exp(-breadth.users / 10)), 4),
+        "depth": round(max(0.05, depth_value), 4),
+        "duration": round(max(0.05, 1 - math.exp(-duration / 24)), 4),
+        "trend": round(max(0.05, ratio / (1 + ratio)), 4),
+    }
+    weights = {"breadth": cfg.weight_breadth, "depth": cfg.weight_depth, "duration": cfg.weight_duration,
+               "trend": cfg.weight_trend}  # fmt: skip
+    priority = round(100 * math.prod(components[k] ** weights[k] for k in components), 2)
+    missing = _missing(cfg, onset, breadth, duration, culprit, attribution)
+    top = attribution[0] if attribution else None
+    if not missing:
+        today = now - now % 86400
+        existing = signals.get(store, issue.id)
+        already = existing is not None and existing.classification == "actionable"
+        if not already and signals.actionable_since(store, today) >= cfg.max_actionable_per_day:
+            missing.append(f"today's cap of {cfg.max_actionable_per_day} new actionable issues was reached")
+    classification: Classification = "observation" if missing else "actionable"
+    confidence_components = {
+        "significance": round(1 - min(1.0, onset.p_value / cfg.max_p_value) if onset.significant else 0.0, 4),
+        "breadth": components["breadth"],
+        "attribution": top.confidence if top else 0.0,
+        "culprit": 1.0 if culprit else 0.0,
+    }
+    confidence = round(sum(confidence_components.values()) / len(confidence_components), 4)
+    tier, tier_reasons = _tier(store, settings, breadth, culprit, issue.id)
+    notes += tier_reasons
+    existing = signals.get(store, issue.id)
+    row = signals.save(
+        store,
+        signals.SignalRow(
+            issue_id=issue.id, classification=classification, onset=onset_at, priority=priority,
+            confidence=confidence, tier=tier,
+            report={"missing": missing, "attribution": [a.model_dump() for a in attribution]},
+            decision="pending", created_at=existing.created_at if existing else now, updated_at=now,
+        ),
+        components,
+    )  # fmt: skip
+    if tier == 2:
+        policy.escalate(store, issue.id, "triage_tier2", "; ".join(tier_reasons)[:500], now)
+    return Signal(
+        issue_id=issue.id, title=cap(issue.title, 200) or "", classification=classification, decision=row.decision,
+        tier=tier, priority=priority, priority_components=components, confidence=confidence,
+        confidence_components=confidence_components, onset=onset, duration_hours=round(duration, 2),
+        breadth=breadth, depth=depth, attribution=attribution, missing=missing, culprit=culprit, notes=notes,
+    )  # fmt: skip
+
+
+def _load(payload: str) -> dict[str, Any]:
+    try:
+        loaded = json.loads(payload)
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _breadth(
+    users: int, releases: list[str], environments: list[str], payloads: list[dict[str, Any]], tag: str
+) -> Breadth:
+    tenants: Counter[str] = Counter()
+    runtimes: set[str] = set()
+    systems: set[str] = set()
+    for p in payloads:
+        value = _tag(p, tag)
+        if value is not None:
+            tenants[value[:100]] += 1
+        contexts = p.get("contexts") if isinstance(p.get("contexts"), dict) else {}
+        for key, bucket in (("runtime", runtimes), ("os", systems)):
+            ctx = contexts.get(key) if isinstance(contexts, dict) else None
+            if isinstance(ctx, dict) and ctx.get("name"):
+                bucket.add(f"{ctx.get('name')} {ctx.get('version') or ''}".strip()[:60])
+    return Breadth(
+        users=users, tenants=[t for t, _ in tenants.most_common(20)], environments=environments[:20],
+        releases=releases[:20],
+        runtimes=sorted(runtimes)[:20], operating_systems=sorted(systems)[:20],
+    )  # fmt: skip
+
+
+def _depth(store: Store, onset_hour: int | None, breadth: Breadth, events_after: int) -> tuple[float, str]:
+    """The failing fraction of the releases' sessions since onset where sessions are reported, else events/user."""
+    if onset_hour is not None and breadth.releases:
+        releases = health.release_health(store.reader(), since_hour=onset_hour)
+        started = sum(r.started for r in releases if r.release in breadth.releases)
+        if started:
+            share = events_after / started
+            return min(1.0, share * 20), f"{share:.2%} of {started} sessions since onset failed with it"
+    per_user = events_after / breadth.users if breadth.users else float(events_after)
+    return min(1.0, per_user / 5), f"{per_user:.1f} events per user since onset (no sessions reported)"
+
+
+def _culprit(
+    store: Store, repo: GitRepo, settings: Settings, issue: IssueRow, notes: list[str]
+) -> tuple[str | None, tuple[str, ...]]:
+    try:
+        path = map_code_path(store, repo, issue_id=issue.id, path_rewrites=settings.path_rewrites,
+                             reliability=settings.reliability)  # fmt: skip
+    except (CodePathError, NotFoundError) as exc:
+        notes.append(f"no code path: {str(exc)[:200]}")
+        return None, ()
+    files = tuple(
+        dict.fromkeys(f.location.repo_path for ep in path.exceptions for f in ep.path if f.location.repo_path)
+    )
+    if path.culprit is None or not path.culprit.location.repo_path:
+        return None, files
+    c = path.culprit
+    return f"{c.location.repo_path}:{c.location.lineno} in {c.qualname or c.function}", files
+
+
+def _attribute(
+    store: Store, repo: GitRepo, settings: Settings, issue: IssueRow, onset_at: float, breadth: Breadth,
+    payloads: list[dict[str, Any]], path_files: tuple[str, ...], events: Sample,
+) -> list[Attribution]:  # fmt: skip
+    cfg = settings.triage
+    found: list[Attribution] = []
+    deploys = sorted(store.deploys(), key=lambda d: d.deployed_at)
+    for i, d in enumerate(deploys):
+        lag = onset_at - d.deployed_at
+        if not -HOUR <= lag <= cfg.deploy_window_hours * HOUR:
+            continue
+        if breadth.environments and d.environment not in breadth.environments:
+            continue
+        evidence = [f"onset {max(0.0, lag) / 60:.0f} min after deploy {cap(d.release, 80)} to {d.environment}"]
+        confidence = 0.5
+        earlier = next((e for e in reversed(deploys[:i]) if e.environment == d.environment), None)
+        if earlier is not None and path_files:
+            try:
+                touched = sorted(repo.changed_between(earlier.commit_sha, d.commit_sha) & set(path_files))
+            except Exception:  # an unknown commit: the deploy still correlates in time
+                touched = []
+            if touched:
+                confidence = 0.9
+                evidence.append(f"its commits changed {', '.join(touched[:5])} on the crash path")
+        found.append(Attribution(cause="deploy", confidence=confidence, evidence=evidence))
+    changed = _dependency_change(store, issue, onset_at, events, payloads)
+    if changed is not None:
+        found.append(changed)
+    if breadth.tenants and payloads:
+        counts = Counter(str(t) for t in (_tag(p, cfg.tenant_tag) for p in payloads) if t is not None)
+        top, n = counts.most_common(1)[0] if counts else ("", 0)
+        others = signals.tenants_in_releases(store, breadth.releases, cfg.tenant_tag, since=onset_at) - {top}
+        if n >= 0.9 * len(payloads) and others:
+            found.append(Attribution(
+                cause="user_configuration", confidence=0.95,
+                evidence=[f"{n} of {len(payloads)} events since onset are tenant {cap(top, 60)}; "
+                          f"{len(others)} other tenant(s) on the same releases do not fail this way"],
+            ))  # fmt: skip
+    raised = _raised(payloads)
+    if raised is not None and (raised[0] in NETWORK_ERRORS or "Timeout" in raised[0]) and not raised[1]:
+        spread = len(breadth.releases)
+        found.append(Attribution(
+            cause="external_service", confidence=0.8 if spread >= 2 else 0.6,
+            evidence=[f"{cap(raised[0], 100)} raised in library code ({cap(raised[2], 80)}), "
+                      f"across {spread} release(s)"],
+        ))  # fmt: skip
+    return sorted(found, key=lambda a: -a.confidence)
+
+
+def _tag(payload: dict[str, Any], tag: str) -> str | None:
+    tags = payload.get("tags")
+    if isinstance(tags, dict):
+        value = tags.get(tag)
+        return value if isinstance(value, str) else None
+    if isinstance(tags, list):
+        for pair in tags:
+            if isinstance(pair, list) and len(pair) == 2 and pair[0] == tag and isinstance(pair[1], str):
+                return pair[1]
+    return None
+
+
+def _raised(payloads: list[dict[str, Any]]) -> tuple[str, bool, str] | None:
+    """(exception type, raised in app code, module of the raising frame) of the newest event."""
+    for p in payloads:
+        values = (p.get("exception") or {}).get("values") if isinstance(p.get("exception"), dict) else None
+        if isinstance(values, list) and values and isinstance(values[-1], dict):
+            last = values[-1]
+            frames = ((last.get("stacktrace") or {}).get("frames") or []) if isinstance(last, dict) else []
+            frame = frames[-1] if frames and isinstance(frames[-1], dict) else {}
+            return str(last.get("type") or ""), bool(frame.get("in_app")), str(frame.get("module") or "")
+    return None
+
+
+def _dependency_change(
+    store: Store, issue: IssueRow, onset_at: float, events: Sample, payloads: list[dict[str, Any]],
+) -> Attribution | None:  # fmt: skip
+    """A package whose version changed between the release before onset and the release failing since."""
+    after = Counter(r for _, r, _, _, _ in events if r).most_common(1)
+    if not after:
+        return None
+    failing = after[0][0]
+    earlier = (
+        store.reader()
+        .execute(
+            "SELECT release FROM release_packages WHERE project_id = ? AND release != ? AND seen_at < ?"
+            " ORDER BY seen_at DESC LIMIT 1",
+            (issue.project_id, failing, onset_at),
+        )
+        .fetchone()
+    )
+    if earlier is None:
+        return None
+    old = health.release_packages(store.reader(), issue.project_id, str(earlier[0])) or {}
+    new = health.release_packages(store.reader(), issue.project_id, failing) or {}
+    bumped = sorted(name for name in new if name in old and new[name] != old[name])
+    added = sorted(name for name in new if name not in old)
+    if not bumped and not added:
+        return None
+    in_stack = {_norm(str(m).split(".")[0]) for p in payloads[:50] for m in _frame_modules(p)}
+    hit = [n for n in bumped + added if _norm(n) in in_stack]
+    changes = [f"{n} {old[n]} -> {new[n]}" for n in bumped[:5]] + [f"{n} {new[n]} added" for n in added[:3]]
+    evidence = [f"between {cap(str(earlier[0]), 60)} and {cap(failing, 60)}: " + ", ".join(changes)]
+    if hit:
+        evidence.append(f"{', '.join(hit[:3])} has frames in the stack")
+    return Attribution(cause="dependency", confidence=0.85 if hit else 0.45, evidence=evidence)
+
+
+def _frame_modules(payload: dict[str, Any]) -> list[str]:
+    out = []
+    values = (payload.get("exception") or {}).get("values") if isinstance(payload.get("exception"), dict) else None
+    for value in values if isinstance(values, list) else []:
+        frames = ((value.get("stacktrace") or {}).get("frames") or []) if isinstance(value, dict) else []
+        out += [str(f.get("module")) for f in frames if isinstance(f, dict) and f.get("module")]
+    return out
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+def _missing(
+    cfg: TriageSettings, onset: Onset, breadth: Breadth, duration: float, culprit: str | None,
+    attribution: list[Attribution],
+) -> list[str]:  # fmt: skip
+    missing = []
+    if onset.events_after < cfg.min_events:
+        missing.append(f"volume: {onset.events_after} events since onset (needs {cfg.min_events})")
+    elif not onset.significant:
+        missing.append(f"significance: p = {onset.p_value:.3g} after correction (needs <= {cfg.max_p_value})")
+    if breadth.users < cfg.min_users:
+        missing.append(f"breadth: {breadth.users} user(s) since onset (needs {cfg.min_users})")
+    if duration < cfg.min_duration_hours:
+        missing.append(f"duration: {duration:.1f} h (needs {cfg.min_duration_hours})")
+    if culprit is None and onset.significant:
+        missing.append("a culprit in this repository")
+    top = attribution[0] if attribution else None
+    if top is None or top.cause not in ("deploy", "dependency") or top.confidence < 0.5:
+        said = f" (the likeliest cause is {top.cause.replace('_', ' ')})" if top else ""
+        missing.append(f"a correlated deploy or dependency change{said}")
+    return missing
+
+
+def _tier(
+    store: Store, settings: Settings, breadth: Breadth, culprit: str | None, issue_id: int
+) -> tuple[int, list[str]]:
+    reasons = []
+    if len(breadth.tenants) >= 3 and len(breadth.releases) >= 2:
+        reasons.append(
+            f"broad pattern across {len(breadth.tenants)} tenants and {len(breadth.releases)} releases: an "
+            "architectural cause is likely; a person should look first"
+        )
+    if culprit is not None:
+        tier = file_tier(store, settings.reliability, culprit.split(":", 1)[0], leave_out=issue_id)
+        if tier.tier == 2:
+            reasons.append("the culprit's file is reliability tier 2: " + "; ".join(tier.reasons))
+    return (2 if reasons else 1), reasons
+
+
+def require_clearance(store: Store, cfg: TriageSettings, issue_id: int, *, action: str) -> None:
+    """Refuse agent work (`action`) on a triaged issue the mode does not clear: shadow refuses all, approve needs
+    a person's approval, autonomous needs an actionable classification; tier 2 always needs approval."""
+    row = signals.get(store, issue_id)
+    if row is None:
+        return
+    release = f"a person clears it: prodloop triage approve {issue_id} --by NAME --why TEXT"
+    if row.decision == "rejected":
+        raise TriageRefused(issue_id, action, "a person rejected it in triage", "nothing to do unless they approve it")
+    if cfg.mode == "shadow":
+        raise TriageRefused(issue_id, action, "triage runs in shadow mode (it records, agents do not act)",
+                            "a person sets triage.mode to approve or autonomous")  # fmt: skip
+    if row.decision == "approved":
+        return
+    if cfg.mode == "approve":
+        raise TriageRefused(issue_id, action, f"triage classified it {row.classification} and awaits a person", release)
+    if row.tier == 2:
+        raise TriageRefused(issue_id, action, "it is tier 2 (escalated at creation)", release)
+    if row.classification != "actionable":
+        missing = "; ".join(row.report.get("missing", [])[:3])
+        raise TriageRefused(issue_id, action, f"it is an observation ({missing})", release)
