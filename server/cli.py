@@ -390,6 +390,17 @@ def triage_reject(
     _decide(issue, "rejected", by, why, repo, data_dir)
 
 
+@triage_app.command("file")
+def triage_file(issue: Annotated[int, typer.Argument(min=1)], repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """File an actionable (or approved) issue for people: a GitHub issue, or markdown beside the store."""
+    from prodloop.tools.ship.issue_filing import file_signal
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        filed = file_signal(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=issue)
+    where = filed.url or filed.path
+    out.print(f"issue {filed.issue_id} {'was already filed' if filed.already else 'filed'}: {where}", markup=False)
+
+
 @triage_app.command("report")
 def triage_report(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     """How often people agreed with triage: approvals of actionable issues and rejections of observations."""

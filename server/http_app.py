@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import AsyncIterator
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -20,6 +22,9 @@ from prodloop.server.ingest.endpoint import Ingest
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import Settings
+from prodloop.server.sources.sentry_webhook import SentryWebhook
+
+logger = logging.getLogger("prodloop.server")
 
 
 class HostCheck:
@@ -70,6 +75,35 @@ def host_allowed(host: str, patterns: list[str]) -> bool:
     return False
 
 
+class BackgroundTriage:
+    """Triage every `triage.interval_seconds` while serving, when events arrived since the last pass (the first pass
+    one interval after start). A failed pass is logged and the next one tries again."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._stop = threading.Event()
+        self._seen = -1
+        self._thread = threading.Thread(target=self._run, name="prodloop-triage", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from prodloop.tools.observe.triage import triage_signals
+
+        while not self._stop.wait(self._ctx.settings.triage.interval_seconds):
+            try:
+                events = self._ctx.store.count_events()
+                if events != self._seen:
+                    self._seen = events
+                    report = triage_signals(self._ctx.store, self._ctx.git(), self._ctx.settings, self._ctx.clock)
+                    logger.info("triage: %d actionable, %d observations", report.actionable, report.observations)
+            except Exception as exc:  # serving goes on; the next pass tries again
+                logger.error("background triage failed: %s", type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
 def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
     hosts = allowed_hosts(ctx.settings)
     writer = EventWriter(ctx.store, housekeeping=ctx.apply_retention)
@@ -89,10 +123,12 @@ def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        triage = BackgroundTriage(ctx)
         try:
             async with mcp.session_manager.run():
                 yield
         finally:
+            triage.stop()
             writer.close()
 
     return Starlette(
@@ -100,6 +136,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             *ingest.routes(),
+            *SentryWebhook(ctx).routes(),
             # Last, so only /mcp (and unknown paths) pass the bearer check.
             Mount("/", app=BearerAuth(mcp_http, mcp_token)),
         ],

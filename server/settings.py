@@ -46,12 +46,14 @@ REPO_POLICY: dict[str, str] = {
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
+    "sentry_client_secret": "never",
     "reliability.tier2_failure_share": "free", "reliability.tier2_users": "free",
     "reliability.tier2_importers": "free", "reliability.change_failure_hours": "free",
     "retention.hourly_days": "never", "retention.aggregate_days": "never", "retention.event_days": "never",
     "triage.mode": "never", "triage.baseline_days": "free", "triage.min_events": "min", "triage.max_p_value": "max",
-    "triage.min_users": "min", "triage.min_duration_hours": "min", "triage.deploy_window_hours": "free",
-    "triage.max_actionable_per_day": "max", "triage.tenant_tag": "free", "triage.weight_breadth": "free",
+    "triage.min_users": "min", "triage.min_duration_hours": "min", "triage.deploy_window_hours": "max",
+    "triage.max_actionable_per_day": "max", "triage.interval_seconds": "min",
+    "triage.tenant_tag": "free", "triage.weight_breadth": "free",
     "triage.weight_depth": "free", "triage.weight_duration": "free", "triage.weight_trend": "free",
 }  # fmt: skip
 
@@ -168,6 +170,9 @@ class TriageSettings(BaseModel):
     min_duration_hours: float = Field(default=1.0, ge=0)
     deploy_window_hours: float = Field(default=24.0, gt=0, description="an onset this soon after a deploy is its")
     max_actionable_per_day: int = Field(default=10, ge=1)
+    interval_seconds: float = Field(
+        default=300.0, ge=1, description="serve --http triages in the background this often, when events arrived"
+    )
     tenant_tag: str = Field(default="tenant", max_length=100, description="the event tag naming a customer/tenant")
     weight_breadth: float = Field(default=1.0, ge=0)
     weight_depth: float = Field(default=1.0, ge=0)
@@ -261,6 +266,9 @@ class Settings(BaseSettings):
     sentry_org: str | None = None
     sentry_project: str | None = None
     sentry_token: SecretStr | None = None
+    sentry_client_secret: SecretStr | None = Field(
+        default=None, description="verifies Sentry's webhooks at /hooks/sentry (Sentry-Hook-Signature); unset: refused"
+    )
 
     @field_validator("repo", mode="after")
     @classmethod

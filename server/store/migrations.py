@@ -338,4 +338,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         )
         """,
     ),
+    (
+        12,
+        """
+        ALTER TABLE signals ADD COLUMN filed TEXT
+        """,
+    ),
 )

@@ -139,6 +139,17 @@ def save(store: Store, row: SignalRow, components: dict[str, float]) -> SignalRo
     return get(store, row.issue_id) or row
 
 
+def filed(store: Store, issue_id: int) -> dict[str, Any] | None:
+    """Where the issue was filed (GitHub or a local file), once it was."""
+    row = store.reader().execute("SELECT filed FROM signals WHERE issue_id = ?", (issue_id,)).fetchone()
+    return json.loads(row[0]) if row and row[0] else None
+
+
+def set_filed(store: Store, issue_id: int, where: dict[str, Any]) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE signals SET filed = ? WHERE issue_id = ?", (json.dumps(where), issue_id))
+
+
 def get(store: Store, issue_id: int) -> SignalRow | None:
     found = store.reader().execute(f"SELECT {_COLUMNS} FROM signals WHERE issue_id = ?", (issue_id,)).fetchone()
     return _row(found) if found else None

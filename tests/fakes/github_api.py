@@ -2,8 +2,10 @@
 
     GET  /repos/{owner}/{repo}                      the repository
     POST /repos/{owner}/{repo}/pulls                create a pull request
-    POST /repos/{owner}/{repo}/issues/{n}/labels    label it
+    POST /repos/{owner}/{repo}/issues/{n}/labels    label it (a pull request or an issue)
     GET  /repos/{owner}/{repo}/pulls/{n}            read it back
+    POST /repos/{owner}/{repo}/issues               file an issue
+    GET  /repos/{owner}/{repo}/issues               open issues (pull requests among them, as GitHub lists them)
 
 It checks the bearer token, records every request with its JSON body, and answers with the
 fields PyGithub reads. Mounted under /api/v3 like GitHub Enterprise.
@@ -24,6 +26,7 @@ _REPO = re.compile(r"^/repos/([^/]+)/([^/]+)$")
 _PULLS = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls$")
 _PULL = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)$")
 _LABELS = re.compile(r"^/repos/([^/]+)/([^/]+)/issues/(\d+)/labels$")
+_ISSUES = re.compile(r"^/repos/([^/]+)/([^/]+)/issues$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class FakeGitHub:
         self.repo = repo
         self.requests: list[RecordedRequest] = []
         self.pulls: dict[int, dict[str, Any]] = {}
+        self.issues: dict[int, dict[str, Any]] = {}  # shares its numbers with pulls, as on GitHub
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -91,6 +95,7 @@ class FakeGitHub:
             (_PULLS, self._create_pull),
             (_PULL, self._get_pull),
             (_LABELS, self._labels),
+            (_ISSUES, self._issues),
         ):
             match = pattern.match(path)
             if match:
@@ -119,7 +124,7 @@ class FakeGitHub:
         with self._lock:
             if any(p["head"]["ref"] == body["head"] for p in self.pulls.values()):
                 return 422, {"message": f"A pull request already exists for {self.owner}:{body['head']}."}
-            number = len(self.pulls) + 1
+            number = len(self.pulls) + len(self.issues) + 1
             full = f"{self.owner}/{self.repo}"
             pull = {
                 "id": 100 + number, "number": number, "state": "open", "title": body["title"], "body": body.get("body"),
@@ -135,8 +140,34 @@ class FakeGitHub:
         pull = self.pulls.get(int(match.group(3)))
         return (200, pull) if pull else (404, {"message": "Not Found"})
 
+    def _issues(self, method: str, match: re.Match[str], body: Any) -> tuple[int, Any]:
+        if method == "GET":
+            listed = [i for i in self.issues.values() if i["state"] == "open"]
+            listed += [{**p, "pull_request": {"url": p["url"]}} for p in self.pulls.values()]
+            return 200, sorted(listed, key=lambda i: -i["number"])
+        if not isinstance(body, dict) or not body.get("title"):
+            return 422, {"message": "Validation Failed: missing title"}
+        return 201, self._new_issue(str(body["title"]), body.get("body"), list(body.get("labels") or []))
+
+    def add_user_issue(self, title: str, body: str) -> int:
+        """An issue a user filed by hand (no prodloop marker)."""
+        return int(self._new_issue(title, body, [])["number"])
+
+    def _new_issue(self, title: str, body: str | None, labels: list[str]) -> dict[str, Any]:
+        full = f"{self.owner}/{self.repo}"
+        with self._lock:
+            number = len(self.pulls) + len(self.issues) + 1
+            issue = {
+                "id": 500 + number, "number": number, "state": "open", "title": title, "body": body,
+                "url": f"{self.base_url}/repos/{full}/issues/{number}",
+                "html_url": f"https://github.example/{full}/issues/{number}",
+                "labels": [{"name": n} for n in labels],
+            }  # fmt: skip
+            self.issues[number] = issue
+        return issue
+
     def _labels(self, method: str, match: re.Match[str], body: Any) -> tuple[int, Any]:
-        pull = self.pulls.get(int(match.group(3)))
+        pull = self.pulls.get(int(match.group(3))) or self.issues.get(int(match.group(3)))
         if pull is None or not isinstance(body, list):
             return 404, {"message": "Not Found"}
         pull["labels"] += [{"name": name} for name in body]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from scipy import stats
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import CodePathError, NotFoundError, TriageRefused
+from prodloop.server.errors import CodePathError, NotFoundError, ProdloopError, TriageRefused
 from prodloop.server.settings import Settings, TriageSettings
 from prodloop.server.store import Store, health, policy, signals
 from prodloop.server.store.records import IssueRow
@@ -31,6 +31,7 @@ from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, cap, iso
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.locate.code_path import map_code_path
 from prodloop.tools.observe.reliability import file_tier
+from prodloop.tools.ship import github
 
 HOUR = 3600.0
 NETWORK_ERRORS = frozenset({
@@ -87,6 +88,7 @@ class Signal(BaseModel):
     attribution: list[Attribution]
     missing: list[str] = Field(description="what an observation lacks to be actionable")
     culprit: str | None
+    user_reports: list[str] = Field(description="open GitHub issues that describe it: #number title url")
     notes: list[str]
 
 
@@ -111,9 +113,17 @@ def triage_signals(
     else:
         ids = signals.active_issues(store, since=first_hour * HOUR)
     series = signals.hourly_series(store, ids, first_hour=first_hour)
+    reports: list[tuple[int, str, str, str]] = []
+    notes: list[str] = []
+    if settings.github_token is not None and ids:
+        try:  # user reports corroborate a signal; without them triage still stands
+            reports = github.open_issues(settings, repo.path)
+        except ProdloopError as exc:
+            notes.append(f"open GitHub issues not read: {str(exc)[:200]}")
     out = []
     for issue in (store.get_issue(i) for i in ids):
-        out.append(_triage_one(store, repo, settings, issue, series[issue.id], first_hour, now))
+        out.append(_triage_one(store, repo, settings, issue, series[issue.id], first_hour, now, reports))
+        out[-1].notes += notes
     out.sort(key=lambda s: (-s.priority, s.issue_id))
     return TriageReport(
         mode=cfg.mode, signals=out[:limit], actionable=sum(s.classification == "actionable" for s in out),
@@ -156,7 +166,7 @@ def onset_of(
 
 def _triage_one(
     store: Store, repo: GitRepo, settings: Settings, issue: IssueRow, counts: dict[int, int], first_hour: int,
-    now: float,
+    now: float, reports: list[tuple[int, str, str, str]],
 ) -> Signal:  # fmt: skip
     cfg = settings.triage
     onset_hour, onset = onset_of(
@@ -174,9 +184,11 @@ def _triage_one(
     notes: list[str] = []
     culprit: str | None = None
     attribution: list[Attribution] = []
+    user_reports: list[str] = []
     if onset.significant:
         culprit, path_files = _culprit(store, repo, settings, issue, notes)
         attribution = _attribute(store, repo, settings, issue, onset_at, breadth, payloads, path_files, events)
+        user_reports = _matching_reports(reports, issue, payloads, culprit)
     before, after = onset.rate_before_per_hour, onset.rate_after_per_hour
     ratio = after / before if before else (10.0 if after else 1.0)
     components = {
@@ -202,6 +214,7 @@ def _triage_one(
         "breadth": components["breadth"],
         "attribution": top.confidence if top else 0.0,
         "culprit": 1.0 if culprit else 0.0,
+        "user_reports": 1.0 if user_reports else 0.0,
     }
     confidence = round(sum(confidence_components.values()) / len(confidence_components), 4)
     tier, tier_reasons = _tier(store, settings, breadth, culprit, issue.id)
@@ -223,8 +236,39 @@ def _triage_one(
         issue_id=issue.id, title=cap(issue.title, 200) or "", classification=classification, decision=row.decision,
         tier=tier, priority=priority, priority_components=components, confidence=confidence,
         confidence_components=confidence_components, onset=onset, duration_hours=round(duration, 2),
-        breadth=breadth, depth=depth, attribution=attribution, missing=missing, culprit=culprit, notes=notes,
+        breadth=breadth, depth=depth, attribution=attribution, missing=missing, culprit=culprit,
+        user_reports=user_reports, notes=notes,
     )  # fmt: skip
+
+
+def _matching_reports(
+    reports: list[tuple[int, str, str, str]], issue: IssueRow, payloads: list[dict[str, Any]], culprit: str | None
+) -> list[str]:
+    """Open issues that name the exception type and the message, the culprit function or its file."""
+    kind = (issue.exception_type or "").rsplit(".", 1)[-1].lower()
+    if len(kind) < 4:
+        return []
+    raised = _raised(payloads)
+    crash = next((v for v in _values(payloads[0]) if isinstance(v, dict)), {}) if payloads else {}
+    message = str(crash.get("value") or "").strip().lower()[:40]
+    clues = [message] if len(message) >= 6 else []
+    if culprit:
+        where, _, function = culprit.partition(" in ")
+        clues += [function.rsplit(".", 1)[-1].lower(), where.split(":")[0].rsplit("/", 1)[-1].lower()]
+    if raised is not None and raised[2]:
+        clues.append(raised[2].lower())
+    found = []
+    for number, title, body, url in reports:
+        text = f"{title}\n{body}".lower()
+        if kind in text and any(c and len(c) >= 4 and c in text for c in clues):
+            found.append(f"#{number} {cap(title, 100)} {cap(url, 200)}")
+    return found[:5]
+
+
+def _values(payload: dict[str, Any]) -> list[Any]:
+    exc = payload.get("exception")
+    values = exc.get("values") if isinstance(exc, dict) else None
+    return list(reversed(values)) if isinstance(values, list) else []
 
 
 def _load(payload: str) -> dict[str, Any]:

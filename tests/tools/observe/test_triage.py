@@ -4,7 +4,10 @@ commits and deploy records. Prints the confusion table of (expected, got) classi
 from __future__ import annotations
 
 import copy
+import json
 import random
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -249,3 +252,72 @@ def test_triage_over_mcp_orders_issues_by_priority_and_gates_the_loop_until_a_pe
     assert set(first["priority_breakdown"]) == {"breadth", "depth", "duration", "trend"}
     report = run_loop(*ctx.collaborators(), issue_id=1)
     assert report.outcome == "needs_approval" and "prodloop triage approve 1" in (report.needed or "")
+
+
+def test_an_actionable_issue_is_filed_once_with_scrubbed_fenced_evidence_and_user_reports_corroborate(
+    scenario: Callable[..., AppContext],
+) -> None:
+    from prodloop.tools.ship.issue_filing import file_signal
+    from tests.fakes.github_api import FakeGitHub
+
+    build: Any = scenario
+    token = "ghp_" + "t0k3n" * 8
+    with FakeGitHub(token=token) as fake:
+        ctx = build("filing", github_token=token, github_base_url=fake.base_url, github_repo="acme/shop")
+        _deploys(ctx, build, NOW - 6 * HOUR)
+        hostile = copy.deepcopy(build.event)
+        hostile["exception"]["values"][-1]["value"] = (
+            "'kiwi' ``` @octocat [click](http://evil.example) password=hunter2"
+        )
+        _send(ctx, hostile, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
+        rare = copy.deepcopy(build.event)
+        rare["exception"]["values"][-1].update(type="ValueError", value="rare")
+        _send(ctx, rare, [NOW - 9 * DAY, NOW - 8 * DAY], release="shop@1.0.0", users=1)
+        fake.add_user_issue("Checkout fails with KeyError for kiwi", "Since this morning line_total raises for me")
+        fake.add_user_issue("KeyError somewhere else", "in the admin panel")
+        report = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock)
+        first = report.signals[0]
+        assert first.classification == "actionable"
+        assert [r.split(" http")[0] for r in first.user_reports] == ["#1 Checkout fails with KeyError for kiwi"], (
+            first.notes
+        )
+        assert first.confidence_components["user_reports"] == 1.0
+        with pytest.raises(TriageRefused, match="not actionable"):
+            file_signal(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=2)
+        filed = file_signal(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=first.issue_id)
+        again = file_signal(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=first.issue_id)
+        assert (filed.mode, filed.number, filed.already, again.already, again.number) == ("github", 3, False, True, 3)
+        body = fake.issues[3]["body"]
+        assert fake.issues[3]["labels"] == [{"name": "prodloop"}, {"name": "production-error"}]
+        assert "hunter2" not in body and token not in json.dumps([r.body for r in fake.requests])
+        fence_lines = [line for line in body.splitlines() if line.startswith("```")]
+        assert len(fence_lines) % 2 == 0 and "``` @octocat" not in body  # the value cannot close its fence
+        assert "deploy (0.9)" in body and "<!-- prodloop:issue=" in body
+        with ctx.store.transaction() as conn:  # the store forgot (another store, a restore): GitHub has the marker
+            conn.execute("UPDATE signals SET filed = NULL")
+        assert file_signal(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=first.issue_id).number == 3
+        assert len(fake.issues) == 3  # two users' issues and prodloop's one
+    local = build("filing-local")
+    _deploys(local, build, NOW - 6 * HOUR)
+    _send(local, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
+    triage_signals(local.store, local.git(), local.settings, local.clock)
+    written = file_signal(local.store, local.git(), local.settings, local.clock, issue_id=1)
+    assert written.mode == "local" and written.path is not None
+    assert Path(written.path).read_text().startswith("# [prodloop] KeyError")
+    assert oct(Path(written.path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_serve_http_triages_in_the_background_once_events_arrive(live_server: Callable[..., Any]) -> None:
+    from tests.conftest import make_event, post
+
+    server = live_server(triage={"interval_seconds": 1})
+    subprocess.run(["git", "init", "-q", str(server.ctx.settings.repo)], check=True)  # the service's checkout
+    header = json.dumps({"dsn": server.dsn}).encode()
+    event = json.dumps(make_event(timestamp=time.time() - 60)).encode()
+    reply = post(server.envelope_url(), b"\n".join([header, b'{"type":"event"}', event]) + b"\n")
+    assert reply.status == 200, reply.body
+    deadline = time.monotonic() + 20
+    while signals.get(server.ctx.store, 1) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    triaged = signals.get(server.ctx.store, 1)
+    assert triaged is not None and triaged.classification == "observation"  # one event: never actionable
