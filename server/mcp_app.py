@@ -179,7 +179,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     ) -> Annotated[CallToolResult, DeployRecord]:
         result = record_deploy(
             ctx.store, ctx.git(), ctx.clock, release=release, commit=commit, environment=environment,
-            deployed_at=deployed_at,
+            deployed_at=deployed_at, source="agent",
         )  # fmt: skip
         return reply(result)
 

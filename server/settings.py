@@ -47,13 +47,13 @@ REPO_POLICY: dict[str, str] = {
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
     "sentry_client_secret": "never",
-    "reliability.tier2_failure_share": "free", "reliability.tier2_users": "free",
-    "reliability.tier2_importers": "free", "reliability.change_failure_hours": "free",
+    "reliability.tier2_failure_share": "max", "reliability.tier2_users": "max",
+    "reliability.tier2_importers": "max", "reliability.change_failure_hours": "free",
     "retention.hourly_days": "never", "retention.aggregate_days": "never", "retention.event_days": "never",
-    "triage.mode": "never", "triage.baseline_days": "free", "triage.min_events": "min", "triage.max_p_value": "max",
+    "triage.mode": "never", "triage.baseline_days": "never", "triage.min_events": "min", "triage.max_p_value": "max",
     "triage.min_users": "min", "triage.min_duration_hours": "min", "triage.deploy_window_hours": "max",
     "triage.max_actionable_per_day": "max", "triage.interval_seconds": "min",
-    "triage.tenant_tag": "free", "triage.weight_breadth": "free",
+    "triage.tenant_tag": "never", "triage.weight_breadth": "free",
     "triage.weight_depth": "free", "triage.weight_duration": "free", "triage.weight_trend": "free",
 }  # fmt: skip
 
@@ -81,6 +81,9 @@ def _check_from_repo(key: str, value: Any, default: Any, path: Path) -> None:
     raise ConfigError(f"{key} in {path}", problem, f"remove it there; pass it as a flag or {env}")
 
 
+_NESTED = ("gates", "budgets", "reliability", "retention", "triage")  # tables whose keys are each classified
+
+
 class _RepoPyprojectSource(PydanticBaseSettingsSource):
     """`[tool.prodloop]` from the pyproject.toml of the repository being served."""
 
@@ -106,7 +109,7 @@ class _RepoPyprojectSource(PydanticBaseSettingsSource):
         for key, value in self._data.items():
             if key not in fields:
                 continue
-            nested = fields[key].default_factory if isinstance(value, dict) and key in ("gates", "budgets") else None
+            nested = fields[key].default_factory if isinstance(value, dict) and key in _NESTED else None
             if nested is not None:
                 defaults = nested()  # type: ignore[call-arg]
                 for sub, sub_value in value.items():
@@ -168,7 +171,9 @@ class TriageSettings(BaseModel):
     max_p_value: float = Field(default=0.01, gt=0, lt=1, description="after correcting for every onset tried")
     min_users: int = Field(default=2, ge=1, description="distinct users after onset before actionable")
     min_duration_hours: float = Field(default=1.0, ge=0)
-    deploy_window_hours: float = Field(default=24.0, gt=0, description="an onset this soon after a deploy is its")
+    deploy_window_hours: float = Field(
+        default=24.0, gt=0, le=168, description="an onset this soon after a deploy is its"
+    )
     max_actionable_per_day: int = Field(default=10, ge=1)
     interval_seconds: float = Field(
         default=300.0, ge=1, description="serve --http triages in the background this often, when events arrived"

@@ -6,6 +6,7 @@ The raw event lives only in memory here; what leaves is scrubbed JSON.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +17,7 @@ from prodloop.server.ingest.envelope import normalize_event_id
 from prodloop.server.ingest.health import packages_of
 from prodloop.server.ingest.scrub import Scrubber, keyed_hash
 from prodloop.server.settings import Settings
-from prodloop.server.store.records import EventRecord, FrameRef, Health
+from prodloop.server.store.records import HOUR, EventRecord, FrameRef, Health
 
 
 class EventProcessor:
@@ -47,12 +48,19 @@ class EventProcessor:
                 out.dropped.append(f"{kind} item {n + 1}: {exc}"[:300])
         # Every text a sender chose (release, environment, transaction name) is scrubbed like a message before it
         # is stored or shown.
+        # A time ahead of the clock is the sender's clock or a lie: it counts in the current hour (a future hour
+        # would never age out).
         text = self._scrubber.scrub_string
-        out.sessions = [replace(s, release=text(s.release), environment=text(s.environment)) for s in out.sessions]
-        out.transactions = [
-            replace(t, name=text(t.name), release=text(t.release), environment=text(t.environment))
-            for t in out.transactions
+        hour = int(self._clock.now() // HOUR)
+        out.sessions = [
+            replace(s, release=text(s.release), environment=text(s.environment), bucket=min(s.bucket, hour))
+            for s in out.sessions
         ]
+        out.transactions = [
+            replace(t, name=text(t.name), release=text(t.release), environment=text(t.environment),
+                    bucket=min(t.bucket, hour))
+            for t in out.transactions
+        ]  # fmt: skip
         return out
 
     def _packages_of(self, modules: Any) -> str | None:
@@ -106,7 +114,7 @@ class EventProcessor:
             culprit_module=culprit.module,
             culprit_function=culprit.function,
             culprit_filename=culprit.filename,
-            timestamp=float(timestamp) if isinstance(timestamp, (int, float)) else now,
+            timestamp=_clamped(timestamp, now, live=source == "ingest"),
             received=now,
             release=_short(event.get("release")),
             environment=_short(event.get("environment")),
@@ -142,6 +150,23 @@ def _user_hash(user: Any, salt: str) -> str | None:
         if isinstance(value, (str, int)) and str(value) and str(value) != "{{auto}}":
             return keyed_hash(salt, f"{key}:{value}")
     return None
+
+
+_FUTURE_SLACK = 60.0  # seconds a sender's clock may run ahead
+
+
+_LIVE_PAST = 30 * 86400.0  # what a live sender may claim of the past (Relay's own limit)
+
+
+def _clamped(timestamp: Any, now: float, *, live: bool) -> float:
+    """The event's time, never ahead of the clock (beyond a minute's slack): a future time would pin the issue's
+    last_seen, stay its "newest" event and never age out. An event sent live claiming more than 30 days ago (a
+    clock at zero, a lie about first_seen) counts now; an imported one keeps its past. No time, or no number: now."""
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
+        return now
+    if live and timestamp < now - _LIVE_PAST:
+        return now
+    return min(float(timestamp), now + _FUTURE_SLACK)
 
 
 def _short(value: Any, limit: int = 200) -> str | None:

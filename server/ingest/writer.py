@@ -22,8 +22,9 @@ _STOP = object()
 
 
 class EventWriter:
-    """`housekeeping` (the retention prune) runs on this thread after the first batch and then at most once every
-    `housekeeping_seconds`, between batches: it never races a batch's transaction."""
+    """`housekeeping` (the retention prune) starts on a thread of its own after the first batch and then at most
+    once every `housekeeping_seconds`; it takes the store's write lock per batch of its own, so senders wait for
+    at most one of them, never for the whole prune."""
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class EventWriter:
         self._housekeeping = housekeeping
         self._housekeeping_seconds = housekeeping_seconds
         self._housekept_at: float | None = None
+        self._housekeeper: threading.Thread | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="prodloop-event-writer", daemon=True)
         self._thread.start()
@@ -52,6 +54,7 @@ class EventWriter:
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
+        self.wait_for_housekeeping()
 
     def _run(self) -> None:
         stopping = False
@@ -78,16 +81,29 @@ class EventWriter:
             self._housekeep()
 
     def _housekeep(self) -> None:
+        """Start housekeeping on its own thread (its batches take the store's write lock one at a time, between
+        this thread's batches), unless it is due later or still running."""
         now = time.monotonic()
         if self._housekeeping is None or (
             self._housekept_at is not None and now - self._housekept_at < self._housekeeping_seconds
         ):
             return
+        if self._housekeeper is not None and self._housekeeper.is_alive():
+            return
         self._housekept_at = now
+        self._housekeeper = threading.Thread(target=self._run_housekeeping, name="prodloop-housekeeping", daemon=True)
+        self._housekeeper.start()
+
+    def _run_housekeeping(self) -> None:
+        assert self._housekeeping is not None
         try:
             self._housekeeping()
         except Exception as exc:  # ingest goes on; the next round tries again
             logger.error("event writer: housekeeping failed: %s", type(exc).__name__)
+
+    def wait_for_housekeeping(self, timeout: float = 30.0) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout)
 
     def _commit(self, batch: list[tuple[list[EventRecord], Health | None, Future[list[bool]]]]) -> None:
         # A sender that hung up cancelled its future: its events are still stored (they were valid and the

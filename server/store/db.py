@@ -289,13 +289,20 @@ class Store:
         return self.get_issue(issue_id)
 
     def record_deploy(
-        self, *, release: str, commit_sha: str, environment: str, deployed_at: float, project_id: int | None = None
+        self,
+        *,
+        release: str,
+        commit_sha: str,
+        environment: str,
+        deployed_at: float,
+        project_id: int | None = None,
+        source: str = "operator",
     ) -> int:
         with self.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO deploys (project_id, release, commit_sha, environment, deployed_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (project_id, release, commit_sha, environment, deployed_at),
+                "INSERT INTO deploys (project_id, release, commit_sha, environment, deployed_at, source)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (project_id, release, commit_sha, environment, deployed_at, source),
             )
         return int(cur.lastrowid or 0)
 
@@ -303,7 +310,7 @@ class Store:
         """Recorded deploys, newest first, optionally of one release and/or environment."""
         clause, params = where(("release = ?", release), ("environment = ?", environment))
         rows = self.reader().execute(
-            f"SELECT id, project_id, release, commit_sha, environment, deployed_at FROM deploys {clause}"
+            f"SELECT id, project_id, release, commit_sha, environment, deployed_at, source FROM deploys {clause}"
             " ORDER BY deployed_at DESC, id DESC",
             params,
         )
@@ -330,7 +337,7 @@ def _regress_if_resolved(conn: sqlite3.Connection, issue_id: int, r: EventRecord
         return
     if r.release is not None and r.release != row[1]:
         known = conn.execute(
-            "SELECT 1 FROM issue_releases WHERE issue_id = ? AND release = ? AND last_seen <= ? LIMIT 1",
+            "SELECT 1 FROM issue_releases WHERE issue_id = ? AND release = ? AND first_seen <= ? LIMIT 1",
             (issue_id, r.release, row[0]),
         ).fetchone()
         if known:
@@ -403,11 +410,13 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
     if r.release or r.transaction:
         conn.execute(
             """
-            INSERT INTO issue_releases (issue_id, release, transaction_name, last_seen) VALUES (?, ?, ?, ?)
-            ON CONFLICT (issue_id, release, transaction_name)
-            DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)
+            INSERT INTO issue_releases (issue_id, release, transaction_name, first_seen, last_seen)
+            VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (issue_id, release, transaction_name) DO UPDATE SET
+                first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),
+                last_seen = max(last_seen, excluded.last_seen)
             """,
-            (issue_id, r.release or "", r.transaction or "", r.timestamp),
+            (issue_id, r.release or "", r.transaction or "", r.timestamp, r.timestamp),
         )
     if r.release and r.packages:
         health_store.write_packages(conn, r.project_id, r.release, r.packages, r.timestamp)

@@ -127,12 +127,14 @@ def write(
 
 
 def write_packages(conn: sqlite3.Connection, project_id: int, release: str, packages: str, seen_at: float) -> None:
-    """The release's installed packages, as its newest event reported them."""
+    """The release's installed packages as its first event reported them; a different list for the same release
+    (a host that differs, or an event that lies) is counted as a conflict, and triage then trusts neither."""
     conn.execute(
         """
         INSERT INTO release_packages (project_id, release, packages, seen_at) VALUES (?, ?, ?, ?)
-        ON CONFLICT (project_id, release) DO UPDATE SET packages = excluded.packages, seen_at = excluded.seen_at
-        WHERE excluded.seen_at >= release_packages.seen_at
+        ON CONFLICT (project_id, release) DO UPDATE SET
+            conflicts = conflicts + (excluded.packages != release_packages.packages),
+            seen_at = min(release_packages.seen_at, excluded.seen_at)
         """,
         (project_id, release, packages, seen_at),
     )
@@ -195,8 +197,13 @@ def transaction_stats(
     ]
 
 
-def release_packages(conn: sqlite3.Connection, project_id: int, release: str) -> dict[str, str] | None:
+def release_packages(
+    conn: sqlite3.Connection, project_id: int, release: str, *, consistent_only: bool = False
+) -> dict[str, str] | None:
+    """A release's packages; with `consistent_only`, None when its events disagreed about them."""
     row = conn.execute(
-        "SELECT packages FROM release_packages WHERE project_id = ? AND release = ?", (project_id, release)
+        "SELECT packages, conflicts FROM release_packages WHERE project_id = ? AND release = ?", (project_id, release)
     ).fetchone()
-    return json.loads(row[0]) if row else None
+    if row is None or (consistent_only and row[1]):
+        return None
+    return dict(json.loads(row[0]))

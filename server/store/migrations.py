@@ -344,4 +344,15 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE signals ADD COLUMN filed TEXT
         """,
     ),
+    (
+        13,
+        """
+        ALTER TABLE deploys ADD COLUMN source TEXT NOT NULL DEFAULT 'operator';
+        ALTER TABLE issue_releases ADD COLUMN first_seen REAL;
+        UPDATE issue_releases SET first_seen = last_seen;
+        ALTER TABLE signals ADD COLUMN actionable_at REAL;
+        UPDATE signals SET actionable_at = updated_at WHERE classification = 'actionable';
+        ALTER TABLE release_packages ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0
+        """,
+    ),
 )

@@ -23,6 +23,7 @@ class Deploy:
     commit_sha: str
     environment: str
     deployed_at: float
+    source: str = "operator"  # "operator" (CLI, CI) or "agent" (MCP): an agent's record is no evidence for triage
 
 
 @dataclass(frozen=True, slots=True)

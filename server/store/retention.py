@@ -3,7 +3,7 @@
 What stays after a prune answers every query of the history: issues keep their counts, distinct users and frames;
 events per day of an old hour come from its day's first-hour row; sessions and transactions from their day rows
 (written at ingest beside the hour rows). Each issue keeps its newest raw event, so its context and code path can
-still be read. Events go in batches, each its own transaction, so a prune never holds ingest for long.
+still be read. Events go in batches of 1,000, each its own transaction, so a prune holds ingest for one batch at a time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from prodloop.server.store.db import Store
 
-_EVENT_BATCH = 5000
+_EVENT_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,13 +123,23 @@ def save(store: Store, row: SignalRow, components: dict[str, float]) -> SignalRo
         old = before.fetchone()
         conn.execute(
             f"""
-            INSERT INTO signals ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)
-            ON CONFLICT (issue_id) DO UPDATE SET classification = excluded.classification, onset = excluded.onset,
+            INSERT INTO signals ({_COLUMNS}, actionable_at)
+            VALUES (:id, :kind, :onset, :priority, :confidence, :tier, :report, 'pending', :created, :updated,
+                    CASE WHEN :kind = 'actionable' THEN :updated END)
+            ON CONFLICT (issue_id) DO UPDATE SET
+                -- the day's cap counts issues that became actionable that day, whenever they were first seen
+                actionable_at = CASE WHEN excluded.classification = 'actionable'
+                    AND signals.classification != 'actionable' THEN excluded.updated_at ELSE signals.actionable_at END,
+                -- a person's decision holds for what they decided on: a new classification or tier asks again
+                decision = CASE WHEN excluded.classification != signals.classification OR excluded.tier != signals.tier
+                    THEN 'pending' ELSE signals.decision END,
+                classification = excluded.classification, onset = excluded.onset,
                 priority = excluded.priority, confidence = excluded.confidence, tier = excluded.tier,
                 report = excluded.report, updated_at = excluded.updated_at
             """,
-            (row.issue_id, row.classification, row.onset, row.priority, row.confidence, row.tier,
-             json.dumps(row.report, separators=(",", ":")), row.created_at, row.updated_at),
+            {"id": row.issue_id, "kind": row.classification, "onset": row.onset, "priority": row.priority,
+             "confidence": row.confidence, "tier": row.tier, "report": json.dumps(row.report, separators=(",", ":")),
+             "created": row.created_at, "updated": row.updated_at},
         )  # fmt: skip
         if old is None or abs(float(old[0]) - row.priority) >= 1.0:
             conn.execute(
@@ -163,7 +173,7 @@ def all_signals(store: Store) -> list[SignalRow]:
 def actionable_since(store: Store, since: float) -> int:
     row = (
         store.reader()
-        .execute("SELECT COUNT(*) FROM signals WHERE classification = 'actionable' AND created_at >= ?", (since,))
+        .execute("SELECT COUNT(*) FROM signals WHERE classification = 'actionable' AND actionable_at >= ?", (since,))
         .fetchone()
     )
     return int(row[0])

@@ -63,7 +63,11 @@ def test_tokens_are_masked_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "[tool.prodloop.gates]\nrequire_isolation = false", "[tool.prodloop.gates]\nisolate-network = false",
         "[tool.prodloop.gates]\nrun_non_hermetic = true", "[tool.prodloop.gates]\nmin_mutation_score = 0.1",
         "[tool.prodloop.gates]\nflaky_runs = 1", "[tool.prodloop.budgets]\nmax_runs = 1000",
-        "[tool.prodloop.gates]\ntimeout_seconds = 3600",
+        "[tool.prodloop.gates]\ntimeout_seconds = 3600", "[tool.prodloop.triage]\nmode = \"autonomous\"",
+        "[tool.prodloop.triage]\nmin_events = 2", "[tool.prodloop.triage]\ndeploy_window_hours = 100",
+        "[tool.prodloop.triage]\ntenant_tag = \"none\"", "[tool.prodloop.triage]\nbaseline_days = 3",
+        "[tool.prodloop.retention]\nevent_days = 1", "[tool.prodloop.reliability]\ntier2_users = 1000",
+        "[tool.prodloop]\nsentry_client_secret = \"x\"",
     ],
 )  # fmt: skip
 def test_a_repository_can_only_tighten_never_loosen_or_redirect(
@@ -83,9 +87,13 @@ def test_what_a_repository_may_set_still_applies_and_flags_or_env_still_loosen(
         tmp_path,
         "[tool.prodloop]\nport = 9009\npath_rewrites = {'/app/' = ''}\nscrub_emails = true\n"
         "[tool.prodloop.gates]\nflaky_runs = 8\ntimeout_seconds = 30\nmin_mutation_score = 0.9\n"
-        "[tool.prodloop.budgets]\nmax_runs = 3\n",
+        "[tool.prodloop.budgets]\nmax_runs = 3\n"
+        "[tool.prodloop.triage]\nmin_events = 50\ndeploy_window_hours = 6\nweight_trend = 2.0\n"
+        "[tool.prodloop.reliability]\ntier2_users = 5\n",
     )
     s = load_settings(repo=tmp_path)
+    assert (s.triage.min_events, s.triage.deploy_window_hours, s.triage.weight_trend) == (50, 6, 2.0)
+    assert s.reliability.tier2_users == 5  # stricter: more code counts as tier 2
     assert (s.port, s.path_rewrites, s.gates.flaky_runs, s.gates.timeout_seconds) == (9009, {"/app/": ""}, 8, 30)
     assert (s.gates.min_mutation_score, s.budgets.max_runs) == (0.9, 3)
     monkeypatch.setenv("PRODLOOP_GITHUB_BASE_URL", "https://ghe.example/api/v3")

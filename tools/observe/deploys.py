@@ -28,6 +28,7 @@ def record_deploy(
     commit: str,
     environment: str = "production",
     deployed_at: float | None = None,
+    source: str = "operator",
 ) -> DeployRecord:
     sha = repo.resolve(commit)
     if sha is None:
@@ -35,5 +36,7 @@ def record_deploy(
             str(repo.path), f"{commit[:60]} names no commit", "give a sha, tag or branch of this repository"
         )
     at = clock.now() if deployed_at is None else deployed_at
-    deploy_id = store.record_deploy(release=release, commit_sha=sha, environment=environment, deployed_at=at)
+    deploy_id = store.record_deploy(
+        release=release, commit_sha=sha, environment=environment, deployed_at=at, source=source
+    )
     return DeployRecord(id=deploy_id, release=release, commit=sha, environment=environment, deployed_at=iso(at))

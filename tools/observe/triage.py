@@ -52,6 +52,9 @@ class Onset(BaseModel):
     events_before: int
     rate_after_per_hour: float
     rate_before_per_hour: float
+    dispersion: float = Field(
+        description="variance/mean around the daily profile before onset; counts were divided by it"
+    )
     p_value: float = Field(description="one-sided exact test, corrected for every hour tried")
     significant: bool
 
@@ -106,7 +109,9 @@ def triage_signals(
     """Triage every issue seen in the baseline window (or one), record each signal, return them by priority."""
     cfg = settings.triage
     now = clock.now()
-    first_hour = int(now // HOUR) - cfg.baseline_days * 24 + 1
+    # Hours older than retention.hourly_days are folded into their day's first hour: the series stops there.
+    baseline_days = min(cfg.baseline_days, settings.retention.hourly_days)
+    first_hour = int(now // HOUR) - baseline_days * 24 + 1
     if issue_id is not None:
         store.get_issue(issue_id)  # a clear error for an unknown id
         ids = [issue_id]
@@ -134,32 +139,81 @@ def triage_signals(
 def onset_of(
     counts: dict[int, int], first_hour: int, last_hour: int, *, min_events: int, max_p_value: float
 ) -> tuple[int | None, Onset]:
-    """The hour after which the rate rose most significantly, by an exact one-sided binomial test of the events
-    after vs before each candidate hour (under no change, an event falls after hour h with probability = the
-    share of hours after h), Bonferroni-corrected for the hours tried."""
+    """The hour the current rise began: the most significant rise over the window (`_rise`), then, while the stretch
+    after it holds another significant rise, that one (binary segmentation toward the present: a few old events
+    and then a spike have the spike's onset)."""
     hours = last_hour - first_hour + 1
-    series = np.zeros(hours, dtype=np.int64)
+    series = np.zeros(max(hours, 0), dtype=np.float64)
     for hour, n in counts.items():
         if first_hour <= hour <= last_hour:
             series[hour - first_hour] += n
-    total = int(series.sum())
+    found = _rise(series, first_hour, min_events=min_events, max_p_value=max_p_value)
+    if found is None:
+        return None, Onset(at=None, events_after=0, events_before=int(series.sum()), rate_after_per_hour=0.0,
+                           rate_before_per_hour=0.0, dispersion=1.0, p_value=1.0, significant=False)  # fmt: skip
+    start, onset = found
+    while onset.significant:
+        deeper = _rise(series[start - first_hour :], start, min_events=min_events, max_p_value=max_p_value)
+        if deeper is None or not deeper[1].significant:
+            break
+        start, onset = (
+            deeper[0],
+            deeper[1].model_copy(update={"events_before": int(series[: deeper[0] - first_hour].sum())}),
+        )
+    return start, onset
+
+
+def _rise(series: Any, first_hour: int, *, min_events: int, max_p_value: float) -> tuple[int, Onset] | None:
+    """The hour after which the rate rose most significantly. For each candidate hour with a full day before it, the
+    events expected after it come from the same hours of the day before it (a daily profile, shrunk towards the
+    mean rate: a busy mid-day is not a rise). The test: the events after vs before, binomial (an event falls after
+    the hour with probability expected-after / (expected-after + before), "before" at least half an event), exact
+    (regularized incomplete beta) on counts divided by their dispersion around the profile (before the hour, and
+    over the stretch but its last day; at least 1: bursts and extra variance are not a rise; quasi-Poisson),
+    Bonferroni-corrected for the hours tried."""
+    hours = len(series)
+    total = float(series.sum())
     if hours < 2 or total == 0:
-        return None, Onset(at=None, events_after=0, events_before=total, rate_after_per_hour=0.0,
-                           rate_before_per_hour=0.0, p_value=1.0, significant=False)  # fmt: skip
-    splits = np.arange(1, hours)
-    before = np.cumsum(series)[:-1]
+        return None
+    splits = np.arange(24 if hours >= 48 else max(1, hours // 2), hours)
+    hod = np.arange(first_hour, first_hour + hours) % 24
+    # Per hour of the day k: running sums (up to and including each index) of counts, squares and hours.
+    mask = (hod[None, :] == np.arange(24)[:, None]).astype(np.float64)  # 24 x hours
+    sums = np.cumsum(mask * series, axis=1)[:, splits - 1]
+    squares = np.cumsum(mask * series**2, axis=1)[:, splits - 1]
+    seen = np.cumsum(mask, axis=1)[:, splits - 1]
+    after_hours = mask.sum(axis=1)[:, None] - seen  # hours of each kind after the split
+    before = sums.sum(axis=0)
     after = total - before
-    share_after = (hours - splits) / hours
-    p = stats.binom.sf(after - 1, total, share_after)  # P(X >= after)
-    best = int(np.argmin(p))
-    corrected = float(min(1.0, p[best] * len(splits)))
+    prior = np.maximum(before, 0.5)  # nothing before is "under one event", not a rate of zero
+    mean = prior / splits
+    shrink = 3.0  # pseudo-hours of the mean rate in each hour's profile
+    profile = (sums + shrink * mean) / (seen + shrink)
+    expected_after = (profile * after_hours).sum(axis=0)
+    residual = (squares - 2 * profile * sums + profile**2 * seen).sum(axis=0) / np.maximum(splits - 1, 1)
+    dispersion = np.maximum(1.0, np.divide(residual, mean, out=np.ones_like(mean), where=mean > 0))
+    # A short stretch before a split may hold none of the bursts the rest shows: the dispersion of the stretch but
+    # its last day (where a rise would be) around its own daily profile is a floor.
+    base = series[: hours - 24] if hours > 48 else series
+    base_mask = mask[:, : len(base)]
+    if base.sum() > 0:
+        level = (base_mask * base).sum(axis=1) / np.maximum(base_mask.sum(axis=1), 1)
+        spread = float(((base - level[hod[: len(base)]]) ** 2).sum() / max(len(base) - 1, 1))
+        dispersion = np.maximum(dispersion, max(1.0, spread / (base.sum() / len(base))))
+    share_after = expected_after / (expected_after + prior)
+    k = after / dispersion
+    n = total / dispersion
+    # log P(X >= k) for X ~ Binomial(n, share) = log I_share(k, n - k + 1), for counts no longer whole
+    log_p = np.where(k > 0, stats.beta.logcdf(share_after, np.maximum(k, 1e-9), n - k + 1), 0.0)
+    best = int(np.argmin(log_p))
+    corrected = float(min(1.0, np.exp(log_p[best] + np.log(len(splits)))))
     split = int(splits[best])
-    hours_after, hours_before = hours - split, split
-    n_after, n_before = int(after[best]), int(before[best])
+    n_after, n_before = round(float(after[best])), round(float(before[best]))
     onset = Onset(
         at=iso((first_hour + split) * HOUR), events_after=n_after, events_before=n_before,
-        rate_after_per_hour=round(n_after / hours_after, 3), rate_before_per_hour=round(n_before / hours_before, 3),
-        p_value=float(f"{corrected:.4g}"), significant=corrected <= max_p_value and n_after >= min_events,
+        rate_after_per_hour=round(n_after / (hours - split), 3), rate_before_per_hour=round(n_before / split, 3),
+        dispersion=round(float(dispersion[best]), 3), p_value=float(f"{corrected:.4g}"),
+        significant=corrected <= max_p_value and n_after >= min_events,
     )  # fmt: skip
     return first_hour + split, onset
 
@@ -339,6 +393,8 @@ def _attribute(
     found: list[Attribution] = []
     deploys = sorted(store.deploys(), key=lambda d: d.deployed_at)
     for i, d in enumerate(deploys):
+        if d.source != "operator":  # an agent may record a deploy; only the operator's (CLI, CI) is evidence
+            continue
         lag = onset_at - d.deployed_at
         if not -HOUR <= lag <= cfg.deploy_window_hours * HOUR:
             continue
@@ -346,7 +402,9 @@ def _attribute(
             continue
         evidence = [f"onset {max(0.0, lag) / 60:.0f} min after deploy {cap(d.release, 80)} to {d.environment}"]
         confidence = 0.5
-        earlier = next((e for e in reversed(deploys[:i]) if e.environment == d.environment), None)
+        earlier = next(
+            (e for e in reversed(deploys[:i]) if e.environment == d.environment and e.source == "operator"), None
+        )
         if earlier is not None and path_files:
             try:
                 touched = sorted(repo.changed_between(earlier.commit_sha, d.commit_sha) & set(path_files))
@@ -423,8 +481,8 @@ def _dependency_change(
     )
     if earlier is None:
         return None
-    old = health.release_packages(store.reader(), issue.project_id, str(earlier[0])) or {}
-    new = health.release_packages(store.reader(), issue.project_id, failing) or {}
+    old = health.release_packages(store.reader(), issue.project_id, str(earlier[0]), consistent_only=True) or {}
+    new = health.release_packages(store.reader(), issue.project_id, failing, consistent_only=True) or {}
     bumped = sorted(name for name in new if name in old and new[name] != old[name])
     added = sorted(name for name in new if name not in old)
     if not bumped and not added:

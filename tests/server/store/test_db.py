@@ -112,6 +112,7 @@ def test_a_resolved_issue_seen_again_in_a_new_release_regresses_and_a_straggler_
     assert (resolved.status, resolved.resolved_in, resolved.resolved_at) == ("resolved", "shop@1.1", t0 + 7200)
     assert seen(t0 + 1800, "shop@2.0").status == "resolved"  # an event from before the resolution, arriving late
     assert seen(t0 + 3 * 3600, "shop@1.0").status == "resolved"  # an old server still running the old release
+    assert seen(t0 + 3.5 * 3600, "shop@1.0").status == "resolved"  # and again: still a straggler
     back = seen(t0 + 4 * 3600, "shop@1.1")  # the release said to carry the fix fails the same way
     assert (back.status, back.regressions) == ("unresolved", 1)
     clock.at = t0 + 5 * 3600
@@ -120,11 +121,33 @@ def test_a_resolved_issue_seen_again_in_a_new_release_regresses_and_a_straggler_
     assert (seen(t0 + 7 * 3600, "shop@1.2").regressions, store.get_issue(1).status) == (2, "unresolved")
     store.set_status(1, "resolved")
     assert seen(t0 + 8 * 3600, None).regressions == 3  # no release: seen after the resolution is all it says
-    assert store.get_issue(1).event_count == 8
+    assert store.get_issue(1).event_count == 9
     with pytest.raises(NotFoundError, match="call list_issues"):
         store.set_status(99, "resolved")
     with pytest.raises(InvalidArgument, match="is not resolved, unresolved or ignored"):
         store.set_status(1, "fixed")
+
+
+def test_an_event_from_the_future_counts_now_and_cannot_pin_the_issue(make_ctx: Callable[..., AppContext]) -> None:
+    clock = FixedClock(at=1_780_000_000.0)
+    ctx = make_ctx(clock=clock)
+    project = ctx.store.create_project("svc")
+    processor = EventProcessor(ctx.settings, clock)
+    live = [processor.process(make_event(timestamp=at), project_id=project.id, user_salt="s", source="ingest")
+            for at in (82_048_896_000.0, float("nan"), 0.0)]  # fmt: skip
+    imported = processor.process(make_event(timestamp=0.0), project_id=project.id, user_salt="s", source="file")
+    ctx.store.write_events([*live, imported])
+    issue = ctx.store.get_issue(1)
+    assert issue.last_seen == 1_780_000_060.0  # a minute's slack for a sender's clock, no more
+    stored = ctx.store.reader().execute("SELECT timestamp FROM events ORDER BY id").fetchall()
+    # sent live: the future and 1970 count now; an exported event imported from a file keeps its own past
+    assert stored == [(1_780_000_060.0,), (1_780_000_000.0,), (1_780_000_000.0,), (0.0,)]
+    health = EventProcessor(ctx.settings, clock).health(
+        [("session", json.dumps({"init": True, "status": "exited", "timestamp": 82_048_896_000.0,
+                                 "attrs": {"release": "svc@1"}}).encode())],
+        project_id=1, user_salt="s",
+    )  # fmt: skip
+    assert [s.bucket for s in health.sessions] == [int(1_780_000_000.0 // 3600)]
 
 
 def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path) -> None:

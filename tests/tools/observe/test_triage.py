@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from prodloop.server.clock import FixedClock
@@ -179,7 +180,36 @@ def test_no_actionable_issue_from_steady_noise_even_after_a_deploy(scenario: Cal
         _send(ctx, event, times, release="shop@1.1.0")
     report = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock)
     assert len(report.signals) == 12 and report.actionable == 0
-    assert all(any(m.startswith("significance") for m in s.missing) for s in report.signals)
+    assert not any(s.onset.significant for s in report.signals)
+    assert all(any(m.startswith(("significance", "volume")) for m in s.missing) for s in report.signals)
+
+
+def _noise(kind: str, rng: np.random.Generator, hours: int = 336) -> dict[int, int]:
+    hour = np.arange(hours)
+    if kind == "diurnal":  # a daily cycle, busiest mid-day
+        rate = 20 * (1 + 0.9 * np.sin(2 * np.pi * (hour % 24 - 6) / 24))
+        counts = rng.poisson(rate)
+    elif kind == "bursty":  # quiet, with the odd retry storm
+        counts = rng.poisson(0.5, hours) + (rng.random(hours) < 0.02) * rng.poisson(20, hours)
+    else:  # overdispersed: negative binomial, mean 5
+        counts = rng.negative_binomial(1, 1 / 6, hours)
+    return {int(h): int(n) for h, n in zip(hour, counts, strict=True) if n}
+
+
+@pytest.mark.parametrize("kind", ["diurnal", "bursty", "negbin"])
+def test_cycles_bursts_and_overdispersed_noise_are_not_an_onset(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    flagged = [onset_of(_noise(kind, rng), 0, 335, min_events=10, max_p_value=0.01)[1].significant for _ in range(100)]
+    assert sum(flagged) <= 1  # the test's level is 1%: noise of any of these shapes stays near it
+
+
+def test_a_real_rise_on_top_of_a_daily_cycle_is_still_found() -> None:
+    rng = np.random.default_rng(8)
+    counts = _noise("diurnal", rng)
+    for h in range(320, 336):
+        counts[h] = counts.get(h, 0) + 200  # ten times the mean rate for the last sixteen hours
+    hour, onset = onset_of(counts, 0, 335, min_events=10, max_p_value=0.01)
+    assert onset.significant and hour is not None and 318 <= hour <= 321 and onset.dispersion > 1
 
 
 def test_onset_is_the_hour_the_rate_rose_and_low_volume_never_looks_significant() -> None:
@@ -321,3 +351,57 @@ def test_serve_http_triages_in_the_background_once_events_arrive(live_server: Ca
         time.sleep(0.2)
     triaged = signals.get(server.ctx.store, 1)
     assert triaged is not None and triaged.classification == "observation"  # one event: never actionable
+
+
+def test_forged_corroboration_does_not_make_an_issue_actionable(scenario: Callable[..., AppContext]) -> None:
+    from prodloop.tools.observe.deploys import record_deploy
+
+    build: Any = scenario
+    # An agent records the deploy that would explain the spike (what the MCP tool does): not evidence.
+    ctx = build("agent-deploy")
+    for release, commit, at in (("shop@1.0.0", build.service.commit, NOW - 10 * DAY),
+                                ("shop@1.1.0", build.changed, NOW - 6 * HOUR)):  # fmt: skip
+        record_deploy(ctx.store, ctx.git(), ctx.clock, release=release, commit=commit, deployed_at=at, source="agent")
+    _send(ctx, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
+    (signal,) = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals
+    assert signal.classification == "observation" and not any(a.cause == "deploy" for a in signal.attribution)
+    # A sender claims other packages for the failing release: the release's packages disagree, so no dependency
+    # change is trusted (the first list a release reported is kept; a different one is a conflict).
+    ctx = build("forged-packages")
+    base = _with_library_frame(build.event, "requests")
+    _send(ctx, {**base, "modules": {"requests": "2.31.0"}}, [NOW - 8 * DAY], release="shop@1.0.0")
+    _send(ctx, {**base, "modules": {"requests": "2.31.0"}}, _spread(NOW - 7 * HOUR, NOW, 40), release="shop@1.1.0")
+    _send(ctx, {**base, "modules": {"requests": "9.9.9"}}, [NOW - HOUR], release="shop@1.1.0")
+    (signal,) = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals
+    assert signal.classification == "observation" and not any(a.cause == "dependency" for a in signal.attribution)
+
+
+def test_a_decision_holds_for_what_was_decided_and_the_daily_cap_counts_issues_that_became_actionable(
+    scenario: Callable[..., AppContext],
+) -> None:
+    build: Any = scenario
+    ctx = build("decisions", triage={"max_actionable_per_day": 1})
+    clock = ctx.clock
+    assert isinstance(clock, FixedClock)
+    _deploys(ctx, build, NOW - 6 * HOUR)
+    for n in range(2):  # two issues, each seen a little yesterday: observations then
+        event = copy.deepcopy(build.event)
+        event["exception"]["values"][-1].update(type=f"Spike{n}Error")
+        _send(ctx, event, [NOW - 3 * DAY, NOW - 2 * DAY], release="shop@1.0.0")
+    clock.at = NOW - DAY
+    assert [s.classification for s in triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals] == [
+        "observation", "observation",
+    ]  # fmt: skip
+    signals.decide(ctx.store, 1, "approved", who="Ada", why="looks real", at=clock.at)
+    clock.at = NOW
+    for n in range(2):  # both spike after the deploy today
+        event = copy.deepcopy(build.event)
+        event["exception"]["values"][-1].update(type=f"Spike{n}Error")
+        _send(ctx, event, _spread(NOW - 5.5 * HOUR, NOW, 40, seed=n), release="shop@1.1.0")
+    today = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals
+    assert sorted(s.classification for s in today) == ["actionable", "observation"], [
+        (s.missing, s.onset) for s in today
+    ]
+    capped = next(s for s in today if s.classification == "observation")
+    assert any("today's cap of 1" in m for m in capped.missing)
+    assert signals.get(ctx.store, 1) is not None and signals.get(ctx.store, 1).decision == "pending"  # type: ignore[union-attr]
