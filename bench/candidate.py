@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     recorder = _Recorder()
     try:
         service = SampleService(scratch / "shop")
-        ctx = AppContext.open(load_settings(repo=service.root, data_dir=scratch / "data"))
+        ctx = AppContext.open(load_settings(repo=service.root, data_dir=scratch / "data", triage={"mode": "off"}))
         try:
             import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="bench")
             ctx.with_runner(_TimedRunner(**vars(Runner.from_settings(ctx.settings)), recorder=recorder))

@@ -195,7 +195,7 @@ class Shims:
 
 
 def receipt(scratch: Path, repo: Path) -> AppContext:
-    settings = load_settings(repo=repo, data_dir=scratch / "data", gates={"flaky_runs": 1})
+    settings = load_settings(repo=repo, data_dir=scratch / "data", gates={"flaky_runs": 1}, triage={"mode": "off"})
     ctx = AppContext.open(settings)
     event = pkg.capture(repo, release="storefront@2.4.0")
     import_events(ctx, ctx.store.create_project("storefront"), [("crash", event)], source="bench")

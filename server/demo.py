@@ -32,8 +32,10 @@ from prodloop.server.context import AppContext
 from prodloop.server.http_app import build_http_app
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import load_settings
+from prodloop.server.store import signals
 from prodloop.tools.engine.git_repo import run_git
 from prodloop.tools.loop import run_loop
+from prodloop.tools.observe.triage import triage_signals
 
 SAMPLE_FILES: dict[str, str] = {
     "shop/__init__.py": "",
@@ -139,7 +141,8 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
         step = _stepper(console, started)
         repo = write_sample_service(root / "shop")
         step("sample service written", f"git repository at {repo}, origin {root / 'origin.git'}")
-        ctx = AppContext.open(load_settings(repo=repo, data_dir=root / "prodloop-data"))
+        # The default triage mode: agent work on an issue waits for a person's approval, which the demo gives.
+        ctx = AppContext.open(load_settings(repo=repo, data_dir=root / "prodloop-data", triage={"mode": "approve"}))
         try:
             project = ctx.store.create_project("shop")
             with serve_in_thread(ctx, token="demo-not-exposed") as port:  # noqa: S106 (loopback only)
@@ -160,6 +163,11 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
                 f"{culprit['location']['repo_path']}:{culprit['location']['lineno']} in {culprit['qualname']} "
                 f"at {seen['code_path']['release']['commit'][:12]} ({seen['code_path']['release']['source']})",
             )
+            issue_id = seen["issue"]["id"]
+            (signal,) = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=issue_id).signals
+            signals.decide(ctx.store, issue_id, "approved", who="demo operator", why="the demo's own crash",
+                           at=ctx.clock.now())  # fmt: skip
+            step("operator approved it in triage", f"triage said {signal.classification}; agent work is cleared")
             write_scripted_fix(repo)
             step("scripted agent wrote the fix", "shop/pricing.py: unknown SKUs are priced 0")
             report = run_loop(

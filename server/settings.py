@@ -160,12 +160,13 @@ class ReliabilitySettings(BaseModel):
 
 class TriageSettings(BaseModel):
     """`[tool.prodloop.triage]`: when a production signal is worth an agent's work. `mode`: `shadow` (record what
-    would be done; agent work on triaged issues refused), `approve` (a person approves each triaged issue first),
-    `autonomous` (actionable issues proceed)."""
+    would be done; agent work refused), `approve` (a person approves each issue first), `autonomous` (actionable
+    issues proceed), `off` (triage does not gate: development and benches of the other stages; never from a
+    repository). An issue not triaged yet is triaged when work on it is asked for."""
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["shadow", "approve", "autonomous"] = "approve"
+    mode: Literal["shadow", "approve", "autonomous", "off"] = "approve"
     baseline_days: int = Field(default=14, ge=1, le=90, description="the hourly series triage reads")
     min_events: int = Field(default=10, ge=1, description="events after onset before a change can be significant")
     max_p_value: float = Field(default=0.01, gt=0, lt=1, description="after correcting for every onset tried")

@@ -8,6 +8,7 @@ import gzip
 import io
 import itertools
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +25,10 @@ from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import Project
 from tests.sample_service import SampleService
+
+# Triage's gate (a person approves agent work on an issue) is tested by tests/tools/observe/test_triage.py, the
+# demo and the canary run, which set their mode; the other stages' tests run with it off, as an operator may.
+os.environ.setdefault("PRODLOOP_TRIAGE__MODE", "off")
 
 MCP_TOKEN = "test-token-0123456789abcdef"
 

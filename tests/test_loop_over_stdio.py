@@ -39,6 +39,14 @@ async def test_an_agent_takes_a_production_crash_to_a_pull_request_over_stdio(tm
     )
     async with Client(params) as client:
         issue = (await client.call_tool("list_issues", {})).structured_content["issues"][0]
+        # The server runs the default triage mode: agent work waits until a person approves the issue.
+        refused = await client.call_tool("synthesize_regression_test", {"issue_id": issue["id"]})
+        assert refused.is_error and "prodloop triage approve 1" in refused.content[0].text  # type: ignore[union-attr]
+        approved = subprocess.run(
+            [sys.executable, "-m", "prodloop.server.cli", "triage", "approve", "1", "--by", "Ada",
+             "--repo", str(service.root)], env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
         context = (await client.call_tool("fetch_error_context", {"issue_id": issue["id"]})).structured_content
         assert context["frames"][-1]["function"] == "line_total"
         path = (await client.call_tool("map_code_path", {"issue_id": issue["id"]})).structured_content

@@ -24,7 +24,7 @@ EVENT_WAIT = 30.0
 
 
 def open_context(service: Path, data: Path, python: Path) -> AppContext:
-    return AppContext.open(load_settings(repo=service, data_dir=data, service_python=python))
+    return AppContext.open(load_settings(repo=service, data_dir=data, service_python=python, triage={"mode": "off"}))
 
 
 def service_env(roots: list[Path], **extra: str) -> dict[str, str]:

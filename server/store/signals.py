@@ -81,17 +81,19 @@ def recent_payloads(
 
 def breadth_counts(store: Store, issue_id: int, *, since: float) -> tuple[int, list[str], list[str]]:
     """(distinct users, releases, environments) of the issue's events since `since`."""
-    conn = store.reader()
-    users = conn.execute(
-        "SELECT COUNT(DISTINCT user_hash) FROM events WHERE issue_id = ? AND timestamp >= ?", (issue_id, since)
-    ).fetchone()[0]
-    rows = conn.execute(
-        "SELECT DISTINCT release, environment FROM events WHERE issue_id = ? AND timestamp >= ?", (issue_id, since)
-    ).fetchall()
+    users, releases, environments = (
+        store.reader()
+        .execute(
+            "SELECT COUNT(DISTINCT user_hash), json_group_array(DISTINCT release),"
+            " json_group_array(DISTINCT environment) FROM events WHERE issue_id = ? AND timestamp >= ?",
+            (issue_id, since),
+        )
+        .fetchone()
+    )
     return (
         int(users),
-        sorted({r for r, _ in rows if r}),
-        sorted({e for _, e in rows if e}),
+        sorted({r for r in json.loads(releases) if isinstance(r, str) and r}),
+        sorted({e for e in json.loads(environments) if isinstance(e, str) and e}),
     )
 
 
@@ -116,8 +118,18 @@ def tenants_in_releases(
     return {str(v) for (v,) in rows if v is not None}
 
 
-def save(store: Store, row: SignalRow, components: dict[str, float]) -> SignalRow:
-    """Insert or update the issue's signal (its decision is kept), and keep the priority's history when it moved."""
+def save(store: Store, row: SignalRow, components: dict[str, float], old_row: SignalRow | None = None) -> SignalRow:
+    """Insert or update the issue's signal (its decision is kept while what was decided on holds), and keep the
+    priority's history when it moved. A pass that finds nothing new writes nothing (a steady issue costs no
+    commit)."""
+    old_row = old_row or get(store, row.issue_id)
+    if old_row is not None and (
+        (old_row.classification, old_row.onset, old_row.tier, old_row.report)
+        == (row.classification, row.onset, row.tier, row.report)
+        and abs(old_row.priority - row.priority) < 1.0
+        and abs(old_row.confidence - row.confidence) < 0.01
+    ):
+        return old_row
     with store.transaction() as conn:
         before = conn.execute("SELECT priority, decision, created_at FROM signals WHERE issue_id = ?", (row.issue_id,))
         old = before.fetchone()

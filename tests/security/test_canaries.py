@@ -311,6 +311,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )  # fmt: skip
         log.write_bytes(ingest.stdout + ingest.stderr)
         assert ingest.returncode == 0, ingest.stderr.decode()
+        for person in (["triage"], ["triage", "approve", "1", "--by", "operator"], ["triage", "approve", "2", "--by",
+                                                                                  "operator"]):  # fmt: skip
+            cleared = subprocess.run(
+                [sys.executable, "-m", "prodloop.server.cli", *person, "--repo", str(service.root)],
+                env=env, capture_output=True, cwd=base,
+            )  # fmt: skip
+            assert cleared.returncode == 0, cleared.stderr.decode()
         exported.unlink()  # the attacker's file itself is not prodloop's to scan
         yield Served(service, remote, data, scratch, home, log, marker, socket_hits, env, canaries, github)
 

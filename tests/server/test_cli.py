@@ -151,7 +151,10 @@ def test_loop_exit_codes_say_what_is_needed(tmp_path: Path) -> None:
     import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="test")
     ctx.close()
     args = ("loop", "--issue", "1", "--repo", str(service.root), "--data-dir", str(tmp_path / "data"))
-    needs = _run(*args, "--json", cwd=tmp_path)
+    gated = _run(*args, "--json", cwd=tmp_path)  # triage.mode approve (the default): a person has not approved
+    assert gated.returncode == 5 and "prodloop triage approve 1" in json.loads(gated.stdout)[0]["needed"]
+    triage_off = {"PRODLOOP_TRIAGE__MODE": "off"}
+    needs = _run(*args, "--json", cwd=tmp_path, env=triage_off)
     assert needs.returncode == 3, needs.stderr
     (report,) = json.loads(needs.stdout)
     assert report["outcome"] == "needs_agent"
@@ -159,7 +162,7 @@ def test_loop_exit_codes_say_what_is_needed(tmp_path: Path) -> None:
     assert "def test_line_total_does_not_raise_keyerror_issue_1" in report["test_code"]
     assert [s["name"] for s in report["steps"]][:2] == ["map_code_path", "synthesize_regression_test"]
     (tmp_path / "shop" / "pyproject.toml").write_text("[tool.prodloop.budgets]\nmax_synthesis_attempts = 1\n")
-    exhausted = _run(*args, cwd=tmp_path)
+    exhausted = _run(*args, cwd=tmp_path, env=triage_off)
     assert exhausted.returncode == 4
     assert "budget of issue 1 is exhausted" in exhausted.stderr
     assert "synthesis budget: 1 of 1 synthesis attempts used" in exhausted.stderr

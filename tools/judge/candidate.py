@@ -182,7 +182,7 @@ def run_candidate_test(
     *,
     budget_kind: Literal["candidate", "synthesis"] = "candidate",
 ) -> CandidateResult:
-    require_clearance(store, settings.triage, given.issue_id, action="run_candidate_test")
+    require_clearance(store, repo, settings, clock, given.issue_id, action="run_candidate_test")
     gates_cfg = settings.gates
     tree = parse_test(given.test_code)
     names = test_function_names(tree)

@@ -13,6 +13,7 @@ whether agent work on a triaged issue needs a person's approval (`require_cleara
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy import stats
+from scipy import special
 
 from prodloop.server.clock import Clock
 from prodloop.server.errors import CodePathError, NotFoundError, ProdloopError, TriageRefused
@@ -147,9 +148,15 @@ def onset_of(
     for hour, n in counts.items():
         if first_hour <= hour <= last_hour:
             series[hour - first_hour] += n
+    total = int(series.sum())
+    if 0 < total < min_events:  # too few events to ever be significant: no test; "since onset" is since the first
+        start = first_hour + int(np.flatnonzero(series)[0])
+        return start, Onset(at=iso(start * HOUR), events_after=total, events_before=0,
+                            rate_after_per_hour=round(total / (last_hour - start + 1), 3), rate_before_per_hour=0.0,
+                            dispersion=1.0, p_value=1.0, significant=False)  # fmt: skip
     found = _rise(series, first_hour, min_events=min_events, max_p_value=max_p_value)
     if found is None:
-        return None, Onset(at=None, events_after=0, events_before=int(series.sum()), rate_after_per_hour=0.0,
+        return None, Onset(at=None, events_after=0, events_before=total, rate_after_per_hour=0.0,
                            rate_before_per_hour=0.0, dispersion=1.0, p_value=1.0, significant=False)  # fmt: skip
     start, onset = found
     while onset.significant:
@@ -161,6 +168,21 @@ def onset_of(
             deeper[1].model_copy(update={"events_before": int(series[: deeper[0] - first_hour].sum())}),
         )
     return start, onset
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(offset: int, hours: int) -> tuple[Any, Any, Any, Any, Any]:
+    """What every series of `hours` hours starting at hour-of-day `offset` shares: the candidate splits, each
+    hour's hour of the day, the 24 x hours mask of them, and how many hours of each kind lie before / after each
+    split. The same for every issue of a pass."""
+    splits = np.arange(24 if hours >= 48 else max(1, hours // 2), hours)
+    hod = (np.arange(hours) + offset) % 24
+    mask = (hod[None, :] == np.arange(24)[:, None]).astype(np.float64)
+    seen = np.cumsum(mask, axis=1)[:, splits - 1]
+    after_hours = mask.sum(axis=1)[:, None] - seen
+    for array in (splits, hod, mask, seen, after_hours):
+        array.setflags(write=False)
+    return splits, hod, mask, seen, after_hours
 
 
 def _rise(series: Any, first_hour: int, *, min_events: int, max_p_value: float) -> tuple[int, Onset] | None:
@@ -175,14 +197,10 @@ def _rise(series: Any, first_hour: int, *, min_events: int, max_p_value: float) 
     total = float(series.sum())
     if hours < 2 or total == 0:
         return None
-    splits = np.arange(24 if hours >= 48 else max(1, hours // 2), hours)
-    hod = np.arange(first_hour, first_hour + hours) % 24
-    # Per hour of the day k: running sums (up to and including each index) of counts, squares and hours.
-    mask = (hod[None, :] == np.arange(24)[:, None]).astype(np.float64)  # 24 x hours
+    splits, hod, mask, seen, after_hours = _layout(first_hour % 24, hours)
+    # Per hour of the day k: running sums (up to and including each index) of counts and squares, at each split.
     sums = np.cumsum(mask * series, axis=1)[:, splits - 1]
     squares = np.cumsum(mask * series**2, axis=1)[:, splits - 1]
-    seen = np.cumsum(mask, axis=1)[:, splits - 1]
-    after_hours = mask.sum(axis=1)[:, None] - seen  # hours of each kind after the split
     before = sums.sum(axis=0)
     after = total - before
     prior = np.maximum(before, 0.5)  # nothing before is "under one event", not a rate of zero
@@ -203,8 +221,11 @@ def _rise(series: Any, first_hour: int, *, min_events: int, max_p_value: float) 
     share_after = expected_after / (expected_after + prior)
     k = after / dispersion
     n = total / dispersion
-    # log P(X >= k) for X ~ Binomial(n, share) = log I_share(k, n - k + 1), for counts no longer whole
-    log_p = np.where(k > 0, stats.beta.logcdf(share_after, np.maximum(k, 1e-9), n - k + 1), 0.0)
+    # log P(X >= k) for X ~ Binomial(n, share) = log I_share(k, n - k + 1), for counts no longer whole (floored at
+    # 1e-300: anything that small is significant whatever the correction; ties go to the earliest split, and the
+    # segmentation toward the present refines it)
+    tail = special.betainc(np.maximum(k, 1e-9), n - k + 1, share_after)
+    log_p = np.where(k > 0, np.log(np.maximum(tail, 1e-300)), 0.0)
     best = int(np.argmin(log_p))
     corrected = float(min(1.0, np.exp(log_p[best] + np.log(len(splits)))))
     split = int(splits[best])
@@ -226,6 +247,7 @@ def _triage_one(
     onset_hour, onset = onset_of(
         counts, first_hour, int(now // HOUR), min_events=cfg.min_events, max_p_value=cfg.max_p_value
     )
+    existing = signals.get(store, issue.id)
     onset_at = onset_hour * HOUR if onset_hour is not None else issue.first_seen
     # Counts for every issue; the events themselves (tags, contexts, frames) only for a significant rise, the only
     # kind with a cause to find and a code path to map (missing says why the others are not actionable).
@@ -258,7 +280,6 @@ def _triage_one(
     top = attribution[0] if attribution else None
     if not missing:
         today = now - now % 86400
-        existing = signals.get(store, issue.id)
         already = existing is not None and existing.classification == "actionable"
         if not already and signals.actionable_since(store, today) >= cfg.max_actionable_per_day:
             missing.append(f"today's cap of {cfg.max_actionable_per_day} new actionable issues was reached")
@@ -273,7 +294,6 @@ def _triage_one(
     confidence = round(sum(confidence_components.values()) / len(confidence_components), 4)
     tier, tier_reasons = _tier(store, settings, breadth, culprit, issue.id)
     notes += tier_reasons
-    existing = signals.get(store, issue.id)
     row = signals.save(
         store,
         signals.SignalRow(
@@ -283,6 +303,7 @@ def _triage_one(
             decision="pending", created_at=existing.created_at if existing else now, updated_at=now,
         ),
         components,
+        existing,
     )  # fmt: skip
     if tier == 2:
         policy.escalate(store, issue.id, "triage_tier2", "; ".join(tier_reasons)[:500], now)
@@ -420,8 +441,13 @@ def _attribute(
     if breadth.tenants and payloads:
         counts = Counter(str(t) for t in (_tag(p, cfg.tenant_tag) for p in payloads) if t is not None)
         top, n = counts.most_common(1)[0] if counts else ("", 0)
-        others = signals.tenants_in_releases(store, breadth.releases, cfg.tenant_tag, since=onset_at) - {top}
-        if n >= 0.9 * len(payloads) and others:
+        concentrated = n >= 0.9 * len(payloads)
+        others = (
+            signals.tenants_in_releases(store, breadth.releases, cfg.tenant_tag, since=onset_at) - {top}
+            if concentrated
+            else set()
+        )
+        if concentrated and others:
             found.append(Attribution(
                 cause="user_configuration", confidence=0.95,
                 evidence=[f"{n} of {len(payloads)} events since onset are tenant {cap(top, 60)}; "
@@ -547,12 +573,21 @@ def _tier(
     return (2 if reasons else 1), reasons
 
 
-def require_clearance(store: Store, cfg: TriageSettings, issue_id: int, *, action: str) -> None:
-    """Refuse agent work (`action`) on a triaged issue the mode does not clear: shadow refuses all, approve needs
-    a person's approval, autonomous needs an actionable classification; tier 2 always needs approval."""
+def require_clearance(
+    store: Store, repo: GitRepo, settings: Settings, clock: Clock, issue_id: int, *, action: str
+) -> None:
+    """Refuse agent work (`action`) on an issue the mode does not clear: shadow refuses all, approve needs a
+    person's approval, autonomous an actionable tier-1 classification; rejected is refused in every mode. An issue
+    triage has not judged yet (new, or older than the baseline window) is triaged first: never open by default."""
+    cfg = settings.triage
+    if cfg.mode == "off":
+        return
     row = signals.get(store, issue_id)
     if row is None:
-        return
+        triage_signals(store, repo, settings, clock, issue_id=issue_id)
+        row = signals.get(store, issue_id)
+    if row is None:  # triage records every issue it judges; say so rather than let work through
+        raise TriageRefused(issue_id, action, "triage could not judge it", "run prodloop triage --issue ID")
     release = f"a person clears it: prodloop triage approve {issue_id} --by NAME --why TEXT"
     if row.decision == "rejected":
         raise TriageRefused(issue_id, action, "a person rejected it in triage", "nothing to do unless they approve it")

@@ -80,7 +80,7 @@ def synthesize_regression_test(
 ) -> SynthesisResult:
     ctx = Collaborators(store, repo, runner, settings, clock)
     issue = store.get_issue(issue_id)
-    require_clearance(store, settings.triage, issue_id, action="synthesize_regression_test")
+    require_clearance(store, repo, settings, clock, issue_id, action="synthesize_regression_test")
     if code_path is None or code_path.issue_id != issue_id:
         code_path = map_code_path(store, repo, issue_id=issue_id, path_rewrites=settings.path_rewrites)
     event = json.loads(store.get_event(code_path.event_id).payload)

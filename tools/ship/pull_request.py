@@ -64,7 +64,7 @@ def open_pr(
 ) -> PullRequestResult:
     ctx = Collaborators(store, repo, runner, settings, clock)
     receipt = verified_receipt(store, receipt_id)
-    require_clearance(store, settings.triage, receipt.issue_id, action="open_pr")
+    require_clearance(store, repo, settings, clock, receipt.issue_id, action="open_pr")
     mutation = _check_receipt(receipt)
     issue = ctx.store.get_issue(receipt.issue_id)
     slot = _reserve(ctx, receipt)

@@ -47,6 +47,7 @@ def scenario(shop: tuple[SampleService, str, dict[str, Any]], tmp_path: Path) ->
     opened: list[AppContext] = []
 
     def build(name: str, **settings: Any) -> AppContext:
+        settings["triage"] = {"mode": "approve", **settings.get("triage", {})}  # the default, not the suite's off
         ctx = AppContext.open(
             load_settings(repo=service.root, data_dir=tmp_path / name, **settings), clock=FixedClock(at=NOW)
         )
@@ -223,32 +224,43 @@ def test_onset_is_the_hour_the_rate_rose_and_low_volume_never_looks_significant(
     assert not steady.significant and steady.p_value > 0.01
 
 
+def _mode(ctx: AppContext, mode: str) -> Any:
+    return ctx.settings.model_copy(update={"triage": ctx.settings.triage.model_copy(update={"mode": mode})})
+
+
 def test_the_mode_decides_whether_an_agent_may_work_on_a_triaged_issue(scenario: Callable[..., AppContext]) -> None:
     build: Any = scenario
     ctx = build("modes")
     _deploys(ctx, build, NOW - 6 * HOUR)
     _send(ctx, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
-    require_clearance(ctx.store, ctx.settings.triage, 1, action="run_candidate_test")  # not triaged: no gate
+    with pytest.raises(TriageRefused, match="awaits a person"):  # not triaged yet: triaged now, then gated
+        require_clearance(ctx.store, ctx.git(), ctx.settings, ctx.clock, 1, action="run_candidate_test")
     (signal,) = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals
     assert (signal.classification, signal.decision) == ("actionable", "pending")
-    cfg = ctx.settings.triage
     with pytest.raises(TriageRefused, match="awaits a person; a person clears it: prodloop triage approve 1"):
-        require_clearance(ctx.store, cfg, 1, action="run_candidate_test")
-    require_clearance(ctx.store, cfg.model_copy(update={"mode": "autonomous"}), 1, action="open_pr")
+        require_clearance(ctx.store, ctx.git(), ctx.settings, ctx.clock, 1, action="run_candidate_test")
+    require_clearance(ctx.store, ctx.git(), _mode(ctx, "autonomous"), ctx.clock, 1, action="open_pr")
     with pytest.raises(TriageRefused, match="shadow mode"):
-        require_clearance(ctx.store, cfg.model_copy(update={"mode": "shadow"}), 1, action="open_pr")
+        require_clearance(ctx.store, ctx.git(), _mode(ctx, "shadow"), ctx.clock, 1, action="open_pr")
     signals.decide(ctx.store, 1, "approved", who="Ada", why="the deploy is ours", at=NOW)
-    require_clearance(ctx.store, cfg, 1, action="run_candidate_test")
+    require_clearance(ctx.store, ctx.git(), ctx.settings, ctx.clock, 1, action="run_candidate_test")
     again = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock).signals[0]
     assert again.decision == "approved"  # a new pass keeps the person's decision
     signals.decide(ctx.store, 1, "rejected", who="Bo", why="known, accepted", at=NOW + 1)
     with pytest.raises(TriageRefused, match="a person rejected it"):
-        require_clearance(ctx.store, cfg.model_copy(update={"mode": "autonomous"}), 1, action="open_pr")
+        require_clearance(ctx.store, ctx.git(), _mode(ctx, "autonomous"), ctx.clock, 1, action="open_pr")
     assert [(d.decision, d.who, d.classification) for d in signals.decisions(ctx.store)] == [
         ("approved", "Ada", "actionable"), ("rejected", "Bo", "actionable"),
     ]  # fmt: skip
     with pytest.raises(NotFoundError, match="run prodloop triage first"):
         signals.decide(ctx.store, 9, "approved", who="Ada", why="", at=NOW)
+    old = copy.deepcopy(build.event)
+    old["exception"]["values"][-1].update(type="OldError")
+    _send(ctx, old, [NOW - 40 * DAY], release="shop@1.0.0")  # older than the window a full pass reads
+    with pytest.raises(TriageRefused, match="classified it observation and awaits a person"):
+        require_clearance(ctx.store, ctx.git(), _mode(ctx, "approve"), ctx.clock, 2,
+                          action="open_pr")  # fmt: skip
+    require_clearance(ctx.store, ctx.git(), _mode(ctx, "off"), ctx.clock, 2, action="open_pr")  # the operator's
 
 
 def test_triage_over_mcp_orders_issues_by_priority_and_gates_the_loop_until_a_person_approves(
