@@ -54,6 +54,7 @@ from prodloop.tools.engine.sandbox import (
 from prodloop.tools.judge.candidate import verified_receipt
 from prodloop.tools.locate.code_path import CodePath, MappedFrame, mapped_for
 from prodloop.tools.locate.source_map import module_of
+from prodloop.tools.observe.triage import require_clearance
 
 _MAX_MESSAGE = 32 * 1024 * 1024
 _DRIVER = Path(__file__).parents[1] / "child" / "mutate_driver.py"
@@ -78,6 +79,7 @@ def mutate_validate(
 ) -> MutationResult:
     started = time.monotonic()
     receipt = verified_receipt(store, receipt_id)
+    require_clearance(store, repo, settings, clock, receipt.issue_id, action="mutate_validate")
     if not receipt.passed:
         failed = receipt.failed_gates()
         raise MutationRefused(

@@ -249,6 +249,22 @@ def test_the_mode_decides_whether_an_agent_may_work_on_a_triaged_issue(scenario:
     signals.decide(ctx.store, 1, "rejected", who="Bo", why="known, accepted", at=NOW + 1)
     with pytest.raises(TriageRefused, match="a person rejected it"):
         require_clearance(ctx.store, ctx.git(), _mode(ctx, "autonomous"), ctx.clock, 1, action="open_pr")
+    # A receipt from before the rejection opens nothing: mutation testing and the PR ask again.
+    from prodloop.server.store import receipts
+    from prodloop.tools.judge.candidate import sha256
+    from prodloop.tools.judge.candidate import test_digest as digest_of
+    from prodloop.tools.judge.mutation import mutate_validate
+    from prodloop.tools.ship.pull_request import open_pr
+
+    code = "def test_x():\n    assert True\n"
+    receipts.save(ctx.store, receipts.Receipt(
+        id="a" * 32, issue_id=1, event_id=ctx.store.latest_event(1).event_id, commit_sha=build.changed,
+        test_path="tests/test_x.py", test_name="test_x", test_code=code, test_sha256=digest_of(code, None),
+        fix_diff="", fix_sha256=sha256(""), passed=True, gates=(), cpu_seconds=0.0, created_at=NOW,
+    ))  # fmt: skip
+    for step in (mutate_validate, open_pr):
+        with pytest.raises(TriageRefused, match="a person rejected it"):
+            step(*ctx.collaborators(), receipt_id="a" * 32)
     assert [(d.decision, d.who, d.classification) for d in signals.decisions(ctx.store)] == [
         ("approved", "Ada", "actionable"), ("rejected", "Bo", "actionable"),
     ]  # fmt: skip
