@@ -346,6 +346,8 @@ def _regress_if_resolved(conn: sqlite3.Connection, issue_id: int, r: EventRecord
         "UPDATE issues SET status = 'unresolved', regressions = regressions + 1, regressed_at = ? WHERE id = ?",
         (r.timestamp, issue_id),
     )
+    # An approval was for the incident a person saw, not for its return.
+    conn.execute("UPDATE signals SET decision = 'pending' WHERE issue_id = ? AND decision = 'approved'", (issue_id,))
 
 
 def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:

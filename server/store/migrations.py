@@ -348,8 +348,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         13,
         """
         ALTER TABLE deploys ADD COLUMN source TEXT NOT NULL DEFAULT 'operator';
+        UPDATE deploys SET source = 'unknown';
         ALTER TABLE issue_releases ADD COLUMN first_seen REAL;
-        UPDATE issue_releases SET first_seen = last_seen;
+        UPDATE issue_releases SET first_seen = coalesce(
+            (SELECT MIN(e.timestamp) FROM events e
+             WHERE e.issue_id = issue_releases.issue_id AND coalesce(e.release, '') = issue_releases.release),
+            (SELECT i.first_seen FROM issues i WHERE i.id = issue_releases.issue_id)
+        );
         ALTER TABLE signals ADD COLUMN actionable_at REAL;
         UPDATE signals SET actionable_at = updated_at WHERE classification = 'actionable';
         ALTER TABLE release_packages ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0

@@ -23,7 +23,9 @@ class Deploy:
     commit_sha: str
     environment: str
     deployed_at: float
-    source: str = "operator"  # "operator" (CLI, CI) or "agent" (MCP): an agent's record is no evidence for triage
+    # "operator" (CLI, CI), "agent" (MCP) or "unknown" (recorded before sources were kept): only the operator's is
+    # triage evidence
+    source: str = "operator"
 
 
 @dataclass(frozen=True, slots=True)

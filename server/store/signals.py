@@ -143,7 +143,11 @@ def save(store: Store, row: SignalRow, components: dict[str, float], old_row: Si
                 actionable_at = CASE WHEN excluded.classification = 'actionable'
                     AND signals.classification != 'actionable' THEN excluded.updated_at ELSE signals.actionable_at END,
                 -- a person's decision holds for what they decided on: a new classification or tier asks again
-                decision = CASE WHEN excluded.classification != signals.classification OR excluded.tier != signals.tier
+                -- a rejection stands until a person says otherwise; an approval covers what was approved: the same
+                -- classification, tier and incident (an onset more than a day away is another incident)
+                decision = CASE WHEN signals.decision = 'rejected' THEN 'rejected'
+                    WHEN excluded.classification != signals.classification OR excluded.tier != signals.tier
+                        OR abs(coalesce(excluded.onset, 0) - coalesce(signals.onset, 0)) > 86400
                     THEN 'pending' ELSE signals.decision END,
                 classification = excluded.classification, onset = excluded.onset,
                 priority = excluded.priority, confidence = excluded.confidence, tier = excluded.tier,

@@ -100,10 +100,13 @@ def map_code_path(
     path_rewrites: Mapping[str, str] | None = None,
     max_path_functions: int = 10,
     reliability: ReliabilitySettings | None = None,
+    operator_deploys_only: bool = False,
 ) -> CodePath:
     stored, issue = store.event_of(issue_id=issue_id, event_id=event_id)
     event = json.loads(stored.payload)
-    resolved, deploy = resolve_release(repo, store, stored.release, stored.environment)
+    resolved, deploy = resolve_release(
+        repo, store, stored.release, stored.environment, operator_only=operator_deploys_only
+    )
     commit = resolved.commit
     notes = [resolved.note]
 

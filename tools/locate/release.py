@@ -32,10 +32,11 @@ class ResolvedRelease(BaseModel):
 
 
 def resolve_release(
-    repo: GitRepo, store: Store, release: str | None, environment: str | None = None
+    repo: GitRepo, store: Store, release: str | None, environment: str | None = None, *, operator_only: bool = False
 ) -> tuple[ResolvedRelease, Deploy | None]:
+    """`operator_only`: a deploy an agent recorded does not count (triage: the mapping decides the culprit)."""
     if release:
-        deploy = _deploy(store, release, environment)
+        deploy = _deploy(store, release, environment, operator_only=operator_only)
         if deploy is not None:
             sha = repo.resolve(deploy.commit_sha)
             if sha is not None:
@@ -76,9 +77,11 @@ def resolve_release(
     )
 
 
-def _deploy(store: Store, release: str, environment: str | None) -> Deploy | None:
+def _deploy(store: Store, release: str, environment: str | None, *, operator_only: bool = False) -> Deploy | None:
     for env in (environment, None) if environment else (None,):
-        found = store.deploys(release=release, environment=env)
+        found = [
+            d for d in store.deploys(release=release, environment=env) if d.source == "operator" or not operator_only
+        ]
         if found:
             return found[0]
     return None

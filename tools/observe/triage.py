@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from collections import Counter
 from typing import Any, Literal
@@ -34,6 +35,7 @@ from prodloop.tools.locate.code_path import map_code_path
 from prodloop.tools.observe.reliability import file_tier
 from prodloop.tools.ship import github
 
+logger = logging.getLogger("prodloop.tools")
 HOUR = 3600.0
 NETWORK_ERRORS = frozenset({
     "ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "ConnectionAbortedError", "TimeoutError",
@@ -128,7 +130,11 @@ def triage_signals(
             notes.append(f"open GitHub issues not read: {str(exc)[:200]}")
     out = []
     for issue in (store.get_issue(i) for i in ids):
-        out.append(_triage_one(store, repo, settings, issue, series[issue.id], first_hour, now, reports))
+        try:
+            out.append(_triage_one(store, repo, settings, issue, series[issue.id], first_hour, now, reports))
+        except ProdloopError as exc:  # one issue that cannot be judged stops no other; work on it stays refused
+            logger.error("triage of issue %d failed: %s", issue.id, str(exc)[:300])
+            continue
         out[-1].notes += notes
     out.sort(key=lambda s: (-s.priority, s.issue_id))
     return TriageReport(
@@ -175,7 +181,8 @@ def _layout(offset: int, hours: int) -> tuple[Any, Any, Any, Any, Any]:
     """What every series of `hours` hours starting at hour-of-day `offset` shares: the candidate splits, each
     hour's hour of the day, the 24 x hours mask of them, and how many hours of each kind lie before / after each
     split. The same for every issue of a pass."""
-    splits = np.arange(24 if hours >= 48 else max(1, hours // 2), hours)
+    # Three days before a split in a window of a week or more (a weekend alone is no baseline), else a day.
+    splits = np.arange(72 if hours >= 168 else 24 if hours >= 48 else max(1, hours // 2), hours)
     hod = (np.arange(hours) + offset) % 24
     mask = (hod[None, :] == np.arange(24)[:, None]).astype(np.float64)
     seen = np.cumsum(mask, axis=1)[:, splits - 1]
@@ -186,7 +193,7 @@ def _layout(offset: int, hours: int) -> tuple[Any, Any, Any, Any, Any]:
 
 
 def _rise(series: Any, first_hour: int, *, min_events: int, max_p_value: float) -> tuple[int, Onset] | None:
-    """The hour after which the rate rose most significantly. For each candidate hour with a full day before it, the
+    """The hour after which the rate rose most significantly. For each candidate hour with enough before it, the
     events expected after it come from the same hours of the day before it (a daily profile, shrunk towards the
     mean rate: a busy mid-day is not a rise). The test: the events after vs before, binomial (an event falls after
     the hour with probability expected-after / (expected-after + before), "before" at least half an event), exact
@@ -218,15 +225,36 @@ def _rise(series: Any, first_hour: int, *, min_events: int, max_p_value: float) 
         level = (base_mask * base).sum(axis=1) / np.maximum(base_mask.sum(axis=1), 1)
         spread = float(((base - level[hod[: len(base)]]) ** 2).sum() / max(len(base) - 1, 1))
         dispersion = np.maximum(dispersion, max(1.0, spread / (base.sum() / len(base))))
+    # Variation shared by whole days (a weekly cycle, a busy day, slow growth) does not show between hours: the
+    # dispersion of the daily totals before each split (three days or more) is a floor too.
+    days = series[: hours // 24 * 24].reshape(-1, 24).sum(axis=1)
+    if len(days) >= 3:
+        m = splits // 24  # whole days before each split
+        day_sums, day_squares = np.cumsum(days), np.cumsum(days**2)
+        usable = m >= 3
+        index = np.clip(m - 1, 0, len(days) - 1)
+        day_mean = np.where(usable, day_sums[index] / np.maximum(m, 1), 0.0)
+        day_var = np.where(usable, (day_squares[index] - m * day_mean**2) / np.maximum(m - 1, 1), 0.0)
+        by_day = np.divide(day_var, day_mean, out=np.ones_like(day_mean), where=day_mean > 0)
+        dispersion = np.maximum(dispersion, by_day)
+        # ... and of the window's daily totals but its last day, estimated robustly (median absolute deviation):
+        # a few days of a rise do not inflate it, a few quiet days before a split do not hide day-to-day swings.
+        whole_days = days[:-1] if len(days) > 3 else days
+        centre = float(np.median(whole_days))
+        if centre > 0:
+            robust = (1.4826 * float(np.median(np.abs(whole_days - centre)))) ** 2 / centre
+            dispersion = np.maximum(dispersion, robust)
     share_after = expected_after / (expected_after + prior)
     k = after / dispersion
     n = total / dispersion
     # log P(X >= k) for X ~ Binomial(n, share) = log I_share(k, n - k + 1), for counts no longer whole (floored at
-    # 1e-300: anything that small is significant whatever the correction; ties go to the earliest split, and the
-    # segmentation toward the present refines it)
+    # 1e-300: anything that small is significant whatever the correction)
     tail = special.betainc(np.maximum(k, 1e-9), n - k + 1, share_after)
     log_p = np.where(k > 0, np.log(np.maximum(tail, 1e-300)), 0.0)
-    best = int(np.argmin(log_p))
+    # Splits whose p-values all underflow tie: the one whose events after most exceed what was expected wins.
+    ties = np.flatnonzero(log_p <= log_p.min() + 1e-9)
+    ratio = after[ties] / np.maximum(expected_after[ties], 1e-12)
+    best = int(ties[int(np.argmax(ratio))])
     corrected = float(min(1.0, np.exp(log_p[best] + np.log(len(splits)))))
     split = int(splits[best])
     n_after, n_before = round(float(after[best])), round(float(before[best]))
@@ -393,7 +421,7 @@ def _culprit(
 ) -> tuple[str | None, tuple[str, ...]]:
     try:
         path = map_code_path(store, repo, issue_id=issue.id, path_rewrites=settings.path_rewrites,
-                             reliability=settings.reliability)  # fmt: skip
+                             reliability=settings.reliability, operator_deploys_only=True)  # fmt: skip
     except (CodePathError, NotFoundError) as exc:
         notes.append(f"no code path: {str(exc)[:200]}")
         return None, ()
@@ -435,7 +463,7 @@ def _attribute(
                 confidence = 0.9
                 evidence.append(f"its commits changed {', '.join(touched[:5])} on the crash path")
         found.append(Attribution(cause="deploy", confidence=confidence, evidence=evidence))
-    changed = _dependency_change(store, issue, onset_at, events, payloads)
+    changed = _dependency_change(store, repo, issue, onset_at, events, payloads)
     if changed is not None:
         found.append(changed)
     if breadth.tenants and payloads:
@@ -489,7 +517,7 @@ def _raised(payloads: list[dict[str, Any]]) -> tuple[str, bool, str] | None:
 
 
 def _dependency_change(
-    store: Store, issue: IssueRow, onset_at: float, events: Sample, payloads: list[dict[str, Any]],
+    store: Store, repo: GitRepo, issue: IssueRow, onset_at: float, events: Sample, payloads: list[dict[str, Any]],
 ) -> Attribution | None:  # fmt: skip
     """A package whose version changed between the release before onset and the release failing since."""
     after = Counter(r for _, r, _, _, _ in events if r).most_common(1)
@@ -507,8 +535,12 @@ def _dependency_change(
     )
     if earlier is None:
         return None
-    old = health.release_packages(store.reader(), issue.project_id, str(earlier[0]), consistent_only=True) or {}
-    new = health.release_packages(store.reader(), issue.project_id, failing, consistent_only=True) or {}
+    old = health.release_packages(store.reader(), issue.project_id, str(earlier[0]), consistent_only=True)
+    new = health.release_packages(store.reader(), issue.project_id, failing, consistent_only=True)
+    if old is None or new is None:  # unknown or disputed on either side: no evidence (never "all added")
+        return None
+    if not (_anchored(store, repo, str(earlier[0])) and _anchored(store, repo, failing)):
+        return None  # a release name only events have used proves nothing about what was installed
     bumped = sorted(name for name in new if name in old and new[name] != old[name])
     added = sorted(name for name in new if name not in old)
     if not bumped and not added:
@@ -520,6 +552,15 @@ def _dependency_change(
     if hit:
         evidence.append(f"{', '.join(hit[:3])} has frames in the stack")
     return Attribution(cause="dependency", confidence=0.85 if hit else 0.45, evidence=evidence)
+
+
+def _anchored(store: Store, repo: GitRepo, release: str) -> bool:
+    """A release the operator vouches for: an operator's deploy record, or a name that resolves in the repository
+    (a commit id, a tag, or package@version naming a tag)."""
+    if any(d.source == "operator" for d in store.deploys(release=release)):
+        return True
+    version = release.rsplit("@", 1)[-1]
+    return any(repo.resolve(name) is not None for name in dict.fromkeys([release, version, f"v{version}"]))
 
 
 def _frame_modules(payload: dict[str, Any]) -> list[str]:
@@ -551,7 +592,7 @@ def _missing(
     if culprit is None and onset.significant:
         missing.append("a culprit in this repository")
     top = attribution[0] if attribution else None
-    if top is None or top.cause not in ("deploy", "dependency") or top.confidence < 0.5:
+    if top is None or top.cause not in ("deploy", "dependency") or top.confidence < 0.6:
         said = f" (the likeliest cause is {top.cause.replace('_', ' ')})" if top else ""
         missing.append(f"a correlated deploy or dependency change{said}")
     return missing

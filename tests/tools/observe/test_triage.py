@@ -38,6 +38,7 @@ PRICING_V2 = (
 def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[SampleService, str, dict[str, Any]]:
     service = SampleService(tmp_path_factory.mktemp("triage") / "shop")
     changed = service.git.commit({"shop/pricing.py": PRICING_V2}, "pricing: add plums", author="Bo Coder")
+    service.git.tag("v1.1.0")  # the operator's release tag: shop@1.1.0 is anchored in the repository
     return service, changed, service.event("unknown_sku")
 
 
@@ -190,6 +191,11 @@ def _noise(kind: str, rng: np.random.Generator, hours: int = 336) -> dict[int, i
     if kind == "diurnal":  # a daily cycle, busiest mid-day
         rate = 20 * (1 + 0.9 * np.sin(2 * np.pi * (hour % 24 - 6) / 24))
         counts = rng.poisson(rate)
+    elif kind == "weekly":  # weekdays five an hour, weekends one
+        rate = np.where(((hour + int(rng.integers(0, 168))) // 24) % 7 >= 5, 1.0, 5.0)
+        counts = rng.poisson(rate)
+    elif kind == "busy_days":  # every day its own level (sd 20%)
+        counts = rng.poisson(20 * np.repeat(np.exp(rng.normal(0, 0.2, 15)), 24)[:hours])
     elif kind == "bursty":  # quiet, with the odd retry storm
         counts = rng.poisson(0.5, hours) + (rng.random(hours) < 0.02) * rng.poisson(20, hours)
     else:  # overdispersed: negative binomial, mean 5
@@ -197,7 +203,7 @@ def _noise(kind: str, rng: np.random.Generator, hours: int = 336) -> dict[int, i
     return {int(h): int(n) for h, n in zip(hour, counts, strict=True) if n}
 
 
-@pytest.mark.parametrize("kind", ["diurnal", "bursty", "negbin"])
+@pytest.mark.parametrize("kind", ["diurnal", "weekly", "busy_days", "bursty", "negbin"])
 def test_cycles_bursts_and_overdispersed_noise_are_not_an_onset(kind: str) -> None:
     rng = np.random.default_rng(7)
     flagged = [onset_of(_noise(kind, rng), 0, 335, min_events=10, max_p_value=0.01)[1].significant for _ in range(100)]
@@ -433,3 +439,28 @@ def test_a_decision_holds_for_what_was_decided_and_the_daily_cap_counts_issues_t
     capped = next(s for s in today if s.classification == "observation")
     assert any("today's cap of 1" in m for m in capped.missing)
     assert signals.get(ctx.store, 1) is not None and signals.get(ctx.store, 1).decision == "pending"  # type: ignore[union-attr]
+
+
+def test_a_rejection_stands_and_an_approval_covers_only_the_incident_a_person_saw(
+    scenario: Callable[..., AppContext],
+) -> None:
+    build: Any = scenario
+    ctx = build("decision-scope")
+    _send(ctx, build.event, [NOW - 2 * DAY], release="shop@1.0.0")
+
+    def judged(kind: str, onset: float, tier: int = 1) -> signals.SignalRow:
+        row = signals.SignalRow(1, kind, onset, 50.0, 0.5, tier, {"missing": []}, "pending", NOW, NOW)
+        return signals.save(ctx.store, row, {})
+
+    judged("observation", NOW - 2 * DAY)
+    signals.decide(ctx.store, 1, "rejected", who="Ada", why="noise", at=NOW)
+    assert judged("actionable", NOW - HOUR).decision == "rejected"  # a burst of events cannot undo a person
+    signals.decide(ctx.store, 1, "approved", who="Ada", why="real after all", at=NOW)
+    assert judged("actionable", NOW - 2 * HOUR).decision == "approved"  # the same incident, re-read
+    assert judged("actionable", NOW - 2 * HOUR, tier=2).decision == "pending"  # now tier 2: ask again
+    signals.decide(ctx.store, 1, "approved", who="Ada", why="ok", at=NOW)
+    assert judged("actionable", NOW + 3 * DAY).decision == "pending"  # another incident: ask again
+    signals.decide(ctx.store, 1, "approved", who="Ada", why="ok", at=NOW)
+    ctx.store.set_status(1, "resolved")
+    _send(ctx, build.event, [NOW + 60], release="shop@9.9.9")  # it came back after the fix: regression
+    assert signals.get(ctx.store, 1).decision == "pending"  # type: ignore[union-attr]
