@@ -1,14 +1,16 @@
 """Signal-driven triage: which production patterns deserve an agent's work, with the evidence.
 
-For each issue seen in the baseline window it finds the onset (the hour after which the issue's rate rose most
-significantly: an exact binomial test of the counts after vs before each candidate hour, Bonferroni-corrected for
-every hour tried, never significant below `triage.min_events`), measures duration, breadth (users, tenants,
-environments, releases, runtimes, operating systems), depth (the failing fraction of the releases' sessions, else
-events per user) and trend, ranks candidate causes (a deploy, a dependency change, one tenant's configuration, an
-external service) with their evidence, and classifies: `actionable` only with significance, breadth, duration, a
-culprit in this repository and a deploy or dependency change to blame; otherwise an `observation` that lists what is
-missing. Priority = breadth^w x depth^w x duration^w x trend^w (0..100), its history kept. `triage.mode` decides
-whether agent work on a triaged issue needs a person's approval (`require_clearance`).
+For each issue seen in the baseline window it finds the onset (`onset_of`: an exact one-sided test of the events
+after vs before each candidate hour against the same hours of the day before, on counts divided by their
+dispersion between hours and between days, Bonferroni-corrected, then segmented toward the present; never
+significant below `triage.min_events`), measures duration, breadth (users, tenants, environments, releases,
+runtimes, operating systems), depth (the failing fraction of the releases' sessions, else events per user) and
+trend, ranks candidate causes for a significant rise (an operator's deploy, a dependency change between releases
+the operator vouches for, one tenant's configuration, an external service) with their evidence, and classifies:
+`actionable` only with significance, breadth, duration, a culprit in this repository and a path-touching deploy or
+an in-stack dependency change to blame; otherwise an `observation` that lists what is missing. Priority =
+breadth^w x depth^w x duration^w x trend^w (0..100), its history kept. `require_clearance` is the gate every agent
+action on an issue passes: `triage.mode` and a person's decision.
 """
 
 from __future__ import annotations
