@@ -201,15 +201,22 @@ def _rise(series: Any, first_hour: int, *, min_events: int, max_p_value: float) 
     the hour with probability expected-after / (expected-after + before), "before" at least half an event), exact
     (regularized incomplete beta) on counts divided by their dispersion around the profile (before the hour, and
     over the stretch but its last day; at least 1: bursts and extra variance are not a rise; quasi-Poisson),
-    Bonferroni-corrected for the hours tried."""
+    Bonferroni-corrected for the hours tried (hours with events: a rise starts in one)."""
     hours = len(series)
     total = float(series.sum())
     if hours < 2 or total == 0:
         return None
     splits, hod, mask, seen, after_hours = _layout(first_hour % 24, hours)
+    # A rise starts in an hour with events: only those hours are candidates (fewer tests, and far fewer for a
+    # sparse issue).
+    candidate = series[splits] > 0
+    if not candidate.any():
+        return None
+    splits, seen, after_hours = splits[candidate], seen[:, candidate], after_hours[:, candidate]
     # Per hour of the day k: running sums (up to and including each index) of counts and squares, at each split.
-    sums = np.cumsum(mask * series, axis=1)[:, splits - 1]
-    squares = np.cumsum(mask * series**2, axis=1)[:, splits - 1]
+    weighted = mask * series
+    sums = np.cumsum(weighted, axis=1)[:, splits - 1]
+    squares = np.cumsum(weighted * series, axis=1)[:, splits - 1]
     before = sums.sum(axis=0)
     after = total - before
     prior = np.maximum(before, 0.5)  # nothing before is "under one event", not a rate of zero
