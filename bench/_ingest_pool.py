@@ -237,3 +237,17 @@ def _http_request_processor(route: str, request_id: str, with_auth: bool) -> Cal
         return event
 
     return processor
+
+
+def sample_events(
+    count: int, dsn: str = "http://0123456789abcdef0123456789abcdef@127.0.0.1:9/1"
+) -> list[dict[str, Any]]:
+    """The events of `capture_pool`'s envelopes, as the SDK serialized them (for benches that process events
+    without posting them)."""
+    events = []
+    for body in capture_pool(dsn, count).bodies:
+        lines = body.split(b"\n")
+        for header, payload in zip(lines[1::2], lines[2::2], strict=False):
+            if json.loads(header).get("type") == "event":
+                events.append(json.loads(payload))
+    return events

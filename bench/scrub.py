@@ -20,21 +20,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import ingest  # the ingest bench's sentry-sdk event pool
+from _ingest_pool import sample_events  # the ingest bench's sentry-sdk event pool
 
 from prodloop.server.ingest import scrub
 from prodloop.server.ingest.scrub import SECRET_FORMATS, Scrubber
-
-
-def _events(count: int) -> list[dict[str, Any]]:
-    pool = ingest._capture_pool("http://0123456789abcdef0123456789abcdef@127.0.0.1:9/1", count)
-    events = []
-    for body in pool.bodies:
-        lines = body.split(b"\n")
-        for header, payload in zip(lines[1::2], lines[2::2], strict=False):
-            if json.loads(header).get("type") == "event":
-                events.append(json.loads(payload))
-    return events
 
 
 def _strings(value: Any) -> list[str]:
@@ -75,7 +64,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    events = _events(args.events)
+    events = sample_events(args.events)
     scrubber = Scrubber()
     strings = [_strings(e) for e in events]
 

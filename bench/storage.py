@@ -17,7 +17,6 @@ day rows 400, raw events 90).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from prodloop.server.settings import RetentionSettings, load_settings
 from prodloop.server.store.records import HOUR, EventRecord, Health, SessionCounts, TransactionSample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _ingest_pool import capture_pool
+from _ingest_pool import sample_events
 
 DAY = 86400.0
 START = 1_780_000_000.0 - 1_780_000_000.0 % DAY  # a midnight
@@ -41,18 +40,6 @@ KINDS = {
     "day rows": ("session_days", "session_day_users", "transaction_days", "issue_releases"),
     "per issue": ("issues", "issue_users", "issue_frames", "release_packages"),
 }
-
-
-def _sample_events(count: int) -> list[dict[str, object]]:
-    """Real sentry-sdk events (the bench shop's handlers failing), as the SDK serialized them."""
-    pool = capture_pool("http://key@127.0.0.1:9/1", count)
-    events = []
-    for body in pool.bodies:
-        lines = body.split(b"\n")
-        for header, payload in zip(lines[1::2], lines[2::2], strict=False):
-            if json.loads(header).get("type") == "event":
-                events.append(json.loads(payload))
-    return events
 
 
 def _live_bytes(ctx: AppContext) -> dict[str, int]:
@@ -106,7 +93,7 @@ def main() -> None:
           f"{args.session_updates_per_day:,} session updates, {args.transactions_per_day:,} transactions "
           f"({args.transaction_names} names); retention here: hours {args.hourly_days} day(s), raw events "
           f"{args.event_days}")  # fmt: skip
-    samples = _sample_events(200)
+    samples: list[dict[str, object]] = list(sample_events(200))
     with tempfile.TemporaryDirectory(prefix="prodloop-bench-storage-") as data:
         retention = {"hourly_days": args.hourly_days, "event_days": args.event_days, "aggregate_days": 400}
         clock = FixedClock(at=START)

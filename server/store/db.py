@@ -326,28 +326,28 @@ def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     return clause, [value for _, value in active if value is not Ellipsis]
 
 
-def _regress_if_resolved(conn: sqlite3.Connection, issue_id: int, r: EventRecord) -> None:
-    """A resolved issue seen again after its resolution, in a release it had not run before (or the release said to
-    carry the fix), has regressed: it is unresolved again and counts one more regression. An event of a release it
-    already failed in before is a straggler (an old server still running), not a regression."""
-    row = conn.execute(
-        "SELECT resolved_at, resolved_in FROM issues WHERE id = ? AND status = 'resolved'", (issue_id,)
-    ).fetchone()
-    if row is None or r.timestamp <= row[0]:
-        return
-    if r.release is not None and r.release != row[1]:
+def _regress_if_resolved(conn: sqlite3.Connection, issue: tuple[int, str, float, str | None], r: EventRecord) -> int:
+    """A resolved issue (id, status, resolved_at, resolved_in, as the upsert returned it) seen again after its
+    resolution, in a release it had not run before (or the release said to carry the fix), has regressed: it is
+    unresolved again and counts one more regression. An event of a release it already failed in before is a
+    straggler (an old server still running), not a regression. Returns the issue id."""
+    issue_id, _, resolved_at, resolved_in = issue
+    if resolved_at is None or r.timestamp <= resolved_at:
+        return issue_id
+    if r.release is not None and r.release != resolved_in:
         known = conn.execute(
             "SELECT 1 FROM issue_releases WHERE issue_id = ? AND release = ? AND first_seen <= ? LIMIT 1",
-            (issue_id, r.release, row[0]),
+            (issue_id, r.release, resolved_at),
         ).fetchone()
         if known:
-            return
+            return issue_id
     conn.execute(
         "UPDATE issues SET status = 'unresolved', regressions = regressions + 1, regressed_at = ? WHERE id = ?",
         (r.timestamp, issue_id),
     )
     # An approval was for the incident a person saw, not for its return.
     conn.execute("UPDATE signals SET decision = 'pending' WHERE issue_id = ? AND decision = 'approved'", (issue_id,))
+    return issue_id
 
 
 def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
@@ -355,7 +355,7 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
         "SELECT 1 FROM events WHERE project_id = ? AND event_id = ?", (r.project_id, r.event_id)
     ).fetchone():
         return False
-    issue_id = conn.execute(
+    issue = conn.execute(
         """
         INSERT INTO issues (project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen,
                             event_count, user_count, status)
@@ -366,11 +366,11 @@ def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
             last_seen = max(last_seen, excluded.last_seen),
             title = CASE WHEN excluded.last_seen >= last_seen THEN excluded.title ELSE title END,
             culprit = CASE WHEN excluded.last_seen >= last_seen THEN excluded.culprit ELSE culprit END
-        RETURNING id
+        RETURNING id, status, resolved_at, resolved_in
         """,
         (r.project_id, r.fingerprint, r.title, r.exception_type, r.culprit, r.timestamp, r.timestamp),
-    ).fetchone()[0]
-    _regress_if_resolved(conn, issue_id, r)
+    ).fetchone()  # the status comes back with the id: only a resolved issue costs the regression check
+    issue_id = int(issue[0]) if issue[1] != "resolved" else _regress_if_resolved(conn, issue, r)
     conn.execute(
         """
         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, environment, level,

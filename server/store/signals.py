@@ -131,8 +131,6 @@ def save(store: Store, row: SignalRow, components: dict[str, float], old_row: Si
     ):
         return old_row
     with store.transaction() as conn:
-        before = conn.execute("SELECT priority, decision, created_at FROM signals WHERE issue_id = ?", (row.issue_id,))
-        old = before.fetchone()
         conn.execute(
             f"""
             INSERT INTO signals ({_COLUMNS}, actionable_at)
@@ -142,7 +140,6 @@ def save(store: Store, row: SignalRow, components: dict[str, float], old_row: Si
                 -- the day's cap counts issues that became actionable that day, whenever they were first seen
                 actionable_at = CASE WHEN excluded.classification = 'actionable'
                     AND signals.classification != 'actionable' THEN excluded.updated_at ELSE signals.actionable_at END,
-                -- a person's decision holds for what they decided on: a new classification or tier asks again
                 -- a rejection stands until a person says otherwise; an approval covers what was approved: the same
                 -- classification, tier and incident (an onset more than a day away is another incident)
                 decision = CASE WHEN signals.decision = 'rejected' THEN 'rejected'
@@ -157,7 +154,7 @@ def save(store: Store, row: SignalRow, components: dict[str, float], old_row: Si
              "confidence": row.confidence, "tier": row.tier, "report": json.dumps(row.report, separators=(",", ":")),
              "created": row.created_at, "updated": row.updated_at},
         )  # fmt: skip
-        if old is None or abs(float(old[0]) - row.priority) >= 1.0:
+        if old_row is None or abs(old_row.priority - row.priority) >= 1.0:
             conn.execute(
                 "INSERT OR REPLACE INTO signal_priorities (issue_id, at, priority, components) VALUES (?, ?, ?, ?)",
                 (row.issue_id, row.updated_at, row.priority, json.dumps(components, separators=(",", ":"))),

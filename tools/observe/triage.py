@@ -28,6 +28,7 @@ from scipy import special
 
 from prodloop.server.clock import Clock
 from prodloop.server.errors import CodePathError, NotFoundError, ProdloopError, TriageRefused
+from prodloop.server.ingest.grouping import exceptions, frames_of
 from prodloop.server.settings import Settings, TriageSettings
 from prodloop.server.store import Store, health, policy, signals
 from prodloop.server.store.records import IssueRow
@@ -361,7 +362,8 @@ def _matching_reports(
     if len(kind) < 4:
         return []
     raised = _raised(payloads)
-    crash = next((v for v in _values(payloads[0]) if isinstance(v, dict)), {}) if payloads else {}
+    chain = exceptions(payloads[0]) if payloads else []
+    crash = chain[-1] if chain else {}
     message = str(crash.get("value") or "").strip().lower()[:40]
     clues = [message] if len(message) >= 6 else []
     if culprit:
@@ -375,12 +377,6 @@ def _matching_reports(
         if kind in text and any(c and len(c) >= 4 and c in text for c in clues):
             found.append(f"#{number} {cap(title, 100)} {cap(url, 200)}")
     return found[:5]
-
-
-def _values(payload: dict[str, Any]) -> list[Any]:
-    exc = payload.get("exception")
-    values = exc.get("values") if isinstance(exc, dict) else None
-    return list(reversed(values)) if isinstance(values, list) else []
 
 
 def _load(payload: str) -> dict[str, Any]:
@@ -516,12 +512,11 @@ def _tag(payload: dict[str, Any], tag: str) -> str | None:
 def _raised(payloads: list[dict[str, Any]]) -> tuple[str, bool, str] | None:
     """(exception type, raised in app code, module of the raising frame) of the newest event."""
     for p in payloads:
-        values = (p.get("exception") or {}).get("values") if isinstance(p.get("exception"), dict) else None
-        if isinstance(values, list) and values and isinstance(values[-1], dict):
-            last = values[-1]
-            frames = ((last.get("stacktrace") or {}).get("frames") or []) if isinstance(last, dict) else []
-            frame = frames[-1] if frames and isinstance(frames[-1], dict) else {}
-            return str(last.get("type") or ""), bool(frame.get("in_app")), str(frame.get("module") or "")
+        chain = exceptions(p)
+        if chain:
+            frames = frames_of(chain[-1])
+            frame = frames[-1] if frames else {}
+            return str(chain[-1].get("type") or ""), bool(frame.get("in_app")), str(frame.get("module") or "")
     return None
 
 
@@ -573,12 +568,7 @@ def _anchored(store: Store, repo: GitRepo, release: str) -> bool:
 
 
 def _frame_modules(payload: dict[str, Any]) -> list[str]:
-    out = []
-    values = (payload.get("exception") or {}).get("values") if isinstance(payload.get("exception"), dict) else None
-    for value in values if isinstance(values, list) else []:
-        frames = ((value.get("stacktrace") or {}).get("frames") or []) if isinstance(value, dict) else []
-        out += [str(f.get("module")) for f in frames if isinstance(f, dict) and f.get("module")]
-    return out
+    return [str(f["module"]) for exc in exceptions(payload) for f in frames_of(exc) if f.get("module")]
 
 
 def _norm(name: str) -> str:

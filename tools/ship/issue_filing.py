@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from prodloop.server.clock import Clock
 from prodloop.server.errors import NotFoundError, TriageRefused
+from prodloop.server.ingest.grouping import exceptions, frames_of
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, signals
 from prodloop.tools.engine._shape import cap, iso
@@ -74,9 +75,9 @@ def _fenced(value: Any, limit: int) -> str:
 def _body(store: Store, issue_id: int, signal: signals.SignalRow, marker: str) -> str:
     issue = store.get_issue(issue_id)
     event = json.loads(store.latest_event(issue_id).payload)
-    chain = [v for v in ((event.get("exception") or {}).get("values") or []) if isinstance(v, dict)]
+    chain = exceptions(event)
     crash = chain[-1] if chain else {}
-    frames = [f for f in ((crash.get("stacktrace") or {}).get("frames") or []) if isinstance(f, dict)][-5:]
+    frames = frames_of(crash)[-5:]
     crumbs = [c for c in ((event.get("breadcrumbs") or {}).get("values") or []) if isinstance(c, dict)][-5:]
     attribution = signal.report.get("attribution", [])
     releases = (
