@@ -201,14 +201,81 @@ def budget_status_cmd(
 
 @budget_app.command("reset")
 def budget_reset_cmd(
-    issue: Annotated[int, typer.Argument(min=1)], repo: RepoOpt = None, data_dir: DataOpt = None
+    issue: Annotated[int, typer.Argument(min=1)],
+    by: Annotated[str, typer.Option("--by", help="who decides (recorded)")],
+    why: Annotated[str, typer.Option("--why", help="why the lineage may go on (recorded)")],
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
 ) -> None:
-    """Give an issue a fresh budget and close its budget escalation (a person's decision)."""
+    """Start an issue lineage's counters again (runs, CPU, tokens, money, no-effect iterations, a halt) and close
+    its escalations: a person's decision, recorded with who and why."""
     from prodloop.tools.budget import reset
 
     with _opened(_settings(repo, data_dir)) as ctx:
-        reset(ctx.store, ctx.clock, issue)
-    out.print(f"budget of issue {issue} reset")
+        status = reset(ctx.store, ctx.settings.budgets, ctx.clock, issue, who=by, why=why)
+    out.print(f"budget of issue {issue} reset by {by}")
+    out.print_json(status.model_dump_json())
+
+
+@app.command()
+def watch(
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """One pass of the closing stage (for cron or CI): follow prodloop's PRs to their merge and deploy and judge the
+    fix against production, and pull the andon cord on a deploy that made things worse.
+
+    Exit codes: 0 every deployed fix is fixed (or nothing to watch), 3 a deployed fix is still watched, 4 a fix had
+    no effect or regressed, 6 an andon cord is active (a person releases it), 2 an error.
+    """
+    from prodloop.tools.watch import watch_pass
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        report = watch_pass(ctx.store, ctx.git(), ctx.settings, ctx.clock)
+    if as_json:
+        print(report.model_dump_json())
+        raise typer.Exit(report.exit_code)
+    table = Table("issue", "PR", "stage", "merged", "deploy", "verdict", "why")
+    for s in report.lineages:
+        why = (s.judgement.needed or s.judgement.reason) if s.judgement else ""
+        table.add_row(str(s.issue_id), s.pull_request, s.stage, s.merged_how or "", s.deploy or "", s.verdict or "",
+                      why)  # fmt: skip
+    out.print(table)
+    for cord in report.cords_pulled:
+        out.print(f"andon cord {cord.id} pulled on deploy {cord.deploy}: {len(cord.quarantined_paths)} path(s) "
+                  f"quarantined", markup=False)  # fmt: skip
+    out.print(f"{report.outcome}: {report.active_cords} active andon cord(s)")
+    raise typer.Exit(report.exit_code)
+
+
+andon_app = typer.Typer(no_args_is_help=True, help="Andon cords: deploys that made things worse, and their quarantine.")
+app.add_typer(andon_app, name="andon")
+
+
+@andon_app.command("status")
+def andon_status_cmd(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """The active cords (quarantined paths, evidence, revert, escalation) and the last released ones."""
+    from prodloop.tools.observe.andon import andon_status
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        out.print_json(andon_status(ctx.store).model_dump_json())
+
+
+@andon_app.command("release")
+def andon_release_cmd(
+    cord: Annotated[int, typer.Argument(min=1)],
+    by: Annotated[str, typer.Option("--by", help="who releases it (recorded)")],
+    why: Annotated[str, typer.Option("--why", help="why it is safe again (recorded)")],
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Release an andon cord: its paths are open to agent work again (a person's decision, recorded)."""
+    from prodloop.tools.observe.andon import release
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        done = release(ctx.store, ctx.clock, cord, who=by, why=why)
+    out.print(f"andon cord {done.id} released by {done.released_by}", markup=False)
 
 
 sentry_app = typer.Typer(no_args_is_help=True, help="Read events from a Sentry organisation over its API.")
@@ -270,7 +337,8 @@ def loop(
     """Run the loop headless: synthesize, run the gates with the working tree's fix, mutate, open the PR.
 
     Exit codes: 0 a PR was opened (for every issue), 3 an agent or a person must supply something (the report says
-    what), 4 an issue's budget is exhausted (escalated), 2 an error.
+    what), 4 an issue's budget is exhausted (escalated), 5 triage awaits a person, 6 stopped: the issue's code is
+    quarantined by an andon cord or its lineage is halted (a person releases it), 2 an error.
     """
     from prodloop.tools.loop import EXIT_CODES, run_loop
 

@@ -14,7 +14,9 @@
     ├── BudgetExhausted          an issue's run or CPU budget is spent; a person must reset it
     ├── ReceiptTampered          a receipt's stored test or fix no longer matches the hashes its gates ran on
     ├── IsolationUnavailable     the kernel cannot sandbox candidate code, and isolation is required: nothing ran
-    └── SentryAPIError           the Sentry REST API refused or failed a request
+    ├── SentryAPIError           the Sentry REST API refused or failed a request
+    ├── Quarantined              agent work touching a path an andon cord quarantined; a person releases it
+    └── LineageHalted            an issue lineage stopped (fixes with no effect, cost spent); a person resets it
 
 Messages are built inside each class from structured fields and always say what was
 wrong and what to do. No message ever carries a secret or an unscrubbed production value.
@@ -132,7 +134,7 @@ class BudgetExhausted(ProdloopError):
         self.issue_id = issue_id
         super().__init__(
             f"the budget of issue {issue_id} is exhausted ({spent}); it was escalated to a person, "
-            f"who can allow more runs with `prodloop budget reset {issue_id}`"
+            f"who can allow more with `prodloop budget reset {issue_id} --by NAME --why TEXT`"
         )
 
 
@@ -174,3 +176,26 @@ class TriageRefused(ProdloopError):
     def __init__(self, issue_id: int, action: str, why: str, fix: str) -> None:
         self.issue_id = issue_id
         super().__init__(f"{action} on issue {issue_id} refused: {why}; {fix}")
+
+
+class Quarantined(ProdloopError):
+    """Agent work touching a path an andon cord quarantined (see `tools/observe/andon.py`): only a person lifts it."""
+
+    def __init__(self, action: str, paths: list[str], cord_id: int, release: str) -> None:
+        self.cord_id = cord_id
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        super().__init__(
+            f"{action} refused: {shown} is quarantined by andon cord {cord_id} (deploy {release[:80]} made things "
+            f"worse there); a person releases it: prodloop andon release {cord_id} --by NAME --why TEXT"
+        )
+
+
+class LineageHalted(ProdloopError):
+    """Agent work on an issue lineage a stopping condition halted (no-effect iterations, cost): a person resets it."""
+
+    def __init__(self, issue_id: int, action: str, why: str) -> None:
+        self.issue_id = issue_id
+        super().__init__(
+            f"{action} on issue {issue_id} refused: the lineage is halted ({why}) and escalated; a person resets it: "
+            f"prodloop budget reset {issue_id} --by NAME --why TEXT"
+        )

@@ -40,13 +40,15 @@ from prodloop.server.tool_surface import (
     ReceiptId,
     reply,
 )
-from prodloop.tools.budget import BudgetStatus, budget_status
+from prodloop.tools.budget import BudgetStatus, report_cost
 from prodloop.tools.judge.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
 from prodloop.tools.judge.mutation import mutate_validate
 from prodloop.tools.locate.code_path import CodePath, map_code_path
+from prodloop.tools.observe.andon import AndonStatus, andon_status
 from prodloop.tools.observe.deploys import DeployRecord, record_deploy
 from prodloop.tools.observe.error_context import ErrorContext, fetch_error_context
 from prodloop.tools.observe.issues import IssuePage, IssueStatus, list_issues
+from prodloop.tools.observe.lineage_status import LineageStatus, post_merge_status
 from prodloop.tools.observe.reliability import ReliabilityHistory, query_reliability_history
 from prodloop.tools.observe.triage import TriageReport, triage_signals
 from prodloop.tools.reproduce.characterize import characterize
@@ -307,11 +309,29 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     ) -> Annotated[CallToolResult, SuiteProposals]:
         return reply(suggest_suite_changes(ctx.store, ctx.git(), ctx.clock, quiet_days=quiet_days))
 
-    @server.tool(name="budget_status", description=DESCRIPTIONS["budget_status"],
-                 annotations=READ_ONLY)  # fmt: skip
+    @server.tool(name="post_merge_status", description=DESCRIPTIONS["post_merge_status"],
+                 annotations=IDEMPOTENT_WRITE)  # fmt: skip
     @_boundary
-    def budget_status_tool(issue_id: IssueId) -> Annotated[CallToolResult, BudgetStatus]:
-        return reply(budget_status(ctx.store, ctx.settings.budgets, issue_id))
+    def post_merge_status_tool(issue_id: IssueId) -> Annotated[CallToolResult, LineageStatus]:
+        return reply(post_merge_status(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id))
+
+    @server.tool(name="andon_status", description=DESCRIPTIONS["andon_status"], annotations=READ_ONLY)
+    @_boundary
+    def andon_status_tool() -> Annotated[CallToolResult, AndonStatus]:
+        return reply(andon_status(ctx.store))
+
+    @server.tool(name="report_agent_cost", description=DESCRIPTIONS["report_agent_cost"],
+                 annotations=LOCAL_WRITE)  # fmt: skip
+    @_boundary
+    def report_agent_cost_tool(
+        issue_id: IssueId,
+        tokens: Annotated[int, Field(ge=0, le=100_000_000, description="spent since the last report")],
+        mcp_ctx: Context,
+        cost_usd: Annotated[float, Field(ge=0, le=100_000)] = 0.0,
+        note: Annotated[str, Field(max_length=200)] = "",
+    ) -> Annotated[CallToolResult, BudgetStatus]:
+        return reply(report_cost(ctx.store, ctx.settings.budgets, ctx.clock, issue_id, tokens=tokens,
+                                 cost_usd=cost_usd, reporter=_client_name(mcp_ctx), note=note))  # fmt: skip
 
     register_prompts(server, ctx)
     register_resources(server, ctx)

@@ -42,7 +42,13 @@ REPO_POLICY: dict[str, str] = {
     "gates.timeout_seconds": "max", "gates.memory_mb": "max", "gates.min_mutation_score": "min",
     "gates.isolate_network": "on", "gates.require_isolation": "on", "gates.run_non_hermetic": "off",
     "budgets.max_runs": "max", "budgets.max_synthesis_attempts": "max", "budgets.max_cpu_seconds": "max",
-    "budgets.max_prs_per_issue": "max", "budgets.max_prs_per_day": "max",
+    "budgets.max_prs_per_issue": "max", "budgets.max_prs_per_day": "max", "budgets.max_agent_tokens": "max",
+    "budgets.max_cost_usd": "max", "budgets.max_no_effect_iterations": "max",
+    "post_merge.confidence": "min", "post_merge.baseline_hours": "free", "post_merge.fixed_share": "max",
+    "post_merge.no_effect_share": "free", "post_merge.max_watch_hours": "free", "post_merge.environment": "never",
+    "post_merge.interval_seconds": "min", "post_merge.notify_authors": "off",
+    "andon.max_p_value": "min", "andon.min_ratio": "max", "andon.min_events": "max", "andon.window_hours": "min",
+    "andon.baseline_hours": "free", "andon.propose_revert": "on",
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
@@ -81,7 +87,15 @@ def _check_from_repo(key: str, value: Any, default: Any, path: Path) -> None:
     raise ConfigError(f"{key} in {path}", problem, f"remove it there; pass it as a flag or {env}")
 
 
-_NESTED = ("gates", "budgets", "reliability", "retention", "triage")  # tables whose keys are each classified
+_NESTED = (
+    "gates",
+    "budgets",
+    "reliability",
+    "retention",
+    "triage",
+    "post_merge",
+    "andon",
+)  # tables whose keys are each classified
 
 
 class _RepoPyprojectSource(PydanticBaseSettingsSource):
@@ -211,6 +225,44 @@ class BudgetSettings(BaseModel):
     max_cpu_seconds: float = Field(default=600.0, gt=0)
     max_prs_per_issue: int = Field(default=3, ge=1)
     max_prs_per_day: int = Field(default=10, ge=1, description="per repository")
+    max_agent_tokens: int = Field(default=5_000_000, ge=1, description="tokens agents report spending per issue")
+    max_cost_usd: float = Field(default=50.0, gt=0, description="money agents report spending per issue")
+    max_no_effect_iterations: int = Field(
+        default=2, ge=1, description="consecutive deployed fixes with no effect before the lineage halts"
+    )
+
+
+class PostMergeSettings(BaseModel):
+    """`[tool.prodloop.post_merge]`: when a deployed fix counts as working. The issue's rate after the deploy is
+    compared with the pre-deploy trend projected over the same exposure (sessions, else transactions, else hours):
+    `fixed` when, with `confidence`, it is under `fixed_share` of the projection; `no_effect` when, with the same
+    confidence, it is at least `no_effect_share` of it, or `max_watch_hours` passed without `fixed`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    confidence: float = Field(default=0.99, gt=0.5, lt=1)
+    baseline_hours: int = Field(default=72, ge=6, le=24 * 30, description="the pre-deploy window the trend is fit on")
+    fixed_share: float = Field(default=0.25, gt=0, lt=1, description="the rate must fall under this share of the trend")
+    no_effect_share: float = Field(default=0.5, gt=0, lt=1)
+    max_watch_hours: float = Field(default=168.0, gt=0, description="past this without 'fixed': no_effect")
+    environment: str | None = Field(default=None, max_length=200, description="deploys judged; default every one")
+    interval_seconds: float = Field(default=300.0, ge=5, description="the background watch pass in serve --http")
+    notify_authors: bool = Field(default=False, description="comment on the PR that introduced an attributed error")
+
+
+class AndonSettings(BaseModel):
+    """`[tool.prodloop.andon]`: when a deploy made things worse. Lower and faster than a fix's bar (asymmetric risk):
+    a few events at `min_ratio` times the pre-deploy rate, significant at `max_p_value` after correcting for every
+    issue tested, within `window_hours` of the deploy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_p_value: float = Field(default=1e-4, gt=0, lt=1)
+    min_ratio: float = Field(default=2.0, ge=1)
+    min_events: int = Field(default=5, ge=1)
+    window_hours: float = Field(default=24.0, gt=0, le=24 * 14)
+    baseline_hours: float = Field(default=24.0, ge=1, le=24 * 14)
+    propose_revert: bool = Field(default=True, description="push a revert branch/PR when the cord is pulled")
 
 
 class Settings(BaseSettings):
@@ -255,6 +307,8 @@ class Settings(BaseSettings):
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    post_merge: PostMergeSettings = Field(default_factory=PostMergeSettings)
+    andon: AndonSettings = Field(default_factory=AndonSettings)
 
     base_branch: str | None = Field(default=None, description="PR base; default the remote's default branch")
     git_remote: str = Field(default="origin", description="where PR branches are pushed")

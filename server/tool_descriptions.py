@@ -79,9 +79,19 @@ DESCRIPTIONS: dict[str, str] = {
         "gone, prodloop's tests. Use it to tidy the suite; not for failing tests (list_issues). "
         'Example: {"quiet_days": 90}. Next: a person decides.'
     ),
-    "budget_status": (
-        "Runs and CPU seconds an issue has used and left; whether a person was asked to step in. Use it before a "
-        'costly step; not for the issue itself (fetch_error_context). Example: {"issue_id": 3}. Next: stop when '
-        "it says so."
+    "post_merge_status": (
+        "Where an issue's fix stands after its PR: merged, deployed, the verdict against production (watching, "
+        "fixed, no_effect, regressed) with its numbers, the budget spent, and what stops the lineage. Use it after "
+        'open_pr and before another iteration. Example: {"issue_id": 3}. Next: follow next_step.'
+    ),
+    "andon_status": (
+        "Active andon cords: deploys that made production worse, their quarantined paths (agent work there is "
+        "refused), evidence, revert proposal. Use it before working on recently deployed code. Example: {}. "
+        "Next: leave quarantined paths to a person."
+    ),
+    "report_agent_cost": (
+        "Add the tokens and money you spent on an issue to its budget; past a limit work on it is refused and a "
+        'person is asked. Use it after each step. Example: {"issue_id": 3, "tokens": 12000, "cost_usd": 0.09}. '
+        "Next: stop when exhausted."
     ),
 }

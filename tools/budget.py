@@ -1,7 +1,8 @@
-"""Budgets per issue lineage: candidate runs and the CPU seconds they used.
+"""Budgets per issue lineage: candidate runs, the CPU seconds the server spent, and the tokens and money agents
+report (`report_agent_cost`; the headless loop reports its own CPU).
 
-Counted in the store, so they survive restarts. An exhausted budget refuses further runs
-and opens an escalation for a person; `prodloop budget reset ISSUE` starts it again.
+Counted in the store, so they survive restarts. An exhausted budget refuses further work and opens an escalation
+for a person; only a person starts it again (`prodloop budget reset ISSUE --by NAME --why TEXT`, recorded).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 from prodloop.server.clock import Clock
 from prodloop.server.errors import BudgetExhausted
 from prodloop.server.settings import BudgetSettings
-from prodloop.server.store import Store, policy
+from prodloop.server.store import Store, lineage, policy
 from prodloop.tools.engine._shape import iso
 
 
@@ -25,6 +26,10 @@ class BudgetStatus(BaseModel):
     synthesis_attempts_limit: int
     cpu_seconds_used: float
     cpu_seconds_limit: float
+    tokens_used: int = Field(description="reported by agents")
+    tokens_limit: int
+    cost_usd_used: float = Field(description="reported by agents")
+    cost_usd_limit: float
     exhausted: bool
     exhausted_at: str | None
     escalations_open: int = Field(description="escalations waiting for a person")
@@ -33,6 +38,7 @@ class BudgetStatus(BaseModel):
 def budget_status(store: Store, limits: BudgetSettings, issue_id: int) -> BudgetStatus:
     store.get_issue(issue_id)
     row = policy.budget(store, issue_id)
+    spent = lineage.lineage(store, issue_id)
     return BudgetStatus(
         issue_id=issue_id,
         runs_used=row.runs,
@@ -41,7 +47,14 @@ def budget_status(store: Store, limits: BudgetSettings, issue_id: int) -> Budget
         synthesis_attempts_limit=limits.max_synthesis_attempts,
         cpu_seconds_used=round(row.cpu_seconds, 3),
         cpu_seconds_limit=limits.max_cpu_seconds,
-        exhausted=_spent(row, limits) is not None or row.exhausted_at is not None,
+        tokens_used=spent.tokens,
+        tokens_limit=limits.max_agent_tokens,
+        cost_usd_used=round(spent.cost_usd, 4),
+        cost_usd_limit=limits.max_cost_usd,
+        exhausted=_spent(row, limits) is not None
+        or row.exhausted_at is not None
+        or spent.tokens >= limits.max_agent_tokens
+        or spent.cost_usd >= limits.max_cost_usd,
         exhausted_at=iso(row.exhausted_at),
         escalations_open=len(policy.escalations(store, issue_id=issue_id, open_only=True)),
     )
@@ -80,8 +93,24 @@ def charge_cpu(store: Store, issue_id: int, *, cpu_seconds: float) -> None:
     policy.charge_budget(store, issue_id, runs=0, cpu_seconds=cpu_seconds)
 
 
-def reset(store: Store, clock: Clock, issue_id: int) -> None:
-    policy.reset_budget(store, issue_id, clock.now())
+def report_cost(
+    store: Store, limits: BudgetSettings, clock: Clock, issue_id: int, *, tokens: int, cost_usd: float,
+    cpu_seconds: float = 0.0, reporter: str, note: str = "",
+) -> BudgetStatus:  # fmt: skip
+    """Add what an agent (or the headless loop) spent on an issue; past a limit the lineage's work is refused from
+    then on and a person is asked (escalated now, not at the next refusal)."""
+    state = lineage.add_cost(store, issue_id, tokens=tokens, cost_usd=cost_usd, cpu_seconds=cpu_seconds,
+                             reporter=reporter, note=note, at=clock.now())  # fmt: skip
+    if state.tokens >= limits.max_agent_tokens or state.cost_usd >= limits.max_cost_usd:
+        policy.escalate(store, issue_id, "cost", f"cost budget exhausted: {state.tokens} tokens, "
+                        f"${state.cost_usd:.2f} reported", clock.now())  # fmt: skip
+    return budget_status(store, limits, issue_id)
+
+
+def reset(store: Store, limits: BudgetSettings, clock: Clock, issue_id: int, *, who: str, why: str) -> BudgetStatus:
+    """A person's reset of every counter of the lineage, recorded with who and why."""
+    lineage.reset(store, issue_id, who=who, why=why, at=clock.now())
+    return budget_status(store, limits, issue_id)
 
 
 def _spent(row: policy.BudgetRow, limits: BudgetSettings, kind: str = "candidate") -> str | None:

@@ -15,10 +15,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import BudgetExhausted, ProdloopError, TriageRefused
+from prodloop.server.errors import BudgetExhausted, LineageHalted, ProdloopError, Quarantined, TriageRefused
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
 from prodloop.server.store.receipts import Gate
+from prodloop.tools import budget
 from prodloop.tools.engine.collaborators import Collaborators
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
@@ -29,9 +30,9 @@ from prodloop.tools.reproduce.characterize import characterize
 from prodloop.tools.reproduce.synthesis import synthesize_regression_test
 from prodloop.tools.ship.pull_request import PullRequestResult, open_pr
 
-Outcome = Literal["pr_opened", "needs_agent", "budget_exhausted", "needs_approval", "error"]
+Outcome = Literal["pr_opened", "needs_agent", "budget_exhausted", "needs_approval", "stopped", "error"]
 EXIT_CODES: dict[Outcome, int] = {
-    "pr_opened": 0, "error": 2, "needs_agent": 3, "budget_exhausted": 4, "needs_approval": 5,
+    "pr_opened": 0, "error": 2, "needs_agent": 3, "budget_exhausted": 4, "needs_approval": 5, "stopped": 6,
 }  # fmt: skip
 
 
@@ -68,7 +69,7 @@ def run_loop(
     client: str = "prodloop loop",
 ) -> LoopReport:
     ctx = Collaborators(store, repo, runner, settings, clock)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     report = LoopReport(issue_id=issue_id, outcome="error", exit_code=2, steps=[], test_code=None, seconds=0.0)
     steps = report.steps  # pydantic copies a list given to the constructor: append to the report's own
 
@@ -81,6 +82,12 @@ def run_loop(
     def finish(outcome: Outcome, needed: str | None = None) -> LoopReport:
         report.outcome, report.exit_code, report.needed = outcome, EXIT_CODES[outcome], needed
         report.seconds = round(time.monotonic() - started, 3)
+        try:  # the headless loop reports its own cost to the lineage, as agents do with report_agent_cost
+            budget.report_cost(store, settings.budgets, clock, issue_id, tokens=0, cost_usd=0.0,
+                               cpu_seconds=round(time.process_time() - cpu_started, 3), reporter=client,
+                               note=f"loop: {outcome}")  # fmt: skip
+        except ProdloopError:  # no such issue: nothing to charge
+            pass
         return report
 
     try:
@@ -173,6 +180,9 @@ def run_loop(
     except TriageRefused as exc:
         step("triage", False, time.monotonic(), str(exc))
         return finish("needs_approval", str(exc))
+    except (Quarantined, LineageHalted) as exc:
+        step("stopped", False, time.monotonic(), str(exc))
+        return finish("stopped", str(exc))
     except ProdloopError as exc:
         step("error", False, time.monotonic(), str(exc))
         return finish("error", str(exc))

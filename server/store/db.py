@@ -27,7 +27,7 @@ _ORDER_SQL = {"priority": "COALESCE((SELECT s.priority FROM signals s WHERE s.is
 
 _ISSUE_COLUMNS = (
     "id, project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen, "
-    "event_count, user_count, status, regressions, resolved_at, resolved_in"
+    "event_count, user_count, status, regressions, resolved_at, resolved_in, regressed_at"
 )
 _EVENT_COLUMNS = "id, project_id, event_id, issue_id, timestamp, release, environment, payload"
 

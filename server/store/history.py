@@ -12,7 +12,7 @@ from prodloop.server.store.records import IssueRow
 
 _ISSUE_COLUMNS = (
     "i.id, i.project_id, i.fingerprint, i.title, i.exception_type, i.culprit, i.first_seen, i.last_seen, "
-    "i.event_count, i.user_count, i.status, i.regressions, i.resolved_at, i.resolved_in"
+    "i.event_count, i.user_count, i.status, i.regressions, i.resolved_at, i.resolved_in, i.regressed_at"
 )
 
 

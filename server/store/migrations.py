@@ -360,4 +360,77 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE release_packages ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0
         """,
     ),
+    (
+        14,
+        """
+        CREATE TABLE merges (
+            pull_request_id INTEGER PRIMARY KEY REFERENCES pull_requests(id),
+            merge_commit TEXT NOT NULL,
+            merged_at REAL NOT NULL,
+            how TEXT NOT NULL,
+            deploy_id INTEGER REFERENCES deploys(id),
+            deployed_at REAL
+        );
+        CREATE TABLE verdicts (
+            id INTEGER PRIMARY KEY,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            pull_request_id INTEGER NOT NULL REFERENCES pull_requests(id),
+            verdict TEXT NOT NULL,
+            numbers TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX verdicts_issue ON verdicts (issue_id, id);
+        CREATE TABLE andon_cords (
+            id INTEGER PRIMARY KEY,
+            deploy_id INTEGER NOT NULL UNIQUE REFERENCES deploys(id),
+            release TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            commit_sha TEXT NOT NULL,
+            previous_commit TEXT,
+            paths TEXT NOT NULL,
+            evidence TEXT NOT NULL,
+            blast_radius TEXT NOT NULL,
+            revert TEXT,
+            escalation TEXT,
+            pulled_at REAL NOT NULL,
+            released_at REAL,
+            released_by TEXT,
+            release_why TEXT
+        );
+        CREATE TABLE agent_costs (
+            id INTEGER PRIMARY KEY,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            cpu_seconds REAL NOT NULL,
+            reporter TEXT NOT NULL,
+            note TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX agent_costs_issue ON agent_costs (issue_id, at);
+        ALTER TABLE budgets ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE budgets ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+        ALTER TABLE budgets ADD COLUMN no_effect_streak INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE budgets ADD COLUMN halted_at REAL;
+        ALTER TABLE budgets ADD COLUMN halted_why TEXT;
+        CREATE TABLE budget_resets (
+            id INTEGER PRIMARY KEY,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            who TEXT NOT NULL,
+            why TEXT NOT NULL,
+            before TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE TABLE attributions (
+            issue_id INTEGER PRIMARY KEY REFERENCES issues(id),
+            deploy_id INTEGER REFERENCES deploys(id),
+            commit_sha TEXT NOT NULL,
+            author TEXT NOT NULL,
+            minutes_after REAL NOT NULL,
+            notified TEXT,
+            at REAL NOT NULL
+        );
+        ALTER TABLE provenance ADD COLUMN pull_request_id INTEGER
+        """,
+    ),
 )

@@ -97,22 +97,7 @@ def mark_exhausted(store: Store, issue_id: int, at: float, reason: str) -> None:
             " ON CONFLICT (issue_id) DO UPDATE SET exhausted_at = coalesce(exhausted_at, excluded.exhausted_at)",
             (issue_id, at),
         )
-        _open_escalation(conn, issue_id, "budget", reason, at)
-
-
-def reset_budget(store: Store, issue_id: int, at: float) -> BudgetRow:
-    store.get_issue(issue_id)
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO budgets (issue_id, reset_at) VALUES (?, ?) ON CONFLICT (issue_id) DO UPDATE SET"
-            " runs = 0, synthesis_attempts = 0, cpu_seconds = 0, exhausted_at = NULL, reset_at = excluded.reset_at",
-            (issue_id, at),
-        )
-        conn.execute(
-            "UPDATE escalations SET resolved_at = ? WHERE issue_id = ? AND kind = 'budget' AND resolved_at IS NULL",
-            (at, issue_id),
-        )
-    return budget(store, issue_id)
+        open_escalation(conn, issue_id, "budget", reason, at)
 
 
 def escalations(store: Store, *, issue_id: int | None = None, open_only: bool = False) -> list[Escalation]:
@@ -170,8 +155,14 @@ def complete_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str
             (pr.branch, pr.commit_sha, pr.url, pr.number, pr.mode, pr.id),
         )
         conn.execute(
-            "INSERT INTO provenance (test_node, test_path, record, created_at) VALUES (?, ?, ?, ?)",
-            (provenance["test_node"], provenance["test_path"], json.dumps(provenance, sort_keys=True), pr.created_at),
+            "INSERT INTO provenance (test_node, test_path, record, created_at, pull_request_id) VALUES (?, ?, ?, ?, ?)",
+            (
+                provenance["test_node"],
+                provenance["test_path"],
+                json.dumps(provenance, sort_keys=True),
+                pr.created_at,
+                pr.id,
+            ),
         )
 
 
@@ -216,10 +207,10 @@ def provenance_records(
 def escalate(store: Store, issue_id: int | None, kind: str, reason: str, at: float) -> None:
     """Open an escalation for a person unless one of this kind is already open for the issue."""
     with store.transaction() as conn:
-        _open_escalation(conn, issue_id, kind, reason, at)
+        open_escalation(conn, issue_id, kind, reason, at)
 
 
-def _open_escalation(conn: sqlite3.Connection, issue_id: int | None, kind: str, reason: str, at: float) -> None:
+def open_escalation(conn: sqlite3.Connection, issue_id: int | None, kind: str, reason: str, at: float) -> None:
     open_row = conn.execute(
         "SELECT id FROM escalations WHERE issue_id IS ? AND kind = ? AND resolved_at IS NULL", (issue_id, kind)
     ).fetchone()

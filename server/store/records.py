@@ -79,6 +79,7 @@ class IssueRow:
     regressions: int = 0  # times it was seen again, in a release it had not run before, after being resolved
     resolved_at: float | None = None
     resolved_in: str | None = None  # the release that carries the fix, when said
+    regressed_at: float | None = None  # when it was last seen again after being resolved
 
 
 @dataclass(frozen=True, slots=True)

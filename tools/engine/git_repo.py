@@ -356,6 +356,53 @@ class GitRepo:
             ("ancestors", commit, limit), lambda: tuple(self._git("rev-list", f"--max-count={limit}", commit).split())
         )
 
+    def landed_on(self, commit: str, tip: str, *, since: float, marker: str) -> tuple[str, str] | None:
+        """Where a PR's commit landed on `tip`'s first-parent history (the default branch), and how: `ancestor` (the
+        commit itself, fast-forwarded), `merge` (the merge commit that brought it), `trailer` (a squash or rebase
+        keeping `marker`, the PR's `Prodloop-Receipt` line, in its message) or `patch` (a squash or rebase of the same
+        change: equal `git patch-id`). Only commits made since `since` (seconds) are searched. None: not landed."""
+        commit, tip = checked_name(commit, "commit"), checked_name(tip, "commit")
+        window = f"--since=@{int(since) - 86_400}"  # committer clocks drift; a day of slack
+        if self.resolve(commit) is not None and self.is_ancestor(commit, tip):
+            first_parents = self._git("rev-list", "--first-parent", window, tip).split()
+            if commit in first_parents:
+                return commit, "ancestor"
+            path = self._git("rev-list", "--first-parent", "--ancestry-path", "--reverse", f"{commit}..{tip}").split()
+            return (path[0], "merge") if path else (commit, "ancestor")
+        found = self._git("log", "--first-parent", window, "--format=%H", "-F", f"--grep={marker}", tip).split()
+        if found:
+            return found[-1], "trailer"
+        if self.resolve(commit) is None:
+            return None
+        mine = self._patch_ids(["diff-tree", "-p", "--no-color", "--no-ext-diff", commit])
+        if not mine:
+            return None
+        theirs = self._patch_ids(["log", "-p", "--no-color", "--no-ext-diff", "--first-parent", window,
+                                  "--format=commit %H", tip])  # fmt: skip
+        landed = [sha for pid, sha in theirs.items() if pid in mine]
+        return (landed[0], "patch") if landed else None
+
+    def _patch_ids(self, args: list[str]) -> dict[str, str]:
+        """`git patch-id --stable` of what a `git log -p` / `diff-tree -p` prints: patch id -> commit."""
+        shown = self._run(self.path, *args, timeout=120)
+        if shown.returncode != 0 or not shown.stdout.strip():
+            return {}
+        text = shown.stdout if shown.stdout.startswith("commit ") else f"commit {'0' * 40}\n{shown.stdout}"
+        ids = self._run(self.path, "patch-id", "--stable", stdin=text, timeout=120)
+        out = {}
+        for line in ids.stdout.splitlines():
+            pid, _, sha = line.partition(" ")
+            out.setdefault(pid, sha)
+        return out
+
+    def first_parent_since(self, tip: str, since: str) -> tuple[str, ...]:
+        """The commits `tip` added over `since` (its first-parent history; merges stand for what they brought),
+        oldest first."""
+        out = self._git(
+            "rev-list", "--first-parent", "--reverse", f"{checked_name(since, 'commit')}..{checked_name(tip, 'commit')}"
+        )
+        return tuple(out.split())
+
     def grep_files(self, commit: str, patterns: tuple[str, ...], pathspecs: tuple[str, ...]) -> tuple[str, ...]:
         """Files at `commit` (under the pathspecs) containing any fixed-string pattern."""
 

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import GitError, InvalidArgument, ReceiptTampered
+from prodloop.server.errors import CodePathError, GitError, InvalidArgument, ReceiptTampered
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, receipts
 from prodloop.server.store.receipts import GATE_ORDER, Gate, GateName, Receipt
@@ -171,6 +171,16 @@ def working_tree_diff(repo: GitRepo, commit: str, test_path: str) -> str:
         raise InvalidArgument("fix_from_working_tree", str(exc)[:300], "check the repository") from exc
 
 
+def fix_paths(repo: GitRepo, commit: str, diff: str) -> set[str]:
+    """The paths a fix changes (none when it does not apply: the gates say so)."""
+    if not diff.strip():
+        return set()
+    try:
+        return repo.diff_paths(commit, diff)
+    except CodePathError:
+        return set()
+
+
 def run_candidate_test(
     store: Store,
     repo: GitRepo,
@@ -182,7 +192,8 @@ def run_candidate_test(
     *,
     budget_kind: Literal["candidate", "synthesis"] = "candidate",
 ) -> CandidateResult:
-    require_clearance(store, repo, settings, clock, given.issue_id, action="run_candidate_test")
+    require_clearance(store, repo, settings, clock, given.issue_id, action="run_candidate_test",
+                      paths=[given.test_path, *fix_paths(repo, code_path.release.commit, given.fix_diff)])  # fmt: skip
     gates_cfg = settings.gates
     tree = parse_test(given.test_code)
     names = test_function_names(tree)

@@ -283,6 +283,11 @@ def _importers(repo: GitRepo, head: str, target: str, kind: PathKind) -> list[st
     return sorted(out)
 
 
+def importers_of(repo: GitRepo, head: str, path: str) -> list[str]:
+    """The modules that import one file's module (a change's dependents)."""
+    return _importers(repo, head, path, "file")
+
+
 def _imports_of(repo: GitRepo, head: str, path: str) -> frozenset[str]:
     """The module names a file imports (a `from pkg import name` counts as pkg.name; relative imports resolved)."""
     source = repo.read(head, path) or ""

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -30,11 +31,12 @@ from prodloop.server.clock import Clock
 from prodloop.server.errors import CodePathError, NotFoundError, ProdloopError, TriageRefused
 from prodloop.server.ingest.grouping import exceptions, frames_of
 from prodloop.server.settings import Settings, TriageSettings
-from prodloop.server.store import Store, health, policy, signals
-from prodloop.server.store.records import IssueRow
+from prodloop.server.store import Store, health, lineage, policy, signals
+from prodloop.server.store.records import Deploy, IssueRow
 from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, cap, iso
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.locate.code_path import map_code_path
+from prodloop.tools.observe.andon import require_work_allowed
 from prodloop.tools.observe.reliability import file_tier
 from prodloop.tools.ship import github
 
@@ -467,6 +469,7 @@ def _attribute(
             if touched:
                 confidence = 0.9
                 evidence.append(f"its commits changed {', '.join(touched[:5])} on the crash path")
+                evidence += _author(store, repo, issue.id, earlier, d, touched, lag)
         found.append(Attribution(cause="deploy", confidence=confidence, evidence=evidence))
     changed = _dependency_change(store, repo, issue, onset_at, events, payloads)
     if changed is not None:
@@ -495,6 +498,22 @@ def _attribute(
                       f"across {spread} release(s)"],
         ))  # fmt: skip
     return sorted(found, key=lambda a: -a.confidence)
+
+
+def _author(
+    store: Store, repo: GitRepo, issue_id: int, earlier: Deploy, deploy: Deploy, touched: list[str], lag: float
+) -> list[str]:
+    """Record who changed the crash path in the blamed deploy (its newest commit touching it) and say so."""
+    try:
+        commits = repo.commits_touching_files(earlier.commit_sha, deploy.commit_sha, tuple(touched))
+    except ProdloopError:
+        return []
+    if not commits:
+        return []
+    info = repo.commit_info(commits[0])
+    lineage.attribute(store, issue_id, deploy_id=deploy.id, commit_sha=info.sha, author=info.author,
+                      minutes_after=round(max(0.0, lag) / 60, 1), at=deploy.deployed_at + max(0.0, lag))  # fmt: skip
+    return [f"the newest of them, {info.sha[:12]} by {cap(info.author, 80)}: {cap(info.summary, 120)}"]
 
 
 def _tag(payload: dict[str, Any], tag: str) -> str | None:
@@ -614,11 +633,15 @@ def _tier(
 
 
 def require_clearance(
-    store: Store, repo: GitRepo, settings: Settings, clock: Clock, issue_id: int, *, action: str
-) -> None:
+    store: Store, repo: GitRepo, settings: Settings, clock: Clock, issue_id: int, *, action: str,
+    paths: Iterable[str] = (),
+) -> None:  # fmt: skip
     """Refuse agent work (`action`) on an issue the mode does not clear: shadow refuses all, approve needs a
     person's approval, autonomous an actionable tier-1 classification; rejected is refused in every mode. An issue
-    triage has not judged yet (new, or older than the baseline window) is triaged first: never open by default."""
+    triage has not judged yet (new, or older than the baseline window) is triaged first: never open by default.
+    Before triage, in every mode: the stopping conditions and the andon cord's quarantine (`paths` are what the work
+    changes, beside the issue's own frames)."""
+    require_work_allowed(store, settings, clock, issue_id, action=action, paths=paths)
     cfg = settings.triage
     if cfg.mode == "off":
         return

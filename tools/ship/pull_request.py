@@ -27,7 +27,7 @@ from prodloop.tools.engine.collaborators import Collaborators
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
 from prodloop.tools.engine.sandbox import outcome_of, workspace
-from prodloop.tools.judge.candidate import verified_receipt
+from prodloop.tools.judge.candidate import fix_paths, verified_receipt
 from prodloop.tools.locate.code_path import CodePath, mapped_for
 from prodloop.tools.observe.triage import require_clearance
 from prodloop.tools.ship.provenance import build_record, jsonl_line
@@ -64,7 +64,8 @@ def open_pr(
 ) -> PullRequestResult:
     ctx = Collaborators(store, repo, runner, settings, clock)
     receipt = verified_receipt(store, receipt_id)
-    require_clearance(store, repo, settings, clock, receipt.issue_id, action="open_pr")
+    require_clearance(store, repo, settings, clock, receipt.issue_id, action="open_pr",
+                      paths=[receipt.test_path, *fix_paths(repo, receipt.commit_sha, receipt.fix_diff)])  # fmt: skip
     mutation = _check_receipt(receipt)
     issue = ctx.store.get_issue(receipt.issue_id)
     slot = _reserve(ctx, receipt)
