@@ -18,6 +18,7 @@ from prodloop.tools.locate.code_path import CodePath, map_code_path
 from prodloop.tools.locate.failing_test import map_failing_test
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
+from prodloop.tools.observe.lineage_status import post_merge_status
 from prodloop.tools.observe.reliability import query_reliability_history
 
 _STEPS = """1. `fetch_error_context` (issue_id={id}) — read the exception, the crash frame's locals and the request.
@@ -172,8 +173,8 @@ def heal_failing_test(ctx: AppContext, test_node_id: str, failure_output: str) -
 
 
 def post_merge_followup(ctx: AppContext, issue_id: int) -> str:
+    """Driven by the lineage's real state: the watch pass's verdict and its numbers, what stops it, what is next."""
     issue = ctx.store.get_issue(issue_id)
-    prs = policy.pull_requests(ctx.store, issue_id=issue_id)
     lines = [
         f"# After the fix of issue {issue_id}",
         "",
@@ -182,17 +183,31 @@ def post_merge_followup(ctx: AppContext, issue_id: int) -> str:
         f"Title: {untrusted(issue.title, 300)}",
         "",
     ]
-    if not prs:
+    if not policy.pull_requests(ctx.store, issue_id=issue_id):
         return "\n".join([*lines, "No PR was opened by prodloop for this issue yet."])
-    pr = prs[-1]
-    after = ctx.store.count_events_since(issue_id, pr.created_at)
+    status = post_merge_status(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id)
+    for pr in status.pull_requests:
+        merged = f", merged ({pr.merged_how}) as {pr.merge_commit[:12]}" if pr.merge_commit else ""
+        deployed = f", deployed in {untrusted(pr.deploy, 100)}" if pr.deploy else ""
+        lines.append(f"- PR {pr.pull_request}: {pr.stage}{merged}{deployed}; verdict {pr.verdict or 'none yet'}")
+    j = status.judgement
+    if j is not None:
+        lines += [
+            "",
+            f"Verdict **{status.verdict}** ({j.metric}): {j.events_after} events after the deploy where the "
+            f"pre-deploy trend projects {j.expected_after}; ratio {j.ratio} [{j.ratio_low}, {j.ratio_high}], "
+            f"p={j.p_value}, trend x{j.trend_per_day}/day{' (significant)' if j.trend_significant else ''}.",
+            j.reason,
+            *([f"Needs: {j.needed}"] if j.needed else []),
+        ]
     lines += [
-        f"PR {pr.url or pr.branch} ({pr.mode}) opened {iso(pr.created_at)} from receipt `{pr.receipt_id}`.",
-        f"Events since then: {after}; last seen {iso(issue.last_seen)}.",
         "",
-        "- Record the deploy that shipped the fix with `record_deploy`.",
-        "- If events continue after that deploy, the fix did not hold: reopen with `fix_production_error`.",
-        "- If they stopped, the regression test now guards the path; nothing else to do.",
+        f"Issue status: {status.issue_status} (regressions: {status.regressions}); no-effect iterations in a row: "
+        f"{status.no_effect_streak} of {ctx.settings.budgets.max_no_effect_iterations}.",
+        *([f"Halted: {status.halted}."] if status.halted else []),
+        *([f"Quarantined: {status.quarantined}"] if status.quarantined else []),
+        "",
+        f"Next: {status.next_step}.",
     ]
     return "\n".join(lines)
 

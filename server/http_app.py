@@ -16,6 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prodloop.server.auth import BearerAuth
+from prodloop.server.background import BackgroundWatch
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ConfigError
 from prodloop.server.ingest.endpoint import Ingest
@@ -124,10 +125,12 @@ def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         triage = BackgroundTriage(ctx)
+        watch = BackgroundWatch(ctx)
         try:
             async with mcp.session_manager.run():
                 yield
         finally:
+            watch.stop()
             triage.stop()
             writer.close()
 

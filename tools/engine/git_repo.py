@@ -364,11 +364,12 @@ class GitRepo:
         commit, tip = checked_name(commit, "commit"), checked_name(tip, "commit")
         window = f"--since=@{int(since) - 86_400}"  # committer clocks drift; a day of slack
         if self.resolve(commit) is not None and self.is_ancestor(commit, tip):
-            first_parents = self._git("rev-list", "--first-parent", window, tip).split()
-            if commit in first_parents:
-                return commit, "ancestor"
+            # The first-parent commits of tip that descend from commit: the oldest one brought it (a merge), or is
+            # its child on the branch itself (a fast-forward).
             path = self._git("rev-list", "--first-parent", "--ancestry-path", "--reverse", f"{commit}..{tip}").split()
-            return (path[0], "merge") if path else (commit, "ancestor")
+            if not path or self._git("rev-parse", f"{path[0]}^1").strip() == commit:
+                return commit, "ancestor"
+            return path[0], "merge"
         found = self._git("log", "--first-parent", window, "--format=%H", "-F", f"--grep={marker}", tip).split()
         if found:
             return found[-1], "trailer"

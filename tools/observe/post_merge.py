@@ -355,7 +355,9 @@ def _link_deploys(store: Store, repo: GitRepo, settings: Settings, known: dict[i
     if not waiting:
         return
     env = settings.post_merge.environment
-    deploys = sorted((d for d in store.deploys(environment=env)), key=lambda d: (d.deployed_at, d.id))
+    # Only the operator's deploys (CLI, CI) are evidence: an agent may record one, and must not earn its own verdict.
+    deploys = sorted((d for d in store.deploys(environment=env) if d.source == "operator"),
+                     key=lambda d: (d.deployed_at, d.id))  # fmt: skip
     for merge in waiting:
         if repo.resolve(merge.merge_commit) is None:
             continue

@@ -1,0 +1,50 @@
+"""Passes `serve --http` runs on a thread of their own while it serves."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import ProdloopError
+
+logger = logging.getLogger("prodloop.server")
+
+
+class BackgroundWatch:
+    """A watch pass (`prodloop watch`) every `post_merge.interval_seconds`, and at once when `poke` is called (a
+    GitHub merge webhook). A failed pass is logged and the next one tries again."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._stop = threading.Event()
+        self._poked = threading.Event()
+        self.passes = 0
+        self._thread = threading.Thread(target=self._run, name="prodloop-watch", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._poked.set()
+
+    def _run(self) -> None:
+        from prodloop.tools.watch import watch_pass
+
+        while not self._stop.is_set():
+            self._poked.wait(self._ctx.settings.post_merge.interval_seconds)
+            self._poked.clear()
+            if self._stop.is_set():
+                return
+            try:
+                report = watch_pass(self._ctx.store, self._ctx.git(), self._ctx.settings, self._ctx.clock)
+                if report.cords_pulled:
+                    logger.warning("watch: %d andon cord(s) pulled", len(report.cords_pulled))
+            except ProdloopError as exc:
+                logger.error("watch pass failed: %s", str(exc)[:300])
+            except Exception as exc:  # serving goes on; the next pass tries again
+                logger.error("watch pass failed: %s", type(exc).__name__)
+            self.passes += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poked.set()
+        self._thread.join(timeout=30)

@@ -1,0 +1,296 @@
+"""The closing stage against scenarios with a known truth (tests/post_merge_sim.py: real git merges and deploy
+records, real pipeline and store, injected clock): every verdict as its truth, the andon cord within five simulated
+minutes of a 10x deploy and never on deploys that change nothing in production, the stopping conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from prodloop.server.errors import BudgetExhausted, InvalidArgument, LineageHalted, Quarantined
+from prodloop.server.settings import PostMergeSettings
+from prodloop.server.store import lineage, policy
+from prodloop.tools import budget
+from prodloop.tools.observe.andon import andon_status, release, require_work_allowed
+from prodloop.tools.observe.lineage_status import post_merge_status
+from prodloop.tools.observe.post_merge import judge
+from prodloop.tools.observe.triage import require_clearance
+from tests.post_merge_sim import DAY, HOUR, START, Sim, declining
+from tests.sample_service import SampleService
+
+MINUTE = 60.0
+TABLE: list[tuple[str, str, str]] = []
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
+    """The sample's real crash events, captured once for every simulation of the module."""
+    service = SampleService(tmp_path_factory.mktemp("events") / "shop")
+    for crash in ("unknown_sku", "zero_rate"):
+        service.event(crash)
+    return service
+
+
+@pytest.fixture
+def sim(events: SampleService, tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+    made: list[Sim] = []
+
+    def build(name: str = "s", **settings: Any) -> Sim:
+        made.append(Sim(tmp_path / name / "shop", tmp_path / name / "data", events_from=events, **settings))
+        return made[-1]
+
+    yield build
+    for s in made:
+        s.close()
+
+
+def _fix_deployed(s: Sim, before: Callable[[float], float], *, hours_before: float = 72) -> int:
+    """Traffic before, the fix's PR merged and deployed as shop@1.1.0; returns the PR's id."""
+    s.traffic(START + hours_before * HOUR, before)
+    pr = s.open_fix_pr()
+    s.traffic(s.now + HOUR, before)
+    s.merge(pr)
+    s.deploy("shop@1.1.0")
+    return pr.id
+
+
+def _until_verdict(s: Sim, after: Callable[[float], float], hours: int, release: str = "shop@1.1.0") -> tuple[str, Any]:
+    step = None
+    for _ in range(hours):
+        s.traffic(s.now + HOUR, after, release=release)
+        step = s.watch().lineages[-1]
+        if step.verdict not in (None, "watching"):
+            break
+    assert step is not None
+    return str(step.verdict), step
+
+
+def test_a_working_fix_is_fixed_resolves_the_issue_and_the_provenance_record_gets_the_verdict(
+    sim: Callable[..., Sim],
+) -> None:
+    s = sim()
+    _fix_deployed(s, lambda t: 20.0)
+    verdict, step = _until_verdict(s, lambda t: 0.0, 24)
+    TABLE.append(("fix works (20/h -> 0)", "fixed", verdict))
+    assert verdict == "fixed", step
+    assert step.judgement.ratio_high <= 0.25 and step.judgement.metric == "per_hour"
+    assert step.judgement.events_before > 1000 and step.merged_how == "merge"
+    issue = s.ctx.store.get_issue(s.issue_id())
+    assert issue.status == "resolved" and issue.resolved_in == "shop@1.1.0"
+    records, _ = policy.provenance_records(s.ctx.store)
+    assert records[0]["verdict"]["verdict"] == "fixed" and records[0]["verdict"]["deploy"] == "shop@1.1.0"
+    # Seen again in a later release: regressed, reopened.
+    s.traffic(s.now + HOUR, lambda t: 20.0, release="shop@1.2.0")
+    step = s.watch().lineages[-1]
+    TABLE.append(("fixed, then seen in a later release", "regressed", str(step.verdict)))
+    assert step.verdict == "regressed"
+    assert s.ctx.store.get_issue(s.issue_id()).status == "unresolved"
+
+
+def test_a_fix_with_no_effect_reopens_and_two_in_a_row_halt_the_lineage_and_escalate(sim: Callable[..., Sim]) -> None:
+    s = sim()
+    _fix_deployed(s, lambda t: 20.0)
+    verdict, step = _until_verdict(s, lambda t: 20.0, 48)
+    TABLE.append(("no effect (20/h -> 20/h)", "no_effect", verdict))
+    assert verdict == "no_effect", step
+    assert step.judgement.ratio_low >= 0.5
+    state = lineage.lineage(s.ctx.store, s.issue_id())
+    assert state.no_effect_streak == 1 and state.halted_at is None
+    # Another iteration, no effect again: the lineage halts, a person is asked, agent work is refused.
+    pr = s.open_fix_pr({"shop/pricing.py": "# still wrong\n"})
+    s.merge(pr)
+    s.deploy("shop@1.2.0")
+    verdict, _ = _until_verdict(s, lambda t: 20.0, 48, release="shop@1.2.0")
+    assert verdict == "no_effect"
+    state = lineage.lineage(s.ctx.store, s.issue_id())
+    assert state.no_effect_streak == 2 and state.halted_why and "2 consecutive" in state.halted_why
+    assert [e.kind for e in policy.escalations(s.ctx.store, issue_id=s.issue_id(), open_only=True)] == ["no-effect"]
+    with pytest.raises(LineageHalted, match="prodloop budget reset"):
+        require_clearance(s.ctx.store, s.ctx.git(), s.ctx.settings, s.clock, s.issue_id(), action="run_candidate_test")
+    # Only a person resets it, and the reset is kept with who and why.
+    with pytest.raises(InvalidArgument, match="reason"):
+        budget.reset(s.ctx.store, s.ctx.settings.budgets, s.clock, s.issue_id(), who="ana", why=" ")
+    budget.reset(s.ctx.store, s.ctx.settings.budgets, s.clock, s.issue_id(), who="ana", why="root cause found")
+    require_clearance(s.ctx.store, s.ctx.git(), s.ctx.settings, s.clock, s.issue_id(), action="run_candidate_test")
+    assert lineage.resets(s.ctx.store, s.issue_id())[0]["before"]["no_effect_streak"] == 2
+    assert not policy.escalations(s.ctx.store, issue_id=s.issue_id(), open_only=True)
+
+
+def test_a_decline_that_began_before_the_deploy_is_not_the_fix_working(sim: Callable[..., Sim]) -> None:
+    s = sim()
+    fading = declining(START, 40.0, 24)
+    _fix_deployed(s, fading)
+    verdicts = set()
+    for _ in range(48):
+        s.traffic(s.now + HOUR, fading, release="shop@1.1.0")
+        step = s.watch().lineages[-1]
+        verdicts.add(step.verdict)
+        if step.verdict == "no_effect":
+            break
+    TABLE.append(("already declining (half-life 24 h)", "no_effect", str(step.verdict)))
+    assert "fixed" not in verdicts
+    assert step.verdict == "no_effect" and step.judgement.trend_significant and step.judgement.trend_per_day < 0.6
+
+
+def test_low_volume_keeps_watching_and_says_how_much_more_traffic_a_verdict_needs(sim: Callable[..., Sim]) -> None:
+    s = sim()
+    _fix_deployed(s, lambda t: 0.25)
+    verdict, step = _until_verdict(s, lambda t: 0.0, 24)
+    TABLE.append(("low volume (0.25/h -> 0), after 24 h", "watching", verdict))
+    assert verdict == "watching"
+    assert "more hours at the current traffic" in step.judgement.needed
+    assert s.ctx.store.get_issue(s.issue_id()).status == "unresolved"
+
+
+def test_a_squash_or_a_rebase_merge_is_found_and_a_deploy_without_the_merge_is_not_the_fix(
+    sim: Callable[..., Sim],
+) -> None:
+    s = sim()
+    s.traffic(START + DAY, lambda t: 5.0)
+    squashed, rebased = s.open_fix_pr(), s.open_fix_pr({"shop/auth.py": "# other\n"})
+    s.deploy("shop@1.0.1")  # before either merge: contains neither
+    s.merge(squashed, how="squash")
+    s.merge(rebased, how="rebase")
+    steps = {st.pull_request: st for st in s.watch().lineages}
+    assert steps[squashed.branch].merged_how == "trailer" and steps[rebased.branch].merged_how == "trailer"
+    assert {st.stage for st in steps.values()} == {"merged"}
+    s.deploy("shop@1.1.0")
+    assert {st.stage for st in s.watch().lineages} == {"deployed"}
+    assert {st.deploy for st in s.watch().lineages} == {"shop@1.1.0"}
+
+
+def test_an_agent_recorded_deploy_is_no_evidence_for_a_verdict_or_a_cord(sim: Callable[..., Sim]) -> None:
+    s = sim()
+    s.traffic(START + DAY, lambda t: 20.0)
+    pr = s.open_fix_pr()
+    s.merge(pr)
+    s.ctx.store.record_deploy(release="shop@9", commit_sha=s.git.git("rev-parse", "HEAD"), environment="production",
+                              deployed_at=s.now, source="agent")  # fmt: skip
+    s.traffic(s.now + 2 * HOUR, lambda t: 200.0, release="shop@9")
+    report = s.watch()
+    assert report.lineages[0].stage == "merged" and not report.cords_pulled
+
+
+def test_a_deploy_that_makes_its_paths_worse_pulls_the_cord_within_five_minutes_and_quarantines_them(
+    sim: Callable[..., Sim],
+) -> None:
+    s = sim(andon={"propose_revert": False})
+    s.traffic(START + DAY, lambda t: 60.0)
+    bad = s.change("shop/pricing.py", FIXED_BUT_WORSE)
+    s.deploy("shop@1.1.0", bad)
+    minutes = None
+    for minute in range(1, 31):
+        s.traffic(s.now + MINUTE, lambda t: 600.0, release="shop@1.1.0", step=MINUTE)
+        report = s.watch()
+        if report.cords_pulled:
+            minutes = minute
+            break
+    TABLE.append(("deploy regresses (10x on its path)", "andon <= 5 min", f"andon at {minutes} min"))
+    assert minutes is not None and minutes <= 5
+    assert report.exit_code == 6
+    cord = report.cords_pulled[0]
+    assert cord.quarantined_paths == ["shop/pricing.py"] and cord.evidence[0]["kind"] == "issue_rate"
+    assert cord.blast_radius["users"] > 0 and cord.blast_radius["issues"] == [s.issue_id()]
+    # Agent work touching the path is refused, and says who releases it.
+    with pytest.raises(Quarantined, match=f"prodloop andon release {cord.id}"):
+        require_work_allowed(s.ctx.store, s.ctx.settings, s.clock, s.issue_id(), action="run_candidate_test")
+    other = s.template("zero_rate")
+    other_issue = s.ctx.store.get_event(other.event_id).issue_id
+    require_work_allowed(s.ctx.store, s.ctx.settings, s.clock, other_issue, action="open_pr")  # loyalty.py: free
+    with pytest.raises(Quarantined):  # ... unless the work changes the quarantined path
+        require_work_allowed(s.ctx.store, s.ctx.settings, s.clock, other_issue, action="open_pr",
+                             paths=["shop/pricing.py"])  # fmt: skip
+    assert [e.kind for e in policy.escalations(s.ctx.store, open_only=True)] == ["andon"]
+    assert post_merge_status(s.ctx.store, s.ctx.git(), s.ctx.settings, s.clock, s.issue_id()).quarantined
+    # Pulled once per deploy; only a person releases it.
+    s.traffic(s.now + MINUTE, lambda t: 600.0, release="shop@1.1.0")
+    assert not s.watch().cords_pulled
+    with pytest.raises(InvalidArgument):
+        release(s.ctx.store, s.clock, cord.id, who="", why="x")
+    done = release(s.ctx.store, s.clock, cord.id, who="ana", why="rolled back by hand")
+    assert not done.active and done.released_by == "ana"
+    require_work_allowed(s.ctx.store, s.ctx.settings, s.clock, s.issue_id(), action="run_candidate_test")
+    assert not andon_status(s.ctx.store).active and not policy.escalations(s.ctx.store, open_only=True)
+
+
+def test_a_new_issue_in_a_changed_file_pulls_the_cord(sim: Callable[..., Sim]) -> None:
+    s = sim(andon={"propose_revert": False})
+    s.traffic(START + DAY, lambda t: 20.0)
+    s.deploy("shop@1.1.0", s.change("shop/loyalty.py", "# loyalty rewritten\n"))
+    s.traffic(s.now + 10 * MINUTE, lambda t: 60.0, crash="zero_rate", release="shop@1.1.0", step=MINUTE)
+    cords = s.watch().cords_pulled
+    assert cords and cords[0].evidence[0]["kind"] == "new_issue"
+    assert cords[0].quarantined_paths == ["shop/loyalty.py"]
+
+
+@pytest.mark.parametrize("changed", ["shop/auth.py", "shop/pricing.py"])
+def test_no_cord_for_deploys_that_change_nothing_in_production(sim: Callable[..., Sim], changed: str) -> None:
+    """Ten deploys a day apart, each changing a file (the issue's own file, or another), the traffic unchanged and
+    overdispersed: checked every five minutes for an hour, then hourly, no cord."""
+    s = sim(andon={"propose_revert": False}, seed=7)
+    rate = lambda t: 30.0  # noqa: E731
+    s.traffic(START + DAY, rate, overdispersion=0.1)
+    for n in range(10):
+        s.deploy(f"shop@1.0.{n + 1}", s.change(changed, f"# revision {n}\n" + ("x = 1\n" * n)))
+        for _ in range(12):
+            s.traffic(s.now + 5 * MINUTE, rate, overdispersion=0.1, release=f"shop@1.0.{n + 1}")
+            assert not s.watch().cords_pulled
+        for _ in range(23):
+            s.traffic(s.now + HOUR, rate, overdispersion=0.1, release=f"shop@1.0.{n + 1}")
+            assert not s.watch().cords_pulled
+    TABLE.append((f"10 deploys changing {changed}, traffic unchanged", "no andon", "no andon"))
+
+
+def test_reported_cost_exhausts_the_budget_escalates_and_only_a_person_resets_it(sim: Callable[..., Sim]) -> None:
+    s = sim(budgets={"max_cost_usd": 1.0})
+    s.traffic(START + HOUR, lambda t: 5.0)
+    issue = s.issue_id()
+    status = budget.report_cost(s.ctx.store, s.ctx.settings.budgets, s.clock, issue, tokens=1000, cost_usd=0.4,
+                                reporter="claude-code 2.1")  # fmt: skip
+    assert not status.exhausted and status.cost_usd_used == 0.4
+    status = budget.report_cost(s.ctx.store, s.ctx.settings.budgets, s.clock, issue, tokens=1000, cost_usd=0.7,
+                                reporter="claude-code 2.1")  # fmt: skip
+    assert status.exhausted and status.tokens_used == 2000
+    assert [e.kind for e in policy.escalations(s.ctx.store, issue_id=issue, open_only=True)] == ["cost"]
+    with pytest.raises(BudgetExhausted, match="cost budget"):
+        require_work_allowed(s.ctx.store, s.ctx.settings, s.clock, issue, action="run_candidate_test")
+    budget.reset(s.ctx.store, s.ctx.settings.budgets, s.clock, issue, who="ana", why="worth another try")
+    require_work_allowed(s.ctx.store, s.ctx.settings, s.clock, issue, action="run_candidate_test")
+    assert lineage.resets(s.ctx.store, issue)[0]["before"]["cost_usd"] == pytest.approx(1.1)
+
+
+def test_the_verdict_statistics_on_their_own() -> None:
+    cfg = PostMergeSettings()
+    flat = np.full(72, 10.0)
+    ones = np.ones(72)
+    gone = judge(flat, ones, 0, np.ones(3), 3.0, cfg)
+    assert gone.verdict == "fixed" and gone.p_value < 1e-10
+    same = judge(flat, ones, 30, np.ones(3), 3.0, cfg)
+    assert same.verdict == "no_effect" and 0.5 <= same.ratio_low <= 1 <= same.ratio_high
+    early = judge(flat, ones, 0, np.array([0.1]), 0.1, cfg)  # six minutes: one event expected, none seen
+    assert early.verdict == "watching" and early.needed
+    # A rate halving daily before the deploy: fewer events after is what the trend predicts, not the fix.
+    halving = np.round(40 * 0.5 ** (np.arange(72) / 24))
+    follows = judge(halving, ones, int(halving[-1] * 24 * 0.7), np.ones(24), 24.0, cfg)
+    assert follows.trend_significant and follows.trend_per_day < 0.7 and follows.verdict != "fixed"
+    # Sessions as the denominator: twice the traffic after, twice the events: no change, not a rise.
+    doubled = judge(flat, ones * 100, 60, np.full(3, 200.0), 3.0, cfg, metric="per_session")
+    assert doubled.verdict == "no_effect" and doubled.ratio == pytest.approx(1.0)
+
+
+def test_print_the_scenario_table() -> None:
+    """The scenarios' truth and what was found (run with -s to see it)."""
+    print("\n| scenario | truth | got |\n| --- | --- | --- |")
+    for row in TABLE:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |")
+
+
+FIXED_BUT_WORSE = (
+    '"""Prices."""\n\nPRICES = {"apple": 30}\n\n\n'
+    'def line_total(item):\n    return PRICES[item["sku"]] * item["qty"]\n\n\n'
+    'def cart_total(cart):\n    return sum(line_total(item) for item in cart["items"])\n'
+)
