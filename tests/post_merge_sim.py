@@ -114,8 +114,8 @@ class Sim:
         receipt_id = uuid.uuid4().hex
         branch = f"prodloop/fix-{self._prs}"
         self.git.git("checkout", "-q", "-b", branch, "main")
-        commit = self.git.commit(files or {"shop/pricing.py": FIXED_PRICING},
-                                 f"Fix production KeyError\n\nProdloop-Receipt: {receipt_id}\n", author="prodloop")  # fmt: skip
+        message = f"Fix production KeyError\n\nProdloop-Receipt: {receipt_id}\n"
+        commit = self.git.commit(files or {"shop/pricing.py": FIXED_PRICING}, message, author="prodloop")
         self.git.git("checkout", "-q", "main")
         issue = self.issue_id(crash)
         receipts.save(self.ctx.store, receipts.Receipt(receipt_id, issue, "e" * 32, self.service.commit, "t.py", "t",
