@@ -185,7 +185,10 @@ def post_merge_followup(ctx: AppContext, issue_id: int) -> str:
     ]
     if not policy.pull_requests(ctx.store, issue_id=issue_id):
         return "\n".join([*lines, "No PR was opened by prodloop for this issue yet."])
-    status = post_merge_status(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id)
+    try:
+        status = post_merge_status(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id)
+    except ProdloopError as exc:
+        return "\n".join([*lines, f"The lineage cannot be followed: {exc}"])
     for pr in status.pull_requests:
         merged = f", merged ({pr.merged_how}) as {pr.merge_commit[:12]}" if pr.merge_commit else ""
         deployed = f", deployed in {untrusted(pr.deploy, 100)}" if pr.deploy else ""
@@ -202,7 +205,7 @@ def post_merge_followup(ctx: AppContext, issue_id: int) -> str:
         ]
     lines += [
         "",
-        f"Issue status: {status.issue_status} (regressions: {status.regressions}); no-effect iterations in a row: "
+        f"Issue status: {status.issue_status} (regressions: {issue.regressions}); no-effect iterations in a row: "
         f"{status.no_effect_streak} of {ctx.settings.budgets.max_no_effect_iterations}.",
         *([f"Halted: {status.halted}."] if status.halted else []),
         *([f"Quarantined: {status.quarantined}"] if status.quarantined else []),

@@ -40,7 +40,7 @@ from prodloop.server.tool_surface import (
     ReceiptId,
     reply,
 )
-from prodloop.tools.budget import BudgetStatus, report_cost
+from prodloop.tools.budget import CostReport, report_cost
 from prodloop.tools.judge.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
 from prodloop.tools.judge.mutation import mutate_validate
 from prodloop.tools.locate.code_path import CodePath, map_code_path
@@ -329,7 +329,7 @@ def build_mcp(ctx: AppContext) -> MCPServer:
         mcp_ctx: Context,
         cost_usd: Annotated[float, Field(ge=0, le=100_000)] = 0.0,
         note: Annotated[str, Field(max_length=200)] = "",
-    ) -> Annotated[CallToolResult, BudgetStatus]:
+    ) -> Annotated[CallToolResult, CostReport]:
         return reply(report_cost(ctx.store, ctx.settings.budgets, ctx.clock, issue_id, tokens=tokens,
                                  cost_usd=cost_usd, reporter=_client_name(mcp_ctx), note=note))  # fmt: skip
 

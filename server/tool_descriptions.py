@@ -80,18 +80,18 @@ DESCRIPTIONS: dict[str, str] = {
         'Example: {"quiet_days": 90}. Next: a person decides.'
     ),
     "post_merge_status": (
-        "Where an issue's fix stands after its PR: merged, deployed, the verdict against production (watching, "
-        "fixed, no_effect, regressed) with its numbers, the budget spent, and what stops the lineage. Use it after "
-        'open_pr and before another iteration. Example: {"issue_id": 3}. Next: follow next_step.'
+        "An issue's fix after its PR: merged, deployed, the verdict against production (watching, fixed, "
+        "no_effect, regressed) with its numbers, budget spent, what stops it. Use it after open_pr; not before "
+        'a PR (fetch_error_context). Example: {"issue_id": 3}. Next: next_step.'
     ),
     "andon_status": (
-        "Active andon cords: deploys that made production worse, their quarantined paths (agent work there is "
-        "refused), evidence, revert proposal. Use it before working on recently deployed code. Example: {}. "
-        "Next: leave quarantined paths to a person."
+        "Andon cords: deploys that made production worse, the paths they quarantine (agent work refused), "
+        "evidence, revert. Use it before touching recently deployed code; not for one issue (post_merge_status). "
+        "Example: {}. Next: leave quarantined paths to a person."
     ),
     "report_agent_cost": (
-        "Add the tokens and money you spent on an issue to its budget; past a limit work on it is refused and a "
-        'person is asked. Use it after each step. Example: {"issue_id": 3, "tokens": 12000, "cost_usd": 0.09}. '
-        "Next: stop when exhausted."
+        "Add the tokens and money you spent on an issue to its budget; past a limit its work is refused and a "
+        "person asked. Use it after each step; not to read the budget (post_merge_status). "
+        'Example: {"issue_id": 3, "tokens": 12000, "cost_usd": 0.09}. Next: stop when exhausted.'
     ),
 }

@@ -35,19 +35,22 @@ Rate = Callable[[float], float]  # events per hour at a time
 
 class Sim:
     def __init__(
-        self, root: Path, data_dir: Path, *, seed: int = 1, events_from: SampleService | None = None, **settings: Any
-    ) -> None:
+        self, root: Path, data_dir: Path, *, seed: int = 1, events_from: SampleService | None = None,
+        start: float = START, **settings: Any,
+    ) -> None:  # fmt: skip
         self.service = SampleService(root)
-        self._events = events_from or self.service  # real events are captured once (a subprocess each)
+        self._events = events_from or self.service  # real events are captured once (a subprocess each) ...
+        for crash in ("unknown_sku", "zero_rate"):  # ... before any change to the repository
+            self._events.event(crash)
         self.git = self.service.git
-        self.clock = FixedClock(at=START)
+        self.clock = FixedClock(at=start)
         settings.setdefault("triage", {"mode": "off"})
         self.ctx = AppContext.open(load_settings(repo=self.root, data_dir=data_dir, **settings), clock=self.clock)
         self.project = self.ctx.store.create_project("shop")
         self.rng = np.random.default_rng(seed)
         self._templates: dict[str, EventRecord] = {}
         self._prs = 0
-        self.deploy("shop@1.0.0", self.service.commit, at=START - 10 * DAY)
+        self.deploy("shop@1.0.0", self.service.commit, at=start - 10 * DAY)
 
     @property
     def root(self) -> Path:

@@ -93,10 +93,18 @@ def charge_cpu(store: Store, issue_id: int, *, cpu_seconds: float) -> None:
     policy.charge_budget(store, issue_id, runs=0, cpu_seconds=cpu_seconds)
 
 
+class CostReport(BaseModel):
+    tokens_used: int
+    tokens_limit: int
+    cost_usd_used: float
+    cost_usd_limit: float
+    exhausted: bool = Field(description="work on the issue is refused until a person resets it")
+
+
 def report_cost(
     store: Store, limits: BudgetSettings, clock: Clock, issue_id: int, *, tokens: int, cost_usd: float,
     cpu_seconds: float = 0.0, reporter: str, note: str = "",
-) -> BudgetStatus:  # fmt: skip
+) -> CostReport:  # fmt: skip
     """Add what an agent (or the headless loop) spent on an issue; past a limit the lineage's work is refused from
     then on and a person is asked (escalated now, not at the next refusal)."""
     state = lineage.add_cost(store, issue_id, tokens=tokens, cost_usd=cost_usd, cpu_seconds=cpu_seconds,
@@ -104,7 +112,10 @@ def report_cost(
     if state.tokens >= limits.max_agent_tokens or state.cost_usd >= limits.max_cost_usd:
         policy.escalate(store, issue_id, "cost", f"cost budget exhausted: {state.tokens} tokens, "
                         f"${state.cost_usd:.2f} reported", clock.now())  # fmt: skip
-    return budget_status(store, limits, issue_id)
+    status = budget_status(store, limits, issue_id)
+    return CostReport(tokens_used=status.tokens_used, tokens_limit=status.tokens_limit,
+                      cost_usd_used=status.cost_usd_used, cost_usd_limit=status.cost_usd_limit,
+                      exhausted=status.exhausted)  # fmt: skip
 
 
 def reset(store: Store, limits: BudgetSettings, clock: Clock, issue_id: int, *, who: str, why: str) -> BudgetStatus:

@@ -100,8 +100,8 @@ async def test_post_merge_followup_with_and_without_a_pr(ctx: AppContext) -> Non
     row = policy.PullRequestRow(slot, 1, "r" * 32, "prodloop/1-x", "c" * 40, None, None, "local", now)
     policy.complete_pull_request(ctx.store, row, {"test_node": "t.py::t", "test_path": "t.py"})
     text = await _prompt(ctx, "post_merge_followup", {"issue_id": "1"})
-    assert "PR prodloop/1-x (local) opened" in text
-    assert "Events since then: 0" in text
+    assert "- PR prodloop/1-x: pr_open; verdict none yet" in text
+    assert "Next: wait for the PR to be merged" in text
 
 
 def test_production_text_cannot_close_its_delimiter_or_a_markdown_fence() -> None:

@@ -237,3 +237,36 @@ def test_a_sort_key_is_a_known_column_never_sql(tmp_path: Path) -> None:
         assert store.list_issues()[1] == 0  # the table is still there
     finally:
         store.close()
+
+
+def test_watch_exit_codes_and_only_a_person_releases_a_cord_or_resets_a_budget(tmp_path: Path) -> None:
+    """`prodloop watch` on a store filled by the scenario simulator up to the real clock: a deployed fix judged
+    fixed and a bad deploy's cord (exit 6); `andon release` and `budget reset` need who and why."""
+    import time
+
+    from tests.post_merge_sim import HOUR, Sim
+
+    now = time.time()
+    sim = Sim(tmp_path / "shop", tmp_path / "data", start=now - 31 * HOUR)
+    sim.traffic(now - 7 * HOUR, lambda t: 20.0)
+    sim.merge(sim.open_fix_pr())
+    sim.deploy("shop@1.1.0")
+    sim.traffic(now - 0.5 * HOUR, lambda t: 0.0, release="shop@1.1.0")
+    sim.deploy("shop@1.2.0", sim.change("shop/loyalty.py", "# rewritten\n"))
+    sim.traffic(now, lambda t: 60.0, crash="zero_rate", release="shop@1.2.0", step=60.0)
+    sim.close()
+    where = ("--repo", str(sim.root), "--data-dir", str(tmp_path / "data"))
+    watched = _run("watch", "--json", *where, cwd=tmp_path)
+    assert watched.returncode == 6, watched.stderr
+    report = json.loads(watched.stdout)
+    assert report["lineages"][0]["verdict"] == "fixed" and report["cords_pulled"][0]["id"] == 1
+    status = json.loads(_run("andon", "status", *where, cwd=tmp_path).stdout)
+    assert status["quarantined_paths"] == ["shop/loyalty.py"]
+    refused = _run("andon", "release", "1", "--by", "ana", *where, cwd=tmp_path)
+    assert refused.returncode == 2 and "--why" in refused.stderr
+    released = _run("andon", "release", "1", "--by", "ana", "--why", "reverted by hand", *where, cwd=tmp_path)
+    assert released.returncode == 0 and "released by ana" in released.stdout
+    assert _run("watch", *where, cwd=tmp_path).returncode == 0
+    assert _run("budget", "reset", "1", *where, cwd=tmp_path).returncode == 2  # --by and --why are required
+    reset = _run("budget", "reset", "1", "--by", "ana", "--why", "new approach", *where, cwd=tmp_path)
+    assert reset.returncode == 0 and '"runs_used": 0' in reset.stdout

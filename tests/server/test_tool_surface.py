@@ -209,7 +209,7 @@ async def test_text_content_is_compact_json_without_empty_fields(
         ("list_issues", {}),
         ("fetch_error_context", {"issue_id": 1, "frames_limit": 3, "breadcrumbs_limit": 2}),
         ("map_code_path", {"issue_id": 1}),
-        ("budget_status", {"issue_id": 1}),
+        ("post_merge_status", {"issue_id": 1}),
         ("list_provenance", {}),
         ("synthesize_regression_test", {"issue_id": 1}),
     ],

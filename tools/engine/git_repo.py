@@ -390,7 +390,7 @@ class GitRepo:
             return {}
         text = shown.stdout if shown.stdout.startswith("commit ") else f"commit {'0' * 40}\n{shown.stdout}"
         ids = self._run(self.path, "patch-id", "--stable", stdin=text, timeout=120)
-        out = {}
+        out: dict[str, str] = {}
         for line in ids.stdout.splitlines():
             pid, _, sha = line.partition(" ")
             out.setdefault(pid, sha)

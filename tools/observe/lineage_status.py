@@ -12,26 +12,17 @@ from prodloop.server.errors import Quarantined
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, lineage
 from prodloop.tools.budget import BudgetStatus, budget_status
-from prodloop.tools.engine._shape import iso
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.observe.andon import require_unquarantined
 from prodloop.tools.observe.post_merge import Judgement, LineageStep, Verdict, follow_lineages
 
 
-class VerdictEntry(BaseModel):
-    verdict: str
-    at: str | None
-    pull_request: int
-
-
 class LineageStatus(BaseModel):
     issue_id: int
     issue_status: str = Field(description="resolved by a 'fixed' verdict; unresolved again on a regression")
-    regressions: int
     verdict: Verdict | None = Field(description="of the newest deployed PR; None before a deploy carries a fix")
     judgement: Judgement | None = Field(description="the numbers behind the newest verdict")
-    pull_requests: list[LineageStep]
-    history: list[VerdictEntry]
+    pull_requests: list[LineageStep] = Field(description="each PR's stage and verdict, oldest first")
     no_effect_streak: int
     halted: str | None = Field(description="why the lineage stopped (a person resets it), else None")
     budget: BudgetStatus
@@ -57,10 +48,8 @@ def post_merge_status(store: Store, repo: GitRepo, settings: Settings, clock: Cl
     except Quarantined as exc:  # its message names the cord and who releases it
         quarantined = str(exc)
     return LineageStatus(
-        issue_id=issue_id, issue_status=issue.status, regressions=issue.regressions,
+        issue_id=issue_id, issue_status=issue.status,
         verdict=newest.verdict if newest else None, judgement=judgement, pull_requests=steps,
-        history=[VerdictEntry(verdict=v.verdict, at=iso(v.at), pull_request=v.pull_request_id)
-                 for v in lineage.verdicts(store, issue_id=issue_id)],
         no_effect_streak=state.no_effect_streak, halted=state.halted_why,
         budget=budget_status(store, settings.budgets, issue_id), quarantined=quarantined,
         attribution=lineage.attribution(store, issue_id),

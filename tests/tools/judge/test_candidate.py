@@ -221,14 +221,15 @@ async def test_the_mcp_tools_run_a_candidate_and_report_the_budget(open_ctx: Cal
         run = await client.call_tool(
             "run_candidate_test", {"issue_id": 1, "test_code": GOOD_TEST, "fix_diff": FIX_UNKNOWN_SKU}
         )
-        status = await client.call_tool("budget_status", {"issue_id": 1})
+        status = await client.call_tool("post_merge_status", {"issue_id": 1})
         bad_fix = await client.call_tool(
             "run_candidate_test",
             {"issue_id": 1, "test_code": GOOD_TEST, "fix_diff": "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n"},
         )
     assert run.structured_content["passed"] is True
     assert len(run.structured_content["receipt_id"]) == 32
-    assert status.structured_content["runs_used"] == 1
+    assert status.structured_content["budget"]["runs_used"] == 1
+    assert status.structured_content["next_step"].startswith("no PR yet")
     assert bad_fix.is_error
     assert "the fix does not apply" in bad_fix.content[0].text
 
