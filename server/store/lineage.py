@@ -406,32 +406,34 @@ def exposure_per_hour(
     return {int(h): int(n) for h, n in rows if n}
 
 
-def events_between(store: Store, issue_ids: list[int], start: float, end: float) -> dict[int, int]:
-    """Events of each issue timestamped in [start, end)."""
+def events_between(
+    store: Store, issue_ids: list[int], start: float, end: float, *, environment: str | None = None
+) -> dict[int, int]:
+    """Events of each issue timestamped in [start, end) (of one environment, events naming none included)."""
+    env = " AND (environment = ? OR environment IS NULL)" if environment is not None else ""
     out = dict.fromkeys(issue_ids, 0)
     for first in range(0, len(issue_ids), 500):
         part = issue_ids[first : first + 500]
         rows = store.reader().execute(
-            "SELECT issue_id, count(*) FROM events WHERE timestamp >= ? AND timestamp < ?"
+            f"SELECT issue_id, count(*) FROM events WHERE timestamp >= ? AND timestamp < ?{env}"
             f" AND issue_id IN ({','.join('?' * len(part))}) GROUP BY issue_id",
-            [start, end, *part],
+            [start, end, *([environment] if environment is not None else []), *part],
         )
         out.update({int(i): int(n) for i, n in rows})
     return out
 
 
-def users_between(store: Store, issue_ids: list[int], start: float, end: float) -> int:
+def users_between(
+    store: Store, issue_ids: list[int], start: float, end: float, *, environment: str | None = None
+) -> int:
     if not issue_ids:
         return 0
-    row = (
-        store.reader()
-        .execute(
-            "SELECT count(DISTINCT user_hash) FROM events WHERE timestamp >= ? AND timestamp < ?"
-            f" AND issue_id IN ({','.join('?' * len(issue_ids))})",
-            [start, end, *issue_ids],
-        )
-        .fetchone()
-    )
+    env = " AND (environment = ? OR environment IS NULL)" if environment is not None else ""
+    row = store.reader().execute(
+        f"SELECT count(DISTINCT user_hash) FROM events WHERE timestamp >= ? AND timestamp < ?{env}"
+        f" AND issue_id IN ({','.join('?' * len(issue_ids))})",
+        [start, end, *([environment] if environment is not None else []), *issue_ids],
+    ).fetchone()
     return int(row[0])
 
 

@@ -116,8 +116,9 @@ def deploy_evidence(
     elapsed = (now - start) / HOUR
     issues = lineage.issues_on_files(store, changed, seen_since=start)
     ids = sorted(issues)
-    after = lineage.events_between(store, ids, start, now + 1)
-    before = lineage.events_between(store, ids, base_start, start)
+    env = deploy.environment  # a staging deploy is judged on staging's events
+    after = lineage.events_between(store, ids, start, now + 1, environment=env)
+    before = lineage.events_between(store, ids, base_start, start, environment=env)
     sessions_after = lineage.release_sessions(store, deploy.release, deploy.environment, int(start // HOUR),
                                               int(now // HOUR))  # fmt: skip
     tests = len(ids) + (1 if sessions_after[0] else 0)
@@ -238,7 +239,7 @@ def _blast_radius(
     return {
         "issues": ids,
         "events": sum(e.events_after for e in evidence if e.issue_id is not None),
-        "users": lineage.users_between(store, ids, deploy.deployed_at, now + 1),
+        "users": lineage.users_between(store, ids, deploy.deployed_at, now + 1, environment=deploy.environment),
         "sessions_affected": errored + crashed,
         "sessions_started": started,
         "files": changed[:100],

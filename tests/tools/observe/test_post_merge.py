@@ -294,3 +294,15 @@ FIXED_BUT_WORSE = (
     'def line_total(item):\n    return PRICES[item["sku"]] * item["qty"]\n\n\n'
     'def cart_total(cart):\n    return sum(line_total(item) for item in cart["items"])\n'
 )
+
+
+def test_a_staging_deploy_is_judged_on_staging_events_only(sim: Callable[..., Sim]) -> None:
+    s = sim(andon={"propose_revert": False})
+    s.traffic(START + DAY, lambda t: 60.0)
+    s.ctx.store.record_deploy(release="shop@s1", commit_sha=s.service.commit, environment="staging",
+                              deployed_at=START, source="operator")  # fmt: skip
+    bad = s.change("shop/pricing.py", FIXED_BUT_WORSE)
+    s.ctx.store.record_deploy(release="shop@s2", commit_sha=bad, environment="staging", deployed_at=s.now,
+                              source="operator")  # fmt: skip
+    s.traffic(s.now + 10 * MINUTE, lambda t: 600.0, step=MINUTE)  # production's events (the template's environment)
+    assert not s.watch().cords_pulled
