@@ -429,11 +429,15 @@ def users_between(
     if not issue_ids:
         return 0
     env = " AND (environment = ? OR environment IS NULL)" if environment is not None else ""
-    row = store.reader().execute(
-        f"SELECT count(DISTINCT user_hash) FROM events WHERE timestamp >= ? AND timestamp < ?{env}"
-        f" AND issue_id IN ({','.join('?' * len(issue_ids))})",
-        [start, end, *([environment] if environment is not None else []), *issue_ids],
-    ).fetchone()
+    row = (
+        store.reader()
+        .execute(
+            f"SELECT count(DISTINCT user_hash) FROM events WHERE timestamp >= ? AND timestamp < ?{env}"
+            f" AND issue_id IN ({','.join('?' * len(issue_ids))})",
+            [start, end, *([environment] if environment is not None else []), *issue_ids],
+        )
+        .fetchone()
+    )
     return int(row[0])
 
 
