@@ -28,6 +28,9 @@ def test_a_merge_driver_in_the_repositorys_config_never_runs_and_its_file_is_a_c
     # A driver that would succeed quietly (git would take its result as the merge) if it ever ran.
     subprocess.run(["git", "-C", str(root), "config", "merge.team=x.driver", f"touch {marker}"], check=True)
     repo = GitRepo(root)
-    built = repo.build_revert(repo.head(), [deployed])
+    try:
+        built = repo.build_revert(repo.head(), [deployed])
+    finally:
+        repo.close()
     assert not marker.exists()
     assert built.commit is None and built.conflict == (deployed, ("app.py",))

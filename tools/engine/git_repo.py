@@ -159,6 +159,10 @@ class GitRepo:
         self._cache = LRU(cache_size)
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Stop the git processes GitPython keeps running to read this repository's objects."""
+        self._repo.close()
+
     def memo(self, key: Hashable, make: Callable[[], T]) -> T:
         """Cache something derived from immutable git content (key it by commit sha)."""
         return self._cache.get(("memo", key), make)

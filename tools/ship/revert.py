@@ -22,7 +22,7 @@ from prodloop.tools.engine._shape import cap
 from prodloop.tools.engine.git_repo import GitRepo, RevertBuilt
 from prodloop.tools.ship.publish import check_pushed, fetch_base, free_branch, publish, push
 
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+|\.{2,}")  # what git refuses in a branch name, or reads as an option
 _MAX_COMMITS = 200
 
 
@@ -67,9 +67,9 @@ def propose_revert(
     """Revert `commits` (a deploy's, oldest first) on the base branch and push `prodloop/revert-{key}`; with a GitHub
     token open a PR from it (labels: `pr_labels` without `regression-test`, plus `revert`), else write its
     description to `<data_dir>/pull-requests/`. `title` and `body` are the caller's (the blast radius); the commits
-    reverted and skipped are appended to the body."""
-    if not _KEY.match(key) or ".." in key or key.endswith((".", ".lock")):
-        raise InvalidArgument("key", f"{key[:80]!r} cannot name a branch", "use letters, digits, '.', '_' and '-'")
+    reverted and skipped are appended to the body. `key` names the branch: anything git would refuse in it (a
+    release's `@`, spaces, `..`) becomes `-`."""
+    slug = _slug(key)
     if not 1 <= len(commits) <= _MAX_COMMITS:
         raise InvalidArgument("commits", f"{len(commits)} commits", f"give the deploy's 1 to {_MAX_COMMITS} commits")
     remote = settings.git_remote
@@ -90,7 +90,7 @@ def propose_revert(
     full_body = body.rstrip("\n") + "\n\n" + _commit_list(repo, built)
     _refuse_secrets(key, {**{f"the revert of {sha[:12]}": message for sha, message in built.messages},
                           "the PR title": title, "the PR description": full_body})  # fmt: skip
-    branch = free_branch(repo, remote, f"prodloop/revert-{key}")
+    branch = free_branch(repo, remote, f"prodloop/revert-{slug}")
     labels = list(dict.fromkeys([*(label for label in settings.pr_labels if label != "regression-test"), "revert"]))
     push(repo, remote, built.commit, branch)
     check_pushed(repo, remote, branch, built.commit)
@@ -103,6 +103,14 @@ def propose_revert(
         skipped=[SkippedCommit(commit=sha, why=why) for sha, why in built.skipped], labels=labels, url=out.url,
         number=out.number, description_path=out.description_path, proposed_at=now,
     )  # fmt: skip
+
+
+def _slug(key: str) -> str:
+    slug = _UNSAFE.sub("-", key)[:80].strip("-.")
+    slug = slug.removesuffix(".lock").strip("-.")
+    if not slug:
+        raise InvalidArgument("key", f"{key[:80]!r} cannot name a branch", "use letters, digits, '.', '_' and '-'")
+    return slug
 
 
 def _commit_list(repo: GitRepo, built: RevertBuilt) -> str:

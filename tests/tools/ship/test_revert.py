@@ -58,7 +58,11 @@ def _push_main(fixture: GitFixture) -> None:
 
 def _propose(fixture: GitFixture, settings: Settings, commits: list[str], **kw: Any) -> RevertProposal:
     args: dict[str, Any] = {"key": "andon-1", "title": "Revert deploy shop@1.2.0", "body": BODY, **kw}
-    return propose_revert(GitRepo(fixture.root), settings, FixedClock(at=1_790_000_000.0), commits=commits, **args)
+    repo = GitRepo(fixture.root)
+    try:
+        return propose_revert(repo, settings, FixedClock(at=1_790_000_000.0), commits=commits, **args)
+    finally:
+        repo.close()
 
 
 def test_a_deploys_two_commits_are_reverted_on_a_base_that_moved_on(
@@ -206,10 +210,27 @@ def test_a_secret_in_the_title_body_or_a_reverted_subject_is_refused_before_the_
     assert _remote_branches(remote) == {"main"}
 
 
-@pytest.mark.parametrize("key", ["-delete", "a..b", "x.lock", "a/b", "", "a b", "é"])
-def test_a_key_that_cannot_name_a_branch_is_refused(
+@pytest.mark.parametrize(
+    ("key", "branch"),
+    [("3-shop@1.2.0", "prodloop/revert-3-shop-1.2.0"), ("-delete", "prodloop/revert-delete"),
+     ("a..b", "prodloop/revert-a-b"), ("x.lock", "prodloop/revert-x"), ("a/b c", "prodloop/revert-a-b-c"),
+     ("é@{u}", "prodloop/revert-u")],
+)  # fmt: skip
+def test_a_key_becomes_a_branch_name_git_accepts(
+    shop: Callable[..., tuple[GitFixture, Path, Settings]], key: str, branch: str
+) -> None:
+    fixture, remote, settings = shop()
+    deployed = fixture.commit({"shop/discount.py": "RATE = 0.1\n"}, "Add discounts")
+    _push_main(fixture)
+    assert _propose(fixture, settings, [deployed], key=key).branch == branch
+    assert _remote_branches(remote) == {"main", branch}
+
+
+@pytest.mark.parametrize("key", ["", "@@", "..", "-."])
+def test_a_key_with_nothing_to_name_a_branch_is_refused(
     shop: Callable[..., tuple[GitFixture, Path, Settings]], key: str
 ) -> None:
-    fixture, _remote, settings = shop()
+    fixture, remote, settings = shop()
     with pytest.raises(InvalidArgument, match="cannot name a branch"):
         _propose(fixture, settings, [fixture.shas[0]], key=key)
+    assert _remote_branches(remote) == set()
