@@ -1,4 +1,5 @@
-"""The HTTP application: MCP at `/mcp` (bearer token), Sentry ingest under `/api/`, `/healthz`."""
+"""The HTTP application: MCP at `/mcp` (bearer token), Sentry ingest under `/api/`, the Sentry and GitHub webhooks
+under `/hooks/`, `/healthz`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from prodloop.server.ingest.endpoint import Ingest
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import Settings
+from prodloop.server.sources.github_webhook import GitHubWebhook, MergeCallback, log_merge
 from prodloop.server.sources.sentry_webhook import SentryWebhook
 
 logger = logging.getLogger("prodloop.server")
@@ -105,7 +107,8 @@ class BackgroundTriage:
         self._thread.join(timeout=30)
 
 
-def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
+def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback = log_merge) -> Starlette:
+    """`on_merge(number, merge_commit_sha, merged_at)`: what a verified GitHub merge webhook triggers."""
     hosts = allowed_hosts(ctx.settings)
     writer = EventWriter(ctx.store, housekeeping=ctx.apply_retention)
     ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock)
@@ -140,6 +143,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             *ingest.routes(),
             *SentryWebhook(ctx).routes(),
+            *GitHubWebhook(ctx, on_merge).routes(),
             # Last, so only /mcp (and unknown paths) pass the bearer check.
             Mount("/", app=BearerAuth(mcp_http, mcp_token)),
         ],

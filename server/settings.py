@@ -52,7 +52,7 @@ REPO_POLICY: dict[str, str] = {
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
-    "sentry_client_secret": "never",
+    "sentry_client_secret": "never", "github_webhook_secret": "never",
     "reliability.tier2_failure_share": "max", "reliability.tier2_users": "max",
     "reliability.tier2_importers": "max", "reliability.change_failure_hours": "free",
     "retention.hourly_days": "never", "retention.aggregate_days": "never", "retention.event_days": "never",
@@ -328,6 +328,9 @@ class Settings(BaseSettings):
     sentry_token: SecretStr | None = None
     sentry_client_secret: SecretStr | None = Field(
         default=None, description="verifies Sentry's webhooks at /hooks/sentry (Sentry-Hook-Signature); unset: refused"
+    )
+    github_webhook_secret: SecretStr | None = Field(
+        default=None, description="verifies GitHub's webhooks at /hooks/github (X-Hub-Signature-256); unset: refused"
     )
 
     @field_validator("repo", mode="after")

@@ -122,6 +122,19 @@ class CommitInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RevertBuilt:
+    """What `GitRepo.build_revert` made: `commit` (None when nothing was reverted or a merge conflicted), the commits
+    it reverted (newest first) with each revert's message, those it skipped with why, and the commit that conflicted
+    with its paths."""
+
+    commit: str | None
+    reverted: tuple[str, ...]
+    messages: tuple[tuple[str, str], ...]
+    skipped: tuple[tuple[str, str], ...]
+    conflict: tuple[str, tuple[str, ...]] | None
+
+
+@dataclass(frozen=True, slots=True)
 class BlameRange:
     start: int
     end: int
@@ -145,6 +158,10 @@ class GitRepo:
         )
         self._cache = LRU(cache_size)
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the git processes GitPython keeps running to read this repository's objects."""
+        self._repo.close()
 
     def memo(self, key: Hashable, make: Callable[[], T]) -> T:
         """Cache something derived from immutable git content (key it by commit sha)."""
@@ -426,18 +443,25 @@ class GitRepo:
     # -- the working tree, worktrees and remotes ----------------------------------------------
 
     def _no_filters(self) -> dict[str, str]:
-        """Git's environment form of config that switches off every filter the repository's config defines: a
-        checkout or a diff of the working tree would otherwise run its clean or smudge command on the host, for
-        any file a stranger's `.gitattributes` names. (The environment form, not `-c`: a name may hold `=`.)"""
+        """Git's environment form of config that switches off every filter and merge driver the repository's config
+        defines: a checkout or a diff of the working tree would otherwise run its clean or smudge command on the
+        host, and a merge its driver, for any file a stranger's `.gitattributes` names. A merge driver becomes
+        `false`: the merge of such a file is a conflict for a person, never a silent result. (The environment form,
+        not `-c`: a name may hold `=`.)"""
 
         def make() -> dict[str, str]:
-            listed = run_git(self.path, "config", "--null", "--name-only", "--get-regexp", r"^filter\.", timeout=30)
-            names = {key[len("filter.") :].rpartition(".")[0] for key in listed.stdout.split("\0") if key}
+            listed = run_git(
+                self.path, "config", "--null", "--name-only", "--get-regexp", r"^(filter|merge)\.", timeout=30
+            )
+            keys = [key.partition(".") for key in listed.stdout.split("\0") if key]
+            names = {(kind, rest.rpartition(".")[0]) for kind, _, rest in keys}
+            off = {"filter": (("smudge", ""), ("clean", ""), ("process", ""), ("required", "false")),
+                   "merge": (("driver", "false"),)}  # fmt: skip
             env: dict[str, str] = {}
             n = 0
-            for name in sorted(names):
-                for setting, value in (("smudge", ""), ("clean", ""), ("process", ""), ("required", "false")):
-                    env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = f"filter.{name}.{setting}", value
+            for kind, name in sorted(names):
+                for setting, value in off[kind] if name else ():  # `merge.renames` has no driver name
+                    env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = f"{kind}.{name}.{setting}", value
                     n += 1
             return {**env, "GIT_CONFIG_COUNT": str(n)} if n else {}
 
@@ -482,6 +506,60 @@ class GitRepo:
                 git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
             tree = git("write-tree").strip()
             return git("commit-tree", tree, "-p", base, "-m", message).strip()
+
+    def build_revert(
+        self, base: str, commits: list[str], *, at: float | None = None, subject_chars: int = 200
+    ) -> RevertBuilt:
+        """Commits on top of `base` reverting `commits` (given oldest first), newest first, one revert commit each,
+        built with plumbing alone (no working tree, index or hooks): each is a three-way merge of `base`-so-far and
+        the commit's first parent with the commit as merge base (`git revert`; a merge commit is reverted against
+        its first parent). Commits not on `base`, the root commit and commits already undone there are skipped with
+        the reason; the first conflict stops it (`conflict`: the commit and its paths) and nothing is kept. `at`
+        (seconds) dates the commits: the same revert at the same time is the same commit."""
+        tip = checked_name(base, "commit")
+        env = {"GIT_AUTHOR_NAME": "prodloop", "GIT_AUTHOR_EMAIL": "prodloop@localhost",
+               "GIT_COMMITTER_NAME": "prodloop", "GIT_COMMITTER_EMAIL": "prodloop@localhost"}  # fmt: skip
+        if at is not None:
+            env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"@{int(at)} +0000"
+
+        def git(*args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+            done = self._run(self.path, *args, env=env)
+            if done.returncode not in ok:
+                _checked(done, self.path, f"git {args[0]} (revert)", "check the base and the commits")
+            return done
+
+        reverted: list[tuple[str, str]] = []
+        skipped: list[tuple[str, str]] = []
+        for name in reversed(commits):
+            sha = self.resolve(checked_name(name, "commit"))
+            if sha is None:
+                skipped.append((name[:40], "not a commit of this repository"))
+                continue
+            if not self.is_ancestor(sha, tip):
+                skipped.append((sha, "not on the base branch"))
+                continue
+            parents = git("rev-list", "--parents", "-n", "1", sha).stdout.split()[1:]
+            if not parents:
+                skipped.append((sha, "the repository's first commit: reverting it would empty the repository"))
+                continue
+            # merge-tree finds the merge base itself (`--merge-base` is git 2.40): two throwaway commits whose only
+            # parent is `sha`, one holding the tip's tree and one the first parent's, make `sha` that base.
+            sides = [git("commit-tree", f"{tree}^{{tree}}", "-p", sha, "-m", "prodloop revert side").stdout.strip()
+                     for tree in (tip, parents[0])]  # fmt: skip
+            merged = git("merge-tree", "--write-tree", "--name-only", "--no-messages", *sides, ok=(0, 1))
+            tree, *conflicted = [*merged.stdout.splitlines(), ""]
+            if merged.returncode == 1:
+                return RevertBuilt(None, (), (), tuple(skipped), (sha, tuple(p for p in conflicted if p)))
+            if tree.strip() == git("rev-parse", f"{tip}^{{tree}}").stdout.strip():
+                skipped.append((sha, "already undone on the base branch"))
+                continue
+            subject = self.commit_info(sha).summary[:subject_chars]
+            reversing = f", reversing\nchanges made to {parents[0]}" if len(parents) > 1 else ""
+            message = f'Revert "{subject}"\n\nThis reverts commit {sha}{reversing}.\n'
+            tip = git("commit-tree", tree.strip(), "-p", tip, "-m", message).stdout.strip()
+            reverted.append((sha, message))
+        shas = tuple(sha for sha, _ in reverted)
+        return RevertBuilt(tip if reverted else None, shas, tuple(reverted), tuple(skipped), None)
 
     def diff_paths(self, base: str, diff: str) -> set[str]:
         """Every path `diff` changes when applied to `base` (a rename's old and new name, a deletion), as git reads

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import CodePathError, GitError, ProdloopError, PullRequestRefused
+from prodloop.server.errors import GitError, PullRequestRefused
 from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, policy
@@ -31,6 +31,7 @@ from prodloop.tools.judge.candidate import fix_paths, verified_receipt
 from prodloop.tools.locate.code_path import CodePath, mapped_for
 from prodloop.tools.observe.triage import require_clearance
 from prodloop.tools.ship.provenance import build_record, jsonl_line
+from prodloop.tools.ship.publish import check_pushed, fetch_base, free_branch, publish, push
 
 
 class PullRequestResult(BaseModel):
@@ -103,11 +104,10 @@ def _open(
         ctx.store, ctx.repo, code_path, event_id=receipt.event_id, path_rewrites=ctx.settings.path_rewrites
     )
     settings = ctx.settings
-    repo_path = settings.repo.resolve()
     remote = settings.git_remote
     base = settings.base_branch or ctx.repo.default_branch(remote)
-    base_sha = _fetch_base(ctx.repo, remote, base)
-    branch = _free_branch(ctx.repo, remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
+    base_sha = fetch_base(ctx.repo, remote, base)
+    branch = free_branch(ctx.repo, remote, f"prodloop/{issue.id}-{_slug(issue.title)}")
     now = ctx.clock.now()
     record = build_record(
         receipt=receipt,
@@ -149,39 +149,22 @@ def _open(
                 f"on {base} ({base_sha[:12]}) the test {what}: {detail}",
                 "the base moved: run run_candidate_test against it, then open_pr again",
             )
-    _push(repo, remote, commit, branch)
+    push(repo, remote, commit, branch)
     pushed += [branch, commit]
-    if repo.remote_heads(remote, branch).get(branch) != commit:  # what the remote holds is what was built
-        raise ProdloopError(f"{branch} on {remote} is not the commit prodloop built ({commit[:12]}); check the remote")
+    check_pushed(repo, remote, branch, commit)
     labels = labels if labels is not None else list(settings.pr_labels)
-    url = number = description_path = None
-    if settings.github_token is not None:
-        from prodloop.server.errors import GitHubError
-        from prodloop.tools.ship.github import create_pull_request
-
-        try:
-            url, number = create_pull_request(
-                settings, repo_path, title=title or _title(issue.id, issue.title), body=body, head=branch, base=base,
-                draft=draft, labels=labels,
-            )  # fmt: skip
-        except GitHubError as exc:  # the branch is already out there: say so, and what to do with it
-            raise ProdloopError(
-                f"{exc}; the branch {branch} (commit {commit[:12]}) is already pushed to {remote}: open the pull "
-                f"request from it by hand, or delete the branch before open_pr again (this PR slot stays spent)"
-            ) from exc
-        mode: Literal["github", "local"] = "github"
-    else:
-        mode = "local"
-        target = settings.resolved_data_dir / "pull-requests" / f"{branch.replace('/', '-')}.md"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(f"# {title or _title(issue.id, issue.title)}\n\n{body}", encoding="utf-8")
-        description_path = str(target)
+    out = publish(
+        settings, branch=branch, base=base, commit=commit, title=title or _title(issue.id, issue.title), body=body,
+        draft=draft, labels=labels, again="open_pr again (this PR slot stays spent)",
+    )  # fmt: skip
     policy.complete_pull_request(
-        ctx.store, policy.PullRequestRow(slot, issue.id, receipt_id, branch, commit, url, number, mode, now), record
+        ctx.store,
+        policy.PullRequestRow(slot, issue.id, receipt_id, branch, commit, out.url, out.number, out.mode, now),
+        record,
     )
     return PullRequestResult(
-        mode=mode, branch=branch, base=base, commit=commit, remote=remote, url=url, number=number,
-        description_path=description_path, labels=labels, failure_to_pr_seconds=round(now - issue.first_seen, 3),
+        mode=out.mode, branch=branch, base=base, commit=commit, remote=remote, url=out.url, number=out.number,
+        description_path=out.description_path, labels=labels, failure_to_pr_seconds=round(now - issue.first_seen, 3),
         provenance=record,
     )  # fmt: skip
 
@@ -239,14 +222,6 @@ def _reserve(ctx: Collaborators, receipt: Receipt) -> int:
     return slot
 
 
-def _fetch_base(repo: GitRepo, remote: str, base: str) -> str:
-    repo.fetch(remote, base)
-    sha = repo.resolve(f"refs/remotes/{remote}/{base}") or repo.resolve(base)
-    if sha is None:
-        raise CodePathError(str(repo.path), f"base branch {base} is neither on {remote} nor local", "set base_branch")
-    return sha
-
-
 def _expected_files(repo: GitRepo, base: str, receipt: Receipt, ledger: str) -> list[str]:
     """Every path the fix changes on the base (read by git from the diff itself, so any file name works), the test,
     its support files and the provenance ledger."""
@@ -259,29 +234,6 @@ def _check_tree(repo: GitRepo, receipt_id: str, base: str, commit: str, expected
     extra = repo.changed_between(base, commit) - set(expected)
     if extra:
         raise PullRequestRefused(receipt_id, f"the commit would change {sorted(extra)} too", "nothing was pushed")
-
-
-def _push(repo: GitRepo, remote: str, commit: str, branch: str) -> None:
-    """Push the commit made before any test ran, from the user's repository: never from the worktree the test ran
-    in, whose `.git` pointer and config the test could have rewritten."""
-    try:
-        repo.push(remote, commit, branch)
-    except GitError as exc:
-        raise ProdloopError(f"push of {branch} to {remote} failed or was rejected: {str(exc)[-300:]}") from exc
-
-
-def _free_branch(repo: GitRepo, remote: str, wanted: str) -> str:
-    """`wanted`, or `wanted-2`, `wanted-3`, ... when an earlier PR of the issue holds the name on the remote."""
-    try:
-        taken = set(repo.remote_heads(remote, f"{wanted}*"))
-    except GitError:
-        taken = set()  # the push will say what is wrong with the remote
-    n = 1
-    name = wanted
-    while name in taken:
-        n += 1
-        name = f"{wanted}-{n}"
-    return name
 
 
 def _slug(title: str) -> str:
