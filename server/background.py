@@ -21,10 +21,23 @@ class BackgroundWatch:
         self._poked = threading.Event()
         self.passes = 0
         self._thread = threading.Thread(target=self._run, name="prodloop-watch", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def poke(self) -> None:
         self._poked.set()
+
+    def on_merge(self, number: int, merge_commit_sha: str, merged_at: float) -> None:
+        """A verified GitHub merge webhook: GitHub's own record of a merge of one of prodloop's PRs, then a pass."""
+        from prodloop.server.store import lineage
+
+        pr_id = lineage.pull_request_by_number(self._ctx.store, number)
+        if pr_id is None:
+            logger.info("merge of PR #%s: not one prodloop opened", number)
+            return
+        lineage.record_merge(self._ctx.store, pr_id, merge_commit=merge_commit_sha, merged_at=merged_at, how="webhook")
+        self.poke()
 
     def _run(self) -> None:
         from prodloop.tools.watch import watch_pass
@@ -47,4 +60,5 @@ class BackgroundWatch:
     def stop(self) -> None:
         self._stop.set()
         self._poked.set()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)

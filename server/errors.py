@@ -16,7 +16,8 @@
     ├── IsolationUnavailable     the kernel cannot sandbox candidate code, and isolation is required: nothing ran
     ├── SentryAPIError           the Sentry REST API refused or failed a request
     ├── Quarantined              agent work touching a path an andon cord quarantined; a person releases it
-    └── LineageHalted            an issue lineage stopped (fixes with no effect, cost spent); a person resets it
+    ├── LineageHalted            an issue lineage stopped (fixes with no effect, cost spent); a person resets it
+    └── RevertRefused            an andon revert prodloop will not push (a conflict, nothing to revert, a secret)
 
 Messages are built inside each class from structured fields and always say what was
 wrong and what to do. No message ever carries a secret or an unscrubbed production value.
@@ -199,3 +200,11 @@ class LineageHalted(ProdloopError):
             f"{action} on issue {issue_id} refused: the lineage is halted ({why}) and escalated; a person resets it: "
             f"prodloop budget reset {issue_id} --by NAME --why TEXT"
         )
+
+
+class RevertRefused(ProdloopError):
+    """A revert prodloop will not push: it conflicts, reverts nothing, or would carry a secret. Nothing was pushed."""
+
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        self.key = key
+        super().__init__(f"revert {key} refused: {problem}; nothing was pushed; {fix}")

@@ -24,7 +24,7 @@ from prodloop.server.ingest.endpoint import Ingest
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import Settings
-from prodloop.server.sources.github_webhook import GitHubWebhook, MergeCallback, log_merge
+from prodloop.server.sources.github_webhook import GitHubWebhook, MergeCallback
 from prodloop.server.sources.sentry_webhook import SentryWebhook
 
 logger = logging.getLogger("prodloop.server")
@@ -107,9 +107,11 @@ class BackgroundTriage:
         self._thread.join(timeout=30)
 
 
-def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback = log_merge) -> Starlette:
-    """`on_merge(number, merge_commit_sha, merged_at)`: what a verified GitHub merge webhook triggers."""
+def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback | None = None) -> Starlette:
+    """`on_merge(number, merge_commit_sha, merged_at)`: what a verified GitHub merge webhook triggers (default: the
+    merge of one of prodloop's PRs is recorded and a watch pass runs at once)."""
     hosts = allowed_hosts(ctx.settings)
+    watch = BackgroundWatch(ctx)
     writer = EventWriter(ctx.store, housekeeping=ctx.apply_retention)
     ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock)
     mcp = build_mcp(ctx)
@@ -128,7 +130,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         triage = BackgroundTriage(ctx)
-        watch = BackgroundWatch(ctx)
+        watch.start()
         try:
             async with mcp.session_manager.run():
                 yield
@@ -143,7 +145,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback =
             Route("/healthz", healthz, methods=["GET"]),
             *ingest.routes(),
             *SentryWebhook(ctx).routes(),
-            *GitHubWebhook(ctx, on_merge).routes(),
+            *GitHubWebhook(ctx, on_merge or watch.on_merge).routes(),
             # Last, so only /mcp (and unknown paths) pass the bearer check.
             Mount("/", app=BearerAuth(mcp_http, mcp_token)),
         ],

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prodloop.server.clock import Clock
-from prodloop.server.errors import InvalidArgument, ProdloopError
+from prodloop.server.errors import InvalidArgument, RevertRefused
 from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import Settings
 from prodloop.tools.engine._shape import cap
@@ -24,14 +24,6 @@ from prodloop.tools.ship.publish import check_pushed, fetch_base, free_branch, p
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+|\.{2,}")  # what git refuses in a branch name, or reads as an option
 _MAX_COMMITS = 200
-
-
-class RevertRefused(ProdloopError):
-    """A revert prodloop will not push: it conflicts, reverts nothing, or would carry a secret. Nothing was pushed."""
-
-    def __init__(self, key: str, problem: str, fix: str) -> None:
-        self.key = key
-        super().__init__(f"revert {key} refused: {problem}; nothing was pushed; {fix}")
 
 
 class SkippedCommit(BaseModel):

@@ -206,7 +206,7 @@ def test_a_failing_callback_is_logged_and_the_next_merge_still_arrives(
     assert "github webhook for pull request 7: the store is busy" in caplog.text
 
 
-def test_the_served_application_mounts_the_hook_and_logs_a_merge(
+def test_the_served_application_mounts_the_hook_and_hands_a_merge_to_the_watch(
     live_server: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     assert post(live_server().base_url + "/hooks/github", b"{}", {}).status == 404  # unconfigured
@@ -219,6 +219,6 @@ def test_the_served_application_mounts_the_hook_and_logs_a_merge(
         )
         assert post(server.base_url + "/hooks/github", body, headers).status == 202
         deadline = time.monotonic() + 10
-        while "pull request 7 merged as 0123456789ab" not in caplog.text and time.monotonic() < deadline:
+        while "merge of PR #7: not one prodloop opened" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert "pull request 7 merged as 0123456789ab" in caplog.text
+    assert "merge of PR #7: not one prodloop opened" in caplog.text  # the watch's recorder got it

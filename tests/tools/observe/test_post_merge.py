@@ -4,6 +4,7 @@ minutes of a 10x deploy and never on deploys that change nothing in production, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -306,3 +307,56 @@ def test_a_staging_deploy_is_judged_on_staging_events_only(sim: Callable[..., Si
                               source="operator")  # fmt: skip
     s.traffic(s.now + 10 * MINUTE, lambda t: 600.0, step=MINUTE)  # production's events (the template's environment)
     assert not s.watch().cords_pulled
+
+
+def test_a_verified_github_merge_hook_records_the_merge_of_prodloops_pr_and_runs_a_pass(
+    sim: Callable[..., Sim],
+) -> None:
+    from prodloop.server.background import BackgroundWatch
+
+    s = sim(post_merge={"interval_seconds": 3600})
+    s.traffic(START + DAY, lambda t: 5.0)
+    pr = s.open_fix_pr()
+    with s.ctx.store.transaction() as conn:  # opened on GitHub as #7
+        conn.execute("UPDATE pull_requests SET mode = 'github', number = 7, url = 'https://x/pull/7' WHERE id = ?",
+                     (pr.id,))  # fmt: skip
+    merged = s.merge(pr)
+    watch = BackgroundWatch(s.ctx)
+    watch.start()
+    try:
+        watch.on_merge(8, merged, s.now)  # not prodloop's: nothing recorded
+        assert lineage.merges(s.ctx.store) == {}
+        watch.on_merge(7, merged, s.now)
+        assert lineage.merges(s.ctx.store)[pr.id].how == "webhook"
+        deadline = time.monotonic() + 20
+        while watch.passes == 0:  # the hook ran a pass at once, not an hour later
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        watch.stop()
+    assert s.watch().lineages[0].merged_how == "webhook"
+
+
+def test_the_cord_proposes_a_revert_of_the_deploy_pushed_as_a_branch_with_the_blast_radius(
+    sim: Callable[..., Sim], tmp_path: Path
+) -> None:
+    import subprocess
+
+    s = sim()
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    s.git.git("remote", "add", "origin", str(remote))
+    s.traffic(START + DAY, lambda t: 60.0)
+    bad = s.change("shop/pricing.py", FIXED_BUT_WORSE, "pricing: drop pears")
+    s.git.git("push", "-q", "origin", "main")
+    s.deploy("shop@1.1.0", bad)
+    s.traffic(s.now + 5 * MINUTE, lambda t: 600.0, release="shop@1.1.0", step=MINUTE)
+    (cord,) = s.watch().cords_pulled
+    revert = cord.revert or {}
+    assert "error" not in revert, revert
+    assert revert["branch"] == "prodloop/revert-1-shop-1.1.0" and revert["mode"] == "local"
+    pushed = subprocess.run(["git", "-C", str(remote), "show", f"{revert['branch']}:shop/pricing.py"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert '"pear": 45' in pushed  # the deploy's change undone on the branch
+    description = Path(revert["description_path"]).read_text()
+    assert "andon cord 1" in description and "Blast radius" in description and "`shop/pricing.py`" in description

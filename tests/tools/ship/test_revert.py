@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from prodloop.server.clock import FixedClock
-from prodloop.server.errors import InvalidArgument
+from prodloop.server.errors import InvalidArgument, RevertRefused
 from prodloop.server.settings import Settings, load_settings
 from prodloop.tools.engine.git_repo import GitRepo
-from prodloop.tools.ship.revert import RevertProposal, RevertRefused, propose_revert
+from prodloop.tools.ship.revert import RevertProposal, propose_revert
 from tests.fakes.github_api import FakeGitHub
 from tests.repos import GitFixture, new_repo
 
