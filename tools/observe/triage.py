@@ -469,7 +469,9 @@ def _attribute(
             if touched:
                 confidence = 0.9
                 evidence.append(f"its commits changed {', '.join(touched[:5])} on the crash path")
-                evidence += _author(store, repo, issue.id, earlier, d, touched, lag)
+                # "Started N minutes after": the first event at or after the deploy (the onset is only an hour).
+                first = min((e[0] for e in events if e[0] >= d.deployed_at), default=d.deployed_at + max(0.0, lag))
+                evidence += _author(store, repo, issue.id, earlier, d, touched, first - d.deployed_at)
         found.append(Attribution(cause="deploy", confidence=confidence, evidence=evidence))
     changed = _dependency_change(store, repo, issue, onset_at, events, payloads)
     if changed is not None:

@@ -360,3 +360,34 @@ def test_the_cord_proposes_a_revert_of_the_deploy_pushed_as_a_branch_with_the_bl
     assert '"pear": 45' in pushed  # the deploy's change undone on the branch
     description = Path(revert["description_path"]).read_text()
     assert "andon cord 1" in description and "Blast radius" in description and "`shop/pricing.py`" in description
+
+
+def test_github_says_merged_and_the_author_of_an_attributed_change_is_told_once(
+    sim: Callable[..., Sim],
+) -> None:
+    from tests.fakes.github_api import FakeGitHub
+
+    token = "ghp_" + "t" * 36
+    with FakeGitHub(token=token) as fake:
+        s = sim(github_token=token, github_base_url=fake.base_url, github_repo="acme/shop",
+                post_merge={"notify_authors": True}, andon={"propose_revert": False})  # fmt: skip
+        s.traffic(START + DAY, lambda t: 5.0)
+        pr = s.open_fix_pr()
+        number = fake.add_pull(pr.branch)
+        with s.ctx.store.transaction() as conn:
+            conn.execute("UPDATE pull_requests SET mode = 'github', number = ? WHERE id = ?", (number, pr.id))
+        assert s.watch().lineages[0].stage == "pr_open"
+        merged = s.merge(pr)
+        fake.merge_pull(number, merged)
+        assert s.watch().lineages[0].merged_how == "github"
+        # Triage attributed the issue to a commit: its PR hears about it, once, with the production text fenced.
+        culprit = s.change("shop/pricing.py", FIXED_BUT_WORSE, "pricing: drop pears")
+        lineage.attribute(s.ctx.store, s.issue_id(), deploy_id=None, commit_sha=culprit, author="Bo Coder",
+                          minutes_after=12.0, at=s.now)  # fmt: skip
+        fake.link_commit(culprit, number)
+        first = s.watch().notified
+        assert first and first[0]["pull_request"] == number
+        (body,) = fake.comments[number]
+        assert "started 12 minutes after the deploy" in body and "Bo Coder" in body and "```text" in body
+        assert not s.watch().notified and len(fake.comments[number]) == 1
+        assert token not in body

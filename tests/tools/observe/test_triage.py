@@ -21,7 +21,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import NotFoundError, TriageRefused
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
-from prodloop.server.store import signals
+from prodloop.server.store import lineage, signals
 from prodloop.tools.observe.triage import onset_of, require_clearance, triage_signals
 from tests.sample_service import SampleService
 
@@ -124,6 +124,9 @@ def test_scenarios_are_classified_and_attributed_as_their_truth(scenario: Callab
     _deploys(ctx, build, NOW - 6 * HOUR)
     _send(ctx, build.event, _spread(NOW - 5.5 * HOUR, NOW, 40), release="shop@1.1.0")
     judge("spike after deploy", ctx, ("actionable", "deploy"))
+    who = lineage.attribution(ctx.store, 1)  # the commit that changed the crash path, and its author, are kept
+    assert who is not None and who["commit"] == build.changed and who["author"] == "Bo Coder"
+    assert 25 <= who["minutes_after"] <= 35
     # 2. The same spike, but one tenant only while another on the same release is fine: their configuration.
     ctx = build("tenant")
     _deploys(ctx, build, NOW - 6 * HOUR)
