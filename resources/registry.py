@@ -61,6 +61,20 @@ def register_resources(server: MCPServer, ctx: AppContext) -> None:
         return json.dumps(schema, separators=(",", ":"))
 
     @server.resource(
+        "prodloop://andon", name="andon", mime_type=views.MIME,
+        description="andon cords: deploys that made production worse and the paths they quarantine",
+    )  # fmt: skip
+    def andon() -> str:
+        return views.andon(ctx)
+
+    @server.resource(
+        "prodloop://lineage/{issue_id}", name="lineage", mime_type=views.MIME,
+        description="an issue's fix after its PR: merge, deploy, verdict with its numbers, budget, stops",
+    )  # fmt: skip
+    def lineage(issue_id: str) -> str:
+        return views.lineage_view(ctx, _int(issue_id))
+
+    @server.resource(
         "prodloop://policy", name="policy", mime_type=views.MIME,
         description="gates, budgets and PR settings in force, and open escalations",
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""MCP resources: read-only JSON views of issues, events, code paths, reliability history, provenance and policy."""
+"""MCP resources: JSON views of issues, events, code paths, reliability history, provenance, the andon cords, an issue's
+lineage after its PR and policy."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from prodloop.server.context import AppContext
 from prodloop.server.store import policy
 from prodloop.tools.engine._shape import iso
 from prodloop.tools.locate.code_path import map_code_path
+from prodloop.tools.observe.andon import andon_status
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
+from prodloop.tools.observe.lineage_status import post_merge_status
 from prodloop.tools.observe.reliability import query_reliability_history
 from prodloop.tools.ship.provenance import list_provenance
 
@@ -47,6 +50,14 @@ def provenance(ctx: AppContext) -> str:
     return list_provenance(ctx.store, limit=200).model_dump_json()
 
 
+def andon(ctx: AppContext) -> str:
+    return andon_status(ctx.store).model_dump_json()
+
+
+def lineage_view(ctx: AppContext, issue_id: int) -> str:
+    return post_merge_status(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id).model_dump_json()
+
+
 def policy_view(ctx: AppContext) -> str:
     settings = ctx.settings
     open_escalations: list[dict[str, Any]] = [
@@ -57,6 +68,8 @@ def policy_view(ctx: AppContext) -> str:
         {
             "gates": settings.gates.model_dump(),
             "budgets": settings.budgets.model_dump(),
+            "post_merge": settings.post_merge.model_dump(),
+            "andon": settings.andon.model_dump(),
             "pr": {
                 "base_branch": settings.base_branch,
                 "remote": settings.git_remote,

@@ -35,17 +35,19 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
         contents = {}
         for uri in ["prodloop://issues", "prodloop://issues/1", f"prodloop://events/{event_id}",
                     f"prodloop://code-path/{event_id}", "prodloop://provenance", "prodloop://policy",
-                    "prodloop://reliability/shop%2Fpricing.py", "prodloop://results/map_code_path"]:  # fmt: skip
+                    "prodloop://reliability/shop%2Fpricing.py", "prodloop://results/map_code_path",
+                    "prodloop://andon", "prodloop://lineage/1"]:  # fmt: skip
             result = await client.read_resource(uri)
             assert result.contents[0].mime_type == "application/json", uri
             contents[uri] = json.loads(result.contents[0].text)  # type: ignore[union-attr]
-    assert set(listed) == {"prodloop://issues", "prodloop://provenance", "prodloop://policy"}
+    assert set(listed) == {"prodloop://issues", "prodloop://provenance", "prodloop://policy", "prodloop://andon"}
     assert set(templates) == {
         "prodloop://issues/{issue_id}",
         "prodloop://events/{event_id}",
         "prodloop://code-path/{event_id}",
         "prodloop://reliability/{path}",
         "prodloop://results/{tool}",
+        "prodloop://lineage/{issue_id}",
     }
     assert all(r.description for r in [*listed.values(), *templates.values()])
     assert contents["prodloop://issues"]["total"] == 1
@@ -55,6 +57,9 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
     assert contents["prodloop://provenance"]["total"] == 0
     assert contents["prodloop://reliability/shop%2Fpricing.py"]["issues_total"] == 1
     assert "fault_candidates" in contents["prodloop://results/map_code_path"]["properties"]
+    assert contents["prodloop://andon"] == {"active": [], "released": [], "quarantined_paths": []}
+    assert contents["prodloop://lineage/1"]["next_step"].startswith("no PR yet")
+    assert contents["prodloop://policy"]["andon"]["min_ratio"] == 2.0
 
 
 async def test_a_non_numeric_issue_id_is_an_error(ctx: AppContext) -> None:

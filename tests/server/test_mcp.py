@@ -158,3 +158,22 @@ async def test_map_code_path_outside_a_git_repository_is_a_tool_error(ctx: AppCo
         result = await client.call_tool("map_code_path", {"issue_id": 1})
     assert result.is_error
     assert "is not a git repository" in result.content[0].text
+
+
+async def test_closing_stage_tools_through_the_client(make_ctx: Callable[..., AppContext]) -> None:
+    """report_agent_cost adds to the lineage's budget (named by the client), andon_status reads the cords, and
+    malformed costs are invalid params."""
+    ctx = make_ctx(budgets={"max_cost_usd": 1.0})
+    _seed(ctx, 1)
+    async with Client(build_mcp(ctx)) as client:
+        first = await client.call_tool("report_agent_cost", {"issue_id": 1, "tokens": 1200, "cost_usd": 0.25})
+        spent = await client.call_tool("report_agent_cost", {"issue_id": 1, "tokens": 800, "cost_usd": 0.8})
+        cords = await client.call_tool("andon_status", {})
+        negative = await client.call_tool("report_agent_cost", {"issue_id": 1, "tokens": -5})
+    assert first.structured_content == {"tokens_used": 1200, "tokens_limit": 5_000_000, "cost_usd_used": 0.25,
+                                        "cost_usd_limit": 1.0, "exhausted": False}  # fmt: skip
+    assert spent.structured_content["exhausted"] is True
+    assert negative.is_error  # refused by its schema: nothing subtracted
+    assert cords.structured_content == {"active": [], "released": [], "quarantined_paths": []}
+    rows = ctx.store.reader().execute("SELECT reporter, tokens FROM agent_costs ORDER BY id").fetchall()
+    assert [r[1] for r in rows] == [1200, 800] and rows[0][0] != ""
