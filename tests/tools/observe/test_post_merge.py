@@ -391,3 +391,10 @@ def test_github_says_merged_and_the_author_of_an_attributed_change_is_told_once(
         assert "started 12 minutes after the deploy" in body and "Bo Coder" in body and "```text" in body
         assert not s.watch().notified and len(fake.comments[number]) == 1
         assert token not in body
+        # A deploy that makes things worse: the cord's escalation is filed on GitHub too.
+        s.deploy("shop@1.3.0", culprit)
+        s.traffic(s.now + 5 * MINUTE, lambda t: 600.0, release="shop@1.3.0", step=MINUTE)
+        (cord,) = s.watch().cords_pulled
+        filed = fake.issues[cord.escalation["number"]]
+        assert "andon" in [label["name"] if isinstance(label, dict) else label for label in filed["labels"]]
+        assert "Blast radius" in filed["body"] and token not in filed["body"]
