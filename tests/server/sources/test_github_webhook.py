@@ -126,9 +126,18 @@ def test_an_unsigned_or_wrongly_signed_hook_is_refused_and_calls_nothing(
 def test_a_body_over_one_mebibyte_is_refused_whether_declared_or_streamed(hook: Callable[..., Hook]) -> None:
     served = hook(github_webhook_secret=SECRET)
     huge = json.dumps(_merged(body="x" * (1024 * 1024))).encode()
-    reply = served.send(huge)
-    assert reply.status == 413 and "over 1048576 bytes" in reply.body["error"]
     port = int(served.url.split(":")[2].split("/")[0])
+    # Declared: refused on the header alone, before a byte of the body is read (none is sent: no race with the
+    # server closing the connection while a client still writes).
+    declared = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    declared.putrequest("POST", "/hooks/github")
+    for name, value in {"Content-Length": str(len(huge)), "X-Hub-Signature-256": _signature(huge),
+                        "X-GitHub-Event": "pull_request", "Content-Type": "application/json"}.items():  # fmt: skip
+        declared.putheader(name, value)
+    declared.endheaders()
+    answer = declared.getresponse()
+    assert answer.status == 413 and "over 1048576 bytes" in json.loads(answer.read())["error"]
+    declared.close()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # chunked: no length to refuse it by
     headers = {"X-Hub-Signature-256": _signature(huge), "X-GitHub-Event": "pull_request"}
     conn.request("POST", "/hooks/github", body=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]),

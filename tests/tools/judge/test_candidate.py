@@ -13,7 +13,7 @@ import pytest
 from prodloop.server.context import AppContext
 from prodloop.server.errors import BudgetExhausted
 from prodloop.server.settings import load_settings
-from prodloop.server.store import policy, receipts
+from prodloop.server.store import lineage, policy, receipts
 from prodloop.server.store.receipts import GATE_ORDER
 from prodloop.tools.judge.candidate import CandidateResult, prepare_input, run_candidate_test
 from prodloop.tools.judge.candidate import test_digest as digest_of
@@ -203,7 +203,7 @@ def test_the_budget_refuses_runs_past_its_limit_escalates_and_survives_restart(
     try:
         with pytest.raises(BudgetExhausted):
             _run(again, simple, fix=None)
-        policy.reset_budget(again.store, 1, 0.0)
+        lineage.reset(again.store, 1, who="ana", why="a new approach", at=0.0)
         assert _run(again, simple, fix=None).budget.runs_used == 1
         assert policy.escalations(again.store, issue_id=1, open_only=True) == []
     finally:
