@@ -195,7 +195,14 @@ def loop(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     patch = svc.root / "fix.diff"
     patch.write_text(svc.fix_diff, encoding="utf-8")
     git(svc.service, "apply", "--whitespace=nowarn", str(patch))
-    budget.reset(ctx.store, ctx.clock, issue_id)
+    budget.reset(
+        ctx.store,
+        ctx.settings.budgets,
+        ctx.clock,
+        issue_id,
+        who="realbugs bench",
+        why="each stage starts a fresh budget",
+    )
     report = run_loop(*ctx.collaborators(), issue_id=issue_id, client="prodloop realbugs_dev")
     branches = pr_branches(svc.origin)
     data = {
@@ -216,7 +223,14 @@ def own(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     """The project's regression test as if an agent wrote it, with the true fix, through every gate."""
     bug = svc.bug
     test_code = git(svc.service, "show", f"{bug.fixed_commit}:{bug.regression_file}")
-    budget.reset(ctx.store, ctx.clock, issue_id)
+    budget.reset(
+        ctx.store,
+        ctx.settings.budgets,
+        ctx.clock,
+        issue_id,
+        who="realbugs bench",
+        why="each stage starts a fresh budget",
+    )
     # Test data the fix commit adds or changes beside the test (sample inputs, expected outputs) goes with it,
     # as an agent would give it: the support files of the candidate.
     others = [p for p in svc.tests_left_out if p != bug.regression_file]
