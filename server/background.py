@@ -36,14 +36,24 @@ class BackgroundWatch:
         if pr_id is None:
             logger.info("merge of PR #%s: not one prodloop opened", number)
             return
-        lineage.record_merge(self._ctx.store, pr_id, merge_commit=merge_commit_sha, merged_at=merged_at, how="webhook")
+        # Kept only when the merge commit is here (after fetching the base): a merge recorded for a commit this
+        # repository does not hold could never be linked to a deploy, and the first record is kept.
+        repo, settings = self._ctx.git(), self._ctx.settings
+        if repo.resolve(merge_commit_sha) is None:
+            repo.fetch(settings.git_remote, settings.base_branch or repo.default_branch(settings.git_remote))
+        if repo.resolve(merge_commit_sha) is not None:
+            lineage.record_merge(self._ctx.store, pr_id, merge_commit=merge_commit_sha, merged_at=merged_at,
+                                 how="webhook")  # fmt: skip
+        else:
+            logger.warning("merge of PR #%s: commit %s is not in the repository; the watch pass looks", number,
+                           merge_commit_sha[:12])  # fmt: skip
         self.poke()
 
     def _run(self) -> None:
         from prodloop.tools.watch import watch_pass
 
         while not self._stop.is_set():
-            self._poked.wait(self._ctx.settings.post_merge.interval_seconds)
+            self._poked.wait(min(max(self._ctx.settings.post_merge.interval_seconds, 1.0), 3600.0))
             self._poked.clear()
             if self._stop.is_set():
                 return

@@ -92,7 +92,7 @@ class BackgroundTriage:
     def _run(self) -> None:
         from prodloop.tools.observe.triage import triage_signals
 
-        while not self._stop.wait(self._ctx.settings.triage.interval_seconds):
+        while not self._stop.wait(min(max(self._ctx.settings.triage.interval_seconds, 1.0), 86_400.0)):
             try:
                 events = self._ctx.store.count_events()
                 if events != self._seen:

@@ -45,9 +45,10 @@ REPO_POLICY: dict[str, str] = {
     "budgets.max_prs_per_issue": "max", "budgets.max_prs_per_day": "max", "budgets.max_agent_tokens": "max",
     "budgets.max_cost_usd": "max", "budgets.max_no_effect_iterations": "max",
     "post_merge.confidence": "min", "post_merge.baseline_hours": "free", "post_merge.fixed_share": "max",
-    "post_merge.no_effect_share": "free", "post_merge.max_watch_hours": "free", "post_merge.environment": "never",
-    "post_merge.interval_seconds": "min", "post_merge.notify_authors": "off",
-    "andon.max_p_value": "min", "andon.min_ratio": "max", "andon.min_events": "max", "andon.window_hours": "min",
+    "post_merge.no_effect_share": "max", "post_merge.max_watch_hours": "max", "post_merge.environment": "never",
+    "post_merge.interval_seconds": "max", "post_merge.notify_authors": "off",
+    "andon.max_p_value": "min", "andon.min_ratio": "max", "andon.min_events": "max", "andon.min_users": "max",
+    "andon.window_hours": "min",
     "andon.baseline_hours": "free", "andon.propose_revert": "on",
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
@@ -58,7 +59,7 @@ REPO_POLICY: dict[str, str] = {
     "retention.hourly_days": "never", "retention.aggregate_days": "never", "retention.event_days": "never",
     "triage.mode": "never", "triage.baseline_days": "never", "triage.min_events": "min", "triage.max_p_value": "max",
     "triage.min_users": "min", "triage.min_duration_hours": "min", "triage.deploy_window_hours": "max",
-    "triage.max_actionable_per_day": "max", "triage.interval_seconds": "min",
+    "triage.max_actionable_per_day": "max", "triage.interval_seconds": "max",
     "triage.tenant_tag": "never", "triage.weight_breadth": "free",
     "triage.weight_depth": "free", "triage.weight_duration": "free", "triage.weight_trend": "free",
 }  # fmt: skip
@@ -191,7 +192,10 @@ class TriageSettings(BaseModel):
     )
     max_actionable_per_day: int = Field(default=10, ge=1)
     interval_seconds: float = Field(
-        default=300.0, ge=1, description="serve --http triages in the background this often, when events arrived"
+        default=300.0,
+        ge=1,
+        le=86_400,
+        description="serve --http triages in the background this often, when events arrived",
     )
     tenant_tag: str = Field(default="tenant", max_length=100, description="the event tag naming a customer/tenant")
     weight_breadth: float = Field(default=1.0, ge=0)
@@ -244,9 +248,13 @@ class PostMergeSettings(BaseModel):
     baseline_hours: int = Field(default=72, ge=6, le=24 * 30, description="the pre-deploy window the trend is fit on")
     fixed_share: float = Field(default=0.25, gt=0, lt=1, description="the rate must fall under this share of the trend")
     no_effect_share: float = Field(default=0.5, gt=0, lt=1)
-    max_watch_hours: float = Field(default=168.0, gt=0, description="past this without 'fixed': no_effect")
+    max_watch_hours: float = Field(
+        default=168.0, gt=0, le=24 * 13, description="past this without 'fixed': no_effect (inside hourly retention)"
+    )
     environment: str | None = Field(default=None, max_length=200, description="deploys judged; default every one")
-    interval_seconds: float = Field(default=300.0, ge=5, description="the background watch pass in serve --http")
+    interval_seconds: float = Field(
+        default=300.0, ge=5, le=3600, description="the background watch pass in serve --http"
+    )
     notify_authors: bool = Field(default=False, description="comment on the PR that introduced an attributed error")
 
 
@@ -260,6 +268,7 @@ class AndonSettings(BaseModel):
     max_p_value: float = Field(default=1e-4, gt=0, lt=1)
     min_ratio: float = Field(default=2.0, ge=1)
     min_events: int = Field(default=5, ge=1)
+    min_users: int = Field(default=2, ge=1, description="distinct users (or sessions) behind an issue's events")
     window_hours: float = Field(default=24.0, gt=0, le=24 * 14)
     baseline_hours: float = Field(default=24.0, ge=1, le=24 * 14)
     propose_revert: bool = Field(default=True, description="push a revert branch/PR when the cord is pulled")

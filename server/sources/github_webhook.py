@@ -74,10 +74,10 @@ class GitHubWebhook:
             return _error(400, "the body is not JSON: set the webhook's content type to application/json")
         if not isinstance(payload, dict) or not isinstance(payload.get("pull_request"), dict):
             return _error(400, "a pull_request event without a pull_request object")
-        wanted = self._ctx.settings.github_repo
+        wanted = self._repository()
         repository = payload.get("repository")
         named = repository.get("full_name") if isinstance(repository, dict) else None
-        if wanted and isinstance(named, str) and named.lower() != wanted.lower():
+        if wanted and (not isinstance(named, str) or named.lower() != wanted.lower()):
             return _ignored(f"a pull request of another repository than {wanted}")
         pull = payload["pull_request"]
         if payload.get("action") != "closed" or pull.get("merged") is not True:
@@ -90,6 +90,16 @@ class GitHubWebhook:
             target=self._deliver, args=(number, sha, merged_at), name="prodloop-github-hook", daemon=True
         ).start()
         return JSONResponse({"status": "accepted", "pull_request": number, "merge_commit": sha}, status_code=202)
+
+    def _repository(self) -> str | None:
+        """owner/name this server serves: the setting, else the remote's URL (a hook of another repository that
+        shares the secret is not this one's); None when neither says."""
+        from prodloop.tools.ship.github import repository_name
+
+        try:
+            return repository_name(self._ctx.settings, self._ctx.settings.repo)
+        except ProdloopError:
+            return None
 
     def _deliver(self, number: int, sha: str, merged_at: float) -> None:
         try:

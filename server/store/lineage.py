@@ -9,6 +9,7 @@ on the lineage (its no-effect streak, a halt) lands with the verdict.
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -396,13 +397,19 @@ def set_notified(store: Store, issue_id: int, where_: dict[str, Any]) -> None:
 
 
 def exposure_per_hour(
-    store: Store, kind: str, first_hour: int, last_hour: int, environment: str | None
+    store: Store, kind: str, first_hour: int, last_hour: int, environment: str | None, *, releases: list[str]
 ) -> dict[int, int]:
-    """Sessions started (`sessions`) or transactions (`transactions`) per hour in [first_hour, last_hour], of every
-    release (of one environment when given); hours without any left out."""
+    """Sessions started (`sessions`) or transactions (`transactions`) per hour in [first_hour, last_hour] of the
+    given releases (the operator's: a sender may claim any release), of one environment when given; hours without
+    any left out."""
+    if not releases:
+        return {}
     table, column = {"sessions": ("session_hours", "started"), "transactions": ("transaction_hours", "count")}[kind]
     clause, params = where(("hour >= ?", first_hour), ("hour <= ?", last_hour), ("environment = ?", environment))
-    rows = store.reader().execute(f"SELECT hour, SUM({column}) FROM {table} {clause} GROUP BY hour", params)
+    marks = ",".join("?" * len(releases))
+    rows = store.reader().execute(
+        f"SELECT hour, SUM({column}) FROM {table} {clause} AND release IN ({marks}) GROUP BY hour", [*params, *releases]
+    )
     return {int(h): int(n) for h, n in rows if n}
 
 
@@ -426,19 +433,21 @@ def events_between(
 def users_between(
     store: Store, issue_ids: list[int], start: float, end: float, *, environment: str | None = None
 ) -> int:
+    """Distinct users behind the issues' events in [start, end); where no event names a user (an SDK without user
+    context), each event counts as one."""
     if not issue_ids:
         return 0
     env = " AND (environment = ? OR environment IS NULL)" if environment is not None else ""
     row = (
         store.reader()
         .execute(
-            f"SELECT count(DISTINCT user_hash) FROM events WHERE timestamp >= ? AND timestamp < ?{env}"
+            f"SELECT count(DISTINCT user_hash), count(*) FROM events WHERE timestamp >= ? AND timestamp < ?{env}"
             f" AND issue_id IN ({','.join('?' * len(issue_ids))})",
             [start, end, *([environment] if environment is not None else []), *issue_ids],
         )
         .fetchone()
     )
-    return int(row[0])
+    return int(row[0]) or int(row[1])
 
 
 def release_sessions(
@@ -457,12 +466,21 @@ def release_sessions(
     return int(row[0]), int(row[1]), int(row[2])
 
 
+def repo_path(path: str) -> str:
+    """A path as the repository names it: `./` prefixes and `a/./b`, `a//b` folded (a leading dot of a name such as
+    `.github` kept)."""
+    text = path.replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    return posixpath.normpath(text) if text else text
+
+
 def issues_on_files(store: Store, files: list[str], *, seen_since: float) -> dict[int, tuple[str, float]]:
     """Issues seen since `seen_since` with an in-app frame in one of `files` (repository paths; a frame's file name
     may be the path or end with /path): id -> (title, first_seen)."""
     if not files:
         return {}
-    wanted = set(files)
+    wanted = {repo_path(f) for f in files}
     out: dict[int, tuple[str, float]] = {}
     rows = store.reader().execute(
         "SELECT DISTINCT i.id, i.title, i.first_seen, f.filename FROM issues i JOIN issue_frames f ON f.issue_id = i.id"
@@ -470,7 +488,7 @@ def issues_on_files(store: Store, files: list[str], *, seen_since: float) -> dic
         (seen_since,),
     )
     for issue_id, title, first_seen, filename in rows:
-        name = str(filename).lstrip("./")
+        name = repo_path(str(filename))
         if name in wanted or any(name.endswith("/" + path) for path in wanted):
             out[int(issue_id)] = (str(title), float(first_seen))
     return out

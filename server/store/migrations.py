@@ -430,7 +430,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             notified TEXT,
             at REAL NOT NULL
         );
-        ALTER TABLE provenance ADD COLUMN pull_request_id INTEGER
+        ALTER TABLE provenance ADD COLUMN pull_request_id INTEGER;
+        UPDATE provenance SET pull_request_id = (
+            SELECT p.id FROM pull_requests p
+            WHERE p.receipt_id = json_extract(provenance.record, '$.receipt_id')
+              AND p.branch = json_extract(provenance.record, '$.pull_request.branch')
+            ORDER BY p.id DESC LIMIT 1
+        )
         """,
     ),
 )

@@ -387,7 +387,12 @@ class GitRepo:
             if not path or self._git("rev-parse", f"{path[0]}^1").strip() == commit:
                 return commit, "ancestor"
             return path[0], "merge"
-        found = self._git("log", "--first-parent", window, "--format=%H", "-F", f"--grep={marker}", tip).split()
+        # The trailer itself (its key and exact value in the message's trailer block), not a mention of it.
+        key, _, value = marker.partition(": ")
+        logged = self._git("log", "--first-parent", window, "-F", f"--grep={value}",
+                           f"--format=%H%x00%(trailers:key={key},valueonly,separator=%x01)%x02", tip)  # fmt: skip
+        found = [sha.strip() for sha, _, values in (r.partition("\x00") for r in logged.split("\x02"))
+                 if value in (v.strip() for v in values.split("\x01"))]  # fmt: skip
         if found:
             return found[-1], "trailer"
         if self.resolve(commit) is None:

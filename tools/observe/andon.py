@@ -29,6 +29,7 @@ from scipy import special
 
 from prodloop.server.clock import Clock
 from prodloop.server.errors import BudgetExhausted, LineageHalted, ProdloopError, Quarantined
+from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, lineage, policy
 from prodloop.server.store.records import Deploy
@@ -77,13 +78,14 @@ class AndonStatus(BaseModel):
 # -- detection -------------------------------------------------------------------------------
 
 
-def check_deploys(store: Store, repo: GitRepo, settings: Settings, clock: Clock) -> list[CordView]:
-    """One pass: pull the cord on each recent deploy that made things worse. Returns the cords pulled now."""
+def check_deploys(store: Store, repo: GitRepo, settings: Settings, clock: Clock) -> tuple[list[CordView], list[str]]:
+    """One pass: pull the cord on each recent deploy that made things worse. Returns the cords pulled now and the
+    deploys that could not be checked (their commits unknown here even after a fetch: escalated, never silent)."""
     now = clock.now()
     cfg = settings.andon
     deploys = sorted((d for d in store.deploys() if d.source == "operator"), key=lambda d: (d.deployed_at, d.id))
     corded = lineage.corded_deploys(store)
-    pulled = []
+    pulled, unchecked = [], []
     for i, d in enumerate(deploys):
         if d.id in corded or not now - cfg.window_hours * HOUR <= d.deployed_at < now:
             continue
@@ -91,9 +93,15 @@ def check_deploys(store: Store, repo: GitRepo, settings: Settings, clock: Clock)
         if previous is None or previous.commit_sha == d.commit_sha:
             continue
         try:
+            for sha in (previous.commit_sha, d.commit_sha):
+                if repo.resolve(sha) is None:  # a shallow or stale clone: ask the remote for it
+                    repo.fetch(settings.git_remote, sha)
             changed = sorted(repo.changed_between(previous.commit_sha, d.commit_sha))
         except ProdloopError as exc:
             logger.warning("andon: deploy %s not checked: %s", d.id, str(exc)[:200])
+            unchecked.append(f"{cap(d.release, 80)} to {cap(d.environment, 40)}")
+            policy.escalate(store, None, "andon-unchecked", f"deploy {cap(d.release, 80)} could not be checked by "
+                            f"the andon: its commits are not in the repository ({str(exc)[:200]})", now)  # fmt: skip
             continue
         if not changed:
             continue
@@ -102,7 +110,7 @@ def check_deploys(store: Store, repo: GitRepo, settings: Settings, clock: Clock)
             cord = _pull(store, repo, settings, clock, d, previous, changed, evidence, now)
             if cord is not None:
                 pulled.append(cord)
-    return pulled
+    return pulled, unchecked
 
 
 def deploy_evidence(
@@ -125,8 +133,10 @@ def deploy_evidence(
     found = []
     for issue_id in ids:
         k = after[issue_id]
-        if k < cfg.min_events:
-            continue
+        if k < cfg.min_events or lineage.users_between(store, [issue_id], start, now + 1, environment=env) < (
+            cfg.min_users
+        ):
+            continue  # a few events of one user (or one sender) are not a bad deploy
         title, first_seen = issues[issue_id]
         dispersion = _dispersion(store, issue_id, int(base_start // HOUR), int(start // HOUR) - 1)
         expected = max(before[issue_id], 0.5) / base_hours * elapsed
@@ -210,7 +220,9 @@ def _pull(
             lineage.set_cord_outcome(store, cord.id, revert=proposal.model_dump())
         except ProdloopError as exc:  # the cord stays pulled; a person reverts by hand
             lineage.set_cord_outcome(store, cord.id, revert={"error": str(exc)[:500]})
-    if settings.github_token is not None:
+    if settings.github_token is not None and secret_findings(body):
+        lineage.set_cord_outcome(store, cord.id, escalation={"error": "not filed: the body would carry a secret"})
+    elif settings.github_token is not None:
         from prodloop.tools.ship import github
 
         try:
@@ -298,7 +310,7 @@ def require_work_allowed(
 
 
 def require_unquarantined(store: Store, *, action: str, paths: Iterable[str]) -> None:
-    wanted = {str(p).lstrip("./") for p in paths if p}
+    wanted = {lineage.repo_path(str(p)) for p in paths if p}
     if not wanted:
         return
     for cord in lineage.cords(store, active_only=True):
@@ -308,6 +320,7 @@ def require_unquarantined(store: Store, *, action: str, paths: Iterable[str]) ->
 
 
 def _same(path: str, other: str) -> bool:
+    path = lineage.repo_path(path)
     return path == other or other.endswith("/" + path) or path.endswith("/" + other)
 
 

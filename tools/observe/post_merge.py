@@ -63,6 +63,7 @@ class Judgement(BaseModel):
     dispersion: float
     reason: str
     needed: str | None = Field(default=None, description="watching: what a verdict needs at the current rate")
+    inconclusive: bool = Field(default=False, description="watched past max_watch_hours with too little traffic")
 
 
 # -- the statistics --------------------------------------------------------------------------
@@ -83,10 +84,17 @@ def judge(
     """The verdict from the hourly counts and exposures before the deploy (oldest first, the last hour just before
     it) and the events and hourly exposures after it (the first hour the deploy's)."""
     level, slope, significant, dispersion = _trend(before, exposure_before)
-    span = max(len(before), 1)
     t_after = np.arange(len(exposure_after), dtype=np.float64) + 0.5
-    projected = level * exposure_after * np.exp(slope * np.minimum(t_after, span))  # held beyond the fitted span
+    # A decline is projected for a day at most (then held): projected for days it would expect nothing at all.
+    projected = level * exposure_after * np.exp(slope * np.minimum(t_after, min(len(before), 24)))
+    # The level of the last hours before the deploy too: a step down just before it (which a slope fit over three
+    # days misses) is not the fix either. The last 6, 12 and 24 hours each count when they hold enough events to
+    # tell a level (10); the lowest of these and the trend's projection is what the fix is judged against.
     expected = float(projected.sum())
+    for hours in (6, 12, 24):
+        recent_events, recent_exposure = float(before[-hours:].sum()), float(exposure_before[-hours:].sum())
+        if recent_events >= 10 and recent_exposure > 0:
+            expected = min(expected, recent_events / recent_exposure * float(exposure_after.sum()))
     alpha = 1 - cfg.confidence
     k, m = events_after / dispersion, expected / dispersion
     low = high = ratio = None
@@ -118,10 +126,17 @@ def judge(
         reason = (f"{events_after} events after the deploy where the trend projects {expected:.1f}: the rate is at "
                   f"least {low:.2f}x the trend with {cfg.confidence:.0%} confidence{declining}")  # fmt: skip
         return Judgement(verdict="no_effect", reason=reason, **numbers)
-    if hours_after >= cfg.max_watch_hours and m > 0:
+    # Past the watch, no_effect only where the volume could have shown a fix (no event at all would have been
+    # `fixed`); with less, it stays watching and a person is asked (never a no-effect iteration from silence).
+    could_show = m > 0 and float(special.gammainccinv(1, alpha)) / m <= cfg.fixed_share
+    if hours_after >= cfg.max_watch_hours and could_show:
         reason = (f"after {hours_after:.0f} h the rate ({ratio:.2f}x the trend) is not shown under "
                   f"{cfg.fixed_share:.2f}x: the fix did not bring the issue back to baseline")  # fmt: skip
         return Judgement(verdict="no_effect", reason=reason, **numbers)
+    if hours_after >= cfg.max_watch_hours:
+        reason = (f"after {hours_after:.0f} h only {expected:.1f} events were to be expected: too little traffic to "
+                  "tell whether the fix worked; a person should judge it")  # fmt: skip
+        return Judgement(verdict="watching", reason=reason, inconclusive=True, **numbers)
     needed = _needed(events_after, expected, dispersion, hours_after, cfg, metric)
     reason = (f"{events_after} events after the deploy against {expected:.1f} projected: not enough to tell yet"
               f"{declining}")  # fmt: skip
@@ -209,7 +224,9 @@ def _r(value: float | None) -> float | None:
 
 
 def judge_issue(store: Store, settings: Settings, issue: IssueRow, deploy: Deploy, now: float) -> Judgement:
-    """Read the issue's counts around `deploy` and judge them."""
+    """Read the issue's counts around `deploy` and judge them: per session (or transaction) where the operator's
+    releases report them, and `fixed` only when the events per hour agree (sessions are what any sender with the
+    DSN may claim; a flood of them must not make a fix)."""
     cfg = settings.post_merge
     deploy_hour, now_hour = int(deploy.deployed_at // HOUR), int(now // HOUR)
     first = max(deploy_hour - cfg.baseline_hours, int(issue.first_seen // HOUR))
@@ -217,29 +234,31 @@ def judge_issue(store: Store, settings: Settings, issue: IssueRow, deploy: Deplo
     counts = dict(store.hourly_counts(issue.id, first))
     before = np.array([counts.get(int(h), 0) for h in hours_before], dtype=np.float64)
     after_hours = np.arange(deploy_hour, now_hour + 1)
-    events_after = lineage.events_between(store, [issue.id], deploy.deployed_at, now + 1)[issue.id]
-    env = cfg.environment
-    metric: Metric = "per_hour"
-    exp_before = np.ones(len(hours_before))
-    exp_after = np.ones(len(after_hours))
-    for kind, name in (("sessions", "per_session"), ("transactions", "per_transaction")):
-        per_hour = lineage.exposure_per_hour(store, kind, first, now_hour, env)
-        b = np.array([per_hour.get(int(h), 0) for h in hours_before], dtype=np.float64)
-        a = np.array([per_hour.get(int(h), 0) for h in after_hours], dtype=np.float64)
-        # Sessions count only where every hour with events had some (else the events fell outside what they cover).
-        if b.sum() > 0 and a.sum() > 0 and not ((b == 0) & (before > 0)).any():
-            metric, exp_before, exp_after = name, b, a  # type: ignore[assignment]
-            break
-    # The deploy's own hour counts from the deploy on; the current hour as far as it went.
+    # Events after: the deploy's own hour from the raw events (from the deploy on), the hours after from the hourly
+    # counts (the same source as the baseline, and kept when raw events are pruned).
+    events_after = lineage.events_between(store, [issue.id], deploy.deployed_at, (deploy_hour + 1) * HOUR)[issue.id]
+    events_after += sum(n for h, n in counts.items() if h > deploy_hour)
     starts = np.maximum(after_hours * HOUR, deploy.deployed_at)
     overlap = np.clip(np.minimum((after_hours + 1) * HOUR, now) - starts, 0, None) / HOUR
-    if metric == "per_hour":
-        exp_after = overlap
-    elif len(exp_after):
-        exp_after = exp_after.astype(np.float64)
-        exp_after[0] *= min(1.0, overlap[0])
-    return judge(before, exp_before, events_after, exp_after, (now - deploy.deployed_at) / HOUR, cfg, metric=metric,
-                 deploy=deploy.release, deployed_at=deploy.deployed_at)  # fmt: skip
+    hours = (now - deploy.deployed_at) / HOUR
+    per_hour = judge(before, np.ones(len(hours_before)), events_after, overlap, hours, cfg, deploy=deploy.release,
+                     deployed_at=deploy.deployed_at)  # fmt: skip
+    env = cfg.environment
+    releases = sorted({d.release for d in store.deploys(environment=env) if d.source == "operator"})
+    for kind, name in (("sessions", "per_session"), ("transactions", "per_transaction")):
+        exposure = lineage.exposure_per_hour(store, kind, first, now_hour, env, releases=releases)
+        b = np.array([exposure.get(int(h), 0) for h in hours_before], dtype=np.float64)
+        a = np.array([exposure.get(int(h), 0) for h in after_hours], dtype=np.float64)
+        # Counted only where every hour with events had some (else the events fell outside what they cover).
+        if b.sum() > 0 and a.sum() > 0 and not ((b == 0) & (before > 0)).any():
+            a[0] *= min(1.0, float(overlap[0]))
+            found = judge(before, b, events_after, a, hours, cfg, metric=name,  # type: ignore[arg-type]
+                          deploy=deploy.release, deployed_at=deploy.deployed_at)  # fmt: skip
+            if found.verdict == "fixed" and per_hour.verdict != "fixed":
+                why = f"{found.reason}; but not yet per hour ({per_hour.reason})"
+                return found.model_copy(update={"verdict": "watching", "reason": why, "needed": per_hour.needed})
+            return found
+    return per_hour
 
 
 # -- following lineages ------------------------------------------------------------------------
@@ -302,6 +321,8 @@ def _verdict_for(
     if last is not None and last.verdict in FINAL:
         return last.verdict, None  # type: ignore[return-value]
     judgement = judge_issue(store, settings, issue, deploy, now)
+    if judgement.inconclusive:
+        policy.escalate(store, issue_id, "inconclusive", judgement.reason, now)
     if judgement.verdict != "watching" or last is None:
         changed, _ = lineage.save_verdict(store, issue_id, pr_id, judgement.verdict, judgement.model_dump(), now,
                                           max_no_effect=settings.budgets.max_no_effect_iterations)  # fmt: skip
@@ -322,9 +343,10 @@ def _detect_merges(store: Store, repo: GitRepo, settings: Settings, open_prs: li
     tip = repo.resolve(f"refs/remotes/{remote}/{base}") or repo.resolve(base)
     for pr in open_prs:
         found: tuple[str, str, float] | None = None
+        closed_unmerged = False
         if pr.mode == "github" and pr.number is not None and settings.github_token is not None:
-            found = _github_merge(settings, pr.number)
-        if found is None and tip is not None and pr.commit_sha:
+            found, closed_unmerged = _github_merge(settings, pr.number)
+        if found is None and not closed_unmerged and tip is not None and pr.commit_sha:
             try:
                 landed = repo.landed_on(pr.commit_sha, tip, since=pr.created_at,
                                         marker=f"Prodloop-Receipt: {pr.receipt_id}")  # fmt: skip
@@ -337,17 +359,19 @@ def _detect_merges(store: Store, repo: GitRepo, settings: Settings, open_prs: li
             lineage.record_merge(store, pr.id, merge_commit=found[0], merged_at=found[2], how=found[1])
 
 
-def _github_merge(settings: Settings, number: int) -> tuple[str, str, float] | None:
+def _github_merge(settings: Settings, number: int) -> tuple[tuple[str, str, float] | None, bool]:
+    """GitHub's record: (merge commit, how, when) once merged, and whether it was closed without a merge (then no
+    commit on the default branch counts as its merge)."""
     from prodloop.tools.ship import github
 
     try:
         state = github.pull_request_state(settings, settings.repo, number)
     except ProdloopError as exc:
         logger.warning("GitHub state of PR #%s not read: %s", number, str(exc)[:200])
-        return None
+        return None, False
     if state.merged and state.merge_commit_sha:
-        return state.merge_commit_sha, "github", state.merged_at or 0.0
-    return None
+        return (state.merge_commit_sha, "github", state.merged_at or 0.0), False
+    return None, state.state == "closed"
 
 
 def _link_deploys(store: Store, repo: GitRepo, settings: Settings, known: dict[int, lineage.Merge]) -> None:
@@ -356,7 +380,9 @@ def _link_deploys(store: Store, repo: GitRepo, settings: Settings, known: dict[i
         return
     env = settings.post_merge.environment
     # Only the operator's deploys (CLI, CI) are evidence: an agent may record one, and must not earn its own verdict.
-    deploys = sorted((d for d in store.deploys(environment=env) if d.source == "operator"),
+    # One recorded before sources were kept ("unknown") that already carried the merge means the fix shipped then:
+    # a later deploy is not its deploy (its baseline would already be the fixed rate).
+    deploys = sorted((d for d in store.deploys(environment=env) if d.source in ("operator", "unknown")),
                      key=lambda d: (d.deployed_at, d.id))  # fmt: skip
     for merge in waiting:
         if repo.resolve(merge.merge_commit) is None:
@@ -369,5 +395,6 @@ def _link_deploys(store: Store, repo: GitRepo, settings: Settings, known: dict[i
             except Exception:  # an unreadable commit: not this deploy
                 contains = False
             if contains:
-                lineage.record_deployed(store, merge.pull_request_id, deploy_id=d.id, deployed_at=d.deployed_at)
+                if d.source == "operator":
+                    lineage.record_deployed(store, merge.pull_request_id, deploy_id=d.id, deployed_at=d.deployed_at)
                 break

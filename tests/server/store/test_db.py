@@ -230,3 +230,31 @@ def test_the_store_and_its_journal_are_the_owners_alone(tmp_path: Path) -> None:
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert modes["prodloop.db"] == 0o600 and modes["prodloop.db-wal"] == 0o600, modes
     store.close()
+
+
+def test_migration_fourteen_links_provenance_written_before_it_to_its_pull_request(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for _, sql in MIGRATIONS[:13]:
+        conn.executescript(sql)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    conn.executemany("INSERT INTO schema_migrations VALUES (?, 0)", [(v,) for v, _ in MIGRATIONS[:13]])
+    conn.execute("INSERT INTO projects VALUES (1, 'svc', 'k', 0)")
+    conn.execute(
+        "INSERT INTO issues (id, project_id, fingerprint, title, first_seen, last_seen) VALUES (1, 1, 'f', 't', 0, 0)"
+    )
+    conn.execute("INSERT INTO receipts (id, issue_id, event_id, commit_sha, test_path, test_name, test_code,"
+                 " test_sha256, fix_diff, fix_sha256, passed, gates, cpu_seconds, created_at) VALUES"
+                 " ('r1', 1, 'e', 'c', 't.py', 't', '', '', '', '', 1, '[]', 0, 0)")  # fmt: skip
+    for pr_id, branch in ((1, "prodloop/1-a"), (2, "prodloop/1-b")):
+        conn.execute("INSERT INTO pull_requests (id, issue_id, receipt_id, branch, commit_sha, mode, created_at)"
+                     " VALUES (?, 1, 'r1', ?, 'c', 'local', 0)", (pr_id, branch))  # fmt: skip
+    record = {"receipt_id": "r1", "test_node": "t.py::t", "pull_request": {"branch": "prodloop/1-a"}}
+    conn.execute("INSERT INTO provenance (test_node, test_path, record, created_at) VALUES ('t.py::t', 't.py', ?, 0)",
+                 (json.dumps(record),))  # fmt: skip
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.schema_version == MIGRATIONS[-1][0]
+    assert store.reader().execute("SELECT pull_request_id FROM provenance").fetchall() == [(1,)]
+    store.close()
