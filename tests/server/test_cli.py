@@ -262,6 +262,9 @@ def test_watch_exit_codes_and_only_a_person_releases_a_cord_or_resets_a_budget(t
     assert report["lineages"][0]["verdict"] == "fixed" and report["cords_pulled"][0]["id"] == 1
     status = json.loads(_run("andon", "status", *where, cwd=tmp_path).stdout)
     assert status["quarantined_paths"] == ["shop/loyalty.py"]
+    stopped = _run("loop", "--issue", "2", "--json", *where, cwd=tmp_path, env={"PRODLOOP_TRIAGE__MODE": "off"})
+    assert stopped.returncode == 6, stopped.stderr  # the crash in loyalty.py is quarantined: the loop stops
+    assert "prodloop andon release 1" in json.loads(stopped.stdout)[0]["needed"]
     refused = _run("andon", "release", "1", "--by", "ana", *where, cwd=tmp_path)
     assert refused.returncode == 2 and "--why" in refused.stderr
     released = _run("andon", "release", "1", "--by", "ana", "--why", "reverted by hand", *where, cwd=tmp_path)
