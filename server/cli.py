@@ -278,6 +278,47 @@ def andon_release_cmd(
     out.print(f"andon cord {done.id} released by {done.released_by}", markup=False)
 
 
+ci_app = typer.Typer(no_args_is_help=True, help="The project's own test failures (JUnit XML) as signals.")
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("ingest")
+def ci_ingest(
+    results: Annotated[Path, typer.Argument(help="JUnit XML (pytest --junitxml=FILE, or another runner's)")],
+    commit: Annotated[str, typer.Option("--commit", help="the sha the run tested")],
+    branch: Annotated[str | None, typer.Option("--branch")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="the CI run's URL")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="the CI job's name")] = None,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Store one CI run's test results: failures grouped (test, exception, crash location), flaky tests found."""
+    from prodloop.tools.observe.ci_signals import ingest_junit, read_results
+
+    data = read_results(results)
+    with _opened(_settings(repo, data_dir)) as ctx:
+        try:
+            files = set(ctx.git().files(ctx.git().head()))
+        except ProdloopError:
+            files = None
+        report = ingest_junit(ctx.store, ctx.settings, ctx.clock, data, commit=commit, branch=branch, run_url=run,
+                              job=job, repo_files=files, where=str(results))  # fmt: skip
+    print(report.model_dump_json())
+
+
+@ci_app.command("flaky")
+def ci_flaky(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """Tests that failed and passed on the same commit, by flake rate."""
+    from prodloop.server.store import ci
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        rows = ci.flaky_tests(ctx.store)
+    table = Table("test", "flaky commits", "commits", "flake rate")
+    for test_id, flaky, commits in rows:
+        table.add_row(test_id, str(flaky), str(commits), f"{flaky / commits:.0%}")
+    out.print(table)
+
+
 sentry_app = typer.Typer(no_args_is_help=True, help="Read events from a Sentry organisation over its API.")
 app.add_typer(sentry_app, name="sentry")
 

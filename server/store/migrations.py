@@ -439,4 +439,43 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         )
         """,
     ),
+    (
+        15,
+        """
+        CREATE TABLE ci_runs (
+            id INTEGER PRIMARY KEY,
+            commit_sha TEXT NOT NULL,
+            branch TEXT,
+            run_url TEXT,
+            job TEXT,
+            tests INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            digest TEXT NOT NULL UNIQUE,
+            at REAL NOT NULL
+        );
+        CREATE INDEX ci_runs_commit ON ci_runs (commit_sha);
+        CREATE TABLE ci_failures (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            test_id TEXT NOT NULL,
+            exception_type TEXT NOT NULL,
+            location TEXT NOT NULL,
+            frames TEXT NOT NULL,
+            message TEXT NOT NULL,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            count INTEGER NOT NULL
+        );
+        CREATE TABLE ci_results (
+            run_id INTEGER NOT NULL REFERENCES ci_runs(id),
+            test_id TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            reruns INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            failure_id INTEGER REFERENCES ci_failures(id),
+            PRIMARY KEY (run_id, test_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX ci_results_test ON ci_results (test_id)
+        """,
+    ),
 )

@@ -1,0 +1,148 @@
+"""CI failures as signals: real pytest runs of a small project write JUnit XML; it is grouped, mapped to the code,
+kept per commit, and a seeded flaky test is found; hostile or broken files are refused and store nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prodloop.server.context import AppContext
+from prodloop.server.errors import EventFileError, InvalidArgument
+from prodloop.server.settings import load_settings
+from prodloop.tools.observe.ci_signals import ingest_junit
+from tests.repos import new_repo
+
+PROJECT = {
+    "calc/__init__.py": "",
+    "calc/prices.py": 'PRICES = {"apple": 3}\n\n\ndef price(sku):\n    return PRICES[sku]\n',
+    "tests/__init__.py": "",
+    "tests/test_prices.py": (
+        "import os\n\nimport pytest\n\nfrom calc.prices import price\n\n\n"
+        "def test_apple():\n    assert price('apple') == 3\n\n\n"
+        "def test_kiwi():\n    assert price('kiwi') == 0\n\n\n"
+        "@pytest.fixture\ndef broken():\n    raise RuntimeError('fixture down')\n\n\n"
+        "def test_with_broken_fixture(broken):\n    assert broken\n\n\n"
+        "@pytest.mark.skip(reason='later')\ndef test_later():\n    pass\n\n\n"
+        "def test_flaky():\n    marker = os.environ['FLAKY_MARKER']\n"
+        "    if not os.path.exists(marker):\n        open(marker, 'w').close()\n"
+        "        raise AssertionError('first attempt fails')\n"
+    ),
+}
+
+
+def _pytest(root: Path, out: Path, marker: Path) -> bytes:
+    env = {**os.environ, "FLAKY_MARKER": str(marker)}
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                    f"--junitxml={out}", "tests"], cwd=root, env=env, capture_output=True, check=False)  # fmt: skip
+    return out.read_bytes()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[tuple[AppContext, Path, str]]:
+    repo = new_repo(tmp_path / "calc")
+    sha = repo.commit(PROJECT, "calc")
+    ctx = AppContext.open(load_settings(repo=repo.root, data_dir=tmp_path / "data"))
+    yield ctx, repo.root, sha
+    ctx.close()
+
+
+def test_real_pytest_runs_are_grouped_mapped_and_a_flaky_test_is_found(
+    project: tuple[AppContext, Path, str], tmp_path: Path
+) -> None:
+    ctx, root, sha = project
+    files = {"calc/prices.py", "tests/test_prices.py"}
+    marker = tmp_path / "marker"
+    first = _pytest(root, tmp_path / "one.xml", marker)
+    report = ingest_junit(ctx.store, ctx.settings, ctx.clock, first, commit=sha, branch="main", job="unit",
+                          repo_files=files)  # fmt: skip
+    assert (report.tests, report.passed, report.failed, report.skipped) == (5, 1, 3, 1)
+    groups = {g.test_id.rsplit("::", 1)[-1]: g for g in report.failures}
+    assert groups["test_kiwi"].exception_type == "KeyError"
+    assert groups["test_kiwi"].location == "calc/prices.py:5"  # the crash line in the code under test
+    assert groups["test_with_broken_fixture"].exception_type == "RuntimeError"
+    assert groups["test_flaky"].exception_type == "AssertionError" and all(g.new for g in report.failures)
+    assert report.flaky == []
+    # The same commit again: the flaky test passes now (the marker exists): flaky on this commit.
+    second = _pytest(root, tmp_path / "two.xml", marker)
+    again = ingest_junit(ctx.store, ctx.settings, ctx.clock, second, commit=sha, branch="main", job="unit",
+                         repo_files=files)  # fmt: skip
+    assert [f.test_id.rsplit("::", 1)[-1] for f in again.flaky] == ["test_flaky"]
+    assert again.flaky[0].flake_rate == 1.0
+    kiwi = next(g for g in again.failures if g.test_id.endswith("test_kiwi"))
+    assert not kiwi.new and kiwi.count == 2  # the same group, seen twice
+    # The same file for the same commit and job: acknowledged, not counted twice.
+    assert ingest_junit(ctx.store, ctx.settings, ctx.clock, second, commit=sha, job="unit").duplicate
+
+
+RERUN = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="pytest" tests="3">\n'
+    b'<testcase classname="tests.test_net" name="test_fetch" time="0.5">'
+    b'<rerunFailure message="timeout">E TimeoutError</rerunFailure></testcase>\n'
+    b'<testcase classname="tests.test_net" name="test_page" time="0.1">'
+    b"<system-out><![CDATA[<!DOCTYPE html><html></html>]]></system-out></testcase>\n"
+    b'<testcase classname="tests.test_net" name="test_auth" time="0.1">'
+    b'<failure message="token AKIAABCDEFGHIJKLMNOP rejected">tests/test_net.py:9: PermissionError</failure>'
+    b"</testcase>\n</testsuite></testsuites>"
+)
+
+
+def test_a_rerun_that_passed_is_flaky_and_secrets_in_failure_text_are_scrubbed(
+    project: tuple[AppContext, Path, str],
+) -> None:
+    ctx, _, sha = project
+    report = ingest_junit(ctx.store, ctx.settings, ctx.clock, RERUN, commit=sha)  # HTML inside the output is fine
+    assert [f.test_id for f in report.flaky] == ["tests.test_net::test_fetch"]
+    (auth,) = report.failures
+    assert auth.exception_type == "PermissionError" and auth.location == "tests/test_net.py:9"
+    stored = ctx.store.reader().execute("SELECT message FROM ci_failures").fetchone()[0]
+    assert "AKIAABCDEFGHIJKLMNOP" not in stored
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (
+            b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><testsuite>&b;</testsuite>',
+            "DOCTYPE",
+        ),
+        (b"<testsuite><testcase name='x'>", "not well-formed"),
+        (b"<html><body/></html>", "not <testsuites> or <testsuite>"),
+    ],
+)
+def test_hostile_or_broken_results_are_refused_and_store_nothing(
+    project: tuple[AppContext, Path, str], data: bytes, said: str
+) -> None:
+    ctx, _, sha = project
+    with pytest.raises(EventFileError, match=said):
+        ingest_junit(ctx.store, ctx.settings, ctx.clock, data, commit=sha)
+    with pytest.raises(InvalidArgument, match="not a commit sha"):
+        ingest_junit(ctx.store, ctx.settings, ctx.clock, RERUN, commit="--upload-pack=x")
+    assert ctx.store.reader().execute("SELECT count(*) FROM ci_runs").fetchone()[0] == 0
+
+
+def test_the_command_line_ingests_a_file_and_lists_flaky_tests(
+    project: tuple[AppContext, Path, str], tmp_path: Path
+) -> None:
+    ctx, root, sha = project
+    ctx.close()
+    results = tmp_path / "r.xml"
+    results.write_bytes(RERUN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+    where = ["--repo", str(root), "--data-dir", str(tmp_path / "data")]
+    cli = [sys.executable, "-m", "prodloop.server.cli", "ci"]
+    run = subprocess.run([*cli, "ingest", str(results), "--commit", sha, "--branch", "main", *where],
+                         capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["failed"] == 1
+    listed = subprocess.run([sys.executable, "-m", "prodloop.server.cli", "ci", "flaky", *where],
+                            capture_output=True, text=True, env={**env, "COLUMNS": "200"}, check=False)  # fmt: skip
+    assert "tests.test_net::test_fetch" in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "prodloop.server.cli", "ci", "ingest", str(tmp_path / "none.xml"),
+                          "--commit", sha, *where], capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "cannot be read" in bad.stderr
