@@ -24,6 +24,7 @@ from prodloop.server.ingest.endpoint import Ingest
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import Settings
+from prodloop.server.sources.ci_results import CIResults
 from prodloop.server.sources.github_webhook import GitHubWebhook, MergeCallback
 from prodloop.server.sources.sentry_webhook import SentryWebhook
 
@@ -146,6 +147,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback |
             *ingest.routes(),
             *SentryWebhook(ctx).routes(),
             *GitHubWebhook(ctx, on_merge or watch.on_merge).routes(),
+            Mount("/ci", app=CIResults(ctx, mcp_token).app()),
             # Last, so only /mcp (and unknown paths) pass the bearer check.
             Mount("/", app=BearerAuth(mcp_http, mcp_token)),
         ],

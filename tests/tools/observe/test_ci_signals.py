@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import EventFileError, InvalidArgument
 from prodloop.server.settings import load_settings
 from prodloop.tools.observe.ci_signals import ingest_junit
+from tests.conftest import MCP_TOKEN, LiveServer, post
 from tests.repos import new_repo
 
 PROJECT = {
@@ -146,3 +147,17 @@ def test_the_command_line_ingests_a_file_and_lists_flaky_tests(
     bad = subprocess.run([sys.executable, "-m", "prodloop.server.cli", "ci", "ingest", str(tmp_path / "none.xml"),
                           "--commit", sha, *where], capture_output=True, text=True, env=env, check=False)  # fmt: skip
     assert bad.returncode == 2 and "cannot be read" in bad.stderr
+
+
+def test_ci_posts_results_over_http_with_the_token(live_server: Callable[..., LiveServer]) -> None:
+    server = live_server()
+    url = f"{server.base_url}/ci/results?commit={'a' * 40}&branch=main&job=unit"
+    auth = {"Authorization": f"Bearer {MCP_TOKEN}", "Content-Type": "application/xml"}
+    assert post(url, RERUN, {"Content-Type": "application/xml"}).status == 401  # no token, nothing stored
+    assert server.ctx.store.reader().execute("SELECT count(*) FROM ci_runs").fetchone()[0] == 0
+    done = post(url, RERUN, auth)
+    assert done.status == 200 and done.body["failed"] == 1 and done.body["flaky"][0]["test_id"].endswith("fetch")
+    refused = post(url, b"<!DOCTYPE x><testsuite/>", auth)
+    assert refused.status == 400 and "DOCTYPE" in refused.body["error"]
+    assert post(f"{server.base_url}/ci/results", RERUN, auth).status == 400  # no commit
+    assert server.ctx.store.reader().execute("SELECT count(*) FROM ci_runs").fetchone()[0] == 1
