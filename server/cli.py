@@ -306,6 +306,25 @@ def ci_ingest(
     print(report.model_dump_json())
 
 
+@ci_app.command("select")
+def ci_select(
+    base: Annotated[str, typer.Option("--base", help="the branch or commit the change goes into")],
+    head: Annotated[str, typer.Option("--head")] = "HEAD",
+    paths_only: Annotated[bool, typer.Option("--paths", help="only the test files, one a line (for pytest)")] = False,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """The tests that guard what a change touches (its own, prodloop's regression tests, importers), to run first."""
+    from prodloop.tools.observe.ci_select import select_tests
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        selection = select_tests(ctx.store, ctx.git(), ctx.settings, base=base, head=head)
+    if paths_only:
+        print("\n".join(t.path for t in selection.tests))
+        return
+    print(selection.model_dump_json())
+
+
 @ci_app.command("flaky")
 def ci_flaky(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     """Tests that failed and passed on the same commit, by flake rate."""

@@ -418,6 +418,11 @@ class GitRepo:
             out.setdefault(pid, sha)
         return out
 
+    def merge_base(self, one: str, other: str) -> str | None:
+        done = self._run(self.path, "merge-base", "--end-of-options", checked_name(one, "commit"),
+                         checked_name(other, "commit"))  # fmt: skip
+        return done.stdout.strip() or None if done.returncode == 0 else None
+
     def first_parent_since(self, tip: str, since: str) -> tuple[str, ...]:
         """The commits `tip` added over `since` (its first-parent history; merges stand for what they brought),
         oldest first."""

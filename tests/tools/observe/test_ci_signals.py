@@ -161,3 +161,39 @@ def test_ci_posts_results_over_http_with_the_token(live_server: Callable[..., Li
     assert refused.status == 400 and "DOCTYPE" in refused.body["error"]
     assert post(f"{server.base_url}/ci/results", RERUN, auth).status == 400  # no commit
     assert server.ctx.store.reader().execute("SELECT count(*) FROM ci_runs").fetchone()[0] == 1
+
+
+def test_selection_puts_a_changes_own_tests_then_prodlogs_regression_tests_then_importers_first(
+    tmp_path: Path,
+) -> None:
+    from prodloop.server.ingest.importer import import_events
+    from prodloop.server.store import policy, receipts
+    from prodloop.tools.observe.ci_select import select_tests
+    from tests.sample_service import SampleService
+
+    service = SampleService(tmp_path / "shop")
+    service.git.commit({"tests/test_regression.py": "from shop.checkout import handle\n\n\ndef test_r():\n    pass\n",
+                        "tests/test_auth.py": "def test_a():\n    pass\n",
+                        "tests/test_loyalty.py": "from shop.loyalty import points_needed\n"}, "more tests")  # fmt: skip
+    base = service.git.git("rev-parse", "HEAD")
+    ctx = AppContext.open(load_settings(repo=service.root, data_dir=tmp_path / "data"))
+    try:
+        import_events(ctx, ctx.store.create_project("shop"), [("e", service.event("unknown_sku"))], source="test")
+        receipts.save(ctx.store, receipts.Receipt("r" * 32, 1, "e", "c", "tests/test_regression.py", "test_r", "",
+                                                  "", "", "", True, (), 0.0, 0.0))  # fmt: skip
+        slot, _ = policy.reserve_pull_request(ctx.store, 1, "r" * 32, max_per_issue=3, max_per_day=9, now=0.0)
+        assert slot is not None
+        policy.complete_pull_request(ctx.store, policy.PullRequestRow(slot, 1, "r" * 32, "b", "c", None, None, "local",
+                                                                      0.0),
+                                     {"test_node": "tests/test_regression.py::test_r",
+                                      "test_path": "tests/test_regression.py", "issue_id": 1})  # fmt: skip
+        service.git.commit({"shop/pricing.py": "PRICES = {}\n\n\ndef line_total(item):\n    return 0\n",
+                            "tests/test_auth.py": "def test_a():\n    assert True\n"}, "change")  # fmt: skip
+        selection = select_tests(ctx.store, ctx.git(), ctx.settings, base=base)
+    finally:
+        ctx.close()
+    assert selection.changed == ["shop/pricing.py", "tests/test_auth.py"]
+    assert [t.path for t in selection.tests] == ["tests/test_auth.py", "tests/test_regression.py",
+                                                 "tests/test_pricing.py"]  # fmt: skip
+    assert "prodloop regression test of issue 1 through shop/pricing.py" in selection.tests[1].reasons
+    assert selection.selected == 3 and selection.test_files == 4
