@@ -68,6 +68,13 @@ def register_resources(server: MCPServer, ctx: AppContext) -> None:
         return views.andon(ctx)
 
     @server.resource(
+        "prodloop://metrics", name="metrics", mime_type=views.MIME,
+        description="production-to-test latency, time to restore, regression recurrence, flake rate",
+    )  # fmt: skip
+    def metrics_resource() -> str:
+        return views.metrics_view(ctx)
+
+    @server.resource(
         "prodloop://lineage/{issue_id}", name="lineage", mime_type=views.MIME,
         description="an issue's fix after its PR: merge, deploy, verdict with its numbers, budget, stops",
     )  # fmt: skip

@@ -15,6 +15,7 @@ from prodloop.tools.observe.andon import andon_status
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
 from prodloop.tools.observe.lineage_status import post_merge_status
+from prodloop.tools.observe.metrics import metrics
 from prodloop.tools.observe.reliability import query_reliability_history
 from prodloop.tools.ship.provenance import list_provenance
 
@@ -56,6 +57,10 @@ def andon(ctx: AppContext) -> str:
 
 def lineage_view(ctx: AppContext, issue_id: int) -> str:
     return post_merge_status(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id).model_dump_json()
+
+
+def metrics_view(ctx: AppContext) -> str:
+    return metrics(ctx.store).model_dump_json()
 
 
 def policy_view(ctx: AppContext) -> str:

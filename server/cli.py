@@ -338,6 +338,15 @@ def ci_flaky(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     out.print(table)
 
 
+@app.command("metrics")
+def metrics_cmd(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """How well the loop closes: production-to-test latency, time to restore, regression recurrence, flake rate."""
+    from prodloop.tools.observe.metrics import metrics
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        print(metrics(ctx.store).model_dump_json())
+
+
 sentry_app = typer.Typer(no_args_is_help=True, help="Read events from a Sentry organisation over its API.")
 app.add_typer(sentry_app, name="sentry")
 

@@ -95,9 +95,20 @@ def _groups_of(conn: object, run_id: int, new: set[int]) -> list[GroupOut]:
     return [GroupOut(int(i), t, e, loc, int(i) in new, int(n)) for i, t, e, loc, n in rows]
 
 
+# One row per (test, commit) CI ran it on: whether it was flaky there (failed and passed on the commit, in two runs,
+# or passed after reruns in one).
+_PER_TEST_COMMIT = """
+    SELECT r.test_id AS test_id, c.commit_sha,
+           (MAX(r.outcome = 'passed') AND MAX(r.outcome IN ('failed', 'error')))
+           OR MAX(r.outcome = 'passed' AND r.reruns > 0) AS flaky
+    FROM ci_results r JOIN ci_runs c ON c.id = r.run_id
+    WHERE r.outcome != 'skipped'{clause}
+    GROUP BY r.test_id, c.commit_sha
+"""
+
+
 def flaky_tests(store: Store, *, test_ids: list[str] | None = None) -> list[tuple[str, int, int]]:
-    """(test id, commits it was flaky on, commits it ran on) for tests flaky on at least one commit: failed and
-    passed on the same commit (two runs), or passed after reruns (one run)."""
+    """(test id, commits it was flaky on, commits it ran on) for tests flaky on at least one commit."""
     clause, params = "", []
     if test_ids is not None:
         if not test_ids:
@@ -105,16 +116,18 @@ def flaky_tests(store: Store, *, test_ids: list[str] | None = None) -> list[tupl
         clause = f" AND r.test_id IN ({','.join('?' * len(test_ids))})"
         params = list(test_ids)
     rows = store.reader().execute(
-        f"""
-        SELECT test_id, SUM(flaky), COUNT(*) FROM (
-            SELECT r.test_id AS test_id, c.commit_sha,
-                   (MAX(r.outcome = 'passed') AND MAX(r.outcome IN ('failed', 'error')))
-                   OR MAX(r.outcome = 'passed' AND r.reruns > 0) AS flaky
-            FROM ci_results r JOIN ci_runs c ON c.id = r.run_id
-            WHERE r.outcome != 'skipped'{clause}
-            GROUP BY r.test_id, c.commit_sha
-        ) GROUP BY test_id HAVING SUM(flaky) > 0 ORDER BY SUM(flaky) * 1.0 / COUNT(*) DESC, test_id
-        """,
+        f"SELECT test_id, SUM(flaky), COUNT(*) FROM ({_PER_TEST_COMMIT.format(clause=clause)})"
+        " GROUP BY test_id HAVING SUM(flaky) > 0 ORDER BY SUM(flaky) * 1.0 / COUNT(*) DESC, test_id",
         params,
     )
     return [(str(t), int(f), int(n)) for t, f, n in rows]
+
+
+def flake_counts(store: Store) -> tuple[int, int, int]:
+    """(CI runs, (test, commit) pairs run, of them flaky)."""
+    conn = store.reader()
+    runs = int(conn.execute("SELECT count(*) FROM ci_runs").fetchone()[0])
+    pairs, flaky = conn.execute(
+        f"SELECT count(*), coalesce(SUM(flaky), 0) FROM ({_PER_TEST_COMMIT.format(clause='')})"
+    ).fetchone()
+    return runs, int(pairs), int(flaky)

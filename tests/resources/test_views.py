@@ -40,7 +40,9 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
             result = await client.read_resource(uri)
             assert result.contents[0].mime_type == "application/json", uri
             contents[uri] = json.loads(result.contents[0].text)  # type: ignore[union-attr]
-    assert set(listed) == {"prodloop://issues", "prodloop://provenance", "prodloop://policy", "prodloop://andon"}
+    assert set(listed) == {
+        "prodloop://issues", "prodloop://provenance", "prodloop://policy", "prodloop://andon", "prodloop://metrics",
+    }  # fmt: skip
     assert set(templates) == {
         "prodloop://issues/{issue_id}",
         "prodloop://events/{event_id}",

@@ -79,6 +79,10 @@ def test_real_pytest_runs_are_grouped_mapped_and_a_flaky_test_is_found(
     assert not kiwi.new and kiwi.count == 2  # the same group, seen twice
     # The same file for the same commit and job: acknowledged, not counted twice.
     assert ingest_junit(ctx.store, ctx.settings, ctx.clock, second, commit=sha, job="unit").duplicate
+    from prodloop.tools.observe.metrics import metrics
+
+    measured = metrics(ctx.store)  # four tests ran on the commit (one skipped), one of them flaky
+    assert (measured.ci_runs, measured.flake_rate) == (2, 0.25)
 
 
 RERUN = (

@@ -398,3 +398,22 @@ def test_github_says_merged_and_the_author_of_an_attributed_change_is_told_once(
         filed = fake.issues[cord.escalation["number"]]
         assert "andon" in [label["name"] if isinstance(label, dict) else label for label in filed["labels"]]
         assert "Blast radius" in filed["body"] and token not in filed["body"]
+
+
+def test_metrics_measure_the_loop_from_what_happened(sim: Callable[..., Sim]) -> None:
+    from prodloop.tools.observe.metrics import metrics
+
+    s = sim()
+    empty = metrics(s.ctx.store)
+    assert empty.production_to_test.count == 0 and empty.regression_recurrence is None and empty.flake_rate is None
+    _fix_deployed(s, lambda t: 20.0, hours_before=2)
+    _until_verdict(s, lambda t: 0.0, 24)
+    done = metrics(s.ctx.store)
+    # The first event was at START; the PR merged 3 h later (2 h of traffic, the PR, an hour): latency ~3 h.
+    assert done.production_to_test.count == 1 and 2.9 <= done.production_to_test.p50_hours <= 3.1
+    assert done.production_to_test.under_one_hour == 0.0
+    assert done.fixed == 1 and done.time_to_restore.p50_hours > done.production_to_test.p50_hours
+    assert done.regression_recurrence == 0.0 and done.no_effect_share == 0.0
+    s.traffic(s.now + HOUR, lambda t: 20.0, release="shop@1.2.0")
+    s.watch()
+    assert metrics(s.ctx.store).regression_recurrence == 1.0
