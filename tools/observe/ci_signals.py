@@ -179,7 +179,8 @@ def _location(frames: list[tuple[str, int]], repo_files: set[str] | None) -> str
         clean = name.replace("\\", "/").lstrip("/")
         if repo_files is None:
             return f"{clean}:{line}"
-        match = next((f for f in repo_files if clean == f or clean.endswith("/" + f)), None)
+        parts = clean.split("/")  # the path, or any of its tails (an absolute CI path), as a repository file
+        match = next((tail for tail in ("/".join(parts[i:]) for i in range(len(parts))) if tail in repo_files), None)
         if match is not None:
             return f"{match}:{line}"
     return f"{frames[-1][0]}:{frames[-1][1]}"
