@@ -113,11 +113,6 @@ class GitHubWebhook:
             self.done.set()
 
 
-def log_merge(number: int, merge_commit_sha: str, merged_at: float) -> None:
-    """The default `on_merge`: only a log line."""
-    logger.info("pull request %s merged as %s at %.0f", number, merge_commit_sha[:12], merged_at)
-
-
 def _merge(pull: dict[str, Any]) -> tuple[int, str, float]:
     """(number, merge commit sha, merged_at in epoch seconds) of a merged pull request; ValueError says which field
     is wrong."""
