@@ -33,7 +33,7 @@ class LineageStatus(BaseModel):
 
 def post_merge_status(store: Store, repo: GitRepo, settings: Settings, clock: Clock, issue_id: int) -> LineageStatus:
     issue = store.get_issue(issue_id)
-    steps = [s for s in follow_lineages(store, repo, settings, clock) if s.issue_id == issue_id]
+    steps = follow_lineages(store, repo, settings, clock, issue_id=issue_id)  # this issue's PRs only
     issue = store.get_issue(issue_id)
     state = lineage.lineage(store, issue_id)
     deployed = [s for s in steps if s.stage == "deployed"]

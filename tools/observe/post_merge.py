@@ -275,11 +275,13 @@ class LineageStep(BaseModel):
     judgement: Judgement | None = None
 
 
-def follow_lineages(store: Store, repo: GitRepo, settings: Settings, clock: Clock) -> list[LineageStep]:
-    """One pass over every PR prodloop opened: detect merges and deploys, judge the newest deployed PR of each issue
-    whose verdict is not final, and act on a new verdict. Returns each PR's step."""
+def follow_lineages(
+    store: Store, repo: GitRepo, settings: Settings, clock: Clock, *, issue_id: int | None = None
+) -> list[LineageStep]:
+    """One pass over every PR prodloop opened (or one issue's): detect merges and deploys, judge the newest deployed PR
+    of each issue whose verdict is not final, and act on a new verdict. Returns each PR's step."""
     now = clock.now()
-    prs = [pr for pr in policy.pull_requests(store) if pr.mode in ("github", "local")]
+    prs = [pr for pr in policy.pull_requests(store, issue_id=issue_id) if pr.mode in ("github", "local")]
     known = lineage.merges(store)
     _detect_merges(store, repo, settings, [pr for pr in prs if pr.id not in known], now)
     known = lineage.merges(store)

@@ -417,3 +417,19 @@ def test_metrics_measure_the_loop_from_what_happened(sim: Callable[..., Sim]) ->
     s.traffic(s.now + HOUR, lambda t: 20.0, release="shop@1.2.0")
     s.watch()
     assert metrics(s.ctx.store).regression_recurrence == 1.0
+
+
+def test_post_merge_status_follows_only_the_issue_asked_about(sim: Callable[..., Sim]) -> None:
+    s = sim()
+    s.traffic(START + DAY, lambda t: 10.0)
+    s.traffic(s.now + DAY, lambda t: 10.0, crash="zero_rate")
+    first = s.open_fix_pr()
+    second = s.open_fix_pr({"shop/loyalty.py": "# fixed\n"}, crash="zero_rate")
+    s.merge(first)
+    s.merge(second)
+    s.deploy("shop@1.1.0")
+    s.traffic(s.now + HOUR, lambda t: 0.0, release="shop@1.1.0")
+    status = post_merge_status(s.ctx.store, s.ctx.git(), s.ctx.settings, s.clock, second.issue_id)
+    assert [p.pull_request for p in status.pull_requests] == [second.branch]
+    assert lineage.verdicts(s.ctx.store, issue_id=first.issue_id) == []  # the other issue was not judged
+    assert lineage.verdicts(s.ctx.store, issue_id=second.issue_id)
