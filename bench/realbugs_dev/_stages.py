@@ -188,6 +188,12 @@ def _gates(gates: list[dict[str, Any]]) -> dict[str, bool | None]:
     return {name: got.get(name) for name in GATES}
 
 
+def _fresh_budget(ctx: AppContext, issue_id: int) -> None:
+    budget.reset(
+        ctx.store, ctx.settings.budgets, ctx.clock, issue_id, who="realbugs bench", why="each stage starts afresh"
+    )
+
+
 def loop(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     """The fix (without its tests) in the service's working tree, uncommitted; then the headless loop."""
     if not svc.fix_diff.strip():
@@ -195,14 +201,7 @@ def loop(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     patch = svc.root / "fix.diff"
     patch.write_text(svc.fix_diff, encoding="utf-8")
     git(svc.service, "apply", "--whitespace=nowarn", str(patch))
-    budget.reset(
-        ctx.store,
-        ctx.settings.budgets,
-        ctx.clock,
-        issue_id,
-        who="realbugs bench",
-        why="each stage starts a fresh budget",
-    )
+    _fresh_budget(ctx, issue_id)
     report = run_loop(*ctx.collaborators(), issue_id=issue_id, client="prodloop realbugs_dev")
     branches = pr_branches(svc.origin)
     data = {
@@ -223,14 +222,7 @@ def own(ctx: AppContext, svc: Service, issue_id: int) -> Done:
     """The project's regression test as if an agent wrote it, with the true fix, through every gate."""
     bug = svc.bug
     test_code = git(svc.service, "show", f"{bug.fixed_commit}:{bug.regression_file}")
-    budget.reset(
-        ctx.store,
-        ctx.settings.budgets,
-        ctx.clock,
-        issue_id,
-        who="realbugs bench",
-        why="each stage starts a fresh budget",
-    )
+    _fresh_budget(ctx, issue_id)
     # Test data the fix commit adds or changes beside the test (sample inputs, expected outputs) goes with it,
     # as an agent would give it: the support files of the candidate.
     others = [p for p in svc.tests_left_out if p != bug.regression_file]

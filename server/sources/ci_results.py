@@ -13,6 +13,7 @@ from starlette.routing import Route
 from prodloop.server.auth import BearerAuth
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
+from prodloop.server.sources._body import capped_body
 from prodloop.tools.observe.ci_signals import MAX_BYTES, ingest_junit
 
 
@@ -29,14 +30,9 @@ class CIResults:
         commit = params.get("commit", "")
         if not commit:
             return _error(400, "no commit: post to /ci/results?commit=SHA (the sha the run tested)")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BYTES:
+        body = await capped_body(request, MAX_BYTES)
+        if body is None:
             return _error(413, f"results over {MAX_BYTES} bytes: send one job's file")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BYTES:
-                return _error(413, f"results over {MAX_BYTES} bytes: send one job's file")
         ctx = self._ctx
 
         def ingest() -> str:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
+from prodloop.server.sources._body import capped_body
 
 logger = logging.getLogger("prodloop.server")
 _MAX_BODY = 1024 * 1024
@@ -49,14 +50,9 @@ class GitHubWebhook:
         secret = self._ctx.settings.github_webhook_secret
         if secret is None:
             return _error(404, "GitHub webhooks are not configured here (github_webhook_secret is not set)")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > _MAX_BODY:
+        body = await capped_body(request, _MAX_BODY)
+        if body is None:
             return _error(413, f"a webhook body over {_MAX_BODY} bytes")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_BODY:
-                return _error(413, f"a webhook body over {_MAX_BODY} bytes")
         sent = request.headers.get("x-hub-signature-256", "").strip()
         if not sent:
             return _error(401, "unsigned: X-Hub-Signature-256 is missing (set the webhook's secret on GitHub)")

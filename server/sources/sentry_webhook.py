@@ -23,6 +23,7 @@ from starlette.routing import Route
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.ingest.importer import import_events
+from prodloop.server.sources._body import capped_body
 from prodloop.server.sources.sentry_api import SentryAPIClient, api_event_to_sdk_event
 
 logger = logging.getLogger("prodloop.server")
@@ -43,11 +44,9 @@ class SentryWebhook:
         settings = self._ctx.settings
         if settings.sentry_client_secret is None:
             return _error(404, "Sentry webhooks are not configured here (sentry_client_secret is not set)")
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_BODY:
-                return _error(413, f"a webhook body over {_MAX_BODY} bytes")
+        body = await capped_body(request, _MAX_BODY)
+        if body is None:
+            return _error(413, f"a webhook body over {_MAX_BODY} bytes")
         sent = request.headers.get("sentry-hook-signature", "")
         expected = hmac.new(settings.sentry_client_secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
         if not sent:

@@ -24,8 +24,7 @@ class Merge:
     merge_commit: str
     merged_at: float
     how: str  # github, webhook, ancestor (the PR's commit itself), patch (squash or rebase: same change), trailer
-    deploy_id: int | None
-    deployed_at: float | None
+    deploy_id: int | None  # the first deploy that carried it (its time is the deploy's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +87,16 @@ def record_merge(store: Store, pull_request_id: int, *, merge_commit: str, merge
     return bool(done)
 
 
-def record_deployed(store: Store, pull_request_id: int, *, deploy_id: int, deployed_at: float) -> None:
+def record_deployed(store: Store, pull_request_id: int, *, deploy_id: int) -> None:
     with store.transaction() as conn:
         conn.execute(
-            "UPDATE merges SET deploy_id = ?, deployed_at = ? WHERE pull_request_id = ? AND deploy_id IS NULL",
-            (deploy_id, deployed_at, pull_request_id),
+            "UPDATE merges SET deploy_id = ? WHERE pull_request_id = ? AND deploy_id IS NULL",
+            (deploy_id, pull_request_id),
         )
 
 
 def merges(store: Store) -> dict[int, Merge]:
-    rows = store.reader().execute(
-        "SELECT pull_request_id, merge_commit, merged_at, how, deploy_id, deployed_at FROM merges"
-    )
+    rows = store.reader().execute("SELECT pull_request_id, merge_commit, merged_at, how, deploy_id FROM merges")
     return {row[0]: Merge(*row) for row in rows}
 
 

@@ -368,8 +368,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             merge_commit TEXT NOT NULL,
             merged_at REAL NOT NULL,
             how TEXT NOT NULL,
-            deploy_id INTEGER REFERENCES deploys(id),
-            deployed_at REAL
+            deploy_id INTEGER REFERENCES deploys(id)
         );
         CREATE TABLE verdicts (
             id INTEGER PRIMARY KEY,

@@ -398,5 +398,5 @@ def _link_deploys(store: Store, repo: GitRepo, settings: Settings, known: dict[i
                 contains = False
             if contains:
                 if d.source == "operator":
-                    lineage.record_deployed(store, merge.pull_request_id, deploy_id=d.id, deployed_at=d.deployed_at)
+                    lineage.record_deployed(store, merge.pull_request_id, deploy_id=d.id)
                 break

@@ -5,7 +5,7 @@ minutes of a 10x deploy and never on deploys that change nothing in production, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +21,8 @@ from prodloop.tools.observe.lineage_status import post_merge_status
 from prodloop.tools.observe.post_merge import judge
 from prodloop.tools.observe.triage import require_clearance
 from tests.post_merge_sim import DAY, HOUR, START, Sim, declining
-from tests.sample_service import SampleService
 
 MINUTE = 60.0
-TABLE: list[tuple[str, str, str]] = []
-
-
-@pytest.fixture(scope="module")
-def events(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
-    """The sample's real crash events, captured once for every simulation of the module."""
-    service = SampleService(tmp_path_factory.mktemp("events") / "shop")
-    for crash in ("unknown_sku", "zero_rate"):
-        service.event(crash)
-    return service
-
-
-@pytest.fixture
-def sim(events: SampleService, tmp_path: Path) -> Iterator[Callable[..., Sim]]:
-    made: list[Sim] = []
-
-    def build(name: str = "s", **settings: Any) -> Sim:
-        made.append(Sim(tmp_path / name / "shop", tmp_path / name / "data", events_from=events, **settings))
-        return made[-1]
-
-    yield build
-    for s in made:
-        s.close()
 
 
 def _fix_deployed(s: Sim, before: Callable[[float], float], *, hours_before: float = 72) -> int:
@@ -76,7 +52,6 @@ def test_a_working_fix_is_fixed_resolves_the_issue_and_the_provenance_record_get
     s = sim()
     _fix_deployed(s, lambda t: 20.0)
     verdict, step = _until_verdict(s, lambda t: 0.0, 24)
-    TABLE.append(("fix works (20/h -> 0)", "fixed", verdict))
     assert verdict == "fixed", step
     assert step.judgement.ratio_high <= 0.25 and step.judgement.metric == "per_hour"
     assert step.judgement.events_before > 1000 and step.merged_how == "merge"
@@ -87,7 +62,6 @@ def test_a_working_fix_is_fixed_resolves_the_issue_and_the_provenance_record_get
     # Seen again in a later release: regressed, reopened.
     s.traffic(s.now + HOUR, lambda t: 20.0, release="shop@1.2.0")
     step = s.watch().lineages[-1]
-    TABLE.append(("fixed, then seen in a later release", "regressed", str(step.verdict)))
     assert step.verdict == "regressed"
     assert s.ctx.store.get_issue(s.issue_id()).status == "unresolved"
 
@@ -96,7 +70,6 @@ def test_a_fix_with_no_effect_reopens_and_two_in_a_row_halt_the_lineage_and_esca
     s = sim()
     _fix_deployed(s, lambda t: 20.0)
     verdict, step = _until_verdict(s, lambda t: 20.0, 48)
-    TABLE.append(("no effect (20/h -> 20/h)", "no_effect", verdict))
     assert verdict == "no_effect", step
     assert step.judgement.ratio_low >= 0.5
     state = lineage.lineage(s.ctx.store, s.issue_id())
@@ -132,7 +105,6 @@ def test_a_decline_that_began_before_the_deploy_is_not_the_fix_working(sim: Call
         verdicts.add(step.verdict)
         if step.verdict == "no_effect":
             break
-    TABLE.append(("already declining (half-life 24 h)", "no_effect", str(step.verdict)))
     assert "fixed" not in verdicts
     assert step.verdict == "no_effect" and step.judgement.trend_significant and step.judgement.trend_per_day < 0.6
 
@@ -141,7 +113,6 @@ def test_low_volume_keeps_watching_and_says_how_much_more_traffic_a_verdict_need
     s = sim()
     _fix_deployed(s, lambda t: 0.25)
     verdict, step = _until_verdict(s, lambda t: 0.0, 24)
-    TABLE.append(("low volume (0.25/h -> 0), after 24 h", "watching", verdict))
     assert verdict == "watching"
     assert "more hours at the current traffic" in step.judgement.needed
     assert s.ctx.store.get_issue(s.issue_id()).status == "unresolved"
@@ -190,7 +161,6 @@ def test_a_deploy_that_makes_its_paths_worse_pulls_the_cord_within_five_minutes_
         if report.cords_pulled:
             minutes = minute
             break
-    TABLE.append(("deploy regresses (10x on its path)", "andon <= 5 min", f"andon at {minutes} min"))
     assert minutes is not None and minutes <= 5
     assert report.exit_code == 6
     cord = report.cords_pulled[0]
@@ -243,7 +213,6 @@ def test_no_cord_for_deploys_that_change_nothing_in_production(sim: Callable[...
         for _ in range(23):
             s.traffic(s.now + HOUR, rate, overdispersion=0.1, release=f"shop@1.0.{n + 1}")
             assert not s.watch().cords_pulled
-    TABLE.append((f"10 deploys changing {changed}, traffic unchanged", "no andon", "no andon"))
 
 
 def test_reported_cost_exhausts_the_budget_escalates_and_only_a_person_resets_it(sim: Callable[..., Sim]) -> None:
@@ -281,13 +250,6 @@ def test_the_verdict_statistics_on_their_own() -> None:
     # Sessions as the denominator: twice the traffic after, twice the events: no change, not a rise.
     doubled = judge(flat, ones * 100, 60, np.full(3, 200.0), 3.0, cfg, metric="per_session")
     assert doubled.verdict == "no_effect" and doubled.ratio == pytest.approx(1.0)
-
-
-def test_print_the_scenario_table() -> None:
-    """The scenarios' truth and what was found (run with -s to see it)."""
-    print("\n| scenario | truth | got |\n| --- | --- | --- |")
-    for row in TABLE:
-        print(f"| {row[0]} | {row[1]} | {row[2]} |")
 
 
 FIXED_BUT_WORSE = (

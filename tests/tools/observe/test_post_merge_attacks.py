@@ -8,7 +8,7 @@ import dataclasses
 import json
 import math
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +20,6 @@ from prodloop.server.settings import load_settings
 from prodloop.server.store import lineage, policy
 from prodloop.tools.observe.andon import require_unquarantined
 from tests.post_merge_sim import HOUR, START, Sim
-from tests.sample_service import SampleService
-
-
-@pytest.fixture(scope="module")
-def events(tmp_path_factory: pytest.TempPathFactory) -> SampleService:
-    service = SampleService(tmp_path_factory.mktemp("events") / "shop")
-    for crash in ("unknown_sku", "zero_rate"):
-        service.event(crash)
-    return service
-
-
-@pytest.fixture
-def sim(events: SampleService, tmp_path: Path) -> Iterator[Callable[..., Sim]]:
-    made: list[Sim] = []
-
-    def build(name: str = "s", **settings: Any) -> Sim:
-        made.append(Sim(tmp_path / name / "shop", tmp_path / name / "data", events_from=events, **settings))
-        return made[-1]
-
-    yield build
-    for s in made:
-        s.close()
 
 
 def _sessions(s: Sim, started: int, release: str = "shop@1.0.0", aggregates: int = 1) -> None:
