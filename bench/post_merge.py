@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from prodloop.tools.observe.post_merge import LineageStep
 from tests.post_merge_sim import DAY, HOUR, START, Sim, declining
 from tests.sample_service import SampleService
 
@@ -55,17 +56,8 @@ def _fixed_deploy(s: Sim, before: Callable[[float], float]) -> None:
     s.deploy("shop@1.1.0")
 
 
-def _verdict_after(
-    s: Sim, after: Callable[[float], float], hours: int, release: str = "shop@1.1.0"
-) -> tuple[str, float]:
-    verdict, waited = "none", 0.0
-    for h in range(hours):
-        s.traffic(s.now + HOUR, after, release=release)
-        step = s.watch().lineages[-1]
-        verdict, waited = str(step.verdict), h + 1.0
-        if step.verdict not in (None, "watching"):
-            break
-    return verdict, waited
+def _after(step: LineageStep) -> str:
+    return f"after {step.judgement.hours_watched:.1f} h" if step.judgement else ""
 
 
 def scenarios(bench: Bench) -> list[dict[str, object]]:
@@ -76,30 +68,31 @@ def scenarios(bench: Bench) -> list[dict[str, object]]:
 
     s = bench.sim()
     _fixed_deploy(s, lambda t: 20.0)
-    got, hours = _verdict_after(s, lambda t: 0.0, 72)
-    row("fix works (20/h -> 0)", "fixed", got, f"after {hours:.0f} h")
+    got, step = s.until_verdict(lambda t: 0.0, 72)
+    row("fix works (20/h -> 0)", "fixed", got, _after(step))
     s.traffic(s.now + HOUR, lambda t: 20.0, release="shop@1.2.0")
     row("fixed, then seen in a later release", "regressed", str(s.watch().lineages[-1].verdict), "")
     s.close()
 
     s = bench.sim()
     _fixed_deploy(s, lambda t: 20.0)
-    got, hours = _verdict_after(s, lambda t: 20.0, 168)
-    row("no effect (20/h -> 20/h)", "no_effect", got, f"after {hours:.0f} h")
+    got, step = s.until_verdict(lambda t: 20.0, 168)
+    row("no effect (20/h -> 20/h)", "no_effect", got, _after(step))
     s.close()
 
     s = bench.sim()
     fading = declining(START, 40.0, 24)
     _fixed_deploy(s, fading)
-    got, hours = _verdict_after(s, fading, 168)
-    row("already declining (half-life 24 h), fix does nothing", "no_effect", got, f"after {hours:.0f} h")
+    got, step = s.until_verdict(fading, 168)
+    row("already declining (half-life 24 h), fix does nothing", "no_effect", got, _after(step))
     s.close()
 
     s = bench.sim()
     _fixed_deploy(s, lambda t: 0.25)
-    got, hours = _verdict_after(s, lambda t: 0.0, 24)
-    needed = s.watch().lineages[-1].judgement
-    row("low volume (0.25/h -> 0), after 24 h", "watching", got, needed.needed or "" if needed else "")
+    got, step = s.until_verdict(lambda t: 0.0, 24)
+    row(
+        "low volume (0.25/h -> 0), after 24 h", "watching", got, (step.judgement.needed or "") if step.judgement else ""
+    )
     s.close()
 
     s = bench.sim(andon={"propose_revert": False})

@@ -27,6 +27,7 @@ import uvicorn
 from mcp import Client
 from rich.console import Console
 from rich.table import Table
+from starlette.types import ASGIApp
 
 from prodloop.server.context import AppContext
 from prodloop.server.http_app import build_http_app
@@ -117,14 +118,20 @@ def write_scripted_fix(repo: Path) -> None:
 @contextmanager
 def serve_in_thread(ctx: AppContext, token: str) -> Iterator[int]:
     """prodloop's HTTP app under uvicorn on a free 127.0.0.1 port, for as long as the block runs."""
-    config = uvicorn.Config(build_http_app(ctx, mcp_token=token), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
+    with serve_app_in_thread(build_http_app(ctx, mcp_token=token)) as port:
+        yield port
+
+
+@contextmanager
+def serve_app_in_thread(app: ASGIApp) -> Iterator[int]:
+    """An ASGI app under uvicorn on a free 127.0.0.1 port, for as long as the block runs."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, name="prodloop-demo-http", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the demo HTTP server did not start")
+            raise RuntimeError("the HTTP server did not start")
         time.sleep(0.02)
     try:
         yield int(server.servers[0].sockets[0].getsockname()[1])

@@ -20,6 +20,7 @@ from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy, receipts
 from prodloop.server.store.records import EventRecord
+from prodloop.tools.observe.post_merge import LineageStep
 from prodloop.tools.watch import WatchReport, watch_pass
 from tests.sample_service import SampleService
 
@@ -155,6 +156,18 @@ class Sim:
 
     def watch(self) -> WatchReport:
         return watch_pass(self.ctx.store, self.ctx.git(), self.ctx.settings, self.clock)
+
+    def until_verdict(self, after: Rate, hours: int, *, release: str = "shop@1.1.0") -> tuple[str, LineageStep]:
+        """An hour of traffic at `after` and a watch pass, up to `hours` times or until the newest PR's verdict is
+        no longer none or watching: (the verdict, its step)."""
+        step = None
+        for _ in range(hours):
+            self.traffic(self.now + HOUR, after, release=release)
+            step = self.watch().lineages[-1]
+            if step.verdict not in (None, "watching"):
+                break
+        assert step is not None, "no hour was simulated"
+        return str(step.verdict), step
 
 
 def declining(start: float, rate: float, half_life_hours: float) -> Rate:

@@ -10,17 +10,16 @@ import hmac
 import http.client
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from prodloop.server.context import AppContext
+from prodloop.server.demo import serve_app_in_thread
 from prodloop.server.errors import ProdloopError
 from prodloop.server.sources.github_webhook import GitHubWebhook
 from tests.conftest import LiveServer, Reply, post
@@ -58,22 +57,6 @@ def _merged(number: Any = 7, sha: Any = SHA, merged_at: Any = MERGED_AT, **pull:
     }  # fmt: skip
 
 
-@contextlib.contextmanager
-def _serving(app: Starlette) -> Iterator[int]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the webhook server did not start"
-        time.sleep(0.02)
-    try:
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-
-
 @pytest.fixture
 def hook(make_ctx: Callable[..., AppContext]) -> Iterator[Callable[..., Hook]]:
     """Factory: the webhook over a store with these settings, under a real server; `fail` makes the callback raise."""
@@ -88,7 +71,7 @@ def hook(make_ctx: Callable[..., AppContext]) -> Iterator[Callable[..., Hook]]:
                     raise fail
 
             webhook = GitHubWebhook(make_ctx(**settings), on_merge)
-            port = running.enter_context(_serving(Starlette(routes=webhook.routes())))
+            port = running.enter_context(serve_app_in_thread(Starlette(routes=webhook.routes())))
             return Hook(webhook, f"http://127.0.0.1:{port}/hooks/github", calls)
 
         yield factory

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -35,23 +34,12 @@ def _fix_deployed(s: Sim, before: Callable[[float], float], *, hours_before: flo
     return pr.id
 
 
-def _until_verdict(s: Sim, after: Callable[[float], float], hours: int, release: str = "shop@1.1.0") -> tuple[str, Any]:
-    step = None
-    for _ in range(hours):
-        s.traffic(s.now + HOUR, after, release=release)
-        step = s.watch().lineages[-1]
-        if step.verdict not in (None, "watching"):
-            break
-    assert step is not None
-    return str(step.verdict), step
-
-
 def test_a_working_fix_is_fixed_resolves_the_issue_and_the_provenance_record_gets_the_verdict(
     sim: Callable[..., Sim],
 ) -> None:
     s = sim()
     _fix_deployed(s, lambda t: 20.0)
-    verdict, step = _until_verdict(s, lambda t: 0.0, 24)
+    verdict, step = s.until_verdict(lambda t: 0.0, 24)
     assert verdict == "fixed", step
     assert step.judgement.ratio_high <= 0.25 and step.judgement.metric == "per_hour"
     assert step.judgement.events_before > 1000 and step.merged_how == "merge"
@@ -69,7 +57,7 @@ def test_a_working_fix_is_fixed_resolves_the_issue_and_the_provenance_record_get
 def test_a_fix_with_no_effect_reopens_and_two_in_a_row_halt_the_lineage_and_escalate(sim: Callable[..., Sim]) -> None:
     s = sim()
     _fix_deployed(s, lambda t: 20.0)
-    verdict, step = _until_verdict(s, lambda t: 20.0, 48)
+    verdict, step = s.until_verdict(lambda t: 20.0, 48)
     assert verdict == "no_effect", step
     assert step.judgement.ratio_low >= 0.5
     state = lineage.lineage(s.ctx.store, s.issue_id())
@@ -78,7 +66,7 @@ def test_a_fix_with_no_effect_reopens_and_two_in_a_row_halt_the_lineage_and_esca
     pr = s.open_fix_pr({"shop/pricing.py": "# still wrong\n"})
     s.merge(pr)
     s.deploy("shop@1.2.0")
-    verdict, _ = _until_verdict(s, lambda t: 20.0, 48, release="shop@1.2.0")
+    verdict, _ = s.until_verdict(lambda t: 20.0, 48, release="shop@1.2.0")
     assert verdict == "no_effect"
     state = lineage.lineage(s.ctx.store, s.issue_id())
     assert state.no_effect_streak == 2 and state.halted_why and "2 consecutive" in state.halted_why
@@ -112,7 +100,7 @@ def test_a_decline_that_began_before_the_deploy_is_not_the_fix_working(sim: Call
 def test_low_volume_keeps_watching_and_says_how_much_more_traffic_a_verdict_needs(sim: Callable[..., Sim]) -> None:
     s = sim()
     _fix_deployed(s, lambda t: 0.25)
-    verdict, step = _until_verdict(s, lambda t: 0.0, 24)
+    verdict, step = s.until_verdict(lambda t: 0.0, 24)
     assert verdict == "watching"
     assert "more hours at the current traffic" in step.judgement.needed
     assert s.ctx.store.get_issue(s.issue_id()).status == "unresolved"
@@ -369,7 +357,7 @@ def test_metrics_measure_the_loop_from_what_happened(sim: Callable[..., Sim]) ->
     empty = metrics(s.ctx.store)
     assert empty.production_to_test.count == 0 and empty.regression_recurrence is None and empty.flake_rate is None
     _fix_deployed(s, lambda t: 20.0, hours_before=2)
-    _until_verdict(s, lambda t: 0.0, 24)
+    s.until_verdict(lambda t: 0.0, 24)
     done = metrics(s.ctx.store)
     # The first event was at START; the PR merged 3 h later (2 h of traffic, the PR, an hour): latency ~3 h.
     assert done.production_to_test.count == 1 and 2.9 <= done.production_to_test.p50_hours <= 3.1

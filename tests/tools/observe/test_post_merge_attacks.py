@@ -10,7 +10,6 @@ import math
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,16 +29,6 @@ def _sessions(s: Sim, started: int, release: str = "shop@1.0.0", aggregates: int
         [("sessions", item)], project_id=s.project.id, user_salt=s.project.public_key
     )
     s.ctx.store.write_events([], [health])
-
-
-def _until(s: Sim, after: Callable[[float], float], hours: int, release: str = "shop@1.1.0") -> Any:
-    step = None
-    for _ in range(hours):
-        s.traffic(s.now + HOUR, after, release=release)
-        step = s.watch().lineages[-1]
-        if step.verdict not in (None, "watching"):
-            break
-    return step
 
 
 def _merged_and_deployed(s: Sim, rate: Callable[[float], float]) -> None:
@@ -71,7 +60,7 @@ def test_a_step_down_just_before_the_deploy_is_not_the_fix(sim: Callable[..., Si
     s.traffic(START + 60 * HOUR, lambda t: 20.0)
     s.traffic(s.now + 11 * HOUR, lambda t: 1.0)
     _merged_and_deployed(s, lambda t: 1.0)
-    step = _until(s, lambda t: 1.0, 72)
+    _, step = s.until_verdict(lambda t: 1.0, 72)
     assert step.verdict != "fixed", step.judgement
 
 
@@ -80,7 +69,7 @@ def test_silence_after_a_levelled_off_decline_is_never_a_no_effect_iteration(sim
     rate = lambda t: 2.0 + 30.0 * math.exp(-(t - START) / (12 * HOUR))  # noqa: E731
     s.traffic(START + 72 * HOUR, rate)
     _merged_and_deployed(s, rate)
-    step = _until(s, lambda t: 0.0, 200)
+    _, step = s.until_verdict(lambda t: 0.0, 200)
     assert step.verdict == "fixed", step.judgement  # 2/h -> 0 for a day and more is a fix
 
 
@@ -95,7 +84,7 @@ def test_an_upgraded_store_does_not_judge_an_old_fix_against_a_later_deploy(sim:
     s.traffic(s.now + 5 * 24 * HOUR, lambda t: 0.0, release="shop@1.1.0")
     s.change("README.md", "x\n", "unrelated")
     s.deploy("shop@1.2.0")
-    step = _until(s, lambda t: 0.0, 10, release="shop@1.2.0")
+    _, step = s.until_verdict(lambda t: 0.0, 10, release="shop@1.2.0")
     assert step.stage == "merged" and step.verdict is None
     assert lineage.lineage(s.ctx.store, s.issue_id()).no_effect_streak == 0
 
