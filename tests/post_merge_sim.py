@@ -132,7 +132,8 @@ class Sim:
         return row
 
     def merge(self, pr: policy.PullRequestRow, *, how: str = "merge") -> str:
-        """Merge the PR's branch into main for real: a merge commit, a squash or a rebase (cherry-pick)."""
+        """Merge the PR's branch into main for real: a merge commit, a squash, a rebase (cherry-pick), or a rebase whose
+        message was rewritten."""
         self._dated()
         if how == "merge":
             self.git.git("merge", "-q", "--no-ff", "-m", f"Merge {pr.branch}", pr.branch)
@@ -140,8 +141,11 @@ class Sim:
             self.git.git("merge", "-q", "--squash", pr.branch)
             self.git.git("-c", "user.name=Reviewer", "-c", "user.email=r@example.com", "commit", "-q", "-m",
                          f"Fix production KeyError (#{pr.id})\n\nProdloop-Receipt: {pr.receipt_id}\n")  # fmt: skip
-        else:
+        else:  # a rebase (cherry-pick); "rewritten": a person also rewrote its message (the trailer gone)
             self.git.git("-c", "user.name=Reviewer", "-c", "user.email=r@example.com", "cherry-pick", pr.commit_sha)
+            if how == "rewritten":
+                self.git.git("-c", "user.name=Reviewer", "-c", "user.email=r@example.com", "commit", "-q", "--amend",
+                             "-m", "Fix the price of unknown items")  # fmt: skip
         return self.git.git("rev-parse", "HEAD")
 
     def change(self, path: str, text: str, message: str = "change") -> str:

@@ -397,10 +397,10 @@ class GitRepo:
             return found[-1], "trailer"
         if self.resolve(commit) is None:
             return None
-        mine = self._patch_ids(["diff-tree", "-p", "--no-color", "--no-ext-diff", commit])
+        mine = self._patch_ids(["diff-tree", "-p", "--no-color", "--no-ext-diff", "--no-textconv", commit])
         if not mine:
             return None
-        theirs = self._patch_ids(["log", "-p", "--no-color", "--no-ext-diff", "--first-parent", window,
+        theirs = self._patch_ids(["log", "-p", "--no-color", "--no-ext-diff", "--no-textconv", "--first-parent", window,
                                   "--format=commit %H", tip])  # fmt: skip
         landed = [sha for pid, sha in theirs.items() if pid in mine]
         return (landed[0], "patch") if landed else None

@@ -118,6 +118,9 @@ def test_a_squash_or_a_rebase_merge_is_found_and_a_deploy_without_the_merge_is_n
     steps = {st.pull_request: st for st in s.watch().lineages}
     assert steps[squashed.branch].merged_how == "trailer" and steps[rebased.branch].merged_how == "trailer"
     assert {st.stage for st in steps.values()} == {"merged"}
+    rewritten = s.open_fix_pr({"shop/loyalty.py": "# loyalty fixed\n"})
+    s.merge(rewritten, how="rewritten")  # no trailer left: found by its patch id
+    assert s.watch().lineages[-1].merged_how == "patch"
     s.deploy("shop@1.1.0")
     assert {st.stage for st in s.watch().lineages} == {"deployed"}
     assert {st.deploy for st in s.watch().lineages} == {"shop@1.1.0"}
