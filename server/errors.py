@@ -17,7 +17,8 @@
     ├── SentryAPIError           the Sentry REST API refused or failed a request
     ├── Quarantined              agent work touching a path an andon cord quarantined; a person releases it
     ├── LineageHalted            an issue lineage stopped (fixes with no effect, cost spent); a person resets it
-    └── RevertRefused            an andon revert prodloop will not push (a conflict, nothing to revert, a secret)
+    ├── RevertRefused            an andon revert prodloop will not push (a conflict, nothing to revert, a secret)
+    └── HealRefused              a healed CI test prodloop will not judge or ship (not test rot, weakened, moved)
 
 Messages are built inside each class from structured fields and always say what was
 wrong and what to do. No message ever carries a secret or an unscrubbed production value.
@@ -152,6 +153,11 @@ class GitError(CodePathError):
 class PullRequestRefused(ProdloopError):
     def __init__(self, receipt_id: str, problem: str, fix: str) -> None:
         super().__init__(f"open_pr refused for receipt {receipt_id}: {problem}; {fix}")
+
+
+class HealRefused(ProdloopError):
+    def __init__(self, what: str, problem: str, fix: str) -> None:
+        super().__init__(f"heal refused for {what}: {problem}; {fix}")
 
 
 class MutationRefused(ProdloopError):

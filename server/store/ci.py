@@ -131,3 +131,117 @@ def flake_counts(store: Store) -> tuple[int, int, int]:
         f"SELECT count(*), coalesce(SUM(flaky), 0) FROM ({_PER_TEST_COMMIT.format(clause='')})"
     ).fetchone()
     return runs, int(pairs), int(flaky)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRow:
+    id: int
+    test_id: str
+    exception_type: str
+    location: str
+    frames: list[str]
+    message: str
+    first_seen: float
+    last_seen: float
+    count: int
+
+
+def failure(store: Store, failure_id: int) -> FailureRow | None:
+    row = (
+        store.reader()
+        .execute(
+            "SELECT id, test_id, exception_type, location, frames, message, first_seen, last_seen, count"
+            " FROM ci_failures WHERE id = ?",
+            (failure_id,),
+        )
+        .fetchone()
+    )
+    if row is None:
+        return None
+    return FailureRow(int(row[0]), row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], int(row[8]))
+
+
+@dataclass(frozen=True, slots=True)
+class TestRun:
+    commit: str
+    branch: str | None
+    outcome: str
+    reruns: int
+    failure_id: int | None
+    run_url: str | None
+    at: float
+
+
+def runs_of_test(store: Store, test_id: str) -> list[TestRun]:
+    """Every stored result of one test, oldest first."""
+    rows = store.reader().execute(
+        "SELECT c.commit_sha, c.branch, r.outcome, r.reruns, r.failure_id, c.run_url, c.at FROM ci_results r"
+        " JOIN ci_runs c ON c.id = r.run_id WHERE r.test_id = ? ORDER BY c.at, c.id",
+        (test_id,),
+    )
+    return [TestRun(str(c), b, str(o), int(n), f, u, float(a)) for c, b, o, n, f, u, a in rows]
+
+
+def decide(store: Store, failure_id: int, *, kind: str, by: str, why: str, at: float) -> None:
+    """A person's classification of a failure group; the newest one stands."""
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO ci_verdicts (failure_id, kind, decided_by, why, at) VALUES (?, ?, ?, ?, ?)",
+            (failure_id, kind, by, why, at),
+        )
+
+
+def decision(store: Store, failure_id: int) -> tuple[str, str, str, float] | None:
+    """(kind, by, why, at) of the newest decision of a person on the failure, if any."""
+    row = (
+        store.reader()
+        .execute(
+            "SELECT kind, decided_by, why, at FROM ci_verdicts WHERE failure_id = ? ORDER BY id DESC LIMIT 1",
+            (failure_id,),
+        )
+        .fetchone()
+    )
+    return (str(row[0]), str(row[1]), str(row[2]), float(row[3])) if row else None
+
+
+def save_selection(store: Store, *, base: str, head: str, selected: list[str], test_files: int, at: float) -> None:
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO ci_selections (base, head, selected, test_files, at) VALUES (?, ?, ?, ?, ?)",
+            (base, head, json.dumps(selected), test_files, at),
+        )
+
+
+def selection_savings(store: Store) -> tuple[int, float, float]:
+    """Over the selections whose head CI also ran in full: (selections, seconds of the selected test files,
+    seconds of every test) on those heads (the newest selection of each head counts)."""
+    conn = store.reader()
+    picks = conn.execute(
+        "SELECT head, selected FROM ci_selections s WHERE id = (SELECT max(id) FROM ci_selections WHERE head = s.head)"
+    ).fetchall()
+    counted, chosen, total = 0, 0.0, 0.0
+    for head, selected in picks:
+        files = set(json.loads(selected))
+        rows = conn.execute(
+            "SELECT r.test_id, max(r.seconds) FROM ci_results r JOIN ci_runs c ON c.id = r.run_id"
+            " WHERE c.commit_sha = ? GROUP BY r.test_id",
+            (head,),
+        ).fetchall()
+        if not rows:
+            continue
+        counted += 1
+        for test_id, seconds in rows:
+            total += float(seconds)
+            if test_file(str(test_id)) in files:
+                chosen += float(seconds)
+    return counted, chosen, total
+
+
+def test_file(test_id: str) -> str:
+    """The file a JUnit test id names: `tests.test_x::test_y` or `tests.test_x.TestC::test_y` -> tests/test_x.py
+    (a class's dotted part is dropped: module names are lower case by convention, classes capitalized)."""
+    module = test_id.split("::", 1)[0]
+    parts = module.split(".")
+    while len(parts) > 1 and parts[-1][:1].isupper():
+        parts.pop()
+    return "/".join(parts) + ".py"

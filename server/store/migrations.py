@@ -477,4 +477,45 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX ci_results_test ON ci_results (test_id)
         """,
     ),
+    (
+        16,
+        """
+        CREATE TABLE ci_verdicts (
+            id INTEGER PRIMARY KEY,
+            failure_id INTEGER NOT NULL REFERENCES ci_failures(id),
+            kind TEXT NOT NULL,
+            decided_by TEXT NOT NULL,
+            why TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX ci_verdicts_failure ON ci_verdicts (failure_id);
+        CREATE TABLE heals (
+            id TEXT PRIMARY KEY,
+            failure_id INTEGER NOT NULL REFERENCES ci_failures(id),
+            commit_sha TEXT NOT NULL,
+            test_path TEXT NOT NULL,
+            test_name TEXT NOT NULL,
+            old_sha256 TEXT NOT NULL,
+            test_code TEXT NOT NULL,
+            test_sha256 TEXT NOT NULL,
+            classification TEXT NOT NULL,
+            gates TEXT NOT NULL,
+            mutation TEXT,
+            passed INTEGER NOT NULL,
+            cpu_seconds REAL NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX heals_failure ON heals (failure_id);
+        CREATE TABLE ci_selections (
+            id INTEGER PRIMARY KEY,
+            base TEXT NOT NULL,
+            head TEXT NOT NULL,
+            selected TEXT NOT NULL,
+            test_files INTEGER NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX ci_selections_head ON ci_selections (head);
+        ALTER TABLE pull_requests ADD COLUMN auto_merge TEXT
+        """,
+    ),
 )

@@ -44,8 +44,8 @@ class SurvivingMutant(BaseModel):
 
 
 class MutationResult(BaseModel):
-    receipt_id: str
-    scope: Scope
+    receipt_id: str = Field(description="the receipt (or heal) whose test was mutation-tested")
+    scope: Literal["fix", "culprit", "path", "change"] = Field(description="change: what a commit changed (heals)")
     functions: list[str] = Field(description="path::qualname of each mutated function")
     not_executed: list[str] = Field(description="target lines no test executed (not mutated)")
     tests: list[str]

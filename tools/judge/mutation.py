@@ -33,11 +33,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prodloop.server.clock import Clock
 from prodloop.server.errors import MutationRefused, ProdloopError
-from prodloop.server.settings import Settings
+from prodloop.server.settings import GateSettings, Settings
 from prodloop.server.store import Store, receipts
 from prodloop.server.store.receipts import MutationResult, Scope, SurvivingMutant
 from prodloop.tools import budget
@@ -46,6 +46,7 @@ from prodloop.tools.engine.functions import FunctionIndex
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
 from prodloop.tools.engine.sandbox import (
+    Workspace,
     stop_all,
     tail_of,
     wait,
@@ -114,28 +115,58 @@ def mutate_validate(
             tests += [t.path for t in code_path.related_tests if (ws.root / t.path).exists()]
         if not wanted:
             raise MutationRefused(receipt_id, "the fix changes no Python code line", "mutate with scope='culprit'")
-        coverage = runner.pytest(ws, tests, cover_files=sorted(wanted))
-        budget.charge_cpu(store, receipt.issue_id, cpu_seconds=coverage.cpu_seconds)
-        if coverage.notes:
-            raise MutationRefused(receipt_id, "; ".join(coverage.notes), "check the service's environment")
-        spec_targets, functions, not_executed = _executed_targets(sources, wanted, coverage.covered)
-        if not spec_targets:
-            raise MutationRefused(
-                receipt_id,
-                f"the tests execute none of the target lines ({'; '.join(not_executed)})",
-                "a survivor would only mean 'not run': make the test reach the culprit",
-            )
-        mutants = _generate(spec_targets)
-        widened = ""
-        if not mutants and scope == "fix":
-            # The fix's statements admit no mutant (a list of names, a bare return): hold the test to the
-            # functions the fix changed instead, as far as it executes them.
-            whole = _whole_functions(sources, wanted)
-            spec_targets, functions, not_executed = _executed_targets(sources, whole, coverage.covered)
-            mutants = _generate(spec_targets) if spec_targets else []
-            widened = "the fix's own statements admit no mutant, so the functions it changed were mutated; "
-        results, note, cpu = _drive(ws.root, runner, mutants, sources, tests, cfg.timeout_seconds, on_progress, cancel)
-        budget.charge_cpu(store, receipt.issue_id, cpu_seconds=cpu)
+        result = mutate_in(
+            ws, runner, cfg, wanted=wanted, sources=sources, tests=tests, label=receipt_id, scope=scope,
+            charge=lambda cpu: budget.charge_cpu(store, receipt.issue_id, cpu_seconds=cpu),
+            on_progress=on_progress, cancel=cancel, started=started,
+        )  # fmt: skip
+    receipts.set_mutation(store, receipt_id, result)
+    return result
+
+
+def mutate_in(
+    ws: Workspace,
+    runner: Runner,
+    cfg: GateSettings,
+    *,
+    wanted: dict[str, dict[int, str]],
+    sources: dict[str, str],
+    tests: list[str],
+    label: str,
+    scope: Literal["fix", "culprit", "path", "change"],
+    charge: Callable[[float], None],
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    started: float | None = None,
+) -> MutationResult:
+    """Mutation-test `wanted` lines (read into `sources` before any test ran) against `tests` in a workspace the
+    tests are already written into: coverage first, then mutmut's mutants driven in children. `label` names the
+    receipt or heal in errors and in the result; `charge` is given each run's CPU seconds."""
+    started = time.monotonic() if started is None else started
+    receipt_id = label
+    widen = scope in ("fix", "change")
+    coverage = runner.pytest(ws, tests, cover_files=sorted(wanted))
+    charge(coverage.cpu_seconds)
+    if coverage.notes:
+        raise MutationRefused(receipt_id, "; ".join(coverage.notes), "check the service's environment")
+    spec_targets, functions, not_executed = _executed_targets(sources, wanted, coverage.covered)
+    if not spec_targets:
+        raise MutationRefused(
+            receipt_id,
+            f"the tests execute none of the target lines ({'; '.join(not_executed)})",
+            "a survivor would only mean 'not run': make the test reach the culprit",
+        )
+    mutants = _generate(spec_targets)
+    widened = ""
+    if not mutants and widen:
+        # The fix's statements admit no mutant (a list of names, a bare return): hold the test to the
+        # functions the fix changed instead, as far as it executes them.
+        whole = _whole_functions(sources, wanted)
+        spec_targets, functions, not_executed = _executed_targets(sources, whole, coverage.covered)
+        mutants = _generate(spec_targets) if spec_targets else []
+        widened = "the changed statements admit no mutant, so the functions holding them were mutated; "
+    results, note, cpu = _drive(ws.root, runner, mutants, sources, tests, cfg.timeout_seconds, on_progress, cancel)
+    charge(cpu)
     counts = {
         k: sum(1 for r in results if r["status"] == k)
         for k in ("killed", "survived", "unexercised", "timeout", "no_tests", "suspicious")
@@ -175,7 +206,6 @@ def mutate_validate(
         else f"no mutants could be made of the target lines; nothing was proven. {note}".strip(),
         **counts,
     )
-    receipts.set_mutation(store, receipt_id, result)
     return result
 
 
