@@ -166,6 +166,23 @@ def complete_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str
         )
 
 
+def record_provenance(store: Store, record: dict[str, Any], *, at: float) -> None:
+    """A suite change prodloop shipped outside `open_pr` (a heal): kept with the others, no PR slot of an issue."""
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO provenance (test_node, test_path, record, created_at) VALUES (?, ?, ?, ?)",
+            (record["test_node"], record["test_path"], json.dumps(record, sort_keys=True), at),
+        )
+
+
+def provenance_count(store: Store, *, action: str, since: float) -> int:
+    row = store.reader().execute(
+        "SELECT count(*) FROM provenance WHERE json_extract(record, '$.action') = ? AND created_at >= ?",
+        (action, since),
+    ).fetchone()
+    return int(row[0])
+
+
 def fail_pull_request(store: Store, slot: int, *, branch: str, commit: str) -> None:
     """A slot whose branch was pushed but whose PR could not be finished: it stays counted, marked failed."""
     with store.transaction() as conn:

@@ -602,6 +602,15 @@ class GitRepo:
                        checked_name(base, "commit"), checked_name(commit, "commit"))  # fmt: skip
         return set(_checked(done, self.path, "git diff-tree", "check the commits").split("\0")) - {""}
 
+    def diff(self, base: str, commit: str, paths: tuple[str, ...]) -> str:
+        """The unified diff (no context lines) of `paths` from `base` to `commit`, as git stores the change (no
+        configured diff driver or text conversion can shape it)."""
+        literal = [f":(literal){p}" for p in paths]
+        done = self._run(self.path, "diff", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames", "-U0",
+                         "--end-of-options", checked_name(base, "commit"), checked_name(commit, "commit"), "--",
+                         *literal)  # fmt: skip
+        return _checked(done, self.path, "git diff", "check the commits")
+
     def remote_url(self, remote: str) -> str | None:
         done = self._run(self.path, "remote", "get-url", "--end-of-options", checked_name(remote, "remote"), timeout=30)
         return done.stdout.strip() if done.returncode == 0 else None

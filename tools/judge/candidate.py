@@ -207,7 +207,7 @@ def run_candidate_test(
         raise InvalidArgument("test_name", f"the test file has {len(names)} tests ({names[:5]})", "say which one")
     node = f"{given.test_path}::{name}"
     commit = code_path.release.commit
-    packages = _service_packages(repo, commit)
+    packages = service_packages(repo, commit)
     started = time.monotonic()
     runs: list[RunResult] = []
 
@@ -313,7 +313,7 @@ def _off_path_functions(repo: GitRepo, code_path: CodePath) -> set[str]:
     return {name for name in defined if "." not in name} - on_path
 
 
-def _service_packages(repo: GitRepo, commit: str) -> set[str]:
+def service_packages(repo: GitRepo, commit: str) -> set[str]:
     """Top-level importable names of the service (packages and modules), at the root or under src/."""
     names = set()
     for path in repo.files(commit):

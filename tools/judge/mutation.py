@@ -105,7 +105,7 @@ def mutate_validate(
     with workspace(repo, receipt.commit_sha) as ws:
         ws.apply_diff(receipt.fix_diff)
         # Read what will be mutated before any test runs in this tree: nothing a test writes is trusted.
-        wanted = _wanted_lines(ws.root, scope, targets, receipt.fix_diff, receipt.test_path)
+        wanted = wanted_lines(ws.root, scope, targets, receipt.fix_diff, receipt.test_path)
         sources = ws.read_sources(list(wanted))
         for path, text in (receipt.support_files or {}).items():
             ws.write(path, text)
@@ -225,7 +225,7 @@ def _inside(root: Path, path: str) -> str | None:
     return file.read_text(encoding="utf-8", errors="replace")
 
 
-def _wanted_lines(
+def wanted_lines(
     root: Path, scope: Scope, frames: list[MappedFrame], fix_diff: str, test_path: str
 ) -> dict[str, dict[int, str]]:
     """`{path: {line: label}}`: the lines to mutate (with the fix applied), each with the function it belongs to."""
