@@ -82,6 +82,20 @@ def register_resources(server: MCPServer, ctx: AppContext) -> None:
         return views.lineage_view(ctx, _int(issue_id))
 
     @server.resource(
+        "prodloop://ci/failures", name="ci_failures", mime_type=views.MIME,
+        description="test failures CI reported, grouped (test, exception, crash location), newest first",
+    )  # fmt: skip
+    def ci_failures() -> str:
+        return views.ci_failures_view(ctx)
+
+    @server.resource(
+        "prodloop://ci/failure/{failure_id}", name="ci_failure", mime_type=views.MIME,
+        description="why a CI test fails, with evidence: regression, test_rot (heal_test), flaky or unknown",
+    )  # fmt: skip
+    def ci_failure(failure_id: str) -> str:
+        return views.ci_failure_view(ctx, _int(failure_id))
+
+    @server.resource(
         "prodloop://policy", name="policy", mime_type=views.MIME,
         description="gates, budgets and PR settings in force, and open escalations",
     )  # fmt: skip

@@ -8,10 +8,11 @@ from typing import Any
 from urllib.parse import unquote
 
 from prodloop.server.context import AppContext
-from prodloop.server.store import policy
+from prodloop.server.store import ci, policy
 from prodloop.tools.engine._shape import iso
 from prodloop.tools.locate.code_path import map_code_path
 from prodloop.tools.observe.andon import andon_status
+from prodloop.tools.observe.ci_classify import classify_failure
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
 from prodloop.tools.observe.lineage_status import post_merge_status
@@ -61,6 +62,19 @@ def lineage_view(ctx: AppContext, issue_id: int) -> str:
 
 def metrics_view(ctx: AppContext) -> str:
     return metrics(ctx.store).model_dump_json()
+
+
+def ci_failures_view(ctx: AppContext) -> str:
+    rows = ci.failures(ctx.store, limit=200)
+    return json.dumps({"failures": [
+        {"id": r.id, "test_id": r.test_id, "exception_type": r.exception_type, "location": r.location,
+         "count": r.count, "first_seen": iso(r.first_seen), "last_seen": iso(r.last_seen), "message": r.message}
+        for r in rows
+    ], "next": "prodloop://ci/failure/{id} classifies one"})  # fmt: skip
+
+
+def ci_failure_view(ctx: AppContext, failure_id: int) -> str:
+    return classify_failure(ctx.store, ctx.git(), failure_id).model_dump_json()
 
 
 def policy_view(ctx: AppContext) -> str:

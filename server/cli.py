@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ConfigError, ProdloopError
+from prodloop.server.errors import ConfigError, InvalidArgument, ProdloopError
 from prodloop.server.settings import Settings, load_settings
 from prodloop.server.store import Project
 
@@ -315,10 +315,14 @@ def ci_select(
     data_dir: DataOpt = None,
 ) -> None:
     """The tests that guard what a change touches (its own, prodloop's regression tests, importers), to run first."""
+    from prodloop.server.store import ci
     from prodloop.tools.observe.ci_select import select_tests
 
     with _opened(_settings(repo, data_dir)) as ctx:
         selection = select_tests(ctx.store, ctx.git(), ctx.settings, base=base, head=head)
+        chosen = [t.path for t in selection.tests]
+        ci.save_selection(ctx.store, base=selection.base, head=selection.head, selected=chosen,
+                          test_files=selection.test_files, at=ctx.clock.now())  # fmt: skip
     if paths_only:
         print("\n".join(t.path for t in selection.tests))
         return
@@ -336,6 +340,65 @@ def ci_flaky(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     for test_id, flaky, commits in rows:
         table.add_row(test_id, str(flaky), str(commits), f"{flaky / commits:.0%}")
     out.print(table)
+
+
+@ci_app.command("failures")
+def ci_failures(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
+    """Failure groups CI reported (test, exception, crash location), newest first; classify one by its id."""
+    from prodloop.server.store import ci
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        rows = ci.failures(ctx.store, limit=200)
+    table = Table("id", "test", "exception", "location", "count")
+    for row in rows:
+        table.add_row(str(row.id), row.test_id, row.exception_type, row.location, str(row.count))
+    out.print(table)
+
+
+@ci_app.command("classify")
+def ci_classify(
+    failure: Annotated[int, typer.Argument(help="the failure group's id (prodloop ci failures)")],
+    kind: Annotated[str | None, typer.Option("--as", help="a person's decision: regression, test_rot, flaky")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="who decides (with --as)")] = None,
+    why: Annotated[str | None, typer.Option("--why", help="the reason (with --as)")] = None,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Why a CI test fails, with evidence: regression, test rot, flaky or unknown. With --as, a person decides."""
+    from prodloop.tools.observe.ci_classify import classify_failure, record_decision
+
+    with _opened(_settings(repo, data_dir)) as ctx:
+        if kind is not None:
+            record_decision(ctx.store, ctx.clock, failure, kind=kind, by=by or "", why=why or "")
+        print(classify_failure(ctx.store, ctx.git(), failure).model_dump_json())
+
+
+@ci_app.command("heal")
+def ci_heal(
+    failure: Annotated[int, typer.Argument(help="the failure group's id, classified test_rot")],
+    test_file: Annotated[Path, typer.Option("--test-file", help="the whole updated test file")],
+    open_pr: Annotated[bool, typer.Option("--open-pr", help="ship it as a PR when every gate passed")] = False,
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Heal a rotted test through the gates (not weakened, passes, keeps guarding, mutation); exit 1 if refused."""
+    from prodloop.tools.judge.heal import heal_test
+    from prodloop.tools.ship.heal_pr import open_heal_pr
+
+    try:
+        code = test_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("--test-file", f"{test_file} cannot be read as UTF-8 ({exc})", "give the file") from exc
+    with _opened(_settings(repo, data_dir)) as ctx:
+        result = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
+                           test_code=code)  # fmt: skip
+        print(result.model_dump_json())
+        if open_pr and result.passed:
+            shipped = open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock,
+                                   heal_id=result.heal_id, client="cli")  # fmt: skip
+            print(shipped.model_dump_json())
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 @app.command("metrics")

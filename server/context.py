@@ -62,6 +62,10 @@ class AppContext:
         return pruned
 
     def close(self) -> None:
+        with self._git_lock:
+            if self._git is not None:
+                self._git.close()  # its long-running git helpers
+                self._git = None
         self.store.close()
 
 

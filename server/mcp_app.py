@@ -42,6 +42,7 @@ from prodloop.server.tool_surface import (
 )
 from prodloop.tools.budget import CostReport, report_cost
 from prodloop.tools.judge.candidate import CandidateResult, run_candidate_for_issue, working_tree_diff
+from prodloop.tools.judge.heal import HealResult, heal_test
 from prodloop.tools.judge.mutation import mutate_validate
 from prodloop.tools.locate.code_path import CodePath, map_code_path
 from prodloop.tools.observe.andon import AndonStatus, andon_status
@@ -53,6 +54,7 @@ from prodloop.tools.observe.reliability import ReliabilityHistory, query_reliabi
 from prodloop.tools.observe.triage import TriageReport, triage_signals
 from prodloop.tools.reproduce.characterize import characterize
 from prodloop.tools.reproduce.synthesis import SynthesisResult, synthesize_regression_test
+from prodloop.tools.ship.heal_pr import HealPullRequest, open_heal_pr
 from prodloop.tools.ship.provenance import ProvenancePage, list_provenance
 from prodloop.tools.ship.pull_request import PullRequestResult, open_pr
 from prodloop.tools.ship.suite import SuiteProposals, suggest_suite_changes
@@ -319,6 +321,22 @@ def build_mcp(ctx: AppContext) -> MCPServer:
     @_boundary
     def andon_status_tool() -> Annotated[CallToolResult, AndonStatus]:
         return reply(andon_status(ctx.store))
+
+    @server.tool(name="heal_test", description=DESCRIPTIONS["heal_test"], annotations=LOCAL_WRITE)
+    @_boundary
+    def heal_test_tool(
+        failure_id: Annotated[int, Field(ge=1, description="a CI failure group (prodloop://ci/failures)")],
+        test_code: Annotated[str, Field(max_length=200_000, description="the whole updated test file")],
+    ) -> Annotated[CallToolResult, HealResult]:
+        return reply(heal_test(*ctx.collaborators(), failure_id=failure_id, test_code=test_code))
+
+    @server.tool(name="open_heal_pr", description=DESCRIPTIONS["open_heal_pr"], annotations=PUBLISHES)
+    @_boundary
+    def open_heal_pr_tool(
+        heal_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="from heal_test")],
+        mcp_ctx: Context,
+    ) -> Annotated[CallToolResult, HealPullRequest]:
+        return reply(open_heal_pr(*ctx.collaborators(), heal_id=heal_id, client=_client_name(mcp_ctx)))
 
     @server.tool(name="report_agent_cost", description=DESCRIPTIONS["report_agent_cost"],
                  annotations=LOCAL_WRITE)  # fmt: skip

@@ -50,6 +50,8 @@ REPO_POLICY: dict[str, str] = {
     "andon.max_p_value": "min", "andon.min_ratio": "max", "andon.min_events": "max", "andon.min_users": "max",
     "andon.window_hours": "min",
     "andon.baseline_hours": "free", "andon.propose_revert": "on",
+    "auto_merge.min_mutation_score": "min", "auto_merge.max_fix_lines": "max", "auto_merge.max_fix_files": "max",
+    "auto_merge.label": "free",
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
@@ -96,6 +98,7 @@ _NESTED = (
     "triage",
     "post_merge",
     "andon",
+    "auto_merge",
 )  # tables whose keys are each classified
 
 
@@ -274,6 +277,16 @@ class AndonSettings(BaseModel):
     propose_revert: bool = Field(default=True, description="push a revert branch/PR when the cord is pulled")
 
 
+class AutoMergeSettings(BaseModel):
+    """When a prodloop PR is labelled eligible for auto-merge: every gate passed (always so for a PR), a mutation
+    score at least this (stricter than the gates'), and a small change: a test plus a fix of few lines and files."""
+
+    min_mutation_score: float = Field(default=0.95, ge=0, le=1)
+    max_fix_lines: int = Field(default=20, ge=0, le=1000, description="lines the fix adds or removes")
+    max_fix_files: int = Field(default=2, ge=0, le=50, description="files the fix changes (besides the test)")
+    label: str = Field(default="prodloop:auto-merge-eligible", min_length=1, max_length=50)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRODLOOP_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -313,6 +326,7 @@ class Settings(BaseSettings):
     )
     gates: GateSettings = Field(default_factory=GateSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    auto_merge: AutoMergeSettings = Field(default_factory=AutoMergeSettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)

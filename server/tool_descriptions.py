@@ -89,6 +89,18 @@ DESCRIPTIONS: dict[str, str] = {
         "evidence, revert. Use it before touching recently deployed code; not for one issue (post_merge_status). "
         "Example: {}. Next: leave quarantined paths to a person."
     ),
+    "heal_test": (
+        "Heal a CI test that rotted (the code changed on purpose; prodloop://ci/failure/{id} says which kind): give "
+        "the whole updated test file. It must not weaken the test (assertions kept as strong), must fail as it was, "
+        "pass healed and again, keep failing on the production bug it guards, and kill mutants of the change. Use "
+        "it only for test_rot; not for a regression (fix the code) or a flaky test. "
+        'Example: {"failure_id": 4, "test_code": "..."}. Next: open_heal_pr if passed.'
+    ),
+    "open_heal_pr": (
+        "Ship a passed heal as a pull request: the healed test and a provenance record, nothing else, re-run on "
+        "the base. Refused if the base changed the test since. Use it after heal_test passed; not for fixes (open_pr). "
+        'Example: {"heal_id": "<32 hex>"}. Next: a person reviews it.'
+    ),
     "report_agent_cost": (
         "Add the tokens and money you spent on an issue to its budget; past a limit its work is refused and a "
         "person asked. Use it after each step; not to read the budget (post_merge_status). "

@@ -1,8 +1,16 @@
-"""CI as a signal source over HTTP: `POST /ci/results?commit=SHA[&branch=B&run=URL&job=NAME]` with a JUnit XML body
-and the server's bearer token (the one `/mcp` takes). The answer is the ingest report; a refused file stores nothing
-and says why (400), a body over the limit is refused while it streams (413)."""
+"""CI over HTTP, with the server's bearer token (the one `/mcp` takes).
+
+- `POST /ci/results?commit=SHA[&branch=B&run=URL&job=NAME]` with a JUnit XML body: the ingest report; a refused file
+  stores nothing and says why (400), a body over the limit is refused while it streams (413).
+- `POST /ci/select?base=REF&head=SHA`: the tests that guard the change, chosen where the store is (a CI runner has
+  none: prodloop's regression tests and reliability tiers live on the server); commits the server lacks are fetched
+  from its remote first. The answer is the selection, with `paths` one per test file; it is recorded, so
+  `prodloop metrics` can say what selection saves once CI's full results for that head arrive.
+"""
 
 from __future__ import annotations
+
+import json
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -14,6 +22,8 @@ from prodloop.server.auth import BearerAuth
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.sources._body import capped_body
+from prodloop.server.store import ci
+from prodloop.tools.observe.ci_select import select_tests
 from prodloop.tools.observe.ci_signals import MAX_BYTES, ingest_junit
 
 
@@ -23,7 +33,31 @@ class CIResults:
         self._token = token
 
     def app(self) -> BearerAuth:
-        return BearerAuth(Starlette(routes=[Route("/results", self.post, methods=["POST"])]), self._token)
+        routes = [Route("/results", self.post, methods=["POST"]), Route("/select", self.select, methods=["POST"])]
+        return BearerAuth(Starlette(routes=routes), self._token)
+
+    async def select(self, request: Request) -> Response:
+        base, head = request.query_params.get("base", ""), request.query_params.get("head", "")
+        if not base or not head:
+            return _error(400, "post to /ci/select?base=REF&head=SHA (the target branch and the change's commit)")
+        ctx = self._ctx
+
+        def choose() -> str:
+            repo = ctx.git()
+            for ref in (base, head):
+                if repo.resolve(ref) is None:
+                    repo.fetch(ctx.settings.git_remote, ref)
+            selection = select_tests(ctx.store, repo, ctx.settings, base=base, head=head)
+            chosen = [t.path for t in selection.tests]
+            ci.save_selection(ctx.store, base=selection.base, head=selection.head, selected=chosen,
+                              test_files=selection.test_files, at=ctx.clock.now())  # fmt: skip
+            return json.dumps({**selection.model_dump(mode="json"), "paths": chosen})
+
+        try:
+            text = await anyio.to_thread.run_sync(choose)
+        except ProdloopError as exc:
+            return _error(400, str(exc))
+        return Response(text, status_code=200, media_type="application/json")
 
     async def post(self, request: Request) -> Response:
         params = request.query_params

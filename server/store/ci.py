@@ -245,3 +245,12 @@ def test_file(test_id: str) -> str:
     while len(parts) > 1 and parts[-1][:1].isupper():
         parts.pop()
     return "/".join(parts) + ".py"
+
+
+def failures(store: Store, *, limit: int) -> list[FailureRow]:
+    rows = store.reader().execute(
+        "SELECT id, test_id, exception_type, location, frames, message, first_seen, last_seen, count"
+        " FROM ci_failures ORDER BY last_seen DESC, id DESC LIMIT ?",
+        (limit,),
+    )
+    return [FailureRow(int(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], int(r[8])) for r in rows]

@@ -61,8 +61,8 @@ def get(store: Store, heal_id: str) -> Heal:
     row = (
         store.reader()
         .execute(
-            "SELECT id, failure_id, commit_sha, test_path, test_name, old_sha256, test_code, test_sha256, classification,"
-            " gates, mutation, passed, cpu_seconds, created_at FROM heals WHERE id = ?",
+            "SELECT id, failure_id, commit_sha, test_path, test_name, old_sha256, test_code, test_sha256,"
+            " classification, gates, mutation, passed, cpu_seconds, created_at FROM heals WHERE id = ?",
             (heal_id,),
         )
         .fetchone()

@@ -147,12 +147,16 @@ def reserve_pull_request(
     return int(cur.lastrowid or 0), None
 
 
-def complete_pull_request(store: Store, pr: PullRequestRow, provenance: dict[str, Any]) -> None:
-    """Fill in a reserved slot and store the provenance record, in one transaction."""
+def complete_pull_request(
+    store: Store, pr: PullRequestRow, provenance: dict[str, Any], *, auto_merge: str | None = None
+) -> None:
+    """Fill in a reserved slot (with its auto-merge eligibility, JSON) and store the provenance record, in one
+    transaction."""
     with store.transaction() as conn:
         conn.execute(
-            "UPDATE pull_requests SET branch = ?, commit_sha = ?, url = ?, number = ?, mode = ? WHERE id = ?",
-            (pr.branch, pr.commit_sha, pr.url, pr.number, pr.mode, pr.id),
+            "UPDATE pull_requests SET branch = ?, commit_sha = ?, url = ?, number = ?, mode = ?, auto_merge = ?"
+            " WHERE id = ?",
+            (pr.branch, pr.commit_sha, pr.url, pr.number, pr.mode, auto_merge, pr.id),
         )
         conn.execute(
             "INSERT INTO provenance (test_node, test_path, record, created_at, pull_request_id) VALUES (?, ?, ?, ?, ?)",
@@ -175,11 +179,30 @@ def record_provenance(store: Store, record: dict[str, Any], *, at: float) -> Non
         )
 
 
+def auto_merge_counts(store: Store) -> tuple[int, int, int]:
+    """(PRs opened with an eligibility on record, of them eligible, of those merged)."""
+    row = (
+        store.reader()
+        .execute(
+            "SELECT count(*), coalesce(sum(json_extract(auto_merge, '$.eligible')), 0),"
+            " coalesce(sum(json_extract(auto_merge, '$.eligible') AND EXISTS"
+            " (SELECT 1 FROM merges m WHERE m.pull_request_id = p.id)), 0)"
+            " FROM pull_requests p WHERE auto_merge IS NOT NULL AND mode IN ('github', 'local')"
+        )
+        .fetchone()
+    )
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def provenance_count(store: Store, *, action: str, since: float) -> int:
-    row = store.reader().execute(
-        "SELECT count(*) FROM provenance WHERE json_extract(record, '$.action') = ? AND created_at >= ?",
-        (action, since),
-    ).fetchone()
+    row = (
+        store.reader()
+        .execute(
+            "SELECT count(*) FROM provenance WHERE json_extract(record, '$.action') = ? AND created_at >= ?",
+            (action, since),
+        )
+        .fetchone()
+    )
     return int(row[0])
 
 

@@ -174,32 +174,45 @@ def _run_gates(
 def _keeps_guarding(
     store: Store, repo: GitRepo, runner: Runner, node: str, test_path: str, test_code: str, runs: list[RunResult]
 ) -> Gate:
-    """A prodloop regression test still fails, healed, on the deployed commit of each production bug it guards."""
+    """A prodloop regression test, healed, still fails on the deployed commit of each production bug it guards, and
+    with the production exception (so the bug's input is still exercised, not cut short by a new assertion)."""
     records = [r for r in policy.provenance_records(store, test_path=test_path)[0]
                if r.get("action", "added") == "added" and r.get("test_node") == node]  # fmt: skip
     if not records:
         return Gate(name="keeps_guarding", passed=True, evidence="prodloop did not add this test: no production bug")
-    failures = []
+    failures, held = [], []
     for record in records:
-        deployed = str(record.get("deployed_commit", ""))
+        issue, deployed = record.get("issue_id"), str(record.get("deployed_commit", ""))
         if repo.resolve(deployed) is None:
-            failures.append(f"issue {record.get('issue_id')}: its deployed commit {deployed[:12]} is not here")
+            failures.append(f"issue {issue}: its deployed commit {deployed[:12]} is not here")
             continue
         with workspace(repo, deployed) as ws:
             ws.write(test_path, test_code)
-            run = runner.pytest(ws, [node])
+            run = runner.pytest(ws, [node], watch_raises=True)
             runs.append(run)
         outcome = outcome_of(run, node)
+        wanted = _exception_type(store, issue)
+        raised = {str(c.get("type")) for c in outcome.chain} | {str(r.get("type")) for r in outcome.raised} \
+            if outcome else set()  # fmt: skip
         if outcome is None or outcome.outcome not in ("failed", "error"):
+            failures.append(f"issue {issue}: the healed test {outcome.outcome if outcome else 'did not run'} on "
+                            f"{deployed[:12]}, where the production bug is: it no longer guards it")  # fmt: skip
+        elif wanted and wanted not in raised:
             failures.append(
-                f"issue {record.get('issue_id')}: the healed test {outcome.outcome if outcome else 'did not run'} "
-                f"on {deployed[:12]}, where the production bug is: it no longer guards it"
+                f"issue {issue}: on {deployed[:12]} the healed test fails ({cap(outcome.message, 120)}) but never "
+                f"raises {wanted}, the production exception: put the bug's input before the new assertions"
             )
-    return Gate(
-        name="keeps_guarding", passed=not failures,
-        evidence="; ".join(failures) or "still fails on the deployed commit of issue(s) "
-        + ", ".join(str(r.get("issue_id")) for r in records),
-    )  # fmt: skip
+        else:
+            held.append(f"issue {issue} ({wanted or 'failure'} on {deployed[:12]})")
+    return Gate(name="keeps_guarding", passed=not failures,
+                evidence="; ".join(failures) or f"still fails on: {', '.join(held)}")  # fmt: skip
+
+
+def _exception_type(store: Store, issue_id: object) -> str | None:
+    try:
+        return store.get_issue(int(str(issue_id))).exception_type
+    except (ValueError, ProdloopError):
+        return None
 
 
 def _mutate(

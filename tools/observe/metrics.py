@@ -5,7 +5,10 @@
 - time to restore (MTTR): first event -> the `fixed` verdict after the fix's deploy;
 - regression recurrence: of the issues a fix was judged `fixed` for, the share that came back (regressed);
 - flake rate: of the (test, commit) pairs CI ran, the share where the test both failed and passed;
-- no-effect share: of the deployed fixes judged, the share judged `no_effect`.
+- no-effect share: of the deployed fixes judged, the share judged `no_effect`;
+- CI time saved by selection: over the heads `prodloop ci select` chose tests for and CI then ran in full, the
+  seconds of the selected test files against all (what runs first, and what a change-only job would cost);
+- auto-merge: of prodloop's PRs, the share labelled eligible, and of those the share merged.
 Each with how many it is computed over; a figure over nothing is None, never 0.
 """
 
@@ -35,6 +38,12 @@ class Metrics(BaseModel):
     no_effect_share: float | None
     ci_runs: int
     flake_rate: float | None = Field(description="flaky (test, commit) pairs over all pairs CI ran")
+    selections: int = Field(description="selections whose head CI ran in full")
+    selected_time_share: float | None = Field(description="seconds of the selected tests over all tests' seconds")
+    ci_time_saved: float | None = Field(description="1 - selected_time_share")
+    pull_requests: int = Field(description="prodloop PRs with an auto-merge eligibility on record")
+    auto_merge_eligible: float | None = Field(description="share of those PRs labelled eligible")
+    auto_merged: float | None = Field(description="share of the eligible PRs that were merged")
 
 
 def metrics(store: Store) -> Metrics:
@@ -61,12 +70,18 @@ def metrics(store: Store) -> Metrics:
     restore = [at - store.get_issue(i).first_seen for i, at in fixed_at.items()]
     judged = sum(v.verdict in ("fixed", "no_effect", "regressed") for v in verdicts)
     runs, pairs, flaky = ci.flake_counts(store)
+    selections, chosen, total = ci.selection_savings(store)
+    share = round(chosen / total, 4) if total else None
+    prs, eligible, merged = policy.auto_merge_counts(store)
     return Metrics(
         production_to_test=_distribution(latency), time_to_restore=_distribution(restore), fixed=len(fixed_at),
         regressed=len(regressed & set(fixed_at)),
         regression_recurrence=round(len(regressed & set(fixed_at)) / len(fixed_at), 4) if fixed_at else None,
         verdicts=judged, no_effect_share=round(no_effect / judged, 4) if judged else None, ci_runs=runs,
-        flake_rate=round(flaky / pairs, 4) if pairs else None,
+        flake_rate=round(flaky / pairs, 4) if pairs else None, selections=selections, selected_time_share=share,
+        ci_time_saved=round(1 - share, 4) if share is not None else None, pull_requests=prs,
+        auto_merge_eligible=round(eligible / prs, 4) if prs else None,
+        auto_merged=round(merged / eligible, 4) if eligible else None,
     )  # fmt: skip
 
 

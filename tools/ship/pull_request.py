@@ -30,6 +30,7 @@ from prodloop.tools.engine.sandbox import outcome_of, workspace
 from prodloop.tools.judge.candidate import fix_paths, verified_receipt
 from prodloop.tools.locate.code_path import CodePath, mapped_for
 from prodloop.tools.observe.triage import require_clearance
+from prodloop.tools.ship.auto_merge import Eligibility, eligibility
 from prodloop.tools.ship.provenance import build_record, jsonl_line
 from prodloop.tools.ship.publish import check_pushed, fetch_base, free_branch, publish, push
 
@@ -44,6 +45,7 @@ class PullRequestResult(BaseModel):
     number: int | None
     description_path: str | None = Field(description="local mode: where the PR description was written")
     labels: list[str]
+    auto_merge: Eligibility
     failure_to_pr_seconds: float = Field(description="from the issue's first event to this PR")
     provenance: dict[str, Any]
 
@@ -118,7 +120,9 @@ def _open(
         created_at=iso(now) or "",
     )
     message = _commit_message(issue.id, issue.title, issue.fingerprint, receipt)
-    body = _body(issue, code_path, receipt, mutation, record, body_extra)
+    fixed = fix_paths(ctx.repo, receipt.commit_sha, receipt.fix_diff)
+    eligible = eligibility(settings.auto_merge, mutation, receipt.fix_diff, fixed)
+    body = _body(issue, code_path, receipt, mutation, record, body_extra, eligible)
     _refuse_secrets(receipt, {"the PR title": title or "", "the PR description": body, "the commit message": message,
                               "the provenance line": jsonl_line(record)})  # fmt: skip
     repo = ctx.repo
@@ -153,6 +157,8 @@ def _open(
     pushed += [branch, commit]
     check_pushed(repo, remote, branch, commit)
     labels = labels if labels is not None else list(settings.pr_labels)
+    if eligible.eligible and settings.auto_merge.label not in labels:
+        labels = [*labels, settings.auto_merge.label]
     out = publish(
         settings, branch=branch, base=base, commit=commit, title=title or _title(issue.id, issue.title), body=body,
         draft=draft, labels=labels, again="open_pr again (this PR slot stays spent)",
@@ -161,10 +167,12 @@ def _open(
         ctx.store,
         policy.PullRequestRow(slot, issue.id, receipt_id, branch, commit, out.url, out.number, out.mode, now),
         record,
+        auto_merge=eligible.model_dump_json(),
     )
     return PullRequestResult(
         mode=out.mode, branch=branch, base=base, commit=commit, remote=remote, url=out.url, number=out.number,
-        description_path=out.description_path, labels=labels, failure_to_pr_seconds=round(now - issue.first_seen, 3),
+        description_path=out.description_path, labels=labels, auto_merge=eligible,
+        failure_to_pr_seconds=round(now - issue.first_seen, 3),
         provenance=record,
     )  # fmt: skip
 
@@ -263,6 +271,7 @@ def _body(
     mutation: MutationResult,
     record: dict[str, Any],
     extra: str | None,
+    eligible: Eligibility,
 ) -> str:
     exc = code_path.exceptions[-1] if code_path.exceptions else None
     frames = [
@@ -300,6 +309,9 @@ def _body(
         *survivors,
         "",
         f"Receipt `{receipt.id}`.",
+        "",
+        "## Auto-merge",
+        f"{'Eligible' if eligible.eligible else 'Not eligible'}: {'; '.join(eligible.reasons)}.",
         "",
         "## Provenance",
         "```json",

@@ -201,3 +201,43 @@ def test_selection_puts_a_changes_own_tests_then_prodlogs_regression_tests_then_
                                                  "tests/test_pricing.py"]  # fmt: skip
     assert "prodloop regression test of issue 1 through shop/pricing.py" in selection.tests[1].reasons
     assert selection.selected == 3 and selection.test_files == 4
+
+
+def test_ci_asks_the_server_which_tests_guard_a_change_and_metrics_say_what_it_saves(
+    live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """The runner has no store: the server chooses, fetching the PR's head from its remote; once CI's full results
+    for that head arrive, metrics say what share of the suite's time the selection was."""
+    server = live_server()
+    served = new_repo(tmp_path / "svc")
+    served.commit({**PROJECT, "tests/test_other.py": "def test_o():\n    pass\n"}, "calc")
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(served.root), str(remote)], check=True)
+    served.git("remote", "add", "origin", str(remote))
+    dev = tmp_path / "dev"
+    subprocess.run(["git", "clone", "-q", str(remote), str(dev)], check=True)
+    (dev / "calc" / "prices.py").write_text('PRICES = {"apple": 4}\n\n\ndef price(sku):\n    return PRICES[sku]\n')
+    who = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
+    subprocess.run(["git", *who, "commit", "-qam", "apples cost more"], cwd=dev, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/feature"], cwd=dev, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
+    lacks = subprocess.run(["git", "cat-file", "-e", head], cwd=served.root, capture_output=True, check=False)
+    assert lacks.returncode != 0  # the served repository lacks the head until CI asks
+    url = f"{server.base_url}/ci/select?base=main&head={head}"
+    assert post(url, b"", {}).status == 401
+    auth = {"Authorization": f"Bearer {MCP_TOKEN}"}
+    done = post(url, b"", auth)
+    assert done.status == 200, done.body
+    assert done.body["paths"] == ["tests/test_prices.py"] and done.body["test_files"] == 2
+    assert post(f"{server.base_url}/ci/select?base=main", b"", auth).status == 400
+    full = (
+        b'<testsuites><testsuite name="pytest">'
+        b'<testcase classname="tests.test_prices" name="test_apple" time="1.0"/>'
+        b'<testcase classname="tests.test_other" name="test_o" time="3.0"/></testsuite></testsuites>'
+    )
+    assert post(f"{server.base_url}/ci/results?commit={head}&job=all", full,
+                {**auth, "Content-Type": "application/xml"}).status == 200  # fmt: skip
+    from prodloop.tools.observe.metrics import metrics
+
+    measured = metrics(server.ctx.store)
+    assert (measured.selections, measured.selected_time_share, measured.ci_time_saved) == (1, 0.25, 0.75)
