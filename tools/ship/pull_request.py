@@ -156,9 +156,10 @@ def _open(
     push(repo, remote, commit, branch)
     pushed += [branch, commit]
     check_pushed(repo, remote, branch, commit)
-    labels = labels if labels is not None else list(settings.pr_labels)
-    if eligible.eligible and settings.auto_merge.label not in labels:
-        labels = [*labels, settings.auto_merge.label]
+    # The eligibility label is prodloop's judgement alone: an agent's labels can neither add nor drop it.
+    mark = settings.auto_merge.label
+    labels = [x for x in (labels if labels is not None else settings.pr_labels) if x != mark]
+    labels += [mark] if eligible.eligible else []
     out = publish(
         settings, branch=branch, base=base, commit=commit, title=title or _title(issue.id, issue.title), body=body,
         draft=draft, labels=labels, again="open_pr again (this PR slot stays spent)",

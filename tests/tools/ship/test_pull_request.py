@@ -159,7 +159,7 @@ def test_github_mode_creates_the_pull_request_with_labels_and_never_leaks_the_to
     assert "```text\nKeyError: 'kiwi'\n```" in body["body"]
     assert f"Receipt `{prepared['strong']}`" in body["body"]
     assert "## Mutation testing" in body["body"]
-    assert labelled[0].body == ["prodloop", "bug"]
+    assert labelled[0].body == ["prodloop", "bug", "prodloop:auto-merge-eligible"]  # eligible: small, mutation 1.0
     everything = json.dumps(result.model_dump()) + caplog.text + _git(remote, "log", "-p", "--all")
     everything += json.dumps(policy.provenance_records(ctx.store)) + json.dumps([r.body for r in github.requests])
     assert TOKEN not in everything
@@ -331,3 +331,26 @@ def test_a_pr_whose_labels_fail_still_counts_and_is_not_opened_twice(
             open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
     assert result.number == 1
     assert len(github.pulls) == 1
+
+
+def test_a_small_well_mutated_fix_is_labelled_for_auto_merge_and_metrics_count_it(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    from prodloop.tools.observe.metrics import metrics
+
+    ctx, _ = setup()
+    result = open_pr(*ctx.collaborators(), receipt_id=prepared["strong"])
+    assert result.auto_merge.eligible and "prodloop:auto-merge-eligible" in result.labels
+    assert "mutation score 1.0 >= 0.95" in result.auto_merge.reasons[0]
+    assert "## Auto-merge\nEligible:" in Path(result.description_path or "").read_text()
+    measured = metrics(ctx.store)
+    assert (measured.pull_requests, measured.auto_merge_eligible, measured.auto_merged) == (1, 1.0, 0.0)
+
+
+def test_a_fix_over_the_auto_merge_size_is_not_labelled_even_when_the_agent_asks(
+    prepared: dict[str, Any], setup: Callable[..., tuple[AppContext, Path]]
+) -> None:
+    ctx, _ = setup(auto_merge={"max_fix_lines": 1})
+    result = open_pr(*ctx.collaborators(), receipt_id=prepared["strong"], labels=["prodloop:auto-merge-eligible"])
+    assert not result.auto_merge.eligible and "prodloop:auto-merge-eligible" not in result.labels
+    assert any("over 1 lines" in r for r in result.auto_merge.reasons)
