@@ -293,6 +293,7 @@ def ci_ingest(
     data_dir: DataOpt = None,
 ) -> None:
     """Store one CI run's test results: failures grouped (test, exception, crash location), flaky tests found."""
+    from prodloop.tools.observe.ci_issue import open_regressions
     from prodloop.tools.observe.ci_signals import ingest_junit, read_results
 
     data = read_results(results)
@@ -303,6 +304,8 @@ def ci_ingest(
             files = None
         report = ingest_junit(ctx.store, ctx.settings, ctx.clock, data, commit=commit, branch=branch, run_url=run,
                               job=job, repo_files=files, where=str(results))  # fmt: skip
+        if files is not None and not report.duplicate:
+            report.issues = open_regressions(ctx, [g.id for g in report.failures], branch=branch)
     print(report.model_dump_json())
 
 

@@ -23,6 +23,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.sources._body import capped_body
 from prodloop.server.store import ci
+from prodloop.tools.observe.ci_issue import open_regressions
 from prodloop.tools.observe.ci_select import select_tests
 from prodloop.tools.observe.ci_signals import MAX_BYTES, ingest_junit
 
@@ -78,6 +79,8 @@ class CIResults:
                 ctx.store, ctx.settings, ctx.clock, body, commit=commit, branch=params.get("branch"),
                 run_url=params.get("run"), job=params.get("job"), repo_files=files, where="the posted results",
             )  # fmt: skip
+            if files is not None and not report.duplicate:
+                report.issues = open_regressions(ctx, [g.id for g in report.failures], branch=params.get("branch"))
             return report.model_dump_json()
 
         try:

@@ -29,6 +29,7 @@ from prodloop.server.ingest.scrub import Scrubber
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, ci
 from prodloop.tools.engine._shape import cap
+from prodloop.tools.observe.ci_issue import CIIssue
 
 MAX_BYTES = 50 * 1024 * 1024
 _PYTEST_FRAME = re.compile(r"^(?P<file>[^\s:][^:\n]*?\.py):(?P<line>\d+): (?P<type>[A-Za-z_][\w.]*)", re.M)
@@ -74,6 +75,9 @@ class CIIngestReport(BaseModel):
     duplicate: bool = Field(description="the same results were already stored for this commit and job")
     failures: list[FailureGroup]
     flaky: list[FlakyTest] = Field(description="tests that failed and passed on the same commit, with their rate")
+    issues: list[CIIssue] = Field(
+        default_factory=list, description="on the default branch: each failure's kind; a regression's prodloop issue"
+    )
 
 
 def parse_junit(data: bytes, *, where: str = "results") -> list[TestCase]:
