@@ -96,7 +96,7 @@ def _event(repo: GitRepo, found: Classification, row: ci.FailureRow) -> dict[str
                     "stacktrace": {"frames": frames},
                 }
             ]
-        },  # fmt: skip
+        },
         "tags": {"ci.test": row.test_id[:200], "ci.failure": str(row.id)},
     }
 

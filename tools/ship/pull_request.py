@@ -126,11 +126,14 @@ def _open(
     _refuse_secrets(receipt, {"the PR title": title or "", "the PR description": body, "the commit message": message,
                               "the provenance line": jsonl_line(record)})  # fmt: skip
     repo = ctx.repo
-    if repo.exists(base_sha, receipt.test_path):
-        raise PullRequestRefused(
-            receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
-        )
     files = {**(receipt.support_files or {}), receipt.test_path: receipt.test_code}
+    if repo.exists(base_sha, receipt.test_path):
+        # A CI regression's failing test is already on the base: the fix ships alone, the test as it stands.
+        if repo.read(base_sha, receipt.test_path) != receipt.test_code:
+            raise PullRequestRefused(
+                receipt_id, f"{receipt.test_path} already exists on {base}", "choose another test_path"
+            )
+        del files[receipt.test_path]
     try:
         # Built from the receipt's hashed test and fix alone, before anything runs: nothing a test writes can ship.
         commit = repo.build_commit(

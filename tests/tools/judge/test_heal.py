@@ -204,3 +204,38 @@ def test_a_test_that_failed_and_passed_on_one_commit_is_flaky(project: Project, 
     found = classify_failure(ctx.store, ctx.git(), project.failure("test_sometimes"))
     assert found.kind == "flaky" and "both failed and passed" in found.evidence[0]
     assert json.loads(found.model_dump_json())["next_step"].startswith("do not heal")
+
+
+def test_a_ci_regression_becomes_an_issue_its_failing_test_reproduces_and_the_fix_ships_alone(project: Project) -> None:
+    from prodloop.tools.judge.candidate import run_candidate_for_issue
+    from prodloop.tools.judge.mutation import mutate_validate
+    from prodloop.tools.observe.ci_issue import open_regressions
+    from prodloop.tools.ship.pull_request import open_pr
+
+    ctx = project.ctx
+    ctx.settings.triage.mode = "off"  # the issue's clearance is not what this test is about
+    project.ci("fixed")
+    broken = PERCENT.replace("for q, p in items", "for q, p, _ in items")
+    project.shas["broken"] = project.repo.commit({"shop/pricing.py": broken}, "unpack three")
+    project.repo.git("push", "-q", "origin", "HEAD:main")
+    project.ci("broken")
+    failure = project.failure("test_total")
+    assert open_regressions(ctx, [failure], branch="feature") == []  # only the default branch's failures
+    [opened] = open_regressions(ctx, [failure], branch="main")
+    assert opened.kind == "regression" and opened.issue_id is not None
+    issue = ctx.store.get_issue(opened.issue_id)
+    assert issue.exception_type == "ValueError"
+    again = open_regressions(ctx, [failure], branch="refs/heads/main")  # the same group: the same issue
+    assert again[0].issue_id == opened.issue_id and ctx.store.get_issue(opened.issue_id).event_count == 2
+    fix = subprocess.run(["git", "diff", project.shas["broken"], project.shas["percent"], "--", "shop/pricing.py"],
+                         cwd=project.repo.root, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    candidate = run_candidate_for_issue(*ctx.collaborators(), issue_id=opened.issue_id, fix_diff=fix,
+                                        test_file="tests/test_pricing.py", test_name="test_total")  # fmt: skip
+    gates = {g.name: g for g in candidate.gates}
+    assert gates["reproduces"].passed, gates["reproduces"].evidence  # the failing test is the reproduction
+    assert candidate.passed, [(g.name, g.evidence) for g in candidate.gates if not g.passed]
+    assert mutate_validate(*ctx.collaborators(), receipt_id=candidate.receipt_id).passed
+    pr = open_pr(*ctx.collaborators(), receipt_id=candidate.receipt_id)
+    changed = subprocess.run(["git", "diff", "--name-only", f"{pr.branch}~1", pr.branch], cwd=project.remote,
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    assert changed == ["shop/pricing.py", "tests/.prodloop/provenance.jsonl"]  # the test is on main already
