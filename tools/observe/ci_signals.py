@@ -1,8 +1,9 @@
 """The project's own test failures as signals: JUnit XML from CI, grouped like production issues and kept per commit.
 
 `parse_junit` reads pytest's JUnit dialect and the common others (a `testsuites` or bare `testsuite` root;
-`failure` / `error` / `skipped` children; pytest-rerunfailures' `rerunFailure` / `rerunError`, Maven surefire's
-`flakyFailure` / `flakyError` and `rerunFailure`): each test case's outcome, duration and reruns, and for a failure
+`failure` / `error` / `skipped` children; `rerunFailure` / `rerunError` / `flakyFailure` / `flakyError` (Maven
+surefire and others); pytest-rerunfailures' repeated `testcase` of one id, the last being the outcome): each test
+case's outcome, duration and reruns, and for a failure
 its exception type, message and the traceback's frames (pytest's `path.py:12: Error` lines and Python's
 `File "path.py", line 12` lines). The XML is refused when it declares a DOCTYPE or entities (nothing is expanded)
 or is over `MAX_BYTES`; failure text is scrubbed (secrets, e-mails, cards) and capped before it is stored.
@@ -97,7 +98,19 @@ def parse_junit(data: bytes, *, where: str = "results") -> list[TestCase]:
     if root.tag not in ("testsuites", "testsuite"):
         raise EventFileError(where, f"has a <{cap(root.tag, 40)}> root, not <testsuites> or <testsuite>",
                              "send JUnit XML (pytest --junitxml=FILE)")  # fmt: skip
-    return [_case(node) for node in root.iter("testcase")]
+    return _fold_reruns([_case(node) for node in root.iter("testcase")])
+
+
+def _fold_reruns(cases: list[TestCase]) -> list[TestCase]:
+    """pytest-rerunfailures writes each failed attempt as one more `testcase` of the same id (without a failure
+    child) before the final one: the last entry is the outcome, the earlier ones its reruns."""
+    last: dict[str, TestCase] = {}
+    for case in cases:
+        earlier = last.pop(case.test_id, None)
+        if earlier is not None:
+            case.reruns += earlier.reruns + 1
+        last[case.test_id] = case
+    return list(last.values())
 
 
 def _case(node: ET.Element) -> TestCase:

@@ -37,10 +37,10 @@ PROJECT = {
 }
 
 
-def _pytest(root: Path, out: Path, marker: Path) -> bytes:
+def _pytest(root: Path, out: Path, marker: Path, *extra: str) -> bytes:
     env = {**os.environ, "FLAKY_MARKER": str(marker)}
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                    f"--junitxml={out}", "tests"], cwd=root, env=env, capture_output=True, check=False)  # fmt: skip
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *extra]
+    subprocess.run([*command, f"--junitxml={out}", "tests"], cwd=root, env=env, capture_output=True, check=False)
     return out.read_bytes()
 
 
@@ -83,6 +83,24 @@ def test_real_pytest_runs_are_grouped_mapped_and_a_flaky_test_is_found(
 
     measured = metrics(ctx.store)  # four tests ran on the commit (one skipped), one of them flaky
     assert (measured.ci_runs, measured.flake_rate) == (2, 0.25)
+
+
+def test_a_real_pytest_rerun_that_passed_is_flaky_on_its_first_run(
+    project: tuple[AppContext, Path, str], tmp_path: Path
+) -> None:
+    """pytest-rerunfailures writes the failed attempt as an extra testcase of the same id: folded, it is a rerun."""
+    ctx, root, sha = project
+    data = _pytest(root, tmp_path / "rerun.xml", tmp_path / "marker", "--reruns", "1")
+    assert data.count(b'name="test_flaky"') == 2  # the attempt that failed, then the pass
+    report = ingest_junit(ctx.store, ctx.settings, ctx.clock, data, commit=sha, job="unit")
+    assert [f.test_id for f in report.flaky] == ["tests.test_prices::test_flaky"]
+    assert report.tests == 5 and "tests.test_prices::test_flaky" not in {g.test_id for g in report.failures}
+    kiwi = (
+        ctx.store.reader()
+        .execute("SELECT reruns, outcome FROM ci_results WHERE test_id = 'tests.test_prices::test_kiwi'")
+        .fetchone()
+    )
+    assert tuple(kiwi) == (1, "failed")  # rerun once, failed both times: a failure, not flaky
 
 
 RERUN = (
