@@ -16,6 +16,7 @@ from prodloop.tools.budget import budget_status
 from prodloop.tools.engine._shape import UNTRUSTED_NOTICE, iso, untrusted
 from prodloop.tools.locate.code_path import CodePath, map_code_path
 from prodloop.tools.locate.failing_test import map_failing_test
+from prodloop.tools.observe.ci_classify import classify_failure
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
 from prodloop.tools.observe.lineage_status import post_merge_status
@@ -164,12 +165,33 @@ def heal_failing_test(ctx: AppContext, test_node_id: str, failure_output: str) -
             f"  last changed by {f.last_changed_by}: {f.last_change}",
             *(f"  recent: {c}" for c in f.recent_commits),
         ]
+    lines += ["", *_ci_classification(ctx, test_node_id)]
     lines += [
         "",
         "Decide first whether the test or the code is wrong: a recent commit to the code under test points at the",
         "code; a change of intended behaviour points at the test. Fix one, never weaken an assertion to pass.",
     ]
     return "\n".join(lines)
+
+
+def _ci_classification(ctx: AppContext, test_node_id: str) -> list[str]:
+    """What CI's stored failures of this test say (see prodloop://ci/failure/{id}), if CI reported it."""
+    path, _, name = test_node_id.partition("::")
+    junit_id = f"{path.removesuffix('.py').replace('/', '.')}::{name.rsplit('::', 1)[-1]}"
+    row = (
+        ctx.store.reader()
+        .execute("SELECT id FROM ci_failures WHERE test_id = ? ORDER BY last_seen DESC LIMIT 1", (junit_id,))
+        .fetchone()
+    )
+    if row is None:
+        return ["CI has not reported this test failing to prodloop (`prodloop ci ingest` or POST /ci/results)."]
+    found = classify_failure(ctx.store, ctx.git(), int(row[0]))
+    return [
+        f"CI failure {found.failure_id}: prodloop classifies it **{found.kind}**"
+        + (f" (decided by {found.decided_by})" if found.decided_by else ""),
+        *(f"- {e}" for e in found.evidence[:6]),
+        f"Next: {found.next_step}",
+    ]
 
 
 def post_merge_followup(ctx: AppContext, issue_id: int) -> str:

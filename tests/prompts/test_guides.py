@@ -89,6 +89,17 @@ async def test_heal_failing_test_maps_pytest_output_to_code_and_commits(ctx: App
     assert "`shop/pricing.py:7` in `line_total`" in text
     assert "last changed by Ada Dev" in text
     assert "`tests/test_pricing.py:5` in `test_line_total`" in text
+    assert "CI has not reported this test failing" in text
+    from prodloop.tools.observe.ci_signals import ingest_junit
+
+    junit = (b'<testsuite><testcase classname="tests.test_pricing" name="test_line_total">'
+             b'<failure message="KeyError">' + output.encode() + b"</failure></testcase></testsuite>")  # fmt: skip
+    ingest_junit(ctx.store, ctx.settings, ctx.clock, junit, commit=ctx.git().head(), branch="main")
+    text = await _prompt(
+        ctx, "heal_failing_test", {"test_node_id": "tests/test_pricing.py::test_line_total", "failure_output": output}
+    )
+    assert "CI failure 1: prodloop classifies it **unknown**" in text  # never seen passing: nothing bounds the change
+    assert "no ancestor of" in text and "Next: a person decides" in text
 
 
 async def test_post_merge_followup_with_and_without_a_pr(ctx: AppContext) -> None:
