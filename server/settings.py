@@ -50,6 +50,10 @@ REPO_POLICY: dict[str, str] = {
     "andon.max_p_value": "min", "andon.min_ratio": "max", "andon.min_events": "max", "andon.min_users": "max",
     "andon.window_hours": "min",
     "andon.baseline_hours": "free", "andon.propose_revert": "on",
+    # Quarantine hides a test's failures: a repository may only make it harder to enter (raise the rate and the
+    # commits) and quicker to leave (lower the clean runs); the marker's name is a label.
+    "suite.slow_marker": "free", "suite.quarantine_min_rate": "min", "suite.quarantine_min_commits": "min",
+    "suite.lift_after_clean_runs": "max",
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
@@ -96,6 +100,7 @@ _NESTED = (
     "triage",
     "post_merge",
     "andon",
+    "suite",
 )  # tables whose keys are each classified
 
 
@@ -274,6 +279,29 @@ class AndonSettings(BaseModel):
     propose_revert: bool = Field(default=True, description="push a revert branch/PR when the cord is pulled")
 
 
+class SuiteSettings(BaseModel):
+    """`[tool.prodloop.suite]`: how the test suite follows production. Accepted proposals move quiet tests behind
+    `slow_marker` (`pytest -m "not <marker>"` deselects them); a test flaky on at least `quarantine_min_rate` of at
+    least `quarantine_min_commits` commits CI ran it on is quarantined (xfail, not strict), and lifted after
+    `lift_after_clean_runs` clean CI runs in a row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slow_marker: str = Field(default="slow_suite", max_length=60, description="the marker of the slower suite")
+    quarantine_min_rate: float = Field(default=0.1, gt=0, le=1, description="flaky commits over commits run")
+    quarantine_min_commits: int = Field(default=3, ge=1, description="commits CI ran the test on")
+    lift_after_clean_runs: int = Field(default=10, ge=1, le=1000, description="passed, no reruns, in a row")
+
+    @field_validator("slow_marker")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        import keyword
+
+        if not value.isidentifier() or keyword.iskeyword(value) or not value.isascii():
+            raise ValueError(f"{value[:60]!r} is not a Python identifier, so pytest.mark cannot name it")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PRODLOOP_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -318,6 +346,7 @@ class Settings(BaseSettings):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     post_merge: PostMergeSettings = Field(default_factory=PostMergeSettings)
     andon: AndonSettings = Field(default_factory=AndonSettings)
+    suite: SuiteSettings = Field(default_factory=SuiteSettings)
 
     base_branch: str | None = Field(default=None, description="PR base; default the remote's default branch")
     git_remote: str = Field(default="origin", description="where PR branches are pushed")
