@@ -112,7 +112,7 @@ def flaky_tests(
 ) -> list[tuple[str, int, int]]:
     """(test id, commits it was flaky on, commits it ran on) for tests flaky on at least one commit (in the runs
     stored after `since`, when given)."""
-    clause, params = "", []
+    clause, params = "", list[object]()
     if test_ids is not None:
         if not test_ids:
             return []

@@ -251,7 +251,7 @@ def latest_actions(store: Store) -> dict[str, tuple[str, dict[str, Any], float]]
 
 def is_added(record: dict[str, Any]) -> bool:
     """A record of a regression test prodloop added (records before suite changes carry no action)."""
-    return record.get("action", "added") == "added"
+    return bool(record.get("action", "added") == "added")
 
 
 def escalate(store: Store, issue_id: int | None, kind: str, reason: str, at: float) -> None:

@@ -138,9 +138,9 @@ def propose_quarantine(
     for t in tests:
         reason = (f"{MARK} flaky on {t.flaky_commits} of {t.commits} commits; "
                   f"lifted after {rules.lift_after_clean_runs} clean runs")  # fmt: skip
-        _, *classes, name = t.test_node.split("::")
+        _, *chain, name = t.test_node.split("::")
         text = files.get(t.test_path, repo.read(base.sha, t.test_path) or "")
-        edited = add_decorator(text, name, tuple(classes), f'pytest.mark.xfail(strict=False, reason="{reason}")')
+        edited = add_decorator(text, name, tuple(chain), f'pytest.mark.xfail(strict=False, reason="{reason}")')
         if edited is None:
             raise SuiteChangeRefused(
                 "quarantine", f"{t.test_node} cannot be edited on {base.name}", "quarantine it by hand"

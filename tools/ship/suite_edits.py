@@ -81,7 +81,13 @@ def add_pytestmark(text: str, marker: str) -> str | None:
             return text
         if isinstance(value, ast.List):
             inner = segment[:-1].rstrip()
-            new = f"{inner}{'' if inner.endswith((',', '[')) else ','} {mark}]".replace("[ ", "[")
+            comma = "" if inner.endswith((",", "[")) else ","
+            closing = segment[len(inner) : -1]
+            if "\n" in closing:  # one item a line: the marker on a line of its own
+                last = inner.rsplit("\n", 1)[-1]
+                new = f"{inner}{comma}{nl}{last[: len(last) - len(last.lstrip())]}{mark},{closing}]"
+            else:
+                new = f"{inner}{comma} {mark}]".replace("[ ", "[")
         elif isinstance(value, ast.Tuple) and segment.startswith("("):
             new = "[" + segment[1:-1].rstrip().rstrip(",") + f", {mark}]"
         else:
@@ -93,7 +99,11 @@ def add_pytestmark(text: str, marker: str) -> str | None:
         out = (head + new.encode() + tail).decode()
     else:
         at = _after_header(tree)
-        added = ([] if _imports_pytest(tree) else [f"import pytest{nl}"]) + [nl, f"pytestmark = {mark}{nl}"]
+        importing = [] if _imports_pytest(tree) else [f"import pytest{nl}"]
+        if at:
+            added = [*importing, nl, f"pytestmark = {mark}{nl}"]
+        else:  # nothing opens the module: the mark opens it, set apart from what follows
+            added = [*importing, *([nl] if importing else []), f"pytestmark = {mark}{nl}", nl]
         if at and not lines[at - 1].endswith(("\n", "\r")):
             lines[at - 1] += nl
         out = "".join([*lines[:at], *added, *lines[at:]])

@@ -39,7 +39,8 @@ def suite_log(
     rows, total = policy.suite_changes(store, test_path=test_path, limit=max(1, min(limit, 200)), offset=offset)
     entries = []
     for action, node, path, record, created, pr_branch, pr_url in rows:
-        pull = record.get("pull_request") if isinstance(record.get("pull_request"), dict) else {}
+        pull = record.get("pull_request")
+        pull = pull if isinstance(pull, dict) else {}
         reasons = [r for key in _REASON_KEYS for r in _listed(record.get(key))]
         if action == "unquarantined" and record.get("clean_runs") is not None:
             reasons.append(f"{record['clean_runs']} clean CI runs in a row")
