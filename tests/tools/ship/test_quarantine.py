@@ -6,7 +6,9 @@ after K clean runs (an xfailed run, JUnit `skipped`, is not clean). The suite ch
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +230,20 @@ def _add_regression_test_record(loop: Loop) -> None:
     row = policy.PullRequestRow(slot, 1, "r" * 32, "prodloop/1-keyerror", "c", None, None, "local", loop.clock.now())
     policy.complete_pull_request(loop.store, row, {"test_node": "tests/test_regression.py::test_r",
                                                    "test_path": "tests/test_regression.py", "issue_id": 1})  # fmt: skip
+
+
+def test_the_command_line_lists_quarantine_and_lift_and_applying_needs_a_person(loop: Loop) -> None:
+    _flaky_on_three_commits(loop)
+    loop.ctx.close()
+    where = ["--repo", str(loop.project.git.root), "--data-dir", str(loop.settings.resolved_data_dir)]
+    cli = [sys.executable, "-m", "prodloop.server.cli", "ci"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+    listed = subprocess.run([*cli, "quarantine", *where], capture_output=True, text=True, env=env, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert [t["test_node"] for t in json.loads(listed.stdout)["tests"]] == [NODE]
+    refused = subprocess.run([*cli, "quarantine", "--apply", *where], capture_output=True, text=True, env=env,
+                             check=False)  # fmt: skip
+    assert refused.returncode == 2 and "--by NAME" in refused.stderr
+    assert loop.project.remote_branches() == {"main"}
+    lift = subprocess.run([*cli, "lift", *where], capture_output=True, text=True, env=env, check=False)
+    assert lift.returncode == 0 and json.loads(lift.stdout)["tests"] == []
