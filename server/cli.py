@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from prodloop.server.cli_suite import add_ci_commands, suite_app
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ConfigError, InvalidArgument, ProdloopError
 from prodloop.server.settings import Settings, load_settings
@@ -280,6 +281,8 @@ def andon_release_cmd(
 
 ci_app = typer.Typer(no_args_is_help=True, help="The project's own test failures (JUnit XML) as signals.")
 app.add_typer(ci_app, name="ci")
+add_ci_commands(ci_app)
+app.add_typer(suite_app, name="suite")
 
 
 @ci_app.command("ingest")

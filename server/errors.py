@@ -18,7 +18,8 @@
     ├── Quarantined              agent work touching a path an andon cord quarantined; a person releases it
     ├── LineageHalted            an issue lineage stopped (fixes with no effect, cost spent); a person resets it
     ├── RevertRefused            an andon revert prodloop will not push (a conflict, nothing to revert, a secret)
-    └── HealRefused              a healed CI test prodloop will not judge or ship (not test rot, weakened, moved)
+    ├── HealRefused              a healed CI test prodloop will not judge or ship (not test rot, weakened, moved)
+    └── SuiteChangeRefused       a test-suite change (move, removal, quarantine) prodloop will not push
 
 Messages are built inside each class from structured fields and always say what was
 wrong and what to do. No message ever carries a secret or an unscrubbed production value.
@@ -214,3 +215,11 @@ class RevertRefused(ProdloopError):
     def __init__(self, key: str, problem: str, fix: str) -> None:
         self.key = key
         super().__init__(f"revert {key} refused: {problem}; nothing was pushed; {fix}")
+
+
+class SuiteChangeRefused(ProdloopError):
+    """A test-suite change (move, removal, quarantine, lift) prodloop will not push. Nothing was pushed."""
+
+    def __init__(self, what: str, problem: str, fix: str) -> None:
+        self.what = what
+        super().__init__(f"{what} refused: {problem}; nothing was pushed; {fix}")

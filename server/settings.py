@@ -52,6 +52,10 @@ REPO_POLICY: dict[str, str] = {
     "andon.baseline_hours": "free", "andon.propose_revert": "on",
     "auto_merge.min_mutation_score": "min", "auto_merge.max_fix_lines": "max", "auto_merge.max_fix_files": "max",
     "auto_merge.label": "free",
+    # Quarantine hides a test's failures: a repository may only make it harder to enter (raise the rate and the
+    # commits) and quicker to leave (lower the clean runs); the marker's name is a label.
+    "suite.slow_marker": "free", "suite.quarantine_min_rate": "min", "suite.quarantine_min_commits": "min",
+    "suite.lift_after_clean_runs": "max",
     "base_branch": "never", "git_remote": "never", "github_token": "never", "github_repo": "never",
     "github_base_url": "never", "pr_labels": "free", "provenance_path": "never",
     "sentry_base_url": "never", "sentry_org": "never", "sentry_project": "never", "sentry_token": "never",
@@ -99,6 +103,7 @@ _NESTED = (
     "post_merge",
     "andon",
     "auto_merge",
+    "suite",
 )  # tables whose keys are each classified
 
 
@@ -281,10 +286,35 @@ class AutoMergeSettings(BaseModel):
     """When a prodloop PR is labelled eligible for auto-merge: every gate passed (always so for a PR), a mutation
     score at least this (stricter than the gates'), and a small change: a test plus a fix of few lines and files."""
 
+    model_config = ConfigDict(extra="forbid")
+
     min_mutation_score: float = Field(default=0.95, ge=0, le=1)
     max_fix_lines: int = Field(default=20, ge=0, le=1000, description="lines the fix adds or removes")
     max_fix_files: int = Field(default=2, ge=0, le=50, description="files the fix changes (besides the test)")
     label: str = Field(default="prodloop:auto-merge-eligible", min_length=1, max_length=50)
+
+
+class SuiteSettings(BaseModel):
+    """`[tool.prodloop.suite]`: how the test suite follows production. Accepted proposals move quiet tests behind
+    `slow_marker` (`pytest -m "not <marker>"` deselects them); a test flaky on at least `quarantine_min_rate` of at
+    least `quarantine_min_commits` commits CI ran it on is quarantined (xfail, not strict), and lifted after
+    `lift_after_clean_runs` clean CI runs in a row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slow_marker: str = Field(default="slow_suite", max_length=60, description="the marker of the slower suite")
+    quarantine_min_rate: float = Field(default=0.1, gt=0, le=1, description="flaky commits over commits run")
+    quarantine_min_commits: int = Field(default=3, ge=1, description="commits CI ran the test on")
+    lift_after_clean_runs: int = Field(default=10, ge=1, le=1000, description="passed, no reruns, in a row")
+
+    @field_validator("slow_marker")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        import keyword
+
+        if not value.isidentifier() or keyword.iskeyword(value) or not value.isascii():
+            raise ValueError(f"{value[:60]!r} is not a Python identifier, so pytest.mark cannot name it")
+        return value
 
 
 class Settings(BaseSettings):
@@ -332,6 +362,7 @@ class Settings(BaseSettings):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     post_merge: PostMergeSettings = Field(default_factory=PostMergeSettings)
     andon: AndonSettings = Field(default_factory=AndonSettings)
+    suite: SuiteSettings = Field(default_factory=SuiteSettings)
 
     base_branch: str | None = Field(default=None, description="PR base; default the remote's default branch")
     git_remote: str = Field(default="origin", description="where PR branches are pushed")

@@ -107,14 +107,20 @@ _PER_TEST_COMMIT = """
 """
 
 
-def flaky_tests(store: Store, *, test_ids: list[str] | None = None) -> list[tuple[str, int, int]]:
-    """(test id, commits it was flaky on, commits it ran on) for tests flaky on at least one commit."""
-    clause, params = "", []
+def flaky_tests(
+    store: Store, *, test_ids: list[str] | None = None, since: float | None = None
+) -> list[tuple[str, int, int]]:
+    """(test id, commits it was flaky on, commits it ran on) for tests flaky on at least one commit (in the runs
+    stored after `since`, when given)."""
+    clause, params = "", list[object]()
     if test_ids is not None:
         if not test_ids:
             return []
         clause = f" AND r.test_id IN ({','.join('?' * len(test_ids))})"
         params = list(test_ids)
+    if since is not None:
+        clause += " AND c.at > ?"
+        params.append(since)
     rows = store.reader().execute(
         f"SELECT test_id, SUM(flaky), COUNT(*) FROM ({_PER_TEST_COMMIT.format(clause=clause)})"
         " GROUP BY test_id HAVING SUM(flaky) > 0 ORDER BY SUM(flaky) * 1.0 / COUNT(*) DESC, test_id",
@@ -254,3 +260,28 @@ def failures(store: Store, *, limit: int) -> list[FailureRow]:
         (limit,),
     )
     return [FailureRow(int(r[0]), r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7], int(r[8])) for r in rows]
+
+
+def failing_run_urls(store: Store, test_ids: list[str], *, limit: int = 10) -> list[str]:
+    """The URLs of CI runs (newest first) in which any of `test_ids` failed or errored."""
+    if not test_ids:
+        return []
+    rows = store.reader().execute(
+        "SELECT c.run_url FROM ci_results r JOIN ci_runs c ON c.id = r.run_id"
+        f" WHERE r.test_id IN ({','.join('?' * len(test_ids))}) AND r.outcome IN ('failed', 'error')"
+        " AND c.run_url IS NOT NULL GROUP BY c.run_url ORDER BY max(c.at) DESC, max(c.id) DESC LIMIT ?",
+        [*test_ids, limit],
+    )
+    return [str(row[0]) for row in rows]
+
+
+def results_since(store: Store, test_ids: list[str], since: float) -> list[tuple[int, str, int]]:
+    """(run id, outcome, reruns) of `test_ids` in the CI runs stored after `since`, oldest run first."""
+    if not test_ids:
+        return []
+    rows = store.reader().execute(
+        "SELECT r.run_id, r.outcome, r.reruns FROM ci_results r JOIN ci_runs c ON c.id = r.run_id"
+        f" WHERE r.test_id IN ({','.join('?' * len(test_ids))}) AND c.at > ? ORDER BY c.at, c.id",
+        [*test_ids, since],
+    )
+    return [(int(run), str(outcome), int(reruns)) for run, outcome, reruns in rows]

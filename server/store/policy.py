@@ -170,15 +170,6 @@ def complete_pull_request(
         )
 
 
-def record_provenance(store: Store, record: dict[str, Any], *, at: float) -> None:
-    """A suite change prodloop shipped outside `open_pr` (a heal): kept with the others, no PR slot of an issue."""
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO provenance (test_node, test_path, record, created_at) VALUES (?, ?, ?, ?)",
-            (record["test_node"], record["test_path"], json.dumps(record, sort_keys=True), at),
-        )
-
-
 def auto_merge_counts(store: Store) -> tuple[int, int, int]:
     """(PRs opened with an eligibility on record, of them eligible, of those merged)."""
     row = (
@@ -242,6 +233,56 @@ def provenance_records(
         f"SELECT record FROM provenance {clause} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
     )
     return [json.loads(row[0]) for row in rows], total
+
+
+def save_provenance(store: Store, records: list[dict[str, Any]], at: float) -> None:
+    """Provenance records of a change no pull request slot holds (a suite change), in one transaction."""
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO provenance (test_node, test_path, record, created_at) VALUES (?, ?, ?, ?)",
+            [(r["test_node"], r["test_path"], json.dumps(r, sort_keys=True), at) for r in records],
+        )
+
+
+_ACTION = "coalesce(json_extract(p.record, '$.action'), 'added')"
+
+
+def suite_changes(
+    store: Store, *, test_path: str | None, limit: int, offset: int
+) -> tuple[list[tuple[str, str, str, dict[str, Any], float, str | None, str | None]], int]:
+    """One page of every provenance record as a suite change, oldest first: (action, test node, test path, record,
+    created at, PR branch, PR url), and how many there are in all."""
+    rows = (
+        store.reader()
+        .execute(
+            f"SELECT {_ACTION}, p.test_node, p.test_path, p.record, p.created_at, pr.branch, pr.url, count(*) OVER ()"
+            " FROM provenance p LEFT JOIN pull_requests pr ON pr.id = p.pull_request_id"
+            " WHERE ?1 IS NULL OR p.test_path = ?1 ORDER BY p.created_at, p.id LIMIT ?2 OFFSET ?3",
+            (test_path, limit, offset),
+        )
+        .fetchall()
+    )
+    total = int(rows[0][7]) if rows else _count(store, test_path)
+    return [(str(a), str(n), str(t), json.loads(r), float(c), b, u) for a, n, t, r, c, b, u, _ in rows], total
+
+
+def _count(store: Store, test_path: str | None) -> int:
+    row = store.reader().execute("SELECT count(*) FROM provenance WHERE ?1 IS NULL OR test_path = ?1", (test_path,))
+    return int(row.fetchone()[0])
+
+
+def latest_actions(store: Store) -> dict[str, tuple[str, dict[str, Any], float]]:
+    """Each test node's latest provenance record: (action, record, created at)."""
+    rows = store.reader().execute(
+        f"SELECT p.test_node, {_ACTION}, p.record, p.created_at FROM provenance p"
+        " WHERE p.id = (SELECT max(q.id) FROM provenance q WHERE q.test_node = p.test_node)"
+    )
+    return {str(n): (str(a), json.loads(r), float(c)) for n, a, r, c in rows}
+
+
+def is_added(record: dict[str, Any]) -> bool:
+    """A record of a regression test prodloop added (records before suite changes carry no action)."""
+    return bool(record.get("action", "added") == "added")
 
 
 def escalate(store: Store, issue_id: int | None, kind: str, reason: str, at: float) -> None:

@@ -504,9 +504,13 @@ class GitRepo:
         done = self._run(tree, "apply", "--whitespace=nowarn", str(patch))
         _checked(done, tree, "git apply", "make the diff against the deployed commit (git diff <commit>)")
 
-    def build_commit(self, base: str, diff: str, files: dict[str, str], appended: dict[str, str], message: str) -> str:
-        """A commit of `base` + `diff` + `files` (written whole) + lines `appended` to files, built with plumbing on a
-        temporary index of this repository: no working tree, no hooks, nothing any test ever ran in."""
+    def build_commit(
+        self, base: str, diff: str, files: dict[str, str], appended: dict[str, str], message: str,
+        deleted: tuple[str, ...] = (),
+    ) -> str:  # fmt: skip
+        """A commit of `base` + `diff` + `files` (written whole) + lines `appended` to files - the `deleted` files,
+        built with plumbing on a temporary index of this repository: no working tree, no hooks, nothing any test ever
+        ran in."""
         whole = dict(files)
         for path, line in appended.items():
             whole[path] = (self.read(base, path) or "") + line
@@ -514,6 +518,8 @@ class GitRepo:
             for path, text in whole.items():
                 blob = git("hash-object", "-w", "--stdin", stdin=text).strip()
                 git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+            for path in deleted:
+                git("update-index", "--force-remove", "--", path)
             tree = git("write-tree").strip()
             return git("commit-tree", tree, "-p", base, "-m", message).strip()
 

@@ -177,7 +177,7 @@ def _keeps_guarding(
     """A prodloop regression test, healed, still fails on the deployed commit of each production bug it guards, and
     with the production exception (so the bug's input is still exercised, not cut short by a new assertion)."""
     records = [r for r in policy.provenance_records(store, test_path=test_path)[0]
-               if r.get("action", "added") == "added" and r.get("test_node") == node]  # fmt: skip
+               if policy.is_added(r) and r.get("test_node") == node]  # fmt: skip
     if not records:
         return Gate(name="keeps_guarding", passed=True, evidence="prodloop did not add this test: no production bug")
     failures, held = [], []

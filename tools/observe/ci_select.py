@@ -62,7 +62,7 @@ def select_tests(store: Store, repo: GitRepo, settings: Settings, *, base: str, 
     records, _ = policy.provenance_records(store)
     for record in records:
         test_path = str(record.get("test_path", ""))
-        if test_path not in present:
+        if not policy.is_added(record) or test_path not in present:
             continue
         frames = {lineage.repo_path(f) for f in lineage.issue_files(store, int(record.get("issue_id", 0) or 0))}
         for path in sources:

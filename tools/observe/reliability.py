@@ -320,7 +320,7 @@ def _guards(
 ) -> Guards:  # fmt: skip
     by_id = {i.id: i for i in issues}
     records, _ = policy.provenance_records(store)
-    ours = [r for r in records if r.get("issue_id") in by_id]
+    ours = [r for r in records if policy.is_added(r) and r.get("issue_id") in by_id]
     latency = []
     for record in ours:
         try:

@@ -97,7 +97,7 @@ def open_heal_pr(
         draft=False, labels=labels, again="open_heal_pr again",
     )  # fmt: skip
     record["pull_request"] = {"branch": branch, "base": base, "url": out.url, "number": out.number}
-    policy.record_provenance(store, record, at=now)
+    policy.save_provenance(store, [record], now)
     return HealPullRequest(mode=out.mode, branch=branch, base=base, commit=commit, url=out.url, number=out.number,
                            description_path=out.description_path, labels=labels, provenance=record)  # fmt: skip
 

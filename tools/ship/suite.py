@@ -40,12 +40,17 @@ class SuiteProposals(BaseModel):
     note: str
 
 
-def suggest_suite_changes(store: Store, repo: GitRepo, clock: Clock, *, quiet_days: int = 180) -> SuiteProposals:
-    head = repo.head()
+def suggest_suite_changes(
+    store: Store, repo: GitRepo, clock: Clock, *, quiet_days: int = 180, at: str | None = None
+) -> SuiteProposals:
+    """Proposals for the suite at commit `at` (default HEAD). A test already moved to the slower suite (its latest
+    provenance record says so) is not proposed for it again."""
+    head = at or repo.head()
     files = repo.files(head)
     modules = {module_of(p): p for p in files if p.endswith(".py")}
     packages = {m.split(".")[0] for m in modules}
-    added = {r["test_path"]: r for r in policy.provenance_records(store)[0]}
+    added = {r["test_path"]: r for r in policy.provenance_records(store)[0] if policy.is_added(r)}
+    moved = {node for node, (action, _, _) in policy.latest_actions(store).items() if action == "moved"}
     cutoff = clock.now() - quiet_days * DAY
     proposals: list[Proposal] = []
     for path in files:
@@ -78,13 +83,15 @@ def suggest_suite_changes(store: Store, repo: GitRepo, clock: Clock, *, quiet_da
             if path in added:
                 proposals.append(Proposal(test_path=path, action="keep", reasons=reasons, provenance=added[path]))
             continue
+        if path in moved:
+            continue
         why = [f"no commit to {', '.join(covered)} and no production error in them for {quiet_days} days"]
         proposals.append(Proposal(test_path=path, action="move_to_slow_suite", reasons=why, provenance=added.get(path)))
     return SuiteProposals(
         quiet_days=quiet_days,
         head=head,
         proposals=proposals,
-        note="proposals only: apply them in a PR (a marker such as @pytest.mark.weekly) and record the change",
+        note="proposals only: a person applies them with `prodloop suite apply PATH... --by NAME --why TEXT`",
     )
 
 

@@ -152,8 +152,8 @@ def test_a_prodloop_regression_test_must_keep_failing_on_the_bug_it_guards(proje
     issue = import_events(ctx, ctx.store.create_project("shop"), [("e", make_event(timestamp=before))], source="t")
     assert ctx.store.get_issue(1).exception_type == "KeyError" and issue
     node = "tests/test_pricing.py::test_discount"
-    policy.record_provenance(ctx.store, {"action": "added", "test_node": node, "test_path": "tests/test_pricing.py",
-                                         "issue_id": 1, "deployed_commit": project.shas["buggy"]}, at=0.0)  # fmt: skip
+    policy.save_provenance(ctx.store, [{"action": "added", "test_node": node, "test_path": "tests/test_pricing.py",
+                                        "issue_id": 1, "deployed_commit": project.shas["buggy"]}], 0.0)  # fmt: skip
     project.ci("fixed")
     project.ci("percent")
     failure = project.failure("test_discount")
