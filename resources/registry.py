@@ -51,6 +51,20 @@ def register_resources(server: MCPServer, ctx: AppContext) -> None:
         return views.provenance(ctx)
 
     @server.resource(
+        "prodloop://suite/log", name="suite_log", mime_type=views.MIME,
+        description="the test suite's change log: tests added, healed, moved, removed, quarantined, with reasons",
+    )  # fmt: skip
+    def suite_log() -> str:
+        return views.suite_log_view(ctx)
+
+    @server.resource(
+        "prodloop://suite/proposals", name="suite_proposals", mime_type=views.MIME,
+        description="proposals only (a person applies them): tests of code quiet for 180 days, tests of code gone",
+    )  # fmt: skip
+    def suite_proposals() -> str:
+        return views.suite_proposals_view(ctx)
+
+    @server.resource(
         "prodloop://results/{tool}", name="results", mime_type=views.MIME,
         description="a tool's result documented: every field, nested ones too, with its type and meaning",
     )  # fmt: skip

@@ -19,6 +19,8 @@ from prodloop.tools.observe.lineage_status import post_merge_status
 from prodloop.tools.observe.metrics import metrics
 from prodloop.tools.observe.reliability import query_reliability_history
 from prodloop.tools.ship.provenance import list_provenance
+from prodloop.tools.ship.suite import suggest_suite_changes
+from prodloop.tools.ship.suite_log import suite_log
 
 MIME = "application/json"
 
@@ -50,6 +52,14 @@ def reliability(ctx: AppContext, path: str) -> str:
 
 def provenance(ctx: AppContext) -> str:
     return list_provenance(ctx.store, limit=200).model_dump_json()
+
+
+def suite_log_view(ctx: AppContext) -> str:
+    return suite_log(ctx.store, limit=200).model_dump_json()
+
+
+def suite_proposals_view(ctx: AppContext) -> str:
+    return suggest_suite_changes(ctx.store, ctx.git(), ctx.clock).model_dump_json()
 
 
 def andon(ctx: AppContext) -> str:

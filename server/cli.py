@@ -308,7 +308,8 @@ def ci_ingest(
         report = ingest_junit(ctx.store, ctx.settings, ctx.clock, data, commit=commit, branch=branch, run_url=run,
                               job=job, repo_files=files, where=str(results))  # fmt: skip
         if files is not None and not report.duplicate:
-            report.issues = open_regressions(ctx, [g.id for g in report.failures], branch=branch)
+            failed = [g.id for g in report.failures]
+            report.issues = open_regressions(ctx.store, ctx.git(), ctx.settings, ctx.clock, failed, branch=branch)
     print(report.model_dump_json())
 
 

@@ -55,9 +55,7 @@ from prodloop.tools.observe.triage import TriageReport, triage_signals
 from prodloop.tools.reproduce.characterize import characterize
 from prodloop.tools.reproduce.synthesis import SynthesisResult, synthesize_regression_test
 from prodloop.tools.ship.heal_pr import HealPullRequest, open_heal_pr
-from prodloop.tools.ship.provenance import ProvenancePage, list_provenance
 from prodloop.tools.ship.pull_request import PullRequestResult, open_pr
-from prodloop.tools.ship.suite import SuiteProposals, suggest_suite_changes
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -292,24 +290,6 @@ def build_mcp(ctx: AppContext) -> MCPServer:
             )
         except ProdloopError as exc:
             raise _map_errors(exc) from exc
-
-    @server.tool(name="list_provenance", description=DESCRIPTIONS["list_provenance"],
-                 annotations=READ_ONLY)  # fmt: skip
-    @_boundary
-    def list_provenance_tool(
-        test_path: Annotated[str | None, Field(max_length=500, description="only this test file")] = None,
-        limit: Annotated[int, Field(ge=1, le=200, description="per page")] = 50,
-        cursor: Cursor | None = None,
-    ) -> Annotated[CallToolResult, ProvenancePage]:
-        return reply(list_provenance(ctx.store, test_path=test_path, limit=limit, cursor=cursor))
-
-    @server.tool(name="suggest_suite_changes",
-                 description=DESCRIPTIONS["suggest_suite_changes"], annotations=READ_ONLY)  # fmt: skip
-    @_boundary
-    def suggest_suite_changes_tool(
-        quiet_days: Annotated[int, Field(ge=1, le=3650, description="days without errors or commits")] = 180,
-    ) -> Annotated[CallToolResult, SuiteProposals]:
-        return reply(suggest_suite_changes(ctx.store, ctx.git(), ctx.clock, quiet_days=quiet_days))
 
     @server.tool(name="post_merge_status", description=DESCRIPTIONS["post_merge_status"],
                  annotations=IDEMPOTENT_WRITE)  # fmt: skip

@@ -69,16 +69,6 @@ DESCRIPTIONS: dict[str, str] = {
         "passed. Use it last; not to try a fix (run_candidate_test). "
         'Example: {"receipt_id": "<32 hex>", "draft": true}. Next: a person reviews it.'
     ),
-    "list_provenance": (
-        "Where each test prodloop added came from: issue, event, commit, receipt, gates, mutation score, branch, "
-        "client, time. Use it to audit a test; not for open issues (list_issues). "
-        'Example: {"test_path": "tests/test_pricing.py"}. Next: next_cursor pages on.'
-    ),
-    "suggest_suite_changes": (
-        "Proposals, never applied: tests of code quiet (no error, no commit) for quiet_days, tests of code that is "
-        "gone, prodloop's tests. Use it to tidy the suite; not for failing tests (list_issues). "
-        'Example: {"quiet_days": 90}. Next: a person decides.'
-    ),
     "post_merge_status": (
         "An issue's fix after its PR: merged, deployed, the verdict against production (watching, fixed, "
         "no_effect, regressed) with its numbers, budget spent, what stops it. Use it after open_pr; not before "
@@ -90,16 +80,14 @@ DESCRIPTIONS: dict[str, str] = {
         "Example: {}. Next: leave quarantined paths to a person."
     ),
     "heal_test": (
-        "Heal a CI test that rotted (the code changed on purpose; prodloop://ci/failure/{id} says which kind): give "
-        "the whole updated test file. It must not weaken the test (assertions kept as strong), must fail as it was, "
-        "pass healed and again, keep failing on the production bug it guards, and kill mutants of the change. Use "
-        "it only for test_rot; not for a regression (fix the code) or a flaky test. "
-        'Example: {"failure_id": 4, "test_code": "..."}. Next: open_heal_pr if passed.'
+        "Heal a CI test whose code changed on purpose (test_rot in prodloop://ci/failure/{id}): give the whole "
+        "updated file. Gates: not weakened, fails as it was, passes again and again, still guards its production "
+        "bug, kills mutants of the change. Use it for test_rot only; not for a regression (fix the code). "
+        'Example: {"failure_id": 4, "test_code": "..."}. Next: open_heal_pr.'
     ),
     "open_heal_pr": (
-        "Ship a passed heal as a pull request: the healed test and a provenance record, nothing else, re-run on "
-        "the base. Refused if the base changed the test since. Use it after heal_test passed; not for fixes (open_pr). "
-        'Example: {"heal_id": "<32 hex>"}. Next: a person reviews it.'
+        "Ship a passed heal as a PR: the healed test and a provenance line, re-run on the base. Use it after "
+        'heal_test passed; not for fixes (open_pr). Example: {"heal_id": "<32 hex>"}. Next: a person reviews it.'
     ),
     "report_agent_cost": (
         "Add the tokens and money you spent on an issue to its budget; past a limit its work is refused and a "

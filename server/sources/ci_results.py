@@ -80,7 +80,9 @@ class CIResults:
                 run_url=params.get("run"), job=params.get("job"), repo_files=files, where="the posted results",
             )  # fmt: skip
             if files is not None and not report.duplicate:
-                report.issues = open_regressions(ctx, [g.id for g in report.failures], branch=params.get("branch"))
+                failed = [g.id for g in report.failures]
+                report.issues = open_regressions(ctx.store, ctx.git(), ctx.settings, ctx.clock, failed,
+                                                 branch=params.get("branch"))  # fmt: skip
             return report.model_dump_json()
 
         try:

@@ -36,12 +36,14 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
         for uri in ["prodloop://issues", "prodloop://issues/1", f"prodloop://events/{event_id}",
                     f"prodloop://code-path/{event_id}", "prodloop://provenance", "prodloop://policy",
                     "prodloop://reliability/shop%2Fpricing.py", "prodloop://results/map_code_path",
-                    "prodloop://andon", "prodloop://lineage/1"]:  # fmt: skip
+                    "prodloop://andon", "prodloop://lineage/1", "prodloop://suite/log", "prodloop://suite/proposals",
+                    "prodloop://ci/failures"]:  # fmt: skip
             result = await client.read_resource(uri)
             assert result.contents[0].mime_type == "application/json", uri
             contents[uri] = json.loads(result.contents[0].text)  # type: ignore[union-attr]
     assert set(listed) == {
         "prodloop://issues", "prodloop://provenance", "prodloop://policy", "prodloop://andon", "prodloop://metrics",
+        "prodloop://suite/log", "prodloop://suite/proposals", "prodloop://ci/failures",
     }  # fmt: skip
     assert set(templates) == {
         "prodloop://issues/{issue_id}",
@@ -50,6 +52,7 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
         "prodloop://reliability/{path}",
         "prodloop://results/{tool}",
         "prodloop://lineage/{issue_id}",
+        "prodloop://ci/failure/{failure_id}",
     }
     assert all(r.description for r in [*listed.values(), *templates.values()])
     assert contents["prodloop://issues"]["total"] == 1
@@ -62,6 +65,8 @@ async def test_every_resource_is_listed_and_readable_as_json(ctx: AppContext) ->
     assert contents["prodloop://andon"] == {"active": [], "released": [], "quarantined_paths": []}
     assert contents["prodloop://lineage/1"]["next_step"].startswith("no PR yet")
     assert contents["prodloop://policy"]["andon"]["min_ratio"] == 2.0
+    assert contents["prodloop://suite/log"]["total"] == 0 and contents["prodloop://ci/failures"]["failures"] == []
+    assert contents["prodloop://suite/proposals"]["quiet_days"] == 180
 
 
 async def test_a_non_numeric_issue_id_is_an_error(ctx: AppContext) -> None:

@@ -37,17 +37,16 @@ async def test_tools_are_listed_with_descriptions_schemas_and_read_only_annotati
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == {
         "list_issues", "fetch_error_context", "map_code_path", "record_deploy",
-        "run_candidate_test", "synthesize_regression_test", "mutate_validate", "open_pr", "list_provenance",
-        "suggest_suite_changes", "query_reliability_history", "triage_signals", "post_merge_status", "andon_status",
-        "report_agent_cost",
+        "run_candidate_test", "synthesize_regression_test", "mutate_validate", "open_pr", "heal_test", "open_heal_pr",
+        "query_reliability_history", "triage_signals", "post_merge_status", "andon_status", "report_agent_cost",
     }  # fmt: skip
     for tool in tools.values():
         assert tool.description
         assert tool.input_schema["type"] == "object"
         assert tool.output_schema is not None
         assert tool.annotations is not None
-        read_only = {"list_issues", "fetch_error_context", "map_code_path", "andon_status", "list_provenance",
-                     "suggest_suite_changes", "query_reliability_history"}  # fmt: skip
+        read_only = {"list_issues", "fetch_error_context", "map_code_path", "andon_status",
+                     "query_reliability_history"}  # fmt: skip
         assert bool(tool.annotations.read_only_hint) is (tool.name in read_only)  # MCP: absent means false
 
 

@@ -92,7 +92,10 @@ async def test_tools_list_is_compact_and_every_tool_says_when_to_use_it(ctx: App
         assert hints.destructive_hint is False, tool.name
     by_name = {t.name: t for t in tools}
     assert by_name["open_pr"].annotations is not None and by_name["open_pr"].annotations.open_world_hint is True
-    assert [n for n, t in by_name.items() if t.annotations and t.annotations.open_world_hint] == ["open_pr"]
+    assert [n for n, t in by_name.items() if t.annotations and t.annotations.open_world_hint] == [
+        "open_pr",
+        "open_heal_pr",
+    ]
     issue_ids = {
         json.dumps(t.input_schema["properties"]["issue_id"])
         for t in tools
@@ -210,7 +213,6 @@ async def test_text_content_is_compact_json_without_empty_fields(
         ("fetch_error_context", {"issue_id": 1, "frames_limit": 3, "breadcrumbs_limit": 2}),
         ("map_code_path", {"issue_id": 1}),
         ("post_merge_status", {"issue_id": 1}),
-        ("list_provenance", {}),
         ("synthesize_regression_test", {"issue_id": 1}),
     ],
 )

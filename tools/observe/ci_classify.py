@@ -21,7 +21,7 @@ A person's decision (`prodloop ci classify ID --as KIND --by NAME --why TEXT`) o
 from __future__ import annotations
 
 import ast
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -68,7 +68,8 @@ def classify_failure(store: Store, repo: GitRepo, failure_id: int) -> Classifica
     runs = ci.runs_of_test(store, row.test_id)
     failing = [r for r in runs if r.failure_id == failure_id and repo.resolve(r.commit) is not None]
     test_path = ci.test_file(row.test_id)
-    base = dict(failure_id=failure_id, test_id=row.test_id, exception_type=row.exception_type, location=row.location)
+    base: dict[str, Any] = {"failure_id": failure_id, "test_id": row.test_id, "exception_type": row.exception_type,
+                            "location": row.location}  # fmt: skip
     if not failing:
         return Classification(
             **base, test_path=None, kind="unknown", decided_by=None, failing_commit=None, last_pass=None,
@@ -107,7 +108,7 @@ def classify_failure(store: Store, repo: GitRepo, failure_id: int) -> Classifica
         kind = _judge(store, repo, row, test_path, suspects, evidence)
     if decided is not None:
         evidence.insert(0, f"{decided[1]} classified it {decided[0]} on {iso(decided[3])}: {cap(decided[2], 300)}")
-        kind = decided[0] if decided[0] in KINDS else kind  # type: ignore[assignment]
+        kind = next((k for k in KINDS if k == decided[0]), kind)
     return Classification(
         **base, test_path=test_path, kind=kind, decided_by=decided[1] if decided else None, evidence=evidence,
         failing_commit=commit, last_pass=repo.resolve(last_pass.commit) if last_pass else None, suspects=suspects,

@@ -17,9 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from prodloop.server.context import AppContext
-from prodloop.server.ingest.importer import import_events
-from prodloop.server.store import ci
+from prodloop.server.clock import Clock
+from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.settings import Settings
+from prodloop.server.store import Store, ci
 from prodloop.tools.engine.functions import FunctionIndex
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.observe.ci_classify import Classification, classify_failure
@@ -35,16 +36,17 @@ class CIIssue(BaseModel):
     test: str | None
 
 
-def open_regressions(ctx: AppContext, failure_ids: list[int], *, branch: str | None) -> list[CIIssue]:
+def open_regressions(
+    store: Store, repo: GitRepo, settings: Settings, clock: Clock, failure_ids: list[int], *, branch: str | None
+) -> list[CIIssue]:
     """Classify the run's failure groups on the default branch; each regression becomes (or joins) an issue."""
-    repo = ctx.git()
-    default = ctx.settings.base_branch or repo.default_branch(ctx.settings.git_remote)
+    default = settings.base_branch or repo.default_branch(settings.git_remote)
     if branch is None or branch.removeprefix("refs/heads/") != default:
         return []
     out = []
     for failure_id in failure_ids[:MAX_PER_RUN]:
-        found = classify_failure(ctx.store, repo, failure_id)
-        issue_id = _open(ctx, repo, found) if found.kind == "regression" else None
+        found = classify_failure(store, repo, failure_id)
+        issue_id = _open(store, repo, settings, clock, found) if found.kind == "regression" else None
         out.append(
             CIIssue(
                 failure_id=failure_id,
@@ -56,14 +58,16 @@ def open_regressions(ctx: AppContext, failure_ids: list[int], *, branch: str | N
     return out
 
 
-def _open(ctx: AppContext, repo: GitRepo, found: Classification) -> int | None:
-    row = ci.failure(ctx.store, found.failure_id)
+def _open(store: Store, repo: GitRepo, settings: Settings, clock: Clock, found: Classification) -> int | None:
+    row = ci.failure(store, found.failure_id)
     if row is None or found.failing_commit is None:
         return None
     event = _event(repo, found, row)
-    project = ctx.store.project_by_name(PROJECT) or ctx.store.create_project(PROJECT)
-    import_events(ctx, project, [(f"CI failure {row.id}", event)], source="ci")
-    hit = ctx.store.reader().execute("SELECT issue_id FROM events WHERE event_id = ?", (event["event_id"],)).fetchone()
+    project = store.project_by_name(PROJECT) or store.create_project(PROJECT)
+    record = EventProcessor(settings, clock).process(event, project_id=project.id, user_salt=project.public_key,
+                                                     source="ci", what=f"CI failure {row.id}")  # fmt: skip
+    store.write_events([record])
+    hit = store.reader().execute("SELECT issue_id FROM events WHERE event_id = ?", (event["event_id"],)).fetchone()
     return int(hit[0]) if hit else None
 
 

@@ -72,7 +72,7 @@ def metrics(store: Store) -> Metrics:
     runs, pairs, flaky = ci.flake_counts(store)
     selections, chosen, total = ci.selection_savings(store)
     share = round(chosen / total, 4) if total else None
-    prs, eligible, merged = policy.auto_merge_counts(store)
+    prs, eligible, eligible_merged = policy.auto_merge_counts(store)
     return Metrics(
         production_to_test=_distribution(latency), time_to_restore=_distribution(restore), fixed=len(fixed_at),
         regressed=len(regressed & set(fixed_at)),
@@ -81,7 +81,7 @@ def metrics(store: Store) -> Metrics:
         flake_rate=round(flaky / pairs, 4) if pairs else None, selections=selections, selected_time_share=share,
         ci_time_saved=round(1 - share, 4) if share is not None else None, pull_requests=prs,
         auto_merge_eligible=round(eligible / prs, 4) if prs else None,
-        auto_merged=round(merged / eligible, 4) if eligible else None,
+        auto_merged=round(eligible_merged / eligible, 4) if eligible else None,
     )  # fmt: skip
 
 

@@ -104,6 +104,7 @@ def open_heal_pr(
 
 def _record(heal: heals.Heal, branch: str, base: str, client: str, created_at: str) -> dict[str, Any]:
     found = heal.classification
+    evidence = found.get("evidence")
     return {
         "action": "healed",
         "test_node": f"{heal.test_path}::{heal.test_name}",
@@ -115,7 +116,7 @@ def _record(heal: heals.Heal, branch: str, base: str, client: str, created_at: s
         "failing_commit": heal.commit_sha,
         "classification": found.get("kind"),
         "decided_by": found.get("decided_by"),
-        "evidence": [cap(str(e), 300) for e in list(found.get("evidence") or [])[:6]],  # type: ignore[call-overload]
+        "evidence": [cap(str(e), 300) for e in (evidence if isinstance(evidence, list) else [])[:6]],
         "gates": {g.name: g.passed for g in heal.gates},
         "mutation_score": heal.mutation.score if heal.mutation else None,
         "mutants": heal.mutation.mutants if heal.mutation else None,
@@ -127,9 +128,9 @@ def _record(heal: heals.Heal, branch: str, base: str, client: str, created_at: s
 
 def _body(heal: heals.Heal, record: dict[str, Any]) -> str:
     gates = [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {cap(g.evidence, 200)} |" for g in heal.gates]
-    suspects = heal.classification.get("suspects") or []
+    suspects = heal.classification.get("suspects")
     changes = [f"- `{str(s.get('commit', ''))[:12]}` {cap(str(s.get('summary', '')), 120)}"
-               for s in suspects if isinstance(s, dict)]  # type: ignore[union-attr]  # fmt: skip
+               for s in (suspects if isinstance(suspects, list) else []) if isinstance(s, dict)]  # fmt: skip
     return "\n".join([
         "## Why the test is healed, not the code",
         *(f"- {cap(str(e), 300)}" for e in record["evidence"]),

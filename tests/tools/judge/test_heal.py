@@ -220,12 +220,13 @@ def test_a_ci_regression_becomes_an_issue_its_failing_test_reproduces_and_the_fi
     project.repo.git("push", "-q", "origin", "HEAD:main")
     project.ci("broken")
     failure = project.failure("test_total")
-    assert open_regressions(ctx, [failure], branch="feature") == []  # only the default branch's failures
-    [opened] = open_regressions(ctx, [failure], branch="main")
+    observe = (ctx.store, ctx.git(), ctx.settings, ctx.clock)
+    assert open_regressions(*observe, [failure], branch="feature") == []  # only the default branch's failures
+    [opened] = open_regressions(*observe, [failure], branch="main")
     assert opened.kind == "regression" and opened.issue_id is not None
     issue = ctx.store.get_issue(opened.issue_id)
     assert issue.exception_type == "ValueError"
-    again = open_regressions(ctx, [failure], branch="refs/heads/main")  # the same group: the same issue
+    again = open_regressions(*observe, [failure], branch="refs/heads/main")  # the same group: the same issue
     assert again[0].issue_id == opened.issue_id and ctx.store.get_issue(opened.issue_id).event_count == 2
     fix = subprocess.run(["git", "diff", project.shas["broken"], project.shas["percent"], "--", "shop/pricing.py"],
                          cwd=project.repo.root, capture_output=True, text=True, check=True).stdout  # fmt: skip
