@@ -309,7 +309,10 @@ def ci_ingest(
                               job=job, repo_files=files, where=str(results))  # fmt: skip
         if files is not None and not report.duplicate:
             failed = [g.id for g in report.failures]
-            report.issues = open_regressions(ctx.store, ctx.git(), ctx.settings, ctx.clock, failed, branch=branch)
+            try:  # the results are stored: a failure here is reported, not a refusal that loses them
+                report.issues = open_regressions(ctx.store, ctx.git(), ctx.settings, ctx.clock, failed, branch=branch)
+            except ProdloopError as exc:
+                report.issues_error = str(exc)[:500]
     print(report.model_dump_json())
 
 

@@ -23,6 +23,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import ProdloopError
 from prodloop.server.sources._body import capped_body
 from prodloop.server.store import ci
+from prodloop.tools.engine._shape import cap
 from prodloop.tools.observe.ci_issue import open_regressions
 from prodloop.tools.observe.ci_select import select_tests
 from prodloop.tools.observe.ci_signals import MAX_BYTES, ingest_junit
@@ -81,8 +82,11 @@ class CIResults:
             )  # fmt: skip
             if files is not None and not report.duplicate:
                 failed = [g.id for g in report.failures]
-                report.issues = open_regressions(ctx.store, ctx.git(), ctx.settings, ctx.clock, failed,
-                                                 branch=params.get("branch"))  # fmt: skip
+                try:  # the results are stored: a failure here is reported, never a refusal that loses them
+                    report.issues = open_regressions(ctx.store, ctx.git(), ctx.settings, ctx.clock, failed,
+                                                     branch=params.get("branch"))  # fmt: skip
+                except ProdloopError as exc:
+                    report.issues_error = cap(str(exc), 500)
             return report.model_dump_json()
 
         try:

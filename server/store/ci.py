@@ -95,15 +95,18 @@ def _groups_of(conn: object, run_id: int, new: set[int]) -> list[GroupOut]:
     return [GroupOut(int(i), t, e, loc, int(i) in new, int(n)) for i, t, e, loc, n in rows]
 
 
-# One row per (test, commit) CI ran it on: whether it was flaky there (failed and passed on the commit, in two runs,
-# or passed after reruns in one).
+# One row per (test, commit) CI ran it on: whether it was flaky there, judged within one job (it failed and passed
+# in two runs of the same job, or passed after reruns in one): failing in every run of one job (py39) while passing
+# in another (py312) is an environment's failure, not a flake.
 _PER_TEST_COMMIT = """
-    SELECT r.test_id AS test_id, c.commit_sha,
-           (MAX(r.outcome = 'passed') AND MAX(r.outcome IN ('failed', 'error')))
-           OR MAX(r.outcome = 'passed' AND r.reruns > 0) AS flaky
-    FROM ci_results r JOIN ci_runs c ON c.id = r.run_id
-    WHERE r.outcome != 'skipped'{clause}
-    GROUP BY r.test_id, c.commit_sha
+    SELECT test_id, commit_sha, MAX(flaky) AS flaky FROM (
+        SELECT r.test_id AS test_id, c.commit_sha AS commit_sha,
+               (MAX(r.outcome = 'passed') AND MAX(r.outcome IN ('failed', 'error')))
+               OR MAX(r.outcome = 'passed' AND r.reruns > 0) AS flaky
+        FROM ci_results r JOIN ci_runs c ON c.id = r.run_id
+        WHERE r.outcome != 'skipped'{clause}
+        GROUP BY r.test_id, c.commit_sha, coalesce(c.job, '')
+    ) GROUP BY test_id, commit_sha
 """
 
 
@@ -170,6 +173,7 @@ def failure(store: Store, failure_id: int) -> FailureRow | None:
 @dataclass(frozen=True, slots=True)
 class TestRun:
     commit: str
+    job: str
     branch: str | None
     outcome: str
     reruns: int
@@ -181,11 +185,11 @@ class TestRun:
 def runs_of_test(store: Store, test_id: str) -> list[TestRun]:
     """Every stored result of one test, oldest first."""
     rows = store.reader().execute(
-        "SELECT c.commit_sha, c.branch, r.outcome, r.reruns, r.failure_id, c.run_url, c.at FROM ci_results r"
-        " JOIN ci_runs c ON c.id = r.run_id WHERE r.test_id = ? ORDER BY c.at, c.id",
+        "SELECT c.commit_sha, coalesce(c.job, ''), c.branch, r.outcome, r.reruns, r.failure_id, c.run_url, c.at"
+        " FROM ci_results r JOIN ci_runs c ON c.id = r.run_id WHERE r.test_id = ? ORDER BY c.at, c.id",
         (test_id,),
     )
-    return [TestRun(str(c), b, str(o), int(n), f, u, float(a)) for c, b, o, n, f, u, a in rows]
+    return [TestRun(str(c), str(j), b, str(o), int(n), f, u, float(a)) for c, j, b, o, n, f, u, a in rows]
 
 
 def decide(store: Store, failure_id: int, *, kind: str, by: str, why: str, at: float) -> None:
@@ -275,13 +279,13 @@ def failing_run_urls(store: Store, test_ids: list[str], *, limit: int = 10) -> l
     return [str(row[0]) for row in rows]
 
 
-def results_since(store: Store, test_ids: list[str], since: float) -> list[tuple[int, str, int]]:
-    """(run id, outcome, reruns) of `test_ids` in the CI runs stored after `since`, oldest run first."""
+def results_since(store: Store, test_ids: list[str], since: float) -> list[tuple[int, str, int, str]]:
+    """(run id, outcome, reruns, commit) of `test_ids` in the CI runs stored after `since`, oldest run first."""
     if not test_ids:
         return []
     rows = store.reader().execute(
-        "SELECT r.run_id, r.outcome, r.reruns FROM ci_results r JOIN ci_runs c ON c.id = r.run_id"
+        "SELECT r.run_id, r.outcome, r.reruns, c.commit_sha FROM ci_results r JOIN ci_runs c ON c.id = r.run_id"
         f" WHERE r.test_id IN ({','.join('?' * len(test_ids))}) AND c.at > ? ORDER BY c.at, c.id",
         [*test_ids, since],
     )
-    return [(int(run), str(outcome), int(reruns)) for run, outcome, reruns in rows]
+    return [(int(run), str(outcome), int(reruns), str(commit)) for run, outcome, reruns, commit in rows]

@@ -13,8 +13,8 @@ from prodloop.server.store.db import Store
 from prodloop.server.store.receipts import MutationResult
 
 HealGateName = Literal[
-    "not_weakened", "real_assertion", "hermetic", "fails_unhealed", "passes_on_head", "not_flaky", "keeps_guarding",
-    "mutation",
+    "only_the_test", "not_weakened", "real_assertion", "hermetic", "fails_unhealed", "passes_on_head", "not_flaky",
+    "keeps_guarding", "mutation",
 ]  # fmt: skip
 HEAL_GATES: tuple[HealGateName, ...] = get_args(HealGateName)
 
@@ -82,3 +82,19 @@ def attempts(store: Store, failure_id: int, *, since: float) -> int:
         .fetchone()
     )
     return int(row[0])
+
+
+def reserve_ship(store: Store, heal_id: str) -> str | None:
+    """Claim the heal's one pull request: None when claimed, else what holds it (a branch, or 'pending')."""
+    with store.transaction() as conn:
+        done = conn.execute("UPDATE heals SET shipped = 'pending' WHERE id = ? AND shipped IS NULL", (heal_id,))
+        if done.rowcount == 1:
+            return None
+        row = conn.execute("SELECT shipped FROM heals WHERE id = ?", (heal_id,)).fetchone()
+        return str(row[0]) if row else "unknown"
+
+
+def set_shipped(store: Store, heal_id: str, branch: str | None) -> None:
+    """The claim's outcome: the pushed branch, or None to give the claim back (nothing left this machine)."""
+    with store.transaction() as conn:
+        conn.execute("UPDATE heals SET shipped = ? WHERE id = ?", (branch, heal_id))

@@ -503,7 +503,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             mutation TEXT,
             passed INTEGER NOT NULL,
             cpu_seconds REAL NOT NULL,
-            created_at REAL NOT NULL
+            created_at REAL NOT NULL,
+            shipped TEXT
         );
         CREATE INDEX heals_failure ON heals (failure_id);
         CREATE TABLE ci_selections (

@@ -63,6 +63,15 @@ def untrusted_md(value: Any, limit: int) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
+def md_inline(value: Any, limit: int) -> str:
+    """Untrusted text inside a Markdown line or table cell: one line, no HTML (`<!--` would hide what follows), no
+    table break, no code span, no mention."""
+    text = " ".join((cap(value, limit) or "").split())
+    for raw, safe in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("`", "'"), ("@", "@\u200b")):
+        text = text.replace(raw, safe)
+    return text
+
+
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None

@@ -81,6 +81,10 @@ def _safe_directories() -> tuple[str, ...]:
     return _SAFE[0]
 
 
+_FETCHABLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
+
+
 def checked_name(name: str, what: str) -> str:
     """`name` (a ref, branch or remote) when git can only read it as a name: no leading `-`, no control chars."""
     if not name or name.startswith("-") or any(ord(c) < 32 or c == "\x7f" for c in name):
@@ -647,9 +651,16 @@ class GitRepo:
         return branch if done.returncode == 0 and branch and branch != "HEAD" else "main"
 
     def fetch(self, remote: str, ref: str) -> bool:
-        """Fetch one branch of `remote`; False when the remote did not answer (the caller may use a local ref)."""
-        done = self._run(self.path, "fetch", "--quiet", "--end-of-options", checked_name(remote, "remote"),
-                       checked_name(ref, "branch"), timeout=300)  # fmt: skip
+        """Fetch one branch (or one commit, by its full sha) of `remote`, writing only its remote-tracking ref (a
+        branch) or nothing (a sha); False when the remote did not answer (the caller may use a local ref). `ref` is
+        a name, never a refspec: `src:dst`, a leading `+` or `refs/` wildcard could write any ref of this
+        repository (its tags name deployed releases)."""
+        if not _FETCHABLE.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/")) or "//" in ref:
+            raise GitError(ref[:80], "is not a branch name or a full commit sha", "give a branch (main) or a sha")
+        source = ref if _FULL_SHA.fullmatch(ref) else f"refs/heads/{ref}"
+        target = [] if source == ref else [f"{source}:refs/remotes/{remote}/{ref}"]
+        done = self._run(self.path, "fetch", "--quiet", "--end-of-options",
+                         checked_name(remote, "remote"), *(target or [source]), timeout=300)  # fmt: skip
         return done.returncode == 0
 
     def push(self, remote: str, commit: str, branch: str) -> None:

@@ -4,8 +4,10 @@ Only a failure classified `test_rot` (`tools/observe/ci_classify.py`, or a perso
 is fixed in the code, a flaky test quarantined. The agent gives the whole updated test file; prodloop judges it on
 the commit CI failed on:
 
-- `not_weakened`: an AST diff against the file as it was (`weakening.weakenings`) for every test it held: no
-  assertion dropped or loosened, no broad except, skip, widened `pytest.raises`, short circuit or new patch;
+- `only_the_test`: the file is statement for statement as it was outside the failing test's function (new imports
+  of new names aside; `heal_scope`): only that test is run and mutation-tested, so nothing else may change;
+- `not_weakened`: an AST diff of the test against itself as it was (`weakening.weakenings`): no assertion dropped or
+  loosened, no broad except, skip, widened `pytest.raises`, short circuit or new patch;
 - `real_assertion`, `hermetic`: the candidate gates' static checks, on the healed test;
 - `fails_unhealed`: the test as it is fails there (there is something to heal);
 - `passes_on_head`, `not_flaky`: the healed test passes there, and again with other hash seeds;
@@ -36,9 +38,10 @@ from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
 from prodloop.tools.engine.sandbox import RunResult, outcome_of, workspace
 from prodloop.tools.judge.candidate import service_packages
+from prodloop.tools.judge.heal_scope import changes_outside
 from prodloop.tools.judge.hermetic import hermetic_findings
 from prodloop.tools.judge.mutation import mutate_in, wanted_lines
-from prodloop.tools.judge.test_checks import assertion_findings, parse_test, test_function_names
+from prodloop.tools.judge.test_checks import assertion_findings, is_test_module, parse_test, test_function_names
 from prodloop.tools.judge.weakening import weakenings
 from prodloop.tools.observe.ci_classify import Classification, classify_failure
 
@@ -74,6 +77,8 @@ def heal_test(
     old = repo.read(commit, test_path) if commit and test_path else None
     if commit is None or test_path is None or old is None:
         raise HealRefused(what, f"the test file {test_path} is not in the failing commit", "fetch the commit CI tested")
+    if not is_test_module(test_path):
+        raise HealRefused(what, f"{test_path} is not a test module (test_*.py, *_test.py)", "heal only test files")
     if heals.attempts(store, failure_id, since=clock.now() - DAY) >= settings.budgets.max_runs:
         raise HealRefused(what, f"{settings.budgets.max_runs} heal attempts in 24 hours", "a person looks at the test")
     tree = parse_test(test_code, "test_code")
@@ -82,7 +87,12 @@ def heal_test(
         raise InvalidArgument("test_code", f"has no test {name} (the failing test)", "give the whole updated file")
     node = f"{test_path}::{name}"
     gates: dict[HealGateName, Gate] = {}
-    findings = [w for n in test_function_names(parse_test(old)) for w in weakenings(old, test_code, n)]
+    outside = changes_outside(old, test_code, name)
+    gates["only_the_test"] = Gate(
+        name="only_the_test", passed=not outside, evidence="; ".join(outside[:10])
+        or f"the file is as it was outside {name} (new imports aside)",
+    )  # fmt: skip
+    findings = weakenings(old, test_code, name)
     gates["not_weakened"] = Gate(
         name="not_weakened", passed=not findings,
         evidence="; ".join(f"{w.kind}: {w.evidence}" for w in findings[:10])
@@ -103,7 +113,7 @@ def heal_test(
     spent: list[float] = []  # mutation testing's CPU
     mutation: MutationResult | None = None
     heal_id = uuid.uuid4().hex
-    if not all(gates[g].passed for g in ("not_weakened", "real_assertion", "hermetic")):
+    if not all(gates[g].passed for g in ("only_the_test", "not_weakened", "real_assertion", "hermetic")):
         for gate in ("fails_unhealed", "passes_on_head", "not_flaky", "keeps_guarding", "mutation"):
             gates[gate] = Gate(name=gate, passed=None, evidence="not run: a static gate failed")
     else:

@@ -1,17 +1,18 @@
 """Why a test fails in CI, with evidence: a code regression, test rot, flaky, or not known.
 
-Read from the CI results prodloop stored (`ci_signals`) and the repository:
+Read from the CI results prodloop stored (`ci_signals`) and the repository, within the job the test failed in
+(another job, another interpreter, passing on the same commit says nothing of it):
 
-- **flaky**: on the commit it failed on, the test also passed (in another run, or by a rerun);
-- the last commit it passed on before (an ancestor of the failing commit) bounds the change that broke it; the
-  commits between them that touched the code the test runs (repository files in its traceback, the modules its file
-  imports) or the test itself are the suspects;
+- **flaky**: in that job, on the commit it failed on, the test also passed (in another run, or by a rerun);
+- the last commit it passed on before in that job (an ancestor of the failing commit) bounds the change that broke
+  it; the commits between that touched the code the test runs (repository files in its traceback, the modules its
+  file imports) or the test itself are the suspects, each with the functions it changed;
 - **regression**: a suspect changed that code and the failure is an exception raised in it (not the test's own
-  assertion), or production shows errors in the files it changed since; also an assertion failing after a code
-  change that came with no test change: prodloop will not rewrite a test to agree with code nobody said was meant to
-  behave differently (the failing test is the regression's reproduction);
-- **test_rot**: the test's assertion fails after a commit that changed the code *and updated other tests with it*:
-  the behaviour change was intended, and this test did not follow (the one kind `heal_test` works on);
+  assertion), or production shows errors in the files it changed since, or a suspect changed a function the test
+  calls without updating any other test that calls it (prodloop never rewrites a test to agree with code nobody
+  said was meant to behave differently: the failing test is the regression's reproduction);
+- **test_rot**: the test's assertion fails, and every suspect that changed a function it calls also updated other
+  tests calling that function: an intended change this test did not follow (the one kind `heal_test` works on);
 - **unknown**: never seen passing on an ancestor, or nothing under test changed (an environment or dependency
   change): a person decides.
 
@@ -21,6 +22,7 @@ A person's decision (`prodloop ci classify ID --as KIND --by NAME --why TEXT`) o
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -29,8 +31,10 @@ from prodloop.server.clock import Clock
 from prodloop.server.errors import InvalidArgument, NotFoundError
 from prodloop.server.store import Store, ci, lineage
 from prodloop.tools.engine._shape import cap, iso
+from prodloop.tools.engine.functions import FunctionIndex
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.judge.test_checks import is_test_module
+from prodloop.tools.ship.quarantine import locate_test
 
 Kind = Literal["regression", "test_rot", "flaky", "unknown"]
 KINDS: tuple[Kind, ...] = ("regression", "test_rot", "flaky", "unknown")
@@ -42,7 +46,11 @@ class Suspect(BaseModel):
     summary: str
     at: str | None
     code_files: list[str] = Field(description="code the test runs that the commit changed")
+    functions: list[str] = Field(description="functions of that code the commit changed")
     test_files: list[str] = Field(description="test files the commit changed")
+    related_tests: list[str] = Field(
+        description="test files the commit updated that call a changed function the failing test calls too"
+    )
 
 
 class Classification(BaseModel):
@@ -79,17 +87,25 @@ def classify_failure(store: Store, repo: GitRepo, failure_id: int) -> Classifica
         )  # fmt: skip
     newest = failing[-1]
     commit = repo.resolve(newest.commit) or newest.commit
-    if not repo.exists(commit, test_path):
-        test_path = _find_test_file(repo, commit, row.test_id) or test_path
+    located = locate_test(repo, commit, row.test_id)
+    test_path = located[0] if isinstance(located, tuple) else test_path
     code = _code_under_test(repo, commit, test_path, row.frames)
     evidence: list[str] = []
-    same = [r for r in runs if r.commit == newest.commit]
+    # Judged within the job it failed in: another job (another interpreter, another OS) passing says nothing of it.
+    same = [r for r in runs if r.commit == newest.commit and r.job == newest.job]
+    elsewhere = sorted({r.job or "(no job)" for r in runs
+                        if r.commit == newest.commit and r.job != newest.job and r.outcome == "passed"})  # fmt: skip
+    if elsewhere:
+        evidence.append(f"on {newest.commit[:12]} it fails in job {newest.job or '(no job)'} and passes in "
+                        f"{', '.join(elsewhere[:3])}: a failure of that job's environment is no flake")  # fmt: skip
     last_pass = next(
         (r for r in reversed(runs) if r.at <= newest.at and r.outcome == "passed" and r.reruns == 0
-         and r.commit != newest.commit and repo.resolve(r.commit) and repo.is_ancestor(r.commit, commit)),
+         and r.job == newest.job and r.commit != newest.commit and repo.resolve(r.commit)
+         and repo.is_ancestor(r.commit, commit)),
         None,
     )  # fmt: skip
-    suspects = _suspects(repo, last_pass.commit if last_pass else None, commit, code, test_path)
+    called = _called_by_test(repo.read(commit, test_path) or "", row.test_id)
+    suspects = _suspects(repo, last_pass.commit if last_pass else None, commit, code, test_path, called)
     decided = ci.decision(store, failure_id)
     kind: Kind
     if any(r.outcome == "passed" for r in same):
@@ -105,7 +121,7 @@ def classify_failure(store: Store, repo: GitRepo, failure_id: int) -> Classifica
         kind = "unknown"
     else:
         evidence.append(f"passed on {last_pass.commit[:12]} ({iso(last_pass.at)}), fails on {newest.commit[:12]}")
-        kind = _judge(store, repo, row, test_path, suspects, evidence)
+        kind = _judge(store, repo, row, test_path, suspects, evidence, called)
     if decided is not None:
         evidence.insert(0, f"{decided[1]} classified it {decided[0]} on {iso(decided[3])}: {cap(decided[2], 300)}")
         kind = next((k for k in KINDS if k == decided[0]), kind)
@@ -127,8 +143,9 @@ _NEXT: dict[Kind, str] = {
 
 
 def _judge(
-    store: Store, repo: GitRepo, row: ci.FailureRow, test_path: str, suspects: list[Suspect], evidence: list[str]
-) -> Kind:
+    store: Store, repo: GitRepo, row: ci.FailureRow, test_path: str, suspects: list[Suspect], evidence: list[str],
+    called: set[str],
+) -> Kind:  # fmt: skip
     code_changes = [s for s in suspects if s.code_files]
     test_changes = [s for s in suspects if test_path in s.test_files]
     if not code_changes:
@@ -151,18 +168,30 @@ def _judge(
     if crash_file in changed or in_code:
         evidence.append(f"{row.exception_type} is raised in the code ({row.location}), not by the test's assertion")
         return "regression"
-    updated = sorted({t for s in code_changes for t in s.test_files if t != test_path})
-    if updated:
+    # Test rot only when every change to a function this test calls came with an update of other tests calling it:
+    # an unrelated test file in the same commit, or a second commit that updated no test, is no such evidence.
+    relevant = [s for s in code_changes if called & set(s.functions)]
+    if not relevant:
+        evidence.append("no change touched a function the test calls by name: nothing says its new behaviour is meant")
+        return "regression"
+    unfollowed = [s for s in relevant if not s.related_tests]
+    for s in unfollowed:
+        fns = ", ".join(sorted(called & set(s.functions))[:5])
+        evidence.append(f"{s.commit[:12]} changed {fns}, which the test calls, and updated no test that calls it")
+    if unfollowed:
+        return "regression"
+    for s in relevant:
+        fns = ", ".join(sorted(called & set(s.functions))[:5])
         evidence.append(
-            f"the change updated other tests with it ({', '.join(updated[:5])}): an intended behaviour change this "
-            "test did not follow"
+            f"{s.commit[:12]} changed {fns} and updated {', '.join(s.related_tests[:5])}, which call it too: an "
+            "intended behaviour change this test did not follow"
         )
-        return "test_rot"
-    evidence.append("the change updated no test: nothing says the new behaviour was intended")
-    return "regression"
+    return "test_rot"
 
 
-def _suspects(repo: GitRepo, since: str | None, until: str, code: list[str], test_path: str) -> list[Suspect]:
+def _suspects(
+    repo: GitRepo, since: str | None, until: str, code: list[str], test_path: str, called: set[str]
+) -> list[Suspect]:
     if since is None:
         return []
     watched = tuple(sorted({*code, test_path}))
@@ -171,13 +200,65 @@ def _suspects(repo: GitRepo, since: str | None, until: str, code: list[str], tes
         parent = repo.resolve(f"{sha}^")
         files = repo.changed_between(parent, sha) if parent else set(repo.files(sha))
         info = repo.commit_info(sha)
+        code_files = sorted(f for f in files if f in code)
+        functions = _changed_functions(repo, parent, sha, code_files) if parent and code_files else set()
+        tests = sorted(f for f in files if is_test_module(f))
+        related = [t for t in tests if t != test_path
+                   and functions & called & _called_in(repo.read(sha, t) or "")]  # fmt: skip
         out.append(Suspect(
             commit=sha, author=cap(info.author, 100) or "", summary=cap(info.summary, 200) or "",
-            at=iso(info.authored_at),
-            code_files=sorted(f for f in files if f in code),
-            test_files=sorted(f for f in files if is_test_module(f)),
+            at=iso(info.authored_at), code_files=code_files, functions=sorted(functions), test_files=tests,
+            related_tests=related,
         ))  # fmt: skip
     return out
+
+
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@", re.M)
+
+
+def _changed_functions(repo: GitRepo, parent: str, sha: str, paths: list[str]) -> set[str]:
+    """Names of the functions (innermost, unqualified) holding the lines a commit changed in `paths`."""
+    names: set[str] = set()
+    for path in paths:
+        index = FunctionIndex(repo.read(sha, path) or "")
+        for match in _HUNK.finditer(repo.diff(parent, sha, (path,))):
+            start, count = int(match.group(1)), int(match.group(2) or 1)
+            for line in range(start, start + max(count, 1)):
+                fn = index.at(line)
+                if fn is not None:
+                    names.add(fn.qualname.rsplit(".", 1)[-1])
+    return names
+
+
+def _called_in(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    return _calls(tree)
+
+
+def _calls(node: ast.AST) -> set[str]:
+    out = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call):
+            func = n.func
+            if isinstance(func, ast.Name):
+                out.add(func.id)
+            elif isinstance(func, ast.Attribute):
+                out.add(func.attr)
+    return out
+
+
+def _called_by_test(source: str, test_id: str) -> set[str]:
+    """What the failing test function calls by name (its class's other methods and fixtures aside)."""
+    name = test_id.rpartition("::")[2].split("[", 1)[0]
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    found = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name]
+    return _calls(found[-1]) if found else set()
 
 
 def _code_under_test(repo: GitRepo, commit: str, test_path: str, frames: list[str]) -> list[str]:
@@ -207,13 +288,6 @@ def _code_under_test(repo: GitRepo, commit: str, test_path: str, frames: list[st
                 if candidate in files and not is_test_module(candidate):
                     code.add(candidate)
     return sorted(code)
-
-
-def _find_test_file(repo: GitRepo, commit: str, test_id: str) -> str | None:
-    """A test file whose module path ends like the JUnit class name (CI may run from another root)."""
-    want = ci.test_file(test_id)
-    found = [f for f in repo.files(commit) if is_test_module(f) and (f.endswith("/" + want) or want.endswith("/" + f))]
-    return found[0] if len(found) == 1 else None
 
 
 def record_decision(

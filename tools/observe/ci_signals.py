@@ -79,6 +79,7 @@ class CIIngestReport(BaseModel):
     issues: list[CIIssue] = Field(
         default_factory=list, description="on the default branch: each failure's kind; a regression's prodloop issue"
     )
+    issues_error: str | None = Field(default=None, description="why classifying the stored failures failed, if so")
 
 
 def parse_junit(data: bytes, *, where: str = "results") -> list[TestCase]:
@@ -98,19 +99,29 @@ def parse_junit(data: bytes, *, where: str = "results") -> list[TestCase]:
     if root.tag not in ("testsuites", "testsuite"):
         raise EventFileError(where, f"has a <{cap(root.tag, 40)}> root, not <testsuites> or <testsuite>",
                              "send JUnit XML (pytest --junitxml=FILE)")  # fmt: skip
-    return _fold_reruns([_case(node) for node in root.iter("testcase")])
+    suites = [root, *(s for s in root.iter("testsuite") if s is not root)]
+    cases: list[TestCase] = []
+    for suite in suites:  # a matrix's suites each hold the same test ids: folded within a suite only
+        cases += _fold_reruns([_case(node) for node in suite.findall("testcase")])
+    return cases
 
 
 def _fold_reruns(cases: list[TestCase]) -> list[TestCase]:
-    """pytest-rerunfailures writes each failed attempt as one more `testcase` of the same id (without a failure
-    child) before the final one: the last entry is the outcome, the earlier ones its reruns."""
-    last: dict[str, TestCase] = {}
+    """Within one suite, adjacent entries of one test id: pytest-rerunfailures writes each failed attempt as one more
+    `testcase` (without a failure child) before the final one, whose outcome counts; pytest writes a test whose call
+    failed and whose teardown errored as two entries, folded into the call's failure (no rerun)."""
+    out: list[TestCase] = []
     for case in cases:
-        earlier = last.pop(case.test_id, None)
-        if earlier is not None:
+        earlier = out[-1] if out and out[-1].test_id == case.test_id else None
+        if earlier is None:
+            out.append(case)
+        elif case.outcome == "error" and case.message.startswith("failed on teardown"):
+            if earlier.outcome == "passed":
+                out[-1] = case  # the teardown's error is the outcome
+        else:
             case.reruns += earlier.reruns + 1
-        last[case.test_id] = case
-    return list(last.values())
+            out[-1] = case
+    return out
 
 
 def _case(node: ET.Element) -> TestCase:

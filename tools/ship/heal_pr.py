@@ -17,7 +17,7 @@ from prodloop.server.errors import HealRefused
 from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, heals, policy
-from prodloop.tools.engine._shape import cap, iso
+from prodloop.tools.engine._shape import cap, iso, md_inline
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
 from prodloop.tools.engine.sandbox import outcome_of, workspace
@@ -51,6 +51,21 @@ def open_heal_pr(
     failed = [g.name for g in heal.gates if not g.passed]
     if not heal.passed or failed:
         raise HealRefused(what, f"gates not passed: {', '.join(failed) or 'isolation'}", "heal_test until all pass")
+    held = heals.reserve_ship(store, heal_id)
+    if held is not None:
+        raise HealRefused(what, f"it was already shipped ({cap(held, 200)})", "one heal makes one pull request")
+    pushed: list[str] = []
+    try:
+        return _ship(store, repo, runner, settings, clock, heal, client, pushed)
+    finally:
+        heals.set_shipped(store, heal_id, pushed[0] if pushed else None)
+
+
+def _ship(
+    store: Store, repo: GitRepo, runner: Runner, settings: Settings, clock: Clock, heal: heals.Heal, client: str,
+    pushed: list[str],
+) -> HealPullRequest:  # fmt: skip
+    what = f"heal {heal.id}"
     now = clock.now()
     opened = len(policy.pull_requests(store, since=now - DAY)) + policy.provenance_count(
         store, action="healed", since=now - DAY
@@ -90,8 +105,9 @@ def open_heal_pr(
         raise HealRefused(what, f"on {base} ({base_sha[:12]}) the healed test "
                           f"{outcome.outcome if outcome else 'did not run'}", "heal_test against the base")  # fmt: skip
     push(repo, remote, commit, branch)
+    pushed.append(branch)
     check_pushed(repo, remote, branch, commit)
-    labels = [*settings.pr_labels, "test-heal"]
+    labels = [x for x in [*settings.pr_labels, "test-heal"] if x != settings.auto_merge.label]
     out = publish(
         settings, branch=branch, base=base, commit=commit, title=f"Heal test {heal.test_name} (prodloop)", body=body,
         draft=False, labels=labels, again="open_heal_pr again",
@@ -107,6 +123,7 @@ def _record(heal: heals.Heal, branch: str, base: str, client: str, created_at: s
     evidence = found.get("evidence")
     return {
         "action": "healed",
+        "kind": "heal",
         "test_node": f"{heal.test_path}::{heal.test_name}",
         "test_path": heal.test_path,
         "test_sha256": heal.test_sha256,
@@ -127,13 +144,13 @@ def _record(heal: heals.Heal, branch: str, base: str, client: str, created_at: s
 
 
 def _body(heal: heals.Heal, record: dict[str, Any]) -> str:
-    gates = [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {cap(g.evidence, 200)} |" for g in heal.gates]
+    gates = [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {md_inline(g.evidence, 200)} |" for g in heal.gates]
     suspects = heal.classification.get("suspects")
-    changes = [f"- `{str(s.get('commit', ''))[:12]}` {cap(str(s.get('summary', '')), 120)}"
+    changes = [f"- {md_inline(str(s.get('commit', ''))[:12], 12)} {md_inline(s.get('summary', ''), 120)}"
                for s in (suspects if isinstance(suspects, list) else []) if isinstance(s, dict)]  # fmt: skip
     return "\n".join([
         "## Why the test is healed, not the code",
-        *(f"- {cap(str(e), 300)}" for e in record["evidence"]),
+        *(f"- {md_inline(e, 300)}" for e in record["evidence"]),
         "", "## The change it follows", *changes,
         "", "## Gates", "| gate | result | evidence |", "| --- | --- | --- |", *gates,
         "", "## Provenance", "```json", jsonl_line(record).strip(), "```",

@@ -22,7 +22,7 @@ from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, policy
 from prodloop.server.store.receipts import MutationResult, Receipt
-from prodloop.tools.engine._shape import cap, iso, untrusted_md
+from prodloop.tools.engine._shape import cap, iso, md_inline, untrusted_md
 from prodloop.tools.engine.collaborators import Collaborators
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.engine.runner import Runner
@@ -284,7 +284,7 @@ def _body(
         for e in code_path.exceptions
         for f in e.path
     ]
-    gates = [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {cap(g.evidence, 200)} |" for g in receipt.gates]
+    gates = [f"| {g.name} | {'pass' if g.passed else 'FAIL'} | {md_inline(g.evidence, 200)} |" for g in receipt.gates]
     survivors = [
         f"{'' if s.observed else 'Unexercised by the inputs: '}```diff\n{cap(s.diff, 1500)}\n```"
         for s in mutation.survivors[:5]

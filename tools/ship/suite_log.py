@@ -45,6 +45,12 @@ def suite_log(
         if action == "unquarantined" and record.get("clean_runs") is not None:
             reasons.append(f"{record['clean_runs']} clean CI runs in a row")
         issue = record.get("issue_id") or (record.get("added") or {}).get("issue_id")
+        if action == "healed":
+            reasons[:0] = [
+                f"{record.get('classification')} (CI failure {record.get('ci_failure_id')}), "
+                f"mutation score {record.get('mutation_score')}",
+                *_listed(record.get("evidence"))[:3],
+            ]
         if action == "added" and issue is not None:
             reasons.append(f"regression test of production issue {issue}")
         entries.append(SuiteLogEntry(

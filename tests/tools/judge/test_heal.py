@@ -135,13 +135,22 @@ def test_an_intended_change_rots_a_test_which_is_healed_through_the_gates_and_sh
                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     assert changed == ["tests/.prodloop/provenance.jsonl", "tests/test_pricing.py"]
     records = [r for r in policy.provenance_records(ctx.store)[0] if r.get("action") == "healed"]
-    assert len(records) == 1 and records[0]["classification"] == "test_rot"
+    assert len(records) == 1 and records[0]["classification"] == "test_rot" and records[0]["kind"] == "heal"
     assert records[0]["ci_failure_id"] == failure and records[0]["mutation_score"] == healed.mutation.score
+    from prodloop.tools.ship.suite_log import suite_log
+
+    [logged] = [e for e in suite_log(ctx.store).entries if e.action == "healed"]
+    assert logged.test == "tests/test_pricing.py::test_discount" and logged.branch == pr.branch
+    assert logged.reasons[0].startswith(f"test_rot (CI failure {failure}), mutation score")
     # The base holds the healed test now (merged): a second PR of the same heal is refused, nothing pushed.
     subprocess.run(["git", "push", "-q", str(project.remote), f"{pr.commit}:refs/heads/main"], cwd=project.repo.root,
                    check=True)  # fmt: skip
-    with pytest.raises(HealRefused, match=r"changed tests/test_pricing\.py"):
+    with pytest.raises(HealRefused, match="already shipped"):  # one heal, one pull request
         open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, heal_id=healed.heal_id)
+    again = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
+                      test_code=HEALED)  # fmt: skip
+    with pytest.raises(HealRefused, match=r"main changed tests/test_pricing\.py since it was healed"):
+        open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, heal_id=again.heal_id)
 
 
 def test_a_prodloop_regression_test_must_keep_failing_on_the_bug_it_guards(project: Project) -> None:
@@ -199,8 +208,8 @@ def test_a_test_that_failed_and_passed_on_one_commit_is_flaky(project: Project, 
         f"    marker = pathlib.Path({str(tmp_path / 'flip')!r})\n"
         "    first = not marker.exists()\n    marker.touch()\n    assert not first\n"
     )}, "a flaky test")  # fmt: skip
-    project.ci("flaky", job="one")
-    project.ci("flaky", job="two")
+    project.ci("flaky", job="unit")  # fails (the marker is not there yet)
+    project.ci("flaky", job="unit")  # the same job again: passes
     found = classify_failure(ctx.store, ctx.git(), project.failure("test_sometimes"))
     assert found.kind == "flaky" and "both failed and passed" in found.evidence[0]
     assert json.loads(found.model_dump_json())["next_step"].startswith("do not heal")

@@ -247,3 +247,15 @@ def test_the_command_line_lists_quarantine_and_lift_and_applying_needs_a_person(
     assert loop.project.remote_branches() == {"main"}
     lift = subprocess.run([*cli, "lift", *where], capture_output=True, text=True, env=env, check=False)
     assert lift.returncode == 0 and json.loads(lift.stdout)["tests"] == []
+
+
+def test_a_flaky_prodloop_regression_test_is_left_to_a_person_not_quarantined(loop: Loop) -> None:
+    """Hiding the test that guards a production bug is a person's decision, never a proposal."""
+    _flaky_on_three_commits(loop)
+    policy.save_provenance(loop.store, [{"test_node": NODE, "test_path": "tests/test_pricing.py", "issue_id": 1,
+                                         "action": "added"}], loop.clock.now())  # fmt: skip
+    listed = loop.quarantine(apply=False)
+    assert listed.tests == []
+    assert [(u.test_id, u.why) for u in listed.unmapped] == [
+        (FLAKY, f"{NODE} is prodloop's regression test of a production issue")
+    ]
