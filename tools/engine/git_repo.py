@@ -655,6 +655,7 @@ class GitRepo:
         branch) or nothing (a sha); False when the remote did not answer (the caller may use a local ref). `ref` is
         a name, never a refspec: `src:dst`, a leading `+` or `refs/` wildcard could write any ref of this
         repository (its tags name deployed releases)."""
+        checked_name(ref, "branch")
         if not _FETCHABLE.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/")) or "//" in ref:
             raise GitError(ref[:80], "is not a branch name or a full commit sha", "give a branch (main) or a sha")
         source = ref if _FULL_SHA.fullmatch(ref) else f"refs/heads/{ref}"
