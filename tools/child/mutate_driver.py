@@ -199,7 +199,10 @@ def main() -> int:
     timeout = max(spec["min_timeout"], baseline * spec["timeout_multiplier"])
     # Three clean runs: a field that differs between any two of them (a port, a Date header, a time) is noise. Two
     # runs that happen to agree (the same second) would let noise in a mutant's run read as a behaviour change.
+    # Each starts on a new second of the wall clock, so a value with one-second resolution (an HTTP Date header, a
+    # timestamp) is seen to vary even when the runs are fast: else its change in a mutant's later run looks like one.
     for key in ("baseline-again", "baseline-third"):
+        time.sleep(1.0 - time.time() % 1.0 + 0.01)
         _run_child(None, args, pytest, timeout, ctx, key)
     clean_traces = [_trace(traces, key) for key in ("baseline", "baseline-again", "baseline-third")]
     stable: dict[str, str] = {}
