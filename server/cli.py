@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, cast, get_args
 
@@ -14,33 +12,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from prodloop.server.cli_suite import add_ci_commands, suite_app
+from prodloop.server.cli_ci import ci_app
+from prodloop.server.cli_common import DataOpt, ProjectOpt, RepoOpt, opened, settings_for
+from prodloop.server.cli_suite import suite_app
 from prodloop.server.context import AppContext
-from prodloop.server.errors import ConfigError, InvalidArgument, ProdloopError
-from prodloop.server.settings import Settings, load_settings
+from prodloop.server.errors import ConfigError, ProdloopError
+from prodloop.server.settings import Settings
 from prodloop.server.store import Project
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Close the loop from production errors to code.")
 err = Console(stderr=True)
 out = Console()
 logger = logging.getLogger("prodloop.server")
-
-RepoOpt = Annotated[Path | None, typer.Option("--repo", help="git repository of the service (default: cwd)")]
-DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="store and tokens (default: <repo>/.prodloop)")]
-ProjectOpt = Annotated[str | None, typer.Option("--project", help="project name (default: the only one, or repo name)")]
-
-
-def _settings(repo: Path | None, data_dir: Path | None, **extra: object) -> Settings:
-    return load_settings(repo=repo, data_dir=data_dir, **extra)
-
-
-@contextmanager
-def _opened(settings: Settings) -> Iterator[AppContext]:
-    ctx = AppContext.open(settings)
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 def _project(ctx: AppContext, name: str | None, *, create: bool) -> Project:
@@ -66,8 +49,8 @@ def dsn_for(settings: Settings, project: Project) -> str:
 @app.command()
 def init(repo: RepoOpt = None, data_dir: DataOpt = None, project: ProjectOpt = None) -> None:
     """Create the data directory and a project; print its DSN and how to add prodloop to an agent."""
-    settings = _settings(repo, data_dir)
-    with _opened(settings) as ctx:
+    settings = settings_for(repo, data_dir)
+    with opened(settings) as ctx:
         proj = _project(ctx, project, create=True)
     repo_path = settings.repo.resolve()
     out.print(f"data dir   {settings.resolved_data_dir}")
@@ -97,8 +80,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="HTTP port (default 8765)")] = None,
 ) -> None:
     """Run the MCP server: stdio for one agent (default), or HTTP with ingest for a team."""
-    settings = _settings(repo, data_dir, host=host, port=port)
-    with _opened(settings) as ctx:
+    settings = settings_for(repo, data_dir, host=host, port=port)
+    with opened(settings) as ctx:
         if http:
             _serve_http(ctx)
         else:
@@ -138,7 +121,7 @@ def ingest(
     from prodloop.server.sources.files import read_event_file
 
     failed = False
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         proj = _project(ctx, project, create=True)
         for path in files:
             events = list(read_event_file(path))
@@ -177,7 +160,7 @@ def deploy_record(
             at = datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp()
         except ValueError:
             raise typer.BadParameter(f"{time!s} is not an ISO 8601 time (e.g. 2026-11-22T10:00:00Z)") from None
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         rec = record_deploy(
             ctx.store, ctx.git(), ctx.clock, release=release, commit=commit, environment=environment, deployed_at=at
         )
@@ -195,7 +178,7 @@ def budget_status_cmd(
     """Show an issue's used and remaining budget."""
     from prodloop.tools.budget import budget_status
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         status = budget_status(ctx.store, ctx.settings.budgets, issue)
     out.print_json(status.model_dump_json())
 
@@ -212,7 +195,7 @@ def budget_reset_cmd(
     its escalations: a person's decision, recorded with who and why."""
     from prodloop.tools.budget import reset
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         status = reset(ctx.store, ctx.settings.budgets, ctx.clock, issue, who=by, why=why)
     out.print(f"budget of issue {issue} reset by {by}")
     out.print_json(status.model_dump_json())
@@ -232,7 +215,7 @@ def watch(
     """
     from prodloop.tools.watch import watch_pass
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         report = watch_pass(ctx.store, ctx.git(), ctx.settings, ctx.clock)
     if as_json:
         print(report.model_dump_json())
@@ -259,7 +242,7 @@ def andon_status_cmd(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     """The active cords (quarantined paths, evidence, revert, escalation) and the last released ones."""
     from prodloop.tools.observe.andon import andon_status
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         out.print_json(andon_status(ctx.store).model_dump_json())
 
 
@@ -274,141 +257,13 @@ def andon_release_cmd(
     """Release an andon cord: its paths are open to agent work again (a person's decision, recorded)."""
     from prodloop.tools.observe.andon import release
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         done = release(ctx.store, ctx.clock, cord, who=by, why=why)
     out.print(f"andon cord {done.id} released by {done.released_by}", markup=False)
 
 
-ci_app = typer.Typer(no_args_is_help=True, help="The project's own test failures (JUnit XML) as signals.")
 app.add_typer(ci_app, name="ci")
-add_ci_commands(ci_app)
 app.add_typer(suite_app, name="suite")
-
-
-@ci_app.command("ingest")
-def ci_ingest(
-    results: Annotated[Path, typer.Argument(help="JUnit XML (pytest --junitxml=FILE, or another runner's)")],
-    commit: Annotated[str, typer.Option("--commit", help="the sha the run tested")],
-    branch: Annotated[str | None, typer.Option("--branch")] = None,
-    run: Annotated[str | None, typer.Option("--run", help="the CI run's URL")] = None,
-    job: Annotated[str | None, typer.Option("--job", help="the CI job's name")] = None,
-    repo: RepoOpt = None,
-    data_dir: DataOpt = None,
-) -> None:
-    """Store one CI run's test results: failures grouped (test, exception, crash location), flaky tests found."""
-    from prodloop.tools.observe.ci_issue import open_regressions
-    from prodloop.tools.observe.ci_signals import ingest_junit, read_results
-
-    data = read_results(results)
-    with _opened(_settings(repo, data_dir)) as ctx:
-        try:
-            files = set(ctx.git().files(ctx.git().head()))
-        except ProdloopError:
-            files = None
-        report = ingest_junit(ctx.store, ctx.settings, ctx.clock, data, commit=commit, branch=branch, run_url=run,
-                              job=job, repo_files=files, where=str(results))  # fmt: skip
-        if files is not None and not report.duplicate:
-            failed = [g.id for g in report.failures]
-            try:  # the results are stored: a failure here is reported, not a refusal that loses them
-                report.issues = open_regressions(ctx.store, ctx.git(), ctx.settings, ctx.clock, failed, branch=branch)
-            except ProdloopError as exc:
-                report.issues_error = str(exc)[:500]
-    print(report.model_dump_json())
-
-
-@ci_app.command("select")
-def ci_select(
-    base: Annotated[str, typer.Option("--base", help="the branch or commit the change goes into")],
-    head: Annotated[str, typer.Option("--head")] = "HEAD",
-    paths_only: Annotated[bool, typer.Option("--paths", help="only the test files, one a line (for pytest)")] = False,
-    repo: RepoOpt = None,
-    data_dir: DataOpt = None,
-) -> None:
-    """The tests that guard what a change touches (its own, prodloop's regression tests, importers), to run first."""
-    from prodloop.server.store import ci
-    from prodloop.tools.observe.ci_select import select_tests
-
-    with _opened(_settings(repo, data_dir)) as ctx:
-        selection = select_tests(ctx.store, ctx.git(), ctx.settings, base=base, head=head)
-        chosen = [t.path for t in selection.tests]
-        ci.save_selection(ctx.store, base=selection.base, head=selection.head, selected=chosen,
-                          test_files=selection.test_files, at=ctx.clock.now())  # fmt: skip
-    if paths_only:
-        print("\n".join(t.path for t in selection.tests))
-        return
-    print(selection.model_dump_json())
-
-
-@ci_app.command("flaky")
-def ci_flaky(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
-    """Tests that failed and passed on the same commit, by flake rate."""
-    from prodloop.server.store import ci
-
-    with _opened(_settings(repo, data_dir)) as ctx:
-        rows = ci.flaky_tests(ctx.store)
-    table = Table("test", "flaky commits", "commits", "flake rate")
-    for test_id, flaky, commits in rows:
-        table.add_row(test_id, str(flaky), str(commits), f"{flaky / commits:.0%}")
-    out.print(table)
-
-
-@ci_app.command("failures")
-def ci_failures(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
-    """Failure groups CI reported (test, exception, crash location), newest first; classify one by its id."""
-    from prodloop.server.store import ci
-
-    with _opened(_settings(repo, data_dir)) as ctx:
-        rows = ci.failures(ctx.store, limit=200)
-    table = Table("id", "test", "exception", "location", "count")
-    for row in rows:
-        table.add_row(str(row.id), row.test_id, row.exception_type, row.location, str(row.count))
-    out.print(table)
-
-
-@ci_app.command("classify")
-def ci_classify(
-    failure: Annotated[int, typer.Argument(help="the failure group's id (prodloop ci failures)")],
-    kind: Annotated[str | None, typer.Option("--as", help="a person's decision: regression, test_rot, flaky")] = None,
-    by: Annotated[str | None, typer.Option("--by", help="who decides (with --as)")] = None,
-    why: Annotated[str | None, typer.Option("--why", help="the reason (with --as)")] = None,
-    repo: RepoOpt = None,
-    data_dir: DataOpt = None,
-) -> None:
-    """Why a CI test fails, with evidence: regression, test rot, flaky or unknown. With --as, a person decides."""
-    from prodloop.tools.observe.ci_classify import classify_failure, record_decision
-
-    with _opened(_settings(repo, data_dir)) as ctx:
-        if kind is not None:
-            record_decision(ctx.store, ctx.clock, failure, kind=kind, by=by or "", why=why or "")
-        print(classify_failure(ctx.store, ctx.git(), failure).model_dump_json())
-
-
-@ci_app.command("heal")
-def ci_heal(
-    failure: Annotated[int, typer.Argument(help="the failure group's id, classified test_rot")],
-    test_file: Annotated[Path, typer.Option("--test-file", help="the whole updated test file")],
-    open_pr: Annotated[bool, typer.Option("--open-pr", help="ship it as a PR when every gate passed")] = False,
-    repo: RepoOpt = None,
-    data_dir: DataOpt = None,
-) -> None:
-    """Heal a rotted test through the gates (not weakened, passes, keeps guarding, mutation); exit 1 if refused."""
-    from prodloop.tools.judge.heal import heal_test
-    from prodloop.tools.ship.heal_pr import open_heal_pr
-
-    try:
-        code = test_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgument("--test-file", f"{test_file} cannot be read as UTF-8 ({exc})", "give the file") from exc
-    with _opened(_settings(repo, data_dir)) as ctx:
-        result = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                           test_code=code)  # fmt: skip
-        print(result.model_dump_json())
-        if open_pr and result.passed:
-            shipped = open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock,
-                                   heal_id=result.heal_id, client="cli")  # fmt: skip
-            print(shipped.model_dump_json())
-    if not result.passed:
-        raise typer.Exit(1)
 
 
 @app.command("metrics")
@@ -416,7 +271,7 @@ def metrics_cmd(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     """How well the loop closes: production-to-test latency, time to restore, regression recurrence, flake rate."""
     from prodloop.tools.observe.metrics import metrics
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         print(metrics(ctx.store).model_dump_json())
 
 
@@ -434,7 +289,7 @@ def sentry_pull(
     """Store the latest event of Sentry's top issues (needs sentry_org, sentry_project, sentry_token)."""
     from prodloop.server.sources.sentry_api import SentryAPIClient, pull_from_sentry
 
-    settings = _settings(repo, data_dir)
+    settings = settings_for(repo, data_dir)
     missing = [n for n in ("sentry_org", "sentry_project", "sentry_token") if getattr(settings, n) is None]
     if missing:
         raise ConfigError(
@@ -444,7 +299,7 @@ def sentry_pull(
     client = SentryAPIClient(
         settings.sentry_base_url, settings.sentry_org, settings.sentry_project, settings.sentry_token
     )
-    with _opened(settings) as ctx:
+    with opened(settings) as ctx:
         report = pull_from_sentry(ctx, _project(ctx, project, create=True), client, limit=limit)
     err.print(f"sentry: {report.stored} stored, {report.duplicates} already held, {len(report.refused)} refused")
     for where, reason in report.refused:
@@ -459,7 +314,7 @@ def doctor(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     store are ready for the loop; each problem comes with how to fix it. Exit code 1 when a check fails."""
     from prodloop.server.doctor import run_checks
 
-    checks = run_checks(_settings(repo, data_dir))
+    checks = run_checks(settings_for(repo, data_dir))
     marks = {"ok": "✓", "warn": "!", "fail": "✗"}
     for check in checks:
         out.print(f"{marks[check.status]} {check.name}: {check.detail}", markup=False, highlight=False)
@@ -487,7 +342,7 @@ def loop(
     if (issue is None) == (top is None):
         raise typer.BadParameter("give --issue ID or --top N")
     reports = []
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         ids = (
             [issue]
             if issue is not None
@@ -523,7 +378,7 @@ def provenance(
     from prodloop.server.store import policy
     from prodloop.tools.ship.provenance import jsonl_line
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         records, _ = policy.provenance_records(ctx.store, test_path=test_path)
     if export is not None:
         export.write_text("".join(jsonl_line(r) for r in records), encoding="utf-8")
@@ -556,7 +411,7 @@ def triage_cmd(
         return
     from prodloop.tools.observe.triage import triage_signals
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         report = triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=issue, limit=limit)
     if as_json:
         print(report.model_dump_json())
@@ -573,7 +428,7 @@ def triage_cmd(
 def _decide(issue: int, decision: str, by: str, why: str, repo: Path | None, data_dir: Path | None) -> None:
     from prodloop.server.store import signals
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         done = signals.decide(ctx.store, issue, decision, who=by, why=why, at=ctx.clock.now())
     out.print(f"issue {done.issue_id} {done.decision} by {done.who} (triage said {done.classification})")
 
@@ -605,7 +460,7 @@ def triage_file(issue: Annotated[int, typer.Argument(min=1)], repo: RepoOpt = No
     """File an actionable (or approved) issue for people: a GitHub issue, or markdown beside the store."""
     from prodloop.tools.ship.issue_filing import file_signal
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         filed = file_signal(ctx.store, ctx.git(), ctx.settings, ctx.clock, issue_id=issue)
     where = filed.url or filed.path
     out.print(f"issue {filed.issue_id} {'was already filed' if filed.already else 'filed'}: {where}", markup=False)
@@ -616,7 +471,7 @@ def triage_report(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     """How often people agreed with triage: approvals of actionable issues and rejections of observations."""
     from prodloop.server.store import signals
 
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         decided = signals.decisions(ctx.store)
     agreed = sum((d.decision == "approved") == (d.classification == "actionable") for d in decided)
     table = Table("triage said", "approved", "rejected")
@@ -644,7 +499,7 @@ def reliability_cmd(
     from prodloop.tools.observe.reliability import query_reliability_history, rank_modules
 
     if path is None:
-        with _opened(_settings(repo, data_dir)) as ctx:
+        with opened(settings_for(repo, data_dir)) as ctx:
             ranked = rank_modules(ctx.store, ctx.git(), ctx.settings, ctx.clock, days=days, environment=environment)
         if as_json:
             print(json.dumps([m.model_dump() for m in ranked]))
@@ -657,7 +512,7 @@ def reliability_cmd(
         out.print(table)
         out.print(f"{len(ranked)} files production errors ran through in the last {days} days")
         return
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         h = query_reliability_history(
             ctx.store, ctx.git(), ctx.settings, ctx.clock, path=path, days=days, environment=environment
         )
@@ -697,7 +552,7 @@ def issues_cmd(
 
     if order_by not in get_args(IssueOrder):
         raise typer.BadParameter(f"{order_by[:40]!r} is not a sort key; use one of {', '.join(get_args(IssueOrder))}")
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         page = list_issues(ctx.store, limit=limit, order_by=cast(IssueOrder, order_by))
     table = Table("id", "events", "users", "last seen", "title", "culprit")
     for i in page.issues:
@@ -715,7 +570,7 @@ def resolve(
     data_dir: DataOpt = None,
 ) -> None:
     """Mark an issue resolved: seen again afterwards in a release it had not failed in, it regresses."""
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         row = ctx.store.set_status(issue, "unresolved" if reopen else "resolved", in_release=in_release)
     said = f" in {row.resolved_in}" if row.resolved_in else ""
     out.print(f"issue {row.id} is {row.status}{said if row.status == 'resolved' else ''}")
@@ -724,7 +579,7 @@ def resolve(
 @app.command()
 def prune(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
     """Apply the retention settings now (`retention.*`; `prodloop serve` does so hourly while it ingests)."""
-    with _opened(_settings(repo, data_dir)) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         pruned = ctx.apply_retention()
         r = ctx.settings.retention
     out.print(f"{pruned} (hours kept {r.hourly_days} days, day counts {r.aggregate_days}, events {r.event_days})")

@@ -3,34 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from prodloop.server.context import AppContext
-from prodloop.server.settings import load_settings
+from prodloop.server.cli_common import DataOpt, RepoOpt, opened, settings_for
 
 suite_app = typer.Typer(no_args_is_help=True, help="The test suite follows production: proposals, changes, their log.")
 out = Console()
 
-RepoOpt = Annotated[Path | None, typer.Option("--repo", help="git repository of the service (default: cwd)")]
-DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="store and tokens (default: <repo>/.prodloop)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 QuietOpt = Annotated[int, typer.Option("--quiet-days", min=1, max=3650, help="quiet this long: the slower suite")]
-
-
-@contextmanager
-def _opened(repo: Path | None, data_dir: Path | None) -> Iterator[AppContext]:
-    ctx = AppContext.open(load_settings(repo=repo, data_dir=data_dir))
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 @suite_app.command("proposals")
@@ -40,7 +25,7 @@ def suite_proposals(
     """Test files to move to the slower suite (quiet code), to remove (vanished code), or to keep (prodloop's)."""
     from prodloop.tools.ship.suite import suggest_suite_changes
 
-    with _opened(repo, data_dir) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         found = suggest_suite_changes(ctx.store, ctx.git(), ctx.clock, quiet_days=quiet_days)
     if as_json:
         print(found.model_dump_json())
@@ -64,7 +49,7 @@ def suite_apply(
     """Apply accepted proposals in one commit on the base branch, pushed with provenance and offered as a PR."""
     from prodloop.tools.ship.suite_apply import apply_suite_changes
 
-    with _opened(repo, data_dir) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         done = apply_suite_changes(ctx.store, ctx.git(), ctx.settings, ctx.clock, accept=paths, by=by, why=why,
                                    quiet_days=quiet_days)  # fmt: skip
     print(done.model_dump_json())
@@ -82,7 +67,7 @@ def suite_log_cmd(
     """How the suite changed: tests added, moved, removed, quarantined and unquarantined, oldest first."""
     from prodloop.tools.ship.suite_log import suite_log
 
-    with _opened(repo, data_dir) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         page = suite_log(ctx.store, test_path=test_path, limit=limit, cursor=cursor)
     if as_json:
         print(page.model_dump_json())
@@ -120,7 +105,7 @@ def ci_quarantine(
     from prodloop.tools.ship.quarantine import propose_quarantine
 
     who = _who(apply, by)
-    with _opened(repo, data_dir) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         found = propose_quarantine(ctx.store, ctx.git(), ctx.settings, ctx.clock, by=who, why=why, apply=apply)
     print(found.model_dump_json())
 
@@ -130,6 +115,6 @@ def ci_lift(apply: ApplyOpt = False, by: ByOpt = None, repo: RepoOpt = None, dat
     from prodloop.tools.ship.quarantine import lift_quarantine
 
     who = _who(apply, by)
-    with _opened(repo, data_dir) as ctx:
+    with opened(settings_for(repo, data_dir)) as ctx:
         found = lift_quarantine(ctx.store, ctx.git(), ctx.settings, ctx.clock, by=who, apply=apply)
     print(found.model_dump_json())
