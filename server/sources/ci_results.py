@@ -45,11 +45,12 @@ class CIResults:
         ctx = self._ctx
 
         def choose() -> str:
-            repo = ctx.git()
-            for ref in (base, head):
-                if repo.resolve(ref) is None:
-                    repo.fetch(ctx.settings.git_remote, ref)
-            selection = select_tests(ctx.store, repo, ctx.settings, base=base, head=head)
+            repo, remote = ctx.git(), ctx.settings.git_remote
+            repo.fetch(remote, base)  # the target branch as the remote has it now, not a stale local copy
+            target = base if repo.resolve(f"refs/remotes/{remote}/{base}") is None else f"refs/remotes/{remote}/{base}"
+            if repo.resolve(head) is None:
+                repo.fetch(remote, head)
+            selection = select_tests(ctx.store, repo, ctx.settings, base=target, head=head)
             chosen = [t.path for t in selection.tests]
             ci.save_selection(ctx.store, base=selection.base, head=selection.head, selected=chosen,
                               test_files=selection.test_files, at=ctx.clock.now())  # fmt: skip
