@@ -1,0 +1,130 @@
+"""The dashboard's pages in a real browser: access, figures, links, charts, escaping, screenshots."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page
+
+from prodloop.server.store import signals
+from tests.conftest import MCP_TOKEN
+from tests.server.dashboard.conftest import PERSON, XSS, Dashboard, login, screenshot
+
+
+def test_nothing_is_reachable_without_a_session(page: Page, dash: Dashboard) -> None:
+    for path in ("/", "/issues/1", "/map", "/map?path=shop", "/suite", "/actions/approve/1"):
+        page.goto(dash.url(path))
+        assert page.url == dash.url("/login"), path
+    reply = page.request.post(dash.url("/actions/approve/1"), form={"why": "x"}, max_redirects=0)
+    assert reply.status == 303 and reply.headers["location"] == "/dashboard/login"
+
+
+def test_a_wrong_token_is_refused(page: Page, dash: Dashboard) -> None:
+    login(page, dash, token=MCP_TOKEN[:-1] + "x")
+    assert page.url == dash.url("/login")
+    assert page.text_content("#login-error") == "Wrong token."
+    assert page.context.cookies() == []
+    page.goto(dash.url("/"))
+    assert page.url == dash.url("/login")
+
+
+def test_login_sets_a_strict_http_only_session_cookie(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    assert page.url == dash.url("/")
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard"
+    assert not cookie["secure"]  # plain http on 127.0.0.1; https sets it
+    assert MCP_TOKEN not in cookie["value"]
+    assert page.text_content("header .who") == PERSON
+    screenshot(page, "overview")
+
+
+def test_overview_shows_the_store_figures(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    assert page.text_content("#fig-open b") == "3"
+    pending = [s for s in signals.all_signals(dash.ctx.store) if s.decision == "pending"]
+    actionable = sum(s.classification == "actionable" for s in pending)
+    assert page.text_content("#fig-actionable b") == str(actionable)
+    assert page.text_content("#fig-observations b") == str(len(pending) - actionable)
+    assert page.text_content("#fig-cords b") == "1"
+    assert page.text_content("#fig-escalations b") == "2"  # the cord's and the exhausted budget's
+    assert page.locator("#issues tr").count() == 4  # a header and the three issues
+    assert page.locator("#issues svg.spark").count() == 3
+    assert "shop/checkout.py" in (page.text_content("#quarantined") or "")
+    assert page.locator("#budgets tr").count() == 2
+    # the sparkline of the unknown-SKU issue rises to its 3 events in the current hour
+    row = page.locator("#issues tr", has_text=f"#{dash.issues['KeyError']} ")
+    assert row.locator("td").nth(3).text_content() == "3"
+    points = row.locator("polyline").get_attribute("points") or ""
+    assert points.split()[-1].endswith(",2.0")  # the top of the chart
+
+
+def test_issue_page_from_the_overview_link(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    issue = dash.issues["KeyError"]
+    page.click(f"#issues a[href='/dashboard/issues/{issue}']")
+    assert page.url == dash.url(f"/issues/{issue}")
+    assert page.text_content("#fig-events b") == "3"
+    assert page.text_content("#fig-users b") == "3"
+    assert page.locator("svg.chart .marker", has_text="shop@1.0.0").count() == 1  # the deploy
+    assert re.search(r"Onset \S+: [\d.]+ events/h after, baseline [\d.]+ events/h", page.text_content("#onset") or "")
+    frames = page.text_content("#frames") or ""
+    assert "shop/pricing.py" in frames and "line_total" in frames
+    assert "KeyError" in (page.text_content(".exception") or "")
+    screenshot(page, "issue")
+
+
+def test_script_in_an_event_shows_as_text(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    page.goto(dash.url(f"/issues/{dash.issues['ValueError']}"))
+    assert XSS in (page.text_content(".exc-value") or "")
+    assert XSS in (page.text_content("#issue-title") or "")
+    assert page.evaluate("document.querySelectorAll('script').length") == 0
+    assert page.evaluate("document.querySelectorAll('main script, main img, main iframe').length") == 0
+    page.goto(dash.url("/"))
+    assert XSS in (page.text_content("#issues") or "")
+    assert page.dialogs == []  # type: ignore[attr-defined]
+    screenshot(page, "issue-with-script")
+
+
+def test_reliability_map_drills_down_to_a_function(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    page.click("header a:text('Reliability map')")
+    shop = page.locator("#map a[data-path='shop']")
+    assert shop.get_attribute("data-events") == "5"
+    screenshot(page, "map")
+    shop.click()
+    assert page.url == dash.url("/map?path=shop")
+    pricing = page.locator("#map a[data-path='shop/pricing.py']")
+    assert pricing.get_attribute("data-events") == "3"
+    assert page.locator("#map a[data-path='shop/loyalty.py']").get_attribute("data-events") == "0"
+    assert "heat4" in (pricing.get_attribute("class") or "")
+    assert page.locator("svg.chart").count() == 1
+    pricing.click()
+    assert page.url == dash.url("/map?path=shop/pricing.py")
+    assert page.text_content("#fig-path-events b") == "3"
+    assert re.fullmatch(r"tier [12]", page.text_content("#fig-tier b") or "")
+    function = page.locator("#map a[data-path='shop/pricing.py::line_total']")
+    assert function.get_attribute("data-events") == "3"
+    assert page.locator("#map a[data-path='shop/pricing.py::_audit']").get_attribute("data-events") == "0"
+    screenshot(page, "map-file")
+    function.click()
+    assert page.text_content("#fig-path-events b") == "3"
+    assert page.locator("#path-issues a", has_text="KeyError").count() + page.locator("#path-issues tr").count() >= 2
+    page.click("#crumbs a:text('shop')")
+    assert page.url == dash.url("/map?path=shop")
+
+
+def test_suite_page_shows_changes_latency_and_flaky_tests(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    page.click("header a:text('Test suite')")
+    assert page.text_content("#fig-changes b") == "1"
+    log = page.text_content("#suite-log") or ""
+    assert "tests/test_regressions.py::test_unknown_sku" in log and "added" in log
+    assert f"regression test of production issue {dash.issues['KeyError']}" in log
+    assert page.text_content("#fig-flaky b") == "1"
+    assert "tests/test_pricing.py::test_line_total" in (page.text_content("#flaky") or "")
+    page.click(f"#suite-log a[href='/dashboard/issues/{dash.issues['KeyError']}']")
+    assert page.url == dash.url(f"/issues/{dash.issues['KeyError']}")
+    page.go_back()
+    screenshot(page, "suite")
