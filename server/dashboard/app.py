@@ -60,8 +60,8 @@ def dashboard_routes(ctx: AppContext, token: str) -> list[BaseRoute]:
     sessions = Sessions(ctx.clock)
     env = _environment()
 
-    def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-        html = env.get_template(name).render(**values)
+    def render(template: str, /, status: int = 200, **values: Any) -> HTMLResponse:
+        html = env.get_template(template).render(**values)
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
     def signed_in(page: Page) -> Callable[[Request], Awaitable[Response]]:
@@ -124,7 +124,7 @@ def dashboard_routes(ctx: AppContext, token: str) -> list[BaseRoute]:
         act = ACTIONS.get(name)
         if act is None:
             return render("message.html", status=404, session=session, title="Not found", text="No such action.")
-        values = {"session": session, "act": act, "name": name, "target": target, "back": act.back(target)}
+        values = {"session": session, "act": act, "action": name, "target": target, "back": act.back(target)}
         if request.method == "GET":
             return render("confirm.html", error=None, why="", **values)
         form = await request.form()

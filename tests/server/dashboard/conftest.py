@@ -134,6 +134,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, dash: Dashboard) -> Iterator[Page]:
     """A fresh browser context (no cookies), its dialogs recorded in `page.dialogs`."""
     context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(5000)
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
