@@ -23,7 +23,7 @@ from prodloop.tools.observe.triage import triage_signals
 from tests.conftest import MCP_TOKEN
 from tests.sample_service import SampleService
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("PRODLOOP_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("PRODLOOP_ARTIFACTS", Path(__file__).parents[3] / ".artifacts")) / "dashboard"
 PERSON = "Grace Operator"
 XSS = "<script>alert('pwned')</script>"

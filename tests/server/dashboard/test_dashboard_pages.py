@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from playwright.sync_api import Page
 
@@ -37,6 +40,34 @@ def test_login_sets_a_strict_http_only_session_cookie(page: Page, dash: Dashboar
     assert MCP_TOKEN not in cookie["value"]
     assert page.text_content("header .who") == PERSON
     screenshot(page, "overview")
+
+
+def test_the_cookie_is_secure_behind_https(dash: Dashboard) -> None:
+    """Behind a TLS proxy on loopback (uvicorn trusts its X-Forwarded-Proto), the cookie is marked Secure."""
+    form = urllib.parse.urlencode({"person": PERSON, "token": MCP_TOKEN}).encode()
+    request = urllib.request.Request(dash.url("/login"), data=form, headers={"X-Forwarded-Proto": "https"})
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    try:
+        urllib.request.build_opener(NoRedirect).open(request, timeout=10)
+        raise AssertionError("no redirect")
+    except urllib.error.HTTPError as reply:
+        status, cookie = reply.code, reply.headers["set-cookie"]
+        reply.close()
+    assert status == 303
+    assert {"HttpOnly", "Secure", "Path=/dashboard", "SameSite=strict"} <= {p.strip() for p in cookie.split(";")}
+
+
+def test_a_name_is_required(page: Page, dash: Dashboard) -> None:
+    page.goto(dash.url("/login"))
+    page.evaluate("document.querySelector('input[name=person]').removeAttribute('required')")
+    page.fill("input[name=token]", MCP_TOKEN)
+    page.click("button[type=submit]")
+    assert page.text_content("#login-error") == "Give your name: actions are recorded with it."
+    assert page.context.cookies() == []
 
 
 def test_overview_shows_the_store_figures(page: Page, dash: Dashboard) -> None:
