@@ -51,6 +51,7 @@ def _environment() -> Environment:
     env.globals["root"] = PREFIX
     env.filters["when"] = lambda at: (time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) + " UTC") if at else ""
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.0f}%"
+    env.filters["hours"] = lambda h: "–" if h is None else (f"{h:.1f} h" if h >= 1 else f"{60 * h:.0f} min")
     env.filters["q"] = lambda v: quote(str(v), safe="/:")
     return env
 

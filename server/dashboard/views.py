@@ -15,7 +15,7 @@ from prodloop.server.errors import NotFoundError, ProdloopError
 from prodloop.server.store import ci, lineage, policy, receipts, signals
 from prodloop.server.store.history import PathMatch, issues_touching
 from prodloop.tools.budget import budget_status
-from prodloop.tools.engine._shape import iso
+from prodloop.tools.engine._shape import encode_cursor, iso
 from prodloop.tools.observe.andon import andon_status
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
@@ -215,7 +215,10 @@ def _functions(text: str) -> list[tuple[str, int]]:
 
 def suite(ctx: AppContext) -> dict[str, Any]:
     store = ctx.store
-    log = suite_log(store, limit=100)
+    log = suite_log(store, limit=1)
+    if log.total > 1:  # the newest 200, newest first
+        log = suite_log(store, limit=200, cursor=encode_cursor("suite-log", max(log.total - 200, 0)))
+    entries = list(reversed(log.entries))
     numbers = metrics(store)
     latency = [
         (h, signals_hours)
@@ -228,4 +231,11 @@ def suite(ctx: AppContext) -> dict[str, Any]:
     latency_chart = svg.bar_chart([(f"{name} hours", value) for name, value in latency], title="production to test")
     flaky = ci.flaky_tests(store)[:50]
     flaky_chart = svg.bar_chart([(t, f / n) for t, f, n in flaky[:15]], title="flaky share of commits")
-    return {"log": log, "metrics": numbers, "latency_chart": latency_chart, "flaky": flaky, "flaky_chart": flaky_chart}
+    return {
+        "log": log,
+        "entries": entries,
+        "metrics": numbers,
+        "latency_chart": latency_chart,
+        "flaky": flaky,
+        "flaky_chart": flaky_chart,
+    }

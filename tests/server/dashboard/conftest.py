@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from prodloop.server.context import AppContext
 from prodloop.server.demo import serve_in_thread
 from prodloop.server.settings import load_settings
-from prodloop.server.store import ci, lineage, policy
+from prodloop.server.store import ci, lineage, policy, receipts
 from prodloop.tools.observe.triage import triage_signals
 from tests.conftest import MCP_TOKEN
 from tests.sample_service import SampleService
@@ -27,6 +27,9 @@ CHROMIUM = Path(os.environ.get("PRODLOOP_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("PRODLOOP_ARTIFACTS", Path(__file__).parents[3] / ".artifacts")) / "dashboard"
 PERSON = "Grace Operator"
 XSS = "<script>alert('pwned')</script>"
+TEST = "tests/test_regressions.py::test_unknown_sku"
+PR_URL = "https://github.com/acme/shop/pull/7"
+SURVIVOR = "-    return PRICES[item['sku']] * item['qty']\n+    return PRICES[item['sku']] <b>* 1</b>\n"
 
 # The sample service's own code, run under a real sentry-sdk that sends to the server's DSN: three users hit the
 # unknown SKU, one the zero divisor, and one logs in with a name carrying a script tag.
@@ -92,15 +95,43 @@ def _fill(ctx: AppContext, service: SampleService, port: int) -> Dashboard:
     assert cord is not None
     dash.cord_id = cord.id
     policy.mark_exhausted(ctx.store, dash.issues["ZeroDivisionError"], now - 300, "runs used up")
+    _lineage(ctx, dash.issues["KeyError"], deploy, service.commit, now)
     policy.save_provenance(ctx.store, [{
-        "test_node": "tests/test_regressions.py::test_unknown_sku", "test_path": "tests/test_regressions.py",
-        "action": "added", "issue_id": dash.issues["KeyError"],
+        "test_node": "tests/test_old.py", "test_path": "tests/test_old.py", "action": "removed",
+        "reasons": ["redundant with tests/test_pricing.py"],
     }], now - 200)  # fmt: skip
     test = "tests/test_pricing.py::test_line_total"
     for job, outcome in (("a", "passed"), ("a", "failed")):
         ci.save_run(ctx.store, commit=service.commit, branch="main", run_url=None, job=job, digest=outcome,
                     results=[ci.ResultIn(test, outcome, 0, 0.1, None)], at=now - 100)  # fmt: skip
     return dash
+
+
+def _lineage(ctx: AppContext, issue: int, deploy: int, commit: str, now: float) -> None:
+    """A fix's lineage as the loop records it: receipt (gates, mutation) -> PR -> merge -> deploy -> verdict."""
+    mutation = receipts.MutationResult(
+        receipt_id="r" * 64, scope="fix", functions=["shop/pricing.py::line_total"], not_executed=[], tests=[TEST],
+        mutants=10, killed=9, survived=1, timeout=0, no_tests=0, suspicious=0, score=0.9, min_score=0.8, passed=True,
+        survivors=[receipts.SurvivingMutant(path="shop/pricing.py", line=7, diff=SURVIVOR)], seconds=3.0, note="",
+    )  # fmt: skip
+    gates = (receipts.Gate(name="reproduces", passed=True, evidence="KeyError: 'kiwi'"),
+             receipts.Gate(name="passes_with_fix", passed=True, evidence="1 passed"))  # fmt: skip
+    receipts.save(ctx.store, receipts.Receipt(
+        id="r" * 64, issue_id=issue, event_id="e" * 32, commit_sha=commit, test_path="tests/test_regressions.py",
+        test_name="test_unknown_sku", test_code="", test_sha256="", fix_diff="", fix_sha256="", passed=True,
+        gates=gates, cpu_seconds=1.0, created_at=now + 1200, mutation=mutation,
+    ))  # fmt: skip
+    # half an hour after the first event (the fixture's `now` is just before the SDK reports)
+    slot, why = policy.reserve_pull_request(ctx.store, issue, "r" * 64, max_per_issue=3, max_per_day=10, now=now + 1800)
+    assert slot is not None, why
+    pr = policy.PullRequestRow(id=slot, issue_id=issue, receipt_id="r" * 64, branch="prodloop/fix-1",
+                               commit_sha=commit, url=PR_URL, number=7, mode="github",
+                               created_at=now + 1800)  # fmt: skip
+    policy.complete_pull_request(ctx.store, pr, {"test_node": TEST, "test_path": "tests/test_regressions.py",
+                                                 "issue_id": issue})  # fmt: skip
+    lineage.record_merge(ctx.store, slot, merge_commit=commit, merged_at=now + 2400, how="github")
+    lineage.record_deployed(ctx.store, slot, deploy_id=deploy)
+    lineage.save_verdict(ctx.store, issue, slot, "watching", {}, now + 3000, max_no_effect=3)
 
 
 @pytest.fixture(scope="module")

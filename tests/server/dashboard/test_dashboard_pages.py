@@ -10,8 +10,9 @@ import urllib.request
 from playwright.sync_api import Page
 
 from prodloop.server.store import signals
+from prodloop.tools.observe.metrics import metrics
 from tests.conftest import MCP_TOKEN
-from tests.server.dashboard.conftest import PERSON, XSS, Dashboard, login, screenshot
+from tests.server.dashboard.conftest import PERSON, PR_URL, SURVIVOR, XSS, Dashboard, login, screenshot
 
 
 def test_nothing_is_reachable_without_a_session(page: Page, dash: Dashboard) -> None:
@@ -83,6 +84,9 @@ def test_overview_shows_the_store_figures(page: Page, dash: Dashboard) -> None:
     assert page.locator("#issues svg.spark").count() == 3
     assert "shop/checkout.py" in (page.text_content("#quarantined") or "")
     assert page.locator("#budgets tr").count() == 2
+    assert page.text_content("#fig-awaiting b") == "1"
+    awaiting = page.locator("#awaiting tr").nth(1).locator("td").all_text_contents()
+    assert awaiting[1:] == [PR_URL, awaiting[2], "yes", "watching"] and awaiting[2].endswith(" UTC")
     # the sparkline of the unknown-SKU issue rises to its 3 events in the current hour
     row = page.locator("#issues tr", has_text=f"#{dash.issues['KeyError']} ")
     assert row.locator("td").nth(3).text_content() == "3"
@@ -102,6 +106,15 @@ def test_issue_page_from_the_overview_link(page: Page, dash: Dashboard) -> None:
     frames = page.text_content("#frames") or ""
     assert "shop/pricing.py" in frames and "line_total" in frames
     assert "KeyError" in (page.text_content(".exception") or "")
+    cells = page.locator("#lineage tr").nth(1).locator("td")
+    assert "test_unknown_sku" in (cells.nth(0).text_content() or "")
+    assert cells.nth(1).locator("li").all_text_contents() == ["✔ reproduces", "✔ passes_with_fix"]
+    assert (cells.nth(2).text_content() or "").startswith("90% (9/10)")
+    assert cells.nth(2).locator("pre").text_content() == SURVIVOR  # the survivor's diff, as text
+    assert cells.nth(2).locator("b").count() == 0
+    assert PR_URL in (cells.nth(3).text_content() or "") and "merged" in (cells.nth(3).text_content() or "")
+    assert cells.nth(4).text_content() == "shop@1.0.0"
+    assert cells.nth(5).text_content() == "watching"
     screenshot(page, "issue")
 
 
@@ -149,10 +162,14 @@ def test_reliability_map_drills_down_to_a_function(page: Page, dash: Dashboard) 
 def test_suite_page_shows_changes_latency_and_flaky_tests(page: Page, dash: Dashboard) -> None:
     login(page, dash)
     page.click("header a:text('Test suite')")
-    assert page.text_content("#fig-changes b") == "1"
-    log = page.text_content("#suite-log") or ""
-    assert "tests/test_regressions.py::test_unknown_sku" in log and "added" in log
-    assert f"regression test of production issue {dash.issues['KeyError']}" in log
+    assert page.text_content("#fig-changes b") == "2"
+    added, removed = (page.locator("#suite-log tr").nth(i).locator("td").all_text_contents() for i in (1, 2))
+    assert added[1:] == ["added", "tests/test_regressions.py::test_unknown_sku", f"#{dash.issues['KeyError']}",
+                         f"regression test of production issue {dash.issues['KeyError']}", PR_URL]  # fmt: skip
+    assert removed[1:] == ["removed", "tests/test_old.py", "", "redundant with tests/test_pricing.py", ""]
+    latency = metrics(dash.ctx.store).production_to_test
+    assert latency.count == 1 and latency.p50_hours is not None and 0.5 <= latency.p50_hours <= 0.7
+    assert page.text_content("#fig-latency b") == f"{60 * latency.p50_hours:.0f} min"
     assert page.text_content("#fig-flaky b") == "1"
     assert "tests/test_pricing.py::test_line_total" in (page.text_content("#flaky") or "")
     page.click(f"#suite-log a[href='/dashboard/issues/{dash.issues['KeyError']}']")
