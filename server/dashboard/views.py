@@ -20,7 +20,7 @@ from prodloop.tools.observe.andon import andon_status
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
 from prodloop.tools.observe.metrics import metrics
-from prodloop.tools.observe.reliability import query_reliability_history
+from prodloop.tools.observe.reliability import file_tier, query_reliability_history
 from prodloop.tools.observe.triage import onset_of
 from prodloop.tools.ship.suite_log import suite_log
 
@@ -127,6 +127,8 @@ class Box:
     lines: int
     events: int
     issues: int
+    users: int
+    tier: int | None  # files only (`file_tier`: from production alone); the history below weighs importers too
     share: float  # of the siblings' lines
     heat: int  # 0 (none) .. 4 (most events among siblings)
 
@@ -168,12 +170,16 @@ def reliability(ctx: AppContext, path: str) -> dict[str, Any]:
     counted = []
     for name, child_path, kind, size, match in children:
         found = issues_touching(conn, match, since=since)
-        counted.append((name, child_path, kind, size, sum(i.event_count for i in found), len(found)))
+        counted.append((name, child_path, kind, size, sum(i.event_count for i in found), found))
     total_lines = sum(c[3] for c in counted) or 1
     top = max((c[4] for c in counted), default=0)
-    for name, child_path, kind, size, events, n in counted:
+    for name, child_path, kind, size, events, found in counted:
         heat = 0 if not events else 1 + min(3, int(3 * events / top)) if top else 0
-        boxes.append(Box(name, child_path, kind, size, events, n, round(size / total_lines, 4), heat))
+        tier = (
+            file_tier(ctx.store, ctx.settings.reliability, child_path, days=_MAP_DAYS).tier if kind == "file" else None
+        )
+        boxes.append(Box(name, child_path, kind, size, events, len(found), sum(i.user_count for i in found), tier,
+                         round(size / total_lines, 4), heat))  # fmt: skip
     history = None
     chart: Markup | None = None
     if given:

@@ -143,6 +143,9 @@ def test_reliability_map_drills_down_to_a_function(page: Page, dash: Dashboard) 
     assert pricing.get_attribute("data-events") == "3"
     assert page.locator("#map a[data-path='shop/loyalty.py']").get_attribute("data-events") == "0"
     assert "heat4" in (pricing.get_attribute("class") or "")
+    assert pricing.get_attribute("data-tier") == "2"  # 3 of the 5 events: over the 25% share
+    assert page.locator("#map a[data-path='shop/loyalty.py']").get_attribute("data-tier") == "1"
+    assert "3 events, 1 issues, 3 users" in (pricing.text_content() or "")
     assert page.locator("svg.chart").count() == 1
     pricing.click()
     assert page.url == dash.url("/map?path=shop/pricing.py")
