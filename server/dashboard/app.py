@@ -133,9 +133,7 @@ def dashboard_routes(ctx: AppContext, token: str) -> list[BaseRoute]:
             return render("message.html", status=403, session=session, title="Refused", text=_CSRF_REFUSED)
         why = str(form.get("why", "")).strip()
         if not why:
-            return render(
-                "confirm.html", status=400, error="Write why: it is kept with the decision.", why="", **values
-            )
+            return render("confirm.html", status=400, error=_WHY_NEEDED, why="", **values)
         try:
             await run_in_threadpool(act.run, ctx, target, session.person, why)
         except NotFoundError as exc:
