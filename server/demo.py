@@ -200,7 +200,8 @@ def run_demo(
                 with serve_in_thread(ctx, token=token) as port:
                     url = f"http://127.0.0.1:{port}/dashboard/"
                     seen["dashboard"] = url
-                    console.print(f"\n[bold]Dashboard[/bold] {url}  (log in with the token {token})", highlight=False)
+                    console.print(f"\n[bold]Dashboard[/bold] {url}  (log in with the token {token})", highlight=False,
+                                  soft_wrap=True)  # fmt: skip
                     keep(url, token)
         finally:
             ctx.close()
