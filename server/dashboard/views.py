@@ -19,7 +19,7 @@ from prodloop.tools.engine._shape import encode_cursor, iso
 from prodloop.tools.observe.andon import andon_status
 from prodloop.tools.observe.error_context import fetch_error_context
 from prodloop.tools.observe.issues import list_issues
-from prodloop.tools.observe.metrics import metrics
+from prodloop.tools.observe.metrics import metrics, production_to_test_seconds
 from prodloop.tools.observe.reliability import file_tier, query_reliability_history
 from prodloop.tools.observe.triage import onset_of
 from prodloop.tools.ship.suite_log import suite_log
@@ -27,6 +27,8 @@ from prodloop.tools.ship.suite_log import suite_log
 HOUR = 3600
 _SPARK_HOURS = 48
 _MAP_DAYS = 30
+_LATENCY_BUCKETS = (("under 1 hour", 0, 1), ("1 to 4 hours", 1, 4), ("4 to 24 hours", 4, 24),
+                    ("1 to 7 days", 24, 168), ("over 7 days", 168, float("inf")))  # fmt: skip
 
 
 def _hour_label(hour: int) -> str:
@@ -226,15 +228,9 @@ def suite(ctx: AppContext) -> dict[str, Any]:
         log = suite_log(store, limit=200, cursor=encode_cursor("suite-log", max(log.total - 200, 0)))
     entries = list(reversed(log.entries))
     numbers = metrics(store)
-    latency = [
-        (h, signals_hours)
-        for h, signals_hours in (
-            ("p50", numbers.production_to_test.p50_hours),
-            ("p90", numbers.production_to_test.p90_hours),
-        )
-        if signals_hours is not None
-    ]
-    latency_chart = svg.bar_chart([(f"{name} hours", value) for name, value in latency], title="production to test")
+    hours = [max(0.0, s) / HOUR for s in production_to_test_seconds(store).values()]
+    buckets = [(label, float(sum(low <= h < high for h in hours))) for label, low, high in _LATENCY_BUCKETS]
+    latency_chart = svg.bar_chart(buckets, title="issues by production-to-test latency")
     flaky = ci.flaky_tests(store)[:50]
     flaky_chart = svg.bar_chart([(t, f / n) for t, f, n in flaky[:15]], title="flaky share of commits")
     return {

@@ -173,6 +173,10 @@ def test_suite_page_shows_changes_latency_and_flaky_tests(page: Page, dash: Dash
     latency = metrics(dash.ctx.store).production_to_test
     assert latency.count == 1 and latency.p50_hours is not None and 0.5 <= latency.p50_hours <= 0.7
     assert page.text_content("#fig-latency b") == f"{60 * latency.p50_hours:.0f} min"
+    bars = page.locator("#latency text").all_text_contents()  # label, value, label, value, ...
+    assert list(zip(bars[::2], bars[1::2], strict=True)) == [
+        ("under 1 hour", "1"), ("1 to 4 hours", "0"), ("4 to 24 hours", "0"), ("1 to 7 days", "0"), ("over 7 days", "0")
+    ]  # fmt: skip
     assert page.text_content("#fig-flaky b") == "1"
     assert "tests/test_pricing.py::test_line_total" in (page.text_content("#flaky") or "")
     page.click(f"#suite-log a[href='/dashboard/issues/{dash.issues['KeyError']}']")
