@@ -4,6 +4,7 @@ installs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from prodloop.server.context import AppContext
 from prodloop.server.demo import serve_in_thread
 from prodloop.server.settings import load_settings
-from prodloop.server.store import ci, lineage, policy, receipts
+from prodloop.server.store import ci, lineage, policy, receipts, signals
 from prodloop.tools.observe.triage import triage_signals
 from tests.conftest import MCP_TOKEN
 from tests.sample_service import SampleService
@@ -27,6 +28,7 @@ CHROMIUM = Path(os.environ.get("PRODLOOP_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("PRODLOOP_ARTIFACTS", Path(__file__).parents[3] / ".artifacts")) / "dashboard"
 PERSON = "Grace Operator"
 XSS = "<script>alert('pwned')</script>"
+EVIDENCE = ["first seen 20 min after deploy shop@<img src=x onerror=alert(2)>", "3 of 3 events in the new release"]
 TEST = "tests/test_regressions.py::test_unknown_sku"
 PR_URL = "https://github.com/acme/shop/pull/7"
 SURVIVOR = "-    return PRICES[item['sku']] * item['qty']\n+    return PRICES[item['sku']] <b>* 1</b>\n"
@@ -88,6 +90,13 @@ def _fill(ctx: AppContext, service: SampleService, port: int) -> Dashboard:
     dash.issues = {str(r.exception_type): r.id for r in rows}
     assert set(dash.issues) == {"KeyError", "ZeroDivisionError", "ValueError"}, dash.issues
     triage_signals(ctx.store, ctx.git(), ctx.settings, ctx.clock)
+    # One issue as triage reports an attributed rise (too few real events here for a significant one); its evidence
+    # quotes production text (a release name), hostile here.
+    zero = signals.get(ctx.store, dash.issues["ZeroDivisionError"])
+    assert zero is not None
+    signals.save(ctx.store, dataclasses.replace(zero, classification="actionable", priority=zero.priority + 50,
+                 report={"missing": [], "attribution": [{"cause": "deploy", "confidence": 0.8, "evidence": EVIDENCE}]},
+                 ), {})  # fmt: skip
     cord = lineage.pull_cord(
         ctx.store, deploy_id=deploy, release="shop@1.0.0", environment="production", commit_sha=service.commit,
         previous_commit=None, paths=["shop/checkout.py"], evidence=[], blast_radius={}, at=now - 600,

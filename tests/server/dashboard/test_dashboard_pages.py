@@ -12,7 +12,7 @@ from playwright.sync_api import Page
 from prodloop.server.store import signals
 from prodloop.tools.observe.metrics import metrics
 from tests.conftest import MCP_TOKEN
-from tests.server.dashboard.conftest import PERSON, PR_URL, SURVIVOR, XSS, Dashboard, login, screenshot
+from tests.server.dashboard.conftest import EVIDENCE, PERSON, PR_URL, SURVIVOR, XSS, Dashboard, login, screenshot
 
 
 def test_nothing_is_reachable_without_a_session(page: Page, dash: Dashboard) -> None:
@@ -129,6 +129,16 @@ def test_script_in_an_event_shows_as_text(page: Page, dash: Dashboard) -> None:
     assert XSS in (page.text_content("#issues") or "")
     assert page.dialogs == []  # type: ignore[attr-defined]
     screenshot(page, "issue-with-script")
+
+
+def test_issue_page_shows_attribution_with_its_evidence(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    page.click(f"#pending a[href='/dashboard/issues/{dash.issues['ZeroDivisionError']}']")
+    assert page.text_content("#fig-triage b") == "actionable"
+    row = page.locator("#attribution tr").nth(1).locator("td")
+    assert row.nth(0).text_content() == "deploy" and row.nth(1).text_content() == "80%"
+    assert row.nth(2).locator("li").all_text_contents() == EVIDENCE
+    assert page.locator("main img").count() == 0 and page.dialogs == []  # type: ignore[attr-defined]
 
 
 def test_reliability_map_drills_down_to_a_function(page: Page, dash: Dashboard) -> None:
