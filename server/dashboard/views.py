@@ -92,16 +92,15 @@ def issue(ctx: AppContext, issue_id: int) -> dict[str, Any]:
         title=f"events per hour of issue {issue_id}",
     )  # fmt: skip
     merged = lineage.merges(store)
+    deploys = {d.id: d for d in store.deploys()}
     steps = []
     for pr in policy.pull_requests(store, issue_id=issue_id):
         try:
             receipt: receipts.Receipt | None = receipts.get(store, pr.receipt_id)
         except ProdloopError:
             receipt = None
-        deploy = None
         merge = merged.get(pr.id)
-        if merge is not None and merge.deploy_id is not None:
-            deploy = next((d for d in store.deploys() if d.id == merge.deploy_id), None)
+        deploy = deploys.get(merge.deploy_id) if merge is not None and merge.deploy_id is not None else None
         steps.append({"pr": pr, "receipt": receipt, "merge": merge, "deploy": deploy,
                       "verdict": lineage.latest_verdict(store, pr.id)})  # fmt: skip
     signal = signals.get(store, issue_id)

@@ -193,3 +193,15 @@ def test_suite_page_shows_changes_latency_and_flaky_tests(page: Page, dash: Dash
     assert page.url == dash.url(f"/issues/{dash.issues['KeyError']}")
     page.go_back()
     screenshot(page, "suite")
+
+
+def test_unknown_things_are_clear_errors(page: Page, dash: Dashboard) -> None:
+    login(page, dash)
+    reply = page.goto(dash.url("/issues/999"))
+    assert reply is not None and reply.status == 404 and "999" in (page.text_content("#message") or "")
+    for path in ("../etc", "nowhere", "shop/pricing.py::no such"):
+        reply = page.goto(dash.url(f"/map?path={urllib.parse.quote(path)}"))
+        assert reply is not None and reply.status in (400, 404), path
+        assert page.locator("#message").count() == 1, path
+    reply = page.goto(dash.url("/actions/delete-everything/1"))
+    assert reply is not None and reply.status == 404
