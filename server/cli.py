@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, cast, get_args
 
@@ -588,14 +589,24 @@ def prune(repo: RepoOpt = None, data_dir: DataOpt = None) -> None:
 @app.command()
 def demo(
     workdir: Annotated[Path | None, typer.Option(help="keep the sample service, its remote and the store here")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="then serve the dashboard of the result until Ctrl-C")] = False,
 ) -> None:
     """The whole loop on a sample service: a real crash through ingest, MCP, synthesis, gates, mutation, PR branch."""
     from prodloop.server.demo import run_demo
 
     if workdir is not None and workdir.exists() and any(workdir.iterdir()):
         raise typer.BadParameter(f"{workdir} is not empty")
-    seen = run_demo(out, workdir=workdir)
+    seen = run_demo(out, workdir=workdir, keep=_serve_until_interrupted if keep else None)
     raise typer.Exit(0 if seen["loop"]["outcome"] == "pr_opened" else 1)
+
+
+def _serve_until_interrupted(url: str, token: str) -> None:
+    out.print("serving until Ctrl-C", highlight=False)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from starlette.types import ASGIApp
 
+from prodloop.server.clock import new_token
 from prodloop.server.context import AppContext
 from prodloop.server.http_app import build_http_app
 from prodloop.server.mcp_app import build_mcp
@@ -140,8 +141,11 @@ def serve_app_in_thread(app: ASGIApp) -> Iterator[int]:
         thread.join(timeout=15)
 
 
-def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
-    """Run the demo; returns what it saw (for tests and for printing)."""
+def run_demo(
+    console: Console, workdir: Path | None = None, *, keep: Callable[[str, str], None] | None = None
+) -> dict[str, Any]:
+    """Run the demo; returns what it saw (for tests and for printing). With `keep`, the demo's store is then served
+    on 127.0.0.1 under a fresh token, the dashboard's URL printed last, while `keep(url, token)` runs."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="prodloop-demo-") as tmp:
         root = workdir or Path(tmp)
@@ -184,14 +188,23 @@ def run_demo(console: Console, workdir: Path | None = None) -> dict[str, Any]:
             seen["loop"] = report.model_dump()
             seen["kept"] = workdir is not None
             seen["crash_to_pr_seconds"] = time.perf_counter() - crashed
+            _print_result(console, seen)
+            total = time.perf_counter() - started
+            console.print(
+                f"[bold]{report.outcome}[/bold]: crash to PR in {seen['crash_to_pr_seconds']:.1f} s, "
+                f"{total:.1f} s in all",
+                highlight=False,
+            )
+            if keep is not None:
+                token = new_token()
+                with serve_in_thread(ctx, token=token) as port:
+                    url = f"http://127.0.0.1:{port}/dashboard/"
+                    seen["dashboard"] = url
+                    console.print(f"\n[bold]Dashboard[/bold] {url}  (log in with the token {token})", highlight=False,
+                                  soft_wrap=True)  # fmt: skip
+                    keep(url, token)
         finally:
             ctx.close()
-    _print_result(console, seen)
-    total = time.perf_counter() - started
-    console.print(
-        f"[bold]{report.outcome}[/bold]: crash to PR in {seen['crash_to_pr_seconds']:.1f} s, {total:.1f} s in all",
-        highlight=False,
-    )
     return seen
 
 

@@ -1,5 +1,5 @@
 """The HTTP application: MCP at `/mcp` (bearer token), Sentry ingest under `/api/`, the Sentry and GitHub webhooks
-under `/hooks/`, `/healthz`."""
+under `/hooks/`, the dashboard under `/dashboard` (a session opened with the same token), `/healthz`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from prodloop.server.auth import BearerAuth
 from prodloop.server.background import BackgroundWatch
 from prodloop.server.context import AppContext
+from prodloop.server.dashboard import dashboard_routes
 from prodloop.server.errors import ConfigError
 from prodloop.server.ingest.endpoint import Ingest
 from prodloop.server.ingest.writer import EventWriter
@@ -148,6 +149,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback |
             *SentryWebhook(ctx).routes(),
             *GitHubWebhook(ctx, on_merge or watch.on_merge).routes(),
             Mount("/ci", app=CIResults(ctx, mcp_token).app()),
+            *dashboard_routes(ctx, mcp_token),
             # Last, so only /mcp (and unknown paths) pass the bearer check.
             Mount("/", app=BearerAuth(mcp_http, mcp_token)),
         ],

@@ -46,7 +46,9 @@ class Metrics(BaseModel):
     auto_merged: float | None = Field(description="share of the eligible PRs that were merged")
 
 
-def metrics(store: Store) -> Metrics:
+def production_to_test_seconds(store: Store) -> dict[int, float]:
+    """Per issue with a regression test: seconds from its first event to its first test reaching the default branch
+    (the PR's merge; while unmerged, the PR). The latency distribution `metrics` summarizes."""
     merges = lineage.merges(store)
     first_test: dict[int, float] = {}
     for pr in policy.pull_requests(store):
@@ -55,7 +57,11 @@ def metrics(store: Store) -> Metrics:
         merged = merges.get(pr.id)
         at = merged.merged_at if merged is not None else pr.created_at
         first_test[pr.issue_id] = min(first_test.get(pr.issue_id, at), at)
-    latency = [at - store.get_issue(i).first_seen for i, at in first_test.items()]
+    return {i: at - store.get_issue(i).first_seen for i, at in first_test.items()}
+
+
+def metrics(store: Store) -> Metrics:
+    latency = list(production_to_test_seconds(store).values())
     verdicts = lineage.verdicts(store)
     fixed_at: dict[int, float] = {}
     regressed: set[int] = set()
