@@ -7,6 +7,7 @@ carries the session's CSRF token: without it, or with another, the POST is refus
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,8 @@ def _environment() -> Environment:
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * float(v):.0f}%"
     env.filters["hours"] = lambda h: "–" if h is None else (f"{h:.1f} h" if h >= 1 else f"{60 * h:.0f} min")
     env.filters["q"] = lambda v: quote(str(v), safe="/:")
+    # Text for a <pre>, escaped by autoescape like any value (tojson's \u0027 escapes are for <script> contexts).
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=1, ensure_ascii=False, sort_keys=True, default=str)
     return env
 
 
