@@ -216,6 +216,7 @@ def main() -> int:
     observable = bool(stable) and len(unstable) < len(stable)
     results: list[dict[str, Any]] = []
     running: dict[int, tuple[int, float]] = {}
+    overdue: list[int] = []
     queue = list(range(total))
     done = 0
     while queue or running:
@@ -231,9 +232,7 @@ def main() -> int:
                     os.kill(child, signal.SIGKILL)
                     os.waitpid(child, 0)
                     del running[child]
-                    results.append(_verdict(mutants[index], "timeout", None))
-                    done += 1
-                    _emit({"event": "progress", "done": done, "total": total})
+                    overdue.append(index)
             time.sleep(0.002)
             continue
         if pid not in running:
@@ -244,6 +243,16 @@ def main() -> int:
         if verdict == "survived" and observable and _unchanged(_trace(traces, str(index)), stable, unstable):
             verdict = "unexercised"
         results.append(_verdict(mutants[index], verdict, code))
+        done += 1
+        _emit({"event": "progress", "done": done, "total": total})
+    # A mutant over its deadline among parallel runs may only have been starved of CPU (a loaded machine), and a
+    # timeout counts as killed: each runs again alone with three times the budget before it is called one.
+    for index in overdue:
+        code = _run_child(mutants[index], args, pytest, timeout * 3, ctx, str(index))
+        verdict = "timeout" if code == -9 else _status(code)
+        if verdict == "survived" and observable and _unchanged(_trace(traces, str(index)), stable, unstable):
+            verdict = "unexercised"
+        results.append(_verdict(mutants[index], verdict, None if code == -9 else code))
         done += 1
         _emit({"event": "progress", "done": done, "total": total})
     plugins = "off" if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else "on"
