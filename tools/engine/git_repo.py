@@ -199,7 +199,14 @@ class GitRepo:
         return sha
 
     def tags(self) -> dict[str, str]:
-        """Every tag and the commit it names (annotated tags peeled), in one call; asked afresh each time."""
+        """Every tag and the commit it names (annotated tags peeled), in one call; cached while the tag refs on disk
+        are unchanged (`_tag_state`), else asked afresh."""
+        state = self._tag_state()
+        if state is None:
+            return self._tags()
+        return dict(self._cache.get(("tags", state), self._tags))
+
+    def _tags(self) -> dict[str, str]:
         out = self._git("for-each-ref", "--format=%(refname:short)%00%(objectname)%00%(*objectname)", "refs/tags")
         tags = {}
         for line in out.splitlines():
@@ -209,6 +216,12 @@ class GitRepo:
 
     def previous_tag(self, commit: str) -> str | None:
         """The nearest tag reachable from `commit`'s parents (what `git describe` finds)."""
+        state = self._tag_state()
+        if state is None:
+            return self._previous_tag(commit)
+        return self._cache.get(("describe", commit, state), lambda: self._previous_tag(commit))
+
+    def _previous_tag(self, commit: str) -> str | None:
         try:
             out = self._repo.git.execute(
                 git_command("describe", "--tags", "--abbrev=0", f"{commit}^"), with_extended_output=False
@@ -216,6 +229,24 @@ class GitRepo:
         except GitCommandError:
             return None
         return str(out).strip() or None
+
+    def _tag_state(self) -> tuple[object, ...] | None:
+        """What changes on disk whenever a tag is made, moved or deleted: `packed-refs` and the `refs/tags` folders
+        (git writes a ref through a lock file renamed into its folder: a new inode). None when the refs live
+        elsewhere (a reftable repository): no caching then."""
+        common = Path(self._repo.common_dir)
+        if (common / "reftable").exists():
+            return None
+        state: list[object] = []
+        try:
+            packed = (common / "packed-refs").stat()
+            state.append((packed.st_mtime_ns, packed.st_size, packed.st_ino))
+        except FileNotFoundError:
+            state.append(None)
+        for folder, _, _ in os.walk(common / "refs" / "tags"):
+            with os.scandir(folder) as entries:  # names and inodes: a ref rewritten within one clock tick shows too
+                state.append((folder, os.stat(folder).st_mtime_ns, tuple(sorted((e.name, e.inode()) for e in entries))))
+        return tuple(state)
 
     def is_ancestor(self, older: str, newer: str) -> bool:
         with self._lock:

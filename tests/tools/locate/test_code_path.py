@@ -309,3 +309,27 @@ def test_warm_cache_reuses_git_reads(shop: Shop, make_ctx: Callable[..., AppCont
     cold = map_code_path(ctx.store, git, issue_id=1)
     warm = map_code_path(ctx.store, git, issue_id=1)
     assert cold == warm
+
+
+def test_tags_are_read_once_while_no_tag_changes_and_afresh_after_any_change(tmp_path: Path) -> None:
+    """The tag list and `git describe` are cached per state of the tag refs on disk: a tag made, moved (-f),
+    deleted or packed shows at once, even within one clock tick."""
+    git = new_repo(tmp_path / "svc")
+    first = git.commit({"a.py": "x = 1\n"}, "one")
+    second = git.commit({"a.py": "x = 2\n"}, "two")
+    third = git.commit({"a.py": "x = 3\n"}, "three")
+    repo = GitRepo(git.root)
+    try:
+        git.tag("v1", first)
+        assert repo.tags() == {"v1": first} and repo.previous_tag(third) == "v1"
+        git.tag("v2", second)
+        assert repo.tags() == {"v1": first, "v2": second} and repo.previous_tag(third) == "v2"
+        git.git("tag", "-f", "v2", third)
+        assert repo.tags()["v2"] == third and repo.previous_tag(third) == "v1"
+        git.git("pack-refs", "--all")
+        git.git("tag", "-d", "v1")
+        assert repo.tags() == {"v2": third} and repo.previous_tag(third) is None
+        git.git("tag", "-a", "v3", "-m", "annotated", first)
+        assert repo.tags()["v3"] == first  # peeled to the commit
+    finally:
+        repo.close()
