@@ -519,4 +519,40 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE pull_requests ADD COLUMN auto_merge TEXT
         """,
     ),
+    (
+        17,
+        """
+        CREATE INDEX issues_all_last_seen ON issues (last_seen);
+        CREATE INDEX issues_all_event_count ON issues (event_count);
+        CREATE INDEX issues_status_last_seen ON issues (status, last_seen);
+        CREATE INDEX issues_status_event_count ON issues (status, event_count);
+        CREATE INDEX issues_status_first_seen ON issues (status, first_seen);
+        CREATE INDEX issues_status_user_count ON issues (status, user_count);
+        CREATE INDEX issues_project_status_last_seen ON issues (project_id, status, last_seen);
+        CREATE INDEX issues_project_status_event_count ON issues (project_id, status, event_count);
+        CREATE INDEX issues_project_status_first_seen ON issues (project_id, status, first_seen);
+        CREATE INDEX issues_project_status_user_count ON issues (project_id, status, user_count);
+        CREATE TABLE issue_counts (
+            project_id INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (project_id, status)
+        ) WITHOUT ROWID;
+        INSERT INTO issue_counts (project_id, status, n)
+            SELECT project_id, status, count(*) FROM issues GROUP BY project_id, status;
+        CREATE TRIGGER issue_counts_insert AFTER INSERT ON issues BEGIN
+            INSERT INTO issue_counts (project_id, status, n) VALUES (new.project_id, new.status, 1)
+                ON CONFLICT (project_id, status) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER issue_counts_delete AFTER DELETE ON issues BEGIN
+            UPDATE issue_counts SET n = n - 1 WHERE project_id = old.project_id AND status = old.status;
+        END;
+        CREATE TRIGGER issue_counts_update AFTER UPDATE OF status, project_id ON issues
+            WHEN old.status IS NOT new.status OR old.project_id IS NOT new.project_id BEGIN
+            UPDATE issue_counts SET n = n - 1 WHERE project_id = old.project_id AND status = old.status;
+            INSERT INTO issue_counts (project_id, status, n) VALUES (new.project_id, new.status, 1)
+                ON CONFLICT (project_id, status) DO UPDATE SET n = n + 1;
+        END
+        """,
+    ),
 )

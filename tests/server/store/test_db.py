@@ -258,3 +258,46 @@ def test_migration_fourteen_links_provenance_written_before_it_to_its_pull_reque
     assert store.schema_version == MIGRATIONS[-1][0]
     assert store.reader().execute("SELECT pull_request_id FROM provenance").fetchall() == [(1,)]
     store.close()
+
+
+def test_migration_seventeen_counts_issues_written_before_it_and_the_counts_stay_exact(tmp_path: Path) -> None:
+    """list_issues' total comes from counts triggers keep per (project, status): backfilled on upgrade, then exact
+    through new issues, status changes and deletions."""
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for _, sql in MIGRATIONS[:16]:
+        conn.executescript(sql)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    conn.executemany("INSERT INTO schema_migrations VALUES (?, 0)", [(v,) for v, _ in MIGRATIONS[:16]])
+    conn.executemany("INSERT INTO projects VALUES (?, ?, ?, 0)", [(1, "a", "k1"), (2, "b", "k2")])
+    conn.executemany(
+        "INSERT INTO issues (project_id, fingerprint, title, first_seen, last_seen, status)"
+        " VALUES (?, ?, 't', 0, ?, ?)",
+        [(1 + n % 2, f"f{n}", n, "resolved" if n % 3 == 0 else "unresolved") for n in range(10)],
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+
+    def exact(project: int | None, status: str | None) -> tuple[int, int]:
+        clause = " AND ".join(c for c, v in (("project_id = ?", project), ("status = ?", status)) if v is not None)
+        params = [v for v in (project, status) if v is not None]
+        counted = store.reader().execute(f"SELECT count(*) FROM issues {'WHERE ' + clause if clause else ''}", params)
+        return store.list_issues(project_id=project, status=status)[1], int(counted.fetchone()[0])
+
+    cases = [(p, s) for p in (None, 1, 2) for s in (None, "resolved", "unresolved", "ignored")]
+    assert all(a == b for a, b in (exact(*c) for c in cases)) and exact(None, None) == (10, 10)
+    with store.transaction() as conn2:
+        conn2.execute(
+            "INSERT INTO issues (project_id, fingerprint, title, first_seen, last_seen) VALUES (2, 'n', 't', 0, 0)"
+        )
+        conn2.execute("DELETE FROM issues WHERE fingerprint = 'f1'")
+    store.set_status(1, "ignored")
+    store.set_status(3, "unresolved")
+    assert [exact(*c)[0] for c in cases] == [exact(*c)[1] for c in cases]
+    assert exact(None, "ignored") == (1, 1) and exact(None, None) == (10, 10)
+    page, total = store.list_issues(status="unresolved", limit=3)
+    assert total == exact(None, "unresolved")[1] and [i.last_seen for i in page] == sorted(
+        (i.last_seen for i in page), reverse=True
+    )
+    store.close()
