@@ -2,18 +2,17 @@
 
 Refused unless the heal passed every gate (mutation testing included), its stored test still hashes to what its gates
 judged, the base branch still holds the test exactly as it was healed from (else the base moved: heal again), and
-the repository has PRs left today. The commit (the healed file and the provenance line, nothing else) is built with
-plumbing on the base, the healed test run once more on it, then pushed and offered for review like `open_pr`.
+the repository has PRs left today. Shipped like every test-suite change (`suite_ship.ship`: the healed file and the
+provenance line, nothing else, built with plumbing on the base), the healed test run once more on the built commit
+before anything is pushed. One heal makes one pull request.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from prodloop.server.clock import Clock
-from prodloop.server.errors import HealRefused
+from prodloop.server.errors import HealRefused, ProdloopError
 from prodloop.server.ingest.scrub import secret_findings
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, heals, policy
@@ -23,19 +22,12 @@ from prodloop.tools.engine.runner import Runner
 from prodloop.tools.engine.sandbox import outcome_of, workspace
 from prodloop.tools.judge.heal import sha256
 from prodloop.tools.ship.provenance import jsonl_line
-from prodloop.tools.ship.publish import check_pushed, fetch_base, free_branch, publish, push
+from prodloop.tools.ship.suite_ship import ShippedChange, base_of, branch_for, labels_for, ship
 
 DAY = 86_400.0
 
 
-class HealPullRequest(BaseModel):
-    mode: str
-    branch: str
-    base: str
-    commit: str
-    url: str | None
-    number: int | None
-    description_path: str | None
+class HealPullRequest(ShippedChange):
     labels: list[str]
     provenance: dict[str, Any]
 
@@ -54,68 +46,67 @@ def open_heal_pr(
     held = heals.reserve_ship(store, heal_id)
     if held is not None:
         raise HealRefused(what, f"it was already shipped ({cap(held, 200)})", "one heal makes one pull request")
-    pushed: list[str] = []
+    branch: list[str] = []
     try:
-        return _ship(store, repo, runner, settings, clock, heal, client, pushed)
-    finally:
-        heals.set_shipped(store, heal_id, pushed[0] if pushed else None)
+        return _ship(store, repo, runner, settings, clock, heal, client, branch)
+    finally:  # the claim stays with the branch once the remote holds it (or may), else it is given back
+        heals.set_shipped(store, heal_id, branch[0] if branch and _maybe_pushed(repo, settings, branch[0]) else None)
 
 
 def _ship(
     store: Store, repo: GitRepo, runner: Runner, settings: Settings, clock: Clock, heal: heals.Heal, client: str,
-    pushed: list[str],
+    chosen: list[str],
 ) -> HealPullRequest:  # fmt: skip
     what = f"heal {heal.id}"
     now = clock.now()
-    opened = len(policy.pull_requests(store, since=now - DAY)) + policy.provenance_count(
-        store, action="healed", since=now - DAY
+    since = now - DAY
+    opened = len(policy.pull_requests(store, since=since)) + policy.provenance_count(
+        store, action="healed", since=since
     )
     if opened >= settings.budgets.max_prs_per_day:
         raise HealRefused(what, f"{opened} PRs were opened in the last 24 hours", "a person reviews the open PRs first")
-    remote = settings.git_remote
-    base = settings.base_branch or repo.default_branch(remote)
-    base_sha = fetch_base(repo, remote, base)
-    current = repo.read(base_sha, heal.test_path)
+    base = base_of(repo, settings)
+    current = repo.read(base.sha, heal.test_path)
     if current is None or sha256(current) != heal.old_sha256:
         state = "no longer has" if current is None else "changed"
-        raise HealRefused(what, f"{base} {state} {heal.test_path} since it was healed", "heal_test against the base")
+        raise HealRefused(
+            what, f"{base.name} {state} {heal.test_path} since it was healed", "heal_test against the base"
+        )
+    found = secret_findings(heal.test_code, production_values=True)
+    if found:
+        raise HealRefused(what, f"the healed test carries {', '.join(found)}; nothing was pushed", "heal again")
     name = heal.test_name.replace("::", "-").lower()
-    branch = free_branch(repo, remote, f"prodloop/heal-{heal.failure_id}-{name}"[:80])
-    record = _record(heal, branch, base, client, iso(now) or "")
+    chosen.append(branch_for(repo, settings, f"prodloop/heal-{heal.failure_id}-{name}"[:80]))
+    record = _record(heal, chosen[0], base.name, client, iso(now) or "")
     message = (
         f"Heal {heal.test_path}::{heal.test_name} after an intended behaviour change (prodloop)\n\n"
         f"The test failed in CI (failure {heal.failure_id}) after a change it did not follow; healed through "
         f"prodloop's gates (not weakened, passes, mutation score {record['mutation_score']}).\n\n"
         f"Prodloop-Heal: {heal.id}\n"
     )
-    body = _body(heal, record)
-    for label, text in (("the healed test", heal.test_code), ("the description", body), ("the message", message)):
-        found = secret_findings(text, production_values=label == "the healed test")
-        if found:
-            raise HealRefused(what, f"{label} carries {', '.join(found)}; nothing was pushed", "remove it, heal again")
-    ledger = {settings.ledger_path: jsonl_line(record)}
-    commit = repo.build_commit(base_sha, "", {heal.test_path: heal.test_code}, ledger, message)
-    extra = repo.changed_between(base_sha, commit) - {heal.test_path, settings.ledger_path}
-    if extra:
-        raise HealRefused(what, f"the commit would change {sorted(extra)} too", "nothing was pushed")
     node = f"{heal.test_path}::{heal.test_name}"
-    with workspace(repo, commit) as ws:
-        outcome = outcome_of(runner.pytest(ws, [node]), node)
-    if outcome is None or outcome.outcome != "passed":
-        raise HealRefused(what, f"on {base} ({base_sha[:12]}) the healed test "
-                          f"{outcome.outcome if outcome else 'did not run'}", "heal_test against the base")  # fmt: skip
-    push(repo, remote, commit, branch)
-    pushed.append(branch)
-    check_pushed(repo, remote, branch, commit)
-    labels = [x for x in [*settings.pr_labels, "test-heal"] if x != settings.auto_merge.label]
-    out = publish(
-        settings, branch=branch, base=base, commit=commit, title=f"Heal test {heal.test_name} (prodloop)", body=body,
-        draft=False, labels=labels, again="open_heal_pr again",
+
+    def passes_on_base(commit: str) -> None:  # the healed test, once more, on the commit about to be pushed
+        with workspace(repo, commit) as ws:
+            outcome = outcome_of(runner.pytest(ws, [node]), node)
+        if outcome is None or outcome.outcome != "passed":
+            ran = outcome.outcome if outcome else "did not run"
+            raise HealRefused(what, f"on {base.name} ({base.sha[:12]}) the healed test {ran}", "heal it again")
+
+    labels = labels_for(settings, "test-heal")
+    done = ship(
+        store, repo, settings, what=what, base=base, branch=chosen[0], files={heal.test_path: heal.test_code},
+        deleted=(), records=[record], title=f"Heal test {heal.test_name} (prodloop)", body=_body(heal, record),
+        labels=labels, at=now, message=message, check=passes_on_base,
     )  # fmt: skip
-    record["pull_request"] = {"branch": branch, "base": base, "url": out.url, "number": out.number}
-    policy.save_provenance(store, [record], now)
-    return HealPullRequest(mode=out.mode, branch=branch, base=base, commit=commit, url=out.url, number=out.number,
-                           description_path=out.description_path, labels=labels, provenance=record)  # fmt: skip
+    return HealPullRequest(**done.model_dump(), labels=labels, provenance=record)
+
+
+def _maybe_pushed(repo: GitRepo, settings: Settings, branch: str) -> bool:
+    try:
+        return branch in repo.remote_heads(settings.git_remote, branch)
+    except ProdloopError:
+        return True  # the remote cannot say: keep the claim rather than risk a second PR
 
 
 def _record(heal: heals.Heal, branch: str, base: str, client: str, created_at: str) -> dict[str, Any]:

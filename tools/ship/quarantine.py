@@ -17,7 +17,7 @@ removed again. With `apply` each is one commit and PR with provenance (actions `
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -25,11 +25,11 @@ from prodloop.server.clock import Clock
 from prodloop.server.errors import SuiteChangeRefused
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store, ci, policy
-from prodloop.tools.engine._shape import cap, iso
+from prodloop.tools.engine._shape import cap, iso, md_inline
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.judge.test_checks import is_test_module
 from prodloop.tools.ship.suite_edits import add_decorator, find_function, remove_decorator
-from prodloop.tools.ship.suite_ship import Base, base_of, branch_for, labels_for, ship
+from prodloop.tools.ship.suite_ship import Base, ShippedChange, base_of, branch_for, labels_for, ship
 
 MARK = "prodloop quarantine:"
 
@@ -49,16 +49,6 @@ class UnmappedTest(BaseModel):
     why: str
 
 
-class Applied(BaseModel):
-    mode: Literal["github", "local"]
-    branch: str
-    base: str
-    commit: str
-    url: str | None
-    number: int | None
-    description_path: str | None
-
-
 class QuarantineProposal(BaseModel):
     base: str
     head: str
@@ -67,7 +57,7 @@ class QuarantineProposal(BaseModel):
         description="flaky tests left out, with why: no single function found, or a prodloop regression test"
     )
     already_quarantined: list[str]
-    applied: Applied | None = Field(description="the commit and PR, with --apply; else null (proposal only)")
+    applied: ShippedChange | None = Field(description="the commit and PR, with --apply; else null (proposal only)")
     provenance: list[dict[str, Any]]
 
 
@@ -85,7 +75,7 @@ class LiftProposal(BaseModel):
     head: str
     required_clean_runs: int
     tests: list[LiftCandidate]
-    applied: Applied | None
+    applied: ShippedChange | None
     provenance: list[dict[str, Any]]
 
 
@@ -161,12 +151,12 @@ def propose_quarantine(
             "created_at": iso(now),
         })  # fmt: skip
     lines = [f"- `{t.test_node}`: flaky on {t.flaky_commits} of {t.commits} commits ({t.flake_rate:.0%})"
-             + "".join(f"\n  - {u}" for u in t.run_urls) for t in tests]  # fmt: skip
+             + "".join(f"\n  - {md_inline(u, 500)}" for u in t.run_urls) for t in tests]  # fmt: skip
     body = _body(by, why, "These tests failed and passed on the same commit in CI. Each is marked "
                  "`xfail(strict=False)`: it still runs, a failure no longer fails the suite, and prodloop proposes "
                  f"lifting it after {rules.lift_after_clean_runs} clean CI runs in a row.", lines)  # fmt: skip
     title = f"Quarantine {len(tests)} flaky test{'s' * (len(tests) != 1)} (prodloop)"
-    proposal.applied = _ship(store, repo, settings, base, branch, files, records, title, body, now, "flaky")
+    proposal.applied = _ship(store, repo, settings, base, branch, files, records, title, body, now)
     proposal.provenance = records
     return proposal
 
@@ -224,7 +214,7 @@ def lift_quarantine(
     body = _body(by, None, "These quarantined tests passed, with no reruns, in every recent CI run: the quarantine "
                  "decorator is removed and their failures count again.", lines)  # fmt: skip
     title = f"Lift the quarantine of {len(lifted)} test{'s' * (len(lifted) != 1)} (prodloop)"
-    result.applied = _ship(store, repo, settings, base, branch, files, records, title, body, now, "flaky")
+    result.applied = _ship(store, repo, settings, base, branch, files, records, title, body, now)
     result.provenance = records
     return result
 
@@ -256,15 +246,13 @@ def _quarantine_line(text: str, name: str, classes: tuple[str, ...]) -> bool:
 
 
 def _body(by: str, why: str | None, intro: str, lines: list[str]) -> str:
-    said = f"Asked by {cap(by, 200)}" + (f": {cap(why, 1000)}" if why else "")
+    said = f"Asked by {md_inline(by, 200)}" + (f": {md_inline(why, 1000)}" if why else "")
     return "\n".join([said, "", intro, "", *lines, "", "One provenance line per change in the ledger."]) + "\n"
 
 
 def _ship(
     store: Store, repo: GitRepo, settings: Settings, base: Base, branch: str, files: dict[str, str],
-    records: list[dict[str, Any]], title: str, body: str, now: float, label: str,
-) -> Applied:  # fmt: skip
-    done = ship(store, repo, settings, what=title, base=base, branch=branch, files=files, deleted=(), records=records,
-                title=title, body=body, labels=labels_for(settings, label), at=now)  # fmt: skip
-    return Applied(mode=done.mode, branch=done.branch, base=base.name, commit=done.commit, url=done.url,
-                   number=done.number, description_path=done.description_path)  # fmt: skip
+    records: list[dict[str, Any]], title: str, body: str, now: float,
+) -> ShippedChange:  # fmt: skip
+    return ship(store, repo, settings, what=title, base=base, branch=branch, files=files, deleted=(), records=records,
+                title=title, body=body, labels=labels_for(settings, "flaky"), at=now)  # fmt: skip

@@ -18,11 +18,11 @@ from prodloop.server.clock import Clock
 from prodloop.server.errors import InvalidArgument, SuiteChangeRefused
 from prodloop.server.settings import Settings
 from prodloop.server.store import Store
-from prodloop.tools.engine._shape import cap, iso
+from prodloop.tools.engine._shape import cap, iso, md_inline
 from prodloop.tools.engine.git_repo import GitRepo
 from prodloop.tools.ship.suite import Proposal, suggest_suite_changes
 from prodloop.tools.ship.suite_edits import add_pytestmark, register_marker
-from prodloop.tools.ship.suite_ship import base_of, branch_for, labels_for, ship
+from prodloop.tools.ship.suite_ship import ShippedChange, base_of, branch_for, labels_for, ship
 
 _ACTIONS = {"move_to_slow_suite": "moved", "remove": "removed"}
 _MAX_ACCEPTED = 200
@@ -35,14 +35,7 @@ class SuiteChange(BaseModel):
     reasons: list[str]
 
 
-class SuiteChangeResult(BaseModel):
-    mode: Literal["github", "local"]
-    branch: str
-    base: str
-    commit: str
-    url: str | None
-    number: int | None
-    description_path: str | None = Field(description="local mode: where the PR description was written")
+class SuiteChangeResult(ShippedChange):
     changes: list[SuiteChange]
     marker: str
     marker_registered_in: str | None = Field(description="the configuration file that now declares the marker")
@@ -90,8 +83,7 @@ def apply_suite_changes(
                    deleted=tuple(deleted), records=records, title=title, body=body,
                    labels=labels_for(settings, "test-suite"), at=now)  # fmt: skip
     return SuiteChangeResult(
-        mode=shipped.mode, branch=branch, base=base.name, commit=shipped.commit, url=shipped.url,
-        number=shipped.number, description_path=shipped.description_path,
+        **shipped.model_dump(),
         changes=[SuiteChange(test_path=p.test_path, action="removed" if p.action == "remove" else "moved",
                              reasons=p.reasons) for p in chosen],
         marker=marker, marker_registered_in=registration.path if registration else None, note=note,
@@ -132,10 +124,10 @@ def _record(proposal: Proposal, *, by: str, why: str, base: str, branch: str, at
 
 
 def _body(chosen: list[Proposal], marker: str, note: str, by: str, why: str) -> str:
-    lines = [f"Accepted by {cap(by, 200)}: {cap(why, 1000)}", ""]
+    lines = [f"Accepted by {md_inline(by, 200)}: {md_inline(why, 1000)}", ""]
     for p in chosen:
         verb = f"move to the slower suite (`pytest.mark.{marker}`)" if p.action != "remove" else "remove"
         lines.append(f"- `{cap(p.test_path, 300)}`: {verb}")
-        lines += [f"  - {cap(reason, 300)}" for reason in p.reasons]
+        lines += [f"  - {md_inline(reason, 300)}" for reason in p.reasons]
     lines += ["", note, "", "Proposed by prodloop from production and git history; one provenance line per change."]
     return "\n".join(lines) + "\n"

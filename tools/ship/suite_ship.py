@@ -7,8 +7,11 @@ Nothing here runs a test: the commit holds only the edits the caller computed fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 from prodloop.server.errors import GitError, SuiteChangeRefused
 from prodloop.server.ingest.scrub import secret_findings
@@ -27,14 +30,16 @@ class Base:
     sha: str
 
 
-@dataclass(frozen=True, slots=True)
-class Shipped:
+class ShippedChange(BaseModel):
+    """A test-suite change pushed and offered for review: a PR (`url`, `number`) or a local description file."""
+
     mode: Literal["github", "local"]
     branch: str
+    base: str
     commit: str
     url: str | None
     number: int | None
-    description_path: str | None
+    description_path: str | None = Field(description="local mode: where the PR description was written")
 
 
 def base_of(repo: GitRepo, settings: Settings) -> Base:
@@ -50,10 +55,13 @@ def branch_for(repo: GitRepo, settings: Settings, wanted: str) -> str:
 def ship(
     store: Store, repo: GitRepo, settings: Settings, *, what: str, base: Base, branch: str, files: dict[str, str],
     deleted: tuple[str, ...], records: list[dict[str, Any]], title: str, body: str, labels: list[str], at: float,
-) -> Shipped:  # fmt: skip
-    """Build, push and publish the change; store `records` (with the PR's url when there is one) after the push."""
+    message: str | None = None, check: Callable[[str], None] | None = None,
+) -> ShippedChange:  # fmt: skip
+    """Build, push and publish the change; store `records` (with the PR's url when there is one) after the push.
+    `message`: the commit's (default: title and body); `check`: given the built commit before anything is pushed
+    (a heal runs its test there), it refuses by raising."""
     ledger = "".join(jsonl_line(r) for r in records)
-    message = f"{title}\n\n{body}"
+    message = message or f"{title}\n\n{body}"
     texts = {"the PR title": title, "the PR description": body, "the provenance lines": ledger}
     for where, text in texts.items():
         found = secret_findings(text)
@@ -64,6 +72,11 @@ def ship(
     except GitError as exc:
         raise SuiteChangeRefused(what, f"the commit could not be built on {base.name} ({str(exc)[:300]})",
                                  "check the repository") from exc  # fmt: skip
+    extra = repo.changed_between(base.sha, commit) - {*files, *deleted, settings.ledger_path}
+    if extra:
+        raise SuiteChangeRefused(what, f"the commit would change {sorted(extra)} too", "nothing was pushed")
+    if check is not None:
+        check(commit)
     remote = settings.git_remote
     push(repo, remote, commit, branch)
     check_pushed(repo, remote, branch, commit)
@@ -77,9 +90,19 @@ def ship(
         for record in records:
             record["pull_request"] = {**record.get("pull_request", {}), "url": url, "number": number}
         policy.save_provenance(store, records, at)
-    return Shipped(out.mode, branch, commit, url, number, out.description_path)
+    return ShippedChange(
+        mode=out.mode,
+        branch=branch,
+        base=base.name,
+        commit=commit,
+        url=url,
+        number=number,
+        description_path=out.description_path,
+    )
 
 
 def labels_for(settings: Settings, *extra: str) -> list[str]:
-    """The configured PR labels without `regression-test` (this is no regression test), plus `extra`."""
-    return list(dict.fromkeys([*(label for label in settings.pr_labels if label != "regression-test"), *extra]))
+    """The configured PR labels without `regression-test` (this is no regression test) and without the auto-merge
+    eligibility label (only `open_pr` judges that), plus `extra`."""
+    left_out = {"regression-test", settings.auto_merge.label}
+    return list(dict.fromkeys([*(label for label in settings.pr_labels if label not in left_out), *extra]))

@@ -150,12 +150,20 @@ def test_an_event_from_the_future_counts_now_and_cannot_pin_the_issue(make_ctx: 
     assert [s.bucket for s in health.sessions] == [int(1_780_000_000.0 // 3600)]
 
 
+def _store_at(path: Path, version: int) -> sqlite3.Connection:
+    """A store file as a prodloop whose last migration was `version` left it (to test the migrations after it)."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    for number, script in MIGRATIONS:
+        if number <= version:
+            conn.executescript(script)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (number,))
+    return conn
+
+
 def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0][1])
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-    conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+    conn = _store_at(path, 1)
     conn.execute("INSERT INTO projects VALUES (1, 'svc', 'k', 0)")
     conn.execute(
         "INSERT INTO issues (id, project_id, fingerprint, title, first_seen, last_seen, event_count)"
@@ -183,12 +191,7 @@ def test_migration_two_indexes_frames_of_events_stored_before_it(tmp_path: Path)
 
 def test_migration_nine_keeps_sessions_per_day_and_each_issues_releases(tmp_path: Path) -> None:
     path = tmp_path / "v8.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-    for version, script in MIGRATIONS:
-        if version <= 8:
-            conn.executescript(script)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+    conn = _store_at(path, 8)
     conn.execute("INSERT INTO projects VALUES (1, 'svc', 'k', 0)")
     conn.execute(
         "INSERT INTO issues (id, project_id, fingerprint, title, first_seen, last_seen, event_count)"
@@ -234,11 +237,7 @@ def test_the_store_and_its_journal_are_the_owners_alone(tmp_path: Path) -> None:
 
 def test_migration_fourteen_links_provenance_written_before_it_to_its_pull_request(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    for _, sql in MIGRATIONS[:13]:
-        conn.executescript(sql)
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-    conn.executemany("INSERT INTO schema_migrations VALUES (?, 0)", [(v,) for v, _ in MIGRATIONS[:13]])
+    conn = _store_at(path, 13)
     conn.execute("INSERT INTO projects VALUES (1, 'svc', 'k', 0)")
     conn.execute(
         "INSERT INTO issues (id, project_id, fingerprint, title, first_seen, last_seen) VALUES (1, 1, 'f', 't', 0, 0)"
@@ -264,11 +263,7 @@ def test_migration_seventeen_counts_issues_written_before_it_and_the_counts_stay
     """list_issues' total comes from counts triggers keep per (project, status): backfilled on upgrade, then exact
     through new issues, status changes and deletions."""
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    for _, sql in MIGRATIONS[:16]:
-        conn.executescript(sql)
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
-    conn.executemany("INSERT INTO schema_migrations VALUES (?, 0)", [(v,) for v, _ in MIGRATIONS[:16]])
+    conn = _store_at(path, 16)
     conn.executemany("INSERT INTO projects VALUES (?, ?, ?, 0)", [(1, "a", "k1"), (2, "b", "k2")])
     conn.executemany(
         "INSERT INTO issues (project_id, fingerprint, title, first_seen, last_seen, status)"

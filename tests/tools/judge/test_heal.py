@@ -20,7 +20,7 @@ from prodloop.server.errors import HealRefused
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import policy
-from prodloop.tools.judge.heal import heal_test
+from prodloop.tools.judge.heal import HealResult, heal_test
 from prodloop.tools.observe.ci_classify import classify_failure, record_decision
 from prodloop.tools.observe.ci_signals import ingest_junit
 from prodloop.tools.ship.heal_pr import open_heal_pr
@@ -70,6 +70,18 @@ class Project:
         ingest_junit(self.ctx.store, self.ctx.settings, self.ctx.clock, out.read_bytes(), commit=sha, branch="main",
                      job=job, repo_files=set(self.ctx.git().files(sha)))  # fmt: skip
 
+    def rotted(self) -> int:
+        """CI passed on `fixed`, then test_discount failed on `percent` (the intended change): its failure group."""
+        self.ci("fixed")
+        self.ci("percent")
+        return self.failure("test_discount")
+
+    def heal(self, failure: int, code: str) -> HealResult:
+        ctx = self.ctx
+        return heal_test(
+            ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure, test_code=code
+        )
+
     def failure(self, test: str) -> int:
         row = (
             self.ctx.store.reader()
@@ -98,9 +110,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
 
 
 def test_an_intended_change_rots_a_test_which_is_healed_through_the_gates_and_shipped(project: Project) -> None:
-    project.ci("fixed")
-    project.ci("percent")
-    failure = project.failure("test_discount")
+    failure = project.rotted()
     found = classify_failure(project.ctx.store, project.ctx.git(), failure)
     assert found.kind == "test_rot", found.evidence
     assert found.last_pass == project.shas["fixed"] and found.failing_commit == project.shas["percent"]
@@ -109,8 +119,7 @@ def test_an_intended_change_rots_a_test_which_is_healed_through_the_gates_and_sh
     assert found.code_under_test == ["shop/pricing.py"]
 
     ctx = project.ctx
-    weakened = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                         test_code=WEAKENED)  # fmt: skip
+    weakened = project.heal(failure, WEAKENED)
     gates = {g.name: g for g in weakened.gates}
     assert not weakened.passed and gates["not_weakened"].passed is False
     assert "discount(150)" in gates["not_weakened"].evidence
@@ -118,8 +127,7 @@ def test_an_intended_change_rots_a_test_which_is_healed_through_the_gates_and_sh
     with pytest.raises(HealRefused, match="gates not passed: not_weakened"):
         open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, heal_id=weakened.heal_id)
 
-    healed = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                       test_code=HEALED)  # fmt: skip
+    healed = project.heal(failure, HEALED)
     gates = {g.name: g for g in healed.gates}
     assert healed.passed, [(g.name, g.evidence) for g in healed.gates]
     assert gates["fails_unhealed"].passed and gates["keeps_guarding"].passed
@@ -147,8 +155,7 @@ def test_an_intended_change_rots_a_test_which_is_healed_through_the_gates_and_sh
                    check=True)  # fmt: skip
     with pytest.raises(HealRefused, match="already shipped"):  # one heal, one pull request
         open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, heal_id=healed.heal_id)
-    again = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                      test_code=HEALED)  # fmt: skip
+    again = project.heal(failure, HEALED)
     with pytest.raises(HealRefused, match=r"main changed tests/test_pricing\.py since it was healed"):
         open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, heal_id=again.heal_id)
 
@@ -163,18 +170,14 @@ def test_a_prodloop_regression_test_must_keep_failing_on_the_bug_it_guards(proje
     node = "tests/test_pricing.py::test_discount"
     policy.save_provenance(ctx.store, [{"action": "added", "test_node": node, "test_path": "tests/test_pricing.py",
                                         "issue_id": 1, "deployed_commit": project.shas["buggy"]}], 0.0)  # fmt: skip
-    project.ci("fixed")
-    project.ci("percent")
-    failure = project.failure("test_discount")
+    failure = project.rotted()
     # The new expectation first: on the buggy commit it fails on 22 != 10 and never reaches the small total.
-    cut_short = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                          test_code=HEALED)  # fmt: skip
+    cut_short = project.heal(failure, HEALED)
     gates = {g.name: g for g in cut_short.gates}
     assert gates["not_weakened"].passed and gates["passes_on_head"].passed
     assert not cut_short.passed and gates["keeps_guarding"].passed is False
     assert "never raises KeyError" in gates["keeps_guarding"].evidence
-    guarded = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                        test_code=HEALED_GUARD_FIRST)  # fmt: skip
+    guarded = project.heal(failure, HEALED_GUARD_FIRST)
     gates = {g.name: g for g in guarded.gates}
     assert guarded.passed, [(g.name, g.evidence) for g in guarded.gates]
     assert "issue 1 (KeyError on" in gates["keeps_guarding"].evidence
@@ -191,7 +194,7 @@ def test_a_crash_in_changed_code_is_a_regression_and_is_not_healed(project: Proj
     found = classify_failure(ctx.store, ctx.git(), failure)
     assert found.kind == "regression" and any("raised in the code" in e for e in found.evidence), found.evidence
     with pytest.raises(HealRefused, match="classified regression"):
-        heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure, test_code=HEALED)
+        project.heal(failure, HEALED)
     # An assertion failing after a code change that updated no test is a regression too, until a person says not.
     rot = project.failure("test_discount")
     assert classify_failure(ctx.store, ctx.git(), rot).kind == "test_rot"  # percent changed with checkout's test

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from prodloop.server.errors import HealRefused
-from prodloop.tools.judge.heal import heal_test
 from prodloop.tools.judge.heal_scope import changes_outside
 from prodloop.tools.ship.heal_pr import open_heal_pr
 from tests.tools.judge.test_heal import HEALED, PERCENT, TEST_PRICING, Project, project  # noqa: F401
@@ -57,11 +56,8 @@ def test_a_faithful_heal_may_add_an_import_and_change_its_own_test_only() -> Non
 
 def test_a_heal_cannot_ship_a_neutered_sibling_test(project: Project) -> None:  # noqa: F811
     ctx = project.ctx
-    project.ci("fixed")
-    project.ci("percent")
-    failure = project.failure("test_discount")
-    healed = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                       test_code=NEUTERED["decorator"])  # fmt: skip
+    failure = project.rotted()
+    healed = project.heal(failure, NEUTERED["decorator"])
     gates = {g.name: g for g in healed.gates}
     assert not healed.passed and gates["only_the_test"].passed is False
     assert "test_total" in gates["only_the_test"].evidence
@@ -71,11 +67,8 @@ def test_a_heal_cannot_ship_a_neutered_sibling_test(project: Project) -> None:  
 
 def test_one_heal_opens_one_pull_request(project: Project) -> None:  # noqa: F811
     ctx = project.ctx
-    project.ci("fixed")
-    project.ci("percent")
-    failure = project.failure("test_discount")
-    healed = heal_test(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, failure_id=failure,
-                       test_code=HEALED)  # fmt: skip
+    failure = project.rotted()
+    healed = project.heal(failure, HEALED)
     assert healed.passed
     first = open_heal_pr(ctx.store, ctx.git(), ctx.runner(), ctx.settings, ctx.clock, heal_id=healed.heal_id)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from prodloop.tools.observe.ci_signals import parse_junit
 from tests.conftest import MCP_TOKEN, LiveServer, post
 from tests.repos import new_repo
 from tests.tools.judge.test_heal import PERCENT, TEST_PRICING, Project, project  # noqa: F401
-from tests.tools.observe.test_ci_signals import PROJECT
+from tests.tools.observe.test_ci_signals import PROJECT, pushed_from_a_clone
 
 
 def test_ci_select_cannot_write_refs_of_the_served_repository(
@@ -26,15 +25,7 @@ def test_ci_select_cannot_write_refs_of_the_served_repository(
     served = new_repo(tmp_path / "svc")
     release = served.commit(PROJECT, "calc")
     served.git("tag", "v1.0")
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(served.root), str(remote)], check=True)
-    served.git("remote", "add", "origin", str(remote))
-    dev = tmp_path / "dev"
-    subprocess.run(["git", "clone", "-q", str(remote), str(dev)], check=True)
-    (dev / "calc" / "prices.py").write_text("import os\nos.system('id')\n")
-    who = ["-c", "user.name=Eve", "-c", "user.email=eve@example.com"]
-    subprocess.run(["git", *who, "commit", "-qam", "stranger's PR"], cwd=dev, check=True)
-    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/eve"], cwd=dev, check=True)
+    pushed_from_a_clone(served, tmp_path, {"calc/prices.py": "import os\nos.system('id')\n"}, "eve")  # a stranger's
     auth = {"Authorization": f"Bearer {MCP_TOKEN}"}
     refused = post(f"{server.base_url}/ci/select?base=main&head=%2Brefs/heads/eve:refs/tags/v1.0", b"", auth)
     assert refused.status == 400 and "is not a branch name or a full commit sha" in refused.body["error"]

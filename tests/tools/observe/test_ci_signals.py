@@ -17,7 +17,7 @@ from prodloop.server.errors import EventFileError, InvalidArgument
 from prodloop.server.settings import load_settings
 from prodloop.tools.observe.ci_signals import ingest_junit
 from tests.conftest import MCP_TOKEN, LiveServer, post
-from tests.repos import new_repo
+from tests.repos import GitFixture, new_repo
 
 PROJECT = {
     "calc/__init__.py": "",
@@ -221,6 +221,22 @@ def test_selection_puts_a_changes_own_tests_then_prodlogs_regression_tests_then_
     assert selection.selected == 3 and selection.test_files == 4
 
 
+def pushed_from_a_clone(served: GitFixture, tmp_path: Path, files: dict[str, str], branch: str) -> str:
+    """A developer's change (a PR's head) pushed to the served repository's remote, which the repository itself has
+    not fetched: the commit's sha."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(served.root), str(remote)], check=True)
+    served.git("remote", "add", "origin", str(remote))
+    dev = tmp_path / "dev"
+    subprocess.run(["git", "clone", "-q", str(remote), str(dev)], check=True)
+    for path, text in files.items():
+        (dev / path).write_text(text)
+    who = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
+    subprocess.run(["git", *who, "commit", "-qam", "a change"], cwd=dev, check=True)
+    subprocess.run(["git", "push", "-q", "origin", f"HEAD:refs/heads/{branch}"], cwd=dev, check=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
+
+
 def test_ci_asks_the_server_which_tests_guard_a_change_and_metrics_say_what_it_saves(
     live_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
@@ -229,16 +245,8 @@ def test_ci_asks_the_server_which_tests_guard_a_change_and_metrics_say_what_it_s
     server = live_server()
     served = new_repo(tmp_path / "svc")
     served.commit({**PROJECT, "tests/test_other.py": "def test_o():\n    pass\n"}, "calc")
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "clone", "-q", "--bare", str(served.root), str(remote)], check=True)
-    served.git("remote", "add", "origin", str(remote))
-    dev = tmp_path / "dev"
-    subprocess.run(["git", "clone", "-q", str(remote), str(dev)], check=True)
-    (dev / "calc" / "prices.py").write_text('PRICES = {"apple": 4}\n\n\ndef price(sku):\n    return PRICES[sku]\n')
-    who = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
-    subprocess.run(["git", *who, "commit", "-qam", "apples cost more"], cwd=dev, check=True)
-    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/feature"], cwd=dev, check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True).stdout.strip()
+    prices = 'PRICES = {"apple": 4}\n\n\ndef price(sku):\n    return PRICES[sku]\n'
+    head = pushed_from_a_clone(served, tmp_path, {"calc/prices.py": prices}, "feature")
     lacks = subprocess.run(["git", "cat-file", "-e", head], cwd=served.root, capture_output=True, check=False)
     assert lacks.returncode != 0  # the served repository lacks the head until CI asks
     url = f"{server.base_url}/ci/select?base=main&head={head}"
