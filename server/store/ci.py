@@ -55,10 +55,10 @@ def save_run(
             return SavedRun(int(known[0]), True, _groups_of(conn, int(known[0]), set()))
         run_id = int(conn.execute(
             "INSERT INTO ci_runs (commit_sha, branch, run_url, job, tests, failed, digest, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (commit, branch, run_url, job, len(results),
              sum(r.outcome in ("failed", "error") for r in results), digest, at),
-        ).lastrowid or 0)  # fmt: skip
+        ).fetchone()[0])  # fmt: skip
         new: set[int] = set()
         seen: set[str] = set()
         for r in results:

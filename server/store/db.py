@@ -1,25 +1,34 @@
-"""`Store`: the SQLite file, its migrations, and every query prodloop makes of it.
+"""`Store`: prodloop's state, its migrations, and every query prodloop makes of it.
 
-One write connection guarded by a lock (SQLite allows one writer at a time anyway) and one
-read connection per thread; WAL lets readers run beside the writer. `synchronous=FULL`
-makes a committed transaction survive a power cut, which is what acknowledging an event
-to a sender promises; ingest batches many events into one commit to keep that cheap.
+On SQLite (the embedded default: a file) or PostgreSQL (a `postgresql://` URL, for several processes sharing one
+state); `engine.py` says how each keeps write transactions atomic. Ingest batches many events into one commit to
+keep a durable commit cheap.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, get_args
+from urllib.parse import urlsplit
 
 from prodloop.server.clock import Clock, SystemClock, new_key
 from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
 from prodloop.server.store import health as health_store
-from prodloop.server.store.migrations import MIGRATIONS
+from prodloop.server.store.engine import (
+    DB_ERRORS,
+    INTEGRITY_ERRORS,
+    Conn,
+    PostgresEngine,
+    SqliteEngine,
+    ddl_to_postgres,
+    is_database_url,
+    redacted,
+)
+from prodloop.server.store.migrations import MIGRATIONS, POSTGRES_MIGRATIONS, SQLITE_ONLY_BEFORE
 from prodloop.server.store.records import Deploy, EventRecord, Health, IssueRow, Project, StoredEvent
 
 IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count", "priority"]
@@ -46,45 +55,74 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
+def migration_statements(version: int, sql: str, dialect: str) -> list[str]:
+    """What migration `version` runs on an engine. PostgreSQL stores begin empty at this version: the data
+    statements of migrations before `SQLITE_ONLY_BEFORE` (backfills of SQLite stores that held data) have nothing
+    to do there, and a migration whose DDL differs (triggers) has its own PostgreSQL text."""
+    if dialect == "sqlite":
+        return _statements(sql)
+    if version in POSTGRES_MIGRATIONS:
+        return list(POSTGRES_MIGRATIONS[version])
+    statements = _statements(sql)
+    if version < SQLITE_ONLY_BEFORE:
+        statements = [s for s in statements if not s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    return [ddl_to_postgres(s) for s in statements]
+
+
 class Store:
-    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
-        self.path = path
+    def __init__(self, target: Path | str, *, clock: Clock | None = None) -> None:
+        """`target`: a SQLite file's path, or a `postgresql://` URL."""
         self.clock: Clock = clock or SystemClock()
-        self._write_lock = threading.Lock()
-        self._local = threading.local()
+        self._engine: SqliteEngine | PostgresEngine
+        if is_database_url(target):
+            url = str(target)
+            self.path: Path | None = None
+            self.where = redacted(url)
+            try:
+                self._engine = PostgresEngine(url)
+                self._migrate()
+            except DB_ERRORS as exc:
+                raise StoreError("open", self.where, _safe(exc, url)) from exc
+            return
+        path = Path(target)
+        self.path = path
+        self.where = str(path)
         try:
             # Production data lives here: the data dir is the owner's alone (when prodloop makes it), the database
             # file is 0600 from its first byte, and SQLite gives its -wal and -shm files the database's mode.
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._writer = self._connect()
+            self._engine = SqliteEngine(path)
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError("open", str(path), str(exc)) from exc
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect
+
+    @property
+    def engine(self) -> SqliteEngine | PostgresEngine:
+        return self._engine
 
     def _migrate(self) -> None:
-        with self._write_lock:
-            conn = self._writer
+        engine = self._engine
+        with engine.migrating() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+                if engine.dialect == "sqlite"
+                else "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY,"
+                " applied_at DOUBLE PRECISION NOT NULL)"
             )
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                conn.execute("BEGIN IMMEDIATE")
+                engine.begin_migration(conn)
                 try:
-                    for statement in _statements(sql):
-                        conn.execute(statement)
+                    for statement in migration_statements(version, sql, engine.dialect):
+                        engine.execute_ddl(conn, statement)
                     conn.execute(
                         "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                         (version, self.clock.now()),
@@ -99,38 +137,19 @@ class Store:
         row = self.reader().execute("SELECT max(version) FROM schema_migrations").fetchone()
         return int(row[0] or 0)
 
-    def reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
+    def reader(self) -> Conn:
+        return self._engine.reader()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._write_lock:
-            conn = self._writer
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError("begin", str(self.path), str(exc)) from exc
-            try:
+    def transaction(self) -> Iterator[Conn]:
+        try:
+            with self._engine.transaction() as conn:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise StoreError("commit", str(self.path), str(exc)) from exc
+        except DB_ERRORS as exc:
+            raise StoreError("write", self.where, _safe(exc, getattr(self._engine, "url", ""))) from exc
 
     def close(self) -> None:
-        self._writer.close()
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._engine.close()
 
     # -- projects ---------------------------------------------------------------------------
 
@@ -139,14 +158,17 @@ class Store:
         now = self.clock.now()
         try:
             with self.transaction() as conn:
-                cur = conn.execute(
-                    "INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?)", (name, key, now)
-                )
-        except sqlite3.IntegrityError as exc:
+                row = conn.execute(
+                    "INSERT INTO projects (name, public_key, created_at) VALUES (?, ?, ?) RETURNING id",
+                    (name, key, now),
+                ).fetchone()
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, INTEGRITY_ERRORS):
+                raise
             raise InvalidArgument(
                 "project", f"a project named {name} exists", "use it, or choose another name"
             ) from exc
-        return Project(id=int(cur.lastrowid or 0), name=name, public_key=key, created_at=now)
+        return Project(id=int(row[0]), name=name, public_key=key, created_at=now)
 
     def get_project(self, project_id: int) -> Project | None:
         row = (
@@ -183,8 +205,8 @@ class Store:
                     inserted.append(_write_event(conn, record))
                 for counts in health:
                     health_store.write(conn, counts.sessions, counts.transactions)
-        except (sqlite3.Error, OverflowError, ValueError) as exc:  # a value SQLite cannot hold refuses the batch
-            raise StoreError("write events", str(self.path), str(exc)) from exc
+        except (OverflowError, ValueError) as exc:  # a value the engine cannot hold refuses the batch
+            raise StoreError("write events", self.where, str(exc)) from exc
         return inserted
 
     def get_event(self, event_id: str) -> StoredEvent:
@@ -314,12 +336,12 @@ class Store:
         source: str = "operator",
     ) -> int:
         with self.transaction() as conn:
-            cur = conn.execute(
+            row = conn.execute(
                 "INSERT INTO deploys (project_id, release, commit_sha, environment, deployed_at, source)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (project_id, release, commit_sha, environment, deployed_at, source),
-            )
-        return int(cur.lastrowid or 0)
+            ).fetchone()
+        return int(row[0])
 
     def deploys(self, *, release: str | None = None, environment: str | None = None) -> list[Deploy]:
         """Recorded deploys, newest first, optionally of one release and/or environment."""
@@ -334,6 +356,13 @@ class Store:
     # -- reliability ------------------------------------------------------------------------
 
 
+def _safe(exc: BaseException, url: str) -> str:
+    """An engine's error message with the database URL's password (should the message quote it) left out."""
+    text = str(exc).strip()
+    password = urlsplit(url).password if url else None
+    return text.replace(password, "***") if password else text
+
+
 def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     """A WHERE clause of the conditions whose value is not None (Ellipsis: a condition without a parameter)."""
     active = [(sql, value) for sql, value in conditions if value is not None]
@@ -341,7 +370,7 @@ def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     return clause, [value for _, value in active if value is not Ellipsis]
 
 
-def _regress_if_resolved(conn: sqlite3.Connection, issue: tuple[int, str, float, str | None], r: EventRecord) -> int:
+def _regress_if_resolved(conn: Conn, issue: tuple[int, str, float, str | None], r: EventRecord) -> int:
     """A resolved issue (id, status, resolved_at, resolved_in, as the upsert returned it) seen again after its
     resolution, in a release it had not run before (or the release said to carry the fix), has regressed: it is
     unresolved again and counts one more regression. An event of a release it already failed in before is a
@@ -365,7 +394,7 @@ def _regress_if_resolved(conn: sqlite3.Connection, issue: tuple[int, str, float,
     return issue_id
 
 
-def _write_event(conn: sqlite3.Connection, r: EventRecord) -> bool:
+def _write_event(conn: Conn, r: EventRecord) -> bool:
     if conn.execute(
         "SELECT 1 FROM events WHERE project_id = ? AND event_id = ?", (r.project_id, r.event_id)
     ).fetchone():

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prodloop.server.store.engine import Conn
 from prodloop.server.store.records import SessionCounts, TransactionSample
 
 BASE = 2 ** (1 / 8)  # bucket i holds durations in (BASE**(i-1), BASE**i] ms
@@ -65,9 +65,7 @@ class TransactionStats:
     p99_ms: float | None
 
 
-def write(
-    conn: sqlite3.Connection, sessions: Sequence[SessionCounts], transactions: Sequence[TransactionSample]
-) -> None:
+def write(conn: Conn, sessions: Sequence[SessionCounts], transactions: Sequence[TransactionSample]) -> None:
     # Each session update counts in its hour and in its day; distinct users are kept per day.
     for s in sessions:
         key = (s.project_id, s.release, s.environment)
@@ -126,7 +124,7 @@ def write(
             )
 
 
-def write_packages(conn: sqlite3.Connection, project_id: int, release: str, packages: str, seen_at: float) -> None:
+def write_packages(conn: Conn, project_id: int, release: str, packages: str, seen_at: float) -> None:
     """The release's installed packages as its first event reported them; a different list for the same release
     (a host that differs, or an event that lies) is counted as a conflict, and triage then trusts neither."""
     conn.execute(
@@ -140,7 +138,7 @@ def write_packages(conn: sqlite3.Connection, project_id: int, release: str, pack
     )
 
 
-def release_health(conn: sqlite3.Connection, *, since_hour: int, environment: str | None = None) -> list[ReleaseHealth]:
+def release_health(conn: Conn, *, since_hour: int, environment: str | None = None) -> list[ReleaseHealth]:
     """Per release and environment since `since_hour`: whole days from the day rows, the first partial day from
     hours; distinct users per day, summed over the days (the first partial day's users count whole)."""
     first_day = -(-since_hour // 24)
@@ -166,7 +164,7 @@ def release_health(conn: sqlite3.Connection, *, since_hour: int, environment: st
 
 
 def transaction_stats(
-    conn: sqlite3.Connection, *, since_hour: int, environment: str | None = None, names: Sequence[str] | None = None
+    conn: Conn, *, since_hour: int, environment: str | None = None, names: Sequence[str] | None = None
 ) -> list[TransactionStats]:
     """Per name, release and environment since `since_hour`: whole days from the day rows, the first partial day
     from hours."""
@@ -198,7 +196,7 @@ def transaction_stats(
 
 
 def release_packages(
-    conn: sqlite3.Connection, project_id: int, release: str, *, consistent_only: bool = False
+    conn: Conn, project_id: int, release: str, *, consistent_only: bool = False
 ) -> dict[str, str] | None:
     """A release's packages; with `consistent_only`, None when its events disagreed about them."""
     row = conn.execute(

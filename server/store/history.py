@@ -4,10 +4,10 @@ a bare basename of a nested file, which another package may share) and by its mo
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prodloop.server.store.engine import Conn
 from prodloop.server.store.records import IssueRow
 
 _ISSUE_COLUMNS = (
@@ -54,7 +54,7 @@ def _suffixes(parts: list[str], joiner: str) -> tuple[str, ...]:
     return tuple(joiner.join(parts[i:]) for i in range(max(1, len(parts) - 1)))
 
 
-def issues_touching(conn: sqlite3.Connection, match: PathMatch, *, since: float) -> list[IssueRow]:
+def issues_touching(conn: Conn, match: PathMatch, *, since: float) -> list[IssueRow]:
     """Issues seen since `since` whose in-app frames name the path, most recently seen first."""
     ors: list[str] = []
     params: list[object] = []
@@ -88,7 +88,7 @@ def issues_touching(conn: sqlite3.Connection, match: PathMatch, *, since: float)
 _MAX_ISSUES = 5000  # the most recently seen; later queries list their ids (SQLite allows 32,766 parameters)
 
 
-def events_per_day(conn: sqlite3.Connection, issue_ids: Sequence[int], *, since_hour: int) -> dict[int, int]:
+def events_per_day(conn: Conn, issue_ids: Sequence[int], *, since_hour: int) -> dict[int, int]:
     """Events per day (days since the epoch) of these issues from `since_hour` on."""
     if not issue_ids:
         return {}
@@ -102,13 +102,13 @@ def events_per_day(conn: sqlite3.Connection, issue_ids: Sequence[int], *, since_
     return {int(day): int(n) for day, n in rows}
 
 
-def events_since(conn: sqlite3.Connection, *, since_hour: int) -> int:
+def events_since(conn: Conn, *, since_hour: int) -> int:
     row = conn.execute("SELECT COALESCE(SUM(count), 0) FROM issue_hourly WHERE hour >= ?", (since_hour,)).fetchone()
     return int(row[0])
 
 
 def releases_and_transactions(
-    conn: sqlite3.Connection, issue_ids: Sequence[int], *, since: float, limit: int = 500
+    conn: Conn, issue_ids: Sequence[int], *, since: float, limit: int = 500
 ) -> tuple[list[str], list[str]]:
     """The releases these issues' events ran since `since`, and the transactions they happened in (most recently
     seen first). Kept per issue at ingest, so they outlive the raw events (retention)."""
@@ -126,7 +126,7 @@ def releases_and_transactions(
     return releases, transactions
 
 
-def frame_files(conn: sqlite3.Connection, *, since: float, limit: int = 2000) -> list[tuple[str, int]]:
+def frame_files(conn: Conn, *, since: float, limit: int = 2000) -> list[tuple[str, int]]:
     """The in-app filenames of issues seen since `since`, with their events, most events first."""
     rows = conn.execute(
         """

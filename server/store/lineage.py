@@ -284,15 +284,15 @@ def pull_cord(
     """Pull the cord on a deploy, once (a deploy already pulled, even if released since, is not pulled again):
     the new cord, or None. Its escalation for a person opens in the same transaction."""
     with store.transaction() as conn:
-        cur = conn.execute(
+        new = conn.execute(
             "INSERT OR IGNORE INTO andon_cords (deploy_id, release, environment, commit_sha, previous_commit, paths,"
-            " evidence, blast_radius, pulled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " evidence, blast_radius, pulled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (deploy_id, release, environment, commit_sha, previous_commit, json.dumps(paths),
              json.dumps(evidence), json.dumps(blast_radius), at),
-        )  # fmt: skip
-        if not cur.rowcount:
+        ).fetchone()  # fmt: skip
+        if new is None:
             return None
-        cord_id = int(cur.lastrowid or 0)
+        cord_id = int(new[0])
         reason = f"andon cord {cord_id}: deploy {release[:80]} to {environment[:40]} made things worse"
         conn.execute(
             "INSERT INTO escalations (issue_id, kind, reason, created_at) VALUES (NULL, 'andon', ?, ?)", (reason, at)

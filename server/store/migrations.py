@@ -556,3 +556,43 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
 )
+
+# PostgreSQL stores begin empty, at the newest version: what the data statements of migrations before this one did
+# (backfills of SQLite stores that held events) has nothing to do there (`db.migration_statements`).
+SQLITE_ONLY_BEFORE = 18
+
+# Migrations whose PostgreSQL text differs from a translation of SQLite's (triggers are PL/pgSQL there).
+POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    17: (
+        "CREATE INDEX issues_all_last_seen ON issues (last_seen)",
+        "CREATE INDEX issues_all_event_count ON issues (event_count)",
+        "CREATE INDEX issues_status_last_seen ON issues (status, last_seen)",
+        "CREATE INDEX issues_status_event_count ON issues (status, event_count)",
+        "CREATE INDEX issues_status_first_seen ON issues (status, first_seen)",
+        "CREATE INDEX issues_status_user_count ON issues (status, user_count)",
+        "CREATE INDEX issues_project_status_last_seen ON issues (project_id, status, last_seen)",
+        "CREATE INDEX issues_project_status_event_count ON issues (project_id, status, event_count)",
+        "CREATE INDEX issues_project_status_first_seen ON issues (project_id, status, first_seen)",
+        "CREATE INDEX issues_project_status_user_count ON issues (project_id, status, user_count)",
+        "CREATE TABLE issue_counts (project_id BIGINT NOT NULL, status TEXT NOT NULL, n BIGINT NOT NULL,"
+        " PRIMARY KEY (project_id, status))",
+        """
+        CREATE FUNCTION prodloop_issue_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                UPDATE issue_counts SET n = n - 1 WHERE project_id = OLD.project_id AND status = OLD.status;
+            END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                INSERT INTO issue_counts AS c (project_id, status, n) VALUES (NEW.project_id, NEW.status, 1)
+                    ON CONFLICT (project_id, status) DO UPDATE SET n = c.n + 1;
+            END IF;
+            RETURN NULL;
+        END $$
+        """,
+        "CREATE TRIGGER issue_counts_insert_delete AFTER INSERT OR DELETE ON issues"
+        " FOR EACH ROW EXECUTE FUNCTION prodloop_issue_counts()",
+        "CREATE TRIGGER issue_counts_update AFTER UPDATE OF status, project_id ON issues FOR EACH ROW"
+        " WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.project_id IS DISTINCT FROM NEW.project_id)"
+        " EXECUTE FUNCTION prodloop_issue_counts()",
+    ),
+}

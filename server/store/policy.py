@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from prodloop.server.store.db import Store, where
+from prodloop.server.store.engine import Conn, Sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +139,12 @@ def reserve_pull_request(
             return None, f"issue {issue_id} already has {for_issue} of {max_per_issue} PRs"
         if today >= max_per_day:
             return None, f"{today} of {max_per_day} PRs were opened in the last 24 hours"
-        cur = conn.execute(
+        slot = conn.execute(
             "INSERT INTO pull_requests (issue_id, receipt_id, branch, commit_sha, mode, created_at)"
-            " VALUES (?, ?, '', '', 'pending', ?)",
+            " VALUES (?, ?, '', '', 'pending', ?) RETURNING id",
             (issue_id, receipt_id, now),
-        )
-    return int(cur.lastrowid or 0), None
+        ).fetchone()[0]
+    return int(slot), None
 
 
 def complete_pull_request(
@@ -170,30 +170,34 @@ def complete_pull_request(
         )
 
 
+_AUTO_MERGE_COUNTS = Sql(
+    sqlite="SELECT count(*), coalesce(sum(json_extract(auto_merge, '$.eligible')), 0),"
+    " coalesce(sum(json_extract(auto_merge, '$.eligible') AND EXISTS"
+    " (SELECT 1 FROM merges m WHERE m.pull_request_id = p.id)), 0)"
+    " FROM pull_requests p WHERE auto_merge IS NOT NULL AND mode IN ('github', 'local')",
+    postgres="SELECT count(*), count(*) FILTER (WHERE (auto_merge::jsonb ->> 'eligible')::boolean),"
+    " count(*) FILTER (WHERE (auto_merge::jsonb ->> 'eligible')::boolean AND EXISTS"
+    " (SELECT 1 FROM merges m WHERE m.pull_request_id = p.id))"
+    " FROM pull_requests p WHERE auto_merge IS NOT NULL AND mode IN ('github', 'local')",
+)
+
+
 def auto_merge_counts(store: Store) -> tuple[int, int, int]:
     """(PRs opened with an eligibility on record, of them eligible, of those merged)."""
-    row = (
-        store.reader()
-        .execute(
-            "SELECT count(*), coalesce(sum(json_extract(auto_merge, '$.eligible')), 0),"
-            " coalesce(sum(json_extract(auto_merge, '$.eligible') AND EXISTS"
-            " (SELECT 1 FROM merges m WHERE m.pull_request_id = p.id)), 0)"
-            " FROM pull_requests p WHERE auto_merge IS NOT NULL AND mode IN ('github', 'local')"
-        )
-        .fetchone()
-    )
+    conn = store.reader()
+    row = conn.execute(_AUTO_MERGE_COUNTS.text(conn)).fetchone()
     return int(row[0]), int(row[1]), int(row[2])
 
 
 def provenance_count(store: Store, *, action: str, since: float) -> int:
-    row = (
-        store.reader()
-        .execute(
+    conn = store.reader()
+    row = conn.execute(
+        Sql(
             "SELECT count(*) FROM provenance WHERE json_extract(record, '$.action') = ? AND created_at >= ?",
-            (action, since),
-        )
-        .fetchone()
-    )
+            "SELECT count(*) FROM provenance WHERE record::jsonb ->> 'action' = ? AND created_at >= ?",
+        ).text(conn),
+        (action, since),
+    ).fetchone()
     return int(row[0])
 
 
@@ -244,7 +248,10 @@ def save_provenance(store: Store, records: list[dict[str, Any]], at: float) -> N
         )
 
 
-_ACTION = "coalesce(json_extract(p.record, '$.action'), 'added')"
+_ACTION = Sql(
+    sqlite="coalesce(json_extract(p.record, '$.action'), 'added')",
+    postgres="coalesce(p.record::jsonb ->> 'action', 'added')",
+)
 
 
 def suite_changes(
@@ -252,13 +259,14 @@ def suite_changes(
 ) -> tuple[list[tuple[str, str, str, dict[str, Any], float, str | None, str | None]], int]:
     """One page of every provenance record as a suite change, oldest first: (action, test node, test path, record,
     created at, PR branch, PR url), and how many there are in all."""
+    clause, params = where(("p.test_path = ?", test_path))
     rows = (
         store.reader()
         .execute(
-            f"SELECT {_ACTION}, p.test_node, p.test_path, p.record, p.created_at, pr.branch, pr.url, count(*) OVER ()"
-            " FROM provenance p LEFT JOIN pull_requests pr ON pr.id = p.pull_request_id"
-            " WHERE ?1 IS NULL OR p.test_path = ?1 ORDER BY p.created_at, p.id LIMIT ?2 OFFSET ?3",
-            (test_path, limit, offset),
+            f"SELECT {_ACTION.text(store.reader())}, p.test_node, p.test_path, p.record, p.created_at, pr.branch,"
+            " pr.url, count(*) OVER () FROM provenance p LEFT JOIN pull_requests pr ON pr.id = p.pull_request_id"
+            f" {clause} ORDER BY p.created_at, p.id LIMIT ? OFFSET ?",
+            (*params, limit, offset),
         )
         .fetchall()
     )
@@ -267,14 +275,14 @@ def suite_changes(
 
 
 def _count(store: Store, test_path: str | None) -> int:
-    row = store.reader().execute("SELECT count(*) FROM provenance WHERE ?1 IS NULL OR test_path = ?1", (test_path,))
-    return int(row.fetchone()[0])
+    clause, params = where(("test_path = ?", test_path))
+    return int(store.reader().execute(f"SELECT count(*) FROM provenance {clause}", params).fetchone()[0])
 
 
 def latest_actions(store: Store) -> dict[str, tuple[str, dict[str, Any], float]]:
     """Each test node's latest provenance record: (action, record, created at)."""
     rows = store.reader().execute(
-        f"SELECT p.test_node, {_ACTION}, p.record, p.created_at FROM provenance p"
+        f"SELECT p.test_node, {_ACTION.text(store.reader())}, p.record, p.created_at FROM provenance p"
         " WHERE p.id = (SELECT max(q.id) FROM provenance q WHERE q.test_node = p.test_node)"
     )
     return {str(n): (str(a), json.loads(r), float(c)) for n, a, r, c in rows}
@@ -291,7 +299,7 @@ def escalate(store: Store, issue_id: int | None, kind: str, reason: str, at: flo
         open_escalation(conn, issue_id, kind, reason, at)
 
 
-def open_escalation(conn: sqlite3.Connection, issue_id: int | None, kind: str, reason: str, at: float) -> None:
+def open_escalation(conn: Conn, issue_id: int | None, kind: str, reason: str, at: float) -> None:
     open_row = conn.execute(
         "SELECT id FROM escalations WHERE issue_id IS ? AND kind = ? AND resolved_at IS NULL", (issue_id, kind)
     ).fetchone()

@@ -10,6 +10,7 @@ from typing import Any
 
 from prodloop.server.errors import InvalidArgument, NotFoundError
 from prodloop.server.store.db import Store
+from prodloop.server.store.engine import Sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +80,18 @@ def recent_payloads(
     return [(float(t), r, e, u, p) for t, r, e, u, p in rows]
 
 
+_BREADTH = Sql(
+    sqlite="SELECT COUNT(DISTINCT user_hash), json_group_array(DISTINCT release),"
+    " json_group_array(DISTINCT environment) FROM events WHERE issue_id = ? AND timestamp >= ?",
+    postgres="SELECT COUNT(DISTINCT user_hash), coalesce(json_agg(DISTINCT release)::text, '[]'),"
+    " coalesce(json_agg(DISTINCT environment)::text, '[]') FROM events WHERE issue_id = ? AND timestamp >= ?",
+)
+
+
 def breadth_counts(store: Store, issue_id: int, *, since: float) -> tuple[int, list[str], list[str]]:
     """(distinct users, releases, environments) of the issue's events since `since`."""
-    users, releases, environments = (
-        store.reader()
-        .execute(
-            "SELECT COUNT(DISTINCT user_hash), json_group_array(DISTINCT release),"
-            " json_group_array(DISTINCT environment) FROM events WHERE issue_id = ? AND timestamp >= ?",
-            (issue_id, since),
-        )
-        .fetchone()
-    )
+    conn = store.reader()
+    users, releases, environments = conn.execute(_BREADTH.text(conn), (issue_id, since)).fetchone()
     return (
         int(users),
         sorted({r for r in json.loads(releases) if isinstance(r, str) and r}),
@@ -104,15 +106,29 @@ def tenants_in_releases(
     list of pairs once scrubbed, or an object)."""
     if not releases:
         return set()
-    rows = store.reader().execute(
-        f"""
-        SELECT DISTINCT CASE WHEN t.type = 'array' THEN json_extract(t.value, '$[1]') ELSE t.value END
-        FROM (
-            SELECT payload FROM events WHERE timestamp >= ? AND release IN ({",".join("?" * len(releases))})
-            ORDER BY timestamp DESC LIMIT ?
-        ) e, json_each(e.payload, '$.tags') t
-        WHERE (t.type = 'array' AND json_extract(t.value, '$[0]') = ?) OR (t.type != 'array' AND t.key = ?)
-        """,
+    conn = store.reader()
+    newest = (
+        f"SELECT payload FROM events WHERE timestamp >= ? AND release IN ({','.join('?' * len(releases))})"
+        " ORDER BY timestamp DESC LIMIT ?"
+    )
+    rows = conn.execute(
+        Sql(
+            f"""
+            SELECT DISTINCT CASE WHEN t.type = 'array' THEN json_extract(t.value, '$[1]') ELSE t.value END
+            FROM ({newest}) e, json_each(e.payload, '$.tags') t
+            WHERE (t.type = 'array' AND json_extract(t.value, '$[0]') = ?) OR (t.type != 'array' AND t.key = ?)
+            """,
+            f"""
+            WITH e AS (SELECT p.payload::jsonb -> 'tags' AS tags FROM ({newest}) p)
+            SELECT pair ->> 1 FROM e, jsonb_array_elements(
+                CASE WHEN jsonb_typeof(e.tags) = 'array' THEN e.tags ELSE '[]'::jsonb END) pair
+            WHERE jsonb_typeof(pair) = 'array' AND pair ->> 0 = ?
+            UNION
+            SELECT kv.value FROM e, jsonb_each_text(
+                CASE WHEN jsonb_typeof(e.tags) = 'object' THEN e.tags ELSE '{{}}'::jsonb END) kv
+            WHERE kv.key = ?
+            """,
+        ).text(conn),
         [since, *releases, limit, tag, tag],
     )
     return {str(v) for (v,) in rows if v is not None}
@@ -156,7 +172,9 @@ def save(store: Store, row: SignalRow, components: dict[str, float], old_row: Si
         )  # fmt: skip
         if old_row is None or abs(old_row.priority - row.priority) >= 1.0:
             conn.execute(
-                "INSERT OR REPLACE INTO signal_priorities (issue_id, at, priority, components) VALUES (?, ?, ?, ?)",
+                "INSERT INTO signal_priorities (issue_id, at, priority, components) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (issue_id, at) DO UPDATE SET priority = excluded.priority,"
+                " components = excluded.components",
                 (row.issue_id, row.updated_at, row.priority, json.dumps(components, separators=(",", ":"))),
             )
     return get(store, row.issue_id) or row
