@@ -15,6 +15,7 @@ from rich.table import Table
 
 from prodloop.server.cli_ci import ci_app
 from prodloop.server.cli_common import DataOpt, ProjectOpt, RepoOpt, opened, settings_for
+from prodloop.server.cli_store import migrate, store_app
 from prodloop.server.cli_suite import suite_app
 from prodloop.server.context import AppContext
 from prodloop.server.errors import ConfigError, ProdloopError
@@ -265,6 +266,8 @@ def andon_release_cmd(
 
 app.add_typer(ci_app, name="ci")
 app.add_typer(suite_app, name="suite")
+app.add_typer(store_app, name="store")
+app.command("migrate")(migrate)
 
 
 @app.command("metrics")

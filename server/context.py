@@ -50,7 +50,7 @@ class AppContext:
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> AppContext:
         clock = clock or SystemClock()
-        store = Store(settings.database_path, clock=clock)
+        store = Store(settings.database, clock=clock)
         _keep_out_of_git(settings.resolved_data_dir)
         return cls(settings=settings, store=store, clock=clock)
 

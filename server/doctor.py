@@ -193,8 +193,9 @@ def _store(settings: Settings) -> Check:
     from prodloop.server.store import Store
 
     try:
-        store = Store(settings.database_path)
+        store = Store(settings.database)
     except (ProdloopError, OSError) as exc:
-        return Check("store", "fail", f"{settings.database_path}: {exc}", "check the data dir's permissions")
+        return Check("store", "fail", str(exc), "check the data dir's permissions, or that the database answers")
+    detail = f"{store.dialect} {store.where} at schema version {store.schema_version}"
     store.close()
-    return Check("store", "ok", f"{settings.database_path}")
+    return Check("store", "ok", detail)

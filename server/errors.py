@@ -42,10 +42,14 @@ class StoreError(ProdloopError):
     def __init__(self, operation: str, path: str, cause: str) -> None:
         self.operation = operation
         self.path = path
-        super().__init__(
-            f"store {operation} failed for {path}: {cause}; check that the data directory is writable "
-            "and not on a network file system, or set PRODLOOP_DATABASE_URL to another SQLite file"
+        fix = (
+            "check that the PostgreSQL server answers at that address and the user may use that database"
+            " (prodloop creates its tables there), or set PRODLOOP_DATABASE_URL to another database"
+            if path.startswith(("postgresql://", "postgres://"))
+            else "check that the data directory is writable and not on a network file system, or set"
+            " PRODLOOP_DATABASE_URL to another SQLite file"
         )
+        super().__init__(f"store {operation} failed for {path}: {cause}; {fix}")
 
 
 class NotFoundError(ProdloopError):

@@ -324,7 +324,10 @@ class Settings(BaseSettings):
 
     repo: Path = Field(default=Path("."), description="git repository of the service under repair")
     data_dir: Path | None = Field(default=None, description="where the store and tokens live; default <repo>/.prodloop")
-    database_url: str | None = Field(default=None, description="sqlite:///PATH; default <data_dir>/prodloop.db")
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB; default <data_dir>/prodloop.db",
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=0, le=65535)
@@ -433,17 +436,29 @@ class Settings(BaseSettings):
         return (self.data_dir or self.repo / ".prodloop").resolve()
 
     @property
-    def database_path(self) -> Path:
+    def database(self) -> Path | str:
+        """Where the store is: a SQLite file's path, or a PostgreSQL URL (it may hold a password: never show it;
+        `prodloop.server.store.engine.redacted` gives what can be shown)."""
         url = self.database_url
         if url is None:
             return self.resolved_data_dir / "prodloop.db"
         if url.startswith("sqlite:///"):
             return Path(url.removeprefix("sqlite:///")).resolve()
+        if url.startswith(("postgresql://", "postgres://")):
+            return url
         raise ConfigError(
             "database_url",
-            f"scheme of {url.split(':', 1)[0]!s} is not supported yet",
-            "use sqlite:///PATH (PostgreSQL support is planned)",
+            f"scheme of {url.split(':', 1)[0][:20]!s} is not supported",
+            "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
         )
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file (what needs one: a PostgreSQL store has none)."""
+        database = self.database
+        if isinstance(database, str):
+            raise ConfigError("database_url", "this needs a SQLite store", "use sqlite:///PATH or leave it unset")
+        return database
 
 
 def service_python(settings: Settings) -> Path:

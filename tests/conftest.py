@@ -24,6 +24,7 @@ from prodloop.server.demo import serve_in_thread
 from prodloop.server.ingest.importer import import_events
 from prodloop.server.settings import load_settings
 from prodloop.server.store import Project
+from tests import pg
 from tests.sample_service import SampleService
 
 # Triage's gate (a person approves agent work on an issue) is tested by tests/tools/observe/test_triage.py, the
@@ -39,13 +40,34 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def make_ctx(tmp_path: Path) -> Iterator[Callable[..., AppContext]]:
-    """Factory: an AppContext over a real SQLite file in a fresh repo folder."""
+def engine() -> str:
+    """The store's engine: SQLite (or what PRODLOOP_TEST_ENGINE says: `postgres` runs every test that opens a
+    store on PostgreSQL), unless a folder's conftest runs its tests on both (`tests/pg.py`)."""
+    return os.environ.get("PRODLOOP_TEST_ENGINE", "sqlite")
+
+
+@pytest.fixture
+def database_url(engine: str) -> Iterator[str | None]:
+    """None for SQLite (the repo's own file); a fresh PostgreSQL database, dropped after the test, for postgres."""
+    if engine == "sqlite":
+        yield None
+        return
+    url = pg.create_database()
+    yield url
+    pg.drop_database(url)
+
+
+@pytest.fixture
+def make_ctx(tmp_path: Path, database_url: str | None) -> Iterator[Callable[..., AppContext]]:
+    """Factory: an AppContext over a real store (a SQLite file in a fresh repo folder, or the test's PostgreSQL
+    database: every context of one test shares it, as processes of one team do)."""
     opened: list[AppContext] = []
 
     def factory(*, clock: Any = None, name: str = "svc", **settings: Any) -> AppContext:
         repo = tmp_path / name
         repo.mkdir(exist_ok=True)
+        if database_url is not None:
+            settings.setdefault("database_url", database_url)
         ctx = AppContext.open(load_settings(repo=repo, **settings), clock=clock)
         opened.append(ctx)
         return ctx

@@ -101,12 +101,14 @@ def _groups_of(conn: object, run_id: int, new: set[int]) -> list[GroupOut]:
 _PER_TEST_COMMIT = """
     SELECT test_id, commit_sha, MAX(flaky) AS flaky FROM (
         SELECT r.test_id AS test_id, c.commit_sha AS commit_sha,
-               (MAX(r.outcome = 'passed') AND MAX(r.outcome IN ('failed', 'error')))
-               OR MAX(r.outcome = 'passed' AND r.reruns > 0) AS flaky
+               CASE WHEN (MAX(CASE WHEN r.outcome = 'passed' THEN 1 ELSE 0 END) = 1
+                          AND MAX(CASE WHEN r.outcome IN ('failed', 'error') THEN 1 ELSE 0 END) = 1)
+                         OR MAX(CASE WHEN r.outcome = 'passed' AND r.reruns > 0 THEN 1 ELSE 0 END) = 1
+                    THEN 1 ELSE 0 END AS flaky
         FROM ci_results r JOIN ci_runs c ON c.id = r.run_id
         WHERE r.outcome != 'skipped'{clause}
         GROUP BY r.test_id, c.commit_sha, coalesce(c.job, '')
-    ) GROUP BY test_id, commit_sha
+    ) AS per_job GROUP BY test_id, commit_sha
 """
 
 
@@ -125,7 +127,7 @@ def flaky_tests(
         clause += " AND c.at > ?"
         params.append(since)
     rows = store.reader().execute(
-        f"SELECT test_id, SUM(flaky), COUNT(*) FROM ({_PER_TEST_COMMIT.format(clause=clause)})"
+        f"SELECT test_id, SUM(flaky), COUNT(*) FROM ({_PER_TEST_COMMIT.format(clause=clause)}) AS t"
         " GROUP BY test_id HAVING SUM(flaky) > 0 ORDER BY SUM(flaky) * 1.0 / COUNT(*) DESC, test_id",
         params,
     )
@@ -137,7 +139,7 @@ def flake_counts(store: Store) -> tuple[int, int, int]:
     conn = store.reader()
     runs = int(conn.execute("SELECT count(*) FROM ci_runs").fetchone()[0])
     pairs, flaky = conn.execute(
-        f"SELECT count(*), coalesce(SUM(flaky), 0) FROM ({_PER_TEST_COMMIT.format(clause='')})"
+        f"SELECT count(*), coalesce(SUM(flaky), 0) FROM ({_PER_TEST_COMMIT.format(clause='')}) AS t"
     ).fetchone()
     return runs, int(pairs), int(flaky)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import psycopg_pool
 from psycopg.adapt import Loader
-from psycopg.pq import Format
+from psycopg.types.string import StrDumperUnknown
 
 DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
@@ -54,7 +54,9 @@ class Cursor(Protocol):
 class Conn(Protocol):
     """What the store's queries use of a connection: `sqlite3.Connection` as is, or a `PgConn`."""
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,17 @@ class PgConn:
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        return cast(Cursor, self.raw.execute(to_postgres(sql), tuple(parameters)))
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = (), /) -> Cursor:
+        return cast(Cursor, self.raw.execute(to_postgres(sql), _params(parameters)))
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        cur = self.raw.cursor()
+        cur.executemany(to_postgres(sql), [tuple(p) for p in seq_of_parameters])
+        return cast(Cursor, cur)
+
+
+def _params(parameters: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, ...] | Mapping[str, Any]:
+    return parameters if isinstance(parameters, Mapping) else tuple(parameters)
 
 
 class _Rows:
@@ -187,9 +198,9 @@ class PgReader:
     def __init__(self, pool: psycopg_pool.ConnectionPool[Any]) -> None:
         self._pool = pool
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = (), /) -> Cursor:
         with self._pool.connection() as raw:
-            cur = raw.execute(to_postgres(sql), tuple(parameters))
+            cur = raw.execute(to_postgres(sql), _params(parameters))
             return _Rows(cur.fetchall() if cur.description else [], cur.rowcount)
 
 
@@ -201,25 +212,21 @@ class _NumericLoader(Loader):
         return float(text) if b"." in text or b"e" in text.lower() or b"N" in text else int(text)
 
 
-def _text_dumper(base: type[Any]) -> type[Any]:
-    class _Text(base):  # type: ignore[valid-type, misc]
-        """PostgreSQL text holds no NUL and no lone surrogate; production text may carry either."""
+class _Text(StrDumperUnknown):
+    """PostgreSQL text holds no NUL and no lone surrogate; production text may carry either."""
 
-        def dump(self, obj: str) -> Any:
-            if "\x00" in obj:
-                obj = obj.replace("\x00", "\ufffd")
-            try:
-                return super().dump(obj)
-            except UnicodeEncodeError:
-                return super().dump(obj.encode("utf-8", "replace").decode("utf-8"))
-
-    return _Text
+    def dump(self, obj: str) -> Any:
+        if "\x00" in obj:
+            obj = obj.replace("\x00", "\ufffd")
+        try:
+            return super().dump(obj)
+        except UnicodeEncodeError:
+            return super().dump(obj.encode("utf-8", "replace").decode("utf-8"))
 
 
 def _configure(raw: psycopg.Connection[Any]) -> None:
     raw.adapters.register_loader("numeric", _NumericLoader)
-    base = type(raw.adapters.get_dumper(str, Format.TEXT))  # type: ignore[arg-type]
-    raw.adapters.register_dumper(str, _text_dumper(base))
+    raw.adapters.register_dumper(str, _Text)
 
 
 class PostgresEngine:
@@ -240,6 +247,11 @@ class PostgresEngine:
             timeout=30.0,
             name="prodloop",
         )
+        try:  # a server that refuses (or a database that is missing) says so now, with its own words
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error:
+            self._pool.close()
+            raise
         self._pool.open(wait=True, timeout=30.0)
         self._reader = PgReader(self._pool)
 
@@ -282,6 +294,7 @@ class PostgresEngine:
 # -- SQLite's dialect to PostgreSQL's -------------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[A-Za-z_][A-Za-z_0-9]*|\s+|.", re.S)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _KEYWORDS = frozenset(
     "and or not null is in exists select from where case when then else end distinct true false between like as"
     " excluded returning on conflict do update set nothing asc desc".split()
@@ -323,10 +336,15 @@ def to_postgres(sql: str) -> str:
     while i < len(tokens):
         tok, low = tokens[i], lowered[i]
         nxt = _next_word(tokens, i)
-        if tok == "?":
-            out.append("%s")
+        if tok == "?":  # `? IS NULL`: a parameter PostgreSQL must know the type of
+            out.append("%s::text" if nxt < len(tokens) and lowered[nxt] == "is" else "%s")
         elif tok == "%":
             out.append("%%")
+        elif (
+            tok == ":" and i + 1 < len(tokens) and _WORD.fullmatch(tokens[i + 1]) and (not out or out[-1] != ":")
+        ):  # a named parameter (`:name`; not a `::type` cast)
+            out.append(f"%({tokens[i + 1]})s")
+            i += 1
         elif tok.startswith("'"):
             out.append(tok.replace("%", "%%"))
         elif low == "insert" and nxt < len(tokens) and lowered[nxt] == "or":

@@ -131,7 +131,7 @@ def write_packages(conn: Conn, project_id: int, release: str, packages: str, see
         """
         INSERT INTO release_packages (project_id, release, packages, seen_at) VALUES (?, ?, ?, ?)
         ON CONFLICT (project_id, release) DO UPDATE SET
-            conflicts = conflicts + (excluded.packages != release_packages.packages),
+            conflicts = conflicts + CASE WHEN excluded.packages != release_packages.packages THEN 1 ELSE 0 END,
             seen_at = min(release_packages.seen_at, excluded.seen_at)
         """,
         (project_id, release, packages, seen_at),
@@ -154,7 +154,7 @@ def release_health(conn: Conn, *, since_hour: int, environment: str | None = Non
             UNION ALL
             SELECT release, environment, day * 24, 0, 0, 0, 0, users FROM session_days
             WHERE day = ? AND day < ? AND (? IS NULL OR environment = ?)
-        )
+        ) AS rows
         GROUP BY release, environment ORDER BY MIN(hour)
         """,
         (first_day, environment, environment, since_hour, first_day * 24, environment, environment,

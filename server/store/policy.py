@@ -233,8 +233,10 @@ def provenance_records(
     clause, params = where(("test_path = ?", test_path))
     conn = store.reader()
     total = int(conn.execute(f"SELECT count(*) FROM provenance {clause}", params).fetchone()[0])
+    everything = 2**63 - 1  # (`LIMIT -1` is SQLite's alone)
     rows = conn.execute(
-        f"SELECT record FROM provenance {clause} ORDER BY id LIMIT ? OFFSET ?", [*params, limit, offset]
+        f"SELECT record FROM provenance {clause} ORDER BY id LIMIT ? OFFSET ?",
+        [*params, limit if limit >= 0 else everything, offset],
     )
     return [json.loads(row[0]) for row in rows], total
 

@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 
 from prodloop.server.mcp_app import build_mcp
+from tests import pg
 from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.anyio
@@ -89,8 +90,7 @@ def reported(live_server: Callable[..., LiveServer], tmp_path: Path) -> LiveServ
 
 
 def _db_bytes(server: LiveServer) -> bytes:
-    path = server.ctx.store.path
-    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    return pg.stored_bytes(server.ctx.store)
 
 
 def test_crash_arrives_grouped_with_its_request_and_locals(reported: LiveServer) -> None:

@@ -35,7 +35,10 @@ def test_data_dir_and_database_default_inside_the_repo(tmp_path: Path) -> None:
 
 
 def test_unsupported_database_url_says_what_works(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="use sqlite:///PATH"):
+    with pytest.raises(ConfigError, match="use sqlite:///PATH or postgresql://"):
+        _ = load_settings(repo=tmp_path, database_url="mysql://u:pw@db/x").database
+    assert load_settings(repo=tmp_path, database_url="postgresql://u:pw@db/x").database == "postgresql://u:pw@db/x"
+    with pytest.raises(ConfigError, match="needs a SQLite store"):
         _ = load_settings(repo=tmp_path, database_url="postgresql://u:pw@db/x").database_path
 
 

@@ -16,6 +16,7 @@ import pytest
 from prodloop.server.errors import IngestError
 from prodloop.server.ingest import health
 from prodloop.server.store import health as health_store
+from tests import pg
 from tests.conftest import LiveServer, post
 
 SERVICE = textwrap.dedent(
@@ -82,7 +83,7 @@ def test_sessions_and_transactions_of_a_real_sdk_are_counted_per_release(reporte
     assert packages is not None and "sentry-sdk" in packages  # the release's dependencies, kept once
     with store.transaction() as conn:
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2  # the two errors, not the transactions
-    data = b"".join(p.read_bytes() for p in store.path.parent.glob(store.path.name + "*"))
+    data = pg.stored_bytes(store)
     assert b"Zq8wPp3LmN5vB7xC9dR2tY4u" not in data
 
 

@@ -12,7 +12,6 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from sentry_sdk.transport import Transport
 from prodloop.server.context import AppContext
 from prodloop.server.errors import SentryAPIError
 from prodloop.server.sources.sentry_api import SentryAPIClient, api_event_to_sdk_event, pull_from_sentry
+from tests import pg
 from tests.fakes.sentry_api import FakeSentryAPI, sdk_event_to_api_event
 
 API_TOKEN = "sntrys_api_token_7c1e5b9d2a4f6e8c0b3d"
@@ -152,8 +152,7 @@ def _client(
 
 
 def _db_bytes(ctx: AppContext) -> bytes:
-    path = ctx.store.path
-    return b"".join(p.read_bytes() for p in sorted(Path(path).parent.glob(path.name + "*")))
+    return pg.stored_bytes(ctx.store)
 
 
 _connections: list[Any] | None = None

@@ -1,4 +1,5 @@
-"""The SQLite store: migrations, idempotent writes, counts that survive reopening."""
+"""The store on both engines (SQLite and PostgreSQL, `conftest.py`): migrations, idempotent writes, counts that
+survive reopening; and SQLite stores written by earlier versions, migrated."""
 
 from __future__ import annotations
 
@@ -29,15 +30,15 @@ def _record(ctx: AppContext, **event_overrides: object) -> EventRecord:
     )
 
 
-def test_store_is_wal_sqlite_with_migrations_applied_once(ctx: AppContext) -> None:
-    path = ctx.store.path
+def test_store_is_wal_sqlite_or_postgres_with_migrations_applied_once(ctx: AppContext, engine: str) -> None:
+    where = ctx.settings.database
     ctx.close()
-    again = Store(path)
-    conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    again = Store(where)
+    assert again.dialect == engine
+    if engine == "sqlite":
+        assert again.reader().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again.reader().execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     assert again.schema_version == MIGRATIONS[-1][0]
-    conn.close()
     again.close()
 
 
@@ -50,9 +51,9 @@ def test_counts_users_and_hourly_series_accumulate_and_survive_reopen(
     other_user = _record(ctx, user={"id": "u2"}, timestamp=1_790_004_000.0)
     assert ctx.store.write_events([base, same_user, other_user]) == [True, True, True]
     assert ctx.store.write_events([base]) == [False]
-    path = ctx.store.path
+    where = ctx.settings.database
     ctx.close()
-    store = Store(path)
+    store = Store(where)
     issue = store.get_issue(store.get_event(base.event_id).issue_id)
     assert (issue.event_count, issue.user_count) == (3, 2)
     assert issue.first_seen == 1_790_000_000.0
