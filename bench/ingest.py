@@ -1,10 +1,14 @@
-"""Ingest throughput, acknowledgement latency and `fetch_error_context` speed, measured.
+"""Ingest throughput, acknowledgement latency and CPU per stored event, side by side; `fetch_error_context` speed.
 
-1. HTTP ingest: starts a real `prodloop serve --http` subprocess (rate limit off), builds a pool of
-   varied envelopes with the real sentry-sdk (a capturing transport), and posts them, gzipped and each
-   with a fresh event_id, from keep-alive HTTP/1.1 connections spread over client processes for a fixed
-   window after a warm-up. Prints events/s, ack latency percentiles, refusals by status, and checks that
-   the `events` table holds exactly one row per 200 acknowledgement.
+1. HTTP ingest: starts `--processes N` real `prodloop serve --http` subprocesses on one store (rate limit off; the
+   store is a throwaway SQLite file, or a throwaway database on the PostgreSQL server `--database-url` names), builds
+   a pool of varied envelopes with the real sentry-sdk (a capturing transport), and posts them, gzipped and each with
+   a fresh event_id, from keep-alive HTTP/1.1 connections spread over client processes (and round-robin over the
+   server processes) for a fixed window after a warm-up. Prints events/s acknowledged and stored, ack latency
+   percentiles, refusals by status, CPU seconds of the server processes (and their children) per stored event, and
+   checks that the store holds exactly one event per 200 acknowledgement. Several `--processes` values, and
+   `--against-bugsink` (Bugsink in its own virtualenv, see bench/_bugsink.py), run as interleaved rounds of the
+   same load generator; each system's median and spread over the rounds and the ratios are printed.
 2. Context reads: fills a store directly with `--events` events (~1,000 issues over 7 days) and times
    `fetch_error_context` by issue and by event id, and `list_issues(order_by="event_count")`.
 
@@ -12,6 +16,9 @@ Run from the repository root:
 
     python bench/ingest.py                      # both parts, 8 connections in 2 client processes
     python bench/ingest.py --client-procs 1 --seconds 20 --skip-context
+    python bench/ingest.py --skip-context --processes 1 2            # 1 vs 2 server processes on one SQLite file
+    python bench/ingest.py --skip-context --database-url postgresql://postgres@127.0.0.1:5432/postgres
+    python bench/ingest.py --skip-context --against-bugsink --bugsink-venv /tmp/bugsink-venv   # 3 rounds each
 """
 
 from __future__ import annotations
@@ -20,27 +27,22 @@ import argparse
 import contextlib
 import dataclasses
 import gzip
-import http.client
 import json
-import multiprocessing
 import os
 import random
 import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
+import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import sentry_sdk
+from _bugsink import HOW_TO_INSTALL, bugsink_target, check_venv
+from _ingest_load import Load, Round, Target, drive, pct
 from _ingest_pool import Pool, capture_pool
+from _prodloop_target import prodloop_target
 
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.pipeline import EventProcessor
@@ -55,245 +57,122 @@ GOAL_CONTEXT_P50_MS = 20.0
 # -- part 1: HTTP ingest ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "prodloop.server.cli", *args]
-
-
-def _project_of(repo: Path) -> tuple[int, str]:
-    conn = sqlite3.connect(f"file:{repo / '.prodloop' / 'prodloop.db'}?mode=ro", uri=True)
-    try:
-        project_id, key = conn.execute("SELECT id, public_key FROM projects ORDER BY id LIMIT 1").fetchone()
-    finally:
-        conn.close()
-    return int(project_id), str(key)
-
-
-def _count_events(repo: Path) -> int:
-    conn = sqlite3.connect(f"file:{repo / '.prodloop' / 'prodloop.db'}?mode=ro", uri=True)
-    try:
-        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
-    finally:
-        conn.close()
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (Linux /proc), 0 where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def _server(repo: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A `prodloop serve --http` subprocess, answered /healthz; always stopped (SIGINT, then kill)."""
-    env = {**os.environ, "PRODLOOP_INGEST_RATE_LIMIT": "0"}
-    log = (repo / "server.log").open("wb")  # holds the MCP token: never printed whole
-    proc = subprocess.Popen(
-        _cli("serve", "--http", "--repo", str(repo), "--port", str(port)), env=env, stdout=log, stderr=log
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                lines = (repo / "server.log").read_text(errors="replace").splitlines()
-                safe = "\n".join(line for line in lines if "token" not in line.lower())
-                raise RuntimeError(f"the server did not come up:\n{safe[-2000:]}")
-            with contextlib.suppress(OSError):
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-
-
-@dataclasses.dataclass(frozen=True)
-class _Job:
-    port: int
-    path: str
-    pool: Pool
-    connections: int
-    warmup: float
-    seconds: float
-
-
-def _sender(job: _Job, t0: float, seed: int, out: dict[str, Any], lock: threading.Lock) -> None:
-    """One keep-alive connection posting fresh-id envelopes until the window closes."""
-    rng = random.Random(seed)
-    start, end = t0 + job.warmup, t0 + job.warmup + job.seconds
-    headers = {
-        "Content-Type": "application/x-sentry-envelope",
-        "Content-Encoding": "gzip",
-        "X-Sentry-Auth": job.pool.auth_header,
-        "User-Agent": f"sentry.python/{sentry_sdk.VERSION}",
-    }
-    latencies: list[float] = []
-    statuses: Counter[str] = Counter()
-    acked = in_window = 0
-    conn = http.client.HTTPConnection("127.0.0.1", job.port, timeout=30)
-    while time.monotonic() < end:
-        i = rng.randrange(len(job.pool.bodies))
-        fresh = rng.getrandbits(128).to_bytes(16, "big").hex()
-        body = gzip.compress(job.pool.bodies[i].replace(job.pool.event_ids[i].encode(), fresh.encode()), 9)
-        sent = time.monotonic()
-        try:
-            conn.request("POST", job.path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            status = str(response.status)
-        except (OSError, http.client.HTTPException) as exc:
-            status = type(exc).__name__
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", job.port, timeout=30)
-        done = time.monotonic()
-        statuses[status] += 1
-        if status == "200":
-            acked += 1
-            if start <= done <= end:
-                in_window += 1
-                latencies.append(done - sent)
-    conn.close()
-    with lock:
-        out["latencies"].extend(latencies)
-        out["statuses"].update(statuses)
-        out["acked"] += acked
-        out["in_window"] += in_window
-
-
-def _client_process(job: _Job, proc_index: int, ready: Any, go: Any, t0: Any, results: Any) -> None:
-    """A client process: `job.connections` sender threads, started together at the shared t0."""
-    out: dict[str, Any] = {"latencies": [], "statuses": Counter(), "acked": 0, "in_window": 0}
-    lock = threading.Lock()
-    ready.wait(timeout=60)
-    if not go.wait(timeout=60):
-        return
-    cpu = time.process_time()
-    threads = [
-        threading.Thread(target=_sender, args=(job, t0.value, proc_index * 1000 + n, out, lock))
-        for n in range(job.connections)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    out["cpu"] = time.process_time() - cpu
-    out["statuses"] = dict(out["statuses"])
-    results.put(out)
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
 def _verdict(achieved: float, goal: float, *, at_least: bool) -> str:
     met = achieved >= goal if at_least else achieved <= goal
     return f"(achieved/goal {achieved / goal:.2f}, {'met' if met else 'MISSED'})"
 
 
-def _drive(job: _Job, split: list[int], server_pid: int) -> tuple[list[dict[str, Any]], float]:
-    """Run the client processes against the server; their results and the server's CPU seconds in the window."""
-    ctx = multiprocessing.get_context("spawn")
-    ready, go, t0, results = ctx.Barrier(len(split) + 1), ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
-    workers = [
-        ctx.Process(target=_client_process, args=(dataclasses.replace(job, connections=n), p, ready, go, t0, results))
-        for p, n in enumerate(split)
-    ]
-    try:
-        for worker in workers:
-            worker.start()
-        ready.wait(timeout=60)
-        t0.value = time.monotonic() + 0.05
-        go.set()
-        time.sleep(max(0.0, t0.value + job.warmup - time.monotonic()))
-        cpu = _cpu_seconds(server_pid)
-        time.sleep(job.seconds)
-        cpu = _cpu_seconds(server_pid) - cpu
-        return [results.get(timeout=job.warmup + job.seconds + 120) for _ in workers], cpu
-    finally:
-        for worker in workers:
-            worker.join(timeout=10)
-            if worker.is_alive():
-                worker.terminate()
+def _check(r: Round) -> str:
+    if r.stored_total == r.acked_total:
+        return f"OK ({r.stored_total:,} stored = {r.acked_total:,} acknowledged)"
+    return f"MISMATCH ({r.stored_total:,} stored, {r.acked_total:,} acknowledged)"
+
+
+def _report_round(n: int, name: str, r: Round, load: Load) -> None:
+    refused = ", ".join(f"{code}: {k}" for code, k in sorted(r.statuses.items()) if code != "200") or "none"
+    pad = " " * 24
+    print(
+        f"  round {n} {name:14} acked {r.acked_per_s:5,.0f}/s  stored {r.stored_per_s:5,.0f}/s  ack ms p50 "
+        f"{r.pct(0.5):.1f} p90 {r.pct(0.9):.1f} p99 {r.pct(0.99):.1f} max {r.pct(1.0):.1f}  non-200: {refused}"
+    )
+    print(
+        f"{pad}server CPU {r.server_cpu_window / r.seconds:.0%} of a core: {r.cpu_ms_per_stored_window:.2f} ms per "
+        f"stored event in the window, {r.cpu_ms_per_stored_total:.2f} over the round ({r.drain_seconds:.1f} s drain)"
+    )
+    print(f"{pad}clients {r.client_cpu / (load.warmup + load.seconds):.0%} of a core; durability check: {_check(r)}")
+
+
+def _median_spread(values: list[float], fmt: str) -> str:
+    values = sorted(v for v in values if v == v)  # NaN out
+    if not values:
+        return "n/a"
+    median = statistics.median(values)
+    if len(values) == 1:
+        return format(median, fmt)
+    return f"{format(median, fmt)} [{format(values[0], fmt)}-{format(values[-1], fmt)}]"
+
+
+def _summary(names: list[str], rounds: dict[str, list[Round]]) -> None:
+    count = len(next(iter(rounds.values())))
+    print(f"  summary over {count} round(s): median [min-max]")
+    print(
+        f"  {'system':13} {'acked events/s':>22} {'stored events/s':>22} {'p99 ack ms':>22} "
+        f"{'CPU ms/stored event':>22}  checks"
+    )
+    medians: dict[str, tuple[float, float, float, float]] = {}
+    for name in names:
+        rs = rounds[name]
+        cols = (
+            [r.acked_per_s for r in rs],
+            [r.stored_per_s for r in rs],
+            [r.pct(0.99) for r in rs],
+            [r.cpu_ms_per_stored_total for r in rs],
+        )
+        fmts = (",.0f", ",.0f", ".1f", ".2f")
+        cells = [_median_spread(list(c), f) for c, f in zip(cols, fmts, strict=True)]
+        ok = sum(r.stored_total == r.acked_total for r in rs)
+        print(f"  {name:13} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {cells[3]:>22}  {ok}/{len(rs)} OK")
+        m = tuple(statistics.median(c) for c in cols)
+        medians[name] = (m[0], m[1], m[2], m[3])
+    print("  (CPU per stored event: the server processes and their children, from the first post until every")
+    print("   acknowledged event was stored, over the events stored; the window alone is in the round lines)")
+    reference = "Bugsink" if "Bugsink" in medians else names[0]
+    ref = medians[reference]
+    for name in names:
+        if name == reference:
+            continue
+        m = medians[name]
+        print(
+            f"  {name} / {reference}: acked/s x{m[0] / ref[0]:.2f}, stored/s x{m[1] / ref[1]:.2f}, "
+            f"p99 ack x{m[2] / ref[2]:.2f}, CPU per stored event x{m[3] / ref[3]:.2f} (medians)"
+        )
+    for name in names:
+        if name.startswith("prodloop"):
+            stored, p99 = medians[name][1], medians[name][2]
+            print(
+                f"  goals {name}: stored {stored:,.0f}/s, goal >= {GOAL_EVENTS_PER_S:,.0f}/s "
+                f"{_verdict(stored, GOAL_EVENTS_PER_S, at_least=True)}"
+            )
+            print(
+                f"  {'':{len(name) + 8}}p99 ack {p99:.1f} ms, goal <= {GOAL_P99_MS:.0f} ms "
+                f"{_verdict(p99, GOAL_P99_MS, at_least=False)}"
+            )
 
 
 def _bench_http(args: argparse.Namespace) -> None:
-    repo = Path(tempfile.mkdtemp(prefix="prodloop-bench-http-"))
-    try:
-        subprocess.run(_cli("init", "--repo", str(repo)), check=True, capture_output=True)
-        project_id, key = _project_of(repo)
-        port = _free_port()
-        pool = capture_pool(f"http://{key}@127.0.0.1:{port}/{project_id}", args.pool)
-        procs = max(1, min(args.client_procs, args.senders))
-        split = [args.senders // procs + (1 if p < args.senders % procs else 0) for p in range(procs)]
-        raw = sorted(len(b) / 1024 for b in pool.bodies)
-        gz = sorted(len(gzip.compress(b, 9)) / 1024 for b in pool.bodies)
+    rounds = args.rounds or (3 if args.against_bugsink or len(args.processes) > 1 else 1)
+    with contextlib.ExitStack() as stack:
+        systems: list[Target] = [
+            stack.enter_context(prodloop_target(n, args.database_url)) for n in dict.fromkeys(args.processes)
+        ]
+        if args.against_bugsink:
+            systems.append(stack.enter_context(bugsink_target(Path(args.bugsink_venv))))
+        pools = {s.name: capture_pool(s.dsn, args.pool) for s in systems}  # each system's own DSN, same events
+        some = next(iter(pools.values()))
+        raw = sorted(len(b) / 1024 for b in some.bodies)
+        gz = sorted(len(gzip.compress(b, 9)) / 1024 for b in some.bodies)
+        load = Load(some, args.senders, args.client_procs, args.warmup, args.seconds, args.drain_idle)
         print("[1] sustained ingest over HTTP")
-        print(f"  server            prodloop serve --http (1 uvicorn process), rate limit off, {os.cpu_count()} CPUs")
-        print(f"  clients           {args.senders} keep-alive connections in {procs} process(es) {split}")
+        print(f"  machine           {os.cpu_count()} CPUs; every system gets the same load, in interleaved rounds")
+        for s in systems:
+            print(f"  {s.name:17} {s.describe()}")
+        print(f"  clients           {args.senders} keep-alive connections in {len(load.split)} process(es) ", end="")
+        print(f"{load.split}, round-robin over a system's ports")
         print(
-            f"  envelopes         {len(pool.bodies)} distinct sentry-sdk events, median {_pct(raw, 0.5):.1f} KiB ",
+            f"  envelopes         {len(some.bodies)} distinct sentry-sdk events, median {pct(raw, 0.5):.1f} KiB ",
             end="",
         )
-        print(f"raw / {_pct(gz, 0.5):.1f} KiB gzip -9, a fresh event_id per post")
-        print(f"  window            {args.seconds:g} s after {args.warmup:g} s warm-up")
-        job = _Job(port, f"/api/{project_id}/envelope/", pool, 0, args.warmup, args.seconds)
-        with _server(repo, port) as server:
-            outs, server_cpu = _drive(job, split, server.pid)
-        stored = _count_events(repo)
-    finally:
-        shutil.rmtree(repo, ignore_errors=True)
-    _report_http(args, outs, server_cpu, stored)
-
-
-def _report_http(args: argparse.Namespace, outs: list[dict[str, Any]], server_cpu: float, stored: int) -> None:
-    latencies = sorted(x * 1000 for o in outs for x in o["latencies"])
-    statuses: Counter[str] = Counter()
-    for o in outs:
-        statuses.update(o["statuses"])
-    acked = sum(o["acked"] for o in outs)
-    in_window = sum(o["in_window"] for o in outs)
-    rate = in_window / args.seconds
-    refused = ", ".join(f"{code}: {n}" for code, n in sorted(statuses.items()) if code != "200")
-    print(f"  acknowledged      {in_window:,} in the window, {acked:,} in all (200)")
-    print(f"  throughput        {rate:7,.0f} events/s  goal >= {GOAL_EVENTS_PER_S:,.0f} events/s  ", end="")
-    print(_verdict(rate, GOAL_EVENTS_PER_S, at_least=True))
-    print(f"  ack latency p50   {_pct(latencies, 0.5):7.1f} ms")
-    print(f"  ack latency p90   {_pct(latencies, 0.9):7.1f} ms")
-    p99 = _pct(latencies, 0.99)
-    print(f"  ack latency p99   {p99:7.1f} ms        goal <= {GOAL_P99_MS:.0f} ms  ", end="")
-    print(_verdict(p99, GOAL_P99_MS, at_least=False))
-    print(f"  ack latency max   {latencies[-1] if latencies else float('nan'):7.1f} ms")
-    print(f"  non-200 statuses  {refused or 'none'}")
-    per_event = server_cpu * 1000 / in_window if in_window else float("nan")
-    client_cpu = sum(o["cpu"] for o in outs) / (args.warmup + args.seconds)
-    print(
-        f"  CPU               server {server_cpu / args.seconds:.0%} of a core = {per_event:.2f} ms per event; ", end=""
-    )
-    print(f"clients {client_cpu:.0%} of a core")
-    if stored == acked:
-        print(f"  durability check: OK ({stored:,} rows in events = {acked:,} acknowledgements)")
-    else:
-        print(f"  durability check: MISMATCH ({stored:,} rows in events, {acked:,} acknowledgements)")
+        print(f"raw / {pct(gz, 0.5):.1f} KiB gzip -9, a fresh event_id per post")
+        print(f"  window            {args.seconds:g} s after {args.warmup:g} s warm-up, then a drain: the wait until")
+        print(f"                    every acknowledged event is stored (given up after {args.drain_idle:g} s unmoved)")
+        results: dict[str, list[Round]] = {s.name: [] for s in systems}
+        for n in range(1, rounds + 1):
+            for s in systems:
+                with s.running():
+                    r = drive(s, dataclasses.replace(load, pool=pools[s.name]))
+                results[s.name].append(r)
+                _report_round(n, s.name, r, load)
+    _summary([s.name for s in systems], results)
 
 
 # -- part 2: context reads over a large store ------------------------------------------------------
@@ -341,8 +220,8 @@ def _time_calls(label: str, call: Callable[[], object], *, goal_ms: float | None
         call()
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
-    p50 = _pct(times, 0.5)
-    line = f"  {label:36} p50 {p50:6.2f} ms  p90 {_pct(times, 0.9):6.2f} ms  p99 {_pct(times, 0.99):6.2f} ms"
+    p50 = pct(times, 0.5)
+    line = f"  {label:36} p50 {p50:6.2f} ms  p90 {pct(times, 0.9):6.2f} ms  p99 {pct(times, 0.99):6.2f} ms"
     if goal_ms is not None:
         line += f"  goal p50 <= {goal_ms:.0f} ms  {_verdict(p50, goal_ms, at_least=False)}"
     print(line)
@@ -391,9 +270,29 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="events stored for the context reads")
     parser.add_argument("--skip-http", action="store_true", help="skip part 1 (HTTP ingest)")
     parser.add_argument("--skip-context", action="store_true", help="skip part 2 (context reads)")
+    parser.add_argument(
+        "--processes", type=int, nargs="+", default=[1], help="prodloop server processes on one store (several: each)"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="the servers' database_url: sqlite:///PATH (a new file; the bench deletes it) or postgresql://HOST/DB "
+        "(the bench creates a throwaway database on that server and drops it); default a temp SQLite file",
+    )
+    parser.add_argument("--against-bugsink", action="store_true", help="also run Bugsink, side by side")
+    parser.add_argument("--bugsink-venv", help=f"a virtualenv with Bugsink ({HOW_TO_INSTALL.format(venv='VENV')})")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per system (default 3 when comparing, else 1)")
+    parser.add_argument(
+        "--drain-idle", type=float, default=20.0, help="stop waiting for the stored count after this long unmoved"
+    )
     args = parser.parse_args()
     if args.seconds <= 0 or args.warmup < 0 or args.senders < 1 or args.client_procs < 1 or args.events < 1:
         parser.error("--seconds, --senders, --client-procs and --events must be positive")
+    if min(args.processes) < 1 or (args.rounds is not None and args.rounds < 1) or args.drain_idle <= 0:
+        parser.error("--processes, --rounds and --drain-idle must be positive")
+    if args.against_bugsink and not args.bugsink_venv:
+        parser.error(f"--against-bugsink needs --bugsink-venv VENV; make one with: {HOW_TO_INSTALL}")
+    if args.bugsink_venv:
+        check_venv(Path(args.bugsink_venv))
     print(f"prodloop ingest bench: Python {sys.version.split()[0]}, sentry-sdk {sentry_sdk.VERSION}")
     if not args.skip_http:
         _bench_http(args)

@@ -1,0 +1,277 @@
+"""The load generator `bench/ingest.py` drives every system with, and what it measures on the server side.
+
+Keep-alive HTTP/1.1 connections in client processes post the pool's gzipped envelopes, each with a fresh event_id,
+for a warm-up and a measured window; connection n goes to port n mod len(ports) (round-robin over the server
+processes). Around the window the server side is read: the CPU time of the server process trees (/proc) and the
+number of events stored. After the load, the run waits until everything acknowledged is stored (or storing stalls).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import http.client
+import multiprocessing
+import os
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import sentry_sdk
+from _ingest_pool import Pool
+
+
+class Target(Protocol):
+    """A system under load (bench/_prodloop_target.py, bench/_bugsink.py): set up once, `running()` for each round;
+    where to post, how many events it holds, which processes are its own while running."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dsn(self) -> str: ...
+
+    @property
+    def ports(self) -> Sequence[int]: ...
+
+    @property
+    def envelope_path(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+    def running(self) -> contextlib.AbstractContextManager[Any]: ...
+
+    def stored(self) -> int: ...
+
+    def root_pids(self) -> list[int]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    pool: Pool
+    senders: int
+    client_procs: int
+    warmup: float
+    seconds: float
+    drain_idle: float = 20.0  # give up waiting for the stored count when it has not moved for this long
+
+    @property
+    def split(self) -> list[int]:
+        procs = max(1, min(self.client_procs, self.senders))
+        return [self.senders // procs + (1 if p < self.senders % procs else 0) for p in range(procs)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Round:
+    """One system's measurements in one round. Rates are over the window; `*_total` over the whole round."""
+
+    seconds: float
+    acked_in_window: int
+    acked_total: int
+    statuses: dict[str, int]
+    latencies_ms: list[float]  # sorted, the window's acknowledgements
+    client_cpu: float  # seconds, all client processes
+    server_cpu_window: float  # seconds, the server process trees, during the window
+    stored_window: int  # events newly stored during the window
+    server_cpu_total: float  # seconds, from the first post until everything acknowledged was stored (or stalled)
+    stored_total: int  # events newly stored in the round, after the wait
+    drain_seconds: float  # the wait after the load stopped until stored_total reached acked_total
+
+    @property
+    def acked_per_s(self) -> float:
+        return self.acked_in_window / self.seconds
+
+    @property
+    def stored_per_s(self) -> float:
+        return self.stored_window / self.seconds
+
+    @property
+    def cpu_ms_per_stored_window(self) -> float:
+        return self.server_cpu_window * 1000 / self.stored_window if self.stored_window else float("nan")
+
+    @property
+    def cpu_ms_per_stored_total(self) -> float:
+        return self.server_cpu_total * 1000 / self.stored_total if self.stored_total else float("nan")
+
+    def pct(self, q: float) -> float:
+        return pct(self.latencies_ms, q)
+
+
+def pct(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def tree_cpu_seconds(roots: Sequence[int]) -> float:
+    """User plus system CPU seconds of the processes `roots`, their live descendants, and the children they reaped."""
+    parent: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        # utime, stime, and cutime, cstime: the children this process already waited for
+        times[pid] = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / tick
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo, seen = 0.0, list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += times.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    ports: tuple[int, ...]
+    path: str
+    pool: Pool
+    connections: int
+    first: int  # the global index of this process's first connection (for the round-robin over ports)
+    warmup: float
+    seconds: float
+
+
+def _sender(job: _Job, index: int, t0: float, out: dict[str, Any], lock: threading.Lock) -> None:
+    """One keep-alive connection posting fresh-id envelopes until the window closes."""
+    rng = random.Random(index)
+    port = job.ports[index % len(job.ports)]
+    start, end = t0 + job.warmup, t0 + job.warmup + job.seconds
+    headers = {
+        "Content-Type": "application/x-sentry-envelope",
+        "Content-Encoding": "gzip",
+        "X-Sentry-Auth": job.pool.auth_header,
+        "User-Agent": f"sentry.python/{sentry_sdk.VERSION}",
+    }
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    acked = in_window = 0
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while time.monotonic() < end:
+        i = rng.randrange(len(job.pool.bodies))
+        fresh = rng.getrandbits(128).to_bytes(16, "big").hex()
+        body = gzip.compress(job.pool.bodies[i].replace(job.pool.event_ids[i].encode(), fresh.encode()), 9)
+        sent = time.monotonic()
+        try:
+            conn.request("POST", job.path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            status = str(response.status)
+        except (OSError, http.client.HTTPException) as exc:
+            status = type(exc).__name__
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        done = time.monotonic()
+        statuses[status] += 1
+        if status == "200":
+            acked += 1
+            if start <= done <= end:
+                in_window += 1
+                latencies.append(done - sent)
+    conn.close()
+    with lock:
+        out["latencies"].extend(latencies)
+        out["statuses"].update(statuses)
+        out["acked"] += acked
+        out["in_window"] += in_window
+
+
+def _client_process(job: _Job, ready: Any, go: Any, t0: Any, results: Any) -> None:
+    """A client process: `job.connections` sender threads, started together at the shared t0."""
+    out: dict[str, Any] = {"latencies": [], "statuses": Counter(), "acked": 0, "in_window": 0}
+    lock = threading.Lock()
+    ready.wait(timeout=60)
+    if not go.wait(timeout=60):
+        return
+    cpu = time.process_time()
+    threads = [
+        threading.Thread(target=_sender, args=(job, job.first + n, t0.value, out, lock)) for n in range(job.connections)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out["cpu"] = time.process_time() - cpu
+    out["statuses"] = dict(out["statuses"])
+    results.put(out)
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def _wait_stored(stored: Callable[[], int], want: int, idle: float) -> int:
+    """Poll the stored count until it reaches `want` or has not moved for `idle` seconds; the last count."""
+    last, moved = stored(), time.monotonic()
+    while last < want and time.monotonic() - moved < idle:
+        time.sleep(0.25)
+        now = stored()
+        if now != last:
+            last, moved = now, time.monotonic()
+    return last
+
+
+def drive(target: Target, load: Load) -> Round:
+    """One round of load against a running target."""
+    ctx = multiprocessing.get_context("spawn")
+    split = load.split
+    ready, go, t0, results = ctx.Barrier(len(split) + 1), ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
+    ports, path = tuple(target.ports), target.envelope_path
+    jobs = [_Job(ports, path, load.pool, n, sum(split[:p]), load.warmup, load.seconds) for p, n in enumerate(split)]
+    workers = [ctx.Process(target=_client_process, args=(job, ready, go, t0, results)) for job in jobs]
+    roots = target.root_pids()
+    try:
+        for worker in workers:
+            worker.start()
+        ready.wait(timeout=60)
+        base = target.stored()
+        cpu_start = tree_cpu_seconds(roots)
+        t0.value = time.monotonic() + 0.05
+        go.set()
+        _sleep_until(t0.value + load.warmup)
+        cpu_0, stored_0 = tree_cpu_seconds(roots), target.stored()
+        _sleep_until(t0.value + load.warmup + load.seconds)
+        cpu_1, stored_1 = tree_cpu_seconds(roots), target.stored()
+        outs = [results.get(timeout=load.warmup + load.seconds + 120) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.terminate()
+    acked = sum(o["acked"] for o in outs)
+    stopped = time.monotonic()
+    stored_end = _wait_stored(target.stored, base + acked, load.drain_idle)
+    drained = time.monotonic() - stopped
+    statuses: Counter[str] = Counter()
+    for o in outs:
+        statuses.update(o["statuses"])
+    return Round(
+        seconds=load.seconds,
+        acked_in_window=sum(o["in_window"] for o in outs),
+        acked_total=acked,
+        statuses=dict(statuses),
+        latencies_ms=sorted(x * 1000 for o in outs for x in o["latencies"]),
+        client_cpu=sum(o["cpu"] for o in outs),
+        server_cpu_window=cpu_1 - cpu_0,
+        stored_window=stored_1 - stored_0,
+        server_cpu_total=tree_cpu_seconds(roots) - cpu_start,
+        stored_total=stored_end - base,
+        drain_seconds=drained,
+    )

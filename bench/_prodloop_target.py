@@ -1,0 +1,202 @@
+"""prodloop as a bench target: a throwaway store (SQLite file or PostgreSQL database), a project in it, and N
+`prodloop serve --http` processes on that one store, each on its own port (rate limit off)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(port: int, path: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    """Poll GET `path` until it answers 200; the log's tail (lines naming a token left out) if the process dies."""
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            lines = log.read_text(errors="replace").splitlines()
+            safe = "\n".join(line for line in lines if "token" not in line.lower())
+            raise RuntimeError(f"{what} did not come up:\n{safe[-2000:]}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _Engine:
+    """The store's engine as the bench reads it: counts rows with the engine's own client."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query_one(self, sql: str) -> tuple[Any, ...]:
+        if self.url.startswith("sqlite:///"):
+            conn = sqlite3.connect(f"file:{self.url.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=30)
+            try:
+                return tuple(conn.execute(sql).fetchone())
+            finally:
+                conn.close()
+        import psycopg  # only for postgresql:// stores
+
+        with psycopg.connect(self.url, autocommit=True) as pg:
+            row = pg.execute(sql).fetchone()
+            assert row is not None
+            return tuple(row)
+
+
+@contextlib.contextmanager
+def throwaway_store(database_url: str | None, workdir: Path, label: str) -> Iterator[str]:
+    """A store URL nothing else uses, removed afterwards. sqlite:///PATH: PATH (with `label` before its suffix) must
+    not exist yet. postgresql://.../DB: a new database on that server (DB is only used to create and drop it)."""
+    if database_url is None:
+        yield f"sqlite:///{workdir / '.prodloop' / 'prodloop.db'}"
+        return
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///")).resolve()
+        path = path.with_name(f"{path.stem}-{label}{path.suffix}")
+        if path.exists():
+            raise SystemExit(f"{path} exists: the bench creates its store and deletes it afterwards; name a new file")
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for extra in ("", "-wal", "-shm"):
+                Path(f"{path}{extra}").unlink(missing_ok=True)
+        return
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        raise SystemExit(f"--database-url: sqlite:///PATH or postgresql://..., not {database_url.split(':', 1)[0]}")
+    try:
+        import psycopg
+    except ImportError:
+        raise SystemExit("--database-url postgresql://... needs psycopg 3: pip install 'psycopg[binary]'") from None
+    name = f"prodloop_bench_{secrets.token_hex(4)}_{label}"
+    parts = urlsplit(database_url)
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "prodloop.server.cli", *args]
+
+
+@dataclasses.dataclass
+class Prodloop:
+    """`processes` prodloop servers on one store; `running()` starts and stops them."""
+
+    processes: int
+    repo: Path
+    database_url: str
+    project_id: int
+    public_key: str
+    ports: list[int]
+    procs: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"prodloop x{self.processes}"
+
+    @property
+    def engine(self) -> str:
+        return self.database_url.split(":", 1)[0]
+
+    @property
+    def dsn(self) -> str:
+        return f"http://{self.public_key}@127.0.0.1:{self.ports[0]}/{self.project_id}"
+
+    @property
+    def envelope_path(self) -> str:
+        return f"/api/{self.project_id}/envelope/"
+
+    def stored(self) -> int:
+        return int(_Engine(self.database_url).query_one("SELECT count(*) FROM events")[0])
+
+    def root_pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PRODLOOP_DATABASE_URL": self.database_url,
+            "PRODLOOP_INGEST_RATE_LIMIT": "0",
+            # one token for all: no process races another to create .prodloop/mcp-token
+            "PRODLOOP_MCP_TOKEN": secrets.token_urlsafe(24),
+        }
+
+    def describe(self) -> str:
+        return (
+            f"{self.processes} x `prodloop serve --http` (uvicorn, one process each) on one {self.engine} store, "
+            f"ports {', '.join(map(str, self.ports))}, rate limit off"
+        )
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Prodloop]:
+        env = self._env()
+        logs = []
+        try:
+            for i, port in enumerate(self.ports):  # one after the other: the first one migrates the store
+                log_path = self.repo / f"server-{i}.log"
+                log = log_path.open("ab")
+                logs.append(log)
+                cmd = _cli("serve", "--http", "--repo", str(self.repo), "--port", str(port))
+                self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log))
+                wait_healthy(port, "/healthz", self.procs[-1], log_path, f"prodloop server {i}")
+            yield self
+        finally:
+            for proc in self.procs:
+                stop(proc)
+            self.procs.clear()
+            for log in logs:
+                log.close()
+
+
+@contextlib.contextmanager
+def prodloop_target(processes: int, database_url: str | None) -> Iterator[Prodloop]:
+    """A new repository and store with one project; the servers are started per round by `running()`."""
+    repo = Path(tempfile.mkdtemp(prefix=f"prodloop-bench-http-p{processes}-"))
+    try:
+        with throwaway_store(database_url, repo, f"p{processes}") as url:
+            env = {**os.environ, "PRODLOOP_DATABASE_URL": url}
+            done = subprocess.run(_cli("init", "--repo", str(repo)), env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"prodloop init on {url.split(':', 1)[0]} failed:\n{done.stderr[-2000:]}")
+            project_id, key = _Engine(url).query_one("SELECT id, public_key FROM projects ORDER BY id LIMIT 1")
+            ports = [free_port() for _ in range(processes)]
+            yield Prodloop(processes, repo, url, int(project_id), str(key), ports)
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
