@@ -81,6 +81,7 @@ class Round:
     server_cpu_total: float  # seconds, from the first post until everything acknowledged was stored (or stalled)
     stored_total: int  # events newly stored in the round, after the wait
     drain_seconds: float  # the wait after the load stopped until stored_total reached acked_total
+    machine_cpu_window: float  # seconds, every process on the machine, during the window (/proc/stat)
 
     @property
     def acked_per_s(self) -> float:
@@ -101,11 +102,23 @@ class Round:
     def pct(self, q: float) -> float:
         return pct(self.latencies_ms, q)
 
+    def others_cpu_window(self, warmup: float) -> float:
+        """CPU seconds in the window spent neither by the servers nor by the clients: other work on the machine."""
+        clients = self.client_cpu * self.seconds / (warmup + self.seconds)
+        return max(0.0, self.machine_cpu_window - self.server_cpu_window - clients)
+
 
 def pct(sorted_values: Sequence[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all CPUs: user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(roots: Sequence[int]) -> float:
@@ -246,9 +259,9 @@ def drive(target: Target, load: Load) -> Round:
         t0.value = time.monotonic() + 0.05
         go.set()
         _sleep_until(t0.value + load.warmup)
-        cpu_0, stored_0 = tree_cpu_seconds(roots), target.stored()
+        cpu_0, stored_0, machine_0 = tree_cpu_seconds(roots), target.stored(), machine_cpu_seconds()
         _sleep_until(t0.value + load.warmup + load.seconds)
-        cpu_1, stored_1 = tree_cpu_seconds(roots), target.stored()
+        cpu_1, stored_1, machine_1 = tree_cpu_seconds(roots), target.stored(), machine_cpu_seconds()
         outs = [results.get(timeout=load.warmup + load.seconds + 120) for _ in workers]
     finally:
         for worker in workers:
@@ -274,4 +287,5 @@ def drive(target: Target, load: Load) -> Round:
         server_cpu_total=tree_cpu_seconds(roots) - cpu_start,
         stored_total=stored_end - base,
         drain_seconds=drained,
+        machine_cpu_window=machine_1 - machine_0,
     )

@@ -79,7 +79,11 @@ def _report_round(n: int, name: str, r: Round, load: Load) -> None:
         f"{pad}server CPU {r.server_cpu_window / r.seconds:.0%} of a core: {r.cpu_ms_per_stored_window:.2f} ms per "
         f"stored event in the window, {r.cpu_ms_per_stored_total:.2f} over the round ({r.drain_seconds:.1f} s drain)"
     )
-    print(f"{pad}clients {r.client_cpu / (load.warmup + load.seconds):.0%} of a core; durability check: {_check(r)}")
+    others = r.others_cpu_window(load.warmup) / r.seconds
+    print(
+        f"{pad}clients {r.client_cpu / (load.warmup + load.seconds):.0%} of a core, other work on the machine "
+        f"{others:.0%}; durability check: {_check(r)}"
+    )
 
 
 def _median_spread(values: list[float], fmt: str) -> str:
