@@ -158,13 +158,14 @@ class _Job:
     pool: Pool
     connections: int
     first: int  # the global index of this process's first connection (for the round-robin over ports)
+    seed: int  # new for every round: a round must not repeat an earlier round's event_ids (they are deduplicated)
     warmup: float
     seconds: float
 
 
 def _sender(job: _Job, index: int, t0: float, out: dict[str, Any], lock: threading.Lock) -> None:
     """One keep-alive connection posting fresh-id envelopes until the window closes."""
-    rng = random.Random(index)
+    rng = random.Random(f"{job.seed}:{index}")
     port = job.ports[index % len(job.ports)]
     start, end = t0 + job.warmup, t0 + job.warmup + job.seconds
     headers = {
@@ -247,7 +248,10 @@ def drive(target: Target, load: Load) -> Round:
     split = load.split
     ready, go, t0, results = ctx.Barrier(len(split) + 1), ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
     ports, path = tuple(target.ports), target.envelope_path
-    jobs = [_Job(ports, path, load.pool, n, sum(split[:p]), load.warmup, load.seconds) for p, n in enumerate(split)]
+    seed = random.SystemRandom().getrandbits(64)
+    jobs = [
+        _Job(ports, path, load.pool, n, sum(split[:p]), seed, load.warmup, load.seconds) for p, n in enumerate(split)
+    ]
     workers = [ctx.Process(target=_client_process, args=(job, ready, go, t0, results)) for job in jobs]
     roots = target.root_pids()
     try:

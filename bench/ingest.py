@@ -96,6 +96,10 @@ def _median_spread(values: list[float], fmt: str) -> str:
     return f"{format(median, fmt)} [{format(values[0], fmt)}-{format(values[-1], fmt)}]"
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"x{a / b:.2f}" if b and a == a and b == b else "n/a"
+
+
 def _summary(names: list[str], rounds: dict[str, list[Round]]) -> None:
     count = len(next(iter(rounds.values())))
     print(f"  summary over {count} round(s): median [min-max]")
@@ -127,8 +131,8 @@ def _summary(names: list[str], rounds: dict[str, list[Round]]) -> None:
             continue
         m = medians[name]
         print(
-            f"  {name} / {reference}: acked/s x{m[0] / ref[0]:.2f}, stored/s x{m[1] / ref[1]:.2f}, "
-            f"p99 ack x{m[2] / ref[2]:.2f}, CPU per stored event x{m[3] / ref[3]:.2f} (medians)"
+            f"  {name} / {reference}: acked/s {_ratio(m[0], ref[0])}, stored/s {_ratio(m[1], ref[1])}, "
+            f"p99 ack {_ratio(m[2], ref[2])}, CPU per stored event {_ratio(m[3], ref[3])} (medians)"
         )
     for name in names:
         if name.startswith("prodloop"):
