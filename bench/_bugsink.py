@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from _prodloop_target import free_port, stop, wait_healthy
+from _server_procs import free_port, stop, wait_healthy
 
 HOW_TO_INSTALL = "python3 -m venv {venv} && {venv}/bin/pip install bugsink"
 

@@ -5,54 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import http.client
 import os
 import secrets
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(port: int, path: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    """Poll GET `path` until it answers 200; the log's tail (lines naming a token left out) if the process dies."""
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            lines = log.read_text(errors="replace").splitlines()
-            safe = "\n".join(line for line in lines if "token" not in line.lower())
-            raise RuntimeError(f"{what} did not come up:\n{safe[-2000:]}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                conn.close()
-                return
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from _server_procs import free_port, stop, wait_healthy
 
 
 class _Engine:

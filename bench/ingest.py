@@ -298,7 +298,9 @@ def main() -> None:
     if min(args.processes) < 1 or (args.rounds is not None and args.rounds < 1) or args.drain_idle <= 0:
         parser.error("--processes, --rounds and --drain-idle must be positive")
     if args.against_bugsink and not args.bugsink_venv:
-        parser.error(f"--against-bugsink needs --bugsink-venv VENV; make one with: {HOW_TO_INSTALL}")
+        parser.error(
+            "--against-bugsink needs --bugsink-venv VENV; make one with: " + HOW_TO_INSTALL.format(venv="VENV")
+        )
     if args.bugsink_venv:
         check_venv(Path(args.bugsink_venv))
     print(f"prodloop ingest bench: Python {sys.version.split()[0]}, sentry-sdk {sentry_sdk.VERSION}")
