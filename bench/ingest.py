@@ -86,8 +86,13 @@ def _report_round(n: int, name: str, r: Round, load: Load) -> None:
     )
 
 
+def _median(values: list[float]) -> float:
+    values = [v for v in values if v == v]  # NaN (nothing stored) out
+    return statistics.median(values) if values else float("nan")
+
+
 def _median_spread(values: list[float], fmt: str) -> str:
-    values = sorted(v for v in values if v == v)  # NaN out
+    values = sorted(v for v in values if v == v)
     if not values:
         return "n/a"
     median = statistics.median(values)
@@ -100,7 +105,7 @@ def _ratio(a: float, b: float) -> str:
     return f"x{a / b:.2f}" if b and a == a and b == b else "n/a"
 
 
-def _summary(names: list[str], rounds: dict[str, list[Round]]) -> None:
+def _summary(names: list[str], rounds: dict[str, list[Round]], load: Load) -> None:
     count = len(next(iter(rounds.values())))
     print(f"  summary over {count} round(s): median [min-max]")
     print(
@@ -120,10 +125,12 @@ def _summary(names: list[str], rounds: dict[str, list[Round]]) -> None:
         cells = [_median_spread(list(c), f) for c, f in zip(cols, fmts, strict=True)]
         ok = sum(r.stored_total == r.acked_total for r in rs)
         print(f"  {name:13} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {cells[3]:>22}  {ok}/{len(rs)} OK")
-        m = tuple(statistics.median(c) for c in cols)
-        medians[name] = (m[0], m[1], m[2], m[3])
+        medians[name] = (_median(cols[0]), _median(cols[1]), _median(cols[2]), _median(cols[3]))
     print("  (CPU per stored event: the server processes and their children, from the first post until every")
     print("   acknowledged event was stored, over the events stored; the window alone is in the round lines)")
+    others = [r.others_cpu_window(load.warmup) / r.seconds for rs in rounds.values() for r in rs]
+    print(f"  other work on the machine in the windows: {_median_spread(others, '.0%')} of a core (neither this")
+    print("   bench's servers nor its clients; when it is large, compare the ratios rather than the absolute rates)")
     reference = "Bugsink" if "Bugsink" in medians else names[0]
     ref = medians[reference]
     for name in names:
@@ -180,7 +187,7 @@ def _bench_http(args: argparse.Namespace) -> None:
                     r = drive(s, dataclasses.replace(load, pool=pools[s.name]))
                 results[s.name].append(r)
                 _report_round(n, s.name, r, load)
-    _summary([s.name for s in systems], results)
+    _summary([s.name for s in systems], results, load)
 
 
 # -- part 2: context reads over a large store ------------------------------------------------------
