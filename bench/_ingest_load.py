@@ -48,7 +48,9 @@ class Target(Protocol):
 
     def stored(self) -> int: ...
 
-    def root_pids(self) -> list[int]: ...
+    def root_pids(self) -> list[int]:
+        """The system's processes now (read at every measurement): each is counted with its descendants."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +123,9 @@ def machine_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(roots: Sequence[int]) -> float:
-    """User plus system CPU seconds of the processes `roots`, their live descendants, and the children they reaped."""
+def tree_cpu(roots: Sequence[int]) -> dict[int, float]:
+    """User plus system CPU seconds, by pid, of the processes `roots` and their live descendants (each with the
+    children it already reaped)."""
     parent: dict[int, int] = {}
     times: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -140,15 +143,20 @@ def tree_cpu_seconds(roots: Sequence[int]) -> float:
     children: dict[int, list[int]] = {}
     for pid, ppid in parent.items():
         children.setdefault(ppid, []).append(pid)
-    total, todo, seen = 0.0, list(roots), set()
+    found: dict[int, float] = {}
+    todo = list(roots)
     while todo:
         pid = todo.pop()
-        if pid in seen:
+        if pid in found or pid not in times:
             continue
-        seen.add(pid)
-        total += times.get(pid, 0.0)
+        found[pid] = times[pid]
         todo.extend(children.get(pid, []))
-    return total
+    return found
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two `tree_cpu` readings: a process that appeared in between counts whole."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,19 +261,18 @@ def drive(target: Target, load: Load) -> Round:
         _Job(ports, path, load.pool, n, sum(split[:p]), seed, load.warmup, load.seconds) for p, n in enumerate(split)
     ]
     workers = [ctx.Process(target=_client_process, args=(job, ready, go, t0, results)) for job in jobs]
-    roots = target.root_pids()
     try:
         for worker in workers:
             worker.start()
         ready.wait(timeout=60)
         base = target.stored()
-        cpu_start = tree_cpu_seconds(roots)
+        cpu_start = tree_cpu(target.root_pids())
         t0.value = time.monotonic() + 0.05
         go.set()
         _sleep_until(t0.value + load.warmup)
-        cpu_0, stored_0, machine_0 = tree_cpu_seconds(roots), target.stored(), machine_cpu_seconds()
+        cpu_0, stored_0, machine_0 = tree_cpu(target.root_pids()), target.stored(), machine_cpu_seconds()
         _sleep_until(t0.value + load.warmup + load.seconds)
-        cpu_1, stored_1, machine_1 = tree_cpu_seconds(roots), target.stored(), machine_cpu_seconds()
+        cpu_1, stored_1, machine_1 = tree_cpu(target.root_pids()), target.stored(), machine_cpu_seconds()
         outs = [results.get(timeout=load.warmup + load.seconds + 120) for _ in workers]
     finally:
         for worker in workers:
@@ -286,9 +293,9 @@ def drive(target: Target, load: Load) -> Round:
         statuses=dict(statuses),
         latencies_ms=sorted(x * 1000 for o in outs for x in o["latencies"]),
         client_cpu=sum(o["cpu"] for o in outs),
-        server_cpu_window=cpu_1 - cpu_0,
+        server_cpu_window=cpu_between(cpu_0, cpu_1),
         stored_window=stored_1 - stored_0,
-        server_cpu_total=tree_cpu_seconds(roots) - cpu_start,
+        server_cpu_total=cpu_between(cpu_start, tree_cpu(target.root_pids())),
         stored_total=stored_end - base,
         drain_seconds=drained,
         machine_cpu_window=machine_1 - machine_0,

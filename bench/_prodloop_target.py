@@ -112,7 +112,13 @@ class Prodloop:
         return int(_Engine(self.database_url).query_one("SELECT count(*) FROM events")[0])
 
     def root_pids(self) -> list[int]:
-        return [proc.pid for proc in self.procs]
+        """The servers, and on PostgreSQL the server backends connected to the bench's database (not this query's)."""
+        pids = [proc.pid for proc in self.procs]
+        if self.engine.startswith("postgres"):
+            sql = "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname = current_database() "
+            backends = _Engine(self.database_url).query_one(sql + "AND pid <> pg_backend_pid()")[0]
+            pids += [int(pid) for pid in (backends or "").split(",") if pid]
+        return pids
 
     def _env(self) -> dict[str, str]:
         return {
@@ -127,6 +133,7 @@ class Prodloop:
         return (
             f"{self.processes} x `prodloop serve --http` (uvicorn, one process each) on one {self.engine} store, "
             f"ports {', '.join(map(str, self.ports))}, rate limit off"
+            + ("; CPU counts the PostgreSQL backends serving them" if self.engine.startswith("postgres") else "")
         )
 
     @contextlib.contextmanager
