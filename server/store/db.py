@@ -26,6 +26,8 @@ from prodloop.server.store.engine import (
     SqliteEngine,
     ddl_to_postgres,
     is_database_url,
+    is_postgres,
+    pipelined,
     redacted,
 )
 from prodloop.server.store.migrations import MIGRATIONS, POSTGRES_MIGRATIONS, SQLITE_ONLY_BEFORE
@@ -200,9 +202,16 @@ class Store:
         """
         inserted: list[bool] = []
         try:
-            with self.transaction() as conn:
+            with self.transaction() as conn, pipelined(conn):
+                known = _known_events(conn, records)
+                new: list[EventRecord] = []
                 for record in records:
-                    inserted.append(_write_event(conn, record))
+                    key = (record.project_id, record.event_id)
+                    inserted.append(key not in known)
+                    if key not in known:
+                        new.append(record)
+                        known.add(key)  # the same event twice in one batch: the second is a repeat
+                _write_new_events(conn, new)
                 for counts in health:
                     health_store.write(conn, counts.sessions, counts.transactions)
         except (OverflowError, ValueError) as exc:  # a value the engine cannot hold refuses the batch
@@ -370,91 +379,138 @@ def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
     return clause, [value for _, value in active if value is not Ellipsis]
 
 
-def _regress_if_resolved(conn: Conn, issue: tuple[int, str, float, str | None], r: EventRecord) -> int:
+def _regress_once(conn: Conn, issue: tuple[int, str, float, str | None], records: Sequence[EventRecord]) -> None:
     """A resolved issue (id, status, resolved_at, resolved_in, as the upsert returned it) seen again after its
     resolution, in a release it had not run before (or the release said to carry the fix), has regressed: it is
-    unresolved again and counts one more regression. An event of a release it already failed in before is a
-    straggler (an old server still running), not a regression. Returns the issue id."""
+    unresolved again and counts one more regression. An event of a release it already failed in before (in the
+    store, or earlier in this batch) is a straggler (an old server still running), not a regression. The batch's
+    events of the issue are judged in order; the first regression ends it (the issue is unresolved again)."""
     issue_id, _, resolved_at, resolved_in = issue
-    if resolved_at is None or r.timestamp <= resolved_at:
-        return issue_id
-    if r.release is not None and r.release != resolved_in:
-        known = conn.execute(
-            "SELECT 1 FROM issue_releases WHERE issue_id = ? AND release = ? AND first_seen <= ? LIMIT 1",
-            (issue_id, r.release, resolved_at),
-        ).fetchone()
-        if known:
-            return issue_id
-    conn.execute(
-        "UPDATE issues SET status = 'unresolved', regressions = regressions + 1, regressed_at = ? WHERE id = ?",
-        (r.timestamp, issue_id),
-    )
-    # An approval was for the incident a person saw, not for its return.
-    conn.execute("UPDATE signals SET decision = 'pending' WHERE issue_id = ? AND decision = 'approved'", (issue_id,))
-    return issue_id
+    failed_before: set[str] = set()
+    for r in records:
+        if resolved_at is None or r.timestamp <= resolved_at:
+            if r.release:
+                failed_before.add(r.release)
+            continue
+        if r.release is not None and r.release != resolved_in:
+            if (
+                r.release in failed_before
+                or conn.execute(
+                    "SELECT 1 FROM issue_releases WHERE issue_id = ? AND release = ? AND first_seen <= ? LIMIT 1",
+                    (issue_id, r.release, resolved_at),
+                ).fetchone()
+            ):
+                continue
+        conn.execute(
+            "UPDATE issues SET status = 'unresolved', regressions = regressions + 1, regressed_at = ? WHERE id = ?",
+            (r.timestamp, issue_id),
+        )
+        # An approval was for the incident a person saw, not for its return.
+        conn.execute(
+            "UPDATE signals SET decision = 'pending' WHERE issue_id = ? AND decision = 'approved'", (issue_id,)
+        )
+        return
 
 
-def _write_event(conn: Conn, r: EventRecord) -> bool:
-    if conn.execute(
-        "SELECT 1 FROM events WHERE project_id = ? AND event_id = ?", (r.project_id, r.event_id)
-    ).fetchone():
-        return False
-    issue = conn.execute(
-        """
-        INSERT INTO issues (project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen,
-                            event_count, user_count, status)
-        VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0, 'unresolved')
-        ON CONFLICT (project_id, fingerprint) DO UPDATE SET
-            event_count = event_count + 1,
-            first_seen = min(first_seen, excluded.first_seen),
-            last_seen = max(last_seen, excluded.last_seen),
-            title = CASE WHEN excluded.last_seen >= last_seen THEN excluded.title ELSE title END,
-            culprit = CASE WHEN excluded.last_seen >= last_seen THEN excluded.culprit ELSE culprit END
-        RETURNING id, status, resolved_at, resolved_in
-        """,
-        (r.project_id, r.fingerprint, r.title, r.exception_type, r.culprit, r.timestamp, r.timestamp),
-    ).fetchone()  # the status comes back with the id: only a resolved issue costs the regression check
-    issue_id = int(issue[0]) if issue[1] != "resolved" else _regress_if_resolved(conn, issue, r)
-    conn.execute(
+def _known_events(conn: Conn, records: Sequence[EventRecord]) -> set[tuple[int, str]]:
+    """Which of the batch's (project, event id)s the store holds already: one query for the batch."""
+    held: set[tuple[int, str]] = set()
+    ids = sorted({r.event_id for r in records})
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = conn.execute(
+            f"SELECT project_id, event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
+        )
+        held.update((int(p), str(e)) for p, e in rows)
+    return held
+
+
+_UPSERT_ISSUE = """
+    INSERT INTO issues (project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen,
+                        event_count, user_count, status)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 'unresolved')
+    ON CONFLICT (project_id, fingerprint) DO UPDATE SET
+        event_count = event_count + excluded.event_count,
+        first_seen = min(first_seen, excluded.first_seen),
+        last_seen = max(last_seen, excluded.last_seen),
+        title = CASE WHEN excluded.last_seen >= last_seen THEN excluded.title ELSE title END,
+        culprit = CASE WHEN excluded.last_seen >= last_seen THEN excluded.culprit ELSE culprit END
+    RETURNING id, status, resolved_at, resolved_in
+"""
+
+
+def _write_new_events(conn: Conn, records: Sequence[EventRecord]) -> None:
+    """Events the store does not hold, in their order. One upsert per issue the batch touches (its count, first
+    and last seen, and the title and culprit of its newest event, as one upsert per event would leave them);
+    only those are waited for (ids and statuses; on PostgreSQL all in one round trip), the rest of the batch goes
+    out in its pipeline."""
+    by_issue: dict[tuple[int, str], list[EventRecord]] = {}
+    for r in records:
+        by_issue.setdefault((r.project_id, r.fingerprint), []).append(r)
+    pending = []
+    for (project_id, fingerprint), recs in by_issue.items():
+        newest = recs[0]
+        for r in recs[1:]:
+            if r.timestamp >= newest.timestamp:  # a tie goes to the later event, as upserts in order would
+                newest = r
+        first = min(r.timestamp for r in recs)
+        values = (project_id, fingerprint, newest.title, recs[0].exception_type, newest.culprit, first,
+                  newest.timestamp, len(recs))  # fmt: skip
+        cur = conn.execute(_UPSERT_ISSUE, values)
+        pending.append(cur if is_postgres(conn) else cur.fetchone())  # (SQLite's row read at once)
+    rows = [p.fetchone() if is_postgres(conn) else p for p in pending]
+    issue_of: dict[tuple[int, str], int] = {}
+    for (key, recs), row in zip(by_issue.items(), rows, strict=True):
+        issue_of[key] = int(row[0])
+        if row[1] == "resolved":  # the status comes back with the id: only a resolved issue costs the check
+            _regress_once(conn, row, recs)
+    _write_event_rows(conn, records, issue_of)
+
+
+def _write_event_rows(conn: Conn, records: Sequence[EventRecord], issue_of: dict[tuple[int, str], int]) -> None:
+    """The new events' rows and what they add to their issues' counts, a statement per table for the batch
+    (executemany: on PostgreSQL each table's rows go out at once)."""
+    events, users, hours, releases, frames = [], {}, {}, {}, {}
+    for r in records:
+        issue_id = issue_of[(r.project_id, r.fingerprint)]
+        events.append((r.project_id, r.event_id, issue_id, r.timestamp, r.received, r.release, r.environment,
+                       r.level, r.exception_type, r.culprit_module, r.culprit_function, r.culprit_filename,
+                       r.user_hash, r.source, r.payload))  # fmt: skip
+        if r.user_hash is not None:
+            users[(issue_id, r.user_hash)] = None
+        hour = (issue_id, int(r.timestamp // 3600))
+        hours[hour] = hours.get(hour, 0) + 1
+        if r.release or r.transaction:
+            key = (issue_id, r.release or "", r.transaction or "")
+            first, last = releases.get(key, (r.timestamp, r.timestamp))
+            releases[key] = (min(first, r.timestamp), max(last, r.timestamp))
+        for frame in r.frames:
+            frames[(issue_id, frame.filename, frame.module, frame.function)] = None
+    conn.executemany(
         """
         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, environment, level,
                             exception_type, culprit_module, culprit_function, culprit_filename, user_hash,
                             source, payload)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
-        (
-            r.project_id,
-            r.event_id,
-            issue_id,
-            r.timestamp,
-            r.received,
-            r.release,
-            r.environment,
-            r.level,
-            r.exception_type,
-            r.culprit_module,
-            r.culprit_function,
-            r.culprit_filename,
-            r.user_hash,
-            r.source,
-            r.payload,
-        ),
+        events,
     )
-    if r.user_hash is not None:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO issue_users (issue_id, user_hash) VALUES (?, ?)", (issue_id, r.user_hash)
+    if users:  # each user new to an issue counts once: counted before it is added (distinct pairs of the batch)
+        conn.executemany(
+            "UPDATE issues SET user_count = user_count + 1 WHERE id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM issue_users WHERE issue_id = ? AND user_hash = ?)",
+            [(issue_id, issue_id, user) for issue_id, user in users],
         )
-        if cur.rowcount == 1:
-            conn.execute("UPDATE issues SET user_count = user_count + 1 WHERE id = ?", (issue_id,))
-    conn.execute(
+        conn.executemany("INSERT OR IGNORE INTO issue_users (issue_id, user_hash) VALUES (?, ?)", list(users))
+    conn.executemany(
         """
-        INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?, ?, 1)
-        ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + 1
+        INSERT INTO issue_hourly (issue_id, hour, count) VALUES (?, ?, ?)
+        ON CONFLICT (issue_id, hour) DO UPDATE SET count = count + excluded.count
         """,
-        (issue_id, int(r.timestamp // 3600)),
+        [(*hour, n) for hour, n in hours.items()],
     )
-    if r.release or r.transaction:
-        conn.execute(
+    if releases:
+        conn.executemany(
             """
             INSERT INTO issue_releases (issue_id, release, transaction_name, first_seen, last_seen)
             VALUES (?, ?, ?, ?, ?)
@@ -462,13 +518,13 @@ def _write_event(conn: Conn, r: EventRecord) -> bool:
                 first_seen = min(coalesce(first_seen, excluded.first_seen), excluded.first_seen),
                 last_seen = max(last_seen, excluded.last_seen)
             """,
-            (issue_id, r.release or "", r.transaction or "", r.timestamp, r.timestamp),
+            [(*key, first, last) for key, (first, last) in releases.items()],
         )
-    if r.release and r.packages:
-        health_store.write_packages(conn, r.project_id, r.release, r.packages, r.timestamp)
-    for frame in r.frames:
-        conn.execute(
+    for r in records:
+        if r.release and r.packages:
+            health_store.write_packages(conn, r.project_id, r.release, r.packages, r.timestamp)
+    if frames:
+        conn.executemany(
             "INSERT OR IGNORE INTO issue_frames (issue_id, filename, module, function) VALUES (?, ?, ?, ?)",
-            (issue_id, frame.filename, frame.module, frame.function),
+            list(frames),
         )
-    return True

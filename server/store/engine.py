@@ -74,6 +74,17 @@ def is_postgres(conn: Conn) -> bool:
     return isinstance(conn, PgConn | PgReader)
 
 
+@contextmanager
+def pipelined(conn: Conn) -> Iterator[None]:
+    """On PostgreSQL, statements go out without waiting for each answer (psycopg's pipeline mode) until one's
+    rows are read; on SQLite, in process already, nothing changes."""
+    if isinstance(conn, PgConn):
+        with conn.raw.pipeline():
+            yield
+    else:
+        yield
+
+
 def is_database_url(target: Path | str) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
