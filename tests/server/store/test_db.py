@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -297,3 +298,57 @@ def test_migration_seventeen_counts_issues_written_before_it_and_the_counts_stay
         (i.last_seen for i in page), reverse=True
     )
     store.close()
+
+
+def test_a_batch_leaves_issues_as_its_events_one_at_a_time_would(make_ctx: Callable[..., AppContext]) -> None:
+    """The writer folds a batch into one upsert per issue: counts, first/last seen, the newest event's title and
+    culprit (ties to the later event), users once, hours, releases, and regressions judged in order (a straggler
+    earlier in the same batch included) all end as writing the events one by one leaves them."""
+    rng = random.Random(7)
+    t0 = 1_780_000_000.0
+    ctx = make_ctx(clock=FixedClock(at=t0 + 30))  # issues are resolved at t0 + 30
+    one, batch = ctx.store.create_project("one-by-one"), ctx.store.create_project("batched")
+    template = [dataclasses.replace(_record(ctx, timestamp=t0), fingerprint=f"issue-{i}") for i in range(3)]
+    plan = []
+    for i in range(60):
+        base = template[i % 3]
+        at = t0 + rng.choice([-7200.0, -60.0, 0.0, 60.0, 3600.0, 7200.0, 9000.0])  # ties on purpose
+        plan.append(dataclasses.replace(
+            base, title=f"{base.title} #{i}", culprit=f"culprit {i % 7}", timestamp=at, received=at,
+            user_hash=None if i % 6 == 0 else f"user-{rng.randrange(5)}", release=rng.choice(["r1", "r2", None]),
+            transaction=rng.choice([None, "/checkout"]),
+        ))  # fmt: skip
+    for project in (one, batch):
+        warm = [dataclasses.replace(r, project_id=project.id, event_id=f"{project.id:02d}w{n:029d}")
+                for n, r in enumerate(plan[:6])]  # fmt: skip
+        ctx.store.write_events(warm)
+        for issue in ctx.store.list_issues(project_id=project.id)[0]:  # resolved before the rest arrives
+            ctx.store.set_status(issue.id, "resolved", in_release="r2")
+    # A late event of a release new to the issue, from before its resolution, then one of the same release after
+    # it: the second is a straggler, as the first made the release one the issue failed in before.
+    late = [dataclasses.replace(plan[0], timestamp=at, received=at, release="r9") for at in (t0 - 61, t0 + 3601)]
+    rest = [*late, *plan[6:]]
+    for n, r in enumerate(rest):
+        ctx.store.write_events([dataclasses.replace(r, project_id=one.id, event_id=f"{one.id:02d}e{n:029d}")])
+    batched = [
+        dataclasses.replace(r, project_id=batch.id, event_id=f"{batch.id:02d}e{n:029d}") for n, r in enumerate(rest)
+    ]
+    assert ctx.store.write_events([*batched[:30], batched[3], *batched[30:]]).count(False) == 1  # a repeat in it
+
+    def state(project_id: int) -> list[tuple[object, ...]]:
+        conn = ctx.store.reader()
+        out = []
+        for issue in sorted(ctx.store.list_issues(project_id=project_id, limit=100)[0], key=lambda i: i.fingerprint):
+            hours = conn.execute("SELECT hour, count FROM issue_hourly WHERE issue_id = ? ORDER BY hour", (issue.id,))
+            releases = conn.execute(
+                "SELECT release, transaction_name, first_seen, last_seen FROM issue_releases WHERE issue_id = ?"
+                " ORDER BY release, transaction_name",
+                (issue.id,),
+            )
+            out.append((issue.fingerprint, issue.title, issue.culprit, issue.first_seen, issue.last_seen,
+                        issue.event_count, issue.user_count, issue.status, issue.regressions, issue.regressed_at,
+                        [tuple(h) for h in hours], [tuple(r) for r in releases]))  # fmt: skip
+        return out
+
+    assert state(batch.id) == state(one.id)
+    assert any(row[8] for row in state(one.id))  # the plan does regress an issue
