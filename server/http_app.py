@@ -22,6 +22,7 @@ from prodloop.server.context import AppContext
 from prodloop.server.dashboard import dashboard_routes
 from prodloop.server.errors import ConfigError
 from prodloop.server.ingest.endpoint import Ingest
+from prodloop.server.ingest.workers import ingest_workers
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import Settings
@@ -115,7 +116,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback |
     hosts = allowed_hosts(ctx.settings)
     watch = BackgroundWatch(ctx)
     writer = EventWriter(ctx.store, housekeeping=ctx.apply_retention)
-    ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock)
+    ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock, workers=ingest_workers(ctx.settings))
     mcp = build_mcp(ctx)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
     bare = [h[:-2] for h in hosts if h.endswith(":*")]  # the SDK's `name:*` needs a port; a proxy may send none
@@ -139,6 +140,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback |
         finally:
             watch.stop()
             triage.stop()
+            ingest.close()
             writer.close()
 
     return Starlette(

@@ -19,15 +19,10 @@ from starlette.routing import Route
 
 from prodloop.server.clock import Clock
 from prodloop.server.errors import AuthError, IngestError, PayloadTooLarge, RateLimited, StoreError
-from prodloop.server.ingest.envelope import (
-    decompress,
-    key_from_auth_header,
-    key_from_dsn,
-    parse_envelope,
-    parse_event,
-)
+from prodloop.server.ingest.envelope import decompress, key_from_auth_header, key_from_dsn, parse_envelope
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.ingest.ratelimit import RateLimiter
+from prodloop.server.ingest.workers import Batch, ScrubWorkers
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.settings import Settings
 from prodloop.server.store import EventRecord, Project, Store
@@ -47,14 +42,23 @@ _MAX_HEALTH_ITEMS = 1000
 
 
 class Ingest:
-    def __init__(self, settings: Settings, store: Store, writer: EventWriter, clock: Clock) -> None:
+    """`workers`: processes that scrub events (0: threads of this process; see `workers.py`). `close()` stops them."""
+
+    def __init__(
+        self, settings: Settings, store: Store, writer: EventWriter, clock: Clock, *, workers: int = 0
+    ) -> None:
         self._settings = settings
         self._store = store
         self._writer = writer
+        self._clock = clock
         self._processor = EventProcessor(settings, clock)
+        self._workers = ScrubWorkers(settings, self._processor, workers)
         self._limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_rate_burst, clock)
         self._projects: dict[int, Project] = {}
         self._cpu = anyio.CapacityLimiter(4)
+
+    def close(self) -> None:
+        self._workers.close()
 
     def routes(self) -> list[Route]:
         return [
@@ -76,16 +80,23 @@ class Ingest:
                 self._authenticate(project, sent_key)
             body = await self._read_body(request)
             data = decompress(body, request.headers.get("content-encoding"), self._settings.max_envelope_bytes)
-            raw_events, envelope_key, header_event_id, health_items = self._events(data, envelope=envelope)
+            payloads, envelope_key, header_event_id, health_items = self._items(data, envelope=envelope)
             if sent_key is None:
                 self._authenticate(project, envelope_key)
-            if raw_events or health_items:  # a session or transaction item costs like an event
-                retry = self._limiter.take(project.id, len(raw_events) + len(health_items))
+            if payloads or health_items:  # a session or transaction item costs like an event
+                retry = self._limiter.take(project.id, len(payloads) + len(health_items))
                 if retry is not None:
                     raise RateLimited(project.id, retry)
-            records, health = await anyio.to_thread.run_sync(
-                self._process, raw_events, health_items, project, header_event_id, limiter=self._cpu
-            )
+            records = []
+            if payloads:  # parsed, scrubbed and serialized off the event loop (in worker processes when set)
+                batch = Batch(payloads, envelope, project.id, project.public_key, header_event_id, self._clock.now())
+                records = await self._workers.process(batch)
+            health = Health([], [])
+            if health_items:
+                health = await anyio.to_thread.run_sync(
+                    lambda: self._processor.health(health_items, project_id=project.id, user_salt=project.public_key),
+                    limiter=self._cpu,
+                )
             if records or health:
                 await self._commit(records, health)
             if health.dropped:
@@ -113,27 +124,6 @@ class Ingest:
         if health.dropped:  # sentry-sdk ignores the body; a person debugging a sender reads why
             answer["dropped"] = health.dropped[:20]
         return JSONResponse(answer, headers=_CORS)
-
-    def _process(
-        self,
-        raw_events: list[dict[str, Any]],
-        health_items: list[tuple[str, bytes]],
-        project: Project,
-        header_event_id: Any,
-    ) -> tuple[list[EventRecord], Health]:
-        """Scrub and group off the event loop: relay's Rust work runs beside other requests."""
-        health = self._processor.health(health_items, project_id=project.id, user_salt=project.public_key)
-        return [
-            self._processor.process(
-                raw,
-                project_id=project.id,
-                user_salt=project.public_key,
-                source="ingest",
-                fallback_event_id=header_event_id,
-                what=f"event {i + 1}",
-            )
-            for i, raw in enumerate(raw_events)
-        ], health
 
     def _project(self, raw_id: str) -> Project:
         try:
@@ -182,16 +172,13 @@ class Ingest:
             raise IngestError("the request body is empty", "send an envelope or an event")
         return b"".join(chunks)
 
-    def _events(
-        self, data: bytes, *, envelope: bool
-    ) -> tuple[list[dict[str, Any]], str | None, Any, list[tuple[str, bytes]]]:
+    def _items(self, data: bytes, *, envelope: bool) -> tuple[list[bytes], str | None, Any, list[tuple[str, bytes]]]:
+        """The event items (raw bytes, parsed where they are scrubbed), the envelope's DSN key and event id, and its
+        session and transaction items."""
         if not envelope:
-            return [parse_event(data, "the event")], None, None, []
+            return [data], None, None, []
         env = parse_envelope(data, max_item_bytes=self._settings.max_event_bytes)
-        events = [
-            parse_event(item.payload, f"event item {n + 1}")
-            for n, item in enumerate(i for i in env.items if i.type == "event")
-        ]
+        events = [i.payload for i in env.items if i.type == "event"]
         health = [(i.type, i.payload) for i in env.items if i.type in _HEALTH_ITEMS]
         if len(health) > _MAX_HEALTH_ITEMS:
             raise IngestError(

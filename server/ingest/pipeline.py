@@ -13,7 +13,7 @@ from typing import Any
 from prodloop.server.clock import Clock
 from prodloop.server.errors import IngestError, PayloadTooLarge
 from prodloop.server.ingest import grouping, health
-from prodloop.server.ingest.envelope import normalize_event_id
+from prodloop.server.ingest.envelope import normalize_event_id, parse_event
 from prodloop.server.ingest.health import packages_of
 from prodloop.server.ingest.scrub import Scrubber, keyed_hash
 from prodloop.server.settings import Settings
@@ -86,7 +86,9 @@ class EventProcessor:
         source: str,
         fallback_event_id: Any = None,
         what: str = "the event",
+        now: float | None = None,
     ) -> EventRecord:
+        """`now`: the time the event was received (default the clock's now)."""
         event_id = normalize_event_id(raw.get("event_id", fallback_event_id), what)
         raw = {**raw, "event_id": event_id}
         # The SDK's list of installed packages is a quarter of a typical event: kept once per release (what changed
@@ -103,7 +105,7 @@ class EventProcessor:
         title, exception_type = grouping.title(event)
         culprit = grouping.culprit(event)
         timestamp = event.get("timestamp")
-        now = self._clock.now()
+        now = self._clock.now() if now is None else now
         return EventRecord(
             project_id=project_id,
             event_id=event_id,
@@ -126,6 +128,30 @@ class EventProcessor:
             frames=_app_frames(event),
             packages=packages,
         )
+
+    def process_items(
+        self,
+        payloads: list[bytes],
+        *,
+        envelope: bool,
+        project_id: int,
+        user_salt: str,
+        fallback_event_id: Any,
+        now: float,
+    ) -> list[EventRecord]:
+        """The event items of one request, each parsed once (JSON to dict), scrubbed and serialized once."""
+        return [
+            self.process(
+                parse_event(payload, f"event item {i + 1}" if envelope else "the event"),
+                project_id=project_id,
+                user_salt=user_salt,
+                source="ingest",
+                fallback_event_id=fallback_event_id,
+                what=f"event {i + 1}",
+                now=now,
+            )
+            for i, payload in enumerate(payloads)
+        ]
 
 
 def _app_frames(event: dict[str, Any]) -> tuple[FrameRef, ...]:

@@ -1,9 +1,10 @@
 """Scrubbing production events before anything is stored.
 
 Two passes, like sentry.io's own ingest:
-1. Sentry's normalizer and data scrubber (`sentry-relay`, the Rust code sentry.io runs) with its
-   default rules: passwords, secrets, tokens, card numbers, Authorization headers, cookies,
-   IP addresses, plus the user's extra `sensitive_fields`.
+1. Sentry's normalizer and data scrubber (`sentry-relay`, the Rust code sentry.io runs) with the rules of its
+   defaults that prodloop's pass does not cover: card numbers (in numbers too), US social security numbers,
+   IBANs in log messages, home-directory user names and IP addresses outside free text, and the IP address fields
+   removed, plus the user's extra `sensitive_fields` (relay's own key-substring rule).
 2. prodloop's own pass over every string relay leaves alone by design (exception values and
    log messages) and over data relay's defaults keep:
    - e-mail addresses (relay's defaults keep them; a production error should not carry them),
@@ -11,13 +12,21 @@ Two passes, like sentry.io's own ingest:
    - well-known secret formats anywhere, in any string or key (`SECRET_FORMATS`): cloud access keys,
      GitHub/GitLab/Slack/Stripe/Google/Sentry/npm/PyPI tokens, JWTs, PEM private keys, passwords in
      URLs (`scheme://user:pass@host`), Slack webhooks,
-   - values under keys matching the default denylist below or `sensitive_fields`,
+   - values under keys matching the default denylist below or `sensitive_fields` (cookies among them),
    - command-line arguments (sentry-sdk's `extra["sys.argv"]`) past the program name: a secret
      passed as a positional argument cannot be told apart from any other argument,
    - IP addresses (`[ip]`) and home-directory user names (`/home/[user]/`) in messages, exception values
      and source lines, as relay already does in the fields it scrubs (a frame's `abs_path` stays: code
      mapping reads it).
 Each filtered value becomes "[Filtered]" and is recorded as (path, rule).
+
+Why not one relay pass: relay's binding takes its PII config as JSON text on every call and compiles it each
+time (no binding keeps a compiled config), so each rule is paid per event: prodloop's secret formats as relay
+`pattern` rules cost ~1 ms per event (bench/scrub.py), five times prodloop's own pass over the same strings. Relay
+keeps only the rules above; e-mail, PEM keys and URL passwords, which relay's defaults also filter, are left to
+prodloop's pass, which finds them everywhere; the long cookie and gen-AI selectors of relay's defaults (~0.3 ms
+per event) give way to `cookies` on the denylist. Strings and keys found clean are remembered (a bounded set):
+stack frames, source lines and keys repeat across the events of one service.
 
 A scrubbing failure never leaks: if relay rejects an event it is refused, never stored raw.
 """
@@ -46,10 +55,14 @@ DEFAULT_DENYLIST: tuple[str, ...] = (
     "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key", "secret_key",
     "private_key", "privatekey", "authorization", "auth", "credentials", "credential", "session", "sessionid",
     "session_key", "cookie", "csrf", "csrftoken", "xsrf", "dsn", "sentry_key", "card", "card_number", "cvv",
-    "cvc", "ssn", "passphrase", "mysql_pwd", "jwt", "bearer",
+    "cvc", "ssn", "passphrase", "mysql_pwd", "jwt", "bearer", "cookies",
 )  # fmt: skip
-# Relay's value rules, without its key rule (`@password`), which matches key substrings: prodloop matches keys by words.
-_RELAY_VALUE_RULES = ["@creditcard:filter", "@pemkey:filter", "@urlauth:legacy", "@usssn:filter", "@userpath:replace"]
+# Relay's value rules prodloop's pass does not cover, in place of its `@common` set: without its key rule
+# (`@password`, which matches key substrings: prodloop matches keys by words) and without the rules prodloop's pass
+# covers everywhere (`@email`, `@pemkey`, `@urlauth`).
+_RELAY_VALUE_RULES = ["@creditcard:filter", "@usssn:filter", "@userpath:replace"]
+# Log messages: what relay's default log-message rules hold beyond prodloop's pass (e-mail, cards, bearer tokens).
+_RELAY_LOG_RULES = ["@iban:replace", "@usssn:replace"]
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -94,13 +107,19 @@ def _words_key(key: str) -> str:
     return "_".join(w.lower() for w in _WORD.findall(key))
 
 
-def _precise_keys(config: dict[str, Any], scrub_emails: bool) -> dict[str, Any]:
-    """Relay's converted config with its key-substring rule swapped for its value rules (keys: prodloop's walk)."""
-    value_rules = [*_RELAY_VALUE_RULES, *(["@email:filter"] if scrub_emails else [])]
-    applications = {
-        selector: [r for rule in rules for r in (value_rules if rule == "@common:filter" else [rule])]
-        for selector, rules in config.get("applications", {}).items()
-    }
+def _lean(config: dict[str, Any]) -> dict[str, Any]:
+    """Relay's converted config cut to what prodloop's pass does not do (see the module's docstring): its value
+    rules in place of `@common`, the IP fields' removal, and the log-message rules above. Every other application
+    of relay's defaults (cookies by name, gen-AI span data, log bodies) is covered by prodloop's pass."""
+    applications: dict[str, list[str]] = {}
+    for selector, rules in config.get("applications", {}).items():
+        if "@common:filter" in rules:
+            applications[selector] = [
+                r for rule in rules for r in (_RELAY_VALUE_RULES if rule == "@common:filter" else [rule])
+            ]
+        elif rules == ["@anything:remove"]:
+            applications[selector] = rules
+    applications["$logentry.formatted"] = _RELAY_LOG_RULES
     return {**config, "applications": applications}
 
 
@@ -131,7 +150,7 @@ class Scrubber:
     ) -> None:
         extra = [f for f in sensitive_fields if f]
         self._normalizer = StoreNormalizer(project_id=project_id)
-        self._relay_config = _precise_keys(
+        self._relay_config = _lean(
             convert_datascrubbing_config(
                 {
                     "scrubData": True,
@@ -140,13 +159,17 @@ class Scrubber:
                     "sensitiveFields": extra,
                     "excludeFields": [],
                 }
-            ),
-            scrub_emails,
+            )
         )
         self._relay_config_json = json.dumps(self._relay_config)
         self._denylist = frozenset(_words_key(k) for k in (*DEFAULT_DENYLIST, *extra))
-        self._sensitive_keys: dict[str, bool] = {}
+        self._joined_denylist = frozenset(w.replace("_", "") for w in self._denylist)
         self._scrub_emails = scrub_emails
+        # What the walk found before, for text that repeats across events (never a secret: only what was clean):
+        # a key that scrubs to itself -> whether it is sensitive; a string no rule changes -> whether it is also
+        # clear of IP addresses and user paths.
+        self._clean_keys: dict[str, bool] = {}
+        self._clean_texts: dict[str, bool] = {}
 
     def scrub(self, event: dict[str, Any]) -> ScrubResult:
         try:
@@ -185,30 +208,50 @@ class Scrubber:
         return value if isinstance(value, (str, bytes)) else json.dumps(value)
 
     def _walk(self, value: Any, path: _Path, out: list[tuple[str, str]], *, sensitive: bool) -> Any:
+        if isinstance(value, str):
+            if sensitive:
+                if value in (FILTERED, ""):
+                    return value
+                out.append((_dotted(path), "@denylist:filter"))
+                return FILTERED
+            personal_free = self._clean_texts.get(value)
+            if personal_free is None:
+                text = self._scrub_text(value, path, out) if _maybe_secret(value) else value
+                personal_free = not _MAYBE_PERSONAL.search(text)
+                if text is value or text == value:
+                    _remember(self._clean_texts, value, personal_free)
+                value = text
+            if not personal_free and _is_free_text(path):
+                return _scrub_personal(value, path, out)
+            return value
         if isinstance(value, dict):
             # Under a sensitive key everything is sensitive; keys themselves are text that can carry secrets
             # (two keys that scrub alike stay two entries).
             walked: dict[str, Any] = {}
             for k, v in value.items():
-                key = self._key(str(k), path, out)
+                raw = str(k)
+                key_sensitive = self._clean_keys.get(raw)
+                if key_sensitive is None:
+                    key = self._key(raw, path, out)
+                    key_sensitive = self._is_sensitive(raw)
+                    if key == raw:
+                        _remember(self._clean_keys, raw, key_sensitive)
+                else:
+                    key = raw
                 while key in walked:
                     key += "'"
                 # The record's path carries the scrubbed key: a key that was a secret never reaches the record.
-                walked[key] = self._walk(v, (path, key), out, sensitive=sensitive or self._is_sensitive(str(k)))
+                walked[key] = self._walk(v, (path, key), out, sensitive=sensitive or key_sensitive)
             return walked
         if isinstance(value, list):
             # Header and query lists arrive as [key, value] pairs after normalization.
             if len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], (dict, list)):
-                key_sensitive = self._is_sensitive(value[0])
-                return [value[0], self._walk(value[1], (path, "1"), out, sensitive=sensitive or key_sensitive)]
+                key_sensitive = sensitive or self._is_sensitive(value[0])
+                return [value[0], self._walk(value[1], (path, "1"), out, sensitive=key_sensitive)]
             return [self._walk(v, (path, str(i)), out, sensitive=sensitive) for i, v in enumerate(value)]
-        if sensitive and value not in (None, FILTERED, "") and not isinstance(value, bool):
+        if sensitive and value is not None and not isinstance(value, bool):
             out.append((_dotted(path), "@denylist:filter"))
             return FILTERED
-        if isinstance(value, str) and _maybe_secret(value):
-            value = self._scrub_text(value, path, out)
-        if isinstance(value, str) and _is_free_text(path) and _MAYBE_PERSONAL.search(value):
-            return _scrub_personal(value, path, out)
         return value
 
     def _key(self, key: str, path: _Path, out: list[tuple[str, str]]) -> str:
@@ -217,14 +260,17 @@ class Scrubber:
         return key
 
     def _is_sensitive(self, key: str) -> bool:
-        known = self._sensitive_keys.get(key)
+        known = self._clean_keys.get(key)
         if known is None:
             words = [w.lower() for w in _WORD.findall(key)]
-            known = any(
-                "_".join(words[i:j]) in self._denylist for i in range(len(words)) for j in range(i + 1, len(words) + 1)
-            ) or "".join(words) in {w.replace("_", "") for w in self._denylist}
-            if len(self._sensitive_keys) < 50_000:
-                self._sensitive_keys[key] = known
+            known = (
+                any(
+                    "_".join(words[i:j]) in self._denylist
+                    for i in range(len(words))
+                    for j in range(i + 1, len(words) + 1)
+                )
+                or "".join(words) in self._joined_denylist
+            )
         return known
 
     def _scrub_text(self, text: str, path: _Path, out: list[tuple[str, str]]) -> str:
@@ -259,6 +305,17 @@ class Scrubber:
 
 
 _Path = tuple[Any, Any] | None
+
+_REMEMBERED = 32_768  # entries per cache; a full cache starts over
+_REMEMBERED_CHARS = 512  # longer text is rarely repeated
+
+
+def _remember(cache: dict[str, bool], text: str, value: bool) -> None:
+    if len(text) <= _REMEMBERED_CHARS:
+        if len(cache) >= _REMEMBERED:
+            cache.clear()
+        cache[text] = value
+
 
 # IP addresses and home-directory user names in free text (relay replaces them only in fields it marks as PII).
 _MAYBE_PERSONAL = re.compile(

@@ -174,3 +174,30 @@ def test_ip_addresses_and_home_directory_user_names_in_free_text_are_replaced_no
     assert "version 1.2.3; ratio 0.25; Cart::total a::b" in text  # versions, numbers and C++-style names stay
     assert ("exception.values.0.value", "@ip:replace") in filtered
     assert ("exception.values.0.value", "@userpath:replace") in filtered
+
+
+def test_cookies_are_filtered_whatever_their_names() -> None:
+    event = make_event(
+        request={
+            "url": "https://shop.example/cart",
+            "headers": {"Cookie": "sudo=c00kie-sudo-1; theme=c00kie-theme-2"},
+            "cookies": {"sudo": "c00kie-sudo-3", "remember_me": "c00kie-remember-4"},
+        }
+    )
+    text, _ = _scrub(event)
+    for value in ("c00kie-sudo-1", "c00kie-theme-2", "c00kie-sudo-3", "c00kie-remember-4"):
+        assert value not in text
+
+
+def test_one_scrubber_filters_the_same_text_alike_in_every_event_and_field() -> None:
+    """Text found clean is remembered; a secret or a personal value in free text is filtered every time it comes."""
+    scrubber = Scrubber()
+    line = "proxy 203.0.113.7 refused /home/alice/x"
+    for _ in range(3):
+        event = make_event(extra={"line": line, "token_note": f"via {SECRETS['github_token']}"})
+        event["exception"]["values"][0]["value"] = line
+        result = scrubber.scrub(event)
+        text = json.dumps(result.event)
+        assert SECRETS["github_token"] not in text
+        assert result.event["exception"]["values"][0]["value"] == "proxy [ip] refused /home/[user]/x"
+        assert ("exception.values.0.value", "@ip:replace") in result.filtered

@@ -1,0 +1,85 @@
+"""Scrubbing in worker processes: the same records and refusals as in-process, a dead worker answered with 503,
+and no process left behind."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from prodloop.server.clock import SystemClock
+from prodloop.server.errors import IngestError
+from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.ingest.workers import Batch, ScrubWorkers
+from prodloop.server.settings import Settings
+from tests.conftest import make_event
+
+
+def _workers(n: int) -> ScrubWorkers:
+    settings = Settings(repo=Path("."))
+    return ScrubWorkers(settings, EventProcessor(settings, SystemClock()), n)
+
+
+def _batch(*payloads: bytes) -> Batch:
+    return Batch(list(payloads), True, 1, "salt", None, 1_700_000_000.0)
+
+
+def _event(secret: str) -> bytes:
+    return json.dumps(make_event(extra={"db_password": secret, "note": "mail ann@example.com"})).encode()
+
+
+def _stable(payload: str) -> dict[str, object]:
+    event: dict[str, object] = json.loads(payload)
+    event.pop("received")  # relay's time of normalizing
+    return event
+
+
+def test_worker_processes_store_what_threads_store_and_stop_on_close() -> None:
+    before = set(multiprocessing.active_children())
+    in_process, workers = _workers(0), _workers(1)
+    try:
+        payload = _event("pw-in-worker-0001")
+        local = anyio.run(in_process.process, _batch(payload))
+        remote = anyio.run(workers.process, _batch(payload))
+        assert [_stable(r.payload) for r in remote] == [_stable(r.payload) for r in local]
+        assert "pw-in-worker-0001" not in remote[0].payload and "ann@example.com" not in remote[0].payload
+        assert set(multiprocessing.active_children()) - before
+    finally:
+        workers.close()
+    assert not set(multiprocessing.active_children()) - before
+
+
+def test_a_refusal_in_a_worker_is_the_same_refusal() -> None:
+    in_process, workers = _workers(0), _workers(1)
+    try:
+        for bad in (b"{not json", json.dumps(make_event(event_id="nope")).encode()):
+            with pytest.raises(IngestError) as local:
+                anyio.run(in_process.process, _batch(bad))
+            with pytest.raises(IngestError) as remote:
+                anyio.run(workers.process, _batch(bad))
+            assert (remote.value.status, str(remote.value)) == (local.value.status, str(local.value))
+    finally:
+        workers.close()
+
+
+def test_a_worker_that_dies_fails_its_request_with_503_and_the_next_one_is_served() -> None:
+    before = set(multiprocessing.active_children())
+    workers = _workers(1)
+    try:
+        anyio.run(workers.process, _batch(_event("pw-1")))
+        for child in set(multiprocessing.active_children()) - before:
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(10)
+        with pytest.raises(IngestError) as refused:
+            anyio.run(workers.process, _batch(_event("pw-2")))
+        assert refused.value.status == 503
+        assert len(anyio.run(workers.process, _batch(_event("pw-3")))) == 1
+    finally:
+        workers.close()
+    assert not set(multiprocessing.active_children()) - before
