@@ -36,6 +36,7 @@ REPO_POLICY: dict[str, str] = {
     "allowed_hosts": "never", "body_timeout_seconds": "max",
     "mcp_token": "never", "public_url": "never",
     "max_event_bytes": "max", "max_envelope_bytes": "max", "ingest_rate_limit": "never", "ingest_rate_burst": "never",
+    "ingest_workers": "never",
     "sensitive_fields": "free", "scrub_emails": "on", "scrub_ip_addresses": "on", "max_string_chars": "max",
     "path_rewrites": "free", "service_python": "never",
     "gates.flaky_runs": "min", "gates.shuffle_with_module": "on", "gates.max_test_seconds": "max",
@@ -341,8 +342,13 @@ class Settings(BaseSettings):
 
     max_event_bytes: int = Field(default=1 * MiB, ge=1024)
     max_envelope_bytes: int = Field(default=20 * MiB, ge=1024)
-    ingest_rate_limit: float = Field(default=500.0, ge=0, description="events/s per project; 0 disables")
-    ingest_rate_burst: float = Field(default=2000.0, ge=1)
+    ingest_rate_limit: float = Field(
+        default=5000.0, ge=0, description="events/s per project; 0 disables (default above what one process stores)"
+    )
+    ingest_rate_burst: float = Field(default=10000.0, ge=1)
+    ingest_workers: int = Field(
+        default=1, ge=0, le=64, description="processes that scrub ingest events beside the event loop; 0: threads"
+    )
 
     sensitive_fields: list[str] = Field(default_factory=list, description="extra keys whose values are scrubbed")
     scrub_emails: bool = True
