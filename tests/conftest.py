@@ -47,27 +47,36 @@ def engine() -> str:
 
 
 @pytest.fixture
-def database_url(engine: str) -> Iterator[str | None]:
-    """None for SQLite (the repo's own file); a fresh PostgreSQL database, dropped after the test, for postgres."""
-    if engine == "sqlite":
-        yield None
-        return
-    url = pg.create_database()
-    yield url
-    pg.drop_database(url)
+def databases(engine: str) -> Iterator[Callable[[str], str | None]]:
+    """Per name, the store a context of that name opens: None for SQLite (a file in the repo folder of that name),
+    else a fresh PostgreSQL database made on first use and dropped after the test (contexts of one name share it,
+    as a repository's processes do; other names get their own, as other repositories' SQLite files are)."""
+    made: dict[str, str] = {}
+
+    def database(name: str) -> str | None:
+        if engine == "sqlite":
+            return None
+        if name not in made:
+            made[name] = pg.create_database()
+        return made[name]
+
+    yield database
+    for url in made.values():
+        pg.drop_database(url)
 
 
 @pytest.fixture
-def make_ctx(tmp_path: Path, database_url: str | None) -> Iterator[Callable[..., AppContext]]:
-    """Factory: an AppContext over a real store (a SQLite file in a fresh repo folder, or the test's PostgreSQL
-    database: every context of one test shares it, as processes of one team do)."""
+def make_ctx(tmp_path: Path, databases: Callable[[str], str | None]) -> Iterator[Callable[..., AppContext]]:
+    """Factory: an AppContext over a real store (a SQLite file in a fresh repo folder, or PostgreSQL: see
+    `databases`)."""
     opened: list[AppContext] = []
 
     def factory(*, clock: Any = None, name: str = "svc", **settings: Any) -> AppContext:
         repo = tmp_path / name
         repo.mkdir(exist_ok=True)
-        if database_url is not None:
-            settings.setdefault("database_url", database_url)
+        url = databases(name)
+        if url is not None:
+            settings.setdefault("database_url", url)
         ctx = AppContext.open(load_settings(repo=repo, **settings), clock=clock)
         opened.append(ctx)
         return ctx

@@ -102,7 +102,8 @@ async def test_stdio_subprocess_serves_the_same_tools(ctx: AppContext, tmp_path:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "prodloop.server.cli", "serve", "--repo", str(ctx.settings.repo)],
-        env={k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")},
+        env={k: v for k, v in os.environ.items() if not k.startswith("PRODLOOP_")}
+        | ({"PRODLOOP_DATABASE_URL": ctx.settings.database_url} if ctx.settings.database_url else {}),
     )
     async with Client(params) as client:
         page = (await client.call_tool("list_issues", {})).structured_content
