@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from prodloop.server.clock import Clock, SystemClock, new_key
@@ -447,7 +447,7 @@ def _write_new_events(conn: Conn, records: Sequence[EventRecord]) -> None:
     by_issue: dict[tuple[int, str], list[EventRecord]] = {}
     for r in records:
         by_issue.setdefault((r.project_id, r.fingerprint), []).append(r)
-    pending = []
+    pending: list[Any] = []  # cursors (PostgreSQL: read after the pipeline sends them all) or rows
     for (project_id, fingerprint), recs in by_issue.items():
         newest = recs[0]
         for r in recs[1:]:
@@ -458,7 +458,7 @@ def _write_new_events(conn: Conn, records: Sequence[EventRecord]) -> None:
                   newest.timestamp, len(recs))  # fmt: skip
         cur = conn.execute(_UPSERT_ISSUE, values)
         pending.append(cur if is_postgres(conn) else cur.fetchone())  # (SQLite's row read at once)
-    rows = [p.fetchone() if is_postgres(conn) else p for p in pending]
+    rows: list[tuple[int, str, float, str | None]] = [p.fetchone() if is_postgres(conn) else p for p in pending]
     issue_of: dict[tuple[int, str], int] = {}
     for (key, recs), row in zip(by_issue.items(), rows, strict=True):
         issue_of[key] = int(row[0])
@@ -470,7 +470,11 @@ def _write_new_events(conn: Conn, records: Sequence[EventRecord]) -> None:
 def _write_event_rows(conn: Conn, records: Sequence[EventRecord], issue_of: dict[tuple[int, str], int]) -> None:
     """The new events' rows and what they add to their issues' counts, a statement per table for the batch
     (executemany: on PostgreSQL each table's rows go out at once)."""
-    events, users, hours, releases, frames = [], {}, {}, {}, {}
+    events: list[tuple[Any, ...]] = []
+    users: dict[tuple[int, str], None] = {}  # (dicts as ordered sets)
+    hours: dict[tuple[int, int], int] = {}
+    releases: dict[tuple[int, str, str], tuple[float, float]] = {}
+    frames: dict[tuple[int, str, str, str], None] = {}
     for r in records:
         issue_id = issue_of[(r.project_id, r.fingerprint)]
         events.append((r.project_id, r.event_id, issue_id, r.timestamp, r.received, r.release, r.environment,

@@ -214,6 +214,12 @@ class PgReader:
             cur = raw.execute(to_postgres(sql), _params(parameters))
             return _Rows(cur.fetchall() if cur.description else [], cur.rowcount)
 
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        with self._pool.connection() as raw, raw.transaction():
+            cur = raw.cursor()
+            cur.executemany(to_postgres(sql), [tuple(p) for p in seq_of_parameters])
+            return _Rows([], cur.rowcount)
+
 
 class _NumericLoader(Loader):
     """`sum()` of integers is `numeric` on PostgreSQL: an int when whole, else a float (never a Decimal)."""
