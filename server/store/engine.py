@@ -226,7 +226,10 @@ class _NumericLoader(Loader):
 
     def load(self, data: Any) -> int | float:
         text = bytes(data)
-        return float(text) if b"." in text or b"e" in text.lower() or b"N" in text else int(text)
+        try:
+            return int(text)
+        except ValueError:  # a fraction, an exponent, NaN or Infinity
+            return float(text)
 
 
 class _Text(StrDumperUnknown):
