@@ -79,6 +79,13 @@ def test_a_sqlite_store_copies_whole_and_the_copy_goes_on_from_its_largest_ids(t
         new = copy.create_project("after-the-copy")  # identity columns continue past the copied ids
         assert new.id == max(p.id for p in source.list_projects()) + 1
         assert copy.record_deploy(release="x", commit_sha="b" * 40, environment="e", deployed_at=1.0) == 2
+        conn = copy.reader()
+        conn.execute(
+            "INSERT INTO issues (project_id, fingerprint, title, first_seen, last_seen) VALUES (?, 'new', 't', 1, 1)",
+            (new.id,),
+        )  # the counts' triggers are on again after the copy
+        counts = conn.execute("SELECT sum(n) FROM issue_counts").fetchone()[0]
+        assert counts == conn.execute("SELECT count(*) FROM issues").fetchone()[0] == len(_rows(source)["issues"]) + 1
     finally:
         source.close()
         copy.close()
