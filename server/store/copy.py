@@ -94,9 +94,9 @@ def copy_store(source: Path, target_url: str, *, on_table: Callable[[str, int], 
                     " AND is_identity = 'YES'",
                     (table,),
                 ).fetchone():
-                    raw.execute(
+                    raw.execute(  # the next id: one past the largest copied (1 for an empty table)
                         f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'),"
-                        f' greatest((SELECT max(id) FROM "{table}"), 1))'
+                        f' coalesce((SELECT max(id) FROM "{table}"), 0) + 1, false)'
                     )
             for table, n in copied.items():
                 there = raw.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 from prodloop.server.clock import Clock, SystemClock, new_key
 from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
@@ -83,8 +83,8 @@ class Store:
             try:
                 self._engine = PostgresEngine(url)
                 self._migrate()
-            except DB_ERRORS as exc:
-                raise StoreError("open", self.where, _safe(exc, url)) from exc
+            except DB_ERRORS as exc:  # (not chained: libpq's own message may quote the password)
+                raise StoreError("open", self.where, _safe(exc, url)) from None
             return
         path = Path(target)
         self.path = path
@@ -365,11 +365,18 @@ class Store:
     # -- reliability ------------------------------------------------------------------------
 
 
+def _password(url: str) -> str:
+    """The password a database URL carries ('' if none), as written in it."""
+    return url.partition("://")[2].partition("/")[0].rpartition("@")[0].partition(":")[2]
+
+
 def _safe(exc: BaseException, url: str) -> str:
     """An engine's error message with the database URL's password (should the message quote it) left out."""
     text = str(exc).strip()
-    password = urlsplit(url).password if url else None
-    return text.replace(password, "***") if password else text
+    password = _password(url)
+    for form in {password, unquote(password)} - {""}:
+        text = text.replace(form, "***")
+    return text
 
 
 def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
@@ -90,13 +89,13 @@ def is_database_url(target: Path | str) -> bool:
 
 
 def redacted(url: str) -> str:
-    """A database URL fit for a message or a log: the password (and any query options) left out."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """A database URL fit for a message or a log: the password (and any query options) left out. Never raises:
+    libpq takes URLs `urlsplit` cannot read (several hosts, `h1:5432,h2:5432`)."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    user, at, hosts = netloc.rpartition("@")
+    shown = f"{user.partition(':')[0]}@{hosts}" if at else hosts
+    return f"{scheme}://{shown}{slash}{path.partition('?')[0]}"
 
 
 # -- SQLite ---------------------------------------------------------------------------------------------------------
@@ -313,7 +312,7 @@ class PostgresEngine:
 
 # -- SQLite's dialect to PostgreSQL's -------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[A-Za-z_][A-Za-z_0-9]*|\s+|.", re.S)
+_TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|[A-Za-z_][A-Za-z_0-9]*|\s+|.", re.S)
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _KEYWORDS = frozenset(
     "and or not null is in exists select from where case when then else end distinct true false between like as"
@@ -344,7 +343,7 @@ def _next_word(tokens: list[str], i: int) -> int:
 
 @lru_cache(maxsize=4096)
 def to_postgres(sql: str) -> str:
-    tokens = _TOKEN.findall(sql)
+    tokens = [" " if t.startswith(("--", "/*")) else t for t in _TOKEN.findall(sql)]  # comments dropped
     lowered = [t.lower() for t in tokens]
     out: list[str] = []
     on_conflict_nothing = False

@@ -15,6 +15,7 @@ from typing import Any
 
 from prodloop.server.errors import InvalidArgument, NotFoundError
 from prodloop.server.store.db import Store, where
+from prodloop.server.store.engine import Conn
 from prodloop.server.store.policy import open_escalation
 
 
@@ -190,9 +191,10 @@ def _verdict(row: Any) -> VerdictRow:
 # -- lineage budgets ------------------------------------------------------------------------
 
 
-def lineage(store: Store, issue_id: int) -> Lineage:
+def lineage(store: Store, issue_id: int, conn: Conn | None = None) -> Lineage:
+    """The lineage's counters (read on `conn`, a transaction's connection, when given)."""
     row = (
-        store.reader()
+        (conn or store.reader())
         .execute(
             "SELECT runs, cpu_seconds, tokens, cost_usd, no_effect_streak, halted_at, halted_why FROM budgets"
             " WHERE issue_id = ?",
@@ -229,8 +231,8 @@ def reset(store: Store, issue_id: int, *, who: str, why: str, at: float) -> Line
     halt): recorded with who, why and what the counters held, and the lineage's escalations closed."""
     who, why = person(who, why)
     store.get_issue(issue_id)
-    before = lineage(store, issue_id)
     with store.transaction() as conn:
+        before = lineage(store, issue_id, conn)  # what the reset zeroes, read under the write lock
         conn.execute(
             "INSERT INTO budget_resets (issue_id, who, why, before, at) VALUES (?, ?, ?, ?, ?)",
             (issue_id, who, why, json.dumps({

@@ -124,6 +124,10 @@ def test_migrate_says_the_engine_and_version_and_never_the_password(tmp_path: Pa
     assert "postgres store postgresql://postgres@127.0.0.1:5432/" in done.stdout
     assert "schema version" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr
+    for url in ("postgresql://nobody:hunter2-secret@127.0.0.1:1,127.0.0.1:2/x", "postgresql://n:hunter2%zz@h/x"):
+        odd = _cli("migrate", "--database-url", url, cwd=tmp_path)  # libpq's URL forms: a clear error, no secret
+        assert odd.returncode != 0 and "store open failed for postgresql://n" in odd.stderr, odd.stderr
+        assert "hunter2" not in odd.stdout + odd.stderr and "Traceback" not in odd.stderr
     broken = _cli("migrate", "--database-url", "postgresql://nobody:hunter2-secret@127.0.0.1:1/x", cwd=tmp_path)
     assert broken.returncode != 0
     assert "store open failed for postgresql://nobody@127.0.0.1:1/x" in broken.stderr
