@@ -37,9 +37,9 @@ from prodloop.server.settings import Settings
 from prodloop.server.store import kept
 from prodloop.server.store.db import Store
 
-# Relay's value rules (card numbers, US social security numbers: digit runs) and the fields it marks as personal
-# (home-directory paths, IP addresses), and what its normalizer trims: text near them is left to the full scrub.
-_RELAY_HAZARD = re.compile(r"\d(?:[ -]?\d){8,}|/home/|/users/|\\users\\|\d\.\d{1,3}\.\d|::|(?:[0-9a-f]{1,4}:){4}")
+# Relay's value rules (card numbers, US social security numbers: digit runs; home-directory paths): text near them
+# is left to the full scrub (IP addresses and e-mails are prodloop's pass's, which `scrub_string` runs).
+_RELAY_HAZARD = re.compile(r"\d(?:[ -]?\d){8,}|/home/|/users/|\\users\\")
 _RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._+:~-]{0,199}")  # what relay keeps as a release, and more narrowly
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _LEVELS = frozenset({"debug", "info", "warning", "error", "fatal"})
@@ -263,13 +263,13 @@ class KeepPolicy:
         digest = facts.input_digest
         if digest is None or issue.inputs_full or digest in issue.inputs:
             return False
-        if not kept.has_input(self._store, issue.issue_id, digest):
-            return True  # a new input: kept (the store learns it when this event commits)
+        # Not known here: what the store holds now (other events, other processes may have added inputs since).
+        inputs = kept.input_digests(self._store, issue.issue_id, at_most=self._max_inputs)
         with self._lock:
-            issue.inputs.add(digest)
-            if len(issue.inputs) >= self._max_inputs:
-                issue.inputs_full = True
-        return False
+            issue.inputs = inputs
+            issue.inputs_full = len(inputs) >= self._max_inputs
+        # A new input is kept (the store learns it when this event commits), unless the issue has all it keeps.
+        return digest not in inputs and not issue.inputs_full
 
     def _issue(self, project_id: int, fingerprint: str) -> _Issue | None:
         key = (project_id, fingerprint)

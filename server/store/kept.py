@@ -44,14 +44,3 @@ def input_digests(store: Store, issue_id: int, *, at_most: int) -> set[str]:
     )
     return {str(d) for (d,) in rows}
 
-
-def has_input(store: Store, issue_id: int, digest: str) -> bool:
-    row = (
-        store.reader()
-        .execute(
-            "SELECT 1 FROM events WHERE issue_id = ? AND input_digest = ? AND payload IS NOT NULL LIMIT 1",
-            (issue_id, digest),
-        )
-        .fetchone()
-    )
-    return row is not None
