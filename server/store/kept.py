@@ -43,4 +43,3 @@ def input_digests(store: Store, issue_id: int, *, at_most: int) -> set[str]:
         (issue_id, at_most),
     )
     return {str(d) for (d,) in rows}
-

@@ -95,7 +95,7 @@ def test_a_countable_raw_event_groups_and_reads_as_its_scrubbed_self(real_events
         pytest.param(lambda e: _crash(e).update(type="Error_ann@example.com"), id="type-with-email"),
         pytest.param(lambda e: _culprit_frame(e).update(function=AWS), id="function-with-key"),
         pytest.param(lambda e: _culprit_frame(e).update(module="home.x", filename="/home/alice/x.py"), id="home"),
-        pytest.param(lambda e: [f.pop("in_app", None) for f in _crash(e)["stacktrace"]["frames"]], id="no-in-app-flags"),
+        pytest.param(lambda e: [f.pop("in_app", None) for f in _crash(e)["stacktrace"]["frames"]], id="no-in-app"),
         pytest.param(lambda e: e.update(tags={"tenant": "ann@example.com"}), id="tenant-email"),
         pytest.param(lambda e: e.update(release=f"shop@{CARD}"), id="release-card"),
         pytest.param(lambda e: e.update(release="shop/1.0"), id="release-relay-drops"),
