@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from prodloop.server.clock import Clock, SystemClock, new_key
@@ -239,17 +239,17 @@ class Store:
                 "event", event_id, "list_issues shows issues; fetch_error_context by issue id works too"
             )
         *columns, digest = row
-        stored = StoredEvent(*columns)
-        if stored.payload is not None:
-            return stored
-        kept = None
+        if columns[7] is not None:  # its payload: a kept event
+            return StoredEvent(*columns)
+        issue_id = int(columns[3])
+        kept: tuple[Any, ...] | None = None
         if digest is not None:
             kept = conn.execute(
                 "SELECT event_id FROM events WHERE issue_id = ? AND input_digest = ? AND payload IS NOT NULL"
                 " ORDER BY timestamp DESC, id DESC LIMIT 1",
-                (stored.issue_id, digest),
+                (issue_id, digest),
             ).fetchone()
-        kept = kept or conn.execute(_NEWEST_KEPT.format(columns="event_id"), (stored.issue_id,)).fetchone()
+        kept = kept or conn.execute(_NEWEST_KEPT.format(columns="event_id"), (issue_id,)).fetchone()
         instead = (
             f'event {kept[0]} of the same issue was kept: fetch_error_context(event_id="{kept[0]}") reads it'
             if kept
@@ -258,9 +258,9 @@ class Store:
         raise NotFoundError(
             "kept payload of event",
             event_id,
-            f"it was counted in issue {stored.issue_id} but its payload was not kept (ingest keeps an issue's first "
+            f"it was counted in issue {issue_id} but its payload was not kept (ingest keeps an issue's first "
             f"events per release and those bringing a new input on the culprit frame); {instead}, or "
-            f"fetch_error_context(issue_id={stored.issue_id}) reads the issue's latest kept event",
+            f"fetch_error_context(issue_id={issue_id}) reads the issue's latest kept event",
         )
 
     def latest_event(self, issue_id: int) -> StoredEvent:
