@@ -36,7 +36,8 @@ REPO_POLICY: dict[str, str] = {
     "allowed_hosts": "never", "body_timeout_seconds": "max",
     "mcp_token": "never", "public_url": "never",
     "max_event_bytes": "max", "max_envelope_bytes": "max", "ingest_rate_limit": "never", "ingest_rate_burst": "never",
-    "ingest_workers": "never",
+    "ingest_workers": "never", "ingest_keep_every_payload": "never", "ingest_kept_per_release": "never",
+    "ingest_kept_inputs": "never",
     "sensitive_fields": "free", "scrub_emails": "on", "scrub_ip_addresses": "on", "max_string_chars": "max",
     "path_rewrites": "free", "service_python": "never",
     "gates.flaky_runs": "min", "gates.shuffle_with_module": "on", "gates.max_test_seconds": "max",
@@ -349,6 +350,17 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(
         default=1, ge=0, le=64, description="processes that scrub ingest events beside the event loop; 0: threads"
     )
+    # Which events keep their (scrubbed) payload; the rest are counted without it and never scrubbed (see README).
+    ingest_keep_every_payload: bool = Field(
+        default=False, description="keep and scrub every event's payload (no event is only counted)"
+    )
+    ingest_kept_per_release: int = Field(
+        default=5, ge=1, le=10_000, description="an issue's first events per release that keep their payload"
+    )
+    ingest_kept_inputs: int = Field(
+        default=50, ge=0, le=10_000,
+        description="distinct inputs (culprit frame locals) per issue whose first event keeps its payload",
+    )  # fmt: skip
 
     sensitive_fields: list[str] = Field(default_factory=list, description="extra keys whose values are scrubbed")
     scrub_emails: bool = True

@@ -22,6 +22,7 @@ from prodloop.server.errors import AuthError, IngestError, PayloadTooLarge, Rate
 from prodloop.server.ingest.envelope import decompress, key_from_auth_header, key_from_dsn, parse_envelope
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.ingest.ratelimit import RateLimiter
+from prodloop.server.ingest.sampling import keep_policy
 from prodloop.server.ingest.workers import Batch, ScrubWorkers
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.settings import Settings
@@ -51,8 +52,8 @@ class Ingest:
         self._store = store
         self._writer = writer
         self._clock = clock
-        self._processor = EventProcessor(settings, clock)
-        self._workers = ScrubWorkers(settings, self._processor, workers)
+        self._processor = EventProcessor(settings, clock, policy=keep_policy(settings, store))
+        self._workers = ScrubWorkers(settings, self._processor, workers, store=store.target)
         self._limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_rate_burst, clock)
         self._projects: dict[int, Project] = {}
         self._cpu = anyio.CapacityLimiter(4)

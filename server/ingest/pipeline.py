@@ -15,13 +15,16 @@ from prodloop.server.errors import IngestError, PayloadTooLarge
 from prodloop.server.ingest import grouping, health
 from prodloop.server.ingest.envelope import normalize_event_id, parse_event
 from prodloop.server.ingest.health import packages_of
+from prodloop.server.ingest.sampling import Facts, KeepPolicy, Sampler
 from prodloop.server.ingest.scrub import Scrubber, keyed_hash
 from prodloop.server.settings import Settings
 from prodloop.server.store.records import HOUR, EventRecord, FrameRef, Health
 
 
 class EventProcessor:
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    """`policy`: which live events keep their payload (`sampling.py`); without one every event is kept."""
+
+    def __init__(self, settings: Settings, clock: Clock, *, policy: KeepPolicy | None = None) -> None:
         self._clock = clock
         self._max_event_bytes = settings.max_event_bytes
         # Every event of a release carries the same package list: checked once, not per event (2 ms for 250).
@@ -30,6 +33,10 @@ class EventProcessor:
             sensitive_fields=settings.sensitive_fields,
             scrub_emails=settings.scrub_emails,
             scrub_ip_addresses=settings.scrub_ip_addresses,
+        )
+        self._policy = policy
+        self._sampler = Sampler(
+            self._scrubber, tenant_tag=settings.triage.tenant_tag, sensitive_fields=settings.sensitive_fields
         )
 
     def health(self, items: list[tuple[str, bytes]], *, project_id: int, user_salt: str) -> Health:
@@ -87,14 +94,25 @@ class EventProcessor:
         fallback_event_id: Any = None,
         what: str = "the event",
         now: float | None = None,
+        raw_size: int = 0,
     ) -> EventRecord:
-        """`now`: the time the event was received (default the clock's now)."""
+        """`now`: the time the event was received (default the clock's now). A live event (`source="ingest"`) the
+        policy does not keep is counted without being scrubbed; one whose raw size (`raw_size`, bytes) is over the
+        limit is always scrubbed, so that the limit is judged on what would be stored."""
         event_id = normalize_event_id(raw.get("event_id", fallback_event_id), what)
         raw = {**raw, "event_id": event_id}
         # The SDK's list of installed packages is a quarter of a typical event: kept once per release (what changed
         # between two releases), never in the event.
         packages = self._packages_of(raw.pop("modules", None))
         user_hash = _user_hash(raw.get("user"), user_salt)
+        now = self._clock.now() if now is None else now
+        digest = None
+        if self._policy is not None and source == "ingest" and raw_size <= self._max_event_bytes:
+            facts = self._sampler.facts(raw, user_salt)
+            digest = facts.input_digest
+            if facts.countable and not self._policy.keep(project_id, facts):
+                return _counted(facts, project_id=project_id, event_id=event_id, now=now, user_hash=user_hash,
+                                packages=packages)  # fmt: skip
         scrubbed = self._scrubber.scrub(raw)
         event = scrubbed.event
         if scrubbed.filtered:
@@ -105,7 +123,6 @@ class EventProcessor:
         title, exception_type = grouping.title(event)
         culprit = grouping.culprit(event)
         timestamp = event.get("timestamp")
-        now = self._clock.now() if now is None else now
         return EventRecord(
             project_id=project_id,
             event_id=event_id,
@@ -127,6 +144,7 @@ class EventProcessor:
             payload=payload,
             frames=_app_frames(event),
             packages=packages,
+            input_digest=digest,
         )
 
     def process_items(
@@ -149,9 +167,41 @@ class EventProcessor:
                 fallback_event_id=fallback_event_id,
                 what=f"event {i + 1}",
                 now=now,
+                raw_size=len(payload),
             )
             for i, payload in enumerate(payloads)
         ]
+
+
+def _counted(
+    facts: Facts, *, project_id: int, event_id: str, now: float, user_hash: str | None, packages: str | None
+) -> EventRecord:
+    """A counted event's row: no payload; only texts `Sampler.facts` showed to scrub to themselves. Its title is
+    its exception type (never its value); the issue keeps its kept events' title and culprit."""
+    culprit = facts.culprit
+    return EventRecord(
+        project_id=project_id,
+        event_id=event_id,
+        fingerprint=facts.fingerprint,
+        title=facts.exception_type or "Error",
+        exception_type=facts.exception_type,
+        culprit=culprit.label(),
+        culprit_module=culprit.module,
+        culprit_function=culprit.function,
+        culprit_filename=culprit.filename,
+        timestamp=_clamped(facts.timestamp, now, live=True),
+        received=now,
+        release=facts.release,
+        environment=facts.environment,
+        level=facts.level,
+        transaction=facts.transaction,
+        user_hash=user_hash,
+        source="ingest",
+        payload=None,
+        packages=packages,
+        input_digest=facts.input_digest,
+        summary=facts.summary,
+    )
 
 
 def _app_frames(event: dict[str, Any]) -> tuple[FrameRef, ...]:

@@ -202,6 +202,10 @@ class Scrubber:
             text = _scrub_personal(text, path, out)
         return text
 
+    def is_sensitive_key(self, key: str) -> bool:
+        """Whether values under this key are filtered (the denylist and `sensitive_fields`, matched by words)."""
+        return self._is_sensitive(key)
+
     def _relay_json(self, value: Any) -> Any:
         if value is self._relay_config:
             return self._relay_config_json

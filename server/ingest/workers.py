@@ -19,6 +19,7 @@ import weakref
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,8 +27,9 @@ import anyio.to_thread
 
 from prodloop.server.errors import IngestError
 from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.ingest.sampling import keep_policy
 from prodloop.server.settings import Settings
-from prodloop.server.store import EventRecord
+from prodloop.server.store import EventRecord, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +56,13 @@ class Batch:
 
 
 class ScrubWorkers:
-    def __init__(self, settings: Settings, processor: EventProcessor, workers: int) -> None:
+    """`store`: what each worker process opens to decide which events keep their payload (`sampling.py`)."""
+
+    def __init__(
+        self, settings: Settings, processor: EventProcessor, workers: int, *, store: Path | str | None = None
+    ) -> None:
         self._settings = settings
+        self._store = store
         self._processor = processor  # the in-process path (workers == 0)
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
@@ -93,7 +100,7 @@ class ScrubWorkers:
                     self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_worker,
-                    initargs=(self._settings,),
+                    initargs=(self._settings, self._store),
                 )
                 if self._finalizer is not None:
                     self._finalizer.detach()
@@ -116,10 +123,13 @@ def _shutdown(pool: ProcessPoolExecutor) -> None:
 _worker: dict[str, EventProcessor] = {}  # this process's processor, built once by the pool's initializer
 
 
-def _start_worker(settings: Settings) -> None:
+def _start_worker(settings: Settings, store: Path | str | None) -> None:
     from prodloop.server.clock import SystemClock
 
-    _worker["processor"] = EventProcessor(settings, SystemClock())
+    policy = None
+    if store is not None and not settings.ingest_keep_every_payload:  # reads only: the serving process writes
+        policy = keep_policy(settings, Store(store))
+    _worker["processor"] = EventProcessor(settings, SystemClock(), policy=policy)
 
 
 def _run(batch: Batch) -> list[EventRecord] | _Refusal:

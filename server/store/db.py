@@ -41,6 +41,9 @@ _ISSUE_COLUMNS = (
     "event_count, user_count, status, regressions, resolved_at, resolved_in, regressed_at"
 )
 _EVENT_COLUMNS = "id, project_id, event_id, issue_id, timestamp, release, environment, payload"
+_NEWEST_KEPT = (
+    "SELECT {columns} FROM events WHERE issue_id = ? AND payload IS NOT NULL ORDER BY timestamp DESC, id DESC LIMIT 1"
+)
 
 
 def _statements(sql: str) -> list[str]:
@@ -107,6 +110,12 @@ class Store:
     @property
     def engine(self) -> SqliteEngine | PostgresEngine:
         return self._engine
+
+    @property
+    def target(self) -> Path | str:
+        """What opens this store again (in another process): the SQLite file, or the database URL (it may hold a
+        password: never show it)."""
+        return self.path if self.path is not None else getattr(self._engine, "url", "")
 
     def _migrate(self) -> None:
         engine = self._engine
@@ -219,36 +228,55 @@ class Store:
         return inserted
 
     def get_event(self, event_id: str) -> StoredEvent:
-        row = (
-            self.reader()
-            .execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id = ? ORDER BY id LIMIT 1", (event_id,))
-            .fetchone()
-        )
+        """A kept event by id. One ingest counted without keeping its payload is refused, naming the event of its
+        issue that was kept (with the same input on the culprit frame when one was, else the newest)."""
+        conn = self.reader()
+        row = conn.execute(
+            f"SELECT {_EVENT_COLUMNS}, input_digest FROM events WHERE event_id = ? ORDER BY id LIMIT 1", (event_id,)
+        ).fetchone()
         if row is None:
             raise NotFoundError(
                 "event", event_id, "list_issues shows issues; fetch_error_context by issue id works too"
             )
-        return StoredEvent(*row)
+        *columns, digest = row
+        if columns[7] is not None:  # its payload: a kept event
+            return StoredEvent(*columns)
+        issue_id = int(columns[3])
+        kept: tuple[Any, ...] | None = None
+        if digest is not None:
+            kept = conn.execute(
+                "SELECT event_id FROM events WHERE issue_id = ? AND input_digest = ? AND payload IS NOT NULL"
+                " ORDER BY timestamp DESC, id DESC LIMIT 1",
+                (issue_id, digest),
+            ).fetchone()
+        kept = kept or conn.execute(_NEWEST_KEPT.format(columns="event_id"), (issue_id,)).fetchone()
+        instead = (
+            f'event {kept[0]} of the same issue was kept: fetch_error_context(event_id="{kept[0]}") reads it'
+            if kept
+            else "no event of its issue is held any more"
+        )
+        raise NotFoundError(
+            "kept payload of event",
+            event_id,
+            f"it was counted in issue {issue_id} but its payload was not kept (ingest keeps an issue's first "
+            f"events per release and those bringing a new input on the culprit frame); {instead}, or "
+            f"fetch_error_context(issue_id={issue_id}) reads the issue's latest kept event",
+        )
 
     def latest_event(self, issue_id: int) -> StoredEvent:
-        row = (
-            self.reader()
-            .execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE issue_id = ? ORDER BY timestamp DESC, id DESC LIMIT 1",
-                (issue_id,),
-            )
-            .fetchone()
-        )
+        """The issue's newest kept event (counted events have no payload to read)."""
+        row = self.reader().execute(_NEWEST_KEPT.format(columns=_EVENT_COLUMNS), (issue_id,)).fetchone()
         if row is None:
             raise NotFoundError("event for issue", str(issue_id), "call list_issues for issues that have events")
         return StoredEvent(*row)
 
     def recent_events(self, issue_id: int, limit: int) -> list[StoredEvent]:
-        """The issue's latest events, newest first."""
+        """The issue's latest kept events, newest first."""
         rows = (
             self.reader()
             .execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE issue_id = ? ORDER BY timestamp DESC, id DESC LIMIT ?",
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE issue_id = ? AND payload IS NOT NULL"
+                " ORDER BY timestamp DESC, id DESC LIMIT ?",
                 (issue_id, limit),
             )
             .fetchall()
@@ -440,8 +468,8 @@ _UPSERT_ISSUE = """
         event_count = event_count + excluded.event_count,
         first_seen = min(first_seen, excluded.first_seen),
         last_seen = max(last_seen, excluded.last_seen),
-        title = CASE WHEN excluded.last_seen >= last_seen THEN excluded.title ELSE title END,
-        culprit = CASE WHEN excluded.last_seen >= last_seen THEN excluded.culprit ELSE culprit END
+        title = CASE WHEN ? >= last_seen THEN excluded.title ELSE title END,
+        culprit = CASE WHEN ? >= last_seen THEN excluded.culprit ELSE culprit END
     RETURNING id, status, resolved_at, resolved_in
 """
 
@@ -456,13 +484,15 @@ def _write_new_events(conn: Conn, records: Sequence[EventRecord]) -> None:
         by_issue.setdefault((r.project_id, r.fingerprint), []).append(r)
     pending: list[Any] = []  # cursors (PostgreSQL: read after the pipeline sends them all) or rows
     for (project_id, fingerprint), recs in by_issue.items():
-        newest = recs[0]
-        for r in recs[1:]:
-            if r.timestamp >= newest.timestamp:  # a tie goes to the later event, as upserts in order would
-                newest = r
+        newest = _newest(recs)
+        assert newest is not None
+        # The title and culprit come from the newest kept event (a counted one's are not its own), the times from all.
+        titled = _newest([r for r in recs if r.kept])
         first = min(r.timestamp for r in recs)
-        values = (project_id, fingerprint, newest.title, recs[0].exception_type, newest.culprit, first,
-                  newest.timestamp, len(recs))  # fmt: skip
+        since = titled.timestamp if titled else None
+        titled = titled or newest
+        values = (project_id, fingerprint, titled.title, recs[0].exception_type, titled.culprit, first,
+                  newest.timestamp, len(recs), since, since)  # fmt: skip
         cur = conn.execute(_UPSERT_ISSUE, values)
         pending.append(cur if is_postgres(conn) else cur.fetchone())  # (SQLite's row read at once)
     rows: list[tuple[int, str, float, str | None]] = [p.fetchone() if is_postgres(conn) else p for p in pending]
@@ -472,6 +502,14 @@ def _write_new_events(conn: Conn, records: Sequence[EventRecord]) -> None:
         if row[1] == "resolved":  # the status comes back with the id: only a resolved issue costs the check
             _regress_once(conn, row, recs)
     _write_event_rows(conn, records, issue_of)
+
+
+def _newest(records: Sequence[EventRecord]) -> EventRecord | None:
+    newest: EventRecord | None = None
+    for r in records:
+        if newest is None or r.timestamp >= newest.timestamp:  # a tie goes to the later event, as upserts in order
+            newest = r
+    return newest
 
 
 def _write_event_rows(conn: Conn, records: Sequence[EventRecord], issue_of: dict[tuple[int, str], int]) -> None:
@@ -486,7 +524,7 @@ def _write_event_rows(conn: Conn, records: Sequence[EventRecord], issue_of: dict
         issue_id = issue_of[(r.project_id, r.fingerprint)]
         events.append((r.project_id, r.event_id, issue_id, r.timestamp, r.received, r.release, r.environment,
                        r.level, r.exception_type, r.culprit_module, r.culprit_function, r.culprit_filename,
-                       r.user_hash, r.source, r.payload))  # fmt: skip
+                       r.user_hash, r.source, r.payload, r.input_digest, r.summary))  # fmt: skip
         if r.user_hash is not None:
             users[(issue_id, r.user_hash)] = None
         hour = (issue_id, int(r.timestamp // 3600))
@@ -501,8 +539,8 @@ def _write_event_rows(conn: Conn, records: Sequence[EventRecord], issue_of: dict
         """
         INSERT INTO events (project_id, event_id, issue_id, timestamp, received, release, environment, level,
                             exception_type, culprit_module, culprit_function, culprit_filename, user_hash,
-                            source, payload)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            source, payload, input_digest, summary)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         events,
     )

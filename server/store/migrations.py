@@ -555,13 +555,56 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         END
         """,
     ),
+    (
+        18,
+        """
+        CREATE TABLE events_18 (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            event_id TEXT NOT NULL,
+            issue_id INTEGER NOT NULL REFERENCES issues(id),
+            timestamp REAL NOT NULL,
+            received REAL NOT NULL,
+            release TEXT,
+            environment TEXT,
+            level TEXT,
+            exception_type TEXT,
+            culprit_module TEXT,
+            culprit_function TEXT,
+            culprit_filename TEXT,
+            user_hash TEXT,
+            source TEXT NOT NULL,
+            payload TEXT,
+            input_digest TEXT,
+            summary TEXT,
+            UNIQUE (project_id, event_id)
+        );
+        INSERT INTO events_18 (id, project_id, event_id, issue_id, timestamp, received, release, environment, level,
+                               exception_type, culprit_module, culprit_function, culprit_filename, user_hash,
+                               source, payload)
+            SELECT id, project_id, event_id, issue_id, timestamp, received, release, environment, level,
+                   exception_type, culprit_module, culprit_function, culprit_filename, user_hash, source, payload
+            FROM events;
+        DROP TABLE events;
+        ALTER TABLE events_18 RENAME TO events;
+        CREATE INDEX events_event_id ON events (event_id);
+        CREATE INDEX events_issue_time ON events (issue_id, timestamp);
+        CREATE INDEX events_release ON events (project_id, release);
+        CREATE INDEX events_time ON events (timestamp);
+        CREATE INDEX events_kept_time ON events (issue_id, timestamp) WHERE payload IS NOT NULL;
+        CREATE INDEX events_kept_release ON events (issue_id, release) WHERE payload IS NOT NULL;
+        CREATE INDEX events_inputs ON events (issue_id, input_digest)
+            WHERE payload IS NOT NULL AND input_digest IS NOT NULL
+        """,
+    ),
 )
 
 # PostgreSQL stores begin empty, at the newest version: what the data statements of migrations before this one did
 # (backfills of SQLite stores that held events) has nothing to do there (`db.migration_statements`).
 SQLITE_ONLY_BEFORE = 18
 
-# Migrations whose PostgreSQL text differs from a translation of SQLite's (triggers are PL/pgSQL there).
+# Migrations whose PostgreSQL text differs from a translation of SQLite's (triggers are PL/pgSQL there; a column
+# loses NOT NULL in place where SQLite rebuilds its table).
 POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
     17: (
         "CREATE INDEX issues_all_last_seen ON issues (last_seen)",
@@ -594,5 +637,16 @@ POSTGRES_MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TRIGGER issue_counts_update AFTER UPDATE OF status, project_id ON issues FOR EACH ROW"
         " WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.project_id IS DISTINCT FROM NEW.project_id)"
         " EXECUTE FUNCTION prodloop_issue_counts()",
+    ),
+    # Events counted without their payload (ingest keeps payloads for what the loop needs): the payload may be
+    # missing; a kept event carries its culprit frame's input digest, a counted one the few fields triage reads.
+    18: (
+        "ALTER TABLE events ALTER COLUMN payload DROP NOT NULL",
+        "ALTER TABLE events ADD COLUMN input_digest TEXT",
+        "ALTER TABLE events ADD COLUMN summary TEXT",
+        "CREATE INDEX events_kept_time ON events (issue_id, timestamp) WHERE payload IS NOT NULL",
+        "CREATE INDEX events_kept_release ON events (issue_id, release) WHERE payload IS NOT NULL",
+        "CREATE INDEX events_inputs ON events (issue_id, input_digest)"
+        " WHERE payload IS NOT NULL AND input_digest IS NOT NULL",
     ),
 }

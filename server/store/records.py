@@ -39,7 +39,9 @@ class FrameRef:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
-    """A scrubbed, grouped event ready to store. `payload` is scrubbed JSON text."""
+    """A scrubbed, grouped event ready to store. `payload` is scrubbed JSON text, or None for an event ingest
+    counted without keeping it (`ingest/sampling.py`): it was never scrubbed, so every text it carries here was
+    shown to scrub to itself, and `title`/`culprit` are not its own (its issue keeps those of kept events)."""
 
     project_id: int
     event_id: str
@@ -57,10 +59,16 @@ class EventRecord:
     level: str | None
     user_hash: str | None
     source: str
-    payload: str
+    payload: str | None
     frames: tuple[FrameRef, ...] = ()
     packages: str | None = None  # the release's installed packages (JSON), kept per release, not per event
     transaction: str | None = None  # the transaction the error happened in (its name), kept per issue and release
+    input_digest: str | None = None  # a keyed hash of the culprit frame's locals (a kept event's production input)
+    summary: str | None = None  # a counted event's tenant tag and runtime/os contexts, as payload-shaped JSON
+
+    @property
+    def kept(self) -> bool:
+        return self.payload is not None
 
 
 @dataclass(frozen=True, slots=True)

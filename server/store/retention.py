@@ -2,8 +2,9 @@
 
 What stays after a prune answers every query of the history: issues keep their counts, distinct users and frames;
 events per day of an old hour come from its day's first-hour row; sessions and transactions from their day rows
-(written at ingest beside the hour rows). Each issue keeps its newest raw event, so its context and code path can
-still be read. Events go in batches of 1,000, each its own transaction, so a prune holds ingest for one batch at a time.
+(written at ingest beside the hour rows). Each issue keeps its newest kept event (one with its payload), so its
+context and code path can still be read. Events go in batches of 1,000, each its own transaction, so a prune holds
+ingest for one batch at a time.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def prune(store: Store, *, now: float, hourly_days: int, aggregate_days: int, ev
                 """
                 DELETE FROM events WHERE id IN (
                     SELECT e.id FROM events e WHERE e.timestamp < ? AND e.id != (
-                        SELECT n.id FROM events n WHERE n.issue_id = e.issue_id
+                        SELECT n.id FROM events n WHERE n.issue_id = e.issue_id AND n.payload IS NOT NULL
                         ORDER BY n.timestamp DESC, n.id DESC LIMIT 1
                     ) LIMIT ?
                 )

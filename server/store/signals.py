@@ -71,13 +71,19 @@ def active_issues(store: Store, *, since: float) -> list[int]:
 def recent_payloads(
     store: Store, issue_id: int, *, since: float, limit: int = 500
 ) -> list[tuple[float, str | None, str | None, str | None, str]]:
-    """(timestamp, release, environment, user hash, payload) of the issue's newest events since `since`."""
+    """(timestamp, release, environment, user hash, payload) of the issue's newest events since `since`: its kept
+    events newest first, then those ingest counted without a payload, newest first, each with its summary as the
+    payload (`{"tags": [[tenant tag, value]], "contexts": {"runtime": ..., "os": ...}}`, what triage reads of
+    them). Kept events come first so that what only a whole payload holds (the exception, frames) is read from
+    them."""
     rows = store.reader().execute(
-        "SELECT timestamp, release, environment, user_hash, payload FROM events WHERE issue_id = ? AND timestamp >= ?"
-        " ORDER BY timestamp DESC LIMIT ?",
+        "SELECT timestamp, release, environment, user_hash, payload, summary FROM events"
+        " WHERE issue_id = ? AND timestamp >= ? ORDER BY timestamp DESC LIMIT ?",
         (issue_id, since, limit),
     )
-    return [(float(t), r, e, u, p) for t, r, e, u, p in rows]
+    out = [(float(t), r, e, u, p if p is not None else (s or "{}"), p is None) for t, r, e, u, p, s in rows]
+    out.sort(key=lambda row: row[5])  # stable: newest first within kept and within counted
+    return [row[:5] for row in out]
 
 
 _BREADTH = Sql(
@@ -103,13 +109,13 @@ def tenants_in_releases(
     store: Store, releases: Sequence[str], tag: str, *, since: float, limit: int = 2000
 ) -> set[str]:
     """The tenants (values of `tag`) any issue's newest events of these releases named since `since` (tags are a
-    list of pairs once scrubbed, or an object)."""
+    list of pairs once scrubbed, or an object): a kept event's payload, a counted one's summary."""
     if not releases:
         return set()
     conn = store.reader()
     newest = (
-        f"SELECT payload FROM events WHERE timestamp >= ? AND release IN ({','.join('?' * len(releases))})"
-        " ORDER BY timestamp DESC LIMIT ?"
+        "SELECT coalesce(payload, summary, '{}') AS payload FROM events"
+        f" WHERE timestamp >= ? AND release IN ({','.join('?' * len(releases))}) ORDER BY timestamp DESC LIMIT ?"
     )
     rows = conn.execute(
         Sql(
