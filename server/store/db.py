@@ -34,7 +34,6 @@ from prodloop.server.store.migrations import MIGRATIONS, POSTGRES_MIGRATIONS, SQ
 from prodloop.server.store.records import Deploy, EventRecord, Health, IssueRow, Project, StoredEvent
 
 IssueOrder = Literal["last_seen", "event_count", "first_seen", "user_count", "priority"]
-_ORDER_SQL = {"priority": "COALESCE((SELECT s.priority FROM signals s WHERE s.issue_id = issues.id), -1)"}
 
 _ISSUE_COLUMNS = (
     "id, project_id, fingerprint, title, exception_type, culprit, first_seen, last_seen, "
@@ -332,7 +331,7 @@ class Store:
         # Kept by triggers per (project, status): a page costs no count over the issues (migration 17).
         total = int(conn.execute(f"SELECT coalesce(sum(n), 0) FROM issue_counts {clause}", params).fetchone()[0])
         rows = conn.execute(
-            f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {_ORDER_SQL.get(order, order)} DESC, id DESC"
+            f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {order} DESC, id DESC"
             " LIMIT ? OFFSET ?",
             [*params, limit, offset],
         ).fetchall()

@@ -597,6 +597,17 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE payload IS NOT NULL AND input_digest IS NOT NULL
         """,
     ),
+    (
+        19,
+        """
+        ALTER TABLE issues ADD COLUMN priority REAL NOT NULL DEFAULT -1;
+        UPDATE issues SET priority = coalesce((SELECT s.priority FROM signals s WHERE s.issue_id = issues.id), -1);
+        CREATE INDEX issues_all_priority ON issues (priority);
+        CREATE INDEX issues_project_priority ON issues (project_id, priority);
+        CREATE INDEX issues_status_priority ON issues (status, priority);
+        CREATE INDEX issues_project_status_priority ON issues (project_id, status, priority)
+        """,
+    ),
 )
 
 # PostgreSQL stores begin empty, at the newest version: what the data statements of migrations before this one did

@@ -176,6 +176,8 @@ def save(store: Store, row: SignalRow, components: dict[str, float], old_row: Si
              "confidence": row.confidence, "tier": row.tier, "report": json.dumps(row.report, separators=(",", ":")),
              "created": row.created_at, "updated": row.updated_at},
         )  # fmt: skip
+        # Kept on the issue too, where list_issues orders by it with an index (migration 19).
+        conn.execute("UPDATE issues SET priority = ? WHERE id = ?", (row.priority, row.issue_id))
         if old_row is None or abs(old_row.priority - row.priority) >= 1.0:
             conn.execute(
                 "INSERT INTO signal_priorities (issue_id, at, priority, components) VALUES (?, ?, ?, ?)"

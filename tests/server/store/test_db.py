@@ -16,7 +16,7 @@ from prodloop.server.clock import FixedClock
 from prodloop.server.context import AppContext
 from prodloop.server.errors import InvalidArgument, NotFoundError, StoreError
 from prodloop.server.ingest.pipeline import EventProcessor
-from prodloop.server.store import EventRecord, Store, history
+from prodloop.server.store import EventRecord, Store, history, signals
 from prodloop.server.store import health as health_store
 from prodloop.server.store.history import PathMatch
 from prodloop.server.store.migrations import MIGRATIONS
@@ -352,3 +352,31 @@ def test_a_batch_leaves_issues_as_its_events_one_at_a_time_would(make_ctx: Calla
 
     assert state(batch.id) == state(one.id)
     assert any(row[8] for row in state(one.id))  # the plan does regress an issue
+
+
+def test_migration_nineteen_orders_by_priority_from_the_issue_itself_and_triage_keeps_it(tmp_path: Path) -> None:
+    """Triage's priority is kept on the issue (indexed: list_issues by priority stays flat): backfilled from the
+    signals of a store written before it, then kept by every signal saved."""
+    path = tmp_path / "old.db"
+    conn = _store_at(path, 18)
+    conn.execute("INSERT INTO projects VALUES (1, 'svc', 'k', 0)")
+    conn.executemany(
+        "INSERT INTO issues (id, project_id, fingerprint, title, first_seen, last_seen) VALUES (?, 1, ?, 't', 0, ?)",
+        [(n, f"f{n}", n) for n in range(1, 5)],
+    )
+    conn.executemany(
+        "INSERT INTO signals (issue_id, classification, priority, confidence, tier, report, created_at, updated_at)"
+        " VALUES (?, 'observation', ?, 0.5, 1, '{}', 0, 0)",
+        [(1, 20.0), (3, 70.0)],
+    )
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert [i.id for i in store.list_issues(order="priority")[0]] == [3, 1, 4, 2]  # no signal: last, newest first
+    row = signals.get(store, 4)
+    assert row is None
+    saved = signals.get(store, 1)
+    assert saved is not None
+    signals.save(store, dataclasses.replace(saved, priority=95.0, updated_at=1.0), {})
+    assert [i.id for i in store.list_issues(order="priority", status="unresolved")[0]] == [1, 3, 4, 2]
+    store.close()
