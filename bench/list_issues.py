@@ -106,7 +106,7 @@ def main() -> None:
                 {"project_id": project, "status": "unresolved", "order": "first_seen"},
             ),
             ("one project, any status, most users (no index)", {"project_id": project, "order": "user_count"}),
-            ("priority (triage's score, no index)", {"status": "unresolved", "order": "priority"}),
+            ("unresolved by priority (triage's score)", {"status": "unresolved", "order": "priority"}),
             ("page 40 (offset 1,000), newest first", {"offset": 1000}),
         ]
         for name, kw in cases:

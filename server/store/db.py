@@ -331,8 +331,7 @@ class Store:
         # Kept by triggers per (project, status): a page costs no count over the issues (migration 17).
         total = int(conn.execute(f"SELECT coalesce(sum(n), 0) FROM issue_counts {clause}", params).fetchone()[0])
         rows = conn.execute(
-            f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {order} DESC, id DESC"
-            " LIMIT ? OFFSET ?",
+            f"SELECT {_ISSUE_COLUMNS} FROM issues {clause} ORDER BY {order} DESC, id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         ).fetchall()
         return [IssueRow(*row) for row in rows], total

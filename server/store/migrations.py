@@ -598,14 +598,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (
-        19,
+        19,  # (id in the indexes: most issues share priority -1 until triaged; PostgreSQL orders ties by id from it)
         """
         ALTER TABLE issues ADD COLUMN priority REAL NOT NULL DEFAULT -1;
         UPDATE issues SET priority = coalesce((SELECT s.priority FROM signals s WHERE s.issue_id = issues.id), -1);
-        CREATE INDEX issues_all_priority ON issues (priority);
-        CREATE INDEX issues_project_priority ON issues (project_id, priority);
-        CREATE INDEX issues_status_priority ON issues (status, priority);
-        CREATE INDEX issues_project_status_priority ON issues (project_id, status, priority)
+        CREATE INDEX issues_all_priority ON issues (priority, id);
+        CREATE INDEX issues_project_priority ON issues (project_id, priority, id);
+        CREATE INDEX issues_status_priority ON issues (status, priority, id);
+        CREATE INDEX issues_project_status_priority ON issues (project_id, status, priority, id)
         """,
     ),
 )
