@@ -102,7 +102,10 @@ class Sampler:
             or (timestamp is None and raw.get("timestamp") is not None)
             or level not in _LEVELS
             or not (release is None or (_RELEASE.fullmatch(release) and release != "latest" and self._stable(release)))
-            or not (environment is None or (_ENVIRONMENT.fullmatch(environment) and self._stable(environment)))
+            or not (
+                environment is None
+                or (_ENVIRONMENT.fullmatch(environment) and environment.lower() != "none" and self._stable(environment))
+            )
             or not (transaction is None or self._stable(transaction))
             or not all(v is None or self._stable(v) for v in (culprit.module, culprit.function, culprit.filename))
         ):
@@ -126,7 +129,7 @@ class Sampler:
         """Whether grouping reads only text that scrubs to itself: an exception chain (a message is free text), each
         exception typed, its frames' in-app flags set by the SDK (without them grouping reads paths), no
         fingerprint of the sender's own."""
-        if "fingerprint" in raw:
+        if "fingerprint" in raw or "stacktrace" in raw:  # relay moves a top-level stacktrace into the exception
             return False
         chain = grouping.exceptions(raw)
         if not chain or len(chain) > _MAX_CHAIN:
@@ -138,6 +141,8 @@ class Sampler:
             if len(frames) > _MAX_FRAMES:
                 return False
             if frames and not any(isinstance(f.get("in_app"), bool) for f in frames):
+                return False
+            if not all(_frame_as_relay_leaves_it(f) for f in frames):
                 return False
         components = grouping.default_components(raw)
         return all(self._stable(c) for c in components)
@@ -168,6 +173,10 @@ class Sampler:
                 continue
             if not isinstance(ctx, dict) or ("name" not in ctx and ctx.get("raw_description")):
                 return None  # relay would parse it: left to the full scrub
+            if key == "os" and not set(ctx) <= {"type", "name", "version"}:
+                return None  # relay may derive an OS version from its build or kernel version
+            if key == "runtime" and str(ctx.get("name", "")).startswith(".NET"):
+                return None  # relay derives .NET Framework's version from its build
             picked = {k: ctx[k] for k in ("name", "version") if ctx.get(k) is not None}
             if not all(self._stable(v) for v in picked.values()):
                 return None
@@ -192,6 +201,17 @@ class Sampler:
                 self._stable_texts.clear()
             self._stable_texts[text] = known
         return known
+
+
+def _frame_as_relay_leaves_it(frame: dict[str, Any]) -> bool:
+    """A frame relay's normalizer does not rewrite where grouping and the culprit read it: its module, function and
+    filename strings or absent (relay drops other types), a filename whenever a path is given (relay derives one
+    from `abs_path`), no `?` function (relay empties it)."""
+    if any(key in frame and not isinstance(frame[key], str) for key in ("module", "function", "filename", "abs_path")):
+        return False
+    if "abs_path" in frame and "filename" not in frame:
+        return False
+    return frame.get("function") != "?"
 
 
 def input_digest(raw: dict[str, Any], salt: str) -> str | None:
