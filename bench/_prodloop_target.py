@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from _pg import throwaway_database
 from _server_procs import free_port, stop, wait_healthy
 
 
@@ -61,19 +61,8 @@ def throwaway_store(database_url: str | None, workdir: Path, label: str) -> Iter
         return
     if not database_url.startswith(("postgresql://", "postgres://")):
         raise SystemExit(f"--database-url: sqlite:///PATH or postgresql://..., not {database_url.split(':', 1)[0]}")
-    try:
-        import psycopg
-    except ImportError:
-        raise SystemExit("--database-url postgresql://... needs psycopg 3: pip install 'psycopg[binary]'") from None
-    name = f"prodloop_bench_{secrets.token_hex(4)}_{label}"
-    parts = urlsplit(database_url)
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(database_url, label) as url:
+        yield url
 
 
 def _cli(*args: str) -> list[str]:

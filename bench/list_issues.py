@@ -14,12 +14,10 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
+from _pg import throwaway_database
 
 from prodloop.server.clock import FixedClock
 from prodloop.server.store.db import Store
@@ -63,15 +61,8 @@ def _target(url: str | None, tmp: str) -> Iterator[Path | str]:
     if url is None:
         yield Path(tmp) / "prodloop.db"
         return
-    parts = urlsplit(url)
-    name = f"prodloop_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(url, "issues") as database:
+        yield database
 
 
 def main() -> None:

@@ -15,13 +15,11 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
-
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _pg import throwaway_database
 
 from prodloop.server.clock import SystemClock
 from prodloop.server.ingest.pipeline import EventProcessor
@@ -64,23 +62,14 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     processor = EventProcessor(load_settings(repo=Path(tempfile.mkdtemp())), SystemClock())
-    admin = args.database_url
-    parts = urlsplit(admin)
     print(f"store writer: {args.events} events over 20 issues, 50 users, 3 releases; Store.write_events per batch")
     head = ("batch", "SQLite ev/s", "CPU ms/ev", "PostgreSQL ev/s", "CPU ms/ev", "PG/SQLite")
     print("{:>6} {:>12} {:>10} {:>16} {:>10} {:>10}".format(*head))
     for batch in args.batches:
         with tempfile.TemporaryDirectory(prefix="prodloop-bench-writer-") as tmp:
             sqlite_rate, sqlite_cpu = run(Path(tmp) / "prodloop.db", args.events, batch, processor)
-        name = f"prodloop_bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+        with throwaway_database(args.database_url, "writer") as url:
             pg_rate, pg_cpu = run(url, args.events, batch, processor)
-        finally:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         print(f"{batch:>6} {sqlite_rate:>12,.0f} {sqlite_cpu:>10.3f} {pg_rate:>16,.0f} {pg_cpu:>10.3f}"
               f" {pg_rate / sqlite_rate:>10.2f}")  # fmt: skip
     print("(CPU: this process's, the writer's side only; PostgreSQL's server work is not in it)")

@@ -22,7 +22,6 @@ from prodloop.server.context import AppContext
 from prodloop.server.dashboard import dashboard_routes
 from prodloop.server.errors import ConfigError
 from prodloop.server.ingest.endpoint import Ingest
-from prodloop.server.ingest.workers import ingest_workers
 from prodloop.server.ingest.writer import EventWriter
 from prodloop.server.mcp_app import build_mcp
 from prodloop.server.settings import Settings
@@ -116,7 +115,7 @@ def build_http_app(ctx: AppContext, *, mcp_token: str, on_merge: MergeCallback |
     hosts = allowed_hosts(ctx.settings)
     watch = BackgroundWatch(ctx)
     writer = EventWriter(ctx.store, housekeeping=ctx.apply_retention)
-    ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock, workers=ingest_workers(ctx.settings))
+    ingest = Ingest(ctx.settings, ctx.store, writer, ctx.clock, workers=ctx.settings.ingest_workers)
     mcp = build_mcp(ctx)
     origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
     bare = [h[:-2] for h in hosts if h.endswith(":*")]  # the SDK's `name:*` needs a port; a proxy may send none

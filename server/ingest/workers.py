@@ -153,9 +153,4 @@ def _run_with(processor: EventProcessor, batch: Batch) -> list[EventRecord]:
 # Measured on 2 cores (bench/ingest.py, 8 connections; a machine shared with other load): one process beside the
 # event loop acknowledged as much as threads or more (148-173 vs 145-161 events/s) at half the serving process's
 # CPU per event (2.1 vs 3.6-4.0 ms); two processes fell behind (92-138 events/s): the event loop and the writer
-# need the second core. Hence the setting's default of 1.
-
-
-def ingest_workers(settings: Settings) -> int:
-    """How many scrubbing processes `serve --http` starts (the `ingest_workers` setting; 0: threads)."""
-    return settings.ingest_workers
+# need the second core. Hence the default of the `ingest_workers` setting: 1.
