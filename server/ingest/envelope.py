@@ -169,26 +169,39 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         raise IngestError(f"{what} is nested too deeply to read", f"nest at most {_MAX_DEPTH} levels") from exc
     if not isinstance(value, dict):
         raise IngestError(f"{what} is JSON but not an object", "send a JSON object")
-    if _depth(value) > _MAX_DEPTH:
+    if _depth(raw) > _MAX_DEPTH:
         raise IngestError(
             f"{what} is nested deeper than {_MAX_DEPTH} levels", "flatten it (sentry-sdk never does this)"
         )
     return value
 
 
-def _depth(value: Any) -> int:
-    """The nesting depth of a JSON value, without recursion (a hostile event must not exhaust the stack)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > _MAX_DEPTH:
-            return depth
-        if isinstance(node, dict):
-            stack += [(v, depth + 1) for v in node.values() if isinstance(v, (dict, list))]
-        elif isinstance(node, list):
-            stack += [(v, depth + 1) for v in node if isinstance(v, (dict, list))]
-    return deepest
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_QUOTES_AND_BRACKETS = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_OPEN_CLOSE = bytes.maketrans(b"[]{}", b"()()")
+
+
+def _depth(raw: bytes) -> int:
+    """The nesting depth of valid JSON text, read from its brackets outside strings (a walk over the parsed value
+    cost more than parsing it). Escapes are dropped (an escaped quote ends no string); then only quotes and brackets
+    are kept, and `""` dropped: a string without brackets, or the bracket-free gap between two strings, so no bracket
+    changes sides; what still lies between quotes is inside a string. Each round deletes every empty container, so
+    the rounds count the depth, up to one past the limit. No byte of a multi-byte UTF-8 character is ASCII, so UTF-8
+    is scanned as it is; JSON in UTF-16 or UTF-32 (which `json.loads` reads too) is scanned as UTF-8."""
+    encoding = json.detect_encoding(raw)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        raw = raw.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    if b"\\" in raw:
+        raw = _ESCAPE.sub(b"", raw)
+    shape = raw.translate(None, _QUOTES_AND_BRACKETS).replace(b'""', b"")
+    if b'"' in shape:
+        shape = b"".join(shape.split(b'"')[::2])
+    shape = shape.translate(_OPEN_CLOSE)
+    depth = 0
+    while shape and depth <= _MAX_DEPTH:
+        shape = shape.replace(b"()", b"")
+        depth += 1
+    return depth
 
 
 def _where(exc: Exception) -> str:
