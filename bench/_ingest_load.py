@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
-import http.client
 import multiprocessing
 import os
 import random
+import re
+import socket
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -171,6 +173,99 @@ class _Job:
     seconds: float
 
 
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # no name, no time, best compression
+
+
+class _Fresh:
+    """A pool body gzipped once (level 9, as sentry-sdk does) with every copy of its event id in a deflate block of
+    its own, stored as is: a fresh id per post costs a CRC, not a compression, so the clients' CPU stays small beside
+    the server's on a machine they share. Each compressed piece ends in a full flush (byte-aligned, no reference
+    back across it), so any 32 bytes may stand in the stored blocks."""
+
+    def __init__(self, body: bytes, event_id: str) -> None:
+        self._parts = body.split(event_id.encode())
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._pieces = [deflate.compress(part) + deflate.flush(zlib.Z_FULL_FLUSH) for part in self._parts[:-1]]
+        self._last = deflate.compress(self._parts[-1]) + deflate.flush()
+
+    def body(self, fresh: bytes) -> bytes:
+        stored = b"\x00" + struct.pack("<HH", len(fresh), 0xFFFF ^ len(fresh)) + fresh  # BFINAL=0, BTYPE=00
+        raw = fresh.join(self._parts)
+        out = [_GZIP_HEADER]
+        for piece in self._pieces:
+            out += (piece, stored)
+        out += (self._last, struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF))
+        return b"".join(out)
+
+
+class _BadResponse(Exception):
+    pass
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)")
+
+
+class _Connection:
+    """A keep-alive HTTP/1.1 connection on a bare socket: post a body, read the whole response (Content-Length,
+    chunked, or until close), return the status. http.client spent ~0.29 ms of the clients' CPU per request, a third
+    of what the server under test spends, on a machine they share; this spends a few hundredths of that."""
+
+    def __init__(self, port: int, path: str, headers: dict[str, str]) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *(f"{k}: {v}" for k, v in headers.items())]
+        self._head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode()
+        self._buf = b""
+        self.open = True
+
+    def post(self, body: bytes) -> int:
+        self._sock.sendall(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
+        while True:
+            while (end := self._buf.find(b"\r\n\r\n")) < 0:
+                self._more()
+            header, self._buf = self._buf[:end], self._buf[end + 4 :]
+            if not header.startswith(b"HTTP/1.") or len(header) < 12 or not header[9:12].isdigit():
+                raise _BadResponse(header[:40])
+            status = int(header[9:12])
+            if status >= 200:
+                break  # a 1xx answer has no body; the real one follows
+        fields = header.lower()
+        if b"\r\nconnection: close" in fields:
+            self.open = False
+        if length := _CONTENT_LENGTH.search(fields):
+            self._take(int(length[1]))
+        elif b"\r\ntransfer-encoding: chunked" in fields:
+            while True:
+                while (end := self._buf.find(b"\r\n")) < 0:
+                    self._more()
+                size = int(self._buf[:end].split(b";")[0], 16)
+                self._buf = self._buf[end + 2 :]
+                self._take(size + 2)  # the chunk and its CRLF (the last, empty chunk: its CRLF ends the trailer)
+                if not size:
+                    break
+        else:  # no length: the body ends with the connection
+            try:
+                while True:
+                    self._more()
+            except _BadResponse:
+                self.open = False
+        return status
+
+    def _more(self) -> None:
+        data = self._sock.recv(65536)
+        if not data:
+            raise _BadResponse("connection closed")
+        self._buf += data
+
+    def _take(self, n: int) -> None:
+        while len(self._buf) < n:
+            self._more()
+        self._buf = self._buf[n:]
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 def _sender(job: _Job, index: int, t0: float, out: dict[str, Any], lock: threading.Lock) -> None:
     """One keep-alive connection posting fresh-id envelopes until the window closes."""
     rng = random.Random(f"{job.seed}:{index}")
@@ -185,21 +280,23 @@ def _sender(job: _Job, index: int, t0: float, out: dict[str, Any], lock: threadi
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     acked = in_window = 0
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    templates = [_Fresh(body, event_id) for body, event_id in zip(job.pool.bodies, job.pool.event_ids, strict=True)]
+    conn: _Connection | None = None
     while time.monotonic() < end:
         i = rng.randrange(len(job.pool.bodies))
-        fresh = rng.getrandbits(128).to_bytes(16, "big").hex()
-        body = gzip.compress(job.pool.bodies[i].replace(job.pool.event_ids[i].encode(), fresh.encode()), 9)
+        body = templates[i].body(rng.getrandbits(128).to_bytes(16, "big").hex().encode())
         sent = time.monotonic()
         try:
-            conn.request("POST", job.path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            status = str(response.status)
-        except (OSError, http.client.HTTPException) as exc:
+            conn = conn or _Connection(port, job.path, headers)
+            status = str(conn.post(body))
+            if not conn.open:
+                conn.close()
+                conn = None
+        except (OSError, _BadResponse, ValueError) as exc:
             status = type(exc).__name__
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            if conn is not None:
+                conn.close()
+            conn = None
         done = time.monotonic()
         statuses[status] += 1
         if status == "200":
@@ -207,7 +304,8 @@ def _sender(job: _Job, index: int, t0: float, out: dict[str, Any], lock: threadi
             if start <= done <= end:
                 in_window += 1
                 latencies.append(done - sent)
-    conn.close()
+    if conn is not None:
+        conn.close()
     with lock:
         out["latencies"].extend(latencies)
         out["statuses"].update(statuses)

@@ -71,7 +71,8 @@ def _cli(*args: str) -> list[str]:
 
 @dataclasses.dataclass
 class Prodloop:
-    """`processes` prodloop servers on one store; `running()` starts and stops them."""
+    """`processes` prodloop servers on one store; `running()` starts and stops them. `ingest`: one `serve-ingest
+    --processes N` on one port instead (uvicorn's workers; `scrubbers` per worker, None: the setting's default)."""
 
     processes: int
     repo: Path
@@ -79,10 +80,14 @@ class Prodloop:
     project_id: int
     public_key: str
     ports: list[int]
+    ingest: bool = False
+    scrubbers: int | None = None
     procs: list[subprocess.Popen[bytes]] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
+        if self.ingest:
+            return f"ingest x{self.processes}" + ("" if self.scrubbers is None else f" s{self.scrubbers}")
         return f"prodloop x{self.processes}"
 
     @property
@@ -119,6 +124,13 @@ class Prodloop:
         }
 
     def describe(self) -> str:
+        if self.ingest:
+            scrubbers = "the default" if self.scrubbers is None else str(self.scrubbers)
+            return (
+                f"`prodloop serve-ingest --processes {self.processes}` (uvicorn workers on one port, {self.ports[0]}, "
+                f"scrubbing processes per worker: {scrubbers}) on one {self.engine} store, rate limit off"
+                + ("; CPU counts the PostgreSQL backends serving them" if self.engine.startswith("postgres") else "")
+            )
         return (
             f"{self.processes} x `prodloop serve --http` (uvicorn, one process each) on one {self.engine} store, "
             f"ports {', '.join(map(str, self.ports))}, rate limit off"
@@ -130,7 +142,15 @@ class Prodloop:
         env = self._env()
         logs = []
         try:
-            for i, port in enumerate(self.ports):  # one after the other: the first one migrates the store
+            if self.ingest:
+                log_path = self.repo / "ingest.log"
+                logs.append(log_path.open("ab"))
+                cmd = _cli("serve-ingest", "--repo", str(self.repo), "--port", str(self.ports[0]))
+                cmd += ["--processes", str(self.processes)]
+                cmd += [] if self.scrubbers is None else ["--scrubbers", str(self.scrubbers)]
+                self.procs.append(subprocess.Popen(cmd, env=env, stdout=logs[-1], stderr=logs[-1]))
+                wait_healthy(self.ports[0], "/healthz", self.procs[-1], log_path, "prodloop serve-ingest")
+            for i, port in enumerate([] if self.ingest else self.ports):  # in turn: the first one migrates the store
                 log_path = self.repo / f"server-{i}.log"
                 log = log_path.open("ab")
                 logs.append(log)
@@ -147,7 +167,9 @@ class Prodloop:
 
 
 @contextlib.contextmanager
-def prodloop_target(processes: int, database_url: str | None) -> Iterator[Prodloop]:
+def prodloop_target(
+    processes: int, database_url: str | None, *, ingest: bool = False, scrubbers: int | None = None
+) -> Iterator[Prodloop]:
     """A new repository and store with one project; the servers are started per round by `running()`."""
     repo = Path(tempfile.mkdtemp(prefix=f"prodloop-bench-http-p{processes}-"))
     try:
@@ -157,7 +179,7 @@ def prodloop_target(processes: int, database_url: str | None) -> Iterator[Prodlo
             if done.returncode:
                 raise SystemExit(f"prodloop init on {url.split(':', 1)[0]} failed:\n{done.stderr[-2000:]}")
             project_id, key = _Engine(url).query_one("SELECT id, public_key FROM projects ORDER BY id LIMIT 1")
-            ports = [free_port() for _ in range(processes)]
-            yield Prodloop(processes, repo, url, int(project_id), str(key), ports)
+            ports = [free_port() for _ in range(1 if ingest else processes)]
+            yield Prodloop(processes, repo, url, int(project_id), str(key), ports, ingest, scrubbers)
     finally:
         shutil.rmtree(repo, ignore_errors=True)

@@ -155,10 +155,15 @@ def _summary(names: list[str], rounds: dict[str, list[Round]], load: Load) -> No
 
 
 def _bench_http(args: argparse.Namespace) -> None:
-    rounds = args.rounds or (3 if args.against_bugsink or len(args.processes) > 1 else 1)
+    several = len(args.processes) + len(args.ingest_processes) > 1
+    rounds = args.rounds or (3 if args.against_bugsink or several else 1)
     with contextlib.ExitStack() as stack:
         systems: list[Target] = [
             stack.enter_context(prodloop_target(n, args.database_url)) for n in dict.fromkeys(args.processes)
+        ]
+        systems += [
+            stack.enter_context(prodloop_target(n, args.database_url, ingest=True, scrubbers=args.scrubbers))
+            for n in dict.fromkeys(args.ingest_processes)
         ]
         if args.against_bugsink:
             systems.append(stack.enter_context(bugsink_target(Path(args.bugsink_venv))))
@@ -286,8 +291,20 @@ def main() -> None:
     parser.add_argument("--skip-http", action="store_true", help="skip part 1 (HTTP ingest)")
     parser.add_argument("--skip-context", action="store_true", help="skip part 2 (context reads)")
     parser.add_argument(
-        "--processes", type=int, nargs="+", default=[1], help="prodloop server processes on one store (several: each)"
+        "--processes",
+        type=int,
+        nargs="+",
+        help="`serve --http` processes on one store, each on its own port (several values: each; default 1 unless "
+        "--ingest-processes is given)",
     )
+    parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        nargs="+",
+        default=[],
+        help="`serve-ingest --processes N` (uvicorn workers on one port) on one store (several values: each)",
+    )
+    parser.add_argument("--scrubbers", type=int, help="serve-ingest --scrubbers (per worker; default the setting's)")
     parser.add_argument(
         "--database-url",
         help="the servers' database_url: sqlite:///PATH (a new file; the bench deletes it) or postgresql://HOST/DB "
@@ -300,9 +317,15 @@ def main() -> None:
         "--drain-idle", type=float, default=20.0, help="stop waiting for the stored count after this long unmoved"
     )
     args = parser.parse_args()
+    if args.processes is None:
+        args.processes = [] if args.ingest_processes else [1]
     if args.seconds <= 0 or args.warmup < 0 or args.senders < 1 or args.client_procs < 1 or args.events < 1:
         parser.error("--seconds, --senders, --client-procs and --events must be positive")
-    if min(args.processes) < 1 or (args.rounds is not None and args.rounds < 1) or args.drain_idle <= 0:
+    if (
+        min(args.processes + args.ingest_processes) < 1
+        or (args.rounds is not None and args.rounds < 1)
+        or args.drain_idle <= 0
+    ):
         parser.error("--processes, --rounds and --drain-idle must be positive")
     if args.against_bugsink and not args.bugsink_venv:
         parser.error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,48 @@ def serve(
             from prodloop.server.mcp_app import build_mcp
 
             build_mcp(ctx).run("stdio")
+
+
+@app.command("serve-ingest")
+def serve_ingest(
+    repo: RepoOpt = None,
+    data_dir: DataOpt = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host (default 127.0.0.1)")] = None,
+    port: Annotated[int, typer.Option(help="HTTP port, its own (serve --http keeps 8765)")] = 8766,
+    processes: Annotated[int, typer.Option(min=1, max=64, help="ingest processes sharing the port")] = 1,
+    scrubbers: Annotated[
+        int | None,
+        typer.Option(min=0, max=64, help="scrubbing processes per ingest process (default: ingest_workers)"),
+    ] = None,
+) -> None:
+    """Serve Sentry ingest only (no MCP), in one or more processes on one port, all writing one store: what a team
+    puts behind its load balancer, beside one `serve --http` for agents."""
+    import uvicorn
+
+    from prodloop.server.ingest.app import ENV, worker_environment
+
+    settings = settings_for(repo, data_dir, host=host, port=port)
+    settings = settings.model_copy(update={"repo": settings.repo.resolve()})
+    with opened(settings) as ctx:  # migrated and checked once, here, before any worker opens it
+        projects = len(ctx.store.list_projects())
+    from prodloop.server.http_app import allowed_hosts
+
+    allowed_hosts(settings)  # refuse a bind beyond loopback without allowed_hosts before starting anything
+    env = worker_environment(settings, scrubbers=settings.ingest_workers if scrubbers is None else scrubbers)
+    os.environ[ENV] = env
+    err.print(
+        f"prodloop ingest on http://{settings.host}:{settings.port}/api/<project>/envelope/ "
+        f"({processes} process{'es' if processes > 1 else ''}, {projects} project(s); no MCP here: serve --http)"
+    )
+    uvicorn.run(
+        "prodloop.server.ingest.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=processes,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 def _serve_http(ctx: AppContext) -> None:

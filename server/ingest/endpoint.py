@@ -24,7 +24,7 @@ from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.ingest.ratelimit import RateLimiter
 from prodloop.server.ingest.sampling import keep_policy
 from prodloop.server.ingest.workers import Batch, ScrubWorkers
-from prodloop.server.ingest.writer import EventWriter
+from prodloop.server.ingest.writer import EventWriter, LoopWriter
 from prodloop.server.settings import Settings
 from prodloop.server.store import EventRecord, Project, Store
 from prodloop.server.store.records import Health
@@ -46,7 +46,7 @@ class Ingest:
     """`workers`: processes that scrub events (0: threads of this process; see `workers.py`). `close()` stops them."""
 
     def __init__(
-        self, settings: Settings, store: Store, writer: EventWriter, clock: Clock, *, workers: int = 0
+        self, settings: Settings, store: Store, writer: EventWriter | LoopWriter, clock: Clock, *, workers: int = 0
     ) -> None:
         self._settings = settings
         self._store = store
@@ -205,8 +205,7 @@ class Ingest:
             raise _refused(project.id)
 
     async def _commit(self, records: list[EventRecord], health: Health) -> None:
-        future = self._writer.submit(records, health)
-        await asyncio.wrap_future(future)
+        await asyncio.wrap_future(self._writer.submit(records, health))
 
 
 def _refused(project_id: int) -> AuthError:

@@ -72,7 +72,7 @@ class ScrubWorkers:
 
     async def process(self, batch: Batch) -> list[EventRecord]:
         if not self._workers:
-            return await anyio.to_thread.run_sync(_run_with, self._processor, batch, limiter=self._threads)
+            return _run_with(self._processor, batch)
         pool = self._started()
         try:
             result = await asyncio.wrap_future(pool.submit(_run, batch))

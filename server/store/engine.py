@@ -18,6 +18,8 @@ reads. The handful of JSON queries carry both texts (`Sql`).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import sqlite3
 import threading
@@ -101,6 +103,34 @@ def redacted(url: str) -> str:
 # -- SQLite ---------------------------------------------------------------------------------------------------------
 
 
+class _FileLock:
+    """Write transactions of several processes on one SQLite file, in turn: a blocking `flock` on a file beside it,
+    taken before `BEGIN IMMEDIATE`. Without it a writer that finds the database locked sleeps in SQLite's busy
+    handler (1, 2, 5, 10 ... ms) and wakes late, so two ingest processes wrote slower than one (p99 ack 60-175 ms,
+    max 0.6-0.8 s); with it the next writer starts as soon as the commit before it ends. Processes that do not
+    take it (another tool on the file) still meet SQLite's own lock and wait in its busy handler. Where the file
+    cannot be made (a read-only directory) only SQLite's lock serializes."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            self._fd = None
+
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 class SqliteEngine:
     dialect = "sqlite"
 
@@ -110,6 +140,7 @@ class SqliteEngine:
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._writer = self._connect()
+        self._across = _FileLock(path.with_name(path.name + "-writelock"))
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -128,7 +159,7 @@ class SqliteEngine:
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:
-        with self._write_lock:
+        with self._write_lock, self._across:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -155,6 +186,7 @@ class SqliteEngine:
         conn.execute(statement)
 
     def close(self) -> None:
+        self._across.close()
         self._writer.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
