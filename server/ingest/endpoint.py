@@ -53,7 +53,7 @@ class Ingest:
         self._writer = writer
         self._clock = clock
         self._processor = EventProcessor(settings, clock, policy=keep_policy(settings, store))
-        self._workers = ScrubWorkers(settings, self._processor, workers, store=store.target)
+        self._workers = ScrubWorkers(settings, self._processor, workers)
         self._limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_rate_burst, clock)
         self._projects: dict[int, Project] = {}
         self._cpu = anyio.CapacityLimiter(4)
@@ -89,7 +89,7 @@ class Ingest:
                 if retry is not None:
                     raise RateLimited(project.id, retry)
             records = []
-            if payloads:  # parsed, scrubbed and serialized off the event loop (in worker processes when set)
+            if payloads:  # judged here; the kept ones scrubbed in worker processes when there are any
                 batch = Batch(payloads, envelope, project.id, project.public_key, header_event_id, self._clock.now())
                 records = await self._workers.process(batch)
             health = Health([], [])

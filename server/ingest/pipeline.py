@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prodloop.server.clock import Clock
@@ -15,7 +15,7 @@ from prodloop.server.errors import IngestError, PayloadTooLarge
 from prodloop.server.ingest import grouping, health
 from prodloop.server.ingest.envelope import normalize_event_id, parse_event
 from prodloop.server.ingest.health import packages_of
-from prodloop.server.ingest.sampling import Facts, KeepPolicy, Sampler
+from prodloop.server.ingest.sampling import Facts, KeepPolicy, Sampler, input_digest
 from prodloop.server.ingest.scrub import Scrubber, keyed_hash
 from prodloop.server.settings import Settings
 from prodloop.server.store.records import HOUR, EventRecord, FrameRef, Health
@@ -95,10 +95,28 @@ class EventProcessor:
         what: str = "the event",
         now: float | None = None,
         raw_size: int = 0,
+        decided: bool = False,
     ) -> EventRecord:
         """`now`: the time the event was received (default the clock's now). A live event (`source="ingest"`) the
         policy does not keep is counted without being scrubbed; one whose raw size (`raw_size`, bytes) is over the
-        limit is always scrubbed, so that the limit is judged on what would be stored."""
+        limit is always scrubbed, so that the limit is judged on what would be stored. `decided`: kept without
+        asking the policy (it said so in `count`)."""
+        judged = self._judge(raw, project_id, user_salt, source, fallback_event_id, what, now, raw_size, decided)
+        return judged if isinstance(judged, EventRecord) else self._whole(judged, project_id, source, what)
+
+    def count(
+        self, raw: dict[str, Any], *, project_id: int, user_salt: str, fallback_event_id: Any, what: str, now: float,
+        raw_size: int,
+    ) -> EventRecord | None:  # fmt: skip
+        """A live event's record if the policy counts it (nothing scrubbed); None if it is kept, to be processed
+        whole (`process(..., decided=True)`, in a scrubbing process or here)."""
+        judged = self._judge(raw, project_id, user_salt, "ingest", fallback_event_id, what, now, raw_size, False)
+        return judged if isinstance(judged, EventRecord) else None
+
+    def _judge(
+        self, raw: dict[str, Any], project_id: int, user_salt: str, source: str, fallback_event_id: Any, what: str,
+        now: float | None, raw_size: int, decided: bool,
+    ) -> EventRecord | _Kept:  # fmt: skip
         event_id = normalize_event_id(raw.get("event_id", fallback_event_id), what)
         raw = {**raw, "event_id": event_id}
         # The SDK's list of installed packages is a quarter of a typical event: kept once per release (what changed
@@ -107,13 +125,19 @@ class EventProcessor:
         user_hash = _user_hash(raw.get("user"), user_salt)
         now = self._clock.now() if now is None else now
         digest = None
-        if self._policy is not None and source == "ingest" and raw_size <= self._max_event_bytes:
-            facts = self._sampler.facts(raw, user_salt)
-            digest = facts.input_digest
-            if facts.countable and not self._policy.keep(project_id, facts):
-                return _counted(facts, project_id=project_id, event_id=event_id, now=now, user_hash=user_hash,
-                                packages=packages)  # fmt: skip
-        scrubbed = self._scrubber.scrub(raw)
+        if source == "ingest":
+            if self._policy is not None and not decided and raw_size <= self._max_event_bytes:
+                facts = self._sampler.facts(raw, user_salt)
+                digest = facts.input_digest
+                if facts.countable and not self._policy.keep(project_id, facts):
+                    return _counted(facts, project_id=project_id, event_id=event_id, now=now, user_hash=user_hash,
+                                    packages=packages)  # fmt: skip
+            else:  # what the policy reads of kept events: the inputs they bring
+                digest = input_digest(raw, user_salt)
+        return _Kept(raw, event_id, packages, user_hash, now, digest)
+
+    def _whole(self, kept: _Kept, project_id: int, source: str, what: str) -> EventRecord:
+        scrubbed = self._scrubber.scrub(kept.raw)
         event = scrubbed.event
         if scrubbed.filtered:
             event["_prodloop"] = {"scrubbed": [{"path": p, "rule": r} for p, r in scrubbed.filtered[:200]]}
@@ -125,7 +149,7 @@ class EventProcessor:
         timestamp = event.get("timestamp")
         return EventRecord(
             project_id=project_id,
-            event_id=event_id,
+            event_id=kept.event_id,
             fingerprint=grouping.fingerprint(event),
             title=title,
             exception_type=exception_type,
@@ -133,18 +157,18 @@ class EventProcessor:
             culprit_module=culprit.module,
             culprit_function=culprit.function,
             culprit_filename=culprit.filename,
-            timestamp=_clamped(timestamp, now, live=source == "ingest"),
-            received=now,
+            timestamp=_clamped(timestamp, kept.now, live=source == "ingest"),
+            received=kept.now,
             release=_short(event.get("release")),
             environment=_short(event.get("environment")),
             level=_short(event.get("level")),
             transaction=_short(event.get("transaction")),
-            user_hash=user_hash,
+            user_hash=kept.user_hash,
             source=source,
             payload=payload,
             frames=_app_frames(event),
-            packages=packages,
-            input_digest=digest,
+            packages=kept.packages,
+            input_digest=kept.digest,
         )
 
     def process_items(
@@ -156,21 +180,48 @@ class EventProcessor:
         user_salt: str,
         fallback_event_id: Any,
         now: float,
+        numbers: list[int] | None = None,
+        decided: bool = False,
     ) -> list[EventRecord]:
-        """The event items of one request, each parsed once (JSON to dict), scrubbed and serialized once."""
+        """The event items of one request, each parsed once (JSON to dict), scrubbed and serialized once. `numbers`:
+        each item's number in its request (default 1, 2, ...), for refusals; `decided`: as `process`'s."""
         return [
             self.process(
-                parse_event(payload, f"event item {i + 1}" if envelope else "the event"),
-                project_id=project_id,
-                user_salt=user_salt,
-                source="ingest",
-                fallback_event_id=fallback_event_id,
-                what=f"event {i + 1}",
-                now=now,
-                raw_size=len(payload),
+                parse_event(payload, _item(envelope, n)), project_id=project_id, user_salt=user_salt, source="ingest",
+                fallback_event_id=fallback_event_id, what=f"event {n}", now=now, raw_size=len(payload),
+                decided=decided,
             )
-            for i, payload in enumerate(payloads)
-        ]
+            for n, payload in zip(numbers or range(1, len(payloads) + 1), payloads, strict=True)
+        ]  # fmt: skip
+
+    def count_items(
+        self, payloads: list[bytes], *, envelope: bool, project_id: int, user_salt: str, fallback_event_id: Any,
+        now: float,
+    ) -> list[EventRecord | None]:  # fmt: skip
+        """`count` for each event item of a request: the counted ones' records, None for each kept one."""
+        return [
+            self.count(
+                parse_event(payload, _item(envelope, n)), project_id=project_id, user_salt=user_salt,
+                fallback_event_id=fallback_event_id, what=f"event {n}", now=now, raw_size=len(payload),
+            )
+            for n, payload in enumerate(payloads, 1)
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A live event to be scrubbed and stored whole, and what was read of it before scrubbing."""
+
+    raw: dict[str, Any]
+    event_id: str
+    packages: str | None
+    user_hash: str | None
+    now: float
+    digest: str | None
+
+
+def _item(envelope: bool, n: int) -> str:
+    return f"event item {n}" if envelope else "the event"
 
 
 def _counted(

@@ -1,9 +1,11 @@
 """Scrubbing in worker processes: relay and prodloop's pass run beside the event loop, not under its GIL.
 
-`ScrubWorkers(settings, n)` starts `n` processes (spawned, never forked from a process with threads) on first use;
-each builds its own `EventProcessor` once and turns a request's event items (the raw bytes) into `EventRecord`s:
-bytes go in, scrubbed records come out, so no raw event is parsed or held in the serving process. With `n == 0`
-the items are processed on a thread of the serving process instead (what tests and `prodloop ingest` use).
+Each request's event items are first read on the event loop (`EventProcessor.count_items`: parsed, judged by the
+keep policy): the events the policy counts are done there (no scrub: a tenth of a millisecond each), and only the
+kept ones, a few per issue and release, are scrubbed whole. `ScrubWorkers(settings, processor, n)` starts `n`
+processes for that (spawned, never forked from a process with threads) on first use; each builds its own
+`EventProcessor` once and turns the kept items' raw bytes into `EventRecord`s. With `n == 0` the kept items are
+scrubbed on the event loop too (tests, `serve-ingest` processes that are themselves one per core).
 
 A refusal inside a worker (`IngestError`) comes back as the same refusal; a worker that dies takes its request
 with it (503, resend) and the pool is started anew for the next one. `close()` stops the processes; an
@@ -18,18 +20,13 @@ import threading
 import weakref
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import anyio
-import anyio.to_thread
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 from prodloop.server.errors import IngestError
 from prodloop.server.ingest.pipeline import EventProcessor
-from prodloop.server.ingest.sampling import keep_policy
 from prodloop.server.settings import Settings
-from prodloop.server.store import EventRecord, Store
+from prodloop.server.store import EventRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +42,8 @@ class _Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One request's event items and what processing them needs."""
+    """One request's event items and what processing them needs. `numbers`: the items' numbers in the request
+    (default 1, 2, ...); `decided`: kept already (the policy is not asked again)."""
 
     payloads: list[bytes]
     envelope: bool
@@ -53,26 +51,39 @@ class Batch:
     user_salt: str
     fallback_event_id: Any
     now: float
+    numbers: list[int] | None = None
+    decided: bool = False
 
 
 class ScrubWorkers:
-    """`store`: what each worker process opens to decide which events keep their payload (`sampling.py`)."""
+    """`processor`: this process's (with the keep policy), which reads every item and scrubs none when there are
+    worker processes."""
 
-    def __init__(
-        self, settings: Settings, processor: EventProcessor, workers: int, *, store: Path | str | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, processor: EventProcessor, workers: int) -> None:
         self._settings = settings
-        self._store = store
-        self._processor = processor  # the in-process path (workers == 0)
+        self._processor = processor
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._threads = anyio.CapacityLimiter(4)
         self._finalizer: weakref.finalize[Any, ScrubWorkers] | None = None
 
     async def process(self, batch: Batch) -> list[EventRecord]:
-        if not self._workers:
-            return _run_with(self._processor, batch)
+        """Every item judged here first (a refusal of any item refuses the request before anything is scrubbed);
+        the kept ones then scrubbed in a worker process, or here without any."""
+        first = self._processor.count_items(
+            batch.payloads, envelope=batch.envelope, project_id=batch.project_id, user_salt=batch.user_salt,
+            fallback_event_id=batch.fallback_event_id, now=batch.now,
+        )  # fmt: skip
+        kept = [i for i, record in enumerate(first) if record is None]
+        if not kept:
+            return cast(list[EventRecord], first)
+        rest = replace(batch, payloads=[batch.payloads[i] for i in kept], numbers=[i + 1 for i in kept], decided=True)
+        whole = _run_with(self._processor, rest) if not self._workers else await self._in_worker(rest)
+        for i, record in zip(kept, whole, strict=True):
+            first[i] = record
+        return cast(list[EventRecord], first)
+
+    async def _in_worker(self, batch: Batch) -> list[EventRecord]:
         pool = self._started()
         try:
             result = await asyncio.wrap_future(pool.submit(_run, batch))
@@ -100,7 +111,7 @@ class ScrubWorkers:
                     self._workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_worker,
-                    initargs=(self._settings, self._store),
+                    initargs=(self._settings,),
                 )
                 if self._finalizer is not None:
                     self._finalizer.detach()
@@ -123,13 +134,10 @@ def _shutdown(pool: ProcessPoolExecutor) -> None:
 _worker: dict[str, EventProcessor] = {}  # this process's processor, built once by the pool's initializer
 
 
-def _start_worker(settings: Settings, store: Path | str | None) -> None:
+def _start_worker(settings: Settings) -> None:
     from prodloop.server.clock import SystemClock
 
-    policy = None
-    if store is not None and not settings.ingest_keep_every_payload:  # reads only: the serving process writes
-        policy = keep_policy(settings, Store(store))
-    _worker["processor"] = EventProcessor(settings, SystemClock(), policy=policy)
+    _worker["processor"] = EventProcessor(settings, SystemClock())  # no policy: the serving process judged
 
 
 def _run(batch: Batch) -> list[EventRecord] | _Refusal:
@@ -147,6 +155,8 @@ def _run_with(processor: EventProcessor, batch: Batch) -> list[EventRecord]:
         user_salt=batch.user_salt,
         fallback_event_id=batch.fallback_event_id,
         now=batch.now,
+        numbers=batch.numbers,
+        decided=batch.decided,
     )
 
 
