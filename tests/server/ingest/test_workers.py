@@ -7,14 +7,17 @@ import json
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 
 from prodloop.server.clock import SystemClock
+from prodloop.server.context import AppContext
 from prodloop.server.errors import IngestError
 from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.ingest.sampling import keep_policy
 from prodloop.server.ingest.workers import Batch, ScrubWorkers
 from prodloop.server.settings import Settings
 from tests.conftest import make_event
@@ -83,3 +86,36 @@ def test_a_worker_that_dies_fails_its_request_with_503_and_the_next_one_is_serve
     finally:
         workers.close()
     assert not set(multiprocessing.active_children()) - before
+
+
+def test_only_kept_events_reach_a_worker_and_refusals_keep_their_item_numbers(
+    make_ctx: Callable[..., AppContext],
+) -> None:
+    """The serving process judges every item; a counted event is done there (no worker started for it), a kept one is
+    scrubbed in the worker and keeps its input digest (what the policy counts kept inputs by); a refusal names the
+    item's number in its request whether it is found when judging or when scrubbing."""
+    ctx = make_ctx(ingest_kept_per_release=1)
+    project = ctx.store.create_project("svc")
+    processor = EventProcessor(ctx.settings, ctx.clock, policy=keep_policy(ctx.settings, ctx.store))
+    workers = ScrubWorkers(ctx.settings, processor, 1)
+    before = set(multiprocessing.active_children())
+    batch = lambda *p: Batch(list(p), True, project.id, project.public_key, None, ctx.clock.now())  # noqa: E731
+    event = lambda: json.dumps(make_event(extra={"db_password": "pw-0002"})).encode()  # noqa: E731
+    try:
+        first = anyio.run(workers.process, batch(event()))
+        assert first[0].payload is not None and "pw-0002" not in first[0].payload
+        assert first[0].input_digest is not None
+        assert set(multiprocessing.active_children()) - before  # scrubbed in the worker
+        ctx.store.write_events(first)
+        workers.close()  # a counted event must not need the worker: none is running now
+        counted = anyio.run(workers.process, batch(event(), event()))
+        assert [r.payload for r in counted] == [None, None]
+        assert not set(multiprocessing.active_children()) - before
+        too_big = json.dumps(make_event(extra={"blob": "x" * (ctx.settings.max_event_bytes + 10)})).encode()
+        with pytest.raises(IngestError, match="event 2 "):
+            anyio.run(workers.process, batch(event(), too_big))  # refused when scrubbed, in the worker
+        with pytest.raises(IngestError, match="event item 3 is not valid JSON"):
+            anyio.run(workers.process, batch(event(), event(), b"{nope"))  # refused when judged
+    finally:
+        workers.close()
+    assert ctx.store.count_events() == 1  # nothing of the refused requests

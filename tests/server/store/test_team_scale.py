@@ -1,7 +1,8 @@
-"""Several prodloop processes on one PostgreSQL store, as a team runs them: two `serve --http` processes taking
-real sentry-sdk traffic, a headless `prodloop loop` working an issue, and agents racing for one issue's budget and
-PR slots, all at once. Nothing acknowledged is lost, every counter adds up, no reservation is granted twice, and
-every process finishes (a deadlock would leave one waiting until its timeout: a failure)."""
+"""Several prodloop processes on one PostgreSQL store, as a team runs them: a `serve --http` process and a
+`serve-ingest --processes 2` (two ingest workers on one port) taking real sentry-sdk traffic, a headless `prodloop
+loop` working an issue, and agents racing for one issue's budget and PR slots, all at once. Nothing acknowledged is
+lost, every counter adds up, no reservation is granted twice, and every process finishes (a deadlock would leave one
+waiting until its timeout: a failure)."""
 
 from __future__ import annotations
 
@@ -115,15 +116,13 @@ def test_two_servers_a_loop_and_racing_agents_share_one_postgres_store(
     project = store.project_by_name("shop")
     assert project is not None
     ports = [_free_port(), _free_port()]
+    commands = [
+        [*cli, "serve", "--http", "--repo", str(service.root), "--port", str(ports[0])],
+        [*cli, "serve-ingest", "--repo", str(service.root), "--port", str(ports[1]), "--processes", "2"],
+    ]
     servers = [
-        subprocess.Popen(
-            [*cli, "serve", "--http", "--repo", str(service.root), "--port", str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for port in ports
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for command in commands
     ]
     try:
         for port, proc in zip(ports, servers, strict=True):
@@ -180,8 +179,9 @@ def test_two_servers_a_loop_and_racing_agents_share_one_postgres_store(
             proc.terminate()
         for proc in servers:
             proc.communicate(timeout=60)
+    assert servers[1].returncode == 0  # serve-ingest stopped cleanly, its workers with it
 
-    # Nothing acknowledged is lost, nothing stored twice, and the issues' counters add up across both servers.
+    # Nothing acknowledged is lost, nothing stored twice, and the issues' counters add up across all three writers.
     conn = store.reader()
     stored = {row[0] for row in conn.execute("SELECT event_id FROM events")}
     ids = [i for batch in sent for i in batch]
