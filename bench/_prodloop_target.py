@@ -125,7 +125,7 @@ class Prodloop:
 
     def describe(self) -> str:
         if self.ingest:
-            scrubbers = "the default" if self.scrubbers is None else str(self.scrubbers)
+            scrubbers = "the default, 0" if self.scrubbers is None else str(self.scrubbers)
             return (
                 f"`prodloop serve-ingest --processes {self.processes}` (uvicorn workers on one port, {self.ports[0]}, "
                 f"scrubbing processes per worker: {scrubbers}) on one {self.engine} store, rate limit off"

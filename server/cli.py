@@ -101,25 +101,23 @@ def serve_ingest(
     port: Annotated[int, typer.Option(help="HTTP port, its own (serve --http keeps 8765)")] = 8766,
     processes: Annotated[int, typer.Option(min=1, max=64, help="ingest processes sharing the port")] = 1,
     scrubbers: Annotated[
-        int | None,
-        typer.Option(min=0, max=64, help="scrubbing processes per ingest process (default: ingest_workers)"),
-    ] = None,
+        int,
+        typer.Option(min=0, max=64, help="scrubbing processes per ingest process (0: on its loop)"),
+    ] = 0,
 ) -> None:
     """Serve Sentry ingest only (no MCP), in one or more processes on one port, all writing one store: what a team
     puts behind its load balancer, beside one `serve --http` for agents."""
     import uvicorn
 
+    from prodloop.server.http_app import allowed_hosts
     from prodloop.server.ingest.app import ENV, worker_environment
 
     settings = settings_for(repo, data_dir, host=host, port=port)
     settings = settings.model_copy(update={"repo": settings.repo.resolve()})
+    allowed_hosts(settings)  # a bind beyond loopback without allowed_hosts is refused before anything starts
     with opened(settings) as ctx:  # migrated and checked once, here, before any worker opens it
         projects = len(ctx.store.list_projects())
-    from prodloop.server.http_app import allowed_hosts
-
-    allowed_hosts(settings)  # refuse a bind beyond loopback without allowed_hosts before starting anything
-    env = worker_environment(settings, scrubbers=settings.ingest_workers if scrubbers is None else scrubbers)
-    os.environ[ENV] = env
+    os.environ[ENV] = worker_environment(settings, scrubbers=scrubbers)
     err.print(
         f"prodloop ingest on http://{settings.host}:{settings.port}/api/<project>/envelope/ "
         f"({processes} process{'es' if processes > 1 else ''}, {projects} project(s); no MCP here: serve --http)"
