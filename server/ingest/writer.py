@@ -1,7 +1,9 @@
-"""Group commit: one thread writes queued events in batches, then acknowledges each batch.
+"""Group commit: events are written in batches, and each batch acknowledged once committed.
 
 A sender is answered only after the transaction holding its event has committed
 (`synchronous=FULL`), so an acknowledged event is durable; batching amortizes the fsync.
+`EventWriter` writes on a thread of its own (`serve --http`, where MCP shares the loop); `LoopWriter` on the event
+loop itself (`serve-ingest`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,39 @@ logger = logging.getLogger("prodloop.server")
 _STOP = object()
 
 
+class _Housekeeping:
+    """The retention prune, started on a thread of its own after a batch and then at most once every `seconds`,
+    never twice at once; it takes the store's write lock per batch of its own, so senders wait for at most one of
+    them, never for the whole prune."""
+
+    def __init__(self, prune: Callable[[], object] | None, seconds: float) -> None:
+        self._prune = prune
+        self._seconds = seconds
+        self._at: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def due(self) -> None:
+        now = time.monotonic()
+        if self._prune is None or (self._at is not None and now - self._at < self._seconds):
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._at = now
+        self._thread = threading.Thread(target=self._run, name="prodloop-housekeeping", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self._prune is not None
+        try:
+            self._prune()
+        except Exception as exc:  # ingest goes on; the next round tries again
+            logger.error("event writer: housekeeping failed: %s", type(exc).__name__)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
 class EventWriter:
     """`housekeeping` (the retention prune) starts on a thread of its own after the first batch and then at most
     once every `housekeeping_seconds`; it takes the store's write lock per batch of its own, so senders wait for
@@ -38,10 +73,7 @@ class EventWriter:
     ) -> None:
         self._store = store
         self._max_batch = max_batch
-        self._housekeeping = housekeeping
-        self._housekeeping_seconds = housekeeping_seconds
-        self._housekept_at: float | None = None
-        self._housekeeper: threading.Thread | None = None
+        self._housekeeping = _Housekeeping(housekeeping, housekeeping_seconds)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="prodloop-event-writer", daemon=True)
         self._thread.start()
@@ -80,32 +112,10 @@ class EventWriter:
                 self._commit(batch)  # type: ignore[arg-type]
             except Exception:  # the writer must outlive any one batch, or every later sender waits forever
                 logger.exception("event writer: a batch could not be acknowledged")
-            self._housekeep()
-
-    def _housekeep(self) -> None:
-        """Start housekeeping on its own thread (its batches take the store's write lock one at a time, between
-        this thread's batches), unless it is due later or still running."""
-        now = time.monotonic()
-        if self._housekeeping is None or (
-            self._housekept_at is not None and now - self._housekept_at < self._housekeeping_seconds
-        ):
-            return
-        if self._housekeeper is not None and self._housekeeper.is_alive():
-            return
-        self._housekept_at = now
-        self._housekeeper = threading.Thread(target=self._run_housekeeping, name="prodloop-housekeeping", daemon=True)
-        self._housekeeper.start()
-
-    def _run_housekeeping(self) -> None:
-        assert self._housekeeping is not None
-        try:
-            self._housekeeping()
-        except Exception as exc:  # ingest goes on; the next round tries again
-            logger.error("event writer: housekeeping failed: %s", type(exc).__name__)
+            self._housekeeping.due()
 
     def wait_for_housekeeping(self, timeout: float = 30.0) -> None:
-        if self._housekeeper is not None:
-            self._housekeeper.join(timeout)
+        self._housekeeping.wait(timeout)
 
     def _commit(self, batch: list[tuple[list[EventRecord], Health | None, Future[list[bool]]]]) -> None:
         # A sender that hung up cancelled its future: its events are still stored (they were valid and the
@@ -130,12 +140,12 @@ class EventWriter:
 
 
 class LoopWriter:
-    """Group commit on the event loop's own thread: what the requests of one turn of the loop submitted is written
-    in one transaction as soon as the turn's ready callbacks have run, and each request's future is resolved then.
-    No second thread wants the GIL, so the loop never waits for a writer thread to hand it back (with a writer
-    thread, every SQLite step and every zlib call handed the GIL over and took up to the switch interval to get it
-    back). The loop is blocked while a batch commits: meant for a process that does nothing but ingest
-    (`serve-ingest`), on SQLite or PostgreSQL. Housekeeping as `EventWriter`'s.
+    """Group commit on the event loop's own thread: what the requests submitted is written in one transaction by a
+    callback of the loop, which then resolves each request's future. No second thread wants the GIL, so the loop
+    never waits for a writer thread to hand it back (with a writer thread, every SQLite step and every zlib call
+    handed the GIL over and took up to the switch interval to get it back). The loop is blocked while a batch
+    commits: meant for a process that does nothing but ingest (`serve-ingest`), on SQLite or PostgreSQL.
+    Housekeeping as `EventWriter`'s.
 
     Commits are at least `spacing` seconds apart (from the end of one to the start of the next): a quiet writer
     commits at once, a busy one gathers more per commit. Each commit rewrites every index page its rows touch (an
@@ -157,10 +167,7 @@ class LoopWriter:
         self._pending_records = 0
         self._flushed_at = -math.inf
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._housekeeping = housekeeping
-        self._housekeeping_seconds = housekeeping_seconds
-        self._housekept_at: float | None = None
-        self._housekeeper: threading.Thread | None = None
+        self._housekeeping = _Housekeeping(housekeeping, housekeeping_seconds)
 
     def submit(self, records: Sequence[EventRecord], health: Health | None = None) -> asyncio.Future[list[bool]]:
         loop = asyncio.get_running_loop()
@@ -177,8 +184,7 @@ class LoopWriter:
         return fut
 
     def close(self) -> None:
-        if self._housekeeper is not None:
-            self._housekeeper.join(30)
+        self._housekeeping.wait()
 
     def _flush(self) -> None:
         self._timer = None
@@ -200,23 +206,4 @@ class LoopWriter:
             if not fut.done():  # a sender that hung up cancelled it; its events are stored all the same
                 fut.set_result(results[i : i + len(recs)])
             i += len(recs)
-        self._housekeep()
-
-    def _housekeep(self) -> None:
-        now = time.monotonic()
-        if self._housekeeping is None or (
-            self._housekept_at is not None and now - self._housekept_at < self._housekeeping_seconds
-        ):
-            return
-        if self._housekeeper is not None and self._housekeeper.is_alive():
-            return
-        self._housekept_at = now
-        self._housekeeper = threading.Thread(target=self._run_housekeeping, name="prodloop-housekeeping", daemon=True)
-        self._housekeeper.start()
-
-    def _run_housekeeping(self) -> None:
-        assert self._housekeeping is not None
-        try:
-            self._housekeeping()
-        except Exception as exc:
-            logger.error("event writer: housekeeping failed: %s", type(exc).__name__)
+        self._housekeeping.due()
