@@ -1,10 +1,13 @@
 """Ingest throughput, acknowledgement latency and CPU per stored event, side by side; `fetch_error_context` speed.
 
-1. HTTP ingest: starts `--processes N` real `prodloop serve --http` subprocesses on one store (rate limit off; the
-   store is a throwaway SQLite file, or a throwaway database on the PostgreSQL server `--database-url` names), builds
-   a pool of varied envelopes with the real sentry-sdk (a capturing transport), and posts them, gzipped and each with
-   a fresh event_id, from keep-alive HTTP/1.1 connections spread over client processes (and round-robin over the
-   server processes) for a fixed window after a warm-up. Prints events/s acknowledged and stored, ack latency
+1. HTTP ingest: starts `--processes N` real `prodloop serve --http` subprocesses on one store, each on its own port,
+   and/or one `prodloop serve-ingest --processes N` (`--ingest-processes N`: uvicorn's N workers on one port) (rate
+   limit off; the store is a throwaway SQLite file, or a throwaway database on the PostgreSQL server `--database-url`
+   names), builds a pool of varied envelopes with the real sentry-sdk (a capturing transport), and posts them,
+   gzipped and each with a fresh event_id, from keep-alive HTTP/1.1 connections spread over client processes (and
+   round-robin over the server ports) for a fixed window after a warm-up. The clients are kept cheap, since they
+   share the machine: each envelope is compressed once, with its event_id in stored deflate blocks (a fresh id costs
+   a CRC), and posted on a bare socket. Prints events/s acknowledged and stored, ack latency
    percentiles, refusals by status, CPU seconds of the server processes (and their children) per stored event, and
    checks that the store holds exactly one event per 200 acknowledgement. Several `--processes` values, and
    `--against-bugsink` (Bugsink in its own virtualenv, see bench/_bugsink.py), run as interleaved rounds of the
@@ -17,6 +20,7 @@ Run from the repository root:
     python bench/ingest.py                      # both parts, 8 connections in 2 client processes
     python bench/ingest.py --client-procs 1 --seconds 20 --skip-context
     python bench/ingest.py --skip-context --processes 1 2            # 1 vs 2 server processes on one SQLite file
+    python bench/ingest.py --skip-context --ingest-processes 1 2 --senders 16    # serve-ingest, 1 vs 2 workers
     python bench/ingest.py --skip-context --database-url postgresql://postgres@127.0.0.1:5432/postgres
     python bench/ingest.py --skip-context --against-bugsink --bugsink-venv /tmp/bugsink-venv   # 3 rounds each
 """
