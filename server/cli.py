@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -110,27 +109,27 @@ def serve_ingest(
     import uvicorn
 
     from prodloop.server.http_app import allowed_hosts
-    from prodloop.server.ingest.app import ENV, worker_environment
+    from prodloop.server.ingest.app import worker_settings
 
     settings = settings_for(repo, data_dir, host=host, port=port)
     settings = settings.model_copy(update={"repo": settings.repo.resolve()})
     allowed_hosts(settings)  # a bind beyond loopback without allowed_hosts is refused before anything starts
     with opened(settings) as ctx:  # migrated and checked once, here, before any worker opens it
         projects = len(ctx.store.list_projects())
-    os.environ[ENV] = worker_environment(settings, scrubbers=scrubbers)
     err.print(
         f"prodloop ingest on http://{settings.host}:{settings.port}/api/<project>/envelope/ "
         f"({processes} process{'es' if processes > 1 else ''}, {projects} project(s); no MCP here: serve --http)"
     )
-    uvicorn.run(
-        "prodloop.server.ingest.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=processes,
-        log_level="warning",
-        access_log=False,
-    )
+    with worker_settings(settings, scrubbers=scrubbers):
+        uvicorn.run(
+            "prodloop.server.ingest.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=processes,
+            log_level="warning",
+            access_log=False,
+        )
 
 
 def _serve_http(ctx: AppContext) -> None:

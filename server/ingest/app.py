@@ -8,16 +8,18 @@ socket; the kernel hands each connection to one worker; a worker that dies is st
 store connections, writer and scrubbing, and nothing but `/api/<project>/envelope/`, `/api/<project>/store/` and
 `/healthz`. Triage, the merge watch and the rest stay with `serve --http`.
 
-uvicorn starts each worker by importing `create_app` here; the settings travel in the environment
-(`PRODLOOP_INGEST_SERVE`, set by the command), so every worker reads them as the command did.
+uvicorn starts each worker by importing `create_app` here (and starts one again when one dies); every worker gets
+the command's settings as the command resolved them (`worker_settings`), never reading the repository's
+configuration again: a worker restarted after the repository changed serves exactly as its siblings.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-from collections.abc import AsyncIterator
+import pickle
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -29,7 +31,7 @@ from starlette.routing import Route
 from prodloop.server.context import AppContext
 from prodloop.server.ingest.endpoint import Ingest
 from prodloop.server.ingest.writer import LoopWriter
-from prodloop.server.settings import Settings, load_settings
+from prodloop.server.settings import Settings
 
 ENV = "PRODLOOP_INGEST_SERVE"
 
@@ -63,27 +65,29 @@ def build_ingest_app(ctx: AppContext, *, workers: int | None = None) -> Starlett
     )
 
 
-def worker_environment(settings: Settings, *, scrubbers: int) -> str:
-    """What `create_app` needs to rebuild `settings` in a worker: where the repository and data are, where to listen,
-    how many scrubbing processes. Everything else each worker reads as the command did (environment, files)."""
-    return json.dumps(
-        {
-            "repo": str(settings.repo),
-            "data_dir": None if settings.data_dir is None else str(settings.data_dir),
-            "host": settings.host,
-            "port": settings.port,
-            "scrubbers": scrubbers,
-        }
-    )
+@contextlib.contextmanager
+def worker_settings(settings: Settings, *, scrubbers: int) -> Iterator[None]:
+    """While serving: `settings` and `scrubbers` pickled into a file only this user can read (0600 in a new 0700
+    directory: the settings may hold the database URL's password and the MCP token), named by `ENV` in the
+    environment the workers inherit; removed when serving ends."""
+    with tempfile.TemporaryDirectory(prefix="prodloop-ingest-") as private:
+        path = Path(private) / "settings.pickle"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            pickle.dump((settings, scrubbers), out)
+        before = os.environ.get(ENV)
+        os.environ[ENV] = str(path)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(ENV, None)
+            else:
+                os.environ[ENV] = before
 
 
 def create_app() -> Starlette:
     """uvicorn's factory, called once in each worker process."""
-    args = json.loads(os.environ[ENV])
-    settings = load_settings(
-        repo=Path(args["repo"]),
-        data_dir=None if args["data_dir"] is None else Path(args["data_dir"]),
-        host=args["host"],
-        port=args["port"],
-    )
-    return build_ingest_app(AppContext.open(settings), workers=args["scrubbers"])
+    with open(os.environ[ENV], "rb") as saved:  # written by this server's own command (`worker_settings`)
+        settings, scrubbers = pickle.load(saved)  # noqa: S301
+    return build_ingest_app(AppContext.open(settings), workers=scrubbers)

@@ -176,7 +176,9 @@ class Ingest:
     def _items(self, data: bytes, *, envelope: bool) -> tuple[list[bytes], str | None, Any, list[tuple[str, bytes]]]:
         """The event items (raw bytes, parsed where they are scrubbed), the envelope's DSN key and event id, and its
         session and transaction items."""
-        if not envelope:
+        if not envelope:  # one event, judged by the same limit as an envelope's event item, before it is read
+            if len(data) > self._settings.max_event_bytes:
+                raise PayloadTooLarge("the event", len(data), self._settings.max_event_bytes)
             return [data], None, None, []
         env = parse_envelope(data, max_item_bytes=self._settings.max_event_bytes)
         events = [i.payload for i in env.items if i.type == "event"]

@@ -176,23 +176,24 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)
 _QUOTES_AND_BRACKETS = bytes(sorted(set(range(256)) - set(b'"[]{}')))
 _OPEN_CLOSE = bytes.maketrans(b"[]{}", b"()()")
 
 
 def _depth(raw: bytes) -> int:
     """The nesting depth of valid JSON text, read from its brackets outside strings (a walk over the parsed value
-    cost more than parsing it). Escapes are dropped (an escaped quote ends no string); then only quotes and brackets
-    are kept, and `""` dropped: a string without brackets, or the bracket-free gap between two strings, so no bracket
-    changes sides; what still lies between quotes is inside a string. Each round deletes every empty container, so
-    the rounds count the depth, up to one past the limit. No byte of a multi-byte UTF-8 character is ASCII, so UTF-8
-    is scanned as it is; JSON in UTF-16 or UTF-32 (which `json.loads` reads too) is scanned as UTF-8."""
+    cost more than parsing it). Escapes are dropped first: a run of backslashes pairs off from its left, as JSON
+    reads it, so `\\\\` pairs go, then a `\\"` left is an escaped quote, which ends no string. Then only quotes and
+    brackets are kept, and `""` dropped: a string without brackets, or the bracket-free gap between two strings, so
+    no bracket changes sides; what still lies between quotes is inside a string. Each round deletes every empty
+    container, so the rounds count the depth, up to one past the limit. No byte of a multi-byte UTF-8 character is
+    ASCII, so UTF-8 is scanned as it is; JSON in UTF-16 or UTF-32 (which `json.loads` reads too) is scanned as
+    UTF-8. The text is refused on the text's depth: a key repeated in an object (JSON keeps the last) counts all."""
     encoding = json.detect_encoding(raw)
     if encoding not in ("utf-8", "utf-8-sig"):
         raw = raw.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
     if b"\\" in raw:
-        raw = _ESCAPE.sub(b"", raw)
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     shape = raw.translate(None, _QUOTES_AND_BRACKETS).replace(b'""', b"")
     if b'"' in shape:
         shape = b"".join(shape.split(b'"')[::2])

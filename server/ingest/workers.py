@@ -1,11 +1,13 @@
 """Scrubbing in worker processes: relay and prodloop's pass run beside the event loop, not under its GIL.
 
-Each request's event items are first read on the event loop (`EventProcessor.count_items`: parsed, judged by the
-keep policy): the events the policy counts are done there (no scrub: a tenth of a millisecond each), and only the
-kept ones, a few per issue and release, are scrubbed whole. `ScrubWorkers(settings, processor, n)` starts `n`
-processes for that (spawned, never forked from a process with threads) on first use; each builds its own
-`EventProcessor` once and turns the kept items' raw bytes into `EventRecord`s. With `n == 0` the kept items are
-scrubbed on the event loop too (tests, `serve-ingest` processes that are themselves one per core).
+Each request's event items are first judged (`EventProcessor.count_items`: parsed, read by the keep policy): the
+events the policy counts are done then (no scrub: a tenth of a millisecond each), and only the kept ones, a few per
+issue and release, are scrubbed whole. A request's items of up to `INLINE_BYTES` in all are judged on the event
+loop itself (no thread hand-off for the common event); larger ones on a thread, so that no one request holds the
+loop for long (a 76 KiB gzip body can hold 19 MiB of nested brackets). `ScrubWorkers(settings, processor, n)`
+starts `n` processes for the scrub (spawned, never forked from a process with threads) on first use; each builds
+its own `EventProcessor` once and turns the kept items' raw bytes into `EventRecord`s. With `n == 0` the kept
+items are scrubbed on a thread of this process (tests, `serve-ingest` processes that are themselves one per core).
 
 A refusal inside a worker (`IngestError`) comes back as the same refusal; a worker that dies takes its request
 with it (503, resend) and the pool is started anew for the next one. `close()` stops the processes; an
@@ -23,10 +25,15 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
+import anyio
+import anyio.to_thread
+
 from prodloop.server.errors import IngestError
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.settings import Settings
 from prodloop.server.store import EventRecord
+
+INLINE_BYTES = 64 * 1024  # a request's event items judged on the event loop up to this many bytes in all
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,23 +72,33 @@ class ScrubWorkers:
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._threads = anyio.CapacityLimiter(2)
         self._finalizer: weakref.finalize[Any, ScrubWorkers] | None = None
 
     async def process(self, batch: Batch) -> list[EventRecord]:
-        """Every item judged here first (a refusal of any item refuses the request before anything is scrubbed);
-        the kept ones then scrubbed in a worker process, or here without any."""
-        first = self._processor.count_items(
-            batch.payloads, envelope=batch.envelope, project_id=batch.project_id, user_salt=batch.user_salt,
-            fallback_event_id=batch.fallback_event_id, now=batch.now,
-        )  # fmt: skip
+        """Every item judged first (a refusal of any item refuses the request before anything is scrubbed), on the
+        loop when the request is small; the kept ones then scrubbed in a worker process, or on a thread."""
+        if sum(len(p) for p in batch.payloads) <= INLINE_BYTES:
+            first = self._judge(batch)
+        else:
+            first = await anyio.to_thread.run_sync(self._judge, batch, limiter=self._threads)
         kept = [i for i, record in enumerate(first) if record is None]
         if not kept:
             return cast(list[EventRecord], first)
         rest = replace(batch, payloads=[batch.payloads[i] for i in kept], numbers=[i + 1 for i in kept], decided=True)
-        whole = _run_with(self._processor, rest) if not self._workers else await self._in_worker(rest)
+        if self._workers:
+            whole = await self._in_worker(rest)
+        else:
+            whole = await anyio.to_thread.run_sync(_run_with, self._processor, rest, limiter=self._threads)
         for i, record in zip(kept, whole, strict=True):
             first[i] = record
         return cast(list[EventRecord], first)
+
+    def _judge(self, batch: Batch) -> list[EventRecord | None]:
+        return self._processor.count_items(
+            batch.payloads, envelope=batch.envelope, project_id=batch.project_id, user_salt=batch.user_salt,
+            fallback_event_id=batch.fallback_event_id, now=batch.now,
+        )  # fmt: skip
 
     async def _in_worker(self, batch: Batch) -> list[EventRecord]:
         pool = self._started()

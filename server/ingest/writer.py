@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from prodloop.server.errors import StoreError
 from prodloop.server.store import EventRecord, Store
 from prodloop.server.store.records import Health
 
@@ -167,6 +168,7 @@ class LoopWriter:
         self._pending_records = 0
         self._flushed_at = -math.inf
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._soon = False  # the timer is a call_soon: due in this turn of the loop
         self._housekeeping = _Housekeeping(housekeeping, housekeeping_seconds)
 
     def submit(self, records: Sequence[EventRecord], health: Health | None = None) -> asyncio.Future[list[bool]]:
@@ -174,30 +176,34 @@ class LoopWriter:
         fut: asyncio.Future[list[bool]] = loop.create_future()
         self._pending.append((list(records), health, fut))
         self._pending_records += len(records) + 1
-        if self._pending_records >= self._max_batch:
+        if self._pending_records >= self._max_batch and not self._soon:  # full: at once, and never pushed back
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = loop.call_soon(self._flush)
+            self._timer, self._soon = loop.call_soon(self._flush), True
         elif self._timer is None:
             wait = self._flushed_at + self._spacing - time.monotonic()
-            self._timer = loop.call_soon(self._flush) if wait <= 0 else loop.call_later(wait, self._flush)
+            self._soon = wait <= 0
+            self._timer = loop.call_soon(self._flush) if self._soon else loop.call_later(wait, self._flush)
         return fut
 
     def close(self) -> None:
         self._housekeeping.wait()
 
     def _flush(self) -> None:
-        self._timer = None
+        self._timer, self._soon = None, False
         batch, self._pending, self._pending_records = self._pending, [], 0
         records = [r for recs, _, _ in batch for r in recs]
         health = [h for _, h, _ in batch if h]
         try:
             results = self._store.write_events(records, health)
-        except Exception as exc:
+        except BaseException as exc:  # every waiting sender hears of it (a KeyboardInterrupt goes on up)
             logger.error("event batch of %d not stored: %s", len(records), type(exc).__name__)
+            told = exc if isinstance(exc, Exception) else StoreError("write", self._store.where, "interrupted")
             for _, _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(told)
+            if told is not exc:
+                raise
             return
         finally:
             self._flushed_at = time.monotonic()

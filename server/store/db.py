@@ -84,7 +84,7 @@ class Store:
             self.where = redacted(url)
             try:
                 self._engine = PostgresEngine(url)
-                self._migrate()
+                self._migrated()
             except DB_ERRORS as exc:  # (not chained: libpq's own message may quote the password)
                 raise StoreError("open", self.where, _safe(exc, url)) from None
             return
@@ -98,9 +98,17 @@ class Store:
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._engine = SqliteEngine(path)
-            self._migrate()
+            self._migrated()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError("open", str(path), str(exc)) from exc
+
+    def _migrated(self) -> None:
+        """Migrate, or close the engine (its connections, pool, lock file) before the error goes up."""
+        try:
+            self._migrate()
+        except BaseException:
+            self._engine.close()
+            raise
 
     @property
     def dialect(self) -> str:

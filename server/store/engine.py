@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,22 +105,38 @@ def redacted(url: str) -> str:
 
 
 class _FileLock:
-    """Write transactions of several processes on one SQLite file, in turn: a blocking `flock` on a file beside it,
-    taken before `BEGIN IMMEDIATE`. Without it a writer that finds the database locked sleeps in SQLite's busy
-    handler (1, 2, 5, 10 ... ms) and wakes late, so two ingest processes wrote slower than one (p99 ack 60-175 ms,
-    max 0.6-0.8 s); with it the next writer starts as soon as the commit before it ends. Processes that do not
-    take it (another tool on the file) still meet SQLite's own lock and wait in its busy handler. Where the file
-    cannot be made (a read-only directory) only SQLite's lock serializes."""
+    """Write transactions of several processes on one SQLite file, in turn: an `flock` on a file beside it, taken
+    before `BEGIN IMMEDIATE`. Without it a writer that finds the database locked sleeps in SQLite's busy handler
+    (1, 2, 5, 10 ... ms) and wakes late, so two ingest processes wrote slower than one (p99 ack 60-175 ms, max
+    0.6-0.8 s); with it a waiting writer retries every 0.1-1 ms and starts soon after the commit before it ends. A
+    writer that cannot have it within `timeout` (a stopped or hung process holds it) gives up as SQLite's busy
+    timeout does: "database is locked", which ingest answers 503 (resend). Processes that do not take it (another
+    tool on the file) still meet SQLite's own lock. Where the file cannot be opened (a read-only directory, a
+    symlink planted in its place: never followed) only SQLite's lock serializes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self._timeout = timeout
         try:
-            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError:
             self._fd = None
 
     def __enter__(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fd = self._fd
+        if fd is None:
+            return
+        wait, deadline = 0.0001, time.monotonic() + self._timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError(
+                        f"database is locked (another process held its write lock for {self._timeout:g} s)"
+                    ) from None
+                time.sleep(wait)
+                wait = min(wait * 2, 0.001)
 
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:

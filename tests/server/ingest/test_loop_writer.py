@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from prodloop.server.context import AppContext
+from prodloop.server.errors import StoreError
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.ingest.writer import LoopWriter
 from prodloop.server.store import EventRecord, Store
@@ -96,3 +97,41 @@ async def test_a_full_batch_is_written_without_waiting_for_the_spacing(ctx: AppC
     full = writer.submit([records[2], records[3], records[4]])  # 1 + 1 + 3 + 1 >= 4
     assert await asyncio.wait_for(asyncio.gather(waiting, full), timeout=10) == [[True], [True, True, True]]
     assert store.batches == [1, 4]
+
+
+async def test_a_full_batchs_commit_is_not_pushed_back_by_later_senders(ctx: AppContext, store: _Counting) -> None:
+    records = _records(ctx, store, 5)
+    writer = LoopWriter(store, spacing=3600, max_batch=4)
+    await writer.submit([records[0]])
+    full = writer.submit([records[1], records[2], records[3]])  # full: its commit is due in this turn
+    seen: list[list[int]] = []
+    asyncio.get_running_loop().call_soon(lambda: seen.append(list(store.batches)))
+    later = writer.submit([records[4]])  # must not move the due commit behind the callback above
+    await asyncio.wait_for(full, timeout=10)
+    assert seen == [[1, 4]]  # the commit ran before the callback queued after it, this sender included
+    assert await later == [True]
+
+
+class _Interrupt(BaseException):
+    """Not an Exception (as KeyboardInterrupt is not), but one the event loop hands to its handler."""
+
+
+async def test_an_interrupted_commit_fails_its_senders_before_it_goes_up(ctx: AppContext, store: _Counting) -> None:
+    records = _records(ctx, store, 1)
+
+    class _Interrupted(_Counting):
+        def write_events(self, records: Sequence[EventRecord], health: Sequence[Health] = ()) -> list[bool]:
+            raise _Interrupt
+
+    broken = _Interrupted(store.target)
+    loop = asyncio.get_running_loop()
+    raised: list[object] = []
+    loop.set_exception_handler(lambda _, context: raised.append(context.get("exception")))
+    try:
+        waiting = LoopWriter(broken, spacing=0).submit(records)
+        with pytest.raises(StoreError):
+            await asyncio.wait_for(waiting, timeout=10)
+    finally:
+        loop.set_exception_handler(None)
+        broken.close()
+    assert [type(e) for e in raised] == [_Interrupt]  # and it went on up, to the loop

@@ -1,7 +1,7 @@
 """`prodloop serve-ingest --processes 2`: uvicorn's worker processes on one port, each judging, scrubbing and writing
 the same SQLite store. Real sentry-sdk senders in processes of their own; every acknowledged event stored once, the
-counters add up; a worker that dies is replaced and ingest goes on; a bind beyond loopback without allowed Host
-names is refused before anything starts."""
+counters add up; a worker that dies is replaced, with the command's settings, and ingest goes on; a bind beyond
+loopback without allowed Host names is refused before anything starts."""
 
 from __future__ import annotations
 
@@ -109,13 +109,19 @@ def test_two_ingest_processes_on_one_port_store_every_acknowledged_event_once(
         kept = _count(root, "SELECT count(*) FROM events WHERE payload IS NOT NULL")[0][0]
         assert 0 < kept < 120  # the keep policy ran in the workers: most events only counted
 
-        # A worker killed mid-service is replaced by uvicorn; ingest answers on.
+        # A worker killed mid-service is replaced by uvicorn; ingest answers on, with the settings the command
+        # started with, though the repository's configuration changed meanwhile (here to one no process may start
+        # with: a repository may not name the database).
+        (root / "pyproject.toml").write_text('[tool.prodloop]\ndatabase_url = "postgresql://elsewhere/db"\n')
         victim = min(_workers(server))
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while (victim in _workers(server) or len(_workers(server)) < 2) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert victim not in _workers(server) and len(_workers(server)) == 2
+        settled = _workers(server)
+        time.sleep(3)  # a worker that failed to start would be replaced again meanwhile
+        assert _workers(server) == settled
         url = f"http://127.0.0.1:{port}/api/{project_id}/envelope/"
         headers = {"X-Sentry-Auth": f"Sentry sentry_key={key}, sentry_version=7"}
         answers = [post(url, envelope_bytes(make_event(event_id=f"{n:032x}")), headers).status for n in range(20)]
@@ -124,11 +130,12 @@ def test_two_ingest_processes_on_one_port_store_every_acknowledged_event_once(
     finally:
         server.send_signal(signal.SIGINT)
         try:
-            server.communicate(timeout=30)
+            _, errors = server.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-            server.communicate()
+            _, errors = server.communicate()
     assert server.returncode == 0
+    assert "database_url" not in errors and "Traceback" not in errors, errors[-3000:]
     assert not _workers(server)
 
 

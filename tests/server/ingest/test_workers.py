@@ -7,8 +7,10 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -18,9 +20,10 @@ from prodloop.server.context import AppContext
 from prodloop.server.errors import IngestError
 from prodloop.server.ingest.pipeline import EventProcessor
 from prodloop.server.ingest.sampling import keep_policy
-from prodloop.server.ingest.workers import Batch, ScrubWorkers
+from prodloop.server.ingest.workers import INLINE_BYTES, Batch, ScrubWorkers
 from prodloop.server.settings import Settings
-from tests.conftest import make_event
+from prodloop.server.store import EventRecord
+from tests.conftest import LiveServer, auth_header, gz, make_event, post
 
 
 def _workers(n: int) -> ScrubWorkers:
@@ -119,3 +122,57 @@ def test_only_kept_events_reach_a_worker_and_refusals_keep_their_item_numbers(
     finally:
         workers.close()
     assert ctx.store.count_events() == 1  # nothing of the refused requests
+
+
+class _Recording(EventProcessor):
+    """The real processor, noting on which thread it judged and scrubbed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.judged_on: list[int] = []
+        self.scrubbed_on: list[int] = []
+
+    def count_items(self, *args: Any, **kwargs: Any) -> list[EventRecord | None]:
+        self.judged_on.append(threading.get_ident())
+        return super().count_items(*args, **kwargs)
+
+    def process_items(self, *args: Any, **kwargs: Any) -> list[EventRecord]:
+        self.scrubbed_on.append(threading.get_ident())
+        return super().process_items(*args, **kwargs)
+
+
+def test_no_request_holds_the_event_loop_for_long(make_ctx: Callable[..., AppContext]) -> None:
+    """A small request is judged on the loop (no hand-off for the common event); one over INLINE_BYTES, and every
+    scrub without worker processes, on a thread: a hostile request cannot freeze the loop that MCP shares."""
+    ctx = make_ctx()
+    project = ctx.store.create_project("svc")
+    processor = _Recording(ctx.settings, ctx.clock, policy=keep_policy(ctx.settings, ctx.store))
+    workers = ScrubWorkers(ctx.settings, processor, 0)
+    nested: Any = "leaf"
+    for _ in range(60):
+        nested = [nested, nested] if len(json.dumps(nested)) < INLINE_BYTES else [nested]
+
+    async def run() -> int:
+        small = Batch([_event("pw-small")], True, project.id, project.public_key, None, ctx.clock.now())
+        big_event = json.dumps(make_event(extra={"nested": nested})).encode()
+        assert len(big_event) > INLINE_BYTES
+        big = Batch([big_event], True, project.id, project.public_key, None, ctx.clock.now())
+        await workers.process(small)
+        await workers.process(big)
+        return threading.get_ident()
+
+    loop_thread = anyio.run(run)
+    assert processor.judged_on[0] == loop_thread and processor.judged_on[1] != loop_thread
+    assert processor.scrubbed_on and loop_thread not in processor.scrubbed_on  # both were kept: new issues
+
+
+def test_a_store_body_over_the_event_limit_is_refused_before_it_is_read(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    server = live_server()
+    limit = server.ctx.settings.max_event_bytes
+    body = b'{"event_id": "' + b"a" * 32 + b'", "extra": {"x": "' + b"[" * limit + b'"}}'
+    reply = post(f"{server.base_url}/api/{server.project.id}/store/", gz(body), auth_header(server.project.public_key)
+                 | {"Content-Encoding": "gzip"})  # fmt: skip
+    assert reply.status == 413 and "the event" in reply.body["detail"]
+    assert server.ctx.store.count_events() == 0

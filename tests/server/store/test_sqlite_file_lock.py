@@ -11,6 +11,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from prodloop.server.errors import StoreError
 from prodloop.server.store import Store
 
 WRITER = textwrap.dedent(
@@ -86,3 +89,22 @@ def test_a_symlink_where_the_lock_file_goes_is_not_followed(tmp_path: Path) -> N
     finally:
         store.close()
     assert not elsewhere.exists()
+
+
+def test_a_writer_that_cannot_have_the_lock_gives_up_as_sqlite_would(tmp_path: Path) -> None:
+    """A stopped or hung process holding the lock: the writer gives up after its timeout with "database is locked"
+    (ingest answers 503, resend) instead of waiting for ever; what was stored stays."""
+    store = Store(tmp_path / "prodloop.db")
+    store.create_project("kept")
+    store.engine._across._timeout = 0.3  # type: ignore[union-attr]  # 30 s in service
+    holder = os.open(tmp_path / "prodloop.db-writelock", os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(StoreError, match="database is locked"):
+            store.create_project("late")
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        store.create_project("after")
+        assert sorted(p.name for p in store.list_projects()) == ["after", "kept"]
+    finally:
+        os.close(holder)
+        store.close()
