@@ -146,7 +146,7 @@ def _summary(names: list[str], rounds: dict[str, list[Round]], load: Load) -> No
             f"p99 ack {_ratio(m[2], ref[2])}, CPU per stored event {_ratio(m[3], ref[3])} (medians)"
         )
     for name in names:
-        if name.startswith("prodloop"):
+        if name.startswith(("prodloop", "ingest")):
             stored, p99 = medians[name][1], medians[name][2]
             print(
                 f"  goals {name}: stored {stored:,.0f}/s, goal >= {GOAL_EVENTS_PER_S:,.0f}/s "
