@@ -177,7 +177,8 @@ def _run_with(processor: EventProcessor, batch: Batch) -> list[EventRecord]:
     )
 
 
-# Measured on 2 cores (bench/ingest.py, 8 connections; a machine shared with other load): one process beside the
-# event loop acknowledged as much as threads or more (148-173 vs 145-161 events/s) at half the serving process's
-# CPU per event (2.1 vs 3.6-4.0 ms); two processes fell behind (92-138 events/s): the event loop and the writer
-# need the second core. Hence the default of the `ingest_workers` setting: 1.
+# Measured on 2 cores (bench/ingest.py, 16 connections, 2 rounds, every event judged on the loop first): `serve
+# --http` stored 1,408 events/s [1,331-1,485] with one scrubbing process and 1,343 [1,255-1,431] with none (kept
+# events scrubbed on a thread): alike, since only the kept few are scrubbed at all; one process keeps a burst of new
+# issues (every event kept) off the loop MCP shares. Hence the default of the `ingest_workers` setting: 1.
+# (Before events were judged first, every event went to the process: 148-173 events/s vs 145-161 with threads.)
