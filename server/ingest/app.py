@@ -2,11 +2,11 @@
 
 `serve --http` answers MCP, the dashboard, the webhooks and ingest from one process, which is what one agent or a
 small team needs. MCP sessions live in that process's memory, so it cannot be copied behind one port; ingest can:
-each event is a request of its own and every process writes the same store (SQLite serializes the writers' batches
-with its lock, PostgreSQL with its advisory lock). `serve-ingest` runs uvicorn's own worker processes (one listening
-socket; the kernel hands each connection to one worker; a worker that dies is started again), each with its own
-store connections, writer and scrubbing, and nothing but `/api/<project>/envelope/`, `/api/<project>/store/` and
-`/healthz`. Triage, the merge watch and the rest stay with `serve --http`.
+each event is a request of its own and every process writes the same store (on SQLite the writers' batches take
+turns on a file lock beside it, on PostgreSQL on its advisory lock). `serve-ingest` runs uvicorn's own worker
+processes (one listening socket; the kernel hands each connection to one worker; a worker that dies is started
+again), each with its own store connections, writer and scrubbing, and nothing but `/api/<project>/envelope/`,
+`/api/<project>/store/` and `/healthz`. Triage, the merge watch and the rest stay with `serve --http`.
 
 uvicorn starts each worker by importing `create_app` here (and starts one again when one dies); every worker gets
 the command's settings as the command resolved them (`worker_settings`), never reading the repository's
