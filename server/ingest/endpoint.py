@@ -174,7 +174,7 @@ class Ingest:
         return b"".join(chunks)
 
     def _items(self, data: bytes, *, envelope: bool) -> tuple[list[bytes], str | None, Any, list[tuple[str, bytes]]]:
-        """The event items (raw bytes, parsed where they are scrubbed), the envelope's DSN key and event id, and its
+        """The event items (raw bytes, parsed where they are judged), the envelope's DSN key and event id, and its
         session and transaction items."""
         if not envelope:  # one event, judged by the same limit as an envelope's event item, before it is read
             if len(data) > self._settings.max_event_bytes:
