@@ -109,7 +109,7 @@ def serve_ingest(
     import uvicorn
 
     from prodloop.server.http_app import allowed_hosts
-    from prodloop.server.ingest.app import worker_settings
+    from prodloop.server.ingest.app import build_ingest_app, worker_settings
 
     settings = settings_for(repo, data_dir, host=host, port=port)
     settings = settings.model_copy(update={"repo": settings.repo.resolve()})
@@ -120,6 +120,10 @@ def serve_ingest(
         f"prodloop ingest on http://{settings.host}:{settings.port}/api/<project>/envelope/ "
         f"({processes} process{'es' if processes > 1 else ''}, {projects} project(s); no MCP here: serve --http)"
     )
+    if processes == 1:  # in this process: the settings stay in memory (no file a SIGTERM could leave behind)
+        app_ = build_ingest_app(AppContext.open(settings), workers=scrubbers)
+        uvicorn.run(app_, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        return
     with worker_settings(settings, scrubbers=scrubbers):
         uvicorn.run(
             "prodloop.server.ingest.app:create_app",

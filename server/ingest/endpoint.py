@@ -40,6 +40,7 @@ class _Gone(Exception):
 _CORS = {"Access-Control-Allow-Origin": "*"}
 _HEALTH_ITEMS = frozenset({"session", "sessions", "transaction"})
 _MAX_HEALTH_ITEMS = 1000
+_INLINE_BODY = 16 * 1024  # a body read (inflated, split) on the event loop up to this many bytes; larger on a thread
 
 
 class Ingest:
@@ -80,8 +81,13 @@ class Ingest:
             if sent_key is not None:  # refuse a wrong key before spending anything on the body
                 self._authenticate(project, sent_key)
             body = await self._read_body(request)
-            data = decompress(body, request.headers.get("content-encoding"), self._settings.max_envelope_bytes)
-            payloads, envelope_key, header_event_id, health_items = self._items(data, envelope=envelope)
+            coding = request.headers.get("content-encoding")
+            if len(body) <= _INLINE_BODY:  # read on the loop; a larger body (or what it inflates to) on a thread
+                payloads, envelope_key, header_event_id, health_items = self._items(body, coding, envelope=envelope)
+            else:
+                payloads, envelope_key, header_event_id, health_items = await anyio.to_thread.run_sync(
+                    lambda: self._items(body, coding, envelope=envelope), limiter=self._cpu
+                )
             if sent_key is None:
                 self._authenticate(project, envelope_key)
             if payloads or health_items:  # a session or transaction item costs like an event
@@ -173,13 +179,18 @@ class Ingest:
             raise IngestError("the request body is empty", "send an envelope or an event")
         return b"".join(chunks)
 
-    def _items(self, data: bytes, *, envelope: bool) -> tuple[list[bytes], str | None, Any, list[tuple[str, bytes]]]:
-        """The event items (raw bytes, parsed where they are judged), the envelope's DSN key and event id, and its
-        session and transaction items."""
-        if not envelope:  # one event, judged by the same limit as an envelope's event item, before it is read
-            if len(data) > self._settings.max_event_bytes:
-                raise PayloadTooLarge("the event", len(data), self._settings.max_event_bytes)
+    def _items(
+        self, body: bytes, coding: str | None, *, envelope: bool
+    ) -> tuple[list[bytes], str | None, Any, list[tuple[str, bytes]]]:
+        """The body inflated and split: the event items (raw bytes, parsed where they are judged), the envelope's
+        DSN key and event id, and its session and transaction items."""
+        if not envelope:  # one event, held to the limit of an envelope's event item, even while it is inflated
+            limit = self._settings.max_event_bytes
+            data = decompress(body, coding, limit)
+            if len(data) > limit:
+                raise PayloadTooLarge("the event", len(data), limit)
             return [data], None, None, []
+        data = decompress(body, coding, self._settings.max_envelope_bytes)
         env = parse_envelope(data, max_item_bytes=self._settings.max_event_bytes)
         events = [i.payload for i in env.items if i.type == "event"]
         health = [(i.type, i.payload) for i in env.items if i.type in _HEALTH_ITEMS]

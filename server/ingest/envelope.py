@@ -100,11 +100,16 @@ def _unbrotli(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+MAX_HEADER_BYTES = 16 * 1024  # an envelope's or item's header line (sentry-sdk's are a few hundred bytes)
+MAX_ITEMS = 1000  # items of any type in one envelope
+
+
 def parse_envelope(data: bytes, *, max_item_bytes: int) -> Envelope:
-    """Split an envelope into its header and items (item payloads by `length` or by newline)."""
+    """Split an envelope into its header and items (item payloads by `length` or by newline). Header lines over
+    `MAX_HEADER_BYTES` and envelopes of more than `MAX_ITEMS` items are refused before they are read further."""
     pos = data.find(b"\n")
     header_line = data if pos < 0 else data[:pos]
-    headers = _json_object(header_line, "the envelope header")
+    headers = _json_object(_header(header_line, "the envelope header"), "the envelope header")
     items: list[Item] = []
     pos = len(data) if pos < 0 else pos + 1
     while pos < len(data):
@@ -113,7 +118,12 @@ def parse_envelope(data: bytes, *, max_item_bytes: int) -> Envelope:
         pos = len(data) if end < 0 else end + 1
         if not line.strip():
             continue
-        item_headers = _json_object(line, f"item header {len(items) + 1}")
+        if len(items) >= MAX_ITEMS:
+            raise IngestError(
+                f"the envelope holds more than {MAX_ITEMS} items", f"send at most {MAX_ITEMS} per envelope"
+            )
+        what = f"item header {len(items) + 1}"
+        item_headers = _json_object(_header(line, what), what)
         item_type = item_headers.get("type")
         if not isinstance(item_type, str):
             raise IngestError(f"item header {len(items) + 1} has no type", 'each item header needs a "type"')
@@ -135,6 +145,12 @@ def parse_envelope(data: bytes, *, max_item_bytes: int) -> Envelope:
             raise PayloadTooLarge(f"event item {len(items) + 1}", len(payload), max_item_bytes)
         items.append(Item(type=item_type, payload=payload))
     return Envelope(headers=headers, items=items)
+
+
+def _header(line: bytes, what: str) -> bytes:
+    if len(line) > MAX_HEADER_BYTES:
+        raise IngestError(f"{what} is {len(line)} bytes long", f"keep header lines under {MAX_HEADER_BYTES} bytes")
+    return line
 
 
 def parse_event(payload: bytes, what: str) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 Each request's event items are first judged (`EventProcessor.count_items`: parsed, read by the keep policy): the
 events the policy counts are done then (no scrub: a tenth of a millisecond each), and only the kept ones, a few per
 issue and release, are scrubbed whole. A request's items of up to `INLINE_BYTES` in all are judged on the event
-loop itself (no thread hand-off for the common event); larger ones on a thread, so that no one request holds the
-loop for long (a 76 KiB gzip body can hold 19 MiB of nested brackets). `ScrubWorkers(settings, processor, n)`
-starts `n` processes for the scrub (spawned, never forked from a process with threads) on first use; each builds
-its own `EventProcessor` once and turns the kept items' raw bytes into `EventRecord`s. With `n == 0` the kept
-items are scrubbed on a thread of this process (tests, `serve-ingest` processes that are themselves one per core).
+loop itself (no thread hand-off for the common event); larger ones are not judged at all where there are scrubbing
+processes (kept whole, parsed only there: parsing 1 MiB of nested brackets is one C call of 150 ms holding the GIL,
+which a thread would not hand back to the loop), and on a thread where there are none.
+`ScrubWorkers(settings, processor, n)` starts `n` processes for the scrub (spawned, never forked from a process
+with threads) on first use; each builds its own `EventProcessor` once and turns the kept items' raw bytes into
+`EventRecord`s. With `n == 0` the kept items are scrubbed on a thread of this process (tests, `serve-ingest`
+processes that are themselves one per core).
 
 A refusal inside a worker (`IngestError`) comes back as the same refusal; a worker that dies takes its request
 with it (503, resend) and the pool is started anew for the next one. `close()` stops the processes; an
@@ -80,6 +82,8 @@ class ScrubWorkers:
         loop when the request is small; the kept ones then scrubbed in a worker process, or on a thread."""
         if sum(len(p) for p in batch.payloads) <= INLINE_BYTES:
             first = self._judge(batch)
+        elif self._workers:  # not even parsed here (one json.loads holds the GIL): kept whole, in a worker process
+            first = [None] * len(batch.payloads)
         else:
             first = await anyio.to_thread.run_sync(self._judge, batch, limiter=self._threads)
         kept = [i for i, record in enumerate(first) if record is None]

@@ -127,6 +127,8 @@ class _FileLock:
             return
         wait, deadline = 0.0001, time.monotonic() + self._timeout
         while True:
+            if self._fd != fd:  # closed meanwhile: the number may name another file now
+                raise sqlite3.OperationalError("the store was closed")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return

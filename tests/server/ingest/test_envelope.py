@@ -62,3 +62,17 @@ def test_brackets_inside_strings_do_not_hide_depth_or_add_to_it() -> None:
     escaped = b'{"a": "\\\\", "b": [[[' + b"[" * 98 + b"]" * 98 + b"]]]}"
     with pytest.raises(IngestError, match="nested deeper"):
         parse_event(escaped, "the event")  # an escaped backslash ends before the quote that closes the string
+
+
+def test_long_header_lines_and_too_many_items_are_refused_before_they_are_read() -> None:
+    from prodloop.server.ingest.envelope import MAX_HEADER_BYTES, MAX_ITEMS, parse_envelope
+
+    deep = b"[" * MAX_HEADER_BYTES + b"]" * MAX_HEADER_BYTES
+    line = b'{"x": ' + deep + b"}"
+    for envelope, where in ((line + b"\n", "the envelope header"), (b"{}\n" + line + b"\n{}\n", "item header 1")):
+        with pytest.raises(IngestError, match=f"{where} is {len(line)} bytes long"):
+            parse_envelope(envelope, max_item_bytes=1000)
+    many = b"{}\n" + b'{"type":"x"}\n{}\n' * (MAX_ITEMS + 1)
+    with pytest.raises(IngestError, match=f"more than {MAX_ITEMS} items"):
+        parse_envelope(many, max_item_bytes=1000)
+    assert len(parse_envelope(b"{}\n" + b'{"type":"x"}\n{}\n' * MAX_ITEMS, max_item_bytes=1000).items) == MAX_ITEMS

@@ -139,6 +139,29 @@ def test_two_ingest_processes_on_one_port_store_every_acknowledged_event_once(
     assert not _workers(server)
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_stopping_leaves_no_settings_file_behind(
+    repo: tuple[Path, dict[str, str], int, str], tmp_path: Path, processes: str
+) -> None:
+    """The workers' settings (they may hold the database password and the MCP token) are gone once serving stops,
+    by SIGTERM too (with one process uvicorn dies of the signal after shutting down: nothing is written then)."""
+    root, env, _, _ = repo
+    private = tmp_path / "tmp"
+    private.mkdir()
+    port = _free_port()
+    server = subprocess.Popen(
+        [*CLI, "serve-ingest", "--repo", str(root), "--port", str(port), "--processes", processes],
+        env={**env, "TMPDIR": str(private)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(port, server)
+        assert len(list(private.glob("prodloop-ingest-*"))) == (processes == "2")
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert not list(private.glob("prodloop-ingest-*"))
+
+
 def test_serve_ingest_refuses_a_public_bind_without_allowed_hosts_before_starting(
     repo: tuple[Path, dict[str, str], int, str],
 ) -> None:

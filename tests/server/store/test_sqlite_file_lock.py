@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,31 @@ def test_a_writer_that_cannot_have_the_lock_gives_up_as_sqlite_would(tmp_path: P
     finally:
         os.close(holder)
         store.close()
+
+
+def test_a_writer_waiting_for_the_lock_when_the_store_closes_gives_up(tmp_path: Path) -> None:
+    """The lock's descriptor number may name another file once closed: a waiting writer must not take that."""
+    import threading
+
+    store = Store(tmp_path / "prodloop.db")
+    holder = os.open(tmp_path / "prodloop.db-writelock", os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    outcome: list[object] = []
+
+    def write() -> None:
+        try:
+            store.create_project("late")
+            outcome.append("written")
+        except StoreError as exc:
+            outcome.append(str(exc))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(0.3)  # the writer is polling for the lock
+        store.engine._across.close()  # type: ignore[union-attr]
+        writer.join(10)
+    finally:
+        os.close(holder)
+        store.close()
+    assert len(outcome) == 1 and "closed" in str(outcome[0])
