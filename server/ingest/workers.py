@@ -74,7 +74,8 @@ class ScrubWorkers:
         self._workers = workers
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        self._threads = anyio.CapacityLimiter(2)
+        self._judging = anyio.CapacityLimiter(2)
+        self._scrubbing = anyio.CapacityLimiter(1)  # relay's normalizer and scrubber are never run by two threads
         self._finalizer: weakref.finalize[Any, ScrubWorkers] | None = None
 
     async def process(self, batch: Batch) -> list[EventRecord]:
@@ -85,7 +86,7 @@ class ScrubWorkers:
         elif self._workers:  # not even parsed here (one json.loads holds the GIL): kept whole, in a worker process
             first = [None] * len(batch.payloads)
         else:
-            first = await anyio.to_thread.run_sync(self._judge, batch, limiter=self._threads)
+            first = await anyio.to_thread.run_sync(self._judge, batch, limiter=self._judging)
         kept = [i for i, record in enumerate(first) if record is None]
         if not kept:
             return cast(list[EventRecord], first)
@@ -93,7 +94,7 @@ class ScrubWorkers:
         if self._workers:
             whole = await self._in_worker(rest)
         else:
-            whole = await anyio.to_thread.run_sync(_run_with, self._processor, rest, limiter=self._threads)
+            whole = await anyio.to_thread.run_sync(_run_with, self._processor, rest, limiter=self._scrubbing)
         for i, record in zip(kept, whole, strict=True):
             first[i] = record
         return cast(list[EventRecord], first)
