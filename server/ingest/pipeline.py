@@ -107,16 +107,20 @@ class EventProcessor:
     def count(
         self, raw: dict[str, Any], *, project_id: int, user_salt: str, fallback_event_id: Any, what: str, now: float,
         raw_size: int,
-    ) -> EventRecord | None:  # fmt: skip
-        """A live event's record if the policy counts it (nothing scrubbed); None if it is kept, to be processed
-        whole (`process(..., decided=True)`, in a scrubbing process or here)."""
-        judged = self._judge(raw, project_id, user_salt, "ingest", fallback_event_id, what, now, raw_size, False)
-        return judged if isinstance(judged, EventRecord) else None
+    ) -> EventRecord | Kept:  # fmt: skip
+        """A live event's record if the policy counts it (nothing scrubbed); else what was read of it, to be
+        scrubbed whole here (`scrub_kept`) or, from its raw bytes, in a scrubbing process (`process(...,
+        decided=True)`)."""
+        return self._judge(raw, project_id, user_salt, "ingest", fallback_event_id, what, now, raw_size, False)
+
+    def scrub_kept(self, kept: Kept, *, project_id: int, what: str) -> EventRecord:
+        """A kept live event (`count`'s answer) scrubbed and made a record."""
+        return self._whole(kept, project_id, "ingest", what)
 
     def _judge(
         self, raw: dict[str, Any], project_id: int, user_salt: str, source: str, fallback_event_id: Any, what: str,
         now: float | None, raw_size: int, decided: bool,
-    ) -> EventRecord | _Kept:  # fmt: skip
+    ) -> EventRecord | Kept:  # fmt: skip
         event_id = normalize_event_id(raw.get("event_id", fallback_event_id), what)
         raw = {**raw, "event_id": event_id}
         # The SDK's list of installed packages is a quarter of a typical event: kept once per release (what changed
@@ -134,9 +138,9 @@ class EventProcessor:
                                     packages=packages)  # fmt: skip
             else:  # what the policy reads of kept events: the inputs they bring
                 digest = input_digest(raw, user_salt)
-        return _Kept(raw, event_id, packages, user_hash, now, digest)
+        return Kept(raw, event_id, packages, user_hash, now, digest)
 
-    def _whole(self, kept: _Kept, project_id: int, source: str, what: str) -> EventRecord:
+    def _whole(self, kept: Kept, project_id: int, source: str, what: str) -> EventRecord:
         scrubbed = self._scrubber.scrub(kept.raw)
         event = scrubbed.event
         if scrubbed.filtered:
@@ -197,8 +201,8 @@ class EventProcessor:
     def count_items(
         self, payloads: list[bytes], *, envelope: bool, project_id: int, user_salt: str, fallback_event_id: Any,
         now: float,
-    ) -> list[EventRecord | None]:  # fmt: skip
-        """`count` for each event item of a request: the counted ones' records, None for each kept one."""
+    ) -> list[EventRecord | Kept]:  # fmt: skip
+        """`count` for each event item of a request: the counted ones' records, what was read of each kept one."""
         return [
             self.count(
                 parse_event(payload, _item(envelope, n)), project_id=project_id, user_salt=user_salt,
@@ -209,7 +213,7 @@ class EventProcessor:
 
 
 @dataclass(frozen=True, slots=True)
-class _Kept:
+class Kept:
     """A live event to be scrubbed and stored whole, and what was read of it before scrubbing."""
 
     raw: dict[str, Any]

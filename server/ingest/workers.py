@@ -31,7 +31,7 @@ import anyio
 import anyio.to_thread
 
 from prodloop.server.errors import IngestError
-from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.ingest.pipeline import EventProcessor, Kept
 from prodloop.server.settings import Settings
 from prodloop.server.store import EventRecord
 
@@ -80,26 +80,33 @@ class ScrubWorkers:
 
     async def process(self, batch: Batch) -> list[EventRecord]:
         """Every item judged first (a refusal of any item refuses the request before anything is scrubbed), on the
-        loop when the request is small; the kept ones then scrubbed in a worker process, or on a thread."""
-        if sum(len(p) for p in batch.payloads) <= INLINE_BYTES:
+        loop when the request is small; the kept ones then scrubbed in a worker process (from their raw bytes), or
+        on a thread (from what judging read: nothing parsed twice)."""
+        small = sum(len(p) for p in batch.payloads) <= INLINE_BYTES
+        if not small and self._workers:  # not even parsed here (one json.loads holds the GIL): kept whole there
+            return await self._in_worker(replace(batch, decided=True))
+        if small:
             first = self._judge(batch)
-        elif self._workers:  # not even parsed here (one json.loads holds the GIL): kept whole, in a worker process
-            first = [None] * len(batch.payloads)
         else:
             first = await anyio.to_thread.run_sync(self._judge, batch, limiter=self._judging)
-        kept = [i for i, record in enumerate(first) if record is None]
+        kept = [i for i, record in enumerate(first) if isinstance(record, Kept)]
         if not kept:
             return cast(list[EventRecord], first)
-        rest = replace(batch, payloads=[batch.payloads[i] for i in kept], numbers=[i + 1 for i in kept], decided=True)
         if self._workers:
+            rest = replace(batch, payloads=[batch.payloads[i] for i in kept], numbers=[i + 1 for i in kept],
+                           decided=True)  # fmt: skip
             whole = await self._in_worker(rest)
         else:
-            whole = await anyio.to_thread.run_sync(_run_with, self._processor, rest, limiter=self._scrubbing)
+            todo = [(cast(Kept, first[i]), f"event {i + 1}") for i in kept]
+            whole = await anyio.to_thread.run_sync(self._scrub_kept, batch.project_id, todo, limiter=self._scrubbing)
         for i, record in zip(kept, whole, strict=True):
             first[i] = record
         return cast(list[EventRecord], first)
 
-    def _judge(self, batch: Batch) -> list[EventRecord | None]:
+    def _scrub_kept(self, project_id: int, todo: list[tuple[Kept, str]]) -> list[EventRecord]:
+        return [self._processor.scrub_kept(kept, project_id=project_id, what=what) for kept, what in todo]
+
+    def _judge(self, batch: Batch) -> list[EventRecord | Kept]:
         return self._processor.count_items(
             batch.payloads, envelope=batch.envelope, project_id=batch.project_id, user_salt=batch.user_salt,
             fallback_event_id=batch.fallback_event_id, now=batch.now,

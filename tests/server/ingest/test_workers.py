@@ -18,7 +18,7 @@ import pytest
 from prodloop.server.clock import SystemClock
 from prodloop.server.context import AppContext
 from prodloop.server.errors import IngestError
-from prodloop.server.ingest.pipeline import EventProcessor
+from prodloop.server.ingest.pipeline import EventProcessor, Kept
 from prodloop.server.ingest.sampling import keep_policy
 from prodloop.server.ingest.workers import INLINE_BYTES, Batch, ScrubWorkers
 from prodloop.server.settings import Settings
@@ -132,13 +132,13 @@ class _Recording(EventProcessor):
         self.judged_on: list[int] = []
         self.scrubbed_on: list[int] = []
 
-    def count_items(self, *args: Any, **kwargs: Any) -> list[EventRecord | None]:
+    def count_items(self, *args: Any, **kwargs: Any) -> list[EventRecord | Kept]:
         self.judged_on.append(threading.get_ident())
         return super().count_items(*args, **kwargs)
 
-    def process_items(self, *args: Any, **kwargs: Any) -> list[EventRecord]:
+    def scrub_kept(self, *args: Any, **kwargs: Any) -> EventRecord:
         self.scrubbed_on.append(threading.get_ident())
-        return super().process_items(*args, **kwargs)
+        return super().scrub_kept(*args, **kwargs)
 
 
 def test_no_request_holds_the_event_loop_for_long(make_ctx: Callable[..., AppContext]) -> None:
